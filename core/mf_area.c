@@ -1,0 +1,135 @@
+/* The public area as an mf_area (see mf_area.h). */
+#include "mf_area.h"
+
+#include "mf_err.h"
+
+#include <string.h>
+
+void mf_lock_take(const struct mf_lock *lock)
+{
+    if (lock && lock->lock)
+        lock->lock(lock->context);
+}
+
+void mf_lock_give(const struct mf_lock *lock)
+{
+    if (lock && lock->unlock)
+        lock->unlock(lock->context);
+}
+
+static struct mf_area_fat *fat_of(struct mf_area *area)
+{
+    return area->context;
+}
+
+static void entry_from_stat(struct mf_area_entry *entry, const struct mf_fat_stat *st)
+{
+    memset(entry, 0, sizeof *entry);
+    size_t n = strlen(st->name);
+    if (n >= sizeof entry->name)
+        n = sizeof entry->name - 1;
+    memcpy(entry->name, st->name, n);
+    entry->is_dir = st->is_dir;
+    entry->size = st->size;
+}
+
+static int fat_stat(struct mf_area *area, const char *path, struct mf_area_entry *entry)
+{
+    struct mf_area_fat *a = fat_of(area);
+    struct mf_fat_stat st;
+    mf_lock_take(&a->lock);
+    int err = mf_fat_stat(a->fs, path, &st);
+    mf_lock_give(&a->lock);
+    if (!err)
+        entry_from_stat(entry, &st);
+    return err;
+}
+
+static int fat_list(struct mf_area *area, const char *path, mf_area_each_fn each, void *context)
+{
+    struct mf_area_fat *a = fat_of(area);
+    struct mf_fat_dir dir;
+    struct mf_fat_stat st;
+    struct mf_area_entry entry;
+    mf_lock_take(&a->lock);
+    int err = mf_fat_opendir(a->fs, &dir, path);
+    while (!err) {
+        int r = mf_fat_readdir(a->fs, &dir, &st);
+        if (r <= 0) {
+            err = r;
+            break;
+        }
+        entry_from_stat(&entry, &st);
+        /* The callback runs unlocked: it may call back into the area. */
+        mf_lock_give(&a->lock);
+        err = each(context, &entry);
+        mf_lock_take(&a->lock);
+    }
+    mf_lock_give(&a->lock);
+    return err;
+}
+
+static int fat_read(struct mf_area *area, const char *path, uint64_t offset, void *buffer,
+                    size_t length)
+{
+    struct mf_area_fat *a = fat_of(area);
+    struct mf_fat_file file;
+    if (offset > MF_FAT_FILE_SIZE_MAX || length > MF_FAT_FILE_SIZE_MAX - offset)
+        return MF_EIO;
+    mf_lock_take(&a->lock);
+    int err = mf_fat_open(a->fs, &file, path, MF_FAT_O_RDONLY);
+    if (!err) {
+        err = mf_fat_seek(a->fs, &file, (uint32_t)offset);
+        uint8_t *dst = buffer;
+        while (!err && length > 0) {
+            uint32_t chunk = length > (1u << 30) ? (1u << 30) : (uint32_t)length;
+            int n = mf_fat_read(a->fs, &file, dst, chunk);
+            if (n < 0)
+                err = n;
+            else if (n == 0)
+                err = MF_EIO; /* the file is shorter than asked */
+            else {
+                dst += n;
+                length -= (size_t)n;
+            }
+        }
+        mf_fat_close(a->fs, &file);
+    }
+    mf_lock_give(&a->lock);
+    return err;
+}
+
+static int fat_read_number(struct mf_area *area, const char *path, enum mf_numfile_syntax syntax,
+                           uint64_t max, uint64_t *value)
+{
+    struct mf_area_fat *a = fat_of(area);
+    mf_lock_take(&a->lock);
+    int err = mf_numfile_read(a->fs, path, syntax, max, value);
+    mf_lock_give(&a->lock);
+    return err;
+}
+
+static int fat_write_number(struct mf_area *area, const char *path, uint64_t value)
+{
+    struct mf_area_fat *a = fat_of(area);
+    mf_lock_take(&a->lock);
+    int err = mf_numfile_write(a->fs, path, value);
+    mf_lock_give(&a->lock);
+    return err;
+}
+
+void mf_area_fat_init(struct mf_area_fat *area, struct mf_fat *fs, const struct mf_lock *lock)
+{
+    memset(area, 0, sizeof *area);
+    area->fs = fs;
+    if (lock)
+        area->lock = *lock;
+    area->area = (struct mf_area){
+        .context = area,
+        .stat = fat_stat,
+        .list = fat_list,
+        .read = fat_read,
+        .read_number = fat_read_number,
+        .write_number = fat_write_number,
+    };
+}

@@ -1,0 +1,66 @@
+/* An area's files as the job engine reads them: the public area (a FAT volume) now, the secure
+ * area later, behind one interface, so that the same production setup runs unchanged from either.
+ * Paths are relative to the area's root. Calls may come from several slots' threads at once: each
+ * implementation serialises itself with the lock it is given. */
+#ifndef MF_AREA_H
+#define MF_AREA_H
+
+#include "mf_fat.h"
+#include "mf_numfile.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MF_AREA_NAME_MAX 256u /* bytes of one name, with the NUL */
+
+/* A lock handed in by the platform (a mutex on a host). NULL callbacks: no locking needed. */
+struct mf_lock {
+    void (*lock)(void *context);
+    void (*unlock)(void *context);
+    void *context;
+};
+
+void mf_lock_take(const struct mf_lock *lock);
+void mf_lock_give(const struct mf_lock *lock);
+
+struct mf_area_entry {
+    char name[MF_AREA_NAME_MAX];
+    bool is_dir;
+    uint64_t size;
+};
+
+/* Called for each entry of a listing; a non-zero return stops the listing and is returned. */
+typedef int (*mf_area_each_fn)(void *context, const struct mf_area_entry *entry);
+
+struct mf_area {
+    void *context;
+
+    /* Size and kind of `path`: MF_ENOENT when absent. */
+    int (*stat)(struct mf_area *area, const char *path, struct mf_area_entry *entry);
+
+    /* Lists the folder `path` (without "." and ".."), in storage order. */
+    int (*list)(struct mf_area *area, const char *path, mf_area_each_fn each, void *context);
+
+    /* Reads exactly `length` bytes at `offset` of the file `path`; MF_EIO when the file is
+     * shorter. */
+    int (*read)(struct mf_area *area, const char *path, uint64_t offset, void *buffer,
+                size_t length);
+
+    /* Decimal number files (Cntdown.txt, Serial.txt), as mf_numfile. write_number makes the new
+     * value durable before it returns. */
+    int (*read_number)(struct mf_area *area, const char *path, enum mf_numfile_syntax syntax,
+                       uint64_t max, uint64_t *value);
+    int (*write_number)(struct mf_area *area, const char *path, uint64_t value);
+};
+
+/* The public area: an area over a mounted FAT volume, serialised by `lock` (copied). */
+struct mf_area_fat {
+    struct mf_area area; /* hand &x.area to users */
+    struct mf_fat *fs;
+    struct mf_lock lock;
+};
+
+void mf_area_fat_init(struct mf_area_fat *area, struct mf_fat *fs, const struct mf_lock *lock);
+
+#endif

@@ -1,0 +1,1022 @@
+/* A programming cycle (see mf_cycle.h). */
+#include "mf_cycle.h"
+
+#include "mf_datafile.h"
+#include "mf_err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *mf_phase_name(enum mf_phase phase)
+{
+    static const char *const names[] = {"READY",       "INITIALIZING", "CONNECTING",
+                                        "UNLOCKING",   "ERASING",      "PROGRAMMING",
+                                        "VERIFYING",   "PROTECTING",   "STARTING"};
+    return (unsigned)phase < sizeof names / sizeof names[0] ? names[phase] : "UNKNOWN";
+}
+
+void mf_slot_init(struct mf_slot *slot, unsigned number, struct mf_target *target)
+{
+    slot->number = number;
+    slot->target = target;
+    slot->window_open = false;
+    slot->overlay_count = 0;
+}
+
+/* ---- the cycle's context ---- */
+
+enum pass_kind { PASS_PROGRAM, PASS_VERIFY };
+
+struct cycle {
+    const struct mf_cycle_env *env;
+    struct mf_slot *slot;
+    struct mf_target *target;
+    const struct mf_project *project;
+    const struct mf_cycle_request *request;
+    struct mf_cycle_result *result;
+    const struct mf_job *job;  /* current job */
+    int job_index;
+    enum mf_phase phase;
+    enum pass_kind pass;
+    bool verify_readback;
+    bool exclude_overlays;     /* verify-only: overlay bytes are not compared */
+    bool reserved;             /* holds one of env->reserved */
+    uint64_t done, total;      /* progress of the phase */
+};
+
+static void fail(struct cycle *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Records the first failure: the code and a message prefixed with the job, when in one. */
+static void fail(struct cycle *c, int err, const char *fmt, ...)
+{
+    struct mf_cycle_result *r = c->result;
+    if (r->error)
+        return;
+    r->error = err;
+    size_t n = 0;
+    if (c->job)
+        n = (size_t)snprintf(r->message, sizeof r->message, "job %s: ", c->job->name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message + n, sizeof r->message - n, fmt, ap);
+    va_end(ap);
+}
+
+/* The target's own text when it gave one, else the error's. */
+static const char *target_text(const struct cycle *c, int err)
+{
+    return c->target->error[0] ? c->target->error : mf_strerror(err);
+}
+
+static uint64_t now(const struct cycle *c)
+{
+    return c->env->now_ms ? c->env->now_ms(c->env->clock_context) : 0;
+}
+
+static void emit(struct cycle *c)
+{
+    if (!c->env->event)
+        return;
+    struct mf_cycle_event ev = {c->slot->number, c->phase, c->job ? c->job->name : NULL, c->done,
+                                c->total};
+    c->env->event(c->env->event_context, &ev);
+}
+
+static void phase(struct cycle *c, enum mf_phase p, uint64_t total)
+{
+    c->phase = p;
+    c->done = 0;
+    c->total = total;
+    emit(c);
+}
+
+static int cancelled(struct cycle *c)
+{
+    if (atomic_load(&c->target->cancel)) {
+        fail(c, MF_ECANCELED, "cancelled");
+        return MF_ECANCELED;
+    }
+    return 0;
+}
+
+/* ---- counts and serial numbers ---- */
+
+static int project_path(const struct mf_project *p, const char *name, char *out)
+{
+    int n = snprintf(out, MF_SETUP_PATH_MAX, "%s/%s", p->folder, name);
+    return (n < 0 || n >= (int)MF_SETUP_PATH_MAX) ? MF_ENAMETOOLONG : 0;
+}
+
+/* Reads the applicable counts: the project's and the root's. */
+static int read_counts(const struct mf_cycle_env *env, const struct mf_project *p,
+                       uint64_t counts[2], bool present[2], char *message)
+{
+    struct mf_area *area = env->area;
+    char path[MF_SETUP_PATH_MAX];
+    present[0] = p->has_cntdown;
+    present[1] = env->setup->has_root_cntdown;
+    for (int i = 0; i < 2; i++) {
+        if (!present[i])
+            continue;
+        int err = i == 0 ? project_path(p, MF_FILE_CNTDOWN, path) : 0;
+        if (i == 1)
+            strcpy(path, MF_FILE_CNTDOWN);
+        if (!err)
+            err = area->read_number(area, path, MF_NUMFILE_STRICT, UINT32_MAX, &counts[i]);
+        if (err) {
+            snprintf(message, MF_CYCLE_MESSAGE_MAX, "%s: %s", path,
+                     err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295"
+                                       : mf_strerror(err));
+            return err;
+        }
+    }
+    return 0;
+}
+
+int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining)
+{
+    const struct mf_project *p = mf_setup_project(env->setup);
+    char message[MF_CYCLE_MESSAGE_MAX];
+    uint64_t counts[2];
+    bool present[2];
+    *limited = false;
+    if (!p)
+        return MF_ENOENT;
+    int err = read_counts(env, p, counts, present, message);
+    if (err)
+        return err;
+    for (int i = 0; i < 2; i++) {
+        if (present[i] && (!*limited || counts[i] < *remaining)) {
+            *remaining = counts[i];
+            *limited = true;
+        }
+    }
+    return 0;
+}
+
+/* Encodes the serial number for one job. */
+static int encode_serial(struct cycle *c, const struct mf_job *job, uint64_t serial,
+                         const uint8_t *listed, uint8_t *out)
+{
+    unsigned len = job->serial_length;
+    if (listed) {
+        memcpy(out, listed, len);
+        return 0;
+    }
+    switch (job->serial_encoding) {
+    case MF_SERIAL_LE:
+    case MF_SERIAL_BE:
+        if (len < 8 && serial >> (8 * len)) {
+            fail(c, MF_ERANGE, "serial number %llu does not fit %u bytes",
+                 (unsigned long long)serial, len);
+            return MF_ERANGE;
+        }
+        for (unsigned i = 0; i < len; i++) {
+            uint8_t b = (uint8_t)(serial >> (8 * i));
+            out[job->serial_encoding == MF_SERIAL_LE ? i : len - 1 - i] = b;
+        }
+        return 0;
+    case MF_SERIAL_ASCII_DEC:
+    case MF_SERIAL_ASCII_HEX: {
+        unsigned radix = job->serial_encoding == MF_SERIAL_ASCII_DEC ? 10 : 16;
+        uint64_t v = serial;
+        for (unsigned i = len; i-- > 0;) {
+            out[i] = (uint8_t)"0123456789ABCDEF"[v % radix];
+            v /= radix;
+        }
+        if (v) {
+            fail(c, MF_ERANGE, "serial number %llu does not fit %u %s digits",
+                 (unsigned long long)serial, len, radix == 10 ? "decimal" : "hex");
+            return MF_ERANGE;
+        }
+        return 0;
+    }
+    }
+    return MF_EINVAL;
+}
+
+static bool in_flash(const struct mf_profile *profile, uint64_t start, uint64_t end)
+{
+    const struct mf_flash_region *r = mf_profile_region(profile, start);
+    return r && end - r->start <= r->size;
+}
+
+/* Builds the overlays of this device: each job's serial number, and the patch line. */
+static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *listed,
+                          const struct mf_patch_line *patches)
+{
+    struct mf_slot *slot = c->slot;
+    slot->overlay_count = 0;
+    for (unsigned j = 0; j < c->project->job_count; j++) {
+        const struct mf_job *job = &c->project->jobs[j];
+        if (!job->serial)
+            continue;
+        struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
+        memset(o, 0, sizeof *o);
+        o->address = job->serial_address;
+        o->length = job->serial_length;
+        o->job = (int)j;
+        int err = encode_serial(c, job, serial, listed, o->bytes);
+        if (err)
+            return err;
+    }
+    const struct mf_profile *profile = c->project->jobs[0].profile;
+    for (unsigned i = 0; patches && i < patches->count; i++) {
+        const struct mf_patch *p = &patches->patches[i];
+        if (!in_flash(profile, p->address, p->address + p->length)) {
+            fail(c, MF_ERANGE, "patch %u: 0x%llX+%u is outside the flash of %s", i + 1,
+                 (unsigned long long)p->address, p->length, profile->name);
+            return MF_ERANGE;
+        }
+        struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
+        memset(o, 0, sizeof *o);
+        o->address = p->address;
+        o->length = p->length;
+        memcpy(o->bytes, p->bytes, p->length);
+        o->job = -1;
+    }
+    /* Two per-device fields must not claim the same byte. */
+    for (unsigned i = 0; i < slot->overlay_count; i++) {
+        for (unsigned k = i + 1; k < slot->overlay_count; k++) {
+            const struct mf_overlay *a = &slot->overlays[i], *b = &slot->overlays[k];
+            if (a->address < b->address + b->length && b->address < a->address + a->length) {
+                fail(c, MF_ECONFLICT, "per-device data overlaps at 0x%llX (serial number and "
+                                      "patches, or two patches)",
+                     (unsigned long long)(a->address > b->address ? a->address : b->address));
+                return MF_ECONFLICT;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Does `job` lay overlay `o` down? */
+static bool overlay_in_job(const struct cycle *c, const struct mf_overlay *o, int job)
+{
+    if (o->job >= 0)
+        return o->job == job;
+    return c->project->jobs[job].patches;
+}
+
+/* Takes the count and the serial number of this device, durably, under the authorization lock.
+ * Everything that could refuse the device is checked before anything is written. */
+static int authorize(struct cycle *c)
+{
+    const struct mf_cycle_env *env = c->env;
+    const struct mf_project *p = c->project;
+    struct mf_area *area = env->area;
+    char path[MF_SETUP_PATH_MAX], message[MF_CYCLE_MESSAGE_MAX], line[MF_TEXT_LINE_MAX + 1];
+    uint64_t counts[2], serial = 0;
+    bool present[2];
+    uint8_t listed[MF_SERIAL_LENGTH_MAX];
+
+    mf_lock_take(env->authorize);
+    if (env->reserved && c->reserved) {
+        (*env->reserved)--; /* the reservation turns into the count itself, or into nothing */
+        c->reserved = false;
+    }
+    int err = read_counts(env, p, counts, present, message);
+    if (err) {
+        fail(c, err, "%s", message);
+        goto out;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (present[i] && counts[i] == 0) {
+            err = MF_EEXHAUSTED;
+            fail(c, err, "no programming cycles left (%s%s%s = 0)", i == 0 ? p->folder : "",
+                 i == 0 ? "/" : "", MF_FILE_CNTDOWN);
+            goto out;
+        }
+    }
+
+    /* The serial number, and the lines it selects. */
+    bool takes_serial = p->has_serial && (p->uses_serial || p->has_snlist || p->has_patches);
+    const uint8_t *list_bytes = NULL;
+    struct mf_patch_line patch_line, *patches = NULL;
+    if (takes_serial) {
+        err = project_path(p, MF_FILE_SERIAL, path);
+        if (!err)
+            err = area->read_number(area, path, MF_NUMFILE_LEADING, UINT64_MAX, &serial);
+        if (err) {
+            fail(c, err, "%s: %s", path,
+                 err == MF_EFORMAT ? "does not start with a decimal number" : mf_strerror(err));
+            goto out;
+        }
+        if (serial > UINT64_MAX - p->serial_increment) {
+            err = MF_ERANGE;
+            fail(c, err, "%s: serial number %llu cannot advance", path, (unsigned long long)serial);
+            goto out;
+        }
+        if (p->has_snlist && p->uses_serial) {
+            char perr[MF_PATCH_ERROR_MAX];
+            unsigned len = MF_SERIAL_LENGTH_MAX;
+            err = project_path(p, MF_FILE_SNLIST, path);
+            if (!err)
+                err = mf_text_line(area, path, serial, line);
+            if (!err)
+                err = mf_snlist_parse(line, listed, len, perr);
+            if (err) {
+                fail(c, err, "%s line %llu: %s", path, (unsigned long long)serial,
+                     err == MF_ENOENT ? "no such line (the list is used up)"
+                     : err == MF_EFORMAT ? perr
+                                         : mf_strerror(err));
+                goto out;
+            }
+            list_bytes = listed;
+        }
+    }
+    char perr[MF_PATCH_ERROR_MAX];
+    if (c->request->patch_line) {
+        err = mf_patch_parse(c->request->patch_line, &patch_line, perr);
+        if (err) {
+            fail(c, err, "#AUTO PATCH: %s", perr);
+            goto out;
+        }
+        patches = &patch_line;
+    } else if (p->has_patches && !c->request->no_patch) {
+        err = project_path(p, MF_FILE_PATCHES, path);
+        if (!err)
+            err = mf_text_line(area, path, serial, line);
+        if (!err)
+            err = mf_patch_parse(line, &patch_line, perr);
+        if (err) {
+            fail(c, err, "%s line %llu: %s", path, (unsigned long long)serial,
+                 err == MF_ENOENT ? "no such line (the patches are used up)"
+                 : err == MF_EFORMAT ? perr
+                                     : mf_strerror(err));
+            goto out;
+        }
+        patches = &patch_line;
+    }
+    err = build_overlays(c, serial, list_bytes, patches);
+    if (err)
+        goto out;
+
+    /* Serial number first, then the counts: a cut in between leaves a gap in the serial
+     * numbers, never a count without a serial number (which would repeat it). */
+    if (takes_serial) {
+        err = project_path(p, MF_FILE_SERIAL, path);
+        if (!err)
+            err = area->write_number(area, path, serial + p->serial_increment);
+        if (err) {
+            fail(c, err, "%s: cannot advance: %s", path, mf_strerror(err));
+            goto out;
+        }
+        c->result->has_serial = true;
+        c->result->serial = serial;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!present[i])
+            continue;
+        err = i == 0 ? project_path(p, MF_FILE_CNTDOWN, path) : 0;
+        if (i == 1)
+            strcpy(path, MF_FILE_CNTDOWN);
+        if (!err)
+            err = area->write_number(area, path, counts[i] - 1);
+        if (err) {
+            /* Whether it was written is unknown: count the device as authorized no more. */
+            fail(c, err, "%s: cannot count down: %s", path, mf_strerror(err));
+            goto out;
+        }
+        c->result->consumed = true;
+        counts[i]--;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (present[i] && (!c->result->has_remaining || counts[i] < c->result->remaining)) {
+            c->result->remaining = counts[i];
+            c->result->has_remaining = true;
+        }
+    }
+out:
+    mf_lock_give(env->authorize);
+    return err;
+}
+
+/* ---- the window: data collected per 64 KiB, programmed or verified in write units ---- */
+
+static void bits_set(uint8_t *bits, uint32_t from, uint32_t count)
+{
+    for (; count && (from & 7); from++, count--)
+        bits[from >> 3] = (uint8_t)(bits[from >> 3] | (1u << (from & 7)));
+    if (count >= 8) {
+        memset(bits + (from >> 3), 0xFF, count >> 3);
+        from += count & ~7u;
+        count &= 7;
+    }
+    for (; count; from++, count--)
+        bits[from >> 3] = (uint8_t)(bits[from >> 3] | (1u << (from & 7)));
+}
+
+static bool bit(const uint8_t *bits, uint32_t i)
+{
+    return (bits[i >> 3] >> (i & 7)) & 1;
+}
+
+static void bit_clear(uint8_t *bits, uint32_t i)
+{
+    bits[i >> 3] = (uint8_t)(bits[i >> 3] & ~(1u << (i & 7)));
+}
+
+/* Is any byte of [from, from + count) touched? */
+static bool any_touched(const uint8_t *bits, uint32_t from, uint32_t count)
+{
+    for (uint32_t i = from; i < from + count; i++) {
+        if (bit(bits, i))
+            return true;
+    }
+    return false;
+}
+
+static void window_open(struct cycle *c, uint64_t start)
+{
+    struct mf_slot *s = c->slot;
+    const struct mf_flash_region *r = mf_profile_region(c->job->profile, start);
+    memset(s->window, r ? r->erased_value : 0xFF, sizeof s->window);
+    memset(s->touched, 0, sizeof s->touched);
+    s->window_start = start;
+    s->window_open = true;
+    s->window_placed = 0;
+}
+
+/* Lays the overlays that belong to this job onto the open window: bytes whose write unit the data
+ * touches (or every byte, in the final pass for overlays alone). */
+static void window_overlays(struct cycle *c, bool alone)
+{
+    struct mf_slot *s = c->slot;
+    for (unsigned i = 0; i < s->overlay_count; i++) {
+        struct mf_overlay *o = &s->overlays[i];
+        if (!overlay_in_job(c, o, c->job_index))
+            continue;
+        for (uint32_t k = 0; k < o->length; k++) {
+            uint64_t a = o->address + k;
+            if (a < s->window_start || a - s->window_start >= MF_WINDOW_SIZE)
+                continue;
+            if ((o->pass >> k) & 1)
+                continue;
+            uint32_t off = (uint32_t)(a - s->window_start);
+            const struct mf_flash_region *r = mf_profile_region(c->job->profile, a);
+            uint32_t unit = r ? r->write_size : 1, u0 = off / unit * unit;
+            if (!alone && !any_touched(s->touched, u0, unit))
+                continue;
+            o->pass |= 1ull << k;
+            if (c->exclude_overlays) {
+                bit_clear(s->touched, off); /* not compared */
+                continue;
+            }
+            s->window[off] = o->bytes[k];
+            bits_set(s->touched, off, 1);
+            s->window_placed++;
+        }
+    }
+}
+
+/* Compares device memory with the window bytes [off, off + len); MF_EVERIFY names the first
+ * differing address. */
+static int verify_readback(struct cycle *c, uint32_t off, uint32_t len)
+{
+    struct mf_slot *s = c->slot;
+    struct mf_target *t = c->target;
+    uint8_t buf[1024];
+    for (uint32_t done = 0; done < len;) {
+        uint32_t n = len - done < sizeof buf ? len - done : (uint32_t)sizeof buf;
+        uint64_t addr = s->window_start + off + done;
+        t->error[0] = '\0';
+        int err = t->ops->read(t, addr, buf, n);
+        if (err) {
+            fail(c, err, "verify: read at 0x%llX: %s", (unsigned long long)addr, target_text(c, err));
+            return err;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            /* Bytes inside a write unit that nothing touched hold whatever the device has. */
+            if (!bit(s->touched, off + done + i))
+                continue;
+            if (buf[i] != s->window[off + done + i]) {
+                fail(c, MF_EVERIFY, "verify failed at 0x%llX (expected 0x%02X, read 0x%02X)",
+                     (unsigned long long)(addr + i), s->window[off + done + i], buf[i]);
+                return MF_EVERIFY;
+            }
+        }
+        done += n;
+    }
+    return 0;
+}
+
+/* Programs or verifies one run of write units [off, off + len) of the window. */
+static int window_run(struct cycle *c, uint32_t off, uint32_t len)
+{
+    struct mf_slot *s = c->slot;
+    struct mf_target *t = c->target;
+    uint64_t addr = s->window_start + off;
+    t->error[0] = '\0';
+    if (c->pass == PASS_PROGRAM) {
+        int err = t->ops->program(t, addr, s->window + off, len);
+        if (err)
+            fail(c, err, "program at 0x%llX: %s", (unsigned long long)addr, target_text(c, err));
+        return err;
+    }
+    /* Verify: only runs whose every byte is known can be compared by CRC. */
+    bool all = true;
+    for (uint32_t i = off; i < off + len && all; i++)
+        all = bit(s->touched, i);
+    if (!c->verify_readback && t->ops->crc && all) {
+        uint32_t crc;
+        int err = t->ops->crc(t, addr, len, &crc);
+        if (err == MF_EACCES || err == MF_ENOTSUP)
+            return verify_readback(c, off, len);
+        if (err) {
+            fail(c, err, "verify: CRC at 0x%llX: %s", (unsigned long long)addr, target_text(c, err));
+            return err;
+        }
+        if (crc == mf_target_crc(MF_TARGET_CRC_INIT, s->window + off, len))
+            return 0;
+        /* Find the first difference when the device lets us read it. */
+        int rerr = verify_readback(c, off, len);
+        if (rerr)
+            return rerr;
+        fail(c, MF_EVERIFY, "verify failed at 0x%llX+%u (CRC mismatch)", (unsigned long long)addr,
+             len);
+        return MF_EVERIFY;
+    }
+    return verify_readback(c, off, len);
+}
+
+/* Programs or verifies what the window collected, write unit by write unit, and closes it. */
+static int window_flush(struct cycle *c, bool alone)
+{
+    struct mf_slot *s = c->slot;
+    if (!s->window_open)
+        return 0;
+    window_overlays(c, alone);
+    s->window_open = false;
+    int err = cancelled(c);
+    if (err)
+        return err;
+    uint32_t off = 0;
+    while (off < MF_WINDOW_SIZE) {
+        uint64_t addr = s->window_start + off;
+        const struct mf_flash_region *r = mf_profile_region(c->job->profile, addr);
+        if (!r) {
+            if (bit(s->touched, off)) {
+                fail(c, MF_ERANGE, "data at 0x%llX is outside the flash", (unsigned long long)addr);
+                return MF_ERANGE;
+            }
+            off++;
+            continue;
+        }
+        uint32_t unit = r->write_size;
+        uint64_t region_end = r->start + r->size;
+        /* Extend a run over consecutive touched units inside this region. */
+        uint32_t start = off / unit * unit, end = start;
+        while (end < MF_WINDOW_SIZE && s->window_start + end < region_end &&
+               any_touched(s->touched, end, unit))
+            end += unit;
+        if (end == start) {
+            off = start + unit;
+            continue;
+        }
+        err = window_run(c, start, end - start);
+        if (err)
+            return err;
+        off = end;
+    }
+    c->done += s->window_placed;
+    emit(c);
+    return 0;
+}
+
+/* The sink every data record of a pass goes through. */
+static int pass_data(void *context, uint64_t address, const uint8_t *bytes, size_t length,
+                     uint64_t where)
+{
+    (void)where;
+    struct cycle *c = context;
+    struct mf_slot *s = c->slot;
+    while (length > 0) {
+        uint64_t start = address & ~(uint64_t)(MF_WINDOW_SIZE - 1);
+        if (!s->window_open || s->window_start != start) {
+            int err = window_flush(c, false);
+            if (err)
+                return err;
+            window_open(c, start);
+        }
+        uint32_t off = (uint32_t)(address - start);
+        uint32_t n = MF_WINDOW_SIZE - off < length ? MF_WINDOW_SIZE - off : (uint32_t)length;
+        memcpy(s->window + off, bytes, n);
+        bits_set(s->touched, off, n);
+        s->window_placed += n;
+        address += n;
+        bytes += n;
+        length -= n;
+    }
+    return 0;
+}
+
+/* One pass over the job's data and overlays: program it or verify it. */
+static int run_pass(struct cycle *c, enum pass_kind kind)
+{
+    struct mf_slot *s = c->slot;
+    const struct mf_job *job = c->job;
+    c->pass = kind;
+    s->window_open = false;
+    uint64_t overlay_bytes = 0;
+    for (unsigned i = 0; i < s->overlay_count; i++) {
+        s->overlays[i].pass = s->overlays[i].done;
+        if (overlay_in_job(c, &s->overlays[i], c->job_index))
+            overlay_bytes += s->overlays[i].length;
+    }
+    phase(c, kind == PASS_PROGRAM ? MF_PHASE_PROGRAMMING : MF_PHASE_VERIFYING,
+          job->data_bytes + (c->exclude_overlays ? 0 : overlay_bytes));
+    struct mf_image_sink sink = {pass_data, NULL, c};
+    for (unsigned i = 0; i < job->file_count; i++) {
+        const struct mf_datafile *f = &job->files[i];
+        int err;
+        if (f->held) {
+            size_t n;
+            const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
+            err = 0;
+            for (size_t k = 0; k < n && !err; k++)
+                err = pass_data(c, seg[k].address, seg[k].data, (size_t)seg[k].size, 0);
+        } else {
+            struct mf_area_entry e;
+            err = c->env->area->stat(c->env->area, f->path, &e);
+            if (!err && e.size != f->size) {
+                fail(c, MF_ECONFLICT, "%s changed since the setup was loaded", f->path);
+                return MF_ECONFLICT;
+            }
+            struct mf_image_error ierr;
+            if (!err)
+                err = mf_datafile_stream(c->env->area, f->path, f->format, f->base, f->size, &sink,
+                                         s->io, sizeof s->io, &ierr);
+            if (err && !c->result->error)
+                fail(c, err, "%s: %s", f->path, ierr.text[0] ? ierr.text : mf_strerror(err));
+        }
+        if (!err)
+            err = window_flush(c, false); /* files never share a write unit (mf_setup checks) */
+        if (err)
+            return err;
+    }
+    /* Overlays no data covered: their own windows. */
+    if (!c->exclude_overlays) {
+        for (unsigned i = 0; i < s->overlay_count; i++) {
+            struct mf_overlay *o = &s->overlays[i];
+            if (!overlay_in_job(c, o, c->job_index))
+                continue;
+            for (uint32_t k = 0; k < o->length; k++) {
+                if ((o->pass >> k) & 1)
+                    continue;
+                uint64_t start = (o->address + k) & ~(uint64_t)(MF_WINDOW_SIZE - 1);
+                int err = 0;
+                if (!s->window_open || s->window_start != start) {
+                    err = window_flush(c, true);
+                    window_open(c, start);
+                }
+                if (err)
+                    return err;
+                window_overlays(c, true);
+            }
+        }
+        int err = window_flush(c, true);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+/* ---- erasing ---- */
+
+struct sector {
+    uint64_t start;
+    uint32_t size;
+};
+
+static int sector_compare(const void *a, const void *b)
+{
+    const struct sector *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Erases a sorted list of sectors, merging neighbours into one request. */
+static int erase_list(struct cycle *c, struct sector *list, size_t n)
+{
+    struct mf_target *t = c->target;
+    for (size_t i = 0; i < n;) {
+        uint64_t start = list[i].start, end = start + list[i].size;
+        size_t k = i + 1;
+        while (k < n && list[k].start <= end) {
+            if (list[k].start + list[k].size > end)
+                end = list[k].start + list[k].size;
+            k++;
+        }
+        /* Stay inside one region. */
+        const struct mf_flash_region *r = mf_profile_region(c->job->profile, start);
+        if (r && end > r->start + r->size)
+            end = r->start + r->size;
+        int err = cancelled(c);
+        if (err)
+            return err;
+        t->error[0] = '\0';
+        err = t->ops->erase(t, start, end - start);
+        if (err) {
+            fail(c, err, "erase 0x%llX-0x%llX: %s", (unsigned long long)start,
+                 (unsigned long long)(end - 1), target_text(c, err));
+            return err;
+        }
+        c->done += end - start;
+        emit(c);
+        while (i < n && list[i].start < end)
+            i++;
+    }
+    return 0;
+}
+
+/* Adds the sectors covering [start, end) to the list (flushing it when full). */
+static int erase_add(struct cycle *c, struct sector *list, size_t *n, uint64_t start, uint64_t end)
+{
+    uint64_t a = start;
+    while (a < end) {
+        const struct mf_flash_region *r = mf_profile_region(c->job->profile, a);
+        if (!r) {
+            fail(c, MF_ERANGE, "0x%llX is outside the flash", (unsigned long long)a);
+            return MF_ERANGE;
+        }
+        uint64_t s;
+        uint32_t size;
+        mf_region_sector(r, a, &s, &size);
+        if (!*n || list[*n - 1].start != s) {
+            if (*n == MF_ERASE_LIST_MAX) {
+                qsort(list, *n, sizeof *list, sector_compare);
+                int err = erase_list(c, list, *n);
+                if (err)
+                    return err;
+                *n = 0;
+            }
+            list[(*n)++] = (struct sector){s, size};
+        }
+        a = s + size;
+    }
+    return 0;
+}
+
+static int erase_job(struct cycle *c)
+{
+    const struct mf_job *job = c->job;
+    struct mf_target *t = c->target;
+    if (job->erase == MF_ERASE_NONE)
+        return 0;
+    uint64_t started = now(c);
+    int err;
+    if (job->erase == MF_ERASE_CHIP) {
+        uint64_t total = 0;
+        for (unsigned i = 0; i < job->profile->flash_count; i++)
+            total += job->profile->flash[i].size;
+        phase(c, MF_PHASE_ERASING, total);
+        t->error[0] = '\0';
+        err = t->ops->erase_chip(t);
+        if (err)
+            fail(c, err, "chip erase: %s", target_text(c, err));
+        else {
+            c->done = total;
+            emit(c);
+        }
+    } else {
+        /* The window's memory serves as the sector list: nothing else uses it now. */
+        struct sector *list = (struct sector *)(void *)c->slot->window;
+        size_t n = 0;
+        uint64_t total = 0;
+        for (size_t i = 0; i < job->range_count; i++)
+            total += job->ranges[i].end - job->ranges[i].start;
+        phase(c, MF_PHASE_ERASING, total);
+        err = 0;
+        for (size_t i = 0; i < job->range_count && !err; i++)
+            err = erase_add(c, list, &n, job->ranges[i].start, job->ranges[i].end);
+        for (unsigned i = 0; i < c->slot->overlay_count && !err && !c->exclude_overlays; i++) {
+            const struct mf_overlay *o = &c->slot->overlays[i];
+            uint64_t all = o->length == 64 ? ~0ull : (1ull << o->length) - 1;
+            if (overlay_in_job(c, o, c->job_index) && o->done != all)
+                err = erase_add(c, list, &n, o->address, o->address + o->length);
+        }
+        if (!err) {
+            qsort(list, n, sizeof *list, sector_compare);
+            err = erase_list(c, list, n);
+        }
+    }
+    c->result->erase_ms += (uint32_t)(now(c) - started);
+    return err;
+}
+
+/* ---- the cycle ---- */
+
+static bool modifies(enum mf_cycle_action action)
+{
+    return action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM || action == MF_ACTION_ERASE;
+}
+
+static bool consumes(enum mf_cycle_action action)
+{
+    return action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM;
+}
+
+static int run_job(struct cycle *c)
+{
+    const struct mf_job *job = c->job;
+    struct mf_target *t = c->target;
+    enum mf_cycle_action action = c->request->action;
+    int err = 0;
+    if (action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM || action == MF_ACTION_ERASE)
+        err = erase_job(c);
+    if (!err && (action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM)) {
+        uint64_t started = now(c);
+        err = run_pass(c, PASS_PROGRAM);
+        c->result->program_ms += (uint32_t)(now(c) - started);
+    }
+    bool verify = action == MF_ACTION_VERIFY || (action == MF_ACTION_AUTO && job->verify != MF_VERIFY_NONE);
+    if (!err && verify) {
+        uint64_t started = now(c);
+        c->verify_readback = job->verify == MF_VERIFY_READBACK;
+        err = run_pass(c, PASS_VERIFY);
+        c->result->verify_ms += (uint32_t)(now(c) - started);
+    }
+    if (!err) {
+        /* The overlays this job laid down are done for the jobs after it. */
+        for (unsigned i = 0; i < c->slot->overlay_count; i++)
+            c->slot->overlays[i].done = c->slot->overlays[i].pass;
+    }
+    if (!err && action == MF_ACTION_AUTO && job->protect) {
+        phase(c, MF_PHASE_PROTECTING, 0);
+        t->error[0] = '\0';
+        err = t->ops->protect(t, job->protect);
+        if (err)
+            fail(c, err, "readout protection: %s", target_text(c, err));
+    }
+    if (!err && action == MF_ACTION_AUTO && job->start) {
+        phase(c, MF_PHASE_STARTING, 0);
+        t->error[0] = '\0';
+        err = t->ops->start(t, job->start);
+        if (err)
+            fail(c, err, "start: %s", target_text(c, err));
+    }
+    return err;
+}
+
+static void uid_hex(const struct mf_cycle_result *r, char *out)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    for (uint32_t i = 0; i < r->uid_length; i++) {
+        out[2 * i] = digits[r->uid[i] >> 4];
+        out[2 * i + 1] = digits[r->uid[i] & 15];
+    }
+    out[2 * r->uid_length] = '\0';
+    if (!r->uid_length)
+        strcpy(out, "-");
+}
+
+static const char *action_name(enum mf_cycle_action a)
+{
+    static const char *const names[] = {"AUTO", "ERASE", "PROGRAM", "VERIFY", "START"};
+    return names[a];
+}
+
+static void log_result(struct cycle *c)
+{
+    struct mf_flashlog *log = c->env->log;
+    const struct mf_cycle_result *r = c->result;
+    if (!log)
+        return;
+    char uid[2 * MF_PROFILE_UID_MAX + 1], serial[24] = "-";
+    uid_hex(r, uid);
+    if (r->has_serial)
+        snprintf(serial, sizeof serial, "%llu", (unsigned long long)r->serial);
+    const char *project = c->project ? c->project->name : "-";
+    char left[32] = "";
+    if (r->has_remaining)
+        snprintf(left, sizeof left, ", %llu left", (unsigned long long)r->remaining);
+    if (!r->error)
+        mf_flashlog_write(log,
+                          "slot %u %s project \"%s\" uid %s serial %s OK (Total %u.%03us, Erase "
+                          "%u.%03us, Prog %u.%03us, Verify %u.%03us)%s",
+                          c->slot->number, action_name(c->request->action), project, uid, serial,
+                          r->total_ms / 1000, r->total_ms % 1000, r->erase_ms / 1000,
+                          r->erase_ms % 1000, r->program_ms / 1000, r->program_ms % 1000,
+                          r->verify_ms / 1000, r->verify_ms % 1000, left);
+    else
+        mf_flashlog_write(log, "slot %u %s project \"%s\" uid %s serial %s ERROR %s%s",
+                          c->slot->number, action_name(c->request->action), project, uid, serial,
+                          r->message, r->consumed ? " (count consumed)" : "");
+}
+
+int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
+                 const struct mf_cycle_request *request, struct mf_cycle_result *result)
+{
+    struct cycle cycle = {.env = env, .slot = slot, .target = slot->target, .request = request,
+                          .result = result, .job_index = -1};
+    struct cycle *c = &cycle;
+    struct mf_target *t = slot->target;
+    memset(result, 0, sizeof *result);
+    atomic_store(&t->cancel, 0); /* a cancel meant for an earlier cycle does not stop this one */
+    uint64_t started = now(c);
+    slot->overlay_count = 0;
+    c->project = mf_setup_project(env->setup);
+    c->exclude_overlays = request->action == MF_ACTION_VERIFY;
+    int err = 0;
+    bool connected = false;
+    phase(c, MF_PHASE_INITIALIZING, 0);
+    if (!c->project) {
+        fail(c, MF_ENOENT, "no project is selected");
+        goto done;
+    }
+    if (c->project->error) {
+        fail(c, c->project->error, "%s", c->project->message);
+        goto done;
+    }
+    /* No device is touched unless a count is left for it: a reservation under the lock keeps
+     * slots started together from connecting to more devices than there are counts. */
+    if (consumes(request->action)) {
+        bool limited;
+        uint64_t remaining;
+        mf_lock_take(env->authorize);
+        err = mf_cycle_remaining(env, &limited, &remaining);
+        unsigned reserved = env->reserved ? *env->reserved : 0;
+        if (!err && !(limited && remaining <= reserved) && env->reserved) {
+            (*env->reserved)++;
+            c->reserved = true;
+        }
+        mf_lock_give(env->authorize);
+        if (err) {
+            fail(c, err, "cannot read %s: %s", MF_FILE_CNTDOWN, mf_strerror(err));
+            goto done;
+        }
+        if (limited && remaining <= reserved) {
+            fail(c, MF_EEXHAUSTED, "no programming cycles left (%s = %llu%s)", MF_FILE_CNTDOWN,
+                 (unsigned long long)remaining, reserved ? ", the rest taken by other slots" : "");
+            goto done;
+        }
+    }
+
+    const struct mf_profile *profile = c->project->jobs[0].profile;
+    t->profile = profile;
+    t->error[0] = '\0';
+    phase(c, MF_PHASE_CONNECTING, 0);
+    err = t->ops->connect(t);
+    if (err) {
+        fail(c, err, "connect: %s", target_text(c, err));
+        goto done;
+    }
+    connected = true;
+    if (profile->uid_length) {
+        t->error[0] = '\0';
+        err = t->ops->read_uid(t, result->uid, profile->uid_length);
+        if (err) {
+            fail(c, err, "read UID: %s", target_text(c, err));
+            goto done;
+        }
+        result->uid_length = profile->uid_length;
+    }
+    if (consumes(request->action)) {
+        err = authorize(c);
+        if (err)
+            goto done;
+    }
+    if (modifies(request->action)) {
+        phase(c, MF_PHASE_UNLOCKING, 0);
+        t->error[0] = '\0';
+        err = t->ops->unlock(t);
+        if (err) {
+            fail(c, err, "unlock: %s", target_text(c, err));
+            goto done;
+        }
+    }
+    if (request->action == MF_ACTION_START) {
+        const struct mf_job *last = &c->project->jobs[c->project->job_count - 1];
+        phase(c, MF_PHASE_STARTING, 0);
+        t->error[0] = '\0';
+        err = t->ops->start(t, last->start ? last->start : MF_START_RESET);
+        if (err)
+            fail(c, err, "start: %s", target_text(c, err));
+        goto done;
+    }
+    for (unsigned j = 0; j < c->project->job_count && !err; j++) {
+        c->job = &c->project->jobs[j];
+        c->job_index = (int)j;
+        err = run_job(c);
+    }
+done:
+    if (c->reserved) {
+        mf_lock_take(env->authorize);
+        (*env->reserved)--;
+        mf_lock_give(env->authorize);
+        c->reserved = false;
+    }
+    if (connected) {
+        t->error[0] = '\0';
+        int derr = t->ops->disconnect(t);
+        if (derr && !result->error)
+            fail(c, derr, "disconnect: %s", target_text(c, derr));
+    }
+    c->job = NULL;
+    result->total_ms = (uint32_t)(now(c) - started);
+    log_result(c);
+    phase(c, MF_PHASE_READY, 0);
+    return result->error;
+}

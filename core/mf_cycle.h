@@ -1,0 +1,127 @@
+/* A programming cycle on one slot: connect, authorize (take the count and the serial number,
+ * durably, before the target is first modified), then for every job of the selected project in
+ * order: erase, program, verify, protect, start; then disconnect and log. Data is streamed from the
+ * area through a window buffer in the slot; per-device bytes (serial number, patches) are laid
+ * over the data in flight. Slots run in parallel threads; what they share (the counts and serial
+ * numbers) is taken under env->authorize. No allocation: the slot struct holds the working memory. */
+#ifndef MF_CYCLE_H
+#define MF_CYCLE_H
+
+#include "mf_area.h"
+#include "mf_flashlog.h"
+#include "mf_patch.h"
+#include "mf_setup.h"
+#include "mf_target.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MF_WINDOW_SIZE        (64u << 10) /* bytes collected before they are programmed */
+#define MF_SLOT_IO_SIZE       (16u << 10) /* bytes read from a data file at a time */
+#define MF_OVERLAYS_MAX       (MF_PATCHES_MAX + MF_PROJECT_JOBS_MAX)
+#define MF_CYCLE_MESSAGE_MAX  256u
+#define MF_ERASE_LIST_MAX     (MF_WINDOW_SIZE / 16u)
+
+/* What the slot is doing; the protocol shows these as #STATUS:<name>. */
+enum mf_phase {
+    MF_PHASE_READY,
+    MF_PHASE_INITIALIZING,
+    MF_PHASE_CONNECTING,
+    MF_PHASE_UNLOCKING,
+    MF_PHASE_ERASING,
+    MF_PHASE_PROGRAMMING,
+    MF_PHASE_VERIFYING,
+    MF_PHASE_PROTECTING,
+    MF_PHASE_STARTING,
+};
+
+/* "READY", "INITIALIZING", "CONNECTING", ... */
+const char *mf_phase_name(enum mf_phase phase);
+
+struct mf_cycle_event {
+    unsigned slot;
+    enum mf_phase phase;
+    const char *job; /* name of the current job, or NULL */
+    uint64_t done, total; /* progress of the phase in bytes (0/0 when not measured) */
+};
+
+enum mf_cycle_action {
+    MF_ACTION_AUTO,    /* the start button: everything, one count */
+    MF_ACTION_ERASE,   /* erase only (no count: no device is made) */
+    MF_ACTION_PROGRAM, /* erase and program, no verify (one count) */
+    MF_ACTION_VERIFY,  /* verify only (no count; serial number bytes are not compared) */
+    MF_ACTION_START,   /* start the application only */
+};
+
+struct mf_cycle_request {
+    enum mf_cycle_action action;
+    bool no_patch;          /* #AUTO NOPATCH: do not apply Patches.txt */
+    const char *patch_line; /* #AUTO PATCH: this line instead of Patches.txt (NULL: none) */
+};
+
+struct mf_cycle_result {
+    int error;                           /* 0 or the MF_E* code of the failure */
+    char message[MF_CYCLE_MESSAGE_MAX];  /* what failed, for the log and the protocol */
+    bool consumed;                       /* a count was taken (the target was to be modified) */
+    bool has_serial;
+    uint64_t serial;                     /* the Serial.txt number this device took */
+    uint8_t uid[MF_PROFILE_UID_MAX];
+    uint32_t uid_length;                 /* 0 when the UID was not read */
+    bool has_remaining;
+    uint64_t remaining;                  /* cycles left afterwards (the smallest applicable count) */
+    uint32_t total_ms, erase_ms, program_ms, verify_ms;
+};
+
+/* What every slot shares. */
+struct mf_cycle_env {
+    const struct mf_setup *setup;
+    struct mf_area *area;             /* the area the setup lives in */
+    const struct mf_lock *authorize;  /* serialises taking counts and serial numbers */
+    unsigned *reserved;               /* counts promised to slots that are connecting (shared,
+                                         under `authorize`); NULL for a single slot */
+    struct mf_flashlog *log;          /* FLASHER.LOG, or NULL */
+    uint64_t (*now_ms)(void *context); /* monotonic milliseconds */
+    void *clock_context;
+    void (*event)(void *context, const struct mf_cycle_event *event); /* may be NULL */
+    void *event_context;
+};
+
+/* Per-device bytes laid over the job data. */
+struct mf_overlay {
+    uint64_t address;
+    uint32_t length;           /* at most 64 */
+    uint8_t bytes[MF_PATCH_BYTES_MAX];
+    uint64_t done;             /* bit per byte: programmed by an earlier job of this cycle */
+    uint64_t pass;             /* bit per byte: placed in the current pass */
+    int job;                   /* the job it belongs to, or -1 for a patch (any job with patches) */
+};
+
+/* One slot's state and working memory (about 100 KiB); the caller owns it. */
+struct mf_slot {
+    unsigned number; /* 1-based */
+    struct mf_target *target;
+    /* Working memory of a cycle. */
+    uint64_t window_start;
+    bool window_open;
+    uint32_t window_placed;
+    uint8_t window[MF_WINDOW_SIZE];
+    uint8_t touched[MF_WINDOW_SIZE / 8];
+    uint8_t io[MF_SLOT_IO_SIZE];
+    struct mf_overlay overlays[MF_OVERLAYS_MAX];
+    unsigned overlay_count;
+};
+
+/* Prepares a slot for `target`. */
+void mf_slot_init(struct mf_slot *slot, unsigned number, struct mf_target *target);
+
+/* Runs one cycle of the selected project. Returns result->error. Never leaves the target
+ * connected. The count is consumed (result->consumed) before the first change to the target and
+ * stays consumed whatever happens next. */
+int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
+                 const struct mf_cycle_request *request, struct mf_cycle_result *result);
+
+/* Cycles left for the selected project: the smallest of its Cntdown.txt and the root one.
+ * `*limited` is false when neither exists. */
+int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining);
+
+#endif

@@ -1,0 +1,36 @@
+/* FLASHER.LOG: the production log in the public area, one line per event, readable by any tool
+ * while the programmer runs (every line is synced). Its size is bounded: when a line would take it
+ * past the limit, FLASHER.LOG becomes FLASHER.OLD (replacing the previous one) and a new
+ * FLASHER.LOG starts. The log is written to the public area also when the programmer runs from
+ * the secure area (the spec: "Only the FLASHER.LOG is viewable and updated in the public area"). */
+#ifndef MF_FLASHLOG_H
+#define MF_FLASHLOG_H
+
+#include "mf_area.h"
+#include "mf_fat.h"
+
+#include <stdint.h>
+
+#define MF_FLASHLOG_NAME     "FLASHER.LOG"
+#define MF_FLASHLOG_OLD_NAME "FLASHER.OLD"
+#define MF_FLASHLOG_LINE_MAX 512u /* bytes of one line, with its CR LF */
+
+struct mf_flashlog {
+    struct mf_fat *fs;       /* the public area */
+    struct mf_lock lock;     /* the public area's lock (shared with its mf_area) */
+    uint32_t max_bytes;      /* rotation limit of FLASHER.LOG */
+    int64_t (*clock)(void *context); /* local time, seconds since 1970 */
+    void *clock_context;
+    int last_error;          /* of the last failed append, 0 when the log works */
+};
+
+/* Sets up the log on a mounted public area; nothing is written yet. */
+void mf_flashlog_init(struct mf_flashlog *log, struct mf_fat *fs, const struct mf_lock *lock,
+                      uint32_t max_bytes, int64_t (*clock)(void *context), void *clock_context);
+
+/* Appends "YYYY-MM-DD hh:mm:ss <text>" and CR LF, rotating first when needed, and syncs.
+ * Text longer than a line is cut; control characters become spaces. */
+int mf_flashlog_write(struct mf_flashlog *log, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

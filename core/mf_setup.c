@@ -1,0 +1,915 @@
+/* Loading and checking a production setup (see mf_setup.h). */
+#include "mf_setup.h"
+
+#include "mf_datafile.h"
+#include "mf_err.h"
+#include "mf_ini.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RANGES_MAX (1u << 20) /* separate runs of data per file */
+
+static void say(char *message, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(char *message, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, MF_SETUP_ERROR_MAX, fmt, ap);
+    va_end(ap);
+}
+
+/* out = dir "/" name (or name alone when dir is empty); `out` must not be one of the inputs. */
+static int join(char *out, const char *dir, const char *name)
+{
+    size_t d = strlen(dir), n = strlen(name), sep = d ? 1 : 0;
+    if (d + sep + n >= MF_SETUP_PATH_MAX)
+        return MF_ENAMETOOLONG;
+    memcpy(out, dir, d);
+    memcpy(out + d, "/", sep);
+    memcpy(out + d + sep, name, n + 1);
+    return 0;
+}
+
+const char *mf_setup_display_name(const char *folder_name)
+{
+    const char *p = folder_name;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p != folder_name && *p == '_' && p[1])
+        return p + 1;
+    return folder_name;
+}
+
+const char *mf_erase_mode_name(enum mf_erase_mode mode)
+{
+    return mode == MF_ERASE_CHIP ? "chip" : mode == MF_ERASE_NONE ? "none" : "sectors";
+}
+
+const char *mf_verify_mode_name(enum mf_verify_mode mode)
+{
+    return mode == MF_VERIFY_READBACK ? "readback" : mode == MF_VERIFY_NONE ? "none" : "crc";
+}
+
+/* ---- values ---- */
+
+static int parse_u64(const char *text, uint64_t *value)
+{
+    const char *p = text;
+    unsigned base = 10;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        base = 16;
+        p += 2;
+    }
+    if (!*p)
+        return MF_EINVAL;
+    uint64_t v = 0;
+    for (; *p; p++) {
+        unsigned d;
+        if (*p >= '0' && *p <= '9')
+            d = (unsigned)(*p - '0');
+        else if (base == 16 && *p >= 'a' && *p <= 'f')
+            d = (unsigned)(*p - 'a' + 10);
+        else if (base == 16 && *p >= 'A' && *p <= 'F')
+            d = (unsigned)(*p - 'A' + 10);
+        else if (*p == '_' && p != text)
+            continue; /* 0x0800_0000 */
+        else
+            return MF_EINVAL;
+        if (v > (UINT64_MAX - d) / base)
+            return MF_ERANGE;
+        v = v * base + d;
+    }
+    *value = v;
+    return 0;
+}
+
+static int parse_bool(const char *text, bool *value)
+{
+    if (mf_ini_name_is(text, "yes") || mf_ini_name_is(text, "true") || mf_ini_name_is(text, "on") ||
+        strcmp(text, "1") == 0)
+        *value = true;
+    else if (mf_ini_name_is(text, "no") || mf_ini_name_is(text, "false") ||
+             mf_ini_name_is(text, "off") || strcmp(text, "0") == 0)
+        *value = false;
+    else
+        return MF_EINVAL;
+    return 0;
+}
+
+/* Picks `text` from a list of names; the index in `*value`. */
+static int parse_choice(const char *text, const char *const *names, unsigned count, unsigned *value)
+{
+    for (unsigned i = 0; i < count; i++) {
+        if (mf_ini_name_is(text, names[i])) {
+            *value = i;
+            return 0;
+        }
+    }
+    return MF_EINVAL;
+}
+
+/* ---- reading small files ---- */
+
+static int read_small(struct mf_area *area, const char *path, char *buf, size_t max, size_t *len)
+{
+    struct mf_area_entry e;
+    int err = area->stat(area, path, &e);
+    if (err)
+        return err;
+    if (e.is_dir)
+        return MF_EISDIR;
+    if (e.size > max)
+        return MF_EFBIG;
+    *len = (size_t)e.size;
+    return area->read(area, path, 0, buf, *len);
+}
+
+/* ---- FLASHER.INI ---- */
+
+/* Scratch space of one load, allocated once. */
+struct loader {
+    char text[MF_SETUP_INI_MAX];
+    char projects[MF_SETUP_PROJECTS_MAX + 1][MF_AREA_NAME_MAX];
+    char jobs[MF_PROJECT_JOBS_MAX + 1][MF_AREA_NAME_MAX];
+    uint8_t *buffer;
+    size_t buffer_size;
+};
+
+struct flasher_ini {
+    struct mf_setup *setup;
+    char *message;
+};
+
+static int flasher_ini_item(void *context, const struct mf_ini_item *item)
+{
+    struct flasher_ini *c = context;
+    if (!mf_ini_name_is(item->section, "CONFIG")) {
+        say(c->message, "%s:%u: unknown section [%s] (only [CONFIG] is known)", MF_FILE_FLASHER_INI,
+            item->line, item->section);
+        return MF_EFORMAT;
+    }
+    if (mf_ini_name_is(item->key, "Project")) {
+        if (strlen(item->value) >= MF_SETUP_NAME_MAX) {
+            say(c->message, "%s:%u: Project: name too long", MF_FILE_FLASHER_INI, item->line);
+            return MF_EFORMAT;
+        }
+        strcpy(c->setup->selected_name, item->value);
+        return 0;
+    }
+    if (mf_ini_name_is(item->key, "LogMaxKiB")) {
+        uint64_t v;
+        if (parse_u64(item->value, &v) || v < 4 || v > 1024 * 1024) {
+            say(c->message, "%s:%u: LogMaxKiB: '%s' is not a number from 4 to 1048576",
+                MF_FILE_FLASHER_INI, item->line, item->value);
+            return MF_EFORMAT;
+        }
+        c->setup->log_max_bytes = (uint32_t)(v * 1024);
+        return 0;
+    }
+    say(c->message, "%s:%u: unknown key '%s' in [CONFIG]", MF_FILE_FLASHER_INI, item->line,
+        item->key);
+    return MF_EFORMAT;
+}
+
+static int load_flasher_ini(struct mf_setup *setup, struct loader *ld, char *message)
+{
+    size_t len;
+    int err = read_small(setup->area, MF_FILE_FLASHER_INI, ld->text, sizeof ld->text, &len);
+    if (err == MF_ENOENT)
+        return 0;
+    if (err) {
+        say(message, "%s: %s", MF_FILE_FLASHER_INI,
+            err == MF_EFBIG ? "larger than 16 KiB" : mf_strerror(err));
+        return err;
+    }
+    struct flasher_ini c = {setup, message};
+    struct mf_ini_error ierr;
+    message[0] = '\0';
+    err = mf_ini_parse(ld->text, len, flasher_ini_item, &c, &ierr);
+    if (err == MF_EFORMAT && !message[0])
+        say(message, "%s:%u: %s", MF_FILE_FLASHER_INI, ierr.line, ierr.message);
+    return err;
+}
+
+/* ---- job.ini ---- */
+
+struct job_ini {
+    struct mf_job *job;
+    char path[MF_SETUP_PATH_MAX];
+    char *message;
+    unsigned file_section; /* section_number of the [file] being filled, 0 = none */
+    bool file_has_address[MF_JOB_FILES_MAX];
+    bool file_format_set[MF_JOB_FILES_MAX];
+    bool has_device, has_serial_address;
+    uint64_t serial_increment;
+    bool serial_increment_set;
+};
+
+static int job_bad_value(struct job_ini *c, const struct mf_ini_item *item, const char *expected)
+{
+    say(c->message, "%s:%u: [%s] %s: '%s' is not %s", c->path, item->line, item->section,
+        item->key, item->value, expected);
+    return MF_EFORMAT;
+}
+
+static int job_ini_item(void *context, const struct mf_ini_item *item)
+{
+    struct job_ini *c = context;
+    struct mf_job *job = c->job;
+    const char *s = item->section, *k = item->key, *v = item->value;
+    unsigned choice;
+    uint64_t n;
+    if (mf_ini_name_is(s, "job")) {
+        if (mf_ini_name_is(k, "device")) {
+            job->profile = mf_profile_find(v);
+            if (!job->profile)
+                return job_bad_value(c, item, "a known device profile (see `mintflash sim profiles`)");
+            c->has_device = true;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "erase")) {
+            static const char *const names[] = {"sectors", "chip", "none"};
+            if (parse_choice(v, names, 3, &choice))
+                return job_bad_value(c, item, "sectors, chip or none");
+            job->erase = (enum mf_erase_mode)choice;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "verify")) {
+            static const char *const names[] = {"crc", "readback", "none"};
+            if (parse_choice(v, names, 3, &choice))
+                return job_bad_value(c, item, "crc, readback or none");
+            job->verify = (enum mf_verify_mode)choice;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "protect")) {
+            if (parse_u64(v, &n) || n > 255)
+                return job_bad_value(c, item, "a protection level (0 = none)");
+            job->protect = (unsigned)n;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "start")) {
+            static const char *const names[] = {"none", "reset", "vector"};
+            if (parse_choice(v, names, 3, &choice))
+                return job_bad_value(c, item, "none, reset or vector");
+            job->start = (enum mf_start_mode)choice; /* none=0, reset=1, vector=2 */
+            return 0;
+        }
+        if (mf_ini_name_is(k, "patches")) {
+            if (parse_bool(v, &job->patches))
+                return job_bad_value(c, item, "yes or no");
+            return 0;
+        }
+    } else if (mf_ini_name_is(s, "file")) {
+        if (c->file_section != item->section_number) {
+            if (job->file_count == MF_JOB_FILES_MAX) {
+                say(c->message, "%s:%u: more than %u [file] sections", c->path, item->line,
+                    MF_JOB_FILES_MAX);
+                return MF_EFORMAT;
+            }
+            c->file_section = item->section_number;
+            job->file_count++;
+        }
+        unsigned i = job->file_count - 1;
+        struct mf_datafile *f = &job->files[i];
+        if (mf_ini_name_is(k, "path")) {
+            if (!*v || strlen(v) >= MF_SETUP_NAME_MAX)
+                return job_bad_value(c, item, "a file name (1 to 63 bytes)");
+            strcpy(f->name, v);
+            return 0;
+        }
+        if (mf_ini_name_is(k, "format")) {
+            enum mf_image_format fmt;
+            if (mf_image_format_parse(v, &fmt))
+                return job_bad_value(c, item, "auto, ihex, srec, elf or bin");
+            f->format = fmt;
+            c->file_format_set[i] = true;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "address")) {
+            if (parse_u64(v, &f->base))
+                return job_bad_value(c, item, "an address (decimal or 0x hex)");
+            c->file_has_address[i] = true;
+            return 0;
+        }
+    } else if (mf_ini_name_is(s, "serial")) {
+        job->serial = true;
+        if (mf_ini_name_is(k, "address")) {
+            if (parse_u64(v, &job->serial_address))
+                return job_bad_value(c, item, "an address (decimal or 0x hex)");
+            c->has_serial_address = true;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "length")) {
+            if (parse_u64(v, &n) || n < 1 || n > MF_SERIAL_LENGTH_MAX)
+                return job_bad_value(c, item, "a length from 1 to 8 bytes");
+            job->serial_length = (unsigned)n;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "encoding")) {
+            static const char *const names[] = {"le", "be", "ascii", "hex"};
+            if (parse_choice(v, names, 4, &choice))
+                return job_bad_value(c, item, "le, be, ascii or hex");
+            job->serial_encoding = (enum mf_serial_encoding)choice;
+            return 0;
+        }
+        if (mf_ini_name_is(k, "increment")) {
+            if (parse_u64(v, &n) || n < 1 || n > UINT32_MAX)
+                return job_bad_value(c, item, "an increment from 1 to 4294967295");
+            c->serial_increment = n;
+            c->serial_increment_set = true;
+            return 0;
+        }
+    } else {
+        say(c->message, "%s:%u: unknown section [%s] (known: [job], [file], [serial])", c->path,
+            item->line, s);
+        return MF_EFORMAT;
+    }
+    say(c->message, "%s:%u: unknown key '%s' in [%s]", c->path, item->line, k, s);
+    return MF_EFORMAT;
+}
+
+/* ---- scanning data files ---- */
+
+struct scan {
+    const struct mf_profile *profile;
+    struct mf_image_error *err;
+    struct mf_range *ranges;
+    size_t count, capacity;
+    uint64_t last_end, bytes;
+    bool started, ordered;
+};
+
+static int scan_push(struct scan *s, uint64_t start, uint64_t end)
+{
+    if (s->count && s->ranges[s->count - 1].end == start) {
+        s->ranges[s->count - 1].end = end;
+        return 0;
+    }
+    if (s->count == s->capacity) {
+        if (s->capacity >= RANGES_MAX)
+            return MF_EFBIG;
+        size_t capacity = s->capacity ? s->capacity * 2 : 16;
+        struct mf_range *r = realloc(s->ranges, capacity * sizeof *r);
+        if (!r)
+            return MF_ENOMEM;
+        s->ranges = r;
+        s->capacity = capacity;
+    }
+    s->ranges[s->count++] = (struct mf_range){start, end};
+    return 0;
+}
+
+/* Is [start, end) inside one flash region of the profile? */
+static bool in_flash(const struct mf_profile *profile, uint64_t start, uint64_t end)
+{
+    const struct mf_flash_region *r = mf_profile_region(profile, start);
+    return r && end - r->start <= r->size;
+}
+
+static int scan_data(void *context, uint64_t address, const uint8_t *bytes, size_t length,
+                     uint64_t where)
+{
+    (void)bytes;
+    (void)where;
+    struct scan *s = context;
+    if (length == 0)
+        return 0;
+    uint64_t end = address + length;
+    if (!in_flash(s->profile, address, end)) {
+        mf_image_error_set(s->err, "data at 0x%llX-0x%llX is outside the flash of %s",
+                           (unsigned long long)address, (unsigned long long)(end - 1),
+                           s->profile->name);
+        return MF_ERANGE;
+    }
+    if (s->started && address < s->last_end)
+        s->ordered = false;
+    s->started = true;
+    s->last_end = end;
+    s->bytes += length;
+    return s->ordered ? scan_push(s, address, end) : 0;
+}
+
+struct area_file {
+    struct mf_area *area;
+    const char *path;
+};
+
+static int area_file_read(void *context, uint64_t offset, void *buffer, size_t length)
+{
+    struct area_file *f = context;
+    return f->area->read(f->area, f->path, offset, buffer, length);
+}
+
+/* Scans one data file: its ranges (appended to `ranges`), whether it can be streamed, and that
+ * it lies in flash. Unordered files are loaded and held. */
+static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_datafile *f,
+                     uint8_t *buffer, size_t buffer_size, struct scan *s, char *message)
+{
+    struct mf_image_error ierr;
+    memset(s, 0, sizeof *s);
+    s->profile = job->profile;
+    s->err = &ierr;
+    s->ordered = true;
+    struct mf_image_sink sink = {scan_data, NULL, s};
+    int err = mf_datafile_stream(setup->area, f->path, f->format, f->base, f->size, &sink, buffer,
+                                 buffer_size, &ierr);
+    if (err) {
+        say(message, "%s: %s", f->path, ierr.text[0] ? ierr.text : mf_strerror(err));
+        return err;
+    }
+    f->bytes = s->bytes;
+    if (s->ordered)
+        return 0;
+    /* Records out of address order: hold the file sorted in memory. */
+    s->count = 0;
+    f->held = malloc(sizeof *f->held);
+    if (!f->held)
+        return MF_ENOMEM;
+    mf_image_init(f->held, NULL);
+    struct area_file af = {setup->area, f->path};
+    err = mf_image_load(f->held, f->path, f->format, f->format == MF_IMAGE_FORMAT_BIN ? f->base : 0,
+                        area_file_read, &af, f->size, &ierr);
+    if (!err)
+        err = mf_image_finish(f->held, &ierr);
+    if (err) {
+        say(message, "%s", ierr.text[0] ? ierr.text : mf_strerror(err));
+        return err;
+    }
+    size_t n;
+    const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
+    for (size_t i = 0; i < n && !err; i++)
+        err = scan_push(s, seg[i].address, seg[i].address + seg[i].size);
+    return err;
+}
+
+/* A range and the index of the file it came from. */
+struct owned_range {
+    uint64_t start, end;
+    unsigned owner;
+};
+
+static int owned_compare(const void *a, const void *b)
+{
+    const struct owned_range *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Merges the files' ranges into the job's. Overlaps between files are an error; so is a write
+ * unit (the smallest programmable piece) shared by two files, since flash cannot program it
+ * twice. */
+static int merge_ranges(struct mf_job *job, struct owned_range *all, size_t count, char *message)
+{
+    qsort(all, count, sizeof *all, owned_compare);
+    job->ranges = malloc((count ? count : 1) * sizeof *job->ranges);
+    if (!job->ranges)
+        return MF_ENOMEM;
+    job->range_count = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0 && all[i].owner != all[i - 1].owner) {
+            const struct mf_flash_region *r = mf_profile_region(job->profile, all[i].start);
+            uint64_t unit = r ? r->write_size : 1;
+            if (all[i].start < all[i - 1].end) {
+                say(message, "%s: %s and %s both hold data for 0x%llX", job->folder,
+                    job->files[all[i - 1].owner].name, job->files[all[i].owner].name,
+                    (unsigned long long)all[i].start);
+                return MF_ECONFLICT;
+            }
+            if (all[i].start / unit == (all[i - 1].end - 1) / unit) {
+                say(message,
+                    "%s: %s and %s share the write unit at 0x%llX; put that data in one file",
+                    job->folder, job->files[all[i - 1].owner].name, job->files[all[i].owner].name,
+                    (unsigned long long)(all[i].start / unit * unit));
+                return MF_ECONFLICT;
+            }
+        }
+        if (job->range_count && job->ranges[job->range_count - 1].end == all[i].start)
+            job->ranges[job->range_count - 1].end = all[i].end;
+        else
+            job->ranges[job->range_count++] = (struct mf_range){all[i].start, all[i].end};
+    }
+    return 0;
+}
+
+/* ---- projects and jobs ---- */
+
+struct name_list {
+    char (*names)[MF_AREA_NAME_MAX];
+    size_t count, capacity;
+    bool dirs; /* collect folders (else files) */
+};
+
+static int collect(void *context, const struct mf_area_entry *entry)
+{
+    struct name_list *l = context;
+    if (entry->is_dir != l->dirs)
+        return 0;
+    if (l->count == l->capacity)
+        return MF_ENOMEM; /* more than the caller's limit */
+    memcpy(l->names[l->count++], entry->name, MF_AREA_NAME_MAX);
+    return 0;
+}
+
+static int name_compare(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project *p,
+                    struct mf_job *job, const char *folder_name, char *message)
+{
+    struct job_ini c;
+    memset(&c, 0, sizeof c);
+    c.job = job;
+    c.message = message;
+    job->patches = true;
+    job->serial_length = 4;
+    int err = join(job->folder, p->folder, folder_name);
+    if (!err)
+        err = join(c.path, job->folder, MF_FILE_JOB_INI);
+    if (err) {
+        say(message, "%s/%s: path too long", p->folder, folder_name);
+        return err;
+    }
+    snprintf(job->name, sizeof job->name, "%s", mf_setup_display_name(folder_name));
+    size_t len;
+    err = read_small(setup->area, c.path, ld->text, sizeof ld->text, &len);
+    if (err) {
+        say(message, "%s: %s", c.path,
+            err == MF_ENOENT ? "missing (every job folder needs one)"
+            : err == MF_EFBIG ? "larger than 16 KiB"
+                              : mf_strerror(err));
+        return err;
+    }
+    struct mf_ini_error ierr;
+    message[0] = '\0';
+    err = mf_ini_parse(ld->text, len, job_ini_item, &c, &ierr);
+    if (err) {
+        if (!message[0])
+            say(message, "%s:%u: %s", c.path, ierr.line, ierr.message);
+        return err;
+    }
+    if (!c.has_device) {
+        say(message, "%s: [job] device is missing", c.path);
+        return MF_EFORMAT;
+    }
+    if (job->protect > job->profile->protect_levels) {
+        say(message, "%s: [job] protect = %u, but %s has levels up to %u", c.path, job->protect,
+            job->profile->name, job->profile->protect_levels);
+        return MF_EFORMAT;
+    }
+    if (job->serial) {
+        if (!c.has_serial_address) {
+            say(message, "%s: [serial] address is missing", c.path);
+            return MF_EFORMAT;
+        }
+        if (!in_flash(job->profile, job->serial_address,
+                      job->serial_address + job->serial_length)) {
+            say(message, "%s: [serial] 0x%llX+%u is outside the flash of %s", c.path,
+                (unsigned long long)job->serial_address, job->serial_length, job->profile->name);
+            return MF_EFORMAT;
+        }
+        uint64_t inc = c.serial_increment_set ? c.serial_increment : 1;
+        if (p->uses_serial && p->serial_increment != inc) {
+            say(message, "%s: [serial] increment %llu differs from another job's %llu", c.path,
+                (unsigned long long)inc, (unsigned long long)p->serial_increment);
+            return MF_EFORMAT;
+        }
+        p->uses_serial = true;
+        p->serial_increment = inc;
+    }
+
+    /* The data files. */
+    struct owned_range *all = NULL;
+    size_t count = 0;
+    for (unsigned i = 0; i < job->file_count && !err; i++) {
+        struct mf_datafile *f = &job->files[i];
+        if (!f->name[0]) {
+            say(message, "%s: [file] number %u has no path", c.path, i + 1);
+            err = MF_EFORMAT;
+            break;
+        }
+        struct mf_area_entry e;
+        err = join(f->path, job->folder, f->name);
+        if (!err)
+            err = setup->area->stat(setup->area, f->path, &e);
+        if (!err && e.is_dir)
+            err = MF_EISDIR;
+        if (err) {
+            say(message, "%s: [file] %s: %s", c.path, f->name, mf_strerror(err));
+            break;
+        }
+        f->size = e.size;
+        if (!c.file_format_set[i] || f->format == MF_IMAGE_FORMAT_AUTO) {
+            err = mf_datafile_detect(setup->area, f->path, f->size, &f->format);
+            if (err) {
+                say(message, "%s: %s", f->path, mf_strerror(err));
+                break;
+            }
+        }
+        if (f->format == MF_IMAGE_FORMAT_BIN && !c.file_has_address[i]) {
+            say(message, "%s: [file] %s is raw binary: it needs an address", c.path, f->name);
+            err = MF_EFORMAT;
+            break;
+        }
+        if (f->format != MF_IMAGE_FORMAT_BIN && c.file_has_address[i]) {
+            say(message, "%s: [file] %s: address only applies to raw binary (this is %s)", c.path,
+                f->name, mf_image_format_title(f->format));
+            err = MF_EFORMAT;
+            break;
+        }
+        struct scan s;
+        err = scan_file(setup, job, f, ld->buffer, ld->buffer_size, &s, message);
+        if (!err && s.count) {
+            struct owned_range *a = realloc(all, (count + s.count) * sizeof *a);
+            if (!a) {
+                err = MF_ENOMEM;
+            } else {
+                all = a;
+                for (size_t k = 0; k < s.count; k++)
+                    all[count + k] = (struct owned_range){s.ranges[k].start, s.ranges[k].end, i};
+                count += s.count;
+            }
+        }
+        free(s.ranges);
+        job->data_bytes += f->bytes;
+    }
+    if (!err)
+        err = merge_ranges(job, all, count, message);
+    free(all);
+    return err;
+}
+
+/* Sectors of `profile` touched by [start, end): calls back per sector start/size. */
+static bool sectors_meet(const struct mf_profile *profile, const struct mf_range *a, size_t na,
+                         const struct mf_range *b, size_t nb, uint64_t *where)
+{
+    /* Two range lists meet in a sector when some sector holds bytes of both. */
+    for (size_t i = 0; i < na; i++) {
+        for (size_t j = 0; j < nb; j++) {
+            uint64_t s0, s1;
+            uint32_t z0, z1;
+            const struct mf_flash_region *ra = mf_profile_region(profile, a[i].start);
+            const struct mf_flash_region *rb = mf_profile_region(profile, b[j].start);
+            if (!ra || ra != rb)
+                continue;
+            /* First and last sectors of each range. */
+            mf_region_sector(ra, a[i].start, &s0, &z0);
+            mf_region_sector(ra, a[i].end - 1, &s1, &z1);
+            uint64_t a_lo = s0, a_hi = s1 + z1;
+            mf_region_sector(rb, b[j].start, &s0, &z0);
+            mf_region_sector(rb, b[j].end - 1, &s1, &z1);
+            uint64_t b_lo = s0, b_hi = s1 + z1;
+            if (a_lo < b_hi && b_lo < a_hi) {
+                *where = a_lo > b_lo ? a_lo : b_lo;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static int check_project(struct mf_project *p, char *message)
+{
+    if (p->job_count == 0) {
+        say(message, "%s: no job folders", p->folder);
+        return MF_EFORMAT;
+    }
+    for (unsigned i = 0; i < p->job_count; i++) {
+        struct mf_job *job = &p->jobs[i];
+        if (job->profile != p->jobs[0].profile) {
+            say(message, "%s: device %s differs from the first job's %s (one cycle programs one "
+                         "device)",
+                job->folder, job->profile->name, p->jobs[0].profile->name);
+            return MF_EFORMAT;
+        }
+        if (i > 0 && job->erase == MF_ERASE_CHIP) {
+            say(message, "%s: erase = chip would erase what the jobs before it programmed; only "
+                         "the first job may erase the chip",
+                job->folder);
+            return MF_EFORMAT;
+        }
+        for (unsigned k = 0; k < i && job->erase == MF_ERASE_SECTORS; k++) {
+            uint64_t where;
+            if (sectors_meet(job->profile, p->jobs[k].ranges, p->jobs[k].range_count, job->ranges,
+                             job->range_count, &where)) {
+                say(message, "%s: its sector at 0x%llX also holds data of job %s, which its erase "
+                             "would remove",
+                    job->folder, (unsigned long long)where, p->jobs[k].name);
+                return MF_ECONFLICT;
+            }
+        }
+    }
+    if (p->uses_serial && !p->has_serial) {
+        say(message, "%s: a job programs a serial number, but %s is missing", p->folder,
+            MF_FILE_SERIAL);
+        return MF_EFORMAT;
+    }
+    if ((p->has_snlist || p->has_patches) && !p->has_serial) {
+        say(message, "%s: %s selects the line of %s: it is missing", p->folder, MF_FILE_SERIAL,
+            p->has_snlist ? MF_FILE_SNLIST : MF_FILE_PATCHES);
+        return MF_EFORMAT;
+    }
+    return 0;
+}
+
+static int load_project(struct mf_setup *setup, struct loader *ld, struct mf_project *p,
+                        const char *folder_name)
+{
+    char *message = p->message;
+    int err = join(p->folder, MF_DIR_PROJECTS, folder_name);
+    if (err) {
+        say(message, "%s/%s: path too long", MF_DIR_PROJECTS, folder_name);
+        return err;
+    }
+    snprintf(p->name, sizeof p->name, "%s", mf_setup_display_name(folder_name));
+    p->serial_increment = 1;
+
+    char(*names)[MF_AREA_NAME_MAX] = ld->jobs;
+    struct name_list dirs = {names, 0, MF_PROJECT_JOBS_MAX + 1, true};
+    err = setup->area->list(setup->area, p->folder, collect, &dirs);
+    if (err == MF_ENOMEM || dirs.count > MF_PROJECT_JOBS_MAX) {
+        say(message, "%s: more than %u job folders", p->folder, MF_PROJECT_JOBS_MAX);
+        return MF_EFBIG;
+    }
+    if (err) {
+        say(message, "%s: %s", p->folder, mf_strerror(err));
+        return err;
+    }
+    qsort(names, dirs.count, sizeof names[0], name_compare);
+
+    /* The per-project files. */
+    static const char *const files[] = {MF_FILE_CNTDOWN, MF_FILE_SERIAL, MF_FILE_SNLIST,
+                                        MF_FILE_PATCHES};
+    bool *flags[] = {&p->has_cntdown, &p->has_serial, &p->has_snlist, &p->has_patches};
+    for (unsigned i = 0; i < 4; i++) {
+        char path[MF_SETUP_PATH_MAX];
+        struct mf_area_entry e;
+        if (join(path, p->folder, files[i]))
+            continue;
+        err = setup->area->stat(setup->area, path, &e);
+        if (err == MF_ENOENT)
+            continue;
+        if (!err && e.is_dir)
+            err = MF_EISDIR;
+        if (err) {
+            say(message, "%s: %s", path, mf_strerror(err));
+            return err;
+        }
+        *flags[i] = true;
+    }
+    char path[MF_SETUP_PATH_MAX];
+    uint64_t v;
+    if (p->has_cntdown && !join(path, p->folder, MF_FILE_CNTDOWN)) {
+        err = setup->area->read_number(setup->area, path, MF_NUMFILE_STRICT, UINT32_MAX, &v);
+        if (err) {
+            say(message, "%s: %s", path,
+                err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295"
+                                  : mf_strerror(err));
+            return err;
+        }
+    }
+    if (p->has_serial && !join(path, p->folder, MF_FILE_SERIAL)) {
+        err = setup->area->read_number(setup->area, path, MF_NUMFILE_LEADING, UINT64_MAX, &v);
+        if (err) {
+            say(message, "%s: %s", path,
+                err == MF_EFORMAT ? "does not start with a decimal number" : mf_strerror(err));
+            return err;
+        }
+    }
+
+    for (size_t i = 0; i < dirs.count; i++) {
+        err = load_job(setup, ld, p, &p->jobs[p->job_count++], names[i], message);
+        if (err)
+            return err;
+    }
+    return check_project(p, message);
+}
+
+static void free_job(struct mf_job *job)
+{
+    for (unsigned i = 0; i < MF_JOB_FILES_MAX; i++) {
+        if (job->files[i].held) {
+            mf_image_free(job->files[i].held);
+            free(job->files[i].held);
+        }
+    }
+    free(job->ranges);
+}
+
+void mf_setup_free(struct mf_setup *setup)
+{
+    for (unsigned i = 0; i < setup->project_count; i++) {
+        for (unsigned j = 0; j < MF_PROJECT_JOBS_MAX; j++)
+            free_job(&setup->projects[i].jobs[j]);
+    }
+    free(setup->projects);
+    setup->projects = NULL;
+    setup->project_count = 0;
+}
+
+int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *index)
+{
+    for (unsigned i = 0; i < setup->project_count; i++) {
+        const struct mf_project *p = &setup->projects[i];
+        const char *folder = p->folder + strlen(MF_DIR_PROJECTS) + 1;
+        if (mf_ini_name_is(name, folder) || mf_ini_name_is(name, p->name)) {
+            *index = i;
+            return 0;
+        }
+    }
+    return MF_ENOENT;
+}
+
+const struct mf_project *mf_setup_project(const struct mf_setup *setup)
+{
+    return setup->selected < setup->project_count ? &setup->projects[setup->selected] : NULL;
+}
+
+static int load(struct mf_setup *setup, struct loader *ld, char *message)
+{
+    struct mf_area *area = setup->area;
+    int err = load_flasher_ini(setup, ld, message);
+    if (err)
+        return err;
+
+    struct mf_area_entry e;
+    err = area->stat(area, MF_FILE_CNTDOWN, &e);
+    if (!err && !e.is_dir) {
+        uint64_t v;
+        setup->has_root_cntdown = true;
+        err = area->read_number(area, MF_FILE_CNTDOWN, MF_NUMFILE_STRICT, UINT32_MAX, &v);
+        if (err) {
+            say(message, "%s: %s", MF_FILE_CNTDOWN,
+                err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295"
+                                  : mf_strerror(err));
+            return err;
+        }
+    } else if (err && err != MF_ENOENT) {
+        say(message, "%s: %s", MF_FILE_CNTDOWN, mf_strerror(err));
+        return err;
+    }
+
+    char(*names)[MF_AREA_NAME_MAX] = ld->projects;
+    struct name_list dirs = {names, 0, MF_SETUP_PROJECTS_MAX + 1, true};
+    err = area->list(area, MF_DIR_PROJECTS, collect, &dirs);
+    if (err == MF_ENOENT || err == MF_ENOTDIR) {
+        say(message, "no %s folder: there is no production setup", MF_DIR_PROJECTS);
+        return MF_ENOENT;
+    }
+    if (err == MF_ENOMEM || dirs.count > MF_SETUP_PROJECTS_MAX) {
+        say(message, "%s: more than %u projects", MF_DIR_PROJECTS, MF_SETUP_PROJECTS_MAX);
+        return MF_EFBIG;
+    }
+    if (err) {
+        say(message, "%s: %s", MF_DIR_PROJECTS, mf_strerror(err));
+        return err;
+    }
+    if (dirs.count == 0) {
+        say(message, "%s: no project folders", MF_DIR_PROJECTS);
+        return MF_ENOENT;
+    }
+    qsort(names, dirs.count, sizeof names[0], name_compare);
+    setup->projects = calloc(dirs.count, sizeof *setup->projects);
+    if (!setup->projects)
+        return MF_ENOMEM;
+    for (size_t i = 0; i < dirs.count; i++) {
+        struct mf_project *p = &setup->projects[setup->project_count++];
+        p->error = load_project(setup, ld, p, names[i]);
+        if (p->error == MF_ENOMEM) {
+            say(message, "out of memory loading %s", p->folder);
+            return MF_ENOMEM;
+        }
+    }
+    setup->selected = 0;
+    if (setup->selected_name[0] && mf_setup_find(setup, setup->selected_name, &setup->selected)) {
+        say(message, "%s: Project = %s: no such project in %s", MF_FILE_FLASHER_INI,
+            setup->selected_name, MF_DIR_PROJECTS);
+        return MF_ENOENT;
+    }
+    return 0;
+}
+
+int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer,
+                  size_t buffer_size, char *message)
+{
+    memset(setup, 0, sizeof *setup);
+    setup->area = area;
+    setup->log_max_bytes = 1024u * 1024u;
+    message[0] = '\0';
+    struct loader *ld = malloc(sizeof *ld);
+    if (!ld) {
+        say(message, "out of memory");
+        return MF_ENOMEM;
+    }
+    ld->buffer = buffer;
+    ld->buffer_size = buffer_size;
+    int err = load(setup, ld, message);
+    free(ld);
+    if (err)
+        mf_setup_free(setup);
+    return err;
+}

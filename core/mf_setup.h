@@ -1,0 +1,128 @@
+/* The production setup of an area, loaded and checked once: FLASHER.INI, the projects under
+ * Projects/ and their jobs (job.ini and data files). Everything a cycle needs is decided here, so
+ * that a cycle either runs or says at once what is wrong; errors name the file, the line and the
+ * key. Loading allocates (bounded by the limits below); a cycle does not. */
+#ifndef MF_SETUP_H
+#define MF_SETUP_H
+
+#include "mf_area.h"
+#include "mf_image.h"
+#include "mf_profile.h"
+#include "mf_target.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MF_SETUP_PROJECTS_MAX 64u
+#define MF_PROJECT_JOBS_MAX   16u
+#define MF_JOB_FILES_MAX      8u
+#define MF_SETUP_PATH_MAX     256u  /* bytes of a path inside the area, with the NUL */
+#define MF_SETUP_NAME_MAX     64u   /* bytes of a project or job name, with the NUL */
+#define MF_SETUP_INI_MAX      16384u /* bytes of job.ini and FLASHER.INI */
+#define MF_SETUP_ERROR_MAX    320u
+#define MF_SERIAL_LENGTH_MAX  8u
+
+/* The files the reference product defines, looked up case-insensitively. */
+#define MF_FILE_FLASHER_INI "FLASHER.INI"
+#define MF_FILE_CNTDOWN     "Cntdown.txt"
+#define MF_FILE_SERIAL      "Serial.txt"
+#define MF_FILE_SNLIST      "SNList.txt"
+#define MF_FILE_PATCHES     "Patches.txt"
+#define MF_FILE_JOB_INI     "job.ini"
+#define MF_DIR_PROJECTS     "Projects"
+
+enum mf_erase_mode { MF_ERASE_SECTORS, MF_ERASE_CHIP, MF_ERASE_NONE };
+enum mf_verify_mode { MF_VERIFY_CRC, MF_VERIFY_READBACK, MF_VERIFY_NONE };
+enum mf_serial_encoding {
+    MF_SERIAL_LE,        /* binary, least significant byte first */
+    MF_SERIAL_BE,        /* binary, most significant byte first */
+    MF_SERIAL_ASCII_DEC, /* decimal digits, zero-padded on the left */
+    MF_SERIAL_ASCII_HEX, /* upper-case hex digits, zero-padded on the left */
+};
+
+/* [start, end) */
+struct mf_range {
+    uint64_t start, end;
+};
+
+struct mf_datafile {
+    char path[MF_SETUP_PATH_MAX]; /* inside the area */
+    char name[MF_SETUP_NAME_MAX]; /* as job.ini names it, for messages */
+    enum mf_image_format format;
+    uint64_t base; /* raw binary load address */
+    uint64_t size; /* file size */
+    uint64_t bytes; /* data bytes it loads */
+    /* Files whose records do not ascend are loaded once and held sorted here; others are
+     * streamed from the area in every cycle. */
+    struct mf_image *held;
+};
+
+struct mf_job {
+    char folder[MF_SETUP_PATH_MAX];
+    char name[MF_SETUP_NAME_MAX]; /* the folder name without its NN_ prefix */
+    const struct mf_profile *profile;
+    enum mf_erase_mode erase;
+    enum mf_verify_mode verify;
+    unsigned protect;           /* readout protection level set at the end; 0 = none */
+    enum mf_start_mode start;   /* 0 = do not start */
+    bool patches;               /* apply Patches.txt lines (and #AUTO PATCH data) */
+    struct mf_datafile files[MF_JOB_FILES_MAX];
+    unsigned file_count;
+    bool serial;                /* program the serial number */
+    uint64_t serial_address;
+    unsigned serial_length;     /* 1..MF_SERIAL_LENGTH_MAX bytes */
+    enum mf_serial_encoding serial_encoding;
+    struct mf_range *ranges;    /* what the files load: sorted, merged */
+    size_t range_count;
+    uint64_t data_bytes;
+};
+
+struct mf_project {
+    char folder[MF_SETUP_PATH_MAX]; /* "Projects/01_Widget" */
+    char name[MF_SETUP_NAME_MAX];   /* "Widget" */
+    struct mf_job jobs[MF_PROJECT_JOBS_MAX];
+    unsigned job_count;
+    bool has_cntdown;   /* Cntdown.txt in the project folder */
+    bool has_serial;    /* Serial.txt */
+    bool has_snlist;    /* SNList.txt */
+    bool has_patches;   /* Patches.txt */
+    bool uses_serial;   /* some job programs a serial number */
+    uint64_t serial_increment;
+    int error;          /* 0, or why the project cannot run (then `message` says) */
+    char message[MF_SETUP_ERROR_MAX];
+};
+
+struct mf_setup {
+    struct mf_area *area;
+    struct mf_project *projects; /* allocated */
+    unsigned project_count;
+    unsigned selected;           /* index into projects */
+    bool has_root_cntdown;       /* Cntdown.txt at the root */
+    char selected_name[MF_SETUP_NAME_MAX]; /* FLASHER.INI [CONFIG] Project, "" if unset */
+    uint32_t log_max_bytes;      /* FLASHER.INI [CONFIG] LogMaxKiB, in bytes */
+};
+
+/* Loads and checks the setup at the root of `area`. Returns 0 with every project loaded (a
+ * project that cannot run carries its error and message), or an error for the setup as a whole
+ * (no Projects folder, malformed FLASHER.INI, ...) with `message` (MF_SETUP_ERROR_MAX bytes)
+ * filled. `buffer` is scratch space for streaming data files. */
+int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer,
+                  size_t buffer_size, char *message);
+
+/* Releases what mf_setup_load allocated. */
+void mf_setup_free(struct mf_setup *setup);
+
+/* Finds a project by name, with or without its NN_ prefix, case-insensitively. */
+int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *index);
+
+/* The selected project, or NULL when the setup has none. */
+const struct mf_project *mf_setup_project(const struct mf_setup *setup);
+
+/* Strips an NN_ prefix (digits and one underscore) from a folder name. */
+const char *mf_setup_display_name(const char *folder_name);
+
+/* Names used in messages and job.ini values. */
+const char *mf_erase_mode_name(enum mf_erase_mode mode);
+const char *mf_verify_mode_name(enum mf_verify_mode mode);
+
+#endif

@@ -1,0 +1,763 @@
+/* The job engine end to end on one host: a production setup on a FAT volume in RAM, programmed
+ * into `sim` devices in a temp folder. Checks the bytes each device holds, the counts, the serial
+ * numbers, the patches, FLASHER.LOG, the consumed-count rule, and the power-cut behaviour of the
+ * authorization (the durable count and serial number before the target is touched). */
+#include "mf_cycle.h"
+#include "mf_err.h"
+#include "mf_fat.h"
+#include "mf_faultbd.h"
+#include "mf_flashlog.h"
+#include "mf_rambd.h"
+#include "mf_setup.h"
+#include "mf_sim.h"
+#include "mf_sweep.h"
+#include "mf_target.h"
+#include "mf_testutil.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define DISK_BLOCKS 8192u /* 4 MiB */
+#define FLASH_BASE  0x08000000u
+
+struct fixture {
+    uint8_t *memory;
+    struct mf_rambd ram;
+    struct mf_fat fs;
+    struct mf_area_fat area;
+    struct mf_setup setup;
+    bool loaded;
+    struct mf_flashlog log;
+    struct mf_cycle_env env;
+    uint64_t clock;
+    char *sim_dir;
+    struct mf_target target[4];
+    struct mf_slot *slot[4];
+    char message[MF_SETUP_ERROR_MAX];
+    uint8_t buffer[16384];
+};
+
+static uint64_t fake_ms(void *context)
+{
+    struct fixture *f = context;
+    return f->clock += 7;
+}
+
+static int64_t fake_wall(void *context)
+{
+    (void)context;
+    return 1764000000; /* 2025-11-24 */
+}
+
+static void put(struct mf_fat *fs, const char *path, const void *data, size_t len)
+{
+    /* Create the parent folders on the way. */
+    char dir[256];
+    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+        memcpy(dir, path, (size_t)(p - path));
+        dir[p - path] = '\0';
+        int err = mf_fat_mkdir(fs, dir);
+        assert_true(err == 0 || err == MF_EEXIST);
+    }
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC),
+                     0);
+    assert_int_equal(mf_fat_write(fs, &file, data, (uint32_t)len), (int)len);
+    assert_int_equal(mf_fat_close(fs, &file), 0);
+}
+
+static void puts_(struct mf_fat *fs, const char *path, const char *text)
+{
+    put(fs, path, text, strlen(text));
+}
+
+static char *get(struct mf_fat *fs, const char *path)
+{
+    struct mf_fat_stat st;
+    if (mf_fat_stat(fs, path, &st))
+        return NULL;
+    char *buf = calloc(1, st.size + 1);
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(fs, &file, path, MF_FAT_O_RDONLY), 0);
+    assert_int_equal(mf_fat_read(fs, &file, buf, st.size), (int)st.size);
+    mf_fat_close(fs, &file);
+    return buf;
+}
+
+static uint64_t number(struct mf_fat *fs, const char *path)
+{
+    char *text = get(fs, path);
+    assert_non_null(text);
+    uint64_t v = strtoull(text, NULL, 10);
+    free(text);
+    return v;
+}
+
+/* Deterministic firmware bytes. */
+static void firmware(uint8_t *out, size_t len, uint32_t seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 1103515245u + 12345u;
+        out[i] = (uint8_t)(seed >> 16);
+    }
+}
+
+static int setup_fixture(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->memory = calloc(DISK_BLOCKS, 512);
+    mf_rambd_init(&f->ram, f->memory, 512, DISK_BLOCKS);
+    struct mf_fat_format_options o = {.volume_id = 1};
+    assert_int_equal(mf_fat_format(&f->ram.bd, &o), 0);
+    assert_int_equal(mf_fat_mount(&f->fs, &f->ram.bd, NULL, NULL), 0);
+    mf_area_fat_init(&f->area, &f->fs, NULL);
+    f->sim_dir = mf_test_tmpdir("cycle");
+    assert_non_null(f->sim_dir);
+    for (unsigned i = 0; i < 4; i++) {
+        f->slot[i] = calloc(1, sizeof *f->slot[i]);
+        assert_int_equal(mf_sim_open(&f->target[i], f->sim_dir, i + 1, NULL), 0);
+        mf_slot_init(f->slot[i], i + 1, &f->target[i]);
+    }
+    mf_flashlog_init(&f->log, &f->fs, NULL, 64 * 1024, fake_wall, NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown_fixture(void **state)
+{
+    struct fixture *f = *state;
+    for (unsigned i = 0; i < 4; i++) {
+        mf_sim_close(&f->target[i]);
+        free(f->slot[i]);
+    }
+    if (f->loaded)
+        mf_setup_free(&f->setup);
+    mf_test_rmtree(f->sim_dir);
+    free(f->sim_dir);
+    free(f->memory);
+    free(f);
+    return 0;
+}
+
+static int load(struct fixture *f)
+{
+    if (f->loaded)
+        mf_setup_free(&f->setup);
+    f->loaded = false;
+    int err = mf_setup_load(&f->setup, &f->area.area, f->buffer, sizeof f->buffer, f->message);
+    if (err)
+        return err;
+    f->loaded = true;
+    f->env = (struct mf_cycle_env){.setup = &f->setup, .area = &f->area.area, .log = &f->log,
+                                   .now_ms = fake_ms, .clock_context = f};
+    return 0;
+}
+
+static int cycle(struct fixture *f, unsigned slot, enum mf_cycle_action action,
+                 struct mf_cycle_result *r)
+{
+    struct mf_cycle_request req = {.action = action};
+    return mf_cycle_run(&f->env, f->slot[slot], &req, r);
+}
+
+/* Reads what a sim device holds. */
+static uint8_t *flash(struct fixture *f, unsigned slot, size_t *size)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/slot%u/flash.bin", f->sim_dir, slot);
+    uint8_t *data;
+    assert_int_equal(mf_test_read_file(path, (char **)&data, size), 0);
+    return data;
+}
+
+static const char basic_job[] = "[job]\n"
+                                "device = SIM-F1-64K\n"
+                                "\n"
+                                "[file]\n"
+                                "path = app.bin\n"
+                                "address = 0x08000000\n"
+                                "\n"
+                                "[serial]\n"
+                                "address = 0x0800F000\n"
+                                "length = 4\n"
+                                "encoding = le\n";
+
+static void basic_setup(struct fixture *f, const char *cntdown, const char *serial)
+{
+    uint8_t app[3000];
+    firmware(app, sizeof app, 7);
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", basic_job);
+    if (cntdown)
+        puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", cntdown);
+    if (serial)
+        puts_(&f->fs, "Projects/01_Widget/Serial.txt", serial);
+}
+
+static void test_auto_programs_data_and_serial(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "3\r\n", "1000\r\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_true(r.consumed);
+    assert_true(r.has_serial);
+    assert_int_equal(r.serial, 1000);
+    assert_true(r.has_remaining);
+    assert_int_equal(r.remaining, 2);
+    assert_int_equal(r.uid_length, 12);
+
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_int_equal(size, 64 * 1024);
+    uint8_t app[3000];
+    firmware(app, sizeof app, 7);
+    assert_memory_equal(mem, app, sizeof app);
+    for (size_t i = sizeof app; i < 0xF000; i++)
+        assert_int_equal(mem[i], 0xFF); /* nothing else written */
+    assert_int_equal(mem[0xF000], 1000 & 0xFF);
+    assert_int_equal(mem[0xF001], 1000 >> 8);
+    assert_int_equal(mem[0xF002], 0);
+    assert_int_equal(mem[0xF003], 0);
+    assert_int_equal(mem[0xF004], 0xFF);
+    free(mem);
+
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 2);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 1001);
+    char *text = get(&f->fs, "Projects/01_Widget/Cntdown.txt");
+    assert_string_equal(text, "2\r\n"); /* the owner's line end is kept */
+    free(text);
+    char *log = get(&f->fs, "FLASHER.LOG");
+    assert_non_null(log);
+    assert_non_null(strstr(log, "slot 1 AUTO project \"Widget\""));
+    assert_non_null(strstr(log, "serial 1000 OK (Total"));
+    assert_non_null(strstr(log, ", 2 left\r\n"));
+    free(log);
+}
+
+static void test_counts_down_to_zero_then_refuses(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "2", "5");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(r.serial, 6);
+    assert_int_equal(r.remaining, 0);
+    /* At 0: refused, and no device is touched (slot 3 is never even created). */
+    assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
+    assert_false(r.consumed);
+    assert_int_equal(r.uid_length, 0);
+    assert_non_null(strstr(r.message, "no programming cycles left"));
+    char path[512];
+    snprintf(path, sizeof path, "%s/slot3", f->sim_dir);
+    char *data;
+    size_t size;
+    assert_int_not_equal(mf_test_read_file(path, &data, &size), 0);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 0);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 7);
+}
+
+static void test_root_and_project_counts_both_apply(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "1");
+    puts_(&f->fs, "Cntdown.txt", "1\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(r.remaining, 0);
+    assert_int_equal(number(&f->fs, "Cntdown.txt"), 0);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
+}
+
+static void test_serial_encodings(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *encoding;
+        unsigned length;
+        const char *expect;
+    } cases[] = {
+        {"be", 4, "\x00\x01\xE2\x40"},
+        {"ascii", 8, "00123456"},
+        {"hex", 6, "01E240"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char job[512];
+        snprintf(job, sizeof job,
+                 "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+                 "[serial]\naddress = 0x08008000\nlength = %u\nencoding = %s\n",
+                 cases[i].length, cases[i].encoding);
+        uint8_t app[100];
+        firmware(app, sizeof app, 3);
+        put(&f->fs, "Projects/P/J/app.bin", app, sizeof app);
+        puts_(&f->fs, "Projects/P/J/job.ini", job);
+        puts_(&f->fs, "Projects/P/Serial.txt", "123456");
+        assert_int_equal(load(f), 0);
+        struct mf_cycle_result r;
+        assert_int_equal(mf_sim_replace(f->sim_dir, 1, mf_profile_find("SIM-F1-64K"), NULL, NULL,
+                                        NULL, 0),
+                         0);
+        assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+        size_t size;
+        uint8_t *mem = flash(f, 1, &size);
+        assert_memory_equal(mem + 0x8000, cases[i].expect, cases[i].length);
+        free(mem);
+    }
+}
+
+static void test_serial_that_does_not_fit_touches_nothing(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "3", "4294967296"); /* 2^32: does not fit 4 bytes */
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ERANGE);
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 3);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 4294967296ull);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size); /* connected (created) but never written */
+    for (size_t i = 0; i < size; i++)
+        assert_int_equal(mem[i], 0xFF);
+    free(mem);
+}
+
+static void test_patches_by_serial_line(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "10", "1");
+    /* Line 0 is never used (the serial number starts at 1). */
+    puts_(&f->fs, "Projects/01_Widget/Patches.txt",
+          "1,8000010,2:0000\r\n"
+          "2,8000010,3:AABBCC,800C000,1:5A\r\n"
+          "1,8000020,1:77\r\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_int_equal(mem[0x10], 0xAA); /* over the data */
+    assert_int_equal(mem[0x11], 0xBB);
+    assert_int_equal(mem[0x12], 0xCC);
+    assert_int_equal(mem[0xC000], 0x5A); /* where no data is */
+    assert_int_equal(mem[0xC001], 0xFF);
+    free(mem);
+
+    /* NOPATCH: the data as it is, yet the line is still taken with the serial number. */
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .no_patch = true};
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[1], &req, &r), 0);
+    mem = flash(f, 2, &size);
+    uint8_t app[3000];
+    firmware(app, sizeof app, 7);
+    assert_int_equal(mem[0x20], app[0x20]);
+    assert_int_equal(mem[0x10], app[0x10]);
+    free(mem);
+
+    /* An inline patch line replaces the file's. */
+    req = (struct mf_cycle_request){.action = MF_ACTION_AUTO, .patch_line = "1,8000100,4:01020304"};
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
+    mem = flash(f, 3, &size);
+    assert_memory_equal(mem + 0x100, "\x01\x02\x03\x04", 4);
+    free(mem);
+
+    /* Used up: no line 4. The cycle is refused before the target is touched. */
+    assert_int_equal(mf_sim_replace(f->sim_dir, 1, NULL, NULL, NULL, NULL, 0), 0);
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ENOENT);
+    assert_false(r.consumed);
+    assert_non_null(strstr(r.message, "Patches.txt line 4"));
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 7);
+}
+
+static void test_bad_inline_patch_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "10", "1");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = "1,8000100,4:0102"};
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_EFORMAT);
+    assert_false(r.consumed);
+    assert_non_null(strstr(r.message, "#AUTO PATCH"));
+    req.patch_line = "1,20000000,1:00"; /* outside the flash */
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ERANGE);
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 10);
+}
+
+static void test_snlist_line(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "10", "0");
+    puts_(&f->fs, "Projects/01_Widget/SNList.txt", "0102030405\nAABB\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_memory_equal(mem + 0xF000, "\x01\x02\x03\x04", 4); /* longer line: cut */
+    free(mem);
+    mem = flash(f, 2, &size);
+    assert_memory_equal(mem + 0xF000, "\xAA\xBB\x00\x00", 4); /* shorter: zero-filled */
+    free(mem);
+    assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), MF_ENOENT); /* list used up */
+    assert_false(r.consumed);
+}
+
+static void test_verify_failure_consumes_the_count(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    /* The device flips a bit after programming: verify fails after the count was taken. */
+    mf_sim_close(&f->target[0]);
+    struct mf_sim_options o = {.faults.flip = {MF_SIM_FAULT_ALWAYS, FLASH_BASE + 0x123}};
+    assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
+    assert_true(r.consumed);
+    assert_non_null(strstr(r.message, "verify failed at 0x8000123"));
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 101);
+    char *log = get(&f->fs, "FLASHER.LOG");
+    assert_non_null(strstr(log, "serial 100 ERROR job App: verify failed"));
+    assert_non_null(strstr(log, "(count consumed)"));
+    free(log);
+}
+
+static void test_connect_failure_consumes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    mf_sim_close(&f->target[0]);
+    struct mf_sim_options o = {.faults.connect = {MF_SIM_FAULT_ALWAYS, 0}};
+    assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EIO);
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 5);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 100);
+}
+
+static void test_program_failure_after_authorization(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    mf_sim_close(&f->target[0]);
+    struct mf_sim_options o = {.faults.program = {MF_SIM_FAULT_ALWAYS, 1000}};
+    assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EIO);
+    assert_true(r.consumed);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 101); /* a gap at 100 */
+}
+
+static void test_erase_verify_start_actions(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    /* Verify alone: passes (the serial number bytes are left out), consumes nothing. */
+    assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    /* Erase alone: the data's sectors go back to 0xFF; no count. */
+    assert_int_equal(cycle(f, 0, MF_ACTION_ERASE, &r), 0);
+    assert_false(r.consumed);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    for (size_t i = 0; i < 3000; i++)
+        assert_int_equal(mem[i], 0xFF);
+    free(mem);
+    /* ... so verify now fails. */
+    assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), MF_EVERIFY);
+    assert_int_equal(cycle(f, 0, MF_ACTION_START, &r), 0);
+    /* Program: erase + program without verify, one count. */
+    assert_int_equal(cycle(f, 0, MF_ACTION_PROGRAM, &r), 0);
+    assert_true(r.consumed);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 3);
+}
+
+/* A HEX file whose records go backwards is held in memory and still programmed exactly. */
+static void test_unordered_hex_and_several_jobs(void **state)
+{
+    struct fixture *f = *state;
+    /* Records written from the highest address down. */
+    char hex[4096] = ":020000040800F2\n";
+    uint8_t data[256];
+    firmware(data, sizeof data, 11);
+    for (int rec = 15; rec >= 0; rec--) {
+        uint16_t addr = (uint16_t)(0x4000 + rec * 16);
+        char line[64];
+        unsigned sum = 16 + (addr >> 8) + (addr & 0xFF);
+        int n = snprintf(line, sizeof line, ":10%04X00", addr);
+        for (int i = 0; i < 16; i++) {
+            n += snprintf(line + n, sizeof line - (size_t)n, "%02X", data[rec * 16 + i]);
+            sum += data[rec * 16 + i];
+        }
+        snprintf(line + n, sizeof line - (size_t)n, "%02X\n", (0x100 - (sum & 0xFF)) & 0xFF);
+        strcat(hex, line);
+    }
+    strcat(hex, ":00000001FF\n");
+    uint8_t boot[1024];
+    firmware(boot, sizeof boot, 5);
+    put(&f->fs, "Projects/01_W/01_Boot/boot.bin", boot, sizeof boot);
+    puts_(&f->fs, "Projects/01_W/01_Boot/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = boot.bin\naddress = 0x08000000\n");
+    puts_(&f->fs, "Projects/01_W/02_App/app.hex", hex);
+    puts_(&f->fs, "Projects/01_W/02_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.hex\n");
+    assert_int_equal(load(f), 0);
+    const struct mf_project *p = mf_setup_project(&f->setup);
+    assert_int_equal(p->error, 0);
+    assert_int_equal(p->job_count, 2);
+    assert_non_null(p->jobs[1].files[0].held);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_false(r.consumed); /* no Cntdown.txt: unlimited, nothing to take */
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_memory_equal(mem, boot, sizeof boot);
+    assert_memory_equal(mem + 0x4000, data, sizeof data);
+    assert_int_equal(mem[0x4100], 0xFF);
+    free(mem);
+}
+
+static void expect_setup_error(struct fixture *f, const char *job_ini, const char *fragment)
+{
+    puts_(&f->fs, "Projects/P/J/job.ini", job_ini);
+    uint8_t app[64] = {0};
+    put(&f->fs, "Projects/P/J/app.bin", app, sizeof app);
+    assert_int_equal(load(f), 0);
+    const struct mf_project *p = mf_setup_project(&f->setup);
+    if (!p->error || !strstr(p->message, fragment))
+        fail_msg("expected an error with '%s', got %d '%s'", fragment, p->error, p->message);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), p->error);
+    assert_string_equal(r.message, p->message);
+}
+
+static void test_setup_errors_name_file_line_and_key(void **state)
+{
+    struct fixture *f = *state;
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\neras = chip\n",
+                       "Projects/P/J/job.ini:3: unknown key 'eras' in [job]");
+    expect_setup_error(f, "[job]\ndevice = NOPE\n", "job.ini:2: [job] device: 'NOPE' is not");
+    expect_setup_error(f, "[job]\nerase = sectors\n", "[job] device is missing");
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\n",
+                       "app.bin is raw binary: it needs an address");
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x0\n",
+                       "outside the flash of SIM-F1-64K");
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\n[file]\npath = missing.bin\n",
+                       "missing.bin: no such file");
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\nverify = maybe\n",
+                       "verify: 'maybe' is not crc, readback or none");
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\n[extra]\nkey = 1\n",
+                       "job.ini:4: unknown section [extra]");
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\nprotect = 3\n", "has levels up to 1");
+    expect_setup_error(f,
+                       "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+                       "[file]\npath = app.bin\naddress = 0x08000020\n",
+                       "both hold data for 0x8000020");
+    expect_setup_error(f,
+                       "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+                       "[serial]\naddress = 0x08000100\n",
+                       "Serial.txt is missing");
+}
+
+/* Several slots drawing from one count: never more devices than counts, never a serial twice. */
+static void test_slots_share_counts_exactly(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "3", "50");
+    assert_int_equal(load(f), 0);
+    unsigned reserved = 0;
+    f->env.reserved = &reserved;
+    struct mf_cycle_result r[4];
+    unsigned ok = 0, exhausted = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        int err = cycle(f, i, MF_ACTION_AUTO, &r[i]);
+        ok += err == 0;
+        exhausted += err == MF_EEXHAUSTED;
+    }
+    assert_int_equal(ok, 3);
+    assert_int_equal(exhausted, 1);
+    assert_int_equal(reserved, 0);
+    assert_int_equal(r[0].serial, 50);
+    assert_int_equal(r[1].serial, 51);
+    assert_int_equal(r[2].serial, 52);
+}
+
+/* ---- power cut during the authorization ---- */
+
+struct cut_case {
+    uint8_t *image; /* the volume with the setup, before the cycle */
+    char *sim_dir;
+};
+
+static int cut_setup(void *context, const struct mf_bd *medium)
+{
+    struct cut_case *cc = context;
+    return mf_bd_prog(medium, 0, cc->image, DISK_BLOCKS);
+}
+
+static int cut_run(void *context, const struct mf_bd *bd)
+{
+    struct cut_case *cc = context;
+    struct mf_fat fs;
+    struct mf_area_fat area;
+    struct mf_setup setup;
+    struct mf_flashlog log;
+    char message[MF_SETUP_ERROR_MAX];
+    static uint8_t buffer[8192];
+    static struct mf_slot slot;
+    struct mf_target target = {0};
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return err;
+    mf_area_fat_init(&area, &fs, NULL);
+    err = mf_setup_load(&setup, &area.area, buffer, sizeof buffer, message);
+    if (err)
+        return err;
+    mf_flashlog_init(&log, &fs, NULL, 64 * 1024, fake_wall, NULL);
+    /* A fresh device every run, so that "was it modified" is its counter. */
+    err = mf_sim_replace(cc->sim_dir, 1, mf_profile_find("SIM-F1-64K"), NULL, NULL, NULL, 0);
+    if (!err)
+        err = mf_sim_open(&target, cc->sim_dir, 1, NULL);
+    if (err) {
+        mf_setup_free(&setup);
+        return err;
+    }
+    mf_slot_init(&slot, 1, &target);
+    uint64_t clock = 0;
+    struct mf_cycle_env env = {.setup = &setup, .area = &area.area, .log = &log,
+                               .now_ms = NULL, .clock_context = &clock};
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO};
+    struct mf_cycle_result r;
+    err = mf_cycle_run(&env, &slot, &req, &r);
+    /* The log line is the cycle's last write: its failure is the cycle's too. */
+    if (!err && log.last_error)
+        err = log.last_error;
+    mf_sim_close(&target);
+    mf_setup_free(&setup);
+    return err;
+}
+
+static int cut_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
+{
+    struct cut_case *cc = context;
+    struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err) {
+        fprintf(stderr, "volume does not mount: %s\n", mf_strerror(err));
+        return err;
+    }
+    uint64_t count, serial;
+    err = mf_numfile_read(&fs, "Projects/01_Widget/Cntdown.txt", MF_NUMFILE_STRICT, UINT32_MAX,
+                          &count);
+    if (!err)
+        err = mf_numfile_read(&fs, "Projects/01_Widget/Serial.txt", MF_NUMFILE_LEADING,
+                              UINT64_MAX, &serial);
+    if (err) {
+        fprintf(stderr, "count or serial unreadable: %s\n", mf_strerror(err));
+        return err;
+    }
+    struct mf_sim_info info;
+    char text[256];
+    err = mf_sim_inspect(cc->sim_dir, 1, &info, text, sizeof text);
+    if (err) {
+        fprintf(stderr, "sim: %s\n", text);
+        return err;
+    }
+    bool modified = info.counters.programmed_bytes > 0 || info.counters.sector_erases > 0;
+    /* Never more cycles than before minus the devices modified; never a serial number twice. */
+    uint64_t most = modified ? 4 : 5;
+    if (count > most || serial < (modified ? 101u : 100u)) {
+        fprintf(stderr, "cut at %llu: count %llu (at most %llu), serial %llu (device %s)\n",
+                (unsigned long long)point->cut_at, (unsigned long long)count,
+                (unsigned long long)most, (unsigned long long)serial,
+                modified ? "modified" : "untouched");
+        return MF_EVERIFY;
+    }
+    /* At most one count lost per cut. */
+    if (count + 1 < most) {
+        fprintf(stderr, "cut at %llu lost more than one count: %llu\n",
+                (unsigned long long)point->cut_at, (unsigned long long)count);
+        return MF_EVERIFY;
+    }
+    return 0;
+}
+
+static void test_power_cut_during_authorization(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100\r\n");
+    assert_int_equal(mf_fat_sync(&f->fs), 0);
+    struct cut_case cc = {.image = f->memory, .sim_dir = f->sim_dir};
+    struct mf_sweep sweep = {.name = "cycle authorization",
+                             .block_size = 512,
+                             .block_count = DISK_BLOCKS,
+                             .context = &cc,
+                             .setup = cut_setup,
+                             .run = cut_run,
+                             .check = cut_check};
+    struct mf_sweep_options options = {.seeds = 2};
+    struct mf_sweep_result result;
+    assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
+    assert_true(result.write_points >= 6); /* serial, count and log each write */
+    assert_int_equal(result.failures, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_auto_programs_data_and_serial, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_counts_down_to_zero_then_refuses, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_root_and_project_counts_both_apply, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_serial_encodings, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_serial_that_does_not_fit_touches_nothing,
+                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_patches_by_serial_line, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_bad_inline_patch_is_refused, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_snlist_line, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_verify_failure_consumes_the_count, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_connect_failure_consumes_nothing, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_program_failure_after_authorization, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_erase_verify_start_actions, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_unordered_hex_and_several_jobs, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_setup_errors_name_file_line_and_key, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_slots_share_counts_exactly, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,
+                                        teardown_fixture),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -43,6 +43,7 @@ struct cycle {
     bool verify_readback;
     bool exclude_overlays;     /* verify-only: overlay bytes are not compared */
     bool reserved;             /* holds one of env->reserved */
+    enum mf_cycle_failure stage; /* what a failure now is, unless its code says better */
     uint64_t done, total;      /* progress of the phase */
 };
 
@@ -55,6 +56,12 @@ static void fail(struct cycle *c, int err, const char *fmt, ...)
     if (r->error)
         return;
     r->error = err;
+    r->failure = err == MF_ECANCELED    ? MF_FAIL_CANCELED
+                 : err == MF_EEXHAUSTED ? MF_FAIL_EXHAUSTED
+                 : err == MF_EVERIFY    ? MF_FAIL_VERIFY
+                 : err == MF_ETIMEOUT && c->stage >= MF_FAIL_CONNECT ? MF_FAIL_TIMEOUT
+                 : err == MF_EACCES && c->stage >= MF_FAIL_CONNECT   ? MF_FAIL_PROTECTED
+                                                                     : c->stage;
     size_t n = 0;
     if (c->job)
         n = (size_t)snprintf(r->message, sizeof r->message, "job %s: ", c->job->name);
@@ -272,6 +279,7 @@ static int authorize(struct cycle *c)
     bool present[2];
     uint8_t listed[MF_SERIAL_LENGTH_MAX];
 
+    c->stage = MF_FAIL_STORAGE;
     mf_lock_take(env->authorize);
     if (env->reserved && c->reserved) {
         (*env->reserved)--; /* the reservation turns into the count itself, or into nothing */
@@ -292,6 +300,7 @@ static int authorize(struct cycle *c)
     }
 
     /* The serial number, and the lines it selects. */
+    c->stage = MF_FAIL_DEVICE_DATA;
     bool takes_serial = p->has_serial && (p->uses_serial || p->has_snlist || p->has_patches);
     const uint8_t *list_bytes = NULL;
     struct mf_patch_line patch_line, *patches = NULL;
@@ -356,6 +365,7 @@ static int authorize(struct cycle *c)
 
     /* Serial number first, then the counts: a cut in between leaves a gap in the serial
      * numbers, never a count without a serial number (which would repeat it). */
+    c->stage = MF_FAIL_STORAGE;
     if (takes_serial) {
         err = project_path(p, MF_FILE_SERIAL, path);
         if (!err)
@@ -619,6 +629,7 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
     struct mf_slot *s = c->slot;
     const struct mf_job *job = c->job;
     c->pass = kind;
+    c->stage = kind == PASS_VERIFY ? MF_FAIL_VERIFY : MF_FAIL_TARGET;
     s->window_open = false;
     uint64_t overlay_bytes = 0;
     for (unsigned i = 0; i < s->overlay_count; i++) {
@@ -642,15 +653,18 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
             struct mf_area_entry e;
             err = c->env->area->stat(c->env->area, f->path, &e);
             if (!err && e.size != f->size) {
+                c->stage = MF_FAIL_DATA_FILE;
                 fail(c, MF_ECONFLICT, "%s changed since the setup was loaded", f->path);
                 return MF_ECONFLICT;
             }
             struct mf_image_error ierr;
+            c->stage = MF_FAIL_DATA_FILE;
             if (!err)
                 err = mf_datafile_stream(c->env->area, f->path, f->format, f->base, f->size, &sink,
                                          s->io, sizeof s->io, &ierr);
             if (err && !c->result->error)
                 fail(c, err, "%s: %s", f->path, ierr.text[0] ? ierr.text : mf_strerror(err));
+            c->stage = kind == PASS_VERIFY ? MF_FAIL_VERIFY : MF_FAIL_TARGET;
         }
         if (!err)
             err = window_flush(c, false); /* files never share a write unit (mf_setup checks) */
@@ -824,6 +838,7 @@ static int run_job(struct cycle *c)
     struct mf_target *t = c->target;
     enum mf_cycle_action action = c->request->action;
     int err = 0;
+    c->stage = MF_FAIL_TARGET;
     if (action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM || action == MF_ACTION_ERASE)
         err = erase_job(c);
     if (!err && (action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM)) {
@@ -843,6 +858,7 @@ static int run_job(struct cycle *c)
         for (unsigned i = 0; i < c->slot->overlay_count; i++)
             c->slot->overlays[i].done = c->slot->overlays[i].pass;
     }
+    c->stage = MF_FAIL_TARGET;
     if (!err && action == MF_ACTION_AUTO && job->protect) {
         phase(c, MF_PHASE_PROTECTING, 0);
         t->error[0] = '\0';
@@ -922,14 +938,17 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     int err = 0;
     bool connected = false;
     phase(c, MF_PHASE_INITIALIZING, 0);
+    c->stage = MF_FAIL_NO_SETUP;
     if (!c->project) {
         fail(c, MF_ENOENT, "no project is selected");
         goto done;
     }
+    c->stage = MF_FAIL_SETUP;
     if (c->project->error) {
         fail(c, c->project->error, "%s", c->project->message);
         goto done;
     }
+    c->stage = MF_FAIL_STORAGE;
     /* No device is touched unless a count is left for it: a reservation under the lock keeps
      * slots started together from connecting to more devices than there are counts. */
     if (consumes(request->action)) {
@@ -958,6 +977,7 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     t->profile = profile;
     t->error[0] = '\0';
     phase(c, MF_PHASE_CONNECTING, 0);
+    c->stage = MF_FAIL_CONNECT;
     err = t->ops->connect(t);
     if (err) {
         fail(c, err, "connect: %s", target_text(c, err));
@@ -978,6 +998,7 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
         if (err)
             goto done;
     }
+    c->stage = MF_FAIL_TARGET;
     if (modifies(request->action)) {
         phase(c, MF_PHASE_UNLOCKING, 0);
         t->error[0] = '\0';

@@ -59,8 +59,26 @@ struct mf_cycle_request {
     const char *patch_line; /* #AUTO PATCH: this line instead of Patches.txt (NULL: none) */
 };
 
+/* Where a cycle failed, for the protocol's error numbers. */
+enum mf_cycle_failure {
+    MF_FAIL_NONE = 0,
+    MF_FAIL_NO_SETUP,    /* no project selected, or no setup */
+    MF_FAIL_SETUP,       /* the project cannot run (job.ini, data files, ...) */
+    MF_FAIL_EXHAUSTED,   /* no programming cycles left */
+    MF_FAIL_STORAGE,     /* reading or updating the counts, serial numbers or files failed */
+    MF_FAIL_DEVICE_DATA, /* Serial.txt, SNList.txt, Patches.txt or the inline patch */
+    MF_FAIL_DATA_FILE,   /* a data file of a job could not be read or parsed */
+    MF_FAIL_CONNECT,     /* connecting to the target (or reading its UID) */
+    MF_FAIL_TARGET,      /* unlock, erase, program, protect or start */
+    MF_FAIL_VERIFY,      /* the device does not hold what was programmed */
+    MF_FAIL_TIMEOUT,     /* the target did not answer in time */
+    MF_FAIL_PROTECTED,   /* the target refused a read: readout protection */
+    MF_FAIL_CANCELED,    /* #CANCEL */
+};
+
 struct mf_cycle_result {
     int error;                           /* 0 or the MF_E* code of the failure */
+    enum mf_cycle_failure failure;       /* where it failed */
     char message[MF_CYCLE_MESSAGE_MAX];  /* what failed, for the log and the protocol */
     bool consumed;                       /* a count was taken (the target was to be modified) */
     bool has_serial;

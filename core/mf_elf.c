@@ -22,7 +22,7 @@
 /* Field offsets and sizes that differ between ELF32 and ELF64. */
 struct elf_layout {
     unsigned header_size;
-    unsigned entry, phoff, phentsize, phnum, word; /* in the file header */
+    unsigned entry, phoff, phentsize, phnum, word;          /* in the file header */
     unsigned ph_size, p_offset, p_paddr, p_filesz, p_memsz; /* in a program header */
 };
 
@@ -81,9 +81,7 @@ int mf_elf_load(mf_image_read_fn read, void *context, uint64_t size,
     int rc = elf_read(read, context, 0, header, ELF_IDENT_BYTES, err, "the ELF header");
     if (rc)
         return rc;
-    if (memcmp(header, "\x7F"
-                       "ELF",
-               4) != 0) {
+    if (memcmp(header, "\177ELF", 4) != 0) {
         mf_image_error_offset(err, 0, "not an ELF file (bad magic)");
         return MF_EFORMAT;
     }

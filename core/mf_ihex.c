@@ -44,8 +44,7 @@ static int ihex_fail(struct mf_ihex_parser *p, int code)
     return code;
 }
 
-static int ihex_data(struct mf_ihex_parser *p, const uint8_t *record,
-                     struct mf_image_error *err)
+static int ihex_data(struct mf_ihex_parser *p, const uint8_t *record, struct mf_image_error *err)
 {
     unsigned length = record[0];
     uint32_t offset = (uint32_t)record[1] << 8 | record[2];
@@ -94,8 +93,11 @@ static int ihex_record(struct mf_ihex_parser *p, const uint8_t *record, uint8_t 
     }
     unsigned type = record[3];
     static const uint8_t fixed_length[] = {0, 0, 2, 4, 2, 4};
-    static const char *const names[] = {"data", "end-of-file", "extended segment address",
-                                        "start segment address", "extended linear address",
+    static const char *const names[] = {"data",
+                                        "end-of-file",
+                                        "extended segment address",
+                                        "start segment address",
+                                        "extended linear address",
                                         "start linear address"};
     if (type > IHEX_START_LINEAR) {
         mf_image_error_line(err, p->line, "record type 0x%02X out of range (00-05)", type);
@@ -152,10 +154,9 @@ static int ihex_record_cut(struct mf_ihex_parser *p, uint8_t c, struct mf_image_
         mf_image_error_line(err, p->line, "record too short (%u bytes, at least 5 needed)",
                             (unsigned)p->count);
     else
-        mf_image_error_line(err, p->line,
-                            "short record (length field says %u data bytes, the line holds %u)",
-                            (unsigned)(p->need - IHEX_HEADER_BYTES),
-                            (unsigned)(p->count - IHEX_HEADER_BYTES));
+        mf_image_error_line(
+            err, p->line, "short record (length field says %u data bytes, the line holds %u)",
+            (unsigned)(p->need - IHEX_HEADER_BYTES), (unsigned)(p->count - IHEX_HEADER_BYTES));
     return ihex_fail(p, MF_EFORMAT);
 }
 
@@ -187,10 +188,9 @@ static int ihex_between(struct mf_ihex_parser *p, uint8_t c, struct mf_image_err
     else if (c == ':')
         mf_image_error_line(err, p->line, "second record on one line");
     else
-        mf_image_error_line(err, p->line, "unexpected character %s %s",
-                            mf_image_describe_byte(c, what),
-                            p->state == IHEX_DONE ? "after the end-of-file record"
-                                                  : "outside a record");
+        mf_image_error_line(
+            err, p->line, "unexpected character %s %s", mf_image_describe_byte(c, what),
+            p->state == IHEX_DONE ? "after the end-of-file record" : "outside a record");
     return ihex_fail(p, MF_EFORMAT);
 }
 
@@ -351,9 +351,9 @@ int mf_ihex_write(const struct mf_image *image, unsigned record_size, mf_image_w
     size_t count;
     const struct mf_image_segment *segments = mf_image_segments(image, &count);
     if (count && segments[count - 1].address + segments[count - 1].size > IHEX_ADDRESS_LIMIT) {
-        mf_image_error_set(err, "data up to 0x%llX lies beyond 4 GiB: Intel HEX cannot hold it",
-                           (unsigned long long)(segments[count - 1].address +
-                                                segments[count - 1].size - 1));
+        mf_image_error_set(
+            err, "data up to 0x%llX lies beyond 4 GiB: Intel HEX cannot hold it",
+            (unsigned long long)(segments[count - 1].address + segments[count - 1].size - 1));
         return MF_ERANGE;
     }
     uint32_t upper = 0; /* the implicit linear base at the start of a file */

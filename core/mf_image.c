@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IMAGE_LOAD_CHUNK    (64u * 1024u) /* read size while loading */
-#define IMAGE_ARENA_INITIAL (64u * 1024u)
+#define IMAGE_LOAD_CHUNK     (64u * 1024u) /* read size while loading */
+#define IMAGE_ARENA_INITIAL  (64u * 1024u)
 #define IMAGE_PIECES_INITIAL 64u
 
 struct mf_image_piece {
@@ -59,6 +59,9 @@ void mf_image_error_clear(struct mf_image_error *err)
     err->offset = 0;
     err->text[0] = '\0';
 }
+
+static void image_error_vformat(struct mf_image_error *err, const char *prefix, const char *fmt,
+                                va_list ap) __attribute__((format(printf, 3, 0)));
 
 static void image_error_vformat(struct mf_image_error *err, const char *prefix, const char *fmt,
                                 va_list ap)
@@ -171,9 +174,8 @@ static const struct {
     const char *alias;
     enum mf_image_format format;
 } image_format_aliases[] = {
-    {"binary", MF_IMAGE_FORMAT_BIN}, {"hex", MF_IMAGE_FORMAT_IHEX},
-    {"s19", MF_IMAGE_FORMAT_SREC},   {"s28", MF_IMAGE_FORMAT_SREC},
-    {"s37", MF_IMAGE_FORMAT_SREC},   {"mot", MF_IMAGE_FORMAT_SREC},
+    {"binary", MF_IMAGE_FORMAT_BIN}, {"hex", MF_IMAGE_FORMAT_IHEX}, {"s19", MF_IMAGE_FORMAT_SREC},
+    {"s28", MF_IMAGE_FORMAT_SREC},   {"s37", MF_IMAGE_FORMAT_SREC}, {"mot", MF_IMAGE_FORMAT_SREC},
 };
 
 #define IMAGE_COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -237,9 +239,7 @@ static bool image_hex_line(const uint8_t *p, size_t length, size_t min)
 enum mf_image_format mf_image_detect(const void *head, size_t length)
 {
     const uint8_t *p = head;
-    if (length >= 4 && memcmp(p, "\x7F"
-                                 "ELF",
-                              4) == 0)
+    if (length >= 4 && memcmp(p, "\177ELF", 4) == 0)
         return MF_IMAGE_FORMAT_ELF;
     for (size_t i = 0; i < length; i++) {
         if ((p[i] < 0x20 || p[i] > 0x7E) && !image_blank(p[i]))
@@ -310,8 +310,7 @@ int mf_image_add_source(struct mf_image *image, const char *name, enum mf_image_
         if (!names)
             goto nomem;
         image->source_names = names;
-        enum mf_image_format *formats =
-            realloc(image->source_formats, capacity * sizeof *formats);
+        enum mf_image_format *formats = realloc(image->source_formats, capacity * sizeof *formats);
         if (!formats)
             goto nomem;
         image->source_formats = formats;
@@ -369,8 +368,9 @@ int mf_image_add(struct mf_image *image, uint32_t source, uint64_t address, cons
     if (length == 0)
         return 0;
     if (address > UINT64_MAX - length) {
-        mf_image_error_set(err, "data at 0x%llX (%zu bytes) passes the end of the 64-bit address "
-                                "space",
+        mf_image_error_set(err,
+                           "data at 0x%llX (%zu bytes) passes the end of the 64-bit address "
+                           "space",
                            (unsigned long long)address, length);
         return MF_ERANGE;
     }
@@ -400,8 +400,8 @@ int mf_image_add(struct mf_image *image, uint32_t source, uint64_t address, cons
             return MF_EFBIG;
         }
         if (image->piece_count == image->piece_capacity) {
-            size_t capacity = image->piece_capacity ? image->piece_capacity * 2
-                                                    : IMAGE_PIECES_INITIAL;
+            size_t capacity =
+                image->piece_capacity ? image->piece_capacity * 2 : IMAGE_PIECES_INITIAL;
             if (capacity > image->config.max_pieces)
                 capacity = (size_t)image->config.max_pieces;
             struct mf_image_piece *pieces = realloc(image->pieces, capacity * sizeof *pieces);
@@ -455,8 +455,8 @@ static int image_load_start(void *context, uint64_t address)
     return 0;
 }
 
-static int image_load_text(struct image_load *l, enum mf_image_format format,
-                           mf_image_read_fn read, void *context, uint64_t size, uint8_t *buffer)
+static int image_load_text(struct image_load *l, enum mf_image_format format, mf_image_read_fn read,
+                           void *context, uint64_t size, uint8_t *buffer)
 {
     struct mf_image_sink sink = {image_load_data, image_load_start, l};
     struct mf_ihex_parser ihex;
@@ -482,12 +482,11 @@ static int image_load_text(struct image_load *l, enum mf_image_format format,
                                           : mf_srec_finish(&srec, l->err);
 }
 
-static int image_load_bin(struct image_load *l, uint64_t base, mf_image_read_fn read,
-                          void *context, uint64_t size, uint8_t *buffer)
+static int image_load_bin(struct image_load *l, uint64_t base, mf_image_read_fn read, void *context,
+                          uint64_t size, uint8_t *buffer)
 {
     if (size && base > UINT64_MAX - size) {
-        mf_image_error_set(l->err,
-                           "%llu bytes at 0x%llX pass the end of the 64-bit address space",
+        mf_image_error_set(l->err, "%llu bytes at 0x%llX pass the end of the 64-bit address space",
                            (unsigned long long)size, (unsigned long long)base);
         return MF_ERANGE;
     }
@@ -574,8 +573,9 @@ out:
 
 static bool piece_before(const struct mf_image_piece *pieces, uint32_t a, uint32_t b)
 {
-    return pieces[a].address < pieces[b].address ||
-           (pieces[a].address == pieces[b].address && a < b);
+    if (pieces[a].address != pieces[b].address)
+        return pieces[a].address < pieces[b].address;
+    return a < b; /* same address: load order */
 }
 
 /* Heapsort of piece indices by (address, load order): O(n log n), no recursion. */
@@ -630,8 +630,8 @@ static void image_describe_piece(const struct mf_image *image, const struct mf_i
                  (unsigned long long)p->last_where);
 }
 
-static int image_overlap_error(const struct mf_image *image, uint32_t a, uint32_t b,
-                               uint64_t start, uint64_t end, struct mf_image_error *err)
+static int image_overlap_error(const struct mf_image *image, uint32_t a, uint32_t b, uint64_t start,
+                               uint64_t end, struct mf_image_error *err)
 {
     if (a > b) {
         uint32_t t = a;
@@ -698,8 +698,8 @@ int mf_image_finish(struct mf_image *image, struct mf_image_error *err)
         if (p->address < end) {
             overlap = true;
             if (image->config.overlap == MF_IMAGE_OVERLAP_ERROR) {
-                int rc = image_overlap_error(image, cover, i, p->address,
-                                             p_end < end ? p_end : end, err);
+                int rc = image_overlap_error(image, cover, i, p->address, p_end < end ? p_end : end,
+                                             err);
                 free(order);
                 return rc;
             }
@@ -710,6 +710,14 @@ int mf_image_finish(struct mf_image *image, struct mf_image_error *err)
         }
     }
 
+    if (sorted && !overlap && image->arena_capacity > image->arena_size && image->arena_size) {
+        /* The arena becomes the image's data: give back what doubling left unused. */
+        uint8_t *shrunk = realloc(image->arena, image->arena_size);
+        if (shrunk) {
+            image->arena = shrunk;
+            image->arena_capacity = image->arena_size;
+        }
+    }
     struct mf_image_segment *segments = NULL;
     if (segment_count) {
         segments = malloc(segment_count * sizeof *segments);

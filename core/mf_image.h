@@ -37,8 +37,9 @@ struct mf_image_error {
 /* Where parsers deliver what they decode. `where` locates the record in its file: the line
  * number for HEX and S-record, the byte offset of the first byte for ELF and raw binary.
  * `bytes` is valid only during the call. A callback returns 0 to go on or a negative MF_E* code
- * to stop the parse; the parser then returns that code and, unless the callback already wrote
- * a text into the parser's error report, reports "line N: <mf_strerror text>". */
+ * to stop the parse; the parser then returns that code, and its error report holds the position
+ * ("line N: " or "offset 0xX: ") followed by the text the callback wrote into that same report
+ * (reachable through `context`), or by mf_strerror(code) when it wrote none. */
 struct mf_image_sink {
     int (*data)(void *context, uint64_t address, const uint8_t *bytes, size_t length,
                 uint64_t where);

@@ -52,9 +52,8 @@ static int srec_record(struct mf_srec_parser *p, const uint8_t *record, uint8_t 
         return srec_fail(p, MF_EFORMAT);
     }
     if (count < address_bytes + 1) {
-        mf_image_error_line(err, p->line,
-                            "record too short for S%u (count %u, at least %u needed)", type,
-                            count, address_bytes + 1);
+        mf_image_error_line(err, p->line, "record too short for S%u (count %u, at least %u needed)",
+                            type, count, address_bytes + 1);
         return srec_fail(p, MF_EFORMAT);
     }
     uint64_t address = 0;
@@ -177,10 +176,9 @@ static int srec_between(struct mf_srec_parser *p, uint8_t c, struct mf_image_err
     else if (c == 'S')
         mf_image_error_line(err, p->line, "second record on one line");
     else
-        mf_image_error_line(err, p->line, "unexpected character %s %s",
-                            mf_image_describe_byte(c, what),
-                            p->state == SREC_DONE ? "after the termination record"
-                                                  : "outside a record");
+        mf_image_error_line(
+            err, p->line, "unexpected character %s %s", mf_image_describe_byte(c, what),
+            p->state == SREC_DONE ? "after the termination record" : "outside a record");
     return srec_fail(p, MF_EFORMAT);
 }
 

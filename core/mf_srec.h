@@ -24,7 +24,7 @@ struct mf_srec_parser {
     bool have_nibble;
     bool prev_cr;
     bool line_has_record;
-    bool counted; /* an S5/S6 count came after the last data record */
+    bool counted;   /* an S5/S6 count came after the last data record */
     uint16_t count; /* bytes of the current record decoded so far (count byte included) */
     uint16_t need;  /* bytes the record needs, 0 until its count byte is known */
     int error;      /* first error; sticky */

@@ -279,8 +279,7 @@ static int storage_repartition(struct mf_storage *st, const struct mf_storage_la
     return storage_complete(st);
 }
 
-/* A label we can write: 1-11 printable ASCII characters none of which FAT forbids. */
-static bool storage_label_ok(const char *label)
+bool mf_storage_label_valid(const char *label)
 {
     size_t n = strlen(label);
     if (n == 0 || n > 11)
@@ -320,7 +319,7 @@ int mf_storage_init(struct mf_storage *st, const struct mf_bd *bd,
     memset(st, 0, sizeof *st);
     st->bd = bd;
     const char *label = options->label ? options->label : MF_STORAGE_LABEL_DEFAULT;
-    if (!storage_label_ok(label))
+    if (!mf_storage_label_valid(label))
         return storage_fail(st, MF_EINVAL,
                             "volume label \"%.32s\" is not 1-11 printable ASCII characters "
                             "without any of \"*+,./:;<=>?[\\]|",

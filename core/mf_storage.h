@@ -72,6 +72,10 @@ int mf_storage_plan(const struct mf_bd *bd, bool secure_area, struct mf_storage_
  * 32 MiB, 0x06 FAT16, 0x0C FAT32 (LBA). */
 uint8_t mf_storage_fat_partition_type(enum mf_fat_type type, uint64_t bytes);
 
+/* True when `label` can be a public volume label: 1-11 printable ASCII characters, none of
+ * "*+,./:;<=>?[\]| (FAT forbids them in labels). */
+bool mf_storage_label_valid(const char *label);
+
 /* Creates a new storage on `bd`, destroying what it held: MBR with state FORMATTING, sync, wipe
  * (secure partition and the gap before partition 1 erased), format of the public area, sync,
  * MBR with state READY, sync. On success `storage` is open on the new layout. A power cut

@@ -59,12 +59,18 @@ struct sim {
     struct mf_sim_options options;
     bool option_knob[KNOB_COUNT]; /* set by the options: device.ini's is masked */
 
-    /* Between connect and disconnect: */
-    bool connected;
-    int dir_fd; /* the slot folder, flock'ed: one programmer per slot */
+    /* flash.bin stays mapped from the first connect to mf_sim_close (unless it is replaced by
+     * another file meanwhile): mapping it anew per cycle would cost a write fault per page. */
     int flash_fd;
     uint8_t *flash;
     size_t flash_size;
+    dev_t flash_dev;
+    ino_t flash_ino;
+
+    /* Between connect and disconnect: */
+    bool connected;
+    int dir_fd; /* the slot folder, flock'ed: one programmer per slot */
+    int ini_fd; /* device.ini, rewritten in place */
     uint64_t region_offset[MF_PROFILE_FLASH_REGIONS]; /* of each region in flash.bin */
     struct sim_device device;
     uint64_t programmed_now; /* bytes programmed since connect */
@@ -305,9 +311,8 @@ int mf_sim_fault_parse(const char *key, const char *value, struct mf_sim_faults 
             phase++;
         if (!mf_sim_phase_name(phase)) {
             say(error, error_size,
-                "fault timeout: unknown phase '%s' (connect, uid, unlock, erase, "
-                "program, "
-                "read, crc, protect, start)",
+                "fault timeout: unknown phase '%s' (connect, uid, unlock, erase, program, read, "
+                "crc, protect, start)",
                 words[0]);
             return MF_EFORMAT;
         }
@@ -538,10 +543,12 @@ static int ini_parse_device(const char *text, size_t length, const char *path,
     return 0;
 }
 
-/* Reads `name` in the folder `dir_fd` (at most MF_SIM_INI_MAX bytes) into `buffer`. */
-static int read_small_file(int dir_fd, const char *name, char *buffer, size_t size, size_t *length)
+/* Reads `name` in the folder `dir_fd` (at most `size` - 1 bytes) into `buffer`; with `keep_fd`,
+ * the file is opened for writing too and stays open there. */
+static int read_small_file(int dir_fd, const char *name, char *buffer, size_t size, size_t *length,
+                           int *keep_fd)
 {
-    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dir_fd, name, (keep_fd ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return errno_code(errno);
     size_t used = 0;
@@ -562,19 +569,25 @@ static int read_small_file(int dir_fd, const char *name, char *buffer, size_t si
             return MF_EFBIG;
         }
     }
-    close(fd);
+    if (keep_fd)
+        *keep_fd = fd;
+    else
+        close(fd);
     *length = used;
     return 0;
 }
 
 /* Loads <slot>/device.ini. MF_ENOENT when it does not exist (no device in the slot); MF_ECONFLICT
- * (without a text) when it holds a device of another profile than `expected`. */
+ * (without a text) when it holds a device of another profile than `expected` (may be NULL). With
+ * `ini_fd`, device.ini is left open for writing there on success. */
 static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile *expected,
-                       struct sim_device *device, char *error, size_t error_size)
+                       struct sim_device *device, int *ini_fd, char *error, size_t error_size)
 {
     char text[MF_SIM_INI_MAX];
     size_t length = 0;
-    int err = read_small_file(dir_fd, "device.ini", text, sizeof text, &length);
+    int fd = -1;
+    int err =
+        read_small_file(dir_fd, "device.ini", text, sizeof text, &length, ini_fd ? &fd : NULL);
     if (err == MF_EFBIG) {
         say(error, error_size, "%s/device.ini: larger than %u bytes", slot_dir, MF_SIM_INI_MAX);
         return MF_EFORMAT;
@@ -586,7 +599,12 @@ static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile
     }
     char path[320];
     say(path, sizeof path, "%s/device.ini", slot_dir);
-    return ini_parse_device(text, length, path, expected, device, error, error_size);
+    err = ini_parse_device(text, length, path, expected, device, error, error_size);
+    if (fd >= 0 && err)
+        close(fd);
+    else if (fd >= 0)
+        *ini_fd = fd;
+    return err;
 }
 
 /* Appends to a bounded text; `*used` stops growing at the end (the caller checks). */
@@ -619,18 +637,18 @@ static int write_all(int fd, const void *data, size_t size)
     return 0;
 }
 
-/* Writes device.ini as a whole: a new file renamed over the old one, so that a reader (mf_sim
- * inspect, a text editor) never sees half of it. Not fsync'ed: a simulated device needs to survive
- * its programmer's crash, not the host's power loss. */
-static int save_device(int dir_fd, const char *slot_dir, const struct sim_device *d, char *error,
-                       size_t error_size)
+/* Writes device.ini as a whole: in place through `ini_fd` when it is open (during a connection:
+ * one write, no new inode; a rename per cycle costs milliseconds on ext4), else as a new file
+ * renamed over the old one. Not fsync'ed: a simulated device needs to survive its programmer's
+ * crash, not the host's power loss. */
+static int save_device(int dir_fd, int ini_fd, const char *slot_dir, const struct sim_device *d,
+                       char *error, size_t error_size)
 {
     char text[4096];
     size_t used = 0;
     const struct mf_profile *p = d->profile;
     put(text, sizeof text, &used,
-        "; mintflash simulated device (docs/targets-sim.md). Written at every "
-        "disconnect:\n"
+        "; mintflash simulated device (docs/targets-sim.md). Rewritten by every connection:\n"
         "; edit it between cycles only.\n"
         "[device]\nprofile = %s\nuid = ",
         p->name);
@@ -647,10 +665,9 @@ static int save_device(int dir_fd, const char *slot_dir, const struct sim_device
         put(text, sizeof text, &used, "%s = %llu\n", sim_counter_keys[i].name,
             (unsigned long long)counter_value(&d->counters, i));
     put(text, sizeof text, &used,
-        "\n[faults]\n; knob = [ARG] once|always, or off. Knobs: connect, erase, "
-        "program BYTES,\n"
-        "; flip ADDRESS, timeout PHASE (connect uid unlock erase program read "
-        "crc protect start)\n");
+        "\n[faults]\n; knob = [ARG] once|always, or off. Knobs: connect, erase, program BYTES,\n"
+        "; flip ADDRESS, timeout PHASE (connect uid unlock erase program read crc protect "
+        "start)\n");
     for (int k = 0; k < KNOB_COUNT; k++) {
         char value[64];
         mf_sim_fault_format(sim_knob_names[k], knob_of_const(&d->faults, (enum sim_knob)k), value,
@@ -661,10 +678,28 @@ static int save_device(int dir_fd, const char *slot_dir, const struct sim_device
         say(error, error_size, "%s/device.ini: text too long", slot_dir);
         return MF_ENOMEM;
     }
+    if (ini_fd >= 0) {
+        int err = 0;
+        for (size_t done = 0; done < used && !err;) {
+            ssize_t n = pwrite(ini_fd, text + done, used - done, (off_t)done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                err = n < 0 ? errno_code(errno) : MF_EIO;
+            else
+                done += (size_t)n;
+        }
+        if (!err && ftruncate(ini_fd, (off_t)used) != 0)
+            err = errno_code(errno);
+        if (err)
+            say(error, error_size, "%s/device.ini: writing failed (%s)", slot_dir,
+                mf_strerror(err));
+        return err;
+    }
     int fd = openat(dir_fd, "device.ini.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int err = errno_code(errno);
-        say(error, error_size, "%s/device.ini.tmp: %s", slot_dir, strerror(errno));
+        say(error, error_size, "%s/device.ini.tmp: %m", slot_dir);
         return err;
     }
     int err = write_all(fd, text, used);
@@ -697,12 +732,12 @@ static int slot_lock(const char *sim_dir, const char *slot_dir, unsigned slot, b
 {
     if (create && mkdir(sim_dir, 0755) != 0 && errno != EEXIST) {
         int err = errno_code(errno);
-        say(error, error_size, "%s: cannot create the folder (%s)", sim_dir, strerror(errno));
+        say(error, error_size, "%s: cannot create the folder (%m)", sim_dir);
         return err;
     }
     if (create && mkdir(slot_dir, 0755) != 0 && errno != EEXIST) {
         int err = errno_code(errno);
-        say(error, error_size, "%s: cannot create the folder (%s)", slot_dir, strerror(errno));
+        say(error, error_size, "%s: cannot create the folder (%m)", slot_dir);
         return err;
     }
     int fd = open(slot_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -711,7 +746,7 @@ static int slot_lock(const char *sim_dir, const char *slot_dir, unsigned slot, b
         if (err == MF_ENOENT && !create)
             say(error, error_size, "slot %u holds no device (no folder %s)", slot, slot_dir);
         else
-            say(error, error_size, "%s: %s", slot_dir, strerror(errno));
+            say(error, error_size, "%s: %m", slot_dir);
         return err;
     }
     /* flock is per open file description: two threads of one process also exclude each other. */
@@ -724,7 +759,7 @@ static int slot_lock(const char *sim_dir, const char *slot_dir, unsigned slot, b
             say(error, error_size, "slot %u is in use by another programmer (%s is locked)", slot,
                 slot_dir);
         else
-            say(error, error_size, "%s: cannot lock (%s)", slot_dir, strerror(errno));
+            say(error, error_size, "%s: cannot lock (%m)", slot_dir);
         close(fd);
         return err;
     }
@@ -741,7 +776,7 @@ static int create_device(int dir_fd, const char *slot_dir, const struct mf_profi
     int fd = openat(dir_fd, "flash.bin.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int err = errno_code(errno);
-        say(error, error_size, "%s/flash.bin.tmp: %s", slot_dir, strerror(errno));
+        say(error, error_size, "%s/flash.bin.tmp: %m", slot_dir);
         return err;
     }
     uint8_t fill[SIM_FILL_CHUNK];
@@ -767,29 +802,39 @@ static int create_device(int dir_fd, const char *slot_dir, const struct mf_profi
     device->profile = profile;
     say(device->profile_name, sizeof device->profile_name, "%s", profile->name);
     memcpy(device->uid, uid, profile->uid_length);
-    return save_device(dir_fd, slot_dir, device, error, error_size);
+    return save_device(dir_fd, -1, slot_dir, device, error, error_size);
 }
 
-/* Opens flash.bin and checks its size against the profile. */
+/* Opens flash.bin and checks its size against the profile; `st` gets its status. */
 static int open_flash(int dir_fd, const char *slot_dir, const struct mf_profile *profile, int flags,
-                      int *fd_out, char *error, size_t error_size)
+                      int *fd_out, struct stat *st_out, char *error, size_t error_size)
 {
     int fd = openat(dir_fd, "flash.bin", flags | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         int err = errno_code(errno);
-        say(error, error_size, "%s/flash.bin: %s", slot_dir,
-            errno == ENOENT ? "missing (device.ini exists)" : strerror(errno));
+        if (errno == ENOENT)
+            say(error, error_size, "%s/flash.bin: missing (device.ini exists)", slot_dir);
+        else
+            say(error, error_size, "%s/flash.bin: %m", slot_dir);
         return err == MF_ENOENT ? MF_ECORRUPT : err;
     }
     struct stat st;
     uint64_t want = flash_total(profile);
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != want) {
+    if (fstat(fd, &st) != 0) {
+        int err = errno_code(errno);
+        say(error, error_size, "%s/flash.bin: %m", slot_dir);
+        close(fd);
+        return err;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != want) {
         say(error, error_size, "%s/flash.bin is %lld bytes, a %s has %llu", slot_dir,
             (long long)st.st_size, profile->name, (unsigned long long)want);
         close(fd);
         return MF_ECORRUPT;
     }
     *fd_out = fd;
+    if (st_out)
+        *st_out = st;
     return 0;
 }
 
@@ -856,7 +901,7 @@ static int fault_fired(struct sim *s, struct mf_target *t, enum sim_knob k)
     f->arg = 0;
     if (s->option_knob[k])
         return 0;
-    return save_device(s->dir_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
 }
 
 /* Sleeps `us` microseconds times the scale, looking at target->cancel every few milliseconds. */
@@ -959,19 +1004,57 @@ static int protected_access(struct sim *s, struct mf_target *t, const char *op, 
     return MF_EACCES;
 }
 
-/* Unmaps and unlocks; the device state in memory is dropped. */
+/* Ends a connection: closes device.ini and unlocks the slot. The mapping of flash.bin stays. */
 static void sim_release(struct sim *s)
+{
+    if (s->ini_fd >= 0)
+        close(s->ini_fd);
+    if (s->dir_fd >= 0)
+        close(s->dir_fd);
+    s->ini_fd = -1;
+    s->dir_fd = -1;
+    s->connected = false;
+}
+
+static void sim_unmap(struct sim *s)
 {
     if (s->flash)
         munmap(s->flash, s->flash_size);
     if (s->flash_fd >= 0)
         close(s->flash_fd);
-    if (s->dir_fd >= 0)
-        close(s->dir_fd);
     s->flash = NULL;
     s->flash_fd = -1;
-    s->dir_fd = -1;
-    s->connected = false;
+}
+
+/* Maps the slot's flash.bin, reusing the mapping of the last connection when the file is still
+ * the same (another process may have replaced the device meanwhile). */
+static int map_flash(struct sim *s, struct mf_target *t, const struct mf_profile *profile)
+{
+    struct stat st;
+    size_t size = (size_t)flash_total(profile);
+    if (s->flash && fstatat(s->dir_fd, "flash.bin", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && st.st_dev == s->flash_dev && st.st_ino == s->flash_ino &&
+        (uint64_t)st.st_size == size && s->flash_size == size)
+        return 0;
+    sim_unmap(s);
+    int err = open_flash(s->dir_fd, s->slot_dir, profile, O_RDWR, &s->flash_fd, &st, t->error,
+                         sizeof t->error);
+    if (err)
+        return err;
+    /* Populated at once: one call instead of a read fault per page. */
+    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, s->flash_fd, 0);
+    if (map == MAP_FAILED) {
+        err = errno_code(errno);
+        TSAY(t, "%s/flash.bin: cannot map (%m)", s->slot_dir);
+        close(s->flash_fd);
+        s->flash_fd = -1;
+        return err;
+    }
+    s->flash = map;
+    s->flash_size = size;
+    s->flash_dev = st.st_dev;
+    s->flash_ino = st.st_ino;
+    return 0;
 }
 
 static int sim_disconnect(struct mf_target *t)
@@ -985,7 +1068,7 @@ static int sim_disconnect(struct mf_target *t)
         utc_now(d->last_program, sizeof d->last_program);
     }
     char error[MF_TARGET_ERROR_MAX];
-    int err = save_device(s->dir_fd, s->slot_dir, d, error, sizeof error);
+    int err = save_device(s->dir_fd, s->ini_fd, s->slot_dir, d, error, sizeof error);
     sim_release(s);
     if (err)
         memcpy(t->error, error, sizeof error);
@@ -1010,30 +1093,20 @@ static int sim_connect(struct mf_target *t)
         return err;
 
     struct sim_device *d = &s->device;
-    err = load_device(s->dir_fd, s->slot_dir, profile, d, t->error, sizeof t->error);
+    err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, t->error, sizeof t->error);
     if (err == MF_ENOENT) {
         uint8_t uid[MF_PROFILE_UID_MAX];
         err = new_uid(&s->options, s->slot, profile, uid, t->error, sizeof t->error);
         if (!err)
             err = create_device(s->dir_fd, s->slot_dir, profile, uid, d, t->error, sizeof t->error);
+        if (!err)
+            err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, t->error,
+                              sizeof t->error);
     }
     if (err == MF_ECONFLICT)
         TSAY(t, "slot %u holds a %s, the job needs %s", s->slot, d->profile_name, profile->name);
     if (!err)
-        err = open_flash(s->dir_fd, s->slot_dir, profile, O_RDWR, &s->flash_fd, t->error,
-                         sizeof t->error);
-    if (!err) {
-        s->flash_size = (size_t)flash_total(profile);
-        /* Populated at once: one call instead of a page fault per page of a cycle. */
-        void *map = mmap(NULL, s->flash_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                         s->flash_fd, 0);
-        if (map == MAP_FAILED) {
-            err = errno_code(errno);
-            TSAY(t, "%s/flash.bin: cannot map (%s)", s->slot_dir, strerror(errno));
-        } else {
-            s->flash = map;
-        }
-    }
+        err = map_flash(s, t, profile);
     if (err) {
         sim_release(s);
         return err;
@@ -1070,6 +1143,7 @@ static int sim_connect(struct mf_target *t)
     }
     d->counters.connects++;
     d->running = false;
+    t->error[0] = '\0'; /* a new device was made on the way: not an error */
     return 0;
 }
 
@@ -1129,9 +1203,7 @@ static int sim_erase(struct mf_target *t, uint64_t address, uint64_t length)
     uint32_t size;
     mf_region_sector(r, address, &start, &size);
     if (start != address) {
-        TSAY(t,
-             "erase at 0x%08llx: not the start of a sector (that sector: 0x%08llx, "
-             "%u bytes)",
+        TSAY(t, "erase at 0x%08llx: not the start of a sector (that sector: 0x%08llx, %u bytes)",
              (unsigned long long)address, (unsigned long long)start, size);
         return MF_EINVAL;
     }
@@ -1139,8 +1211,7 @@ static int sim_erase(struct mf_target *t, uint64_t address, uint64_t length)
         mf_region_sector(r, end, &start, &size);
         if (start != end) {
             TSAY(t,
-                 "erase to 0x%08llx: not the end of a sector (the sector at 0x%08llx "
-                 "ends at "
+                 "erase to 0x%08llx: not the end of a sector (the sector at 0x%08llx ends at "
                  "0x%08llx)",
                  (unsigned long long)end, (unsigned long long)start,
                  (unsigned long long)(start + size));
@@ -1205,7 +1276,7 @@ static int sim_unlock(struct mf_target *t)
         return err;
     s->device.protection = 0;
     s->device.counters.unlocks++;
-    return save_device(s->dir_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
 }
 
 /* Offset of the first byte of `data` that `flash` cannot take, or `length`. Programming only moves
@@ -1376,7 +1447,7 @@ static int sim_protect(struct mf_target *t, unsigned level)
     }
     s->device.protection = level;
     s->device.counters.protects++;
-    return save_device(s->dir_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
 }
 
 static int sim_start(struct mf_target *t, enum mf_start_mode mode)
@@ -1449,6 +1520,7 @@ int mf_sim_open(struct mf_target *target, const char *sim_dir, unsigned slot,
     for (int k = 0; k < KNOB_COUNT; k++)
         s->option_knob[k] = knob_of(&s->options.faults, (enum sim_knob)k)->mode != MF_SIM_FAULT_OFF;
     s->dir_fd = -1;
+    s->ini_fd = -1;
     s->flash_fd = -1;
     target->ops = &sim_ops;
     target->context = s;
@@ -1460,6 +1532,7 @@ void mf_sim_close(struct mf_target *target)
     struct sim *s = target->context;
     if (target->ops == &sim_ops && s) {
         sim_disconnect(target);
+        sim_unmap(s);
         free(s->sim_dir);
         free(s->slot_dir);
         free(s);
@@ -1487,7 +1560,7 @@ int mf_sim_replace(const char *sim_dir, unsigned slot, const struct mf_profile *
     int err = slot_lock(sim_dir, slot_dir, slot, profile != NULL, &dir_fd, error, error_size);
     struct sim_device device = {0};
     if (!err && !profile) {
-        err = load_device(dir_fd, slot_dir, NULL, &device, error, error_size);
+        err = load_device(dir_fd, slot_dir, NULL, &device, NULL, error, error_size);
         if (err == MF_ENOENT)
             say(error, error_size, "slot %u holds no device: name the profile of the new one",
                 slot);
@@ -1525,15 +1598,18 @@ int mf_sim_inspect(const char *sim_dir, unsigned slot, struct mf_sim_info *info,
     int dir_fd = open(slot_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0) {
         err = errno_code(errno);
-        say(error, error_size, "slot %u holds no device (%s: %s)", slot, slot_dir, strerror(errno));
+        if (err == MF_ENOENT)
+            say(error, error_size, "slot %u holds no device (no folder %s)", slot, slot_dir);
+        else
+            say(error, error_size, "%s: %m", slot_dir);
         goto done;
     }
     struct sim_device d = {0};
-    err = load_device(dir_fd, slot_dir, NULL, &d, error, error_size);
+    err = load_device(dir_fd, slot_dir, NULL, &d, NULL, error, error_size);
     if (err == MF_ENOENT)
         say(error, error_size, "slot %u holds no device (%s has no device.ini)", slot, slot_dir);
     if (!err)
-        err = open_flash(dir_fd, slot_dir, d.profile, O_RDONLY, &flash_fd, error, error_size);
+        err = open_flash(dir_fd, slot_dir, d.profile, O_RDONLY, &flash_fd, NULL, error, error_size);
     if (err)
         goto done;
     info->slot = slot;
@@ -1550,7 +1626,7 @@ int mf_sim_inspect(const char *sim_dir, unsigned slot, struct mf_sim_info *info,
     uint8_t *map = mmap(NULL, (size_t)info->flash_size, PROT_READ, MAP_SHARED, flash_fd, 0);
     if (map == MAP_FAILED) {
         err = errno_code(errno);
-        say(error, error_size, "%s/flash.bin: cannot map (%s)", slot_dir, strerror(errno));
+        say(error, error_size, "%s/flash.bin: cannot map (%m)", slot_dir);
         goto done;
     }
     const uint8_t *p = map;
@@ -1591,7 +1667,7 @@ int mf_sim_slots(const char *sim_dir, unsigned *slots, size_t max, size_t *count
     DIR *dir = opendir(sim_dir);
     if (!dir) {
         int err = errno_code(errno);
-        say(error, error_size, "%s: %s", sim_dir, strerror(errno));
+        say(error, error_size, "%s: %m", sim_dir);
         return err;
     }
     bool present[MF_SIM_SLOT_MAX + 1] = {false};

@@ -1,8 +1,9 @@
 /* The simulated target back end `sim`: a NOR-flash device per slot, kept in files so that tests and
- * users can inspect what was programmed (<sim-dir>/slot<N>/flash.bin and device.ini, see
- * docs/targets-sim.md). It implements struct mf_target_ops, with a scalable timing model and fault
- * knobs for tests of the job engine. No global mutable state: one thread per slot, any number of
- * slots at once. */
+ * users can inspect what was programmed (<sim-dir>/slot<N>/flash.bin: the raw flash from its base,
+ * several regions one after the other in profile order; device.ini: profile, UID, protection,
+ * counters, faults; see docs/targets-sim.md). It implements struct mf_target_ops, with a scalable
+ * timing model and fault knobs for tests of the job engine. No global mutable state: one thread per
+ * slot, any number of slots at once. */
 #ifndef MF_SIM_H
 #define MF_SIM_H
 
@@ -50,7 +51,8 @@ struct mf_sim_faults {
     struct mf_sim_fault connect; /* connect fails with MF_EIO */
     struct mf_sim_fault erase;   /* erase / erase_chip fail with MF_EIO, flash unchanged */
     struct mf_sim_fault program; /* arg = N: MF_EIO once N bytes were programmed since connect
-                                    (the first N are written) */
+                                    (the bytes before N, rounded down to the write size, are
+                                    written) */
     struct mf_sim_fault flip;    /* arg = address: after a program call that wrote it, bit 0 of
                                     that byte is inverted (so verify fails) */
     struct mf_sim_fault timeout; /* arg = enum mf_sim_phase: that operation gives MF_ETIMEOUT */
@@ -113,9 +115,9 @@ int mf_sim_uid_random(void *context, unsigned slot, uint8_t *uid, uint32_t lengt
 
 /* Puts a fresh blank device (all erased, protection 0, counters and faults cleared) with a new UID
  * into the slot, creating the folders as needed. `profile` NULL keeps the old device's profile
- * (MF_ENOENT when the slot holds no device). `uid` (profile->uid_length bytes) may be NULL: then
- * `options`'s UID source (NULL options: random). MF_EBUSY while a programmer holds the slot; a text
- * for every error in `error` (may be NULL). */
+ * (MF_ENOENT, and no folder is created, when the slot holds no device). `uid` (profile->uid_length
+ * bytes) may be NULL: then `options`'s UID source (NULL options: random). MF_EBUSY while a
+ * programmer holds the slot; a text for every error in `error` (may be NULL). */
 int mf_sim_replace(const char *sim_dir, unsigned slot, const struct mf_profile *profile,
                    const uint8_t *uid, const struct mf_sim_options *options, char *error,
                    size_t error_size);

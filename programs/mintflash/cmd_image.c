@@ -89,8 +89,7 @@ static int image_parse(int argc, char **argv, bool convert, struct image_options
             return image_usage_error("option '%s' needs a value", a);
         if (strcmp(a, "--format-in") == 0) {
             if (mf_image_format_parse(value, &o->format_in) != 0)
-                return image_usage_error("unknown input format '%s' (bin, ihex, srec, elf)",
-                                         value);
+                return image_usage_error("unknown input format '%s' (bin, ihex, srec, elf)", value);
         } else if (strcmp(a, "--base") == 0) {
             if (mf_cli_parse_u64(value, &o->base) != 0)
                 return image_usage_error("bad address '%s' (decimal, or hex with 0x)", value);
@@ -103,8 +102,7 @@ static int image_parse(int argc, char **argv, bool convert, struct image_options
             else if (strcmp(value, "last") == 0)
                 o->overlap = MF_IMAGE_OVERLAP_LAST_WINS;
             else
-                return image_usage_error("unknown overlap policy '%s' (error, first, last)",
-                                         value);
+                return image_usage_error("unknown overlap policy '%s' (error, first, last)", value);
         } else if (convert && (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)) {
             o->output = value;
         } else if (convert && strcmp(a, "--format") == 0) {

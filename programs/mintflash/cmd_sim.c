@@ -13,32 +13,24 @@
 #include <string.h>
 
 static const char sim_usage_text[] =
-    "usage: mintflash sim replace --sim-dir DIR [--slot N] [--profile NAME] "
-    "[--uid HEX]\n"
+    "usage: mintflash sim replace --sim-dir DIR [--slot N] [--profile NAME] [--uid HEX]\n"
     "       mintflash sim show --sim-dir DIR [--slot N]\n"
     "       mintflash sim profiles\n"
     "\n"
-    "Simulated devices live in DIR/slot<N>/ (flash.bin: the raw flash; "
-    "device.ini: profile,\n"
+    "Simulated devices live in DIR/slot<N>/ (flash.bin: the raw flash; device.ini: profile,\n"
     "UID, protection, counters, fault knobs).\n"
     "\n"
-    "  replace   put a fresh blank device with a new UID into the slot (every "
-    "slot of DIR\n"
-    "            without --slot); its profile is --profile, else the old "
-    "device's\n"
-    "  show      print each device: profile, UID, protection, state, counters, "
-    "faults and\n"
-    "            how many bytes are not erased (every slot of DIR without "
-    "--slot)\n"
+    "  replace   put a fresh blank device with a new UID into the slot (every slot of DIR\n"
+    "            without --slot); its profile is --profile, else the old device's\n"
+    "  show      print each device: profile, UID, protection, state, counters, faults and\n"
+    "            how many bytes are not erased (every slot of DIR without --slot)\n"
     "  profiles  list the built-in device profiles with their flash maps\n"
     "\n"
     "options:\n"
     "  --sim-dir DIR   the folder of the simulated devices\n"
     "  --slot N        one slot, 1..999\n"
-    "  --profile NAME  profile of the new device (see 'mintflash sim "
-    "profiles')\n"
-    "  --uid HEX       UID of the new device (one slot only; default: "
-    "random)\n";
+    "  --profile NAME  profile of the new device (see 'mintflash sim profiles')\n"
+    "  --uid HEX       UID of the new device (one slot only; default: random)\n";
 
 struct sim_args {
     const char *sim_dir;
@@ -299,8 +291,7 @@ static int sim_profiles(void)
             printf("  protection levels 0..%u\n", p->protect_levels);
         else
             printf("  no readout protection\n");
-        printf("  timing connect %u ms, erase %u us/KiB, program %u us/KiB, link "
-               "%u KiB/s\n",
+        printf("  timing connect %u ms, erase %u us/KiB, program %u us/KiB, link %u KiB/s\n",
                p->timing.connect_ms, p->timing.erase_us_per_kib, p->timing.program_us_per_kib,
                p->timing.link_kib_per_s);
     }

@@ -42,11 +42,6 @@ struct command {
 
 static const struct command *storage_command_find(const char *name);
 
-static void storage_usage_hint(const char *name)
-{
-    fprintf(stderr, "try 'mintflash storage %s --help'\n", name);
-}
-
 /* Splits argv (argv[0] is the subcommand) into options and up to `max` positionals. Returns -1
  * when done (help printed), 2 on a usage error (printed), 0 otherwise. "--" ends options. */
 static int parse_args(const char *name, int argc, char **argv, const struct option_spec *specs,
@@ -79,15 +74,16 @@ static int parse_args(const char *name, int argc, char **argv, const struct opti
                 }
             }
             if (!spec) {
-                mf_cli_error("storage %s: unknown option '%s'", name, arg);
-                storage_usage_hint(name);
+                mf_cli_error("storage %s: unknown option '%s' (try 'mintflash storage %s --help')",
+                             name, arg, name);
                 return 2;
             }
             if (spec->value) {
                 if (!inline_value) {
                     if (i + 1 >= argc) {
-                        mf_cli_error("storage %s: option '%s' needs a value", name, arg);
-                        storage_usage_hint(name);
+                        mf_cli_error("storage %s: option '%s' needs a value (try 'mintflash "
+                                     "storage %s --help')",
+                                     name, arg, name);
                         return 2;
                     }
                     inline_value = argv[++i];
@@ -99,15 +95,16 @@ static int parse_args(const char *name, int argc, char **argv, const struct opti
             continue;
         }
         if (*count >= max) {
-            mf_cli_error("storage %s: unexpected argument '%s'", name, arg);
-            storage_usage_hint(name);
+            mf_cli_error("storage %s: unexpected argument '%s' (try 'mintflash storage %s --help')",
+                         name, arg, name);
             return 2;
         }
         positional[(*count)++] = arg;
     }
     if (*count < min) {
-        mf_cli_error("storage %s: missing %s", name, *count == 0 ? "the image" : "an argument");
-        storage_usage_hint(name);
+        const struct command *c = storage_command_find(name);
+        mf_cli_error("storage %s: missing %s (usage: mintflash storage %s)", name,
+                     *count == 0 ? "the image" : "an argument", c->usage);
         return 2;
     }
     return 0;
@@ -366,6 +363,13 @@ static int cmd_init(const char *name, int argc, char **argv)
     }
     if (label && (strlen(label) == 0 || strlen(label) > 11)) {
         mf_cli_error("storage init: --label '%s' must have 1 to 11 characters", label);
+        return 2;
+    }
+    /* Checked before the image is touched: with --force, creating it wipes what it held. */
+    if (label && !mf_storage_label_valid(label)) {
+        mf_cli_error("storage init: --label '%s' may only hold printable ASCII characters "
+                     "other than \"*+,./:;<=>?[\\]|",
+                     label);
         return 2;
     }
 

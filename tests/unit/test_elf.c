@@ -25,7 +25,8 @@ struct capture {
     int calls;
 };
 
-static void cap_printf(struct capture *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cap_printf(struct capture *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void cap_printf(struct capture *c, const char *fmt, ...)
 {
@@ -100,9 +101,7 @@ static void build(struct elf *e, bool is64, bool big, const struct seg *segs, un
     memset(e, 0, sizeof *e);
     e->is64 = is64;
     e->big = big;
-    memcpy(e->data, "\x7F"
-                    "ELF",
-           4);
+    memcpy(e->data, "\177ELF", 4);
     e->data[4] = is64 ? 2 : 1;
     e->data[5] = big ? 2 : 1;
     e->data[6] = 1;
@@ -227,10 +226,12 @@ static void test_truncated_at_every_length(void **state)
     }
     struct elf e;
     build(&e, false, false, firmware, 4, 0);
-    expect_error(&e, 10, MF_EFORMAT, "offset 0xA: file ends inside the ELF identification (10 "
-                                     "bytes)");
-    expect_error(&e, 40, MF_EFORMAT, "offset 0x28: file ends inside the ELF32 header (52 bytes "
-                                     "needed)");
+    expect_error(&e, 10, MF_EFORMAT,
+                 "offset 0xA: file ends inside the ELF identification (10 "
+                 "bytes)");
+    expect_error(&e, 40, MF_EFORMAT,
+                 "offset 0x28: file ends inside the ELF32 header (52 bytes "
+                 "needed)");
     expect_error(&e, 100, MF_EFORMAT,
                  "offset 0x1C: program header table (4 entries of 32 bytes at 0x34) extends past "
                  "the end of the file (100 bytes)");
@@ -238,8 +239,9 @@ static void test_truncated_at_every_length(void **state)
                  "offset 0x34: segment 0: 0x40 file bytes at offset 0x200 extend past the end of "
                  "the file (544 bytes)");
     build(&e, true, false, firmware, 4, 0);
-    expect_error(&e, 63, MF_EFORMAT, "offset 0x3F: file ends inside the ELF64 header (64 bytes "
-                                     "needed)");
+    expect_error(&e, 63, MF_EFORMAT,
+                 "offset 0x3F: file ends inside the ELF64 header (64 bytes "
+                 "needed)");
 }
 
 static void test_bad_identification(void **state)

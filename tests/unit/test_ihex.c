@@ -25,7 +25,8 @@ struct capture {
     int calls;
 };
 
-static void cap_printf(struct capture *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cap_printf(struct capture *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void cap_printf(struct capture *c, const char *fmt, ...)
 {
@@ -199,7 +200,8 @@ static void test_top_of_4gib(void **state)
     strcat(text, line);
     strcat(text, ":00000001FF\n");
     char *got = parse(text);
-    assert_string_equal(got, "D FFFFFFF0 line 2:00000000000000000000000000000000\nrc=0 line=0 err=\n");
+    assert_string_equal(got,
+                        "D FFFFFFF0 line 2:00000000000000000000000000000000\nrc=0 line=0 err=\n");
     free(got);
     rec(text, sizeof text, 4, 0, base, 2);
     rec(line, sizeof line, 0, 0xFFF8, data, 16);
@@ -213,7 +215,8 @@ static void test_errors(void **state)
     (void)state;
     expect_error(":10010000214601360121470136007EFE09D2190141\n:00000001FF\n",
                  "line 1: checksum mismatch (expected 0x40, got 0x41)");
-    expect_error(":00000001FF\n:0400000001020304F2\n", "line 2: record after the end-of-file record");
+    expect_error(":00000001FF\n:0400000001020304F2\n",
+                 "line 2: record after the end-of-file record");
     expect_error(":0400000001020G04F2\n", "line 1: bad hex digit 'G'");
     expect_error(":04000000010203\n", "line 1: short record (length field says 4 data bytes, the "
                                       "line holds 2)");
@@ -221,18 +224,22 @@ static void test_errors(void **state)
     expect_error(":\n", "line 1: record too short (0 bytes, at least 5 needed)");
     expect_error(":0400000001020304F\n", "line 1: odd number of hex digits");
     expect_error(":00000006FA\n", "line 1: record type 0x06 out of range (00-05)");
-    expect_error(":0400000001020304F2AB\n", "line 1: record longer than its length field (4 data bytes)");
+    expect_error(":0400000001020304F2AB\n",
+                 "line 1: record longer than its length field (4 data bytes)");
     expect_error(":0400000001020304F2:00000001FF\n", "line 1: second record on one line");
     expect_error(":03000004080000F1\n",
                  "line 1: extended linear address record (04) must hold 2 data bytes, not 3");
-    expect_error(":0100000100FE\n", "line 1: end-of-file record (01) must hold 0 data bytes, not 1");
+    expect_error(":0100000100FE\n",
+                 "line 1: end-of-file record (01) must hold 0 data bytes, not 1");
     expect_error(":020000050000F9\n",
                  "line 1: start linear address record (05) must hold 4 data bytes, not 2");
     expect_error("\n\nhello\n", "line 3: unexpected character 'h' outside a record");
     expect_error(":00000001FF\nx", "line 2: unexpected character 'x' after the end-of-file record");
-    expect_error(":00000001FF\n\x01", "line 2: unexpected character 0x01 after the end-of-file record");
-    expect_error(":0400000001020304F2\n", "line 2: no end-of-file record (type 01): the file may be "
-                                          "truncated");
+    expect_error(":00000001FF\n\x01",
+                 "line 2: unexpected character 0x01 after the end-of-file record");
+    expect_error(":0400000001020304F2\n",
+                 "line 2: no end-of-file record (type 01): the file may be "
+                 "truncated");
     expect_error("", "line 1: no end-of-file record (type 01): the file may be truncated");
     expect_error(":00000001FF\n:04000000010", "line 2: record after the end-of-file record");
     expect_error(":0400000001020", "line 1: file ends inside a record");

@@ -39,9 +39,8 @@ static void test_in_order_records_merge(void **state)
     uint8_t data[4096];
     fill_ramp(data, sizeof data, 0);
     for (unsigned i = 0; i < 256; i++)
-        assert_int_equal(mf_image_add(&image, s, 0x08000000u + 16 * i, data + 16 * i, 16, i + 1,
-                                      NULL),
-                         0);
+        assert_int_equal(
+            mf_image_add(&image, s, 0x08000000u + 16 * i, data + 16 * i, 16, i + 1, NULL), 0);
     assert_int_equal(mf_image_add(&image, s, 0x08010000u, data, 3, 300, NULL), 0);
     assert_int_equal(mf_image_add(&image, s, 0x08010003u, data, 0, 301, NULL), 0);
     assert_int_equal(mf_image_finish(&image, NULL), 0);
@@ -75,9 +74,8 @@ static void test_reverse_order_sorts(void **state)
     uint8_t data[16000];
     fill_ramp(data, sizeof data, 7);
     for (unsigned i = 1000; i-- > 0;)
-        assert_int_equal(mf_image_add(&image, s, 0x1000 + 16 * i, data + 16 * i, 16, 1000 - i,
-                                      NULL),
-                         0);
+        assert_int_equal(
+            mf_image_add(&image, s, 0x1000 + 16 * i, data + 16 * i, 16, 1000 - i, NULL), 0);
     assert_int_equal(mf_image_finish(&image, NULL), 0);
     size_t count;
     const struct mf_image_segment *seg = mf_image_segments(&image, &count);
@@ -292,8 +290,7 @@ static void test_bounds(void **state)
     mf_image_init(&image, NULL);
     for (unsigned i = 0; i < MF_IMAGE_MAX_SOURCES; i++)
         add_source(&image, "f", MF_IMAGE_FORMAT_BIN);
-    assert_int_equal(mf_image_add_source(&image, "one too many", MF_IMAGE_FORMAT_BIN, &other,
-                                         &err),
+    assert_int_equal(mf_image_add_source(&image, "one too many", MF_IMAGE_FORMAT_BIN, &other, &err),
                      MF_EINVAL);
     assert_string_equal(err.text, "more than 1024 files in one image");
     mf_image_free(&image);
@@ -327,7 +324,7 @@ static void test_read_and_crc(void **state)
         uint64_t address = 0x8 + i;
         uint8_t want = address >= 0x10 && address < 0x14   ? a[address - 0x10]
                        : address >= 0x20 && address < 0x22 ? b[address - 0x20]
-                                                            : 0xFF;
+                                                           : 0xFF;
         assert_int_equal(got[i], want);
     }
     assert_int_equal(mf_image_read(&image, 0x12, got, 1, 0), 0);
@@ -405,9 +402,7 @@ static void test_detect(void **state)
         size_t length; /* 0: strlen */
         enum mf_image_format want;
     } cases[] = {
-        {"\x7F"
-         "ELF\x01\x01\x01",
-         7, MF_IMAGE_FORMAT_ELF},
+        {"\177ELF\x01\x01\x01", 7, MF_IMAGE_FORMAT_ELF},
         {":10010000214601360121470136007EFE09D2190140\r\n", 0, MF_IMAGE_FORMAT_IHEX},
         {"\r\n\n  :020000040800F2\n", 0, MF_IMAGE_FORMAT_IHEX},
         {":02000004", 0, MF_IMAGE_FORMAT_IHEX}, /* head ends inside the line */
@@ -423,17 +418,15 @@ static void test_detect(void **state)
         {"Some text\n", 0, MF_IMAGE_FORMAT_BIN},
         {"SX030000FC\n", 0, MF_IMAGE_FORMAT_BIN},
         {":10010000214601360121470136007EFE09D2190140\n\x01\x02", 0, MF_IMAGE_FORMAT_BIN},
-        {"\x7F"
-         "EL",
-         3, MF_IMAGE_FORMAT_BIN},
+        {"\177EL", 3, MF_IMAGE_FORMAT_BIN},
         {"\0\0\0\0", 4, MF_IMAGE_FORMAT_BIN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = cases[i].length ? cases[i].length : strlen(cases[i].head);
         enum mf_image_format got = mf_image_detect(cases[i].head, n);
         if (got != cases[i].want) {
-            fprintf(stderr, "case %zu: want %s, got %s\n", i,
-                    mf_image_format_name(cases[i].want), mf_image_format_name(got));
+            fprintf(stderr, "case %zu: want %s, got %s\n", i, mf_image_format_name(cases[i].want),
+                    mf_image_format_name(got));
             fail();
         }
     }
@@ -446,7 +439,7 @@ static void test_format_names(void **state)
         const char *name;
         enum mf_image_format format;
     } names[] = {
-        {"auto", MF_IMAGE_FORMAT_AUTO}, {"bin", MF_IMAGE_FORMAT_BIN},
+        {"auto", MF_IMAGE_FORMAT_AUTO},  {"bin", MF_IMAGE_FORMAT_BIN},
         {"binary", MF_IMAGE_FORMAT_BIN}, {"ihex", MF_IMAGE_FORMAT_IHEX},
         {"hex", MF_IMAGE_FORMAT_IHEX},   {"srec", MF_IMAGE_FORMAT_SREC},
         {"s19", MF_IMAGE_FORMAT_SREC},   {"s28", MF_IMAGE_FORMAT_SREC},
@@ -500,27 +493,24 @@ static void test_load(void **state)
     mf_image_init(&image, NULL);
     assert_int_equal(load_text(&image, "a.hex", MF_IMAGE_FORMAT_AUTO, 0, hex, strlen(hex), &err),
                      0);
-    assert_int_equal(load_text(&image, "b.srec", MF_IMAGE_FORMAT_AUTO, 0, srec, strlen(srec),
-                               &err),
+    assert_int_equal(load_text(&image, "b.srec", MF_IMAGE_FORMAT_AUTO, 0, srec, strlen(srec), &err),
                      0);
     const uint8_t raw[3] = {0x11, 0x22, 0x33};
-    assert_int_equal(load_text(&image, "c.bin", MF_IMAGE_FORMAT_BIN, 0x08000008, raw, 3, &err),
-                     0);
+    assert_int_equal(load_text(&image, "c.bin", MF_IMAGE_FORMAT_BIN, 0x08000008, raw, 3, &err), 0);
     /* A minimal ELF32 little-endian file: one PT_LOAD of 2 bytes at paddr 0x0800000B. */
     uint8_t elf[52 + 32 + 2] = {0x7F, 'E', 'L', 'F', 1, 1, 1};
     elf[28] = 52; /* e_phoff */
     elf[42] = 32; /* e_phentsize */
     elf[44] = 1;  /* e_phnum */
     uint8_t *ph = elf + 52;
-    ph[0] = 1;          /* PT_LOAD */
-    ph[4] = 52 + 32;    /* p_offset */
-    ph[12] = 0x0B;      /* p_paddr 0x0800000B */
+    ph[0] = 1;       /* PT_LOAD */
+    ph[4] = 52 + 32; /* p_offset */
+    ph[12] = 0x0B;   /* p_paddr 0x0800000B */
     ph[15] = 0x08;
     ph[16] = ph[20] = 2; /* p_filesz, p_memsz */
     elf[84] = 0x44;
     elf[85] = 0x55;
-    assert_int_equal(load_text(&image, "d.elf", MF_IMAGE_FORMAT_AUTO, 0, elf, sizeof elf, &err),
-                     0);
+    assert_int_equal(load_text(&image, "d.elf", MF_IMAGE_FORMAT_AUTO, 0, elf, sizeof elf, &err), 0);
     assert_int_equal(mf_image_finish(&image, &err), 0);
     size_t count;
     const struct mf_image_segment *seg = mf_image_segments(&image, &count);
@@ -541,13 +531,12 @@ static void test_load(void **state)
                      MF_EFORMAT);
     assert_string_equal(err.text, "fw.hex: line 2: record after the end-of-file record");
     assert_int_equal(err.line, 2);
-    assert_int_equal(load_text(&image, "fw.hex", MF_IMAGE_FORMAT_AUTO, 0x1000, hex, strlen(hex),
-                               &err),
-                     MF_EINVAL);
+    assert_int_equal(
+        load_text(&image, "fw.hex", MF_IMAGE_FORMAT_AUTO, 0x1000, hex, strlen(hex), &err),
+        MF_EINVAL);
     assert_string_equal(err.text, "fw.hex: a base address applies to raw binary input only (this "
                                   "is Intel HEX)");
-    assert_int_equal(load_text(&image, "x.bin", MF_IMAGE_FORMAT_BIN, UINT64_MAX - 1, raw, 3,
-                               &err),
+    assert_int_equal(load_text(&image, "x.bin", MF_IMAGE_FORMAT_BIN, UINT64_MAX - 1, raw, 3, &err),
                      MF_ERANGE);
     assert_string_equal(err.text, "x.bin: 3 bytes at 0xFFFFFFFFFFFFFFFE pass the end of the "
                                   "64-bit address space");
@@ -579,9 +568,9 @@ static void test_load(void **state)
     static uint8_t blob[200000];
     fill_ramp(blob, sizeof blob, 3);
     mf_image_init(&image, NULL);
-    assert_int_equal(load_text(&image, "blob", MF_IMAGE_FORMAT_AUTO, 0x100000000ull, blob,
-                               sizeof blob, &err),
-                     0);
+    assert_int_equal(
+        load_text(&image, "blob", MF_IMAGE_FORMAT_AUTO, 0x100000000ull, blob, sizeof blob, &err),
+        0);
     assert_int_equal(mf_image_finish(&image, &err), 0);
     seg = mf_image_segments(&image, &count);
     assert_int_equal(count, 1);

@@ -165,6 +165,7 @@ static void test_blank_device(void **state)
     struct rig *r = *state;
     rig_connect(r, 1, f4());
     assert_string_equal(r->target.ops->name, "sim");
+    assert_string_equal(r->target.error, "");
 
     size_t size;
     uint8_t *flash = (uint8_t *)read_slot_file(r, 1, "flash.bin", &size);
@@ -436,6 +437,20 @@ static void test_replace(void **state)
     assert_ptr_equal(after.profile, n52);
     assert_memory_equal(after.uid, uid, 8);
     assert_int_equal(after.flash_size, 512u << 10);
+
+    /* A programmer that stays open across the replacement sees the new device at its next
+     * connect (it must not keep using the old file). */
+    rig_connect(r, 1, n52);
+    program(r, 0, uid, 8);
+    assert_int_equal(r->target.ops->disconnect(&r->target), 0);
+    assert_int_equal(mf_sim_replace(r->dir, 1, NULL, NULL, &r->options, error, sizeof error), 0);
+    assert_int_equal(r->target.ops->connect(&r->target), 0);
+    uint8_t back[8], new_uid[8];
+    read_flash(r, 0, back, sizeof back);
+    assert_true(all_bytes(back, sizeof back, 0xFF));
+    assert_int_equal(r->target.ops->read_uid(&r->target, new_uid, 8), 0);
+    assert_memory_not_equal(new_uid, uid, 8);
+    mf_sim_close(&r->target);
 
     /* No device, no profile: nothing to keep, and no folder is made. */
     assert_int_equal(mf_sim_replace(r->dir, 5, NULL, NULL, NULL, error, sizeof error), MF_ENOENT);

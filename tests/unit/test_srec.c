@@ -24,7 +24,8 @@ struct capture {
     int calls;
 };
 
-static void cap_printf(struct capture *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cap_printf(struct capture *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void cap_printf(struct capture *c, const char *fmt, ...)
 {
@@ -135,12 +136,12 @@ static char *all_types_file(const char *end)
     uint8_t hello[5] = {'h', 'e', 'l', 'l', 'o'};
     uint8_t d[4] = {0xDE, 0xAD, 0xBE, 0xEF};
     text[0] = '\0';
-#define ADD(type, address, data, length)                                                          \
-    do {                                                                                          \
-        rec(line, sizeof line, type, address, data, length);                                      \
-        line[strlen(line) - 1] = '\0';                                                            \
-        strcat(text, line);                                                                       \
-        strcat(text, end);                                                                        \
+#define ADD(type, address, data, length)                                                           \
+    do {                                                                                           \
+        rec(line, sizeof line, type, address, data, length);                                       \
+        line[strlen(line) - 1] = '\0';                                                             \
+        strcat(text, line);                                                                        \
+        strcat(text, end);                                                                         \
     } while (0)
     ADD(0, 0, hello, 5);
     ADD(1, 0x1234, d, 4);
@@ -210,8 +211,9 @@ static void test_errors(void **state)
     expect_error("S1071234DEADBEEF7A00\n", "line 1: record longer than its count field (7 bytes)");
     expect_error("S1071234DEADBEEF7AS9030000FC\n", "line 1: second record on one line");
     expect_error("S3041234565F\n", "line 1: record too short for S3 (count 4, at least 5 needed)");
-    expect_error("S1071234DEADBEEF7A\nS5030002FA\n",
-                 "line 2: record count mismatch (S5 says 2, the file has 1 data records before it)");
+    expect_error(
+        "S1071234DEADBEEF7A\nS5030002FA\n",
+        "line 2: record count mismatch (S5 says 2, the file has 1 data records before it)");
     expect_error("S604000001FA\n", "line 1: record count mismatch (S6 says 1, the file has 0 data "
                                    "records before it)");
     expect_error("S50500000102F7\n", "line 1: S5 count record holds 2 unexpected data bytes");
@@ -411,9 +413,9 @@ static void make_image(struct mf_image *image, const uint64_t *runs, size_t coun
         for (unsigned k = 0; k < sizeof data; k++)
             data[k] = (uint8_t)(0xA0 + k);
         assert_true(runs[2 * i + 1] <= sizeof data);
-        assert_int_equal(mf_image_add(image, source, runs[2 * i], data, (size_t)runs[2 * i + 1],
-                                      i * 100, NULL),
-                         0);
+        assert_int_equal(
+            mf_image_add(image, source, runs[2 * i], data, (size_t)runs[2 * i + 1], i * 100, NULL),
+            0);
     }
     if (start)
         mf_image_set_start(image, start_address);

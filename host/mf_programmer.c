@@ -1,0 +1,769 @@
+/* The programmer at run time (see mf_programmer.h). */
+#include "mf_programmer.h"
+
+#include "mf_clock.h"
+#include "mf_err.h"
+#include "mf_ini.h"
+#include "mf_sim.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOAD_BUFFER_SIZE (64u << 10)
+
+static void say(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(char *out, const char *fmt, ...)
+{
+    if (!out)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, MF_PROGRAMMER_TEXT_MAX, fmt, ap);
+    va_end(ap);
+}
+
+static void log_stderr(const struct mf_programmer *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Logs to stderr, one line per event (journald adds the time). */
+static void log_stderr(const struct mf_programmer *p, int level, const char *fmt, ...)
+{
+    if (level > p->config.verbose)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "mintflashd: %s\n", line);
+}
+
+static void mutex_lock(void *m)
+{
+    pthread_mutex_lock(m);
+}
+
+static void mutex_unlock(void *m)
+{
+    pthread_mutex_unlock(m);
+}
+
+static uint64_t clock_ms(void *context)
+{
+    (void)context;
+    return mf_clock_ms();
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        v = (uint32_t)mf_clock_ms() ^ (uint32_t)getpid() << 16;
+    return v;
+}
+
+void mf_programmer_default_paths(char *storage, char *keystore, char *sim_dir, size_t size)
+{
+    const char *data = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    char base[512];
+    if (data && *data)
+        snprintf(base, sizeof base, "%s/mintflash", data);
+    else if (home && *home)
+        snprintf(base, sizeof base, "%s/.local/share/mintflash", home);
+    else
+        snprintf(base, sizeof base, "/tmp/mintflash-%u", (unsigned)getuid());
+    if (storage)
+        snprintf(storage, size, "%s/storage.img", base);
+    if (keystore)
+        snprintf(keystore, size, "%s/keystore", base);
+    if (sim_dir)
+        snprintf(sim_dir, size, "%s/sim", base);
+}
+
+/* ---- slot workers ---- */
+
+static void on_event(void *context, const struct mf_cycle_event *event)
+{
+    struct mf_slot_worker *w = context;
+    struct mf_programmer *p = w->owner;
+    pthread_mutex_lock(&p->state_lock);
+    w->phase = event->phase;
+    w->done = event->done;
+    w->total = event->total;
+    uint64_t origin = w->origin;
+    pthread_mutex_unlock(&p->state_lock);
+    if (p->sink.event)
+        p->sink.event(p->sink.context, origin, event);
+}
+
+static void *worker_main(void *arg)
+{
+    struct mf_slot_worker *w = arg;
+    struct mf_programmer *p = w->owner;
+    pthread_mutex_lock(&p->state_lock);
+    for (;;) {
+        while (!w->has_job && !p->stopping)
+            pthread_cond_wait(&p->state_cond, &p->state_lock);
+        if (p->stopping && !w->has_job)
+            break;
+        w->has_job = false;
+        struct mf_cycle_request request = w->request;
+        uint64_t origin = w->origin;
+        /* The env is read under the lock: a reboot waits until no slot is busy. */
+        struct mf_cycle_env env = p->env;
+        env.event = on_event;
+        env.event_context = w;
+        pthread_mutex_unlock(&p->state_lock);
+
+        struct mf_cycle_result result;
+        mf_cycle_run(&env, w->slot, &request, &result);
+        if (result.error)
+            log_stderr(p, 0, "slot %u: %s", w->number, result.message);
+        else
+            log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
+
+        pthread_mutex_lock(&p->state_lock);
+        w->result = result;
+        w->last_action = request.action;
+        w->has_result = true;
+        w->busy = false;
+        w->phase = MF_PHASE_READY;
+        pthread_cond_broadcast(&p->state_cond);
+        pthread_mutex_unlock(&p->state_lock);
+        if (p->sink.done)
+            p->sink.done(p->sink.context, origin, w->number, request.action, &result);
+        pthread_mutex_lock(&p->state_lock);
+    }
+    pthread_mutex_unlock(&p->state_lock);
+    return NULL;
+}
+
+static int open_target(struct mf_programmer *p, struct mf_slot_worker *w, const char *spec,
+                       char *error)
+{
+    if (strcmp(spec, "sim") == 0) {
+        struct mf_sim_options o = {.time_scale = p->config.sim_speed};
+        int err = mf_sim_open(&w->target, p->config.sim_dir, w->number, &o);
+        if (err) {
+            say(error, "slot %u: sim: %s", w->number, w->target.error);
+            return err;
+        }
+        w->target_open = true;
+        return 0;
+    }
+    say(error, "slot %u: target '%s': unknown (known: sim)", w->number, spec);
+    return MF_EINVAL;
+}
+
+/* ---- booting ---- */
+
+/* Everything of the current boot goes: setup, log, volume. Called with no slot busy. */
+static void shutdown_areas(struct mf_programmer *p)
+{
+    if (p->setup_loaded) {
+        mf_setup_free(&p->setup);
+        p->setup_loaded = false;
+    }
+    if (p->fat_mounted) {
+        pthread_mutex_lock(&p->public_mutex);
+        mf_fat_unmount(&p->fat);
+        p->fat_mounted = false;
+        pthread_mutex_unlock(&p->public_mutex);
+    }
+}
+
+static void load_setup(struct mf_programmer *p)
+{
+    if (p->setup_loaded) {
+        mf_setup_free(&p->setup);
+        p->setup_loaded = false;
+    }
+    p->setup_error = mf_setup_load(&p->setup, &p->area.area, p->load_buffer, LOAD_BUFFER_SIZE,
+                                   p->setup_message);
+    if (!p->setup_error) {
+        p->setup_loaded = true;
+        const struct mf_project *proj = mf_setup_project(&p->setup);
+        log_stderr(p, 0, "setup loaded: %u project(s), selected %s", p->setup.project_count,
+                   proj ? proj->name : "none");
+        for (unsigned i = 0; i < p->setup.project_count; i++) {
+            if (p->setup.projects[i].error)
+                log_stderr(p, 0, "project %s cannot run: %s", p->setup.projects[i].name,
+                           p->setup.projects[i].message);
+        }
+        p->log.max_bytes = p->setup.log_max_bytes;
+    } else {
+        log_stderr(p, 0, "no usable setup: %s", p->setup_message);
+    }
+    memset(&p->env, 0, sizeof p->env);
+    p->env.setup = p->setup_loaded ? &p->setup : NULL;
+    p->env.area = &p->area.area;
+    p->env.authorize = &p->authorize_lock;
+    p->env.reserved = &p->reserved;
+    p->env.log = &p->log;
+    p->env.now_ms = clock_ms;
+}
+
+/* Boots in p->mode: mounts the public area and loads the setup (stand-alone), or exports the
+ * public area (file access). Problems are kept in state_message, not returned. */
+static void boot(struct mf_programmer *p)
+{
+    p->state_message[0] = '\0';
+    if (p->storage.interrupted) {
+        log_stderr(p, 0, "completing an interrupted repartition (the public area is formatted)");
+        int err = mf_storage_recover(&p->storage);
+        if (err) {
+            say(p->state_message, "storage: %s", p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
+            return;
+        }
+    }
+    if (p->mode == MF_MODE_FILEACCESS) {
+        log_stderr(p, 0, "file access mode: the public area is exported (NBD on %s)",
+                   p->config.nbd_listen ? p->config.nbd_listen : "none");
+        return;
+    }
+    pthread_mutex_lock(&p->public_mutex);
+    int err = mf_fat_mount(&p->fat, mf_storage_public_area(&p->storage), mf_clock_local, NULL);
+    p->fat_mounted = err == 0;
+    pthread_mutex_unlock(&p->public_mutex);
+    if (err) {
+        say(p->state_message, "public area: cannot mount its FAT volume: %s", mf_strerror(err));
+        log_stderr(p, 0, "%s", p->state_message);
+        return;
+    }
+    mf_area_fat_init(&p->area, &p->fat, &p->public_lock);
+    mf_flashlog_init(&p->log, &p->fat, &p->public_lock, 1024u * 1024u, mf_clock_local, NULL);
+    load_setup(p);
+    mf_flashlog_write(&p->log, "programmer started (stand-alone mode)%s%s",
+                      p->setup_error ? ": " : "", p->setup_error ? p->setup_message : "");
+}
+
+static int open_storage(struct mf_programmer *p, char *error)
+{
+    const char *path = p->config.storage;
+    struct stat st;
+    int err;
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        /* First start: a fresh storage image. */
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s", path);
+        for (char *s = strchr(dir + 1, '/'); s; s = strchr(s + 1, '/')) {
+            *s = '\0';
+            mkdir(dir, 0700);
+            *s = '/';
+        }
+        uint64_t size = p->config.storage_size ? p->config.storage_size : MF_STORAGE_DEFAULT_SIZE;
+        err = mf_filebd_create(&p->file, path, size, false);
+        if (err) {
+            say(error, "%s", mf_filebd_last_error(&p->file));
+            return err;
+        }
+        struct mf_storage_options o = {.volume_id = random_u32(), .disk_signature = random_u32()};
+        err = mf_storage_init(&p->storage, &p->file.bd, &o);
+        if (err) {
+            say(error, "%s: cannot initialise: %s", path,
+                p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
+            mf_filebd_close(&p->file);
+            return err;
+        }
+        log_stderr(p, 0, "created storage image %s (%llu MiB)", path,
+                   (unsigned long long)(size >> 20));
+    } else {
+        err = mf_filebd_open(&p->file, path, false);
+        if (err) {
+            say(error, "%s", mf_filebd_last_error(&p->file));
+            return err;
+        }
+        err = mf_storage_open(&p->storage, &p->file.bd);
+        if (err) {
+            say(error, "%s: %s", path, p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
+            mf_filebd_close(&p->file);
+            return err;
+        }
+    }
+    p->storage_open = true;
+    return 0;
+}
+
+int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_config *config,
+                        const struct mf_programmer_sink *sink, char *error)
+{
+    memset(p, 0, sizeof *p);
+    p->config = *config;
+    if (sink)
+        p->sink = *sink;
+    if (p->config.slots == 0 || p->config.slots > MF_SLOTS_MAX) {
+        say(error, "--slots: from 1 to %u", MF_SLOTS_MAX);
+        return MF_EINVAL;
+    }
+    if (p->config.target_count > 1 && p->config.target_count != p->config.slots) {
+        say(error, "--target given %u times for %u slots: give it once for all or once per slot",
+            p->config.target_count, p->config.slots);
+        return MF_EINVAL;
+    }
+    pthread_mutex_init(&p->state_lock, NULL);
+    pthread_cond_init(&p->state_cond, NULL);
+    pthread_mutex_init(&p->public_mutex, NULL);
+    pthread_mutex_init(&p->authorize_mutex, NULL);
+    p->public_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->public_mutex};
+    p->authorize_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->authorize_mutex};
+    p->load_buffer = malloc(LOAD_BUFFER_SIZE);
+    if (!p->load_buffer) {
+        say(error, "out of memory");
+        return MF_ENOMEM;
+    }
+    int err = open_storage(p, error);
+    if (err)
+        goto fail;
+    p->slot_count = p->config.slots;
+    for (unsigned i = 0; i < p->slot_count; i++) {
+        struct mf_slot_worker *w = &p->workers[i];
+        w->owner = p;
+        w->number = i + 1;
+        w->phase = MF_PHASE_READY;
+        w->slot = calloc(1, sizeof *w->slot);
+        if (!w->slot) {
+            say(error, "out of memory");
+            err = MF_ENOMEM;
+            goto fail;
+        }
+        const char *spec = p->config.target_count == 0 ? "sim"
+                           : p->config.target_count == 1 ? p->config.targets[0]
+                                                         : p->config.targets[i];
+        err = open_target(p, w, spec, error);
+        if (err)
+            goto fail;
+        mf_slot_init(w->slot, w->number, &w->target);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            say(error, "cannot start the thread of slot %u", w->number);
+            err = MF_ENOMEM;
+            goto fail;
+        }
+        w->thread_started = true;
+    }
+    p->mode = p->config.mode;
+    p->initializing = true;
+    return 0;
+fail:
+    mf_programmer_stop(p);
+    return err;
+}
+
+void mf_programmer_stop(struct mf_programmer *p)
+{
+    pthread_mutex_lock(&p->state_lock);
+    p->stopping = true;
+    for (unsigned i = 0; i < p->slot_count; i++) {
+        if (p->workers[i].busy)
+            atomic_store(&p->workers[i].target.cancel, 1);
+    }
+    pthread_cond_broadcast(&p->state_cond);
+    pthread_mutex_unlock(&p->state_lock);
+    for (unsigned i = 0; i < MF_SLOTS_MAX; i++) {
+        struct mf_slot_worker *w = &p->workers[i];
+        if (w->thread_started)
+            pthread_join(w->thread, NULL);
+        w->thread_started = false;
+        if (w->target_open)
+            mf_sim_close(&w->target);
+        w->target_open = false;
+        free(w->slot);
+        w->slot = NULL;
+    }
+    if (p->fat_mounted)
+        mf_flashlog_write(&p->log, "programmer stopped");
+    shutdown_areas(p);
+    if (p->storage_open) {
+        mf_bd_sync(&p->file.bd);
+        mf_filebd_close(&p->file);
+        p->storage_open = false;
+    }
+    free(p->load_buffer);
+    p->load_buffer = NULL;
+}
+
+static bool any_busy(const struct mf_programmer *p)
+{
+    for (unsigned i = 0; i < p->slot_count; i++) {
+        if (p->workers[i].busy)
+            return true;
+    }
+    return false;
+}
+
+void mf_programmer_boot(struct mf_programmer *p)
+{
+    boot(p);
+    pthread_mutex_lock(&p->state_lock);
+    p->initializing = false;
+    pthread_mutex_unlock(&p->state_lock);
+}
+
+void mf_programmer_files_changed(struct mf_programmer *p)
+{
+    pthread_mutex_lock(&p->state_lock);
+    p->files_changed = true;
+    pthread_mutex_unlock(&p->state_lock);
+}
+
+int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error)
+{
+    pthread_mutex_lock(&p->state_lock);
+    if (p->initializing) {
+        pthread_mutex_unlock(&p->state_lock);
+        say(error, "the programmer is starting up");
+        return MF_EBUSY;
+    }
+    /* As a power cycle would, but safely: running cycles are cancelled (a count they took stays
+     * taken) and finish before anything restarts. */
+    p->initializing = true;
+    for (unsigned i = 0; i < p->slot_count; i++) {
+        if (p->workers[i].busy)
+            atomic_store(&p->workers[i].target.cancel, 1);
+    }
+    while (any_busy(p))
+        pthread_cond_wait(&p->state_cond, &p->state_lock);
+    pthread_mutex_unlock(&p->state_lock);
+
+    log_stderr(p, 0, "restarting in %s mode", mode == MF_MODE_FILEACCESS ? "file access" : "stand-alone");
+    if (p->fat_mounted)
+        mf_flashlog_write(&p->log, "restart (%s mode)",
+                          mode == MF_MODE_FILEACCESS ? "file access" : "stand-alone");
+    shutdown_areas(p);
+    /* Like a power cycle: the storage is opened afresh. */
+    mf_bd_sync(&p->file.bd);
+    int err = mf_storage_open(&p->storage, &p->file.bd);
+    pthread_mutex_lock(&p->state_lock);
+    p->mode = mode;
+    pthread_mutex_unlock(&p->state_lock);
+    if (err)
+        say(p->state_message, "storage: %s", p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
+    else
+        boot(p);
+    pthread_mutex_lock(&p->state_lock);
+    p->initializing = false;
+    pthread_mutex_unlock(&p->state_lock);
+    return 0;
+}
+
+int mf_programmer_submit(struct mf_programmer *p, unsigned slot,
+                         const struct mf_cycle_request *request, uint64_t origin, char *error)
+{
+    if (slot < 1 || slot > p->slot_count) {
+        say(error, "no slot %u", slot);
+        return MF_EINVAL;
+    }
+    struct mf_slot_worker *w = &p->workers[slot - 1];
+    pthread_mutex_lock(&p->state_lock);
+    int err = 0;
+    if (p->mode == MF_MODE_FILEACCESS) {
+        say(error, "not available in file access mode");
+        err = MF_EPERM;
+    } else if (p->initializing) {
+        say(error, "the programmer is starting up");
+        err = MF_EBUSY;
+    } else if (w->busy) {
+        say(error, "slot %u is busy", slot);
+        err = MF_EBUSY;
+    } else if (p->files_changed && any_busy(p)) {
+        say(error, "the setup changed; it is reloaded when no slot is busy");
+        err = MF_EBUSY;
+    } else {
+        if (p->files_changed && p->fat_mounted) {
+            /* Files were written since the setup was loaded: take them in now. */
+            p->files_changed = false;
+            load_setup(p);
+        }
+        if (p->state_message[0] || !p->setup_loaded) {
+            say(error, "%s", p->state_message[0] ? p->state_message : p->setup_message);
+            pthread_mutex_unlock(&p->state_lock);
+            return p->state_message[0] ? MF_EIO : (p->setup_error ? p->setup_error : MF_ENOENT);
+        }
+        w->busy = true;
+        w->has_job = true;
+        w->origin = origin;
+        w->phase = MF_PHASE_INITIALIZING;
+        w->request = *request;
+        if (request->patch_line) {
+            snprintf(w->patch_line, sizeof w->patch_line, "%s", request->patch_line);
+            w->request.patch_line = w->patch_line;
+        }
+        pthread_cond_broadcast(&p->state_cond);
+    }
+    pthread_mutex_unlock(&p->state_lock);
+    return err;
+}
+
+void mf_programmer_cancel(struct mf_programmer *p, unsigned slot)
+{
+    if (slot < 1 || slot > p->slot_count)
+        return;
+    pthread_mutex_lock(&p->state_lock);
+    if (p->workers[slot - 1].busy)
+        atomic_store(&p->workers[slot - 1].target.cancel, 1);
+    pthread_mutex_unlock(&p->state_lock);
+}
+
+void mf_programmer_slot_state(struct mf_programmer *p, unsigned slot, struct mf_slot_state *state)
+{
+    memset(state, 0, sizeof *state);
+    if (slot < 1 || slot > p->slot_count)
+        return;
+    const struct mf_slot_worker *w = &p->workers[slot - 1];
+    pthread_mutex_lock(&p->state_lock);
+    state->phase = w->busy ? w->phase : MF_PHASE_READY;
+    state->busy = w->busy;
+    state->has_result = w->has_result;
+    state->last_action = w->last_action;
+    state->result = w->result;
+    pthread_mutex_unlock(&p->state_lock);
+}
+
+void mf_programmer_mode(struct mf_programmer *p, enum mf_mode *mode, bool *initializing)
+{
+    pthread_mutex_lock(&p->state_lock);
+    *mode = p->mode;
+    *initializing = p->initializing;
+    pthread_mutex_unlock(&p->state_lock);
+}
+
+struct mf_fat *mf_programmer_public(struct mf_programmer *p)
+{
+    pthread_mutex_lock(&p->public_mutex);
+    if (!p->fat_mounted) {
+        pthread_mutex_unlock(&p->public_mutex);
+        return NULL;
+    }
+    return &p->fat;
+}
+
+void mf_programmer_public_release(struct mf_programmer *p)
+{
+    pthread_mutex_unlock(&p->public_mutex);
+}
+
+/* The name of a "[name]" header line, or NULL for other lines; `name` gets it. */
+static const char *section_of(const char *line, size_t len, char *name, size_t size)
+{
+    size_t k = 0;
+    while (k < len && (line[k] == ' ' || line[k] == '\t'))
+        k++;
+    if (k == len || line[k] != '[')
+        return NULL;
+    size_t e = k + 1;
+    while (e < len && line[e] != ']')
+        e++;
+    size_t n = e - k - 1 < size - 1 ? e - k - 1 : size - 1;
+    memcpy(name, line + k + 1, n);
+    name[n] = '\0';
+    return name;
+}
+
+/* Does the line set `key` (key = value)? */
+static bool line_sets(const char *line, size_t len, const char *key)
+{
+    size_t k = 0, n = strlen(key);
+    while (k < len && (line[k] == ' ' || line[k] == '\t'))
+        k++;
+    if (len - k < n)
+        return false;
+    char buf[32];
+    if (n >= sizeof buf)
+        return false;
+    memcpy(buf, line + k, n);
+    buf[n] = '\0';
+    k += n;
+    while (k < len && (line[k] == ' ' || line[k] == '\t'))
+        k++;
+    return mf_ini_name_is(buf, key) && k < len && line[k] == '=';
+}
+
+/* Rewrites FLASHER.INI with [CONFIG] Project = name, keeping its other lines. */
+static int write_selection(struct mf_fat *fs, const char *name)
+{
+    static char old[MF_SETUP_INI_MAX], out[MF_SETUP_INI_MAX + 128]; /* under the public lock */
+    size_t len = 0, n = 0;
+    struct mf_fat_file file;
+    int err = mf_fat_open(fs, &file, MF_FILE_FLASHER_INI, MF_FAT_O_RDONLY);
+    if (!err) {
+        if (mf_fat_size(&file) > sizeof old) {
+            mf_fat_close(fs, &file);
+            return MF_EFBIG;
+        }
+        int r = mf_fat_read(fs, &file, old, sizeof old);
+        mf_fat_close(fs, &file);
+        if (r < 0)
+            return r;
+        len = (size_t)r;
+    } else if (err != MF_ENOENT) {
+        return err;
+    }
+    char setting[MF_SETUP_NAME_MAX + 16];
+    int sl = snprintf(setting, sizeof setting, "Project = %s\r\n", name);
+    bool in_config = false, written = false;
+    for (size_t i = 0; i < len;) {
+        size_t e = i;
+        while (e < len && old[e] != '\n')
+            e++;
+        size_t next = e < len ? e + 1 : e;
+        char section[MF_INI_SECTION_MAX + 1];
+        if (section_of(old + i, e - i, section, sizeof section)) {
+            if (in_config && !written) {
+                memcpy(out + n, setting, (size_t)sl);
+                n += (size_t)sl;
+                written = true;
+            }
+            in_config = mf_ini_name_is(section, "CONFIG");
+        }
+        if (!(in_config && line_sets(old + i, e - i, "Project"))) {
+            if (n + (next - i) + 2 + (size_t)sl >= sizeof out)
+                return MF_EFBIG;
+            memcpy(out + n, old + i, next - i);
+            n += next - i;
+            if (next == e) { /* the last line had no line end */
+                memcpy(out + n, "\r\n", 2);
+                n += 2;
+            }
+        }
+        i = next;
+    }
+    if (!written) {
+        if (!in_config) {
+            memcpy(out + n, "[CONFIG]\r\n", 10);
+            n += 10;
+        }
+        memcpy(out + n, setting, (size_t)sl);
+        n += (size_t)sl;
+    }
+    err = mf_fat_open(fs, &file, MF_FILE_FLASHER_INI,
+                      MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC);
+    if (err)
+        return err;
+    int w = mf_fat_write(fs, &file, out, (uint32_t)n);
+    int cerr = mf_fat_close(fs, &file);
+    return w < 0 ? w : cerr;
+}
+
+int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
+{
+    pthread_mutex_lock(&p->state_lock);
+    int err = 0;
+    unsigned index;
+    if (p->mode != MF_MODE_STANDALONE || p->initializing) {
+        say(error, "not available now");
+        err = MF_EPERM;
+    } else if (!p->setup_loaded) {
+        say(error, "no production setup: %s", p->setup_message);
+        err = MF_ENOENT;
+    } else if (mf_setup_find(&p->setup, name, &index)) {
+        say(error, "no project '%s'", name);
+        err = MF_ENOENT;
+    } else {
+        const struct mf_project *proj = &p->setup.projects[index];
+        const char *folder = proj->folder + strlen(MF_DIR_PROJECTS) + 1;
+        pthread_mutex_lock(&p->public_mutex);
+        err = write_selection(&p->fat, folder);
+        pthread_mutex_unlock(&p->public_mutex);
+        if (err) {
+            say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
+        } else {
+            p->setup.selected = index;
+            snprintf(p->setup.selected_name, sizeof p->setup.selected_name, "%s", folder);
+            mf_flashlog_write(&p->log, "project \"%s\" selected", proj->name);
+        }
+    }
+    pthread_mutex_unlock(&p->state_lock);
+    return err;
+}
+
+int mf_programmer_reload(struct mf_programmer *p, char *error)
+{
+    pthread_mutex_lock(&p->state_lock);
+    int err = 0;
+    if (any_busy(p) || p->initializing) {
+        say(error, "a slot is busy");
+        err = MF_EBUSY;
+    } else if (p->mode != MF_MODE_STANDALONE || !p->fat_mounted) {
+        say(error, "not available now");
+        err = MF_EPERM;
+    } else {
+        load_setup(p);
+    }
+    pthread_mutex_unlock(&p->state_lock);
+    return err;
+}
+
+void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info)
+{
+    memset(info, 0, sizeof *info);
+    pthread_mutex_lock(&p->state_lock);
+    info->mode = p->mode;
+    info->initializing = p->initializing;
+    info->slots = p->slot_count;
+    info->log_error = p->fat_mounted ? p->log.last_error : 0;
+    if (p->initializing) {
+        pthread_mutex_unlock(&p->state_lock);
+        return;
+    }
+    if (p->state_message[0])
+        snprintf(info->problem, sizeof info->problem, "%s", p->state_message);
+    else if (p->mode == MF_MODE_STANDALONE && !p->setup_loaded && !p->initializing)
+        snprintf(info->problem, sizeof info->problem, "%s", p->setup_message);
+    const struct mf_project *proj = p->setup_loaded ? mf_setup_project(&p->setup) : NULL;
+    if (proj) {
+        snprintf(info->project, sizeof info->project, "%s", proj->name);
+        if (proj->error)
+            snprintf(info->problem, sizeof info->problem, "%s", proj->message);
+        uint64_t left = 0;
+        bool limited = false;
+        if (mf_cycle_remaining(&p->env, &limited, &left) == 0) {
+            info->limited = limited;
+            info->cycles_left = left;
+        }
+        if (proj->has_serial) {
+            char path[MF_SETUP_PATH_MAX + sizeof MF_FILE_SERIAL + 1];
+            uint64_t serial;
+            snprintf(path, sizeof path, "%s/%s", proj->folder, MF_FILE_SERIAL);
+            if (p->area.area.read_number(&p->area.area, path, MF_NUMFILE_LEADING, UINT64_MAX,
+                                         &serial) == 0) {
+                info->has_serial = true;
+                info->next_serial = serial;
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->state_lock);
+}
+
+int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error)
+{
+    pthread_mutex_lock(&p->state_lock);
+    if (any_busy(p) || p->initializing) {
+        pthread_mutex_unlock(&p->state_lock);
+        say(error, "a slot is busy");
+        return MF_EBUSY;
+    }
+    p->initializing = true;
+    pthread_mutex_unlock(&p->state_lock);
+    shutdown_areas(p);
+    int err = create ? mf_storage_secure_create(&p->storage, random_u32())
+                     : mf_storage_secure_remove(&p->storage, random_u32());
+    if (err)
+        say(error, "%s", p->storage.reason[0] ? p->storage.reason
+                         : err == MF_EEXIST ? "a secure area exists already"
+                         : err == MF_ENOENT ? "there is no secure area"
+                                            : mf_strerror(err));
+    else
+        log_stderr(p, 0, "secure area %s: every file was erased", create ? "created" : "removed");
+    boot(p);
+    pthread_mutex_lock(&p->state_lock);
+    p->initializing = false;
+    pthread_mutex_unlock(&p->state_lock);
+    return err;
+}

@@ -1,0 +1,186 @@
+/* The programmer at run time (the heart of mintflashd): the storage image, the public area, the
+ * loaded production setup, FLASHER.LOG, one worker thread per slot, and the two modes. Channels
+ * (host/mf_server) call into it; it reports back through a sink. All functions are thread-safe. */
+#ifndef MF_PROGRAMMER_H
+#define MF_PROGRAMMER_H
+
+#include "mf_area.h"
+#include "mf_cycle.h"
+#include "mf_fat.h"
+#include "mf_filebd.h"
+#include "mf_flashlog.h"
+#include "mf_setup.h"
+#include "mf_storage.h"
+#include "mf_target.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MF_SLOTS_MAX           64u
+#define MF_PROGRAMMER_TEXT_MAX 320u
+
+enum mf_mode { MF_MODE_STANDALONE, MF_MODE_FILEACCESS };
+
+struct mf_programmer_config {
+    const char *storage;         /* image path (created when missing) */
+    uint64_t storage_size;       /* size of a new image; 0: 128 MiB */
+    const char *keystore;        /* trust anchor file */
+    unsigned slots;              /* 1..MF_SLOTS_MAX */
+    const char *targets[MF_SLOTS_MAX]; /* per slot, or one for all: "sim" */
+    unsigned target_count;       /* 0: "sim" for every slot */
+    const char *sim_dir;         /* folder of the sim devices */
+    double sim_speed;            /* sim time scale: 0 none, 1 realistic */
+    enum mf_mode mode;           /* at start */
+    const char *nbd_listen;      /* file access mode: "HOST:PORT" of the NBD export */
+    int verbose;                 /* 0 normal, 1 more, 2 debug */
+};
+
+/* How the programmer reports to the channels; called from worker threads. */
+struct mf_programmer_sink {
+    /* Progress of a command started by `origin` on a slot. */
+    void (*event)(void *context, uint64_t origin, const struct mf_cycle_event *event);
+    /* A slot finished the command `origin` started. */
+    void (*done)(void *context, uint64_t origin, unsigned slot, enum mf_cycle_action action,
+                 const struct mf_cycle_result *result);
+    void *context;
+};
+
+struct mf_programmer;
+
+struct mf_slot_worker {
+    struct mf_programmer *owner;
+    unsigned number;
+    struct mf_target target;
+    bool target_open;
+    struct mf_slot *slot; /* working memory, allocated */
+    pthread_t thread;
+    bool thread_started;
+    /* Under owner->state_lock: */
+    bool busy;
+    bool has_job;
+    enum mf_phase phase;
+    uint64_t done, total;
+    uint64_t origin;
+    struct mf_cycle_request request;
+    char patch_line[1024];
+    bool has_result;
+    enum mf_cycle_action last_action;
+    struct mf_cycle_result result;
+};
+
+struct mf_programmer {
+    struct mf_programmer_config config;
+    struct mf_programmer_sink sink;
+    pthread_mutex_t state_lock; /* modes, slot states */
+    pthread_cond_t state_cond;
+    pthread_mutex_t public_mutex;    /* the public FAT volume */
+    pthread_mutex_t authorize_mutex; /* counts and serial numbers */
+    struct mf_lock public_lock, authorize_lock;
+    bool stopping;
+
+    struct mf_filebd file;
+    struct mf_storage storage;
+    bool storage_open;
+    struct mf_fat fat;
+    bool fat_mounted;
+    struct mf_area_fat area;
+    struct mf_setup setup;
+    bool setup_loaded;
+    int setup_error;
+    char setup_message[MF_SETUP_ERROR_MAX];
+    struct mf_flashlog log;
+    unsigned reserved;
+    struct mf_cycle_env env;
+    uint8_t *load_buffer;
+
+    enum mf_mode mode;
+    bool initializing;
+    bool files_changed;
+    char state_message[MF_PROGRAMMER_TEXT_MAX]; /* why the programmer cannot run, "" if it can */
+    void *nbd; /* the NBD server of file access mode (host/mf_nbdserver), NULL when off */
+
+    struct mf_slot_worker workers[MF_SLOTS_MAX];
+    unsigned slot_count;
+};
+
+/* Opens (or creates) the storage image, prepares the slots and their targets and starts the slot
+ * threads; the programmer is then INITIALIZING until mf_programmer_boot. Errors that stop the
+ * daemon (no storage, bad target spec) return non-zero with `error` (MF_PROGRAMMER_TEXT_MAX bytes)
+ * filled. */
+int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_config *config,
+                        const struct mf_programmer_sink *sink, char *error);
+
+/* Boots in config->mode (may take a while: run it off the thread that serves the channels).
+ * Problems of the setup do not fail it: the programmer then runs and reports them (#INFO,
+ * #ERR204). */
+void mf_programmer_boot(struct mf_programmer *p);
+
+/* A file of the public area changed (file commands): the setup is reloaded before the next
+ * command that needs it. */
+void mf_programmer_files_changed(struct mf_programmer *p);
+
+/* Stops: cancels running cycles and waits for them (a count consumed stays consumed), stops the
+ * threads and the NBD server, unmounts and closes the storage. */
+void mf_programmer_stop(struct mf_programmer *p);
+
+/* Restarts in `mode` as a power cycle would. MF_EBUSY while a slot runs. */
+int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error);
+
+/* Starts `request` on `slot` (1-based) on behalf of session `origin`. MF_EBUSY when the slot runs
+ * a command, MF_EPERM in file access mode or while initializing (error says which). */
+int mf_programmer_submit(struct mf_programmer *p, unsigned slot,
+                         const struct mf_cycle_request *request, uint64_t origin, char *error);
+
+/* Asks the command running on `slot` to stop. */
+void mf_programmer_cancel(struct mf_programmer *p, unsigned slot);
+
+struct mf_slot_state {
+    enum mf_phase phase;
+    bool busy;
+    bool has_result;
+    enum mf_cycle_action last_action;
+    struct mf_cycle_result result;
+};
+
+void mf_programmer_slot_state(struct mf_programmer *p, unsigned slot, struct mf_slot_state *state);
+
+/* Mode and whether the programmer is starting up. */
+void mf_programmer_mode(struct mf_programmer *p, enum mf_mode *mode, bool *initializing);
+
+/* The public FAT volume, locked: NULL (and unlocked) when it is not mounted (file access mode,
+ * starting up, damaged storage). Release with mf_programmer_public_release. */
+struct mf_fat *mf_programmer_public(struct mf_programmer *p);
+void mf_programmer_public_release(struct mf_programmer *p);
+
+/* Selects a project (with or without its NN_ prefix) and records it in FLASHER.INI. */
+int mf_programmer_select(struct mf_programmer *p, const char *name, char *error);
+
+/* Reloads the production setup from the storage (after its files changed). MF_EBUSY while a slot
+ * runs. */
+int mf_programmer_reload(struct mf_programmer *p, char *error);
+
+struct mf_programmer_info {
+    enum mf_mode mode;
+    bool initializing;
+    bool secure;            /* the setup runs from the secure area */
+    char project[MF_SETUP_NAME_MAX];
+    unsigned slots;
+    bool limited;
+    uint64_t cycles_left;
+    bool has_serial;
+    uint64_t next_serial;
+    char setup_id[65];      /* fingerprint of the setup, "" when none */
+    char problem[MF_PROGRAMMER_TEXT_MAX]; /* why it cannot program, "" when it can */
+    int log_error;
+};
+
+void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info);
+
+/* Creates or removes the secure area (every file is lost either way). MF_EBUSY while a slot runs. */
+int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error);
+
+/* Default paths for a user: storage image, keystore, sim folder, UNIX socket. */
+void mf_programmer_default_paths(char *storage, char *keystore, char *sim_dir, size_t size);
+
+#endif

@@ -1,0 +1,1234 @@
+/* The daemon's channels and protocol sessions (see mf_server.h and docs/protocol.md). */
+#include "mf_server.h"
+
+#include "mf_err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+struct mf_session {
+    uint64_t id;
+    int fd;
+    enum mf_channel channel;
+    struct mf_proto_framer framer;
+    /* Under server->lock: */
+    char *out;
+    size_t out_len, out_cap;
+    bool dead;
+    uint64_t pending; /* slots still running this connection's programming command */
+    bool multi;       /* that command answers in the multi-module forms */
+    bool noinfo;
+    bool system_pending;
+    enum mf_phase last_phase[MF_SLOTS_MAX];
+    /* Poll thread only: */
+    uint64_t selected;
+    bool progress;
+    bool file_open;
+    char file[MF_FAT_PATH_MAX];
+    unsigned pending_baud;
+};
+
+/* ---- output ---- */
+
+static void wake(struct mf_server *s)
+{
+    char b = 1;
+    ssize_t r = write(s->wake_fd[1], &b, 1);
+    (void)r;
+}
+
+/* Queues one reply line (CR-terminated). Caller holds s->lock. */
+static void queue_line(struct mf_server *s, struct mf_session *ss, const char *text)
+{
+    (void)s;
+    if (ss->dead)
+        return;
+    size_t n = strlen(text);
+    if (ss->out_len + n + 1 > MF_SERVER_OUTPUT_MAX) {
+        /* A client that does not read: drop it (the serial line: drop the output). */
+        if (ss->channel == MF_CHANNEL_SERIAL)
+            ss->out_len = 0;
+        else
+            ss->dead = true;
+        return;
+    }
+    if (ss->out_len + n + 1 > ss->out_cap) {
+        size_t cap = ss->out_cap ? ss->out_cap : 4096;
+        while (cap < ss->out_len + n + 1)
+            cap *= 2;
+        char *out = realloc(ss->out, cap);
+        if (!out) {
+            ss->dead = true;
+            return;
+        }
+        ss->out = out;
+        ss->out_cap = cap;
+    }
+    memcpy(ss->out + ss->out_len, text, n);
+    ss->out[ss->out_len + n] = '\r';
+    ss->out_len += n + 1;
+}
+
+static void reply(struct mf_server *s, struct mf_session *ss, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply(struct mf_server *s, struct mf_session *ss, const char *fmt, ...)
+{
+    char line[MF_PROTO_LINE_MAX + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&s->lock);
+    queue_line(s, ss, line);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static struct mf_session *find_session(struct mf_server *s, uint64_t id)
+{
+    for (unsigned i = 0; i < s->session_count; i++) {
+        if (s->sessions[i]->id == id)
+            return s->sessions[i];
+    }
+    return NULL;
+}
+
+/* ---- results ---- */
+
+static int protocol_error(const struct mf_cycle_result *r)
+{
+    switch (r->failure) {
+    case MF_FAIL_NO_SETUP: return MF_PERR_NO_SETUP;
+    case MF_FAIL_SETUP: return MF_PERR_BAD_SETUP;
+    case MF_FAIL_EXHAUSTED: return MF_PERR_EXHAUSTED;
+    case MF_FAIL_STORAGE: return MF_PERR_STORAGE;
+    case MF_FAIL_DEVICE_DATA: return MF_PERR_DEVICE_DATA;
+    case MF_FAIL_DATA_FILE: return MF_PERR_DATA_FILE;
+    case MF_FAIL_CONNECT: return MF_PERR_CONNECT;
+    case MF_FAIL_TARGET: return MF_PERR_TARGET;
+    case MF_FAIL_VERIFY: return MF_PERR_VERIFY;
+    case MF_FAIL_TIMEOUT: return MF_PERR_TIMEOUT;
+    case MF_FAIL_PROTECTED: return MF_PERR_PROTECTED;
+    case MF_FAIL_CANCELED: return MF_PERR_CANCELED;
+    default: return MF_PERR_OTHER;
+    }
+}
+
+/* "#OK (Total ...)" or "#ERRnnn:text". */
+static void format_result(const struct mf_cycle_result *r, char *out, size_t size)
+{
+    if (!r->error) {
+        snprintf(out, size, "#OK (Total %u.%03us, Erase %u.%03us, Prog %u.%03us, Verify %u.%03us)",
+                 r->total_ms / 1000, r->total_ms % 1000, r->erase_ms / 1000, r->erase_ms % 1000,
+                 r->program_ms / 1000, r->program_ms % 1000, r->verify_ms / 1000,
+                 r->verify_ms % 1000);
+        return;
+    }
+    int code = protocol_error(r);
+    if (code == MF_PERR_CANCELED)
+        snprintf(out, size, "#ERR007:CANCELED.");
+    else
+        snprintf(out, size, "#ERR%03d:%s", code, r->message);
+}
+
+static void on_event(void *context, uint64_t origin, const struct mf_cycle_event *ev)
+{
+    struct mf_server *s = context;
+    char line[160];
+    pthread_mutex_lock(&s->lock);
+    struct mf_session *ss = find_session(s, origin);
+    unsigned slot = ev->slot;
+    if (ss && slot >= 1 && slot <= MF_SLOTS_MAX && (ss->pending >> (slot - 1) & 1)) {
+        if (!ss->noinfo && ss->last_phase[slot - 1] != ev->phase) {
+            ss->last_phase[slot - 1] = ev->phase;
+            if (ss->multi)
+                snprintf(line, sizeof line, "#STATUS:%u:%s", slot, mf_phase_name(ev->phase));
+            else
+                snprintf(line, sizeof line, "#STATUS:%s", mf_phase_name(ev->phase));
+            queue_line(s, ss, line);
+        }
+        if (ss->progress && ev->total) {
+            snprintf(line, sizeof line, "#PROGRESS:%u:%s:%llx:%llx", slot,
+                     mf_phase_name(ev->phase), (unsigned long long)ev->done,
+                     (unsigned long long)ev->total);
+            queue_line(s, ss, line);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    wake(s);
+}
+
+static void on_done(void *context, uint64_t origin, unsigned slot, enum mf_cycle_action action,
+                    const struct mf_cycle_result *r)
+{
+    (void)action;
+    struct mf_server *s = context;
+    char text[MF_CYCLE_MESSAGE_MAX + 64], line[MF_CYCLE_MESSAGE_MAX + 96];
+    format_result(r, text, sizeof text);
+    pthread_mutex_lock(&s->lock);
+    struct mf_session *ss = find_session(s, origin);
+    if (ss && slot >= 1 && slot <= MF_SLOTS_MAX && (ss->pending >> (slot - 1) & 1)) {
+        ss->pending &= ~(1ull << (slot - 1));
+        if (ss->multi) {
+            snprintf(line, sizeof line, "#RESULT:%u:%s", slot, text);
+            queue_line(s, ss, line);
+            if (!ss->pending)
+                queue_line(s, ss, "#DONE");
+        } else {
+            queue_line(s, ss, text);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    wake(s);
+}
+
+struct mf_programmer_sink mf_server_sink(struct mf_server *server)
+{
+    return (struct mf_programmer_sink){on_event, on_done, server};
+}
+
+/* ---- system work: reboot, secure area ---- */
+
+struct system_job {
+    struct mf_server *server;
+    uint64_t origin;
+    enum { JOB_BOOT, JOB_REBOOT, JOB_SECURE_CREATE, JOB_SECURE_REMOVE } kind;
+    enum mf_mode mode;
+};
+
+static void *system_main(void *arg)
+{
+    struct system_job *job = arg;
+    struct mf_server *s = job->server;
+    char error[MF_PROGRAMMER_TEXT_MAX] = "";
+    int err = 0;
+    switch (job->kind) {
+    case JOB_BOOT: mf_programmer_boot(s->programmer); break;
+    case JOB_REBOOT: err = mf_programmer_reboot(s->programmer, job->mode, error); break;
+    case JOB_SECURE_CREATE:
+    case JOB_SECURE_REMOVE:
+        err = mf_programmer_secure_area(s->programmer, job->kind == JOB_SECURE_CREATE, error);
+        break;
+    }
+    pthread_mutex_lock(&s->lock);
+    struct mf_session *ss = job->origin ? find_session(s, job->origin) : NULL;
+    if (ss && ss->system_pending) {
+        ss->system_pending = false;
+        char line[MF_PROGRAMMER_TEXT_MAX + 32];
+        if (err)
+            snprintf(line, sizeof line, "#ERR%03d:%s",
+                     err == MF_EBUSY ? MF_PERR_BUSY : MF_PERR_SECURE, error);
+        else
+            snprintf(line, sizeof line, "#OK");
+        queue_line(s, ss, line);
+    }
+    s->system_busy = false;
+    pthread_mutex_unlock(&s->lock);
+    wake(s);
+    free(job);
+    return NULL;
+}
+
+/* Runs a system job on its own thread; MF_EBUSY while one runs. */
+static int system_start(struct mf_server *s, int kind, enum mf_mode mode, struct mf_session *ss)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->system_busy) {
+        pthread_mutex_unlock(&s->lock);
+        return MF_EBUSY;
+    }
+    if (s->system_thread_joinable) {
+        pthread_join(s->system_thread, NULL);
+        s->system_thread_joinable = false;
+    }
+    struct system_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        pthread_mutex_unlock(&s->lock);
+        return MF_ENOMEM;
+    }
+    job->server = s;
+    job->kind = kind;
+    job->mode = mode;
+    job->origin = ss ? ss->id : 0;
+    if (ss)
+        ss->system_pending = kind == JOB_SECURE_CREATE || kind == JOB_SECURE_REMOVE;
+    s->system_busy = true;
+    if (pthread_create(&s->system_thread, NULL, system_main, job) != 0) {
+        s->system_busy = false;
+        pthread_mutex_unlock(&s->lock);
+        free(job);
+        return MF_ENOMEM;
+    }
+    s->system_thread_joinable = true;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int mf_server_boot(struct mf_server *server)
+{
+    return system_start(server, JOB_BOOT, MF_MODE_STANDALONE, NULL);
+}
+
+/* ---- commands ---- */
+
+static unsigned slot_count(const struct mf_server *s)
+{
+    return s->programmer->slot_count;
+}
+
+static unsigned selected_count(const struct mf_session *ss)
+{
+    return (unsigned)__builtin_popcountll(ss->selected);
+}
+
+static const char *phase_of(struct mf_server *s, unsigned slot)
+{
+    enum mf_mode mode;
+    bool init;
+    mf_programmer_mode(s->programmer, &mode, &init);
+    if (mode == MF_MODE_FILEACCESS)
+        return "FILEACCESS";
+    if (init)
+        return "INITIALIZING";
+    struct mf_slot_state st;
+    mf_programmer_slot_state(s->programmer, slot, &st);
+    return mf_phase_name(st.phase);
+}
+
+static void cmd_status(struct mf_server *s, struct mf_session *ss)
+{
+    reply(s, ss, "#ACK");
+    if (selected_count(ss) == 1) {
+        unsigned slot = (unsigned)__builtin_ctzll(ss->selected) + 1;
+        reply(s, ss, "#STATUS:%s", phase_of(s, slot));
+        return;
+    }
+    for (unsigned i = 1; i <= slot_count(s); i++) {
+        if (ss->selected >> (i - 1) & 1)
+            reply(s, ss, "#STATUS:%u:%s", i, phase_of(s, i));
+    }
+}
+
+static void cmd_result(struct mf_server *s, struct mf_session *ss)
+{
+    reply(s, ss, "#ACK");
+    for (unsigned i = 1; i <= slot_count(s); i++) {
+        if (!(ss->selected >> (i - 1) & 1))
+            continue;
+        struct mf_slot_state st;
+        mf_programmer_slot_state(s->programmer, i, &st);
+        char text[MF_CYCLE_MESSAGE_MAX + 64];
+        if (st.busy)
+            snprintf(text, sizeof text, "BUSY");
+        else if (!st.has_result)
+            snprintf(text, sizeof text, "NONE");
+        else
+            format_result(&st.result, text, sizeof text);
+        reply(s, ss, "#RESULT:%u:%s", i, text);
+    }
+}
+
+/* Protocol number for a refusal of mf_programmer_submit. */
+static int submit_error(int err)
+{
+    switch (err) {
+    case MF_EBUSY: return MF_PERR_BUSY;
+    case MF_EPERM: return MF_PERR_FILE_ACCESS_MODE;
+    case MF_ENOENT: return MF_PERR_NO_SETUP;
+    case MF_EIO: return MF_PERR_STORAGE;
+    default: return MF_PERR_BAD_SETUP;
+    }
+}
+
+static void cmd_cycle(struct mf_server *s, struct mf_session *ss, enum mf_proto_command cmd,
+                      const char *args)
+{
+    struct mf_cycle_request req = {0};
+    bool noinfo = false;
+    switch (cmd) {
+    case MF_CMD_AUTO: req.action = MF_ACTION_AUTO; break;
+    case MF_CMD_ERASE: req.action = MF_ACTION_ERASE; break;
+    case MF_CMD_PROGRAM: req.action = MF_ACTION_PROGRAM; break;
+    case MF_CMD_VERIFY: req.action = MF_ACTION_VERIFY; break;
+    default: req.action = MF_ACTION_START; break;
+    }
+    /* Options: NOINFO anywhere; NOPATCH and PATCH <line> (the rest of the line) for #AUTO. */
+    const char *p = args;
+    while (*p) {
+        const char *w = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - w);
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (n == 6 && strncasecmp(w, "NOINFO", 6) == 0)
+            noinfo = true;
+        else if (cmd == MF_CMD_AUTO && n == 7 && strncasecmp(w, "NOPATCH", 7) == 0)
+            req.no_patch = true;
+        else if (cmd == MF_CMD_AUTO && n == 5 && strncasecmp(w, "PATCH", 5) == 0 && *p) {
+            req.patch_line = p;
+            break;
+        } else {
+            reply(s, ss, "#NACK:ERR%03d:Unknown option '%.*s'", MF_PERR_ARGUMENT, (int)n, w);
+            return;
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    bool running = ss->pending != 0;
+    pthread_mutex_unlock(&s->lock);
+    if (running) {
+        reply(s, ss, "#NACK:ERR%03d:Busy (a command of this connection is running)", MF_PERR_BUSY);
+        return;
+    }
+    unsigned count = selected_count(ss);
+    if (count == 1) {
+        unsigned slot = (unsigned)__builtin_ctzll(ss->selected) + 1;
+        struct mf_slot_state st;
+        mf_programmer_slot_state(s->programmer, slot, &st);
+        if (st.busy) {
+            reply(s, ss, "#NACK:ERR%03d:Busy (slot %u)", MF_PERR_BUSY, slot);
+            return;
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    queue_line(s, ss, "#ACK");
+    ss->multi = count > 1;
+    ss->noinfo = noinfo;
+    for (unsigned i = 0; i < MF_SLOTS_MAX; i++)
+        ss->last_phase[i] = MF_PHASE_READY;
+    pthread_mutex_unlock(&s->lock);
+    for (unsigned slot = 1; slot <= slot_count(s); slot++) {
+        if (!(ss->selected >> (slot - 1) & 1))
+            continue;
+        char error[MF_PROGRAMMER_TEXT_MAX];
+        pthread_mutex_lock(&s->lock);
+        ss->pending |= 1ull << (slot - 1); /* before the worker can finish */
+        pthread_mutex_unlock(&s->lock);
+        int err = mf_programmer_submit(s->programmer, slot, &req, ss->id, error);
+        if (err) {
+            char line[MF_PROGRAMMER_TEXT_MAX + 32];
+            pthread_mutex_lock(&s->lock);
+            ss->pending &= ~(1ull << (slot - 1));
+            if (ss->multi)
+                snprintf(line, sizeof line, "#RESULT:%u:#ERR%03d:%s", slot, submit_error(err), error);
+            else
+                snprintf(line, sizeof line, "#ERR%03d:%s", submit_error(err), error);
+            queue_line(s, ss, line);
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    if (ss->multi && !ss->pending)
+        queue_line(s, ss, "#DONE");
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void cmd_selmodule(struct mf_server *s, struct mf_session *ss, const char *args)
+{
+    uint64_t mask = 0;
+    if (strcmp(args, "*") == 0) {
+        mask = slot_count(s) == 64 ? ~0ull : (1ull << slot_count(s)) - 1;
+    } else {
+        const char *p = args;
+        while (*p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > (long)slot_count(s)) {
+                reply(s, ss, "#NACK:ERR%03d:Slots are 1 to %u", MF_PERR_ARGUMENT, slot_count(s));
+                return;
+            }
+            mask |= 1ull << (v - 1);
+            p = end;
+            while (*p == ' ')
+                p++;
+            if (*p == ',')
+                p++;
+            else if (*p) {
+                reply(s, ss, "#NACK:ERR%03d:Expected <slot>[,<slot>...]", MF_PERR_ARGUMENT);
+                return;
+            }
+        }
+        if (!mask) {
+            reply(s, ss, "#NACK:ERR%03d:Expected <slot>[,<slot>...]", MF_PERR_ARGUMENT);
+            return;
+        }
+    }
+    ss->selected = mask;
+    char line[MF_SLOTS_MAX * 4 + 16] = "#SELECTED:";
+    size_t n = strlen(line);
+    for (unsigned i = 1; i <= slot_count(s); i++) {
+        if (mask >> (i - 1) & 1)
+            n += (size_t)snprintf(line + n, sizeof line - n, "%s%u", n > 10 ? "," : "", i);
+    }
+    reply(s, ss, "#ACK");
+    reply(s, ss, "%s", line);
+}
+
+static void cmd_info(struct mf_server *s, struct mf_session *ss)
+{
+    struct mf_programmer_info info;
+    mf_programmer_info(s->programmer, &info);
+    reply(s, ss, "#ACK");
+    reply(s, ss, "#INFO:VERSION=%s", MF_VERSION);
+    reply(s, ss, "#INFO:MODE=%s", info.mode == MF_MODE_FILEACCESS ? "FILEACCESS" : "STANDALONE");
+    reply(s, ss, "#INFO:STATE=%s", info.initializing ? "INITIALIZING" : "READY");
+    reply(s, ss, "#INFO:AREA=%s", info.secure ? "SECURE" : "PUBLIC");
+    reply(s, ss, "#INFO:PROJECT=%s", info.project);
+    reply(s, ss, "#INFO:SLOTS=%u", info.slots);
+    if (info.limited)
+        reply(s, ss, "#INFO:CYCLES_LEFT=%llu", (unsigned long long)info.cycles_left);
+    else
+        reply(s, ss, "#INFO:CYCLES_LEFT=%s", info.project[0] ? "UNLIMITED" : "");
+    if (info.has_serial)
+        reply(s, ss, "#INFO:NEXT_SERIAL=%llu", (unsigned long long)info.next_serial);
+    else
+        reply(s, ss, "#INFO:NEXT_SERIAL=");
+    reply(s, ss, "#INFO:SETUP=%s", info.setup_id);
+    reply(s, ss, "#INFO:LOG=%s", info.log_error ? mf_strerror(info.log_error) : "OK");
+    if (info.problem[0])
+        reply(s, ss, "#INFO:PROBLEM=%s", info.problem);
+    reply(s, ss, "#OK");
+}
+
+static int parse_baud(unsigned baud, speed_t *speed)
+{
+    static const struct {
+        unsigned baud;
+        speed_t speed;
+    } table[] = {{1200, B1200},     {2400, B2400},     {4800, B4800},     {9600, B9600},
+                 {19200, B19200},   {38400, B38400},   {57600, B57600},   {115200, B115200},
+                 {230400, B230400}, {460800, B460800}, {921600, B921600}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (table[i].baud == baud) {
+            *speed = table[i].speed;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void cmd_baudrate(struct mf_server *s, struct mf_session *ss, const char *args)
+{
+    if (ss->channel != MF_CHANNEL_SERIAL) {
+        reply(s, ss, "#ACK");
+        reply(s, ss, "#ERR%03d:#BAUDRATE applies to the serial line only", MF_PERR_CHANNEL);
+        return;
+    }
+    char *end;
+    unsigned long baud = strtoul(args, &end, 10);
+    speed_t speed;
+    if (end == args || *end || baud > UINT32_MAX || parse_baud((unsigned)baud, &speed)) {
+        reply(s, ss, "#NACK:ERR%03d:Baud rates: 1200 to 921600", MF_PERR_ARGUMENT);
+        return;
+    }
+    reply(s, ss, "#ACK");
+    reply(s, ss, "#OK");
+    ss->pending_baud = (unsigned)baud; /* switched once the #OK is out */
+}
+
+/* ---- file commands ---- */
+
+static const char *file_why(int err)
+{
+    return mf_strerror(err);
+}
+
+static struct mf_fat *public_fat(struct mf_server *s, struct mf_session *ss, int code)
+{
+    struct mf_fat *fs = mf_programmer_public(s->programmer);
+    if (!fs)
+        reply(s, ss, "#ERR%03d:The public area is not available", code);
+    return fs;
+}
+
+static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *name)
+{
+    reply(s, ss, "#ACK");
+    if (!*name || strlen(name) >= sizeof ss->file) {
+        reply(s, ss, "#ERR%03d:File open failed (no valid name)", MF_PERR_FILE_OPEN);
+        return;
+    }
+    struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_OPEN);
+    if (!fs)
+        return;
+    struct mf_fat_stat st;
+    bool existed = mf_fat_stat(fs, name, &st) == 0;
+    struct mf_fat_file file;
+    int err = mf_fat_open(fs, &file, name, MF_FAT_O_RDWR | MF_FAT_O_CREAT);
+    if (err == MF_EACCES)
+        err = mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY);
+    if (!err)
+        err = mf_fat_close(fs, &file);
+    mf_programmer_public_release(s->programmer);
+    if (err) {
+        reply(s, ss, "#ERR%03d:File open failed (%s)", MF_PERR_FILE_OPEN, file_why(err));
+        return;
+    }
+    if (!existed)
+        mf_programmer_files_changed(s->programmer);
+    ss->file_open = true;
+    snprintf(ss->file, sizeof ss->file, "%s", name);
+    reply(s, ss, "#OK");
+}
+
+static bool need_open(struct mf_server *s, struct mf_session *ss)
+{
+    if (ss->file_open)
+        return true;
+    reply(s, ss, "#ERR255:No file opened");
+    return false;
+}
+
+static void cmd_fwrite(struct mf_server *s, struct mf_session *ss, const char *args)
+{
+    uint64_t off, n;
+    const char *p = args;
+    uint8_t data[MF_PROTO_FILE_CHUNK];
+    if (mf_proto_hex(&p, &off) || *p != ',' || (++p, mf_proto_hex(&p, &n)) || *p != ':' ||
+        n > MF_PROTO_FILE_CHUNK || mf_proto_hex_bytes(p + 1, data, (size_t)n) ||
+        off > MF_FAT_FILE_SIZE_MAX) {
+        reply(s, ss, "#NACK:ERR%03d:Expected <Offset>,<NumBytes>:<Data> in hex, at most 200 bytes",
+              MF_PERR_ARGUMENT);
+        return;
+    }
+    reply(s, ss, "#ACK");
+    if (!need_open(s, ss))
+        return;
+    struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_WRITE);
+    if (!fs)
+        return;
+    struct mf_fat_file file;
+    int err = mf_fat_open(fs, &file, ss->file, MF_FAT_O_RDWR);
+    if (!err) {
+        err = mf_fat_seek(fs, &file, (uint32_t)off);
+        int w = err ? err : mf_fat_write(fs, &file, data, (uint32_t)n);
+        int cerr = mf_fat_close(fs, &file);
+        err = w < 0 ? w : cerr;
+    }
+    mf_programmer_public_release(s->programmer);
+    if (err) {
+        reply(s, ss, "#ERR%03d:File write failed (%s)", MF_PERR_FILE_WRITE, file_why(err));
+        return;
+    }
+    mf_programmer_files_changed(s->programmer);
+    reply(s, ss, "#OK");
+}
+
+static void cmd_fread(struct mf_server *s, struct mf_session *ss, const char *args)
+{
+    uint64_t off, n;
+    const char *p = args;
+    if (mf_proto_hex(&p, &off) || *p != ',' || (++p, mf_proto_hex(&p, &n)) || *p) {
+        reply(s, ss, "#NACK:ERR%03d:Expected <Offset>,<NumBytes> in hex", MF_PERR_ARGUMENT);
+        return;
+    }
+    reply(s, ss, "#ACK");
+    if (!need_open(s, ss))
+        return;
+    if (n > MF_PROTO_FILE_CHUNK)
+        n = MF_PROTO_FILE_CHUNK;
+    struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_READ);
+    if (!fs)
+        return;
+    uint8_t data[MF_PROTO_FILE_CHUNK];
+    struct mf_fat_file file;
+    int got = 0;
+    int err = mf_fat_open(fs, &file, ss->file, MF_FAT_O_RDONLY);
+    if (!err) {
+        if (off < mf_fat_size(&file)) {
+            err = mf_fat_seek(fs, &file, (uint32_t)off);
+            got = err ? err : mf_fat_read(fs, &file, data, (uint32_t)n);
+        }
+        mf_fat_close(fs, &file);
+        if (got < 0)
+            err = got;
+    }
+    mf_programmer_public_release(s->programmer);
+    if (err) {
+        reply(s, ss, "#ERR%03d:File read failed (%s)", MF_PERR_FILE_READ, file_why(err));
+        return;
+    }
+    char hex[2 * MF_PROTO_FILE_CHUNK + 1];
+    mf_proto_hex_encode(data, (size_t)got, hex);
+    reply(s, ss, "#OK:%02x:%s", (unsigned)got, hex);
+}
+
+static void cmd_fsize(struct mf_server *s, struct mf_session *ss)
+{
+    reply(s, ss, "#ACK");
+    if (!need_open(s, ss))
+        return;
+    struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_READ);
+    if (!fs)
+        return;
+    struct mf_fat_stat st;
+    int err = mf_fat_stat(fs, ss->file, &st);
+    mf_programmer_public_release(s->programmer);
+    if (err)
+        reply(s, ss, "#ERR%03d:File read failed (%s)", MF_PERR_FILE_READ, file_why(err));
+    else
+        reply(s, ss, "#OK:%x", st.size);
+}
+
+/* FDELETE, MKDIR, RMDIR: one call on a name. */
+static void cmd_path_op(struct mf_server *s, struct mf_session *ss, enum mf_proto_command cmd,
+                        const char *name)
+{
+    reply(s, ss, "#ACK");
+    int code = cmd == MF_CMD_MKDIR ? MF_PERR_FILE_WRITE : MF_PERR_FILE_DELETE;
+    const char *what = cmd == MF_CMD_FDELETE ? "Failed to delete file"
+                       : cmd == MF_CMD_MKDIR ? "Failed to create folder"
+                                             : "Failed to remove folder";
+    if (!*name) {
+        reply(s, ss, "#ERR%03d:%s (no name)", code, what);
+        return;
+    }
+    struct mf_fat *fs = public_fat(s, ss, code);
+    if (!fs)
+        return;
+    int err = cmd == MF_CMD_FDELETE ? mf_fat_remove(fs, name)
+              : cmd == MF_CMD_MKDIR ? mf_fat_mkdir(fs, name)
+                                    : mf_fat_rmdir(fs, name);
+    mf_programmer_public_release(s->programmer);
+    if (err) {
+        reply(s, ss, "#ERR%03d:%s (%s)", code, what, file_why(err));
+        return;
+    }
+    mf_programmer_files_changed(s->programmer);
+    reply(s, ss, "#OK");
+}
+
+static void cmd_flist(struct mf_server *s, struct mf_session *ss, const char *dir)
+{
+    reply(s, ss, "#ACK");
+    struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_READ);
+    if (!fs)
+        return;
+    struct mf_fat_dir d;
+    struct mf_fat_stat st;
+    int err = mf_fat_opendir(fs, &d, dir);
+    int r = 0;
+    while (!err && (r = mf_fat_readdir(fs, &d, &st)) == 1) {
+        if (st.is_dir)
+            reply(s, ss, "#FLIST:D:%s", st.name);
+        else
+            reply(s, ss, "#FLIST:F:%x:%s", st.size, st.name);
+    }
+    if (!err && r < 0)
+        err = r;
+    mf_programmer_public_release(s->programmer);
+    if (err)
+        reply(s, ss, "#ERR%03d:File read failed (%s)", MF_PERR_FILE_READ, file_why(err));
+    else
+        reply(s, ss, "#OK");
+}
+
+/* ---- dispatch ---- */
+
+static bool is_word(const char *args, const char *word)
+{
+    return strcasecmp(args, word) == 0;
+}
+
+static void dispatch(struct mf_server *s, struct mf_session *ss, const char *line)
+{
+    const char *args;
+    enum mf_proto_command cmd = mf_proto_parse(line, &args);
+    if (s->config.verbose >= 2)
+        fprintf(stderr, "mintflashd: session %llu: %s\n", (unsigned long long)ss->id, line);
+    if (cmd == MF_CMD_UNKNOWN) {
+        reply(s, ss, "#NACK");
+        return;
+    }
+    enum mf_mode mode;
+    bool init;
+    mf_programmer_mode(s->programmer, &mode, &init);
+    bool local = ss->channel == MF_CHANNEL_UNIX;
+    /* Privileged: the local connection only. */
+    if ((cmd == MF_CMD_SECUREAREA || (cmd == MF_CMD_REBOOT && is_word(args, "FILEACCESS"))) &&
+        !local) {
+        reply(s, ss, "#NACK:ERR%03d:Only allowed on the local connection", MF_PERR_LOCAL_ONLY);
+        return;
+    }
+    if (mode == MF_MODE_FILEACCESS && cmd != MF_CMD_STATUS && cmd != MF_CMD_INFO &&
+        cmd != MF_CMD_REBOOT) {
+        reply(s, ss, "#NACK:ERR%03d:Not available in file access mode", MF_PERR_FILE_ACCESS_MODE);
+        return;
+    }
+    bool always = cmd == MF_CMD_STATUS || cmd == MF_CMD_INFO || cmd == MF_CMD_RESULT ||
+                  cmd == MF_CMD_SELMODULE || cmd == MF_CMD_PROGRESS || cmd == MF_CMD_BAUDRATE;
+    if (init && !always) {
+        reply(s, ss, "#NACK:ERR%03d:Busy (starting up)", MF_PERR_BUSY);
+        return;
+    }
+    switch (cmd) {
+    case MF_CMD_AUTO:
+    case MF_CMD_ERASE:
+    case MF_CMD_PROGRAM:
+    case MF_CMD_VERIFY:
+    case MF_CMD_START: cmd_cycle(s, ss, cmd, args); break;
+    case MF_CMD_CANCEL:
+        reply(s, ss, "#ACK");
+        for (unsigned i = 1; i <= slot_count(s); i++) {
+            if (ss->selected >> (i - 1) & 1)
+                mf_programmer_cancel(s->programmer, i);
+        }
+        reply(s, ss, "#OK");
+        break;
+    case MF_CMD_STATUS: cmd_status(s, ss); break;
+    case MF_CMD_RESULT: cmd_result(s, ss); break;
+    case MF_CMD_SELECT: {
+        if (!*args) {
+            reply(s, ss, "#NACK:ERR%03d:Expected a project name", MF_PERR_ARGUMENT);
+            break;
+        }
+        char error[MF_PROGRAMMER_TEXT_MAX];
+        reply(s, ss, "#ACK");
+        int err = mf_programmer_select(s->programmer, args, error);
+        if (err)
+            reply(s, ss, "#ERR%03d:%s", err == MF_ENOENT ? MF_PERR_NO_SETUP : MF_PERR_STORAGE,
+                  error);
+        else
+            reply(s, ss, "#OK");
+        break;
+    }
+    case MF_CMD_SELMODULE: cmd_selmodule(s, ss, args); break;
+    case MF_CMD_INFO: cmd_info(s, ss); break;
+    case MF_CMD_BAUDRATE: cmd_baudrate(s, ss, args); break;
+    case MF_CMD_PROGRESS:
+        if (is_word(args, "ON") || is_word(args, "OFF")) {
+            ss->progress = is_word(args, "ON");
+            reply(s, ss, "#ACK");
+            reply(s, ss, "#OK");
+        } else {
+            reply(s, ss, "#NACK:ERR%03d:Expected ON or OFF", MF_PERR_ARGUMENT);
+        }
+        break;
+    case MF_CMD_FOPEN: cmd_fopen(s, ss, args); break;
+    case MF_CMD_FWRITE: cmd_fwrite(s, ss, args); break;
+    case MF_CMD_FREAD: cmd_fread(s, ss, args); break;
+    case MF_CMD_FSIZE: cmd_fsize(s, ss); break;
+    case MF_CMD_FCLOSE:
+        ss->file_open = false;
+        reply(s, ss, "#ACK");
+        reply(s, ss, "#OK");
+        break;
+    case MF_CMD_FDELETE:
+    case MF_CMD_MKDIR:
+    case MF_CMD_RMDIR: cmd_path_op(s, ss, cmd, args); break;
+    case MF_CMD_FLIST: cmd_flist(s, ss, args); break;
+    case MF_CMD_SECUREAREA: {
+        bool create = is_word(args, "CREATE");
+        if (!create && !is_word(args, "REMOVE")) {
+            reply(s, ss, "#NACK:ERR%03d:Expected CREATE or REMOVE", MF_PERR_ARGUMENT);
+            break;
+        }
+        reply(s, ss, "#ACK");
+        int err = system_start(s, create ? JOB_SECURE_CREATE : JOB_SECURE_REMOVE,
+                               MF_MODE_STANDALONE, ss);
+        if (err)
+            reply(s, ss, "#ERR%03d:Busy", MF_PERR_BUSY);
+        break;
+    }
+    case MF_CMD_REBOOT: {
+        bool fileaccess = is_word(args, "FILEACCESS");
+        if (*args && !fileaccess) {
+            reply(s, ss, "#NACK:ERR%03d:Expected nothing or FILEACCESS", MF_PERR_ARGUMENT);
+            break;
+        }
+        reply(s, ss, "#ACK");
+        int err = system_start(s, JOB_REBOOT, fileaccess ? MF_MODE_FILEACCESS : MF_MODE_STANDALONE,
+                               NULL);
+        if (err)
+            reply(s, ss, "#ERR%03d:Busy", MF_PERR_BUSY);
+        else
+            reply(s, ss, "#OK");
+        break;
+    }
+    case MF_CMD_UNKNOWN: break;
+    }
+}
+
+/* ---- sockets and the loop ---- */
+
+static int set_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+static int listen_tcp(struct mf_server *s, const char *spec, char *error)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--tcp %s: expected HOST:PORT", spec);
+        return MF_EINVAL;
+    }
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = '\0';
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
+    int rc = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (rc) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--tcp %s: %s", spec, gai_strerror(rc));
+        return MF_EINVAL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--tcp %s: %s", spec, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return MF_EIO;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    s->tcp_port = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
+                                             : ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    set_nonblocking(fd);
+    s->tcp_fd = fd;
+    fprintf(stderr, "mintflashd: listening on tcp %s:%u\n", host, s->tcp_port);
+    return 0;
+}
+
+static int listen_unix(struct mf_server *s, const char *path, char *error)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--socket %s: path too long", path);
+        return MF_EINVAL;
+    }
+    /* The folder of the socket (0700), then a stale socket from a crash is replaced. */
+    char dir[sizeof addr.sun_path];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        mkdir(dir, 0700);
+        *p = '/';
+    }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--socket %s: %s", path, strerror(errno));
+        return MF_EIO;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool alive = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof addr) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (alive) {
+            snprintf(error, MF_SERVER_TEXT_MAX, "--socket %s: another mintflashd serves it", path);
+            close(fd);
+            return MF_EBUSY;
+        }
+        unlink(path);
+    }
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || chmod(path, 0600) != 0 ||
+        listen(fd, 16) != 0) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--socket %s: %s", path, strerror(errno));
+        close(fd);
+        return MF_EIO;
+    }
+    set_nonblocking(fd);
+    s->unix_fd = fd;
+    snprintf(s->unix_path, sizeof s->unix_path, "%s", path);
+    fprintf(stderr, "mintflashd: listening on unix %s\n", path);
+    return 0;
+}
+
+static int set_baud(int fd, unsigned baud)
+{
+    speed_t speed;
+    struct termios t;
+    if (parse_baud(baud, &speed) || tcgetattr(fd, &t) != 0)
+        return -1;
+    cfmakeraw(&t);
+    t.c_cflag &= ~(tcflag_t)(PARENB | CSTOPB | CSIZE | CRTSCTS);
+    t.c_cflag |= CS8 | CLOCAL | CREAD;
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    cfsetispeed(&t, speed);
+    cfsetospeed(&t, speed);
+    return tcsetattr(fd, TCSANOW, &t);
+}
+
+static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_channel channel)
+{
+    struct mf_session *ss = calloc(1, sizeof *ss);
+    if (!ss)
+        return NULL;
+    ss->fd = fd;
+    ss->channel = channel;
+    ss->id = ++s->next_id;
+    unsigned n = slot_count(s);
+    ss->selected = n == 64 ? ~0ull : (1ull << n) - 1;
+    mf_proto_framer_init(&ss->framer);
+    pthread_mutex_lock(&s->lock);
+    s->sessions[s->session_count++] = ss;
+    pthread_mutex_unlock(&s->lock);
+    return ss;
+}
+
+static int open_serial(struct mf_server *s, const char *spec, char *error)
+{
+    char dev[256];
+    unsigned baud = 9600;
+    snprintf(dev, sizeof dev, "%s", spec);
+    char *colon = strrchr(dev, ':');
+    if (colon) {
+        char *end;
+        baud = (unsigned)strtoul(colon + 1, &end, 10);
+        *colon = '\0';
+        speed_t sp;
+        if (*end || parse_baud(baud, &sp)) {
+            snprintf(error, MF_SERVER_TEXT_MAX, "--serial %s: unknown baud rate", spec);
+            return MF_EINVAL;
+        }
+    }
+    int fd = open(dev, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || set_baud(fd, baud) != 0) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--serial %s: %s", dev, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return MF_EIO;
+    }
+    s->serial_fd = fd;
+    s->serial_session = session_new(s, fd, MF_CHANNEL_SERIAL);
+    fprintf(stderr, "mintflashd: serving serial %s at %u baud\n", dev, baud);
+    return s->serial_session ? 0 : MF_ENOMEM;
+}
+
+int mf_server_open(struct mf_server *s, const struct mf_server_config *config, char *error)
+{
+    memset(s, 0, sizeof *s);
+    s->config = *config;
+    s->programmer = config->programmer;
+    s->tcp_fd = s->unix_fd = s->serial_fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    if (pipe2(s->wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "pipe: %s", strerror(errno));
+        return MF_EIO;
+    }
+    int err = 0;
+    if (config->tcp)
+        err = listen_tcp(s, config->tcp, error);
+    if (!err && config->unix_socket)
+        err = listen_unix(s, config->unix_socket, error);
+    if (!err && config->serial)
+        err = open_serial(s, config->serial, error);
+    if (err)
+        mf_server_close(s);
+    return err;
+}
+
+static void accept_client(struct mf_server *s, int lfd, enum mf_channel channel)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        if (s->session_count == MF_SERVER_CLIENTS_MAX) {
+            static const char busy[] = "#ERR008:Too many connections\r";
+            ssize_t r = write(fd, busy, sizeof busy - 1);
+            (void)r;
+            close(fd);
+            continue;
+        }
+        if (!session_new(s, fd, channel))
+            close(fd);
+    }
+}
+
+static void session_input(struct mf_server *s, struct mf_session *ss)
+{
+    uint8_t buf[4096];
+    ssize_t n = read(ss->fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (ss->channel != MF_CHANNEL_SERIAL) {
+            pthread_mutex_lock(&s->lock);
+            ss->dead = true;
+            pthread_mutex_unlock(&s->lock);
+        }
+        return;
+    }
+    for (size_t off = 0; n > 0 && off < (size_t)n;) {
+        enum mf_proto_event ev;
+        off += mf_proto_framer_feed(&ss->framer, buf + off, (size_t)n - off, &ev);
+        switch (ev) {
+        case MF_PROTO_LINE: dispatch(s, ss, ss->framer.line); break;
+        case MF_PROTO_TOO_LONG:
+            reply(s, ss, "#NACK:ERR%03d:Line too long", MF_PERR_ARGUMENT);
+            break;
+        case MF_PROTO_BAD_CHAR:
+            reply(s, ss, "#NACK:ERR%03d:Invalid character", MF_PERR_ARGUMENT);
+            break;
+        case MF_PROTO_NO_COMMAND: reply(s, ss, "#NACK"); break;
+        case MF_PROTO_NEED_MORE: break;
+        }
+    }
+}
+
+static void session_output(struct mf_server *s, struct mf_session *ss)
+{
+    pthread_mutex_lock(&s->lock);
+    if (ss->out_len) {
+        ssize_t n = write(ss->fd, ss->out, ss->out_len);
+        if (n > 0) {
+            memmove(ss->out, ss->out + n, ss->out_len - (size_t)n);
+            ss->out_len -= (size_t)n;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR && ss->channel != MF_CHANNEL_SERIAL) {
+            ss->dead = true;
+        }
+    }
+    bool drained = ss->out_len == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (drained && ss->pending_baud) {
+        tcdrain(ss->fd);
+        set_baud(ss->fd, ss->pending_baud);
+        ss->pending_baud = 0;
+    }
+}
+
+static void reap(struct mf_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->session_count;) {
+        struct mf_session *ss = s->sessions[i];
+        if (!ss->dead) {
+            i++;
+            continue;
+        }
+        close(ss->fd);
+        free(ss->out);
+        free(ss);
+        s->sessions[i] = s->sessions[--s->session_count];
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+int mf_server_run(struct mf_server *s)
+{
+    struct pollfd fds[MF_SERVER_CLIENTS_MAX + 4];
+    struct mf_session *who[MF_SERVER_CLIENTS_MAX + 4];
+    while (!s->stop) {
+        if (s->reboot_request) {
+            s->reboot_request = 0;
+            if (system_start(s, JOB_REBOOT, MF_MODE_STANDALONE, NULL))
+                s->reboot_request = 1; /* busy now: try again on the next round */
+        }
+        nfds_t n = 0;
+        fds[n++] = (struct pollfd){s->wake_fd[0], POLLIN, 0};
+        if (s->tcp_fd >= 0)
+            fds[n++] = (struct pollfd){s->tcp_fd, POLLIN, 0};
+        if (s->unix_fd >= 0)
+            fds[n++] = (struct pollfd){s->unix_fd, POLLIN, 0};
+        nfds_t first = n;
+        pthread_mutex_lock(&s->lock);
+        for (unsigned i = 0; i < s->session_count; i++) {
+            struct mf_session *ss = s->sessions[i];
+            who[n] = ss;
+            fds[n++] = (struct pollfd){ss->fd, (short)(POLLIN | (ss->out_len ? POLLOUT : 0)), 0};
+        }
+        pthread_mutex_unlock(&s->lock);
+        int r = poll(fds, n, 1000);
+        if (r < 0 && errno != EINTR)
+            return MF_EIO;
+        if (r <= 0)
+            continue;
+        if (fds[0].revents) {
+            char drain[64];
+            while (read(s->wake_fd[0], drain, sizeof drain) > 0)
+                ;
+        }
+        for (nfds_t i = 1; i < first; i++) {
+            if (fds[i].revents & POLLIN)
+                accept_client(s, fds[i].fd, fds[i].fd == s->tcp_fd ? MF_CHANNEL_TCP : MF_CHANNEL_UNIX);
+        }
+        for (nfds_t i = first; i < n; i++) {
+            struct mf_session *ss = who[i];
+            if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+                session_input(s, ss);
+            if (fds[i].revents & POLLOUT)
+                session_output(s, ss);
+        }
+        /* Replies queued by the dispatch go out at once where the socket takes them. */
+        pthread_mutex_lock(&s->lock);
+        unsigned count = s->session_count;
+        pthread_mutex_unlock(&s->lock);
+        for (unsigned i = 0; i < count; i++)
+            session_output(s, s->sessions[i]);
+        reap(s);
+    }
+    return 0;
+}
+
+void mf_server_request_reboot(struct mf_server *s)
+{
+    s->reboot_request = 1;
+    char b = 1;
+    ssize_t r = write(s->wake_fd[1], &b, 1);
+    (void)r;
+}
+
+void mf_server_stop(struct mf_server *s)
+{
+    s->stop = 1;
+    char b = 1;
+    ssize_t r = write(s->wake_fd[1], &b, 1);
+    (void)r;
+}
+
+void mf_server_close(struct mf_server *s)
+{
+    if (s->system_thread_joinable) {
+        pthread_join(s->system_thread, NULL);
+        s->system_thread_joinable = false;
+    }
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->session_count; i++) {
+        struct mf_session *ss = s->sessions[i];
+        if (ss->out_len)
+            (void)!write(ss->fd, ss->out, ss->out_len);
+        close(ss->fd);
+        free(ss->out);
+        free(ss);
+    }
+    s->session_count = 0;
+    pthread_mutex_unlock(&s->lock);
+    if (s->tcp_fd >= 0)
+        close(s->tcp_fd);
+    if (s->unix_fd >= 0) {
+        close(s->unix_fd);
+        unlink(s->unix_path);
+    }
+    s->tcp_fd = s->unix_fd = s->serial_fd = -1;
+    if (s->wake_fd[0] > 0) {
+        close(s->wake_fd[0]);
+        close(s->wake_fd[1]);
+        s->wake_fd[0] = s->wake_fd[1] = 0;
+    }
+}

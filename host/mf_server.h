@@ -1,0 +1,71 @@
+/* The daemon's channels: TCP, a UNIX socket (the stand-in for USB) and a serial line, served by
+ * one poll loop; one session per connection speaks the ASCII protocol (docs/protocol.md) against
+ * the programmer. Worker threads report through mf_server_sink(); the loop writes their lines. */
+#ifndef MF_SERVER_H
+#define MF_SERVER_H
+
+#include "mf_programmer.h"
+#include "mf_proto.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MF_SERVER_CLIENTS_MAX 256u
+#define MF_SERVER_OUTPUT_MAX  (1u << 20) /* bytes queued for one client before it is dropped */
+#define MF_SERVER_TEXT_MAX    320u
+
+struct mf_server_config {
+    const char *tcp;         /* "HOST:PORT" (port 0: any free one), or NULL */
+    const char *unix_socket; /* path, or NULL */
+    const char *serial;      /* "DEVICE[:BAUD]", or NULL */
+    struct mf_programmer *programmer;
+    int verbose;
+};
+
+enum mf_channel { MF_CHANNEL_TCP, MF_CHANNEL_UNIX, MF_CHANNEL_SERIAL };
+
+struct mf_session;
+
+struct mf_server {
+    struct mf_server_config config;
+    struct mf_programmer *programmer;
+    int tcp_fd, unix_fd, serial_fd, wake_fd[2];
+    unsigned tcp_port; /* the bound port */
+    char unix_path[256];
+    pthread_mutex_t lock; /* sessions' output and pending commands */
+    struct mf_session *sessions[MF_SERVER_CLIENTS_MAX];
+    unsigned session_count;
+    struct mf_session *serial_session;
+    uint64_t next_id;
+    volatile int stop;
+    volatile int reboot_request;
+    pthread_t system_thread; /* reboot / secure-area work */
+    bool system_busy;
+    bool system_thread_joinable;
+};
+
+/* Opens the listening sockets and the serial line (errors: address in use, no such device, with
+ * `error` filled). */
+int mf_server_open(struct mf_server *server, const struct mf_server_config *config, char *error);
+
+/* The sink to hand the programmer, routing its reports to the sessions. */
+struct mf_programmer_sink mf_server_sink(struct mf_server *server);
+
+/* Serves until mf_server_stop. */
+int mf_server_run(struct mf_server *server);
+
+/* Makes mf_server_run return (async-signal-safe). */
+void mf_server_stop(struct mf_server *server);
+
+/* Asks for a restart in stand-alone mode, as a power cycle (async-signal-safe: SIGHUP). */
+void mf_server_request_reboot(struct mf_server *server);
+
+/* Closes every connection and socket (the UNIX socket file is removed). */
+void mf_server_close(struct mf_server *server);
+
+/* Starts mf_programmer_boot on the server's system thread (the channels answer
+ * #STATUS:INITIALIZING meanwhile). */
+int mf_server_boot(struct mf_server *server);
+
+#endif

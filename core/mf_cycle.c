@@ -65,6 +65,17 @@ static void fail(struct cycle *c, int err, const char *fmt, ...)
     size_t n = 0;
     if (c->job)
         n = (size_t)snprintf(r->message, sizeof r->message, "job %s: ", c->job->name);
+    if (err == MF_ECANCELED) {
+        /* Whoever noticed it (the engine or the back end), it is the same event. */
+        char phase_name[16];
+        const char *p = mf_phase_name(c->phase);
+        size_t k = 0;
+        for (; p[k] && k < sizeof phase_name - 1; k++)
+            phase_name[k] = (char)(p[k] >= 'A' && p[k] <= 'Z' ? p[k] + 32 : p[k]);
+        phase_name[k] = '\0';
+        snprintf(r->message + n, sizeof r->message - n, "cancelled while %s", phase_name);
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->message + n, sizeof r->message - n, fmt, ap);
@@ -86,6 +97,8 @@ static void emit(struct cycle *c)
 {
     if (!c->env->event)
         return;
+    if (c->done > c->total)
+        c->total = c->done; /* never more than 100 %, whatever was estimated */
     struct mf_cycle_event ev = {c->slot->number, c->phase, c->job ? c->job->name : NULL, c->done,
                                 c->total};
     c->env->event(c->env->event_context, &ev);
@@ -798,10 +811,7 @@ static int erase_job(struct cycle *c)
         /* The window's memory serves as the sector list: nothing else uses it now. */
         struct sector *list = (struct sector *)(void *)c->slot->window;
         size_t n = 0;
-        uint64_t total = 0;
-        for (size_t i = 0; i < job->range_count; i++)
-            total += job->ranges[i].end - job->ranges[i].start;
-        phase(c, MF_PHASE_ERASING, total);
+        phase(c, MF_PHASE_ERASING, 0);
         err = 0;
         for (size_t i = 0; i < job->range_count && !err; i++)
             err = erase_add(c, list, &n, job->ranges[i].start, job->ranges[i].end);
@@ -813,6 +823,11 @@ static int erase_job(struct cycle *c)
         }
         if (!err) {
             qsort(list, n, sizeof *list, sector_compare);
+            /* Progress counts the bytes of the sectors erased. */
+            for (size_t i = 0; i < n; i++) {
+                if (i == 0 || list[i].start != list[i - 1].start)
+                    c->total += list[i].size;
+            }
             err = erase_list(c, list, n);
         }
     }

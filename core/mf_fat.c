@@ -197,6 +197,8 @@ static int cache_flush(struct mf_fat *fs)
     return 0;
 }
 
+static int commit(struct mf_fat *fs);
+
 /* ---- the allocation table ---- */
 
 #define FAT_FREE 0u
@@ -462,10 +464,19 @@ static uint16_t upcase16(uint16_t c)
             return (uint16_t)(c - 1);
         return c;
     }
-    if ((c >= 0x3B1 && c <= 0x3C1) || (c >= 0x3C3 && c <= 0x3C9))
+    if ((c >= 0x3B1 && c <= 0x3C1) || (c >= 0x3C3 && c <= 0x3CB))
         return (uint16_t)(c - 32);
     if (c == 0x3C2)
         return 0x3A3;
+    /* Greek with tonos: ά έ ή ί and ό ύ ώ. */
+    if (c == 0x3AC)
+        return 0x386;
+    if (c >= 0x3AD && c <= 0x3AF)
+        return (uint16_t)(c - 37);
+    if (c == 0x3CC)
+        return 0x38C;
+    if (c == 0x3CD || c == 0x3CE)
+        return (uint16_t)(c - 63);
     if (c >= 0x430 && c <= 0x44F)
         return (uint16_t)(c - 32);
     if (c >= 0x450 && c <= 0x45F)
@@ -565,9 +576,14 @@ static void utf16_to_utf8(const uint16_t *in, size_t n, char *out, size_t size)
 
 /* A path component as a lookup key: UTF-16, trailing dots and spaces removed. */
 struct name {
-    uint16_t c[MF_FAT_NAME_MAX + 2];
+    /* Room for the longest name a parse accepts (255 + 2) and for the 20 * 13 characters of a
+     * hostile long-name sequence. */
+    uint16_t c[LFN_ENTRIES_MAX * LFN_CHARS_PER_ENTRY];
     size_t len;
 };
+
+_Static_assert(sizeof(((struct name *)0)->c) / sizeof(uint16_t) >= MF_FAT_NAME_MAX + 2,
+               "name buffer");
 
 static bool lfn_char_valid(uint16_t c)
 {
@@ -753,13 +769,39 @@ static void dir_iter_init(struct dir_iter *it, uint32_t first_cluster, uint32_t 
     it->index = index;
 }
 
+static int dir_locate(struct mf_fat *fs, struct dir_iter *it, uint32_t *sector, uint32_t *offset);
+
+/* At the 2 MiB limit of a directory: 0 when its chain ends there, MF_ECORRUPT when it goes on
+ * (a loop, or a directory no FAT may have). */
+static int dir_past_limit(struct mf_fat *fs, struct dir_iter *it)
+{
+    if (it->first_cluster == 0)
+        return 0;
+    uint32_t per_cluster =
+        fs->geo.bytes_per_sector / DIRENT_SIZE * fs->geo.sectors_per_cluster;
+    uint32_t last = (DIR_ENTRIES_MAX - 1) / per_cluster;
+    struct dir_iter probe;
+    uint32_t sector, offset;
+    dir_iter_init(&probe, it->first_cluster, (last + 1) * per_cluster - 1);
+    int r = dir_locate(fs, &probe, &sector, &offset);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return 0; /* shorter than the limit */
+    uint32_t next;
+    int err = chain_next(fs, probe.cluster, &next);
+    if (err)
+        return err;
+    return next == FAT_EOC ? 0 : MF_ECORRUPT;
+}
+
 /* Finds the sector and byte offset of entry it->index. Returns 1, 0 past the end of the
  * directory (it->cluster then holds the last cluster), or an error. */
 static int dir_locate(struct mf_fat *fs, struct dir_iter *it, uint32_t *sector, uint32_t *offset)
 {
     uint32_t per_sector = fs->geo.bytes_per_sector / DIRENT_SIZE;
     if (it->index >= DIR_ENTRIES_MAX)
-        return 0;
+        return dir_past_limit(fs, it);
     if (it->first_cluster == 0) {
         if (it->index >= fs->geo.root_entries)
             return 0;
@@ -796,6 +838,9 @@ static int dir_locate(struct mf_fat *fs, struct dir_iter *it, uint32_t *sector, 
 static int dir_entry(struct mf_fat *fs, struct dir_iter *it, uint8_t **entry, uint32_t *sector,
                      uint32_t *offset)
 {
+    *entry = NULL;
+    *sector = 0;
+    *offset = 0;
     int found = dir_locate(fs, it, sector, offset);
     if (found <= 0)
         return found;
@@ -1089,8 +1134,11 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     static const uint8_t char_offsets[LFN_CHARS_PER_ENTRY] = {1,  3,  5,  7,  9,  14, 16,
                                                                18, 20, 22, 24, 28, 30};
     uint8_t sum = sfn_checksum(sfn), e[DIRENT_SIZE];
-    uint32_t sector, offset;
+    uint32_t sector = 0, offset, previous = 0;
     struct dir_iter it;
+    /* Sector by sector from the first entry, each made durable before the next: a cut then
+     * leaves a long name whose end is missing (fsck.fat deletes such an orphaned part), never
+     * the end of a long name without its start (which fsck.fat leaves alone). */
     dir_iter_init(&it, dir, first);
     for (uint32_t k = lfn_entries; k >= 1; k--, it.index++) {
         memset(e, 0, sizeof e);
@@ -1102,6 +1150,12 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
             uint16_t c = pos < name->len ? name->c[pos] : pos == name->len ? 0x0000 : 0xFFFF;
             wr16(e + char_offsets[i], c);
         }
+        err = dir_locate(fs, &it, &sector, &offset);
+        if (err < 0)
+            return err;
+        if (k != lfn_entries && sector != previous && (err = commit(fs)) != 0)
+            return err;
+        previous = sector;
         err = dir_put(fs, &it, e, &sector, &offset);
         if (err)
             return err;
@@ -1109,6 +1163,11 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     memcpy(e, proto, DIRENT_SIZE);
     memcpy(e, sfn, 11);
     e[12] = nt;
+    err = dir_locate(fs, &it, &sector, &offset);
+    if (err < 0)
+        return err;
+    if (lfn_entries && sector != previous && (err = commit(fs)) != 0)
+        return err;
     err = dir_put(fs, &it, e, &sector, &offset);
     if (err)
         return err;
@@ -1123,15 +1182,29 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     return 0;
 }
 
-/* Marks an entry and its long-name entries deleted. */
+/* Marks an entry and its long-name entries deleted, from the 8.3 entry backwards, sector by
+ * sector, each durable before the next (the mirror image of dir_add): a cut leaves at most the
+ * start of a long name, which fsck.fat deletes as an orphaned part. */
 static int dir_remove(struct mf_fat *fs, const struct found *f)
 {
     struct dir_iter it;
-    dir_iter_init(&it, f->dir, f->first_slot);
-    for (; it.index <= f->slot; it.index++) {
+    uint32_t previous = f->sector;
+    for (uint32_t index = f->slot + 1; index-- > f->first_slot;) {
         uint8_t *e;
         uint32_t sector, offset;
-        int r = dir_entry(fs, &it, &e, &sector, &offset);
+        dir_iter_init(&it, f->dir, index);
+        int r = dir_locate(fs, &it, &sector, &offset);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return MF_ECORRUPT;
+        if (sector != previous) {
+            int err = commit(fs);
+            if (err)
+                return err;
+            previous = sector;
+        }
+        r = dir_entry(fs, &it, &e, &sector, &offset);
         if (r < 0)
             return r;
         if (r == 0)
@@ -1289,6 +1362,12 @@ static int abandon(struct mf_fat *fs, int err)
     for (unsigned i = 0; i < MF_FAT_CACHE_SECTORS; i++)
         fs->lines[i].valid = false;
     fs->free_count = 0xFFFFFFFFu;
+    /* Open files may hold sizes and clusters whose FAT changes were just dropped: writing their
+     * entries now would point them past their chains. They only close from here on. */
+    for (struct mf_fat_file *f = fs->open_files; f; f = f->next) {
+        if (f->dirty || f->written || (f->flags & MF_FAT_O_WRONLY))
+            f->failed = true;
+    }
     return err;
 }
 
@@ -1660,12 +1739,22 @@ static void file_share(struct mf_fat *fs, const struct mf_fat_file *file, bool s
     }
 }
 
+/* Clusters a file of `size` bytes occupies. */
+static uint32_t clusters_for(const struct mf_fat *fs, uint64_t size)
+{
+    return (uint32_t)((size + cluster_bytes(fs) - 1) / cluster_bytes(fs));
+}
+
 /* The cluster holding chain index `index` of the file, allocating missing clusters when
  * `grow` (the caller made sure there is space). A chain shorter than the size says is
  * MF_ECORRUPT. */
 static int file_cluster(struct mf_fat *fs, struct mf_fat_file *file, uint32_t index, bool grow,
                         uint32_t *cluster)
 {
+    /* No file has more clusters than the volume: a size or chain saying so is damage (a loop). */
+    if (index >= fs->geo.cluster_count)
+        return grow && clusters_for(fs, file->size) < fs->geo.cluster_count ? MF_ENOSPC
+                                                                           : MF_ECORRUPT;
     if (file->first_cluster == 0) {
         if (!grow)
             return MF_ECORRUPT;
@@ -1703,12 +1792,6 @@ static int file_cluster(struct mf_fat *fs, struct mf_fat_file *file, uint32_t in
     }
     *cluster = file->cluster;
     return 0;
-}
-
-/* Clusters a file of `size` bytes occupies. */
-static uint32_t clusters_for(const struct mf_fat *fs, uint64_t size)
-{
-    return (uint32_t)((size + cluster_bytes(fs) - 1) / cluster_bytes(fs));
 }
 
 /* Makes sure growing the file to `new_size` will not run out of space half-way. */
@@ -1802,29 +1885,58 @@ static int file_entry_update(struct mf_fat *fs, struct mf_fat_file *file)
     return 0;
 }
 
+/* Checks that the chain from `cluster` ends within the volume without meeting `stop` (a cluster
+ * the caller keeps): freeing it then cannot free anything else. */
+static int chain_check(struct mf_fat *fs, uint32_t cluster, uint32_t stop)
+{
+    for (uint32_t steps = 0; cluster != FAT_EOC; steps++) {
+        if (steps > fs->geo.cluster_count || cluster == stop || !cluster_valid(fs, cluster))
+            return MF_ECORRUPT;
+        int err = chain_next(fs, cluster, &cluster);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+/* Shrinks the file to `size`. The entry is written and made durable first: a cut afterwards
+ * leaves lost clusters, never an entry larger than its chain. */
 static int file_shrink(struct mf_fat *fs, struct mf_fat_file *file, uint32_t size)
 {
-    uint32_t keep = clusters_for(fs, size);
+    uint32_t keep = clusters_for(fs, size), last = 0, rest = 0;
     int err = 0;
     if (keep == 0) {
-        if (file->first_cluster)
-            err = chain_free(fs, file->first_cluster);
-        file->first_cluster = 0;
+        rest = file->first_cluster;
+        if (rest && !cluster_valid(fs, rest))
+            return MF_ECORRUPT;
     } else {
-        uint32_t last, next;
         err = file_cluster(fs, file, keep - 1, false, &last);
+        uint32_t next = FAT_EOC;
         if (!err)
-            err = fat_get(fs, last, &next);
-        if (!err && next != FAT_EOC) {
-            err = fat_set(fs, last, FAT_EOC);
-            if (!err && cluster_valid(fs, next))
-                err = chain_free(fs, next);
-        }
+            err = chain_next(fs, last, &next);
+        if (err)
+            return err;
+        rest = next == FAT_EOC ? 0 : next;
+    }
+    if (rest) {
+        err = chain_check(fs, rest, last);
+        if (err)
+            return err;
     }
     file->size = size;
+    if (keep == 0)
+        file->first_cluster = 0;
     file->cluster = 0;
     file->dirty = true;
     file->written = true;
+    file_share(fs, file, true);
+    err = file_entry_update(fs, file);
+    if (!err)
+        err = commit(fs);
+    if (!err && last)
+        err = fat_set(fs, last, FAT_EOC);
+    if (!err && rest)
+        err = chain_free(fs, rest);
     return err;
 }
 
@@ -1876,11 +1988,7 @@ int mf_fat_open(struct mf_fat *fs, struct mf_fat_file *file, const char *path, i
     file->next = fs->open_files;
     fs->open_files = file;
     if ((flags & MF_FAT_O_TRUNC) && writable && file->size > 0) {
-        int err = file_shrink(fs, file, 0);
-        file_share(fs, file, true);
-        if (!err)
-            err = file_entry_update(fs, file);
-        err = finish(fs, err);
+        int err = finish(fs, file_shrink(fs, file, 0));
         if (err) {
             mf_fat_close(fs, file);
             return err;
@@ -1893,6 +2001,8 @@ int mf_fat_read(struct mf_fat *fs, struct mf_fat_file *file, void *buffer, uint3
 {
     if (!file_readable(file))
         return MF_EBADF;
+    if (file->failed)
+        return MF_EIO;
     if (size > INT32_MAX)
         size = INT32_MAX;
     if (file->pos >= file->size)
@@ -1946,6 +2056,8 @@ int mf_fat_write(struct mf_fat *fs, struct mf_fat_file *file, const void *buffer
 {
     if (!file_writable(file))
         return MF_EBADF;
+    if (file->failed)
+        return MF_EIO;
     if (size > INT32_MAX)
         return MF_EINVAL;
     if (file->flags & MF_FAT_O_APPEND)
@@ -1991,6 +2103,8 @@ int mf_fat_truncate(struct mf_fat *fs, struct mf_fat_file *file, uint32_t size)
 {
     if (!file_writable(file))
         return MF_EBADF;
+    if (file->failed)
+        return MF_EIO;
     int err = 0;
     if (size > file->size) {
         err = file_reserve(fs, file, size);
@@ -2001,17 +2115,18 @@ int mf_fat_truncate(struct mf_fat *fs, struct mf_fat_file *file, uint32_t size)
         err = file_put(fs, file, NULL, size - file->size);
         file->pos = pos;
         file_share(fs, file, false);
+        if (!err)
+            err = file_entry_update(fs, file);
     } else if (size < file->size) {
         err = file_shrink(fs, file, size);
-        file_share(fs, file, true);
     }
-    if (!err)
-        err = file_entry_update(fs, file);
     return finish(fs, err);
 }
 
 int mf_fat_file_sync(struct mf_fat *fs, struct mf_fat_file *file)
 {
+    if (file->failed)
+        return MF_EIO;
     int err = 0;
     if (file_writable(file) && (file->dirty || file->written))
         err = file_entry_update(fs, file);
@@ -2020,8 +2135,8 @@ int mf_fat_file_sync(struct mf_fat *fs, struct mf_fat_file *file)
 
 int mf_fat_close(struct mf_fat *fs, struct mf_fat_file *file)
 {
-    int err = 0;
-    if (file_writable(file) && (file->dirty || file->written))
+    int err = file->failed ? MF_EIO : 0;
+    if (!file->failed && file_writable(file) && (file->dirty || file->written))
         err = mf_fat_file_sync(fs, file);
     for (struct mf_fat_file **p = &fs->open_files; *p; p = &(*p)->next) {
         if (*p == file) {
@@ -2144,6 +2259,8 @@ int mf_fat_mkdir(struct mf_fat *fs, const char *path)
     if (!err) {
         entry_init(fs, e, MF_FAT_ATTR_DIRECTORY, c);
         err = dir_add(fs, l.parent, &l.last, e, NULL, &l.f);
+        if (err && err != MF_EIO && err != MF_EPOWERLOSS)
+            fat_set(fs, c, FAT_FREE); /* refused (root full): the cluster goes back */
     }
     return finish(fs, err);
 }
@@ -2178,7 +2295,11 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path)
         return r;
     if (r == 0)
         return MF_ENOTEMPTY;
+    /* The entry goes first, as for files: a cut leaves a lost cluster, never an entry pointing
+     * at a free one. */
     int err = dir_remove(fs, &l.f);
+    if (!err)
+        err = commit(fs);
     if (!err)
         err = chain_free(fs, c);
     return finish(fs, err);

@@ -146,6 +146,7 @@ struct mf_fat_file {
     uint32_t entry_sector;  /* sector and byte offset of the 8.3 directory entry */
     uint16_t entry_offset;
     uint8_t flags;
+    bool failed;            /* a device error dropped its unsynced changes: unusable */
     bool dirty;             /* size or first cluster changed, entry not yet written */
     bool written;           /* data changed: update the modification time */
     uint32_t first_cluster;

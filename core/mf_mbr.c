@@ -12,19 +12,19 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MBR_RECORD_OFFSET    384u
-#define MBR_RECORD_CRC       44u /* offset of the CRC inside the record */
-#define MBR_RECORD_SIZE      48u
-#define MBR_DISK_SIGNATURE   440u
-#define MBR_TABLE            446u
-#define MBR_ENTRY_SIZE       16u
-#define MBR_BOOT_SIGNATURE   510u
-#define MBR_CRC_COVER_START  440u /* disk signature, reserved word, table */
-#define MBR_CRC_COVER_END    510u
-#define MBR_LABEL_LENGTH     11u
-#define CHS_HEADS            255u
-#define CHS_SECTORS          63u
-#define CHS_CYLINDERS        1024u
+#define MBR_RECORD_OFFSET   384u
+#define MBR_RECORD_CRC      44u /* offset of the CRC inside the record */
+#define MBR_RECORD_SIZE     48u
+#define MBR_DISK_SIGNATURE  440u
+#define MBR_TABLE           446u
+#define MBR_ENTRY_SIZE      16u
+#define MBR_BOOT_SIGNATURE  510u
+#define MBR_CRC_COVER_START 440u /* disk signature, reserved word, table */
+#define MBR_CRC_COVER_END   510u
+#define MBR_LABEL_LENGTH    11u
+#define CHS_HEADS           255u
+#define CHS_SECTORS         63u
+#define CHS_CYLINDERS       1024u
 
 static const uint8_t mbr_record_magic[8] = {'M', 'I', 'N', 'T', 'S', 'T', 'O', 'R'};
 
@@ -76,8 +76,7 @@ static uint32_t mbr_record_crc(const uint8_t *sector)
                            MBR_CRC_COVER_END - MBR_CRC_COVER_START);
 }
 
-int mf_mbr_check(const struct mf_mbr *mbr, uint64_t disk_sectors, char *reason,
-                 size_t reason_size)
+int mf_mbr_check(const struct mf_mbr *mbr, uint64_t disk_sectors, char *reason, size_t reason_size)
 {
     for (unsigned i = 0; i < MF_MBR_ENTRIES; i++) {
         const struct mf_mbr_entry *e = &mbr->entries[i];
@@ -139,8 +138,8 @@ static int mbr_parse_record(const uint8_t *sector, struct mf_mbr *mbr, char *rea
                         version, MF_MBR_RECORD_VERSION);
     uint8_t state = r[10];
     if (state != MF_MBR_STATE_READY && state != MF_MBR_STATE_FORMATTING)
-        return mbr_fail(MF_ECORRUPT, reason, reason_size,
-                        "storage record has an unknown state %u", state);
+        return mbr_fail(MF_ECORRUPT, reason, reason_size, "storage record has an unknown state %u",
+                        state);
     const uint8_t *label = r + 16;
     size_t length = 0;
     while (length < MBR_LABEL_LENGTH && label[length] != 0)
@@ -264,15 +263,25 @@ int mf_mbr_encode(const struct mf_mbr *mbr, uint64_t disk_sectors, uint8_t *sect
 const char *mf_mbr_type_name(uint8_t type)
 {
     switch (type) {
-    case MF_MBR_TYPE_EMPTY: return "empty";
-    case MF_MBR_TYPE_FAT12: return "FAT12";
-    case MF_MBR_TYPE_FAT16_SMALL: return "FAT16 <32M";
-    case MF_MBR_TYPE_FAT16: return "FAT16";
-    case MF_MBR_TYPE_FAT32_CHS: return "FAT32";
-    case MF_MBR_TYPE_FAT32_LBA: return "FAT32 (LBA)";
-    case MF_MBR_TYPE_FAT16_LBA: return "FAT16 (LBA)";
-    case MF_MBR_TYPE_NON_FS_DATA: return "non-FS data";
-    case MF_MBR_TYPE_GPT_PROTECTIVE: return "GPT protective";
-    default: return "unknown";
+    case MF_MBR_TYPE_EMPTY:
+        return "empty";
+    case MF_MBR_TYPE_FAT12:
+        return "FAT12";
+    case MF_MBR_TYPE_FAT16_SMALL:
+        return "FAT16 <32M";
+    case MF_MBR_TYPE_FAT16:
+        return "FAT16";
+    case MF_MBR_TYPE_FAT32_CHS:
+        return "FAT32";
+    case MF_MBR_TYPE_FAT32_LBA:
+        return "FAT32 (LBA)";
+    case MF_MBR_TYPE_FAT16_LBA:
+        return "FAT16 (LBA)";
+    case MF_MBR_TYPE_NON_FS_DATA:
+        return "non-FS data";
+    case MF_MBR_TYPE_GPT_PROTECTIVE:
+        return "GPT protective";
+    default:
+        return "unknown";
     }
 }

@@ -61,17 +61,17 @@ struct mf_mbr {
 
 /* Parses `sector` (MF_MBR_SIZE bytes, untrusted) of a disk of `disk_sectors` sectors into
  * `mbr`. MF_ECORRUPT with a reason ("partition 2 overlaps partition 1", ...) when the 0x55AA
- * signature is missing, a status byte is neither 0x00 nor 0x80, a used entry is empty, starts
- * at sector 0, wraps 32 bits, ends beyond the disk, or overlaps another; MF_EVERSION when a
- * valid storage record has a version this code does not know. A damaged record is not an
+ * signature is missing, a status byte is neither 0x00 nor 0x80, an entry is a GPT protective
+ * one (0xEE), or a used entry is empty, starts at sector 0, wraps 32 bits, ends beyond the
+ * disk or overlaps another; MF_EVERSION when a valid storage record has a version this code
+ * does not know. A damaged record is not an
  * error: the MBR then parses as foreign (state NONE, record_damaged). `reason` (may be NULL)
  * receives reason_size bytes at most, always NUL-terminated. */
 int mf_mbr_parse(const uint8_t *sector, uint64_t disk_sectors, struct mf_mbr *mbr, char *reason,
                  size_t reason_size);
 
 /* Checks the entries of `mbr` as mf_mbr_parse does (MF_ECORRUPT / reason), without encoding. */
-int mf_mbr_check(const struct mf_mbr *mbr, uint64_t disk_sectors, char *reason,
-                 size_t reason_size);
+int mf_mbr_check(const struct mf_mbr *mbr, uint64_t disk_sectors, char *reason, size_t reason_size);
 
 /* Encodes `mbr` into `sector` (MF_MBR_SIZE bytes, overwritten whole): a tiny halt loop as boot
  * code, the storage record when record.state is not NONE, disk signature, entries with CHS

@@ -13,11 +13,11 @@
 #include <string.h>
 
 /* Magic numbers (big-endian on the wire). */
-#define NBD_MAGIC_INIT           0x4e42444d41474943ull /* "NBDMAGIC" */
-#define NBD_MAGIC_OPTION         0x49484156454f5054ull /* "IHAVEOPT" */
-#define NBD_MAGIC_OPTION_REPLY   0x0003e889045565a9ull
-#define NBD_MAGIC_REQUEST        0x25609513u
-#define NBD_MAGIC_SIMPLE_REPLY   0x67446698u
+#define NBD_MAGIC_INIT         0x4e42444d41474943ull /* "NBDMAGIC" */
+#define NBD_MAGIC_OPTION       0x49484156454f5054ull /* "IHAVEOPT" */
+#define NBD_MAGIC_OPTION_REPLY 0x0003e889045565a9ull
+#define NBD_MAGIC_REQUEST      0x25609513u
+#define NBD_MAGIC_SIMPLE_REPLY 0x67446698u
 
 /* Handshake flags (server) and client flags. */
 #define NBD_FLAG_FIXED_NEWSTYLE   (1u << 0)
@@ -43,13 +43,13 @@
 #define NBD_OPT_STRUCTURED_REPLY 8u
 
 /* Option replies. */
-#define NBD_REP_ACK            1u
-#define NBD_REP_SERVER         2u
-#define NBD_REP_INFO           3u
-#define NBD_REP_ERR_UNSUP      0x80000001u
-#define NBD_REP_ERR_INVALID    0x80000003u
-#define NBD_REP_ERR_UNKNOWN    0x80000006u
-#define NBD_REP_ERR_TOO_BIG    0x80000009u
+#define NBD_REP_ACK         1u
+#define NBD_REP_SERVER      2u
+#define NBD_REP_INFO        3u
+#define NBD_REP_ERR_UNSUP   0x80000001u
+#define NBD_REP_ERR_INVALID 0x80000003u
+#define NBD_REP_ERR_UNKNOWN 0x80000006u
+#define NBD_REP_ERR_TOO_BIG 0x80000009u
 
 /* Information types of NBD_OPT_INFO / NBD_OPT_GO. */
 #define NBD_INFO_EXPORT      0u
@@ -165,8 +165,7 @@ bool mf_nbd_name_valid(const char *name)
         return false;
     size_t n = 0;
     for (; name[n]; n++) {
-        if (n >= MF_NBD_NAME_MAX || (unsigned char)name[n] < 0x20 ||
-            (unsigned char)name[n] > 0x7e)
+        if (n >= MF_NBD_NAME_MAX || (unsigned char)name[n] < 0x20 || (unsigned char)name[n] > 0x7e)
             return false;
     }
     return true;
@@ -201,8 +200,8 @@ int mf_nbd_init(struct mf_nbd *nbd, const struct mf_nbd_config *config)
     nbd->export_size = mf_bd_size(bd);
     /* The device is shared and has no cache of its own per connection, and FLUSH syncs all of
      * it: what the spec asks of a server that offers CAN_MULTI_CONN. */
-    uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-                     NBD_FLAG_CAN_MULTI_CONN;
+    uint16_t flags =
+        NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_CAN_MULTI_CONN;
     if (nbd->read_only)
         flags |= NBD_FLAG_READ_ONLY;
     else
@@ -382,8 +381,8 @@ static int opt_info_go(struct mf_nbd *nbd, bool truncated)
     put16(payload + 8, nbd->transmission_flags);
     int err = send_info(nbd, NBD_INFO_EXPORT, payload, 10);
     /* Sent whether asked for or not: the maximum differs from the protocol's default. */
-    uint32_t preferred = nbd->bd->block_size > MF_NBD_BLOCK_PREFERRED ? nbd->bd->block_size
-                                                                       : MF_NBD_BLOCK_PREFERRED;
+    uint32_t preferred =
+        nbd->bd->block_size > MF_NBD_BLOCK_PREFERRED ? nbd->bd->block_size : MF_NBD_BLOCK_PREFERRED;
     put32(payload, MF_NBD_BLOCK_MINIMUM);
     put32(payload + 4, preferred);
     put32(payload + 8, MF_NBD_REQUEST_MAX);
@@ -392,8 +391,8 @@ static int opt_info_go(struct mf_nbd *nbd, bool truncated)
     if (!err && want_name)
         err = send_info(nbd, NBD_INFO_NAME, nbd->export_name, strlen(nbd->export_name));
     if (!err && want_description)
-        err = send_info(nbd, NBD_INFO_DESCRIPTION, MF_NBD_DESCRIPTION,
-                        sizeof MF_NBD_DESCRIPTION - 1);
+        err =
+            send_info(nbd, NBD_INFO_DESCRIPTION, MF_NBD_DESCRIPTION, sizeof MF_NBD_DESCRIPTION - 1);
     if (!err)
         err = send_option_reply(nbd, NBD_REP_ACK, NULL, 0);
     if (!err && nbd->option == NBD_OPT_GO)
@@ -401,11 +400,16 @@ static int opt_info_go(struct mf_nbd *nbd, bool truncated)
     return err;
 }
 
-/* The whole option is in (its first MF_NBD_OPTION_MAX bytes in the staging area). */
+/* Bytes of option data kept in the staging area; the rest of a longer option is skipped. */
+static size_t option_room(const struct mf_nbd *nbd)
+{
+    return nbd->stage_size < MF_NBD_OPTION_MAX ? nbd->stage_size : MF_NBD_OPTION_MAX;
+}
+
+/* The whole option is in (its first option_room() bytes in the staging area). */
 static int handle_option(struct mf_nbd *nbd)
 {
-    size_t kept = nbd->stage_size < MF_NBD_OPTION_MAX ? nbd->stage_size : MF_NBD_OPTION_MAX;
-    bool truncated = nbd->option_length > kept;
+    bool truncated = nbd->option_length > option_room(nbd);
     nbd->state = ST_OPTION_HEADER;
     switch (nbd->option) {
     case NBD_OPT_EXPORT_NAME:
@@ -433,10 +437,9 @@ static int on_client_flags(struct mf_nbd *nbd)
     uint32_t flags = get32(nbd->header);
     uint32_t unknown = flags & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
     if (unknown)
-        return nbd_fail(nbd, MF_EPROTO,
-                        "client flags at byte %llu: 0x%08lX has unknown bits 0x%08lX",
-                        (unsigned long long)nbd->message_start, (unsigned long)flags,
-                        (unsigned long)unknown);
+        return nbd_fail(
+            nbd, MF_EPROTO, "client flags at byte %llu: 0x%08lX has unknown bits 0x%08lX",
+            (unsigned long long)nbd->message_start, (unsigned long)flags, (unsigned long)unknown);
     nbd->no_zeroes = (flags & NBD_FLAG_C_NO_ZEROES) != 0;
     nbd->state = ST_OPTION_HEADER;
     return 0;
@@ -465,7 +468,7 @@ static int on_option_header(struct mf_nbd *nbd)
 /* Option data: the first bytes are kept, the rest (of an option too long to matter) skipped. */
 static size_t take_option_data(struct mf_nbd *nbd, const uint8_t *data, size_t size, int *err)
 {
-    size_t kept = nbd->stage_size < MF_NBD_OPTION_MAX ? nbd->stage_size : MF_NBD_OPTION_MAX;
+    size_t kept = option_room(nbd);
     uint32_t left = nbd->option_length - nbd->option_fill;
     size_t take = size < left ? size : left;
     if (nbd->option_fill < kept) {
@@ -550,11 +553,11 @@ static int flush_stage(struct mf_nbd *nbd)
     const uint64_t base = nbd->stage_base;
     const uint64_t from = nbd->offset > base ? nbd->offset : base;
     const uint64_t to = nbd->write_pos;
-    const size_t head = (size_t)(from - base);           /* bytes before the data, < bs */
-    const uint64_t end = (to + bs - 1) / bs * bs;         /* end of the last block touched */
+    const size_t head = (size_t)(from - base);    /* bytes before the data, < bs */
+    const uint64_t end = (to + bs - 1) / bs * bs; /* end of the last block touched */
     const size_t count = (size_t)((end - base) / bs);
-    const size_t tail_at = (size_t)(to - base);           /* first byte after the data */
-    const size_t tail = (size_t)(end - to);               /* bytes after the data, < bs */
+    const size_t tail_at = (size_t)(to - base); /* first byte after the data */
+    const size_t tail = (size_t)(end - to);     /* bytes after the data, < bs */
     assert(head < bs && tail < bs && end - base <= nbd->stage_size && from < to);
 
     mf_lock_take(&nbd->lock);

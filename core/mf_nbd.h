@@ -16,13 +16,13 @@
 #define MF_NBD_EXPORT_DEFAULT  "public" /* the export's name; "" (the default export) also works */
 #define MF_NBD_NAME_MAX        255u     /* bytes of a configured export name, without the NUL */
 #define MF_NBD_DESCRIPTION     "mintflash public area (partition 1)"
-#define MF_NBD_BLOCK_MINIMUM   1u         /* advertised: any offset and length work (RMW) */
-#define MF_NBD_BLOCK_PREFERRED 4096u      /* advertised (or the device block size if larger) */
+#define MF_NBD_BLOCK_MINIMUM   1u          /* advertised: any offset and length work (RMW) */
+#define MF_NBD_BLOCK_PREFERRED 4096u       /* advertised (or the device block size if larger) */
 #define MF_NBD_REQUEST_MAX     (32u << 20) /* advertised maximum: longest READ/WRITE, bytes */
-#define MF_NBD_OPTION_MAX      8192u      /* option data kept; longer known options: TOO_BIG */
-#define MF_NBD_OPTIONS_MAX     1024u      /* options in one handshake before we hang up */
+#define MF_NBD_OPTION_MAX      8192u       /* option data kept; longer known options: TOO_BIG */
+#define MF_NBD_OPTIONS_MAX     1024u       /* options in one handshake before we hang up */
 #define MF_NBD_BUFFER_MIN      (16u << 10) /* least working memory (see struct mf_nbd_config) */
-#define MF_NBD_REASON_MAX      192u       /* bytes of mf_nbd_reason(), with the NUL */
+#define MF_NBD_REASON_MAX      192u        /* bytes of mf_nbd_reason(), with the NUL */
 
 /* Sends all `size` bytes to the client (blocking until done), or returns a negative MF_E* code;
  * after a failure the session is over. */
@@ -52,8 +52,8 @@ enum mf_nbd_phase {
 
 /* What one session did (for logs and tests). */
 struct mf_nbd_stats {
-    uint64_t options;      /* options received */
-    uint64_t requests;     /* transmission requests received (DISC included) */
+    uint64_t options;  /* options received */
+    uint64_t requests; /* transmission requests received (DISC included) */
     uint64_t reads, writes, trims, flushes;
     uint64_t error_replies; /* requests answered with an error */
     uint64_t bytes_read, bytes_written, bytes_trimmed;
@@ -90,10 +90,10 @@ struct mf_nbd {
     uint64_t handle;
     uint64_t offset;
     uint32_t length;
-    uint64_t write_pos;  /* next export byte of the WRITE payload */
+    uint64_t write_pos; /* next export byte of the WRITE payload */
     uint64_t write_end;
-    uint64_t stage_base; /* export byte at stage[0]: block aligned */
-    uint32_t remaining;  /* payload bytes still to come */
+    uint64_t stage_base;  /* export byte at stage[0]: block aligned */
+    uint32_t remaining;   /* payload bytes still to come */
     uint32_t write_error; /* NBD error to answer the WRITE with; 0: the data goes to bd */
 
     int error; /* what ended the session: 0 for a clean end */

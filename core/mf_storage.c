@@ -118,17 +118,22 @@ static bool storage_is_fat_type(uint8_t type)
     case MF_MBR_TYPE_FAT16:
     case MF_MBR_TYPE_FAT32_CHS:
     case MF_MBR_TYPE_FAT32_LBA:
-    case MF_MBR_TYPE_FAT16_LBA: return true;
-    default: return false;
+    case MF_MBR_TYPE_FAT16_LBA:
+        return true;
+    default:
+        return false;
     }
 }
 
 uint8_t mf_storage_fat_partition_type(enum mf_fat_type type, uint64_t bytes)
 {
     switch (type) {
-    case MF_FAT12: return MF_MBR_TYPE_FAT12;
-    case MF_FAT16: return bytes < (32ull << 20) ? MF_MBR_TYPE_FAT16_SMALL : MF_MBR_TYPE_FAT16;
-    default: return MF_MBR_TYPE_FAT32_LBA;
+    case MF_FAT12:
+        return MF_MBR_TYPE_FAT12;
+    case MF_FAT16:
+        return bytes < (32ull << 20) ? MF_MBR_TYPE_FAT16_SMALL : MF_MBR_TYPE_FAT16;
+    default:
+        return MF_MBR_TYPE_FAT32_LBA;
     }
 }
 
@@ -300,14 +305,16 @@ static int storage_plan_checked(struct mf_storage *st, const struct mf_bd *bd, b
         return storage_fail(st, err, "blocks of %u bytes are not supported (at most %u)",
                             bd->block_size, MF_STORAGE_BLOCK_MAX);
     if (err == MF_ERANGE && mf_bd_size(bd) < MF_STORAGE_MIN_SIZE)
-        return storage_fail(st, err, "storage of %llu bytes is smaller than the minimum, %llu "
-                                     "bytes (%llu MiB)",
+        return storage_fail(st, err,
+                            "storage of %llu bytes is smaller than the minimum, %llu "
+                            "bytes (%llu MiB)",
                             (unsigned long long)mf_bd_size(bd),
                             (unsigned long long)MF_STORAGE_MIN_SIZE,
                             (unsigned long long)(MF_STORAGE_MIN_SIZE >> 20));
     if (err == MF_ERANGE)
-        return storage_fail(st, err, "storage of %llu blocks is larger than an MBR can describe "
-                                     "(%llu blocks)",
+        return storage_fail(st, err,
+                            "storage of %llu blocks is larger than an MBR can describe "
+                            "(%llu blocks)",
                             (unsigned long long)bd->block_count,
                             (unsigned long long)MF_STORAGE_MAX_BLOCKS);
     return err;
@@ -369,8 +376,9 @@ int mf_storage_open(struct mf_storage *st, const struct mf_bd *bd)
                             "no partition table: the image is a bare FAT volume; a storage image "
                             "has an MBR with the FAT volume as partition 1");
     if (e[0].type == MF_MBR_TYPE_EMPTY)
-        return storage_fail(st, MF_ECORRUPT, "partition table: partition 1 (the public area) "
-                                             "is missing");
+        return storage_fail(st, MF_ECORRUPT,
+                            "partition table: partition 1 (the public area) "
+                            "is missing");
     if (e[1].type != MF_MBR_TYPE_EMPTY && e[1].type != MF_MBR_TYPE_NON_FS_DATA)
         return storage_fail(st, MF_ECORRUPT,
                             "partition table: partition 2 has type 0x%02X; a secure area has "

@@ -41,7 +41,7 @@ struct mf_storage {
     bool ours;        /* the MBR carries a valid storage record (written by mintflash) */
     bool interrupted; /* the record says FORMATTING: call mf_storage_recover() */
     struct mf_bd_slice public_area;
-    struct mf_bd_slice secure_area; /* set up only when layout.secure_count != 0 */
+    struct mf_bd_slice secure_area;     /* set up only when layout.secure_count != 0 */
     char reason[MF_STORAGE_REASON_MAX]; /* why the last call failed ("" when it did not say) */
 };
 
@@ -105,6 +105,9 @@ int mf_storage_recover(struct mf_storage *storage);
  * must be unmounted first. On success `storage` describes the new layout. */
 int mf_storage_secure_create(struct mf_storage *storage, uint32_t volume_id);
 int mf_storage_secure_remove(struct mf_storage *storage, uint32_t volume_id);
+
+/* After a failed init, recover, secure_create or secure_remove, `storage` may describe the
+ * layout that was being written rather than what the device holds: open it again. */
 
 /* The public area as a device of its own (valid while `storage` lives and is not
  * repartitioned). */

@@ -23,24 +23,38 @@ static const uint8_t filebd_zeros[FILEBD_ZERO_CHUNK];
 static int filebd_code(int error)
 {
     switch (error) {
-    case ENOENT: return MF_ENOENT;
+    case ENOENT:
+        return MF_ENOENT;
     case EACCES:
-    case EPERM: return MF_EACCES;
+    case EPERM:
+        return MF_EACCES;
     case EBUSY:
-    case EWOULDBLOCK: return MF_EBUSY;
-    case EEXIST: return MF_EEXIST;
-    case ENOTDIR: return MF_ENOTDIR;
-    case EISDIR: return MF_EISDIR;
-    case EINVAL: return MF_EINVAL;
+    case EWOULDBLOCK:
+        return MF_EBUSY;
+    case EEXIST:
+        return MF_EEXIST;
+    case ENOTDIR:
+        return MF_ENOTDIR;
+    case EISDIR:
+        return MF_EISDIR;
+    case EINVAL:
+        return MF_EINVAL;
     case ENOSPC:
-    case EDQUOT: return MF_ENOSPC;
-    case EFBIG: return MF_EFBIG;
-    case EROFS: return MF_EROFS;
-    case ENOMEM: return MF_ENOMEM;
-    case ENAMETOOLONG: return MF_ENAMETOOLONG;
+    case EDQUOT:
+        return MF_ENOSPC;
+    case EFBIG:
+        return MF_EFBIG;
+    case EROFS:
+        return MF_EROFS;
+    case ENOMEM:
+        return MF_ENOMEM;
+    case ENAMETOOLONG:
+        return MF_ENAMETOOLONG;
     case EMFILE:
-    case ENFILE: return MF_EMFILE;
-    default: return MF_EIO;
+    case ENFILE:
+        return MF_EMFILE;
+    default:
+        return MF_EIO;
     }
 }
 

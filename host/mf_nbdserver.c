@@ -23,9 +23,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define INPUT_SIZE   (64u << 10) /* bytes taken from the socket per recv */
-#define BACKOFF_MS   100         /* pause of the accept loop when out of descriptors */
-#define PEER_MAX     80u
+#define INPUT_SIZE (64u << 10) /* bytes taken from the socket per recv */
+#define BACKOFF_MS 100         /* pause of the accept loop when out of descriptors */
+#define PEER_MAX   80u
 
 struct mf_nbdserver_client {
     struct mf_nbdserver_client *next;
@@ -129,7 +129,8 @@ static int client_send(void *context, const void *data, size_t size)
 
 static void set_receive_timeout(int fd, unsigned ms)
 {
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000u), .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000u),
+                         .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
@@ -159,8 +160,7 @@ static void *client_main(void *arg)
                 snprintf(system_error, sizeof system_error,
                          "no export chosen within %u ms of connecting", s->handshake_timeout_ms);
             } else {
-                snprintf(system_error, sizeof system_error, "receive failed: %s",
-                         strerror(errno));
+                snprintf(system_error, sizeof system_error, "receive failed: %s", strerror(errno));
             }
             why = system_error;
             break;
@@ -181,8 +181,7 @@ static void *client_main(void *arg)
     snprintf(summary, sizeof summary,
              "%" PRIu64 " requests (%" PRIu64 " refused), %" PRIu64 " bytes read, %" PRIu64
              " written, %" PRIu64 " trimmed",
-             st->requests, st->error_replies, st->bytes_read, st->bytes_written,
-             st->bytes_trimmed);
+             st->requests, st->error_replies, st->bytes_read, st->bytes_written, st->bytes_trimmed);
     if (stopping(s)) {
         server_log(s, MF_NBDSERVER_INFO, "nbd: client %lu (%s) disconnected: server stopping; %s",
                    c->id, c->peer, summary);
@@ -195,11 +194,13 @@ static void *client_main(void *arg)
                    c->peer, how ? how : "?", summary);
     }
 
-    (void)shutdown(c->fd, SHUT_RDWR);
+    /* Marked finished before the client sees the hang-up, so that by the time it can connect
+     * again its slot is reaped first (the reaper joins this thread before closing the socket). */
     pthread_mutex_lock(&s->mutex);
     c->finished = true;
     pthread_mutex_unlock(&s->mutex);
     wake(s);
+    (void)shutdown(c->fd, SHUT_RDWR);
     return NULL;
 }
 
@@ -435,8 +436,8 @@ static int open_listener(struct mf_nbdserver *s, const char *address)
     int last_errno = EADDRNOTAVAIL;
     const char *last_step = "bind";
     for (struct addrinfo *ai = list; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0) {
             last_errno = errno;
             last_step = "socket";

@@ -32,11 +32,11 @@ typedef void (*mf_nbdserver_log_fn)(void *context, enum mf_nbdserver_level level
                                     const char *message);
 
 struct mf_nbdserver_options {
-    bool read_only;                 /* export read-only (NBD_FLAG_READ_ONLY; writes get EPERM) */
-    const char *export_name;        /* NULL: MF_NBD_EXPORT_DEFAULT ("" always works too) */
-    unsigned max_clients;           /* 0: MF_NBDSERVER_CLIENTS_DEFAULT; more are turned away */
-    unsigned handshake_timeout_ms;  /* 0: MF_NBDSERVER_HANDSHAKE_MS */
-    mf_nbdserver_log_fn log;        /* NULL: no log */
+    bool read_only;                /* export read-only (NBD_FLAG_READ_ONLY; writes get EPERM) */
+    const char *export_name;       /* NULL: MF_NBD_EXPORT_DEFAULT ("" always works too) */
+    unsigned max_clients;          /* 0: MF_NBDSERVER_CLIENTS_DEFAULT; more are turned away */
+    unsigned handshake_timeout_ms; /* 0: MF_NBDSERVER_HANDSHAKE_MS */
+    mf_nbdserver_log_fn log;       /* NULL: no log */
     void *log_context;
 };
 

@@ -165,9 +165,14 @@ static int open_target(struct mf_programmer *p, struct mf_slot_worker *w, const 
 
 /* ---- booting ---- */
 
-/* Everything of the current boot goes: setup, log, volume. Called with no slot busy. */
+/* Everything of the current boot goes: the NBD export, setup, log, volume. Called with no slot
+ * busy. */
 static void shutdown_areas(struct mf_programmer *p)
 {
+    if (p->nbd.running) {
+        mf_nbdserver_stop(&p->nbd);
+        log_stderr(p, 0, "file access mode ended: the NBD export is closed");
+    }
     if (p->setup_loaded) {
         mf_setup_free(&p->setup);
         p->setup_loaded = false;
@@ -178,6 +183,11 @@ static void shutdown_areas(struct mf_programmer *p)
         p->fat_mounted = false;
         pthread_mutex_unlock(&p->public_mutex);
     }
+}
+
+static void nbd_log(void *context, enum mf_nbdserver_level level, const char *message)
+{
+    log_stderr(context, level == MF_NBDSERVER_ERROR ? 0 : 1, "%s", message);
 }
 
 static void load_setup(struct mf_programmer *p)
@@ -225,8 +235,22 @@ static void boot(struct mf_programmer *p)
         }
     }
     if (p->mode == MF_MODE_FILEACCESS) {
-        log_stderr(p, 0, "file access mode: the public area is exported (NBD on %s)",
-                   p->config.nbd_listen ? p->config.nbd_listen : "none");
+        if (!p->config.nbd_listen) {
+            log_stderr(p, 0, "file access mode: no NBD export (--nbd off)");
+            return;
+        }
+        /* The public area, and only it, goes out as a block device. Nothing else touches it
+         * meanwhile: the FAT volume is not mounted in this mode. */
+        struct mf_nbdserver_options o = {.log = nbd_log, .log_context = p};
+        int err = mf_nbdserver_start(&p->nbd, p->config.nbd_listen,
+                                     mf_storage_public_area(&p->storage), &p->public_lock, &o);
+        if (err) {
+            say(p->state_message, "NBD: %s", mf_nbdserver_message(&p->nbd));
+            log_stderr(p, 0, "file access mode: %s", p->state_message);
+        } else {
+            log_stderr(p, 0, "file access mode: the public area is exported over NBD on %s (port %u)",
+                       p->nbd.address, mf_nbdserver_port(&p->nbd));
+        }
         return;
     }
     pthread_mutex_lock(&p->public_mutex);
@@ -453,6 +477,21 @@ int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error
     return 0;
 }
 
+/* Files were written since the setup was loaded: take them in now (with state_lock held).
+ * MF_EBUSY while a slot runs the old setup. */
+static int refresh_setup(struct mf_programmer *p, char *error)
+{
+    if (!p->files_changed || !p->fat_mounted)
+        return 0;
+    if (any_busy(p)) {
+        say(error, "the setup changed; it is reloaded when no slot is busy");
+        return MF_EBUSY;
+    }
+    p->files_changed = false;
+    load_setup(p);
+    return 0;
+}
+
 int mf_programmer_submit(struct mf_programmer *p, unsigned slot,
                          const struct mf_cycle_request *request, uint64_t origin, char *error)
 {
@@ -472,15 +511,9 @@ int mf_programmer_submit(struct mf_programmer *p, unsigned slot,
     } else if (w->busy) {
         say(error, "slot %u is busy", slot);
         err = MF_EBUSY;
-    } else if (p->files_changed && any_busy(p)) {
-        say(error, "the setup changed; it is reloaded when no slot is busy");
-        err = MF_EBUSY;
+    } else if ((err = refresh_setup(p, error)) != 0) {
+        /* said */
     } else {
-        if (p->files_changed && p->fat_mounted) {
-            /* Files were written since the setup was loaded: take them in now. */
-            p->files_changed = false;
-            load_setup(p);
-        }
         if (p->state_message[0] || !p->setup_loaded) {
             say(error, "%s", p->state_message[0] ? p->state_message : p->setup_message);
             pthread_mutex_unlock(&p->state_lock);
@@ -659,6 +692,8 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
     if (p->mode != MF_MODE_STANDALONE || p->initializing) {
         say(error, "not available now");
         err = MF_EPERM;
+    } else if ((err = refresh_setup(p, error)) != 0) {
+        /* said */
     } else if (!p->setup_loaded) {
         say(error, "no production setup: %s", p->setup_message);
         err = MF_ENOENT;

@@ -9,6 +9,7 @@
 #include "mf_fat.h"
 #include "mf_filebd.h"
 #include "mf_flashlog.h"
+#include "mf_nbdserver.h"
 #include "mf_setup.h"
 #include "mf_storage.h"
 #include "mf_target.h"
@@ -98,7 +99,7 @@ struct mf_programmer {
     bool initializing;
     bool files_changed;
     char state_message[MF_PROGRAMMER_TEXT_MAX]; /* why the programmer cannot run, "" if it can */
-    void *nbd; /* the NBD server of file access mode (host/mf_nbdserver), NULL when off */
+    struct mf_nbdserver nbd; /* the export of file access mode */
 
     struct mf_slot_worker workers[MF_SLOTS_MAX];
     unsigned slot_count;

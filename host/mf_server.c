@@ -229,7 +229,10 @@ static void *system_main(void *arg)
         char line[MF_PROGRAMMER_TEXT_MAX + 32];
         if (err)
             snprintf(line, sizeof line, "#ERR%03d:%s",
-                     err == MF_EBUSY ? MF_PERR_BUSY : MF_PERR_SECURE, error);
+                     err == MF_EBUSY           ? MF_PERR_BUSY
+                     : job->kind == JOB_REBOOT ? MF_PERR_OTHER
+                                               : MF_PERR_SECURE,
+                     error);
         else
             snprintf(line, sizeof line, "#OK");
         queue_line(s, ss, line);
@@ -263,7 +266,7 @@ static int system_start(struct mf_server *s, int kind, enum mf_mode mode, struct
     job->mode = mode;
     job->origin = ss ? ss->id : 0;
     if (ss)
-        ss->system_pending = kind == JOB_SECURE_CREATE || kind == JOB_SECURE_REMOVE;
+        ss->system_pending = true;
     s->system_busy = true;
     if (pthread_create(&s->system_thread, NULL, system_main, job) != 0) {
         s->system_busy = false;
@@ -291,6 +294,15 @@ static unsigned slot_count(const struct mf_server *s)
 static unsigned selected_count(const struct mf_session *ss)
 {
     return (unsigned)__builtin_popcountll(ss->selected);
+}
+
+/* A new connection drives every slot. (Set when its first command arrives: the serial line's
+ * session exists before the programmer knows its slots.) */
+static void default_selection(struct mf_server *s, struct mf_session *ss)
+{
+    unsigned n = slot_count(s);
+    if (!ss->selected)
+        ss->selected = n >= 64 ? ~0ull : (1ull << n) - 1;
 }
 
 static const char *phase_of(struct mf_server *s, unsigned slot)
@@ -752,6 +764,7 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         reply(s, ss, "#NACK");
         return;
     }
+    default_selection(s, ss);
     enum mf_mode mode;
     bool init;
     mf_programmer_mode(s->programmer, &mode, &init);
@@ -849,12 +862,11 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
             break;
         }
         reply(s, ss, "#ACK");
+        /* #OK follows once the programmer is back (a client then knows it is up again). */
         int err = system_start(s, JOB_REBOOT, fileaccess ? MF_MODE_FILEACCESS : MF_MODE_STANDALONE,
-                               NULL);
+                               ss);
         if (err)
             reply(s, ss, "#ERR%03d:Busy", MF_PERR_BUSY);
-        else
-            reply(s, ss, "#OK");
         break;
     }
     case MF_CMD_UNKNOWN: break;
@@ -879,6 +891,13 @@ static int listen_tcp(struct mf_server *s, const char *spec, char *error)
     }
     memcpy(host, spec, (size_t)(colon - spec));
     host[colon - spec] = '\0';
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (!colon[1] || *end || port > 65535) {
+        snprintf(error, MF_SERVER_TEXT_MAX, "--tcp %s: the port must be a number from 0 to 65535",
+                 spec);
+        return MF_EINVAL;
+    }
     if (host[0] == '[' && host[strlen(host) - 1] == ']') {
         memmove(host, host + 1, strlen(host));
         host[strlen(host) - 1] = '\0';
@@ -984,8 +1003,6 @@ static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_chann
     ss->fd = fd;
     ss->channel = channel;
     ss->id = ++s->next_id;
-    unsigned n = slot_count(s);
-    ss->selected = n == 64 ? ~0ull : (1ull << n) - 1;
     mf_proto_framer_init(&ss->framer);
     pthread_mutex_lock(&s->lock);
     s->sessions[s->session_count++] = ss;

@@ -30,15 +30,15 @@ int mf_cli_parse_u64(const char *text, uint64_t *value);
 /* What the commands of one invocation share: the connection (opened at the first command that
  * needs it) and the global options. */
 struct mf_cli_session {
-    char url[1024];          /* -d / MINTFLASH_DEVICE / the default socket */
-    int timeout_ms;          /* -t: silence allowed while waiting for a reply */
-    bool json;               /* --json: machine-readable status, result, flist, info */
-    bool keep_going;         /* -k: a script goes on after a failed command */
-    bool tty;                /* stdout is a terminal: progress bars */
-    bool interactive;        /* the REPL at a terminal: failures do not end the session */
-    bool connected;          /* remote was opened */
-    unsigned progress_on;    /* remote.connects when #PROGRESS ON was accepted, else 0 */
-    const char *where;       /* "FILE:LINE" of the script line running, or NULL */
+    char url[1024];       /* -d / MINTFLASH_DEVICE / the default socket */
+    int timeout_ms;       /* -t: silence allowed while waiting for a reply */
+    bool json;            /* --json: machine-readable status, result, flist, info */
+    bool keep_going;      /* -k: a script goes on after a failed command */
+    bool tty;             /* stdout is a terminal: progress bars */
+    bool interactive;     /* the REPL at a terminal: failures do not end the session */
+    bool connected;       /* remote was opened */
+    unsigned progress_on; /* remote.connects when #PROGRESS ON was accepted, else 0 */
+    const char *where;    /* "FILE:LINE" of the script line running, or NULL */
     struct mf_remote remote;
 };
 

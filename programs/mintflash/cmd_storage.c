@@ -163,8 +163,9 @@ static int session_recover(struct session *s, const char *name)
                      name, s->image, s->image);
         return 1;
     }
-    fprintf(stderr, "mintflash: %s: completing an interrupted repartition (the public area is "
-                    "reformatted empty)\n",
+    fprintf(stderr,
+            "mintflash: %s: completing an interrupted repartition (the public area is "
+            "reformatted empty)\n",
             s->image);
     int err = mf_storage_recover(&s->storage);
     if (err) {
@@ -430,10 +431,14 @@ static int cmd_init(const char *name, int argc, char **argv)
 static const char *fat_type_name(enum mf_fat_type type)
 {
     switch (type) {
-    case MF_FAT12: return "FAT12";
-    case MF_FAT16: return "FAT16";
-    case MF_FAT32: return "FAT32";
-    default: return NULL;
+    case MF_FAT12:
+        return "FAT12";
+    case MF_FAT16:
+        return "FAT16";
+    case MF_FAT32:
+        return "FAT32";
+    default:
+        return NULL;
     }
 }
 
@@ -494,8 +499,7 @@ static int cmd_info(const char *name, int argc, char **argv)
         json_string(pos[0]);
         printf(", \"size\": %" PRIu64 ", \"block_size\": %u, \"disk_signature\": \"0x%08X\", "
                "\"state\": \"%s\",\n",
-               info.disk_bytes, info.block_size, (unsigned)info.disk_signature,
-               state_name(&info));
+               info.disk_bytes, info.block_size, (unsigned)info.disk_signature, state_name(&info));
         printf(" \"public_area\": {\"partition\": 1, \"offset\": %" PRIu64 ", \"size\": %" PRIu64
                ", \"type\": %u, \"fat_type\": ",
                info.public_offset, info.public_bytes, info.public_type);
@@ -673,6 +677,8 @@ static int put_file(struct session *s, const char *name, const char *local, cons
     err = mf_fat_close(&s->fs, &file);
     if (err && !rc)
         rc = fat_fail(s, name, remote, err);
+    if (rc)
+        mf_fat_remove(&s->fs, remote); /* no half-copied file left behind */
     return rc;
 }
 
@@ -811,9 +817,13 @@ static int get_to_fd(struct session *s, const char *name, const char *remote, in
     return rc;
 }
 
-static int get_file(struct session *s, const char *name, const char *remote, const char *local)
+/* In a tree copy (`in_tree`) a symbolic link in the way is never followed: names come from the
+ * volume, which may be hostile. A LOCAL the user named is followed, as cp does. */
+static int get_file(struct session *s, const char *name, const char *remote, const char *local,
+                    bool in_tree)
 {
-    int fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    int fd =
+        open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (in_tree ? O_NOFOLLOW : 0), 0644);
     if (fd < 0) {
         mf_cli_error("storage %s: %s: %s", name, local, strerror(errno));
         return 1;
@@ -852,8 +862,9 @@ static int get_tree(struct session *s, const char *name, const char *remote, con
     int rc = 0;
     while (!rc && (err = mf_fat_readdir(&s->fs, &dir, &st)) == 1) {
         if (!local_name_ok(st.name)) {
-            fprintf(stderr, "mintflash: storage %s: skipping an entry of %s with an unusable "
-                            "name\n",
+            fprintf(stderr,
+                    "mintflash: storage %s: skipping an entry of %s with an unusable "
+                    "name\n",
                     name, remote);
             continue;
         }
@@ -864,7 +875,7 @@ static int get_tree(struct session *s, const char *name, const char *remote, con
             return 1;
         }
         rc = st.is_dir ? get_tree(s, name, remote_child, local_child, depth + 1)
-                       : get_file(s, name, remote_child, local_child);
+                       : get_file(s, name, remote_child, local_child, true);
     }
     if (!rc && err < 0)
         rc = fat_fail(s, name, remote, err);
@@ -911,7 +922,7 @@ static int cmd_get(const char *name, int argc, char **argv)
     } else {
         snprintf(local, sizeof local, "%s", given);
     }
-    rc = st.is_dir ? get_tree(s, name, remote, local, 0) : get_file(s, name, remote, local);
+    rc = st.is_dir ? get_tree(s, name, remote, local, 0) : get_file(s, name, remote, local, false);
     return session_close(s, name, rc);
 }
 
@@ -938,8 +949,7 @@ static int cmd_cat(const char *name, int argc, char **argv)
 static int remove_tree(struct session *s, const char *name, const char *path, unsigned depth)
 {
     if (depth > MF_FAT_DEPTH_MAX) {
-        mf_cli_error("storage %s: %s: folders nested deeper than %u", name, path,
-                     MF_FAT_DEPTH_MAX);
+        mf_cli_error("storage %s: %s: folders nested deeper than %u", name, path, MF_FAT_DEPTH_MAX);
         return 1;
     }
     for (;;) {
@@ -1146,10 +1156,11 @@ static const struct command *storage_command_find(const char *name)
 
 static void storage_usage(FILE *out)
 {
-    fprintf(out, "usage: mintflash storage <command> IMG [arguments]\n\n"
-                 "Storage images: an MBR partition table with the public area (FAT) as partition 1\n"
-                 "and, when one exists, the secure area as partition 2. The file commands work on\n"
-                 "the public area only. Paths in the image use '/'.\n\ncommands:\n");
+    fprintf(out,
+            "usage: mintflash storage <command> IMG [arguments]\n\n"
+            "Storage images: an MBR partition table with the public area (FAT) as partition 1\n"
+            "and, when one exists, the secure area as partition 2. The file commands work on\n"
+            "the public area only. Paths in the image use '/'.\n\ncommands:\n");
     for (size_t i = 0; i < STORAGE_COMMAND_COUNT; i++)
         fprintf(out, "  %s\n", storage_commands[i].usage);
     fprintf(out, "\n`mintflash storage <command> --help` describes each command.\n");

@@ -24,7 +24,8 @@
 /* How long mf_remote_reopen() waits between attempts while the programmer restarts. */
 #define REOPEN_PAUSE_MS 100
 
-static void remote_fail(struct mf_remote *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void remote_fail(struct mf_remote *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void remote_fail(struct mf_remote *r, const char *fmt, ...)
 {
@@ -37,11 +38,15 @@ static void remote_fail(struct mf_remote *r, const char *fmt, ...)
 static int errno_to_mf(int e)
 {
     switch (e) {
-    case ENOENT: return MF_ENOENT;
+    case ENOENT:
+        return MF_ENOENT;
     case EACCES:
-    case EPERM: return MF_EACCES;
-    case ETIMEDOUT: return MF_ETIMEOUT;
-    default: return MF_EIO;
+    case EPERM:
+        return MF_EACCES;
+    case ETIMEDOUT:
+        return MF_ETIMEOUT;
+    default:
+        return MF_EIO;
     }
 }
 
@@ -172,8 +177,8 @@ static int open_tcp(struct mf_remote *r, const char *spec)
     }
     int last = ECONNREFUSED;
     for (struct addrinfo *ai = list; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0) {
             last = errno;
             continue;
@@ -412,7 +417,8 @@ static int send_all(struct mf_remote *r, const char *data, size_t size)
         }
         if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
             r->peer_closed = true;
-        remote_fail(r, "cannot send to %s: %s", r->url, n < 0 ? strerror(errno) : "nothing written");
+        remote_fail(r, "cannot send to %s: %s", r->url,
+                    n < 0 ? strerror(errno) : "nothing written");
         return MF_EIO;
     }
     return 0;
@@ -442,6 +448,12 @@ static int take_line(struct mf_remote *r, char *line)
             return 0;
         }
         bool skip = r->in_overflow || end == 0;
+        if (!skip && end > MF_REMOTE_REPLY_MAX) {
+            memmove(r->in, r->in + end + 1, r->in_len - end - 1);
+            r->in_len -= end + 1;
+            remote_fail(r, "reply line from %s longer than %d bytes", r->url, MF_REMOTE_REPLY_MAX);
+            return MF_EPROTO;
+        }
         if (!skip) {
             for (size_t i = 0; i < end; i++) {
                 unsigned char c = (unsigned char)r->in[i];
@@ -567,8 +579,8 @@ int mf_remote_error_code(const char *line, const char **text)
     }
     if (*p == '#')
         p++;
-    if (!has_prefix(p, "ERR") || !isdigit((unsigned char)p[3]) ||
-        !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]))
+    if (!has_prefix(p, "ERR") || !isdigit((unsigned char)p[3]) || !isdigit((unsigned char)p[4]) ||
+        !isdigit((unsigned char)p[5]))
         return -1;
     if (p[6] != '\0' && p[6] != ':')
         return -1;
@@ -627,7 +639,7 @@ int mf_remote_parse_progress(const char *line, struct mf_remote_progress *p)
         return -1;
     s += n + 1;
     n = parse_hex(s, 16, &p->total);
-    if (!n || s[n] != '\0' || p->done > p->total)
+    if (!n || s[n] != '\0')
         return -1;
     return 0;
 }
@@ -721,7 +733,8 @@ static enum reply_shape command_shape(const char *command)
     static const struct {
         const char *keyword;
         enum reply_shape shape;
-    } shapes[] = {{"#STATUS", SHAPE_STATUS}, {"#RESULT", SHAPE_RESULT}, {"#SELMODULE", SHAPE_SELECTED}};
+    } shapes[] = {
+        {"#STATUS", SHAPE_STATUS}, {"#RESULT", SHAPE_RESULT}, {"#SELMODULE", SHAPE_SELECTED}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         size_t n = strlen(shapes[i].keyword);
         if (strncasecmp(command, shapes[i].keyword, n) == 0 &&
@@ -733,8 +746,8 @@ static enum reply_shape command_shape(const char *command)
 
 static bool is_ok_line(const char *line)
 {
-    return has_prefix(line, "#OK") && (line[3] == '\0' || line[3] == ' ' || line[3] == ':' ||
-                                       line[3] == '(');
+    return has_prefix(line, "#OK") &&
+           (line[3] == '\0' || line[3] == ' ' || line[3] == ':' || line[3] == '(');
 }
 
 /* The facts a reply tells about slots, from whichever command it answers. */
@@ -890,19 +903,20 @@ int mf_remote_command(struct mf_remote *r, const char *command, mf_remote_line_f
         } else if (shape == SHAPE_STATUS && has_prefix(line, "#STATUS:")) {
             int slot;
             char state[64];
-            if (on_line)
-                on_line(ctx, line);
-            if (mf_remote_parse_status(line, &slot, state, sizeof state) == 0 && slot == 0)
+            if ((mf_remote_parse_status(line, &slot, state, sizeof state) == 0 && slot == 0) ||
+                ++counted >= r->selected) {
                 final = MF_REMOTE_OK;
-            else if (++counted >= r->selected)
-                final = MF_REMOTE_OK;
-            if (final < 0)
+            } else {
+                if (on_line)
+                    on_line(ctx, line);
                 continue;
+            }
         } else if (shape == SHAPE_RESULT && has_prefix(line, "#RESULT:")) {
-            if (on_line)
-                on_line(ctx, line);
-            if (++counted < r->selected)
+            if (++counted < r->selected) {
+                if (on_line)
+                    on_line(ctx, line);
                 continue;
+            }
             final = MF_REMOTE_OK;
         } else if (shape == SHAPE_SELECTED && has_prefix(line, "#SELECTED:")) {
             final = MF_REMOTE_OK;
@@ -925,7 +939,7 @@ int mf_remote_command(struct mf_remote *r, const char *command, mf_remote_line_f
          * command's is the one that is not a bare "#OK". */
         if (!have_final || (cancel_sent && strcmp(reply->final, "#OK") == 0)) {
             bool slot_failed = final == MF_REMOTE_ERR && strcmp(line, "#DONE") == 0;
-            set_final(reply, (enum mf_remote_outcome)final, slot_failed ? failure : line);
+            set_final(reply, (enum mf_remote_outcome) final, slot_failed ? failure : line);
             have_final = true;
         }
         if (--finals_needed == 0)

@@ -14,20 +14,20 @@
 #include <unistd.h>
 
 /* The longest command line the daemon accepts (docs/protocol.md), without its CR. */
-#define MF_REMOTE_COMMAND_MAX 2048
+#define MF_REMOTE_COMMAND_MAX        2048
 /* The longest reply line the client accepts, without its terminator. The longest documented
  * reply is #OK:<n>:<1024 hex digits>; the rest is room for long file names in #FLIST. */
-#define MF_REMOTE_REPLY_MAX 4096
+#define MF_REMOTE_REPLY_MAX          4096
 /* A silent peer is an error after this long (a cycle's status lines keep the wait alive). */
 #define MF_REMOTE_DEFAULT_TIMEOUT_MS 60000
 /* Data bytes per #FWRITE / #FREAD (the reference's limit, 0x200). */
-#define MF_REMOTE_CHUNK 512
+#define MF_REMOTE_CHUNK              512
 /* One exchange reads at most this many lines: a peer that never ends a reply is cut off. */
-#define MF_REMOTE_LINES_MAX 1000000
+#define MF_REMOTE_LINES_MAX          1000000
 /* Slots a programmer may have (docs/protocol.md). */
-#define MF_REMOTE_SLOTS_MAX 64
-#define MF_REMOTE_DEFAULT_BAUD 9600
-#define MF_REMOTE_TCP_DEFAULT_PORT "2323"
+#define MF_REMOTE_SLOTS_MAX          64
+#define MF_REMOTE_DEFAULT_BAUD       9600
+#define MF_REMOTE_TCP_DEFAULT_PORT   "2323"
 
 /* The daemon's default UNIX socket, one rule for both programs:
  * $XDG_RUNTIME_DIR/mintflash/mintflashd.sock, or /tmp/mintflash-<uid>/mintflashd.sock when
@@ -71,15 +71,15 @@ enum mf_remote_kind { MF_REMOTE_UNIX, MF_REMOTE_TCP, MF_REMOTE_SERIAL };
 struct mf_remote {
     int fd; /* -1 when closed */
     enum mf_remote_kind kind;
-    char url[1024];          /* as given, for messages */
-    int timeout_ms;          /* silence allowed while waiting for a reply */
-    bool peer_closed;        /* the peer closed the connection: reopen before the next command */
-    char error[1536];        /* what the last failed call did not do, and why */
-    int slots;               /* the programmer's slots (#INFO SLOTS=), 0 while unknown */
-    int selected;            /* slots this connection drives, 0 while unknown (all at first) */
-    int selected_slot;       /* the selected slot when only one is, else 0 */
-    unsigned connects;       /* successful connects so far: per-connection state is stale
-                              * when this moves (the programmer forgets #PROGRESS ON) */
+    char url[1024];    /* as given, for messages */
+    int timeout_ms;    /* silence allowed while waiting for a reply */
+    bool peer_closed;  /* the peer closed the connection: reopen before the next command */
+    char error[1536];  /* what the last failed call did not do, and why */
+    int slots;         /* the programmer's slots (#INFO SLOTS=), 0 while unknown */
+    int selected;      /* slots this connection drives, 0 while unknown (all at first) */
+    int selected_slot; /* the selected slot when only one is, else 0 */
+    unsigned connects; /* successful connects so far: per-connection state is stale
+                        * when this moves (the programmer forgets #PROGRESS ON) */
     volatile sig_atomic_t *interrupted; /* optional: set by a signal handler to stop a wait */
     size_t in_len;                      /* bytes buffered in `in` */
     bool in_overflow;                   /* discarding the rest of an overlong line */
@@ -120,17 +120,18 @@ enum mf_remote_outcome {
 
 struct mf_remote_reply {
     enum mf_remote_outcome outcome;
-    bool acked;                  /* the #ACK arrived */
-    int code;                    /* nnn of #ERRnnn / #NACK:ERRnnn, or of the first failed slot; -1 */
-    bool interrupted;            /* a signal arrived; #CANCEL was sent for a cycle */
-    int failed_slots;            /* #RESULT:<slot>:#ERR... lines seen in the exchange */
+    bool acked;       /* the #ACK arrived */
+    int code;         /* nnn of #ERRnnn / #NACK:ERRnnn, or of the first failed slot; -1 */
+    bool interrupted; /* a signal arrived; #CANCEL was sent for a cycle */
+    int failed_slots; /* #RESULT:<slot>:#ERR... lines seen in the exchange */
     char final[MF_REMOTE_REPLY_MAX + 1]; /* the final line without its terminator, or the first
                                           * failed slot's #RESULT line */
 };
 
-/* Called with every line of an exchange other than #ACK and the final line (status, progress,
- * #INFO:, #FLIST:, #RESULT:, #SELECTED: lines, and lines that do not start with '#'). `line` is
- * NUL-terminated, without its terminator, control bytes replaced by '?'. */
+/* Called with every line of an exchange other than #ACK and the final line, which is in the
+ * reply (for #STATUS / #RESULT the last slot's line, for #SELMODULE the #SELECTED: line):
+ * status, progress, #INFO:, #FLIST:, #RESULT: lines, and lines that do not start with '#'.
+ * `line` is NUL-terminated, without its terminator, control bytes replaced by '?'. */
 typedef void (*mf_remote_line_fn)(void *ctx, const char *line);
 
 /* Flags of mf_remote_command(). */
@@ -178,8 +179,8 @@ struct mf_remote_progress {
     uint64_t done, total;
 };
 
-/* "#PROGRESS:<slot>:<STATE>:<done-hex>:<total-hex>". Returns 0, or -1 when malformed
- * (also when done > total). */
+/* "#PROGRESS:<slot>:<STATE>:<done-hex>:<total-hex>". Returns 0, or -1 when malformed.
+ * done may exceed total (an erase covers whole sectors): a display caps it at 100%. */
 int mf_remote_parse_progress(const char *line, struct mf_remote_progress *p);
 
 /* "#OK:<n>:<hex data>" (the #FREAD reply): decodes the data into buf (at most `cap` bytes);

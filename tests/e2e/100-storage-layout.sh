@@ -111,6 +111,15 @@ used_kib=$(du -k large.img | cut -f1)
 check_image large-secure.img 1G yes 16 "2048 1046528 6" "1048576 1048576 da"
 echo "ok 1 GiB"
 
+# 4 GiB, the largest size the issue names: the table and the FAT32 volume, without copying the
+# partition out for fsck.fat.
+"$mintflash" storage init huge.img --size 4G >/dev/null
+[ "$(partitions huge.img)" = "2048 8386560 c" ] || fail "4 GiB: sfdisk reads '$(partitions huge.img)'"
+mdir -i huge.img@@1M :: | grep -q "Volume in drive : is MINTFLASH" || fail "4 GiB: mdir"
+"$mintflash" storage info huge.img | grep -q "^file system:     FAT32," || fail "4 GiB: not FAT32"
+rm -f huge.img
+echo "ok 4 GiB"
+
 # The disk signature is random per image, and sfdisk sees ours.
 sig=$("$mintflash" storage info --json small.img | python3 -c 'import json,sys; print(json.load(sys.stdin)["disk_signature"])')
 [ "$(sfdisk -d small.img | sed -n 's/^label-id: //p')" = "$(echo "$sig" | tr A-F a-f)" ] ||

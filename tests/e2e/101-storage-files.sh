@@ -120,5 +120,6 @@ status=$?
 set -e
 [ $status = 1 ] || fail "put of a too-large file exited with $status"
 grep -q "full.img: /huge.bin: no space left" err.txt || fail "no-space message: $(cat err.txt)"
+[ -z "$("$mintflash" storage ls full.img)" ] || fail "a partial /huge.bin was left behind"
 fsck_public full.img "after running out of space"
 echo "ok full volume"

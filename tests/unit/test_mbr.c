@@ -349,10 +349,10 @@ static void test_type_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_plain),     cmocka_unit_test(test_unused_entries_ignored),
-        cmocka_unit_test(test_hostile_tables),  cmocka_unit_test(test_chs),
-        cmocka_unit_test(test_encode_layout),   cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_encode_refuses),  cmocka_unit_test(test_record_hostile),
+        cmocka_unit_test(test_parse_plain),      cmocka_unit_test(test_unused_entries_ignored),
+        cmocka_unit_test(test_hostile_tables),   cmocka_unit_test(test_chs),
+        cmocka_unit_test(test_encode_layout),    cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_encode_refuses),   cmocka_unit_test(test_record_hostile),
         cmocka_unit_test(test_reason_truncates), cmocka_unit_test(test_type_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

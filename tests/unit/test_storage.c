@@ -84,17 +84,17 @@ static int verify_ready(struct mf_storage *st, const struct mf_bd *bd, bool secu
 {
     if (!st->ours || st->interrupted || st->mbr.record.state != MF_MBR_STATE_READY)
         return check_fail("not a READY storage of ours (ours %d, interrupted %d)", st->ours,
-                    st->interrupted);
+                          st->interrupted);
     struct mf_storage_layout plan;
     int err = mf_storage_plan(bd, secure_area, &plan);
     if (err)
         return check_fail("plan: %d", err);
     if (memcmp(&plan, &st->layout, sizeof plan) != 0)
         return check_fail("layout %llu+%llu / %llu+%llu differs from the plan",
-                    (unsigned long long)st->layout.public_first,
-                    (unsigned long long)st->layout.public_count,
-                    (unsigned long long)st->layout.secure_first,
-                    (unsigned long long)st->layout.secure_count);
+                          (unsigned long long)st->layout.public_first,
+                          (unsigned long long)st->layout.public_count,
+                          (unsigned long long)st->layout.secure_first,
+                          (unsigned long long)st->layout.secure_count);
     const struct mf_bd *pub = mf_storage_public_area(st);
     if ((mf_storage_secure_area(st) != NULL) != secure_area)
         return check_fail("secure area slice present: %d", mf_storage_secure_area(st) != NULL);
@@ -105,11 +105,11 @@ static int verify_ready(struct mf_storage *st, const struct mf_bd *bd, bool secu
     uint64_t fat_bytes = (uint64_t)g->total_sectors * g->bytes_per_sector;
     if (fat_bytes != mf_bd_size(pub))
         return check_fail("FAT spans %llu bytes, its partition %llu", (unsigned long long)fat_bytes,
-                    (unsigned long long)mf_bd_size(pub));
+                          (unsigned long long)mf_bd_size(pub));
     uint8_t want_type = mf_storage_fat_partition_type(g->type, mf_bd_size(pub));
     if (st->mbr.entries[0].type != want_type)
-        return check_fail("partition 1 type 0x%02X for FAT%d (want 0x%02X)", st->mbr.entries[0].type,
-                    (int)g->type, want_type);
+        return check_fail("partition 1 type 0x%02X for FAT%d (want 0x%02X)",
+                          st->mbr.entries[0].type, (int)g->type, want_type);
     if (secure_area && st->mbr.entries[1].type != MF_MBR_TYPE_NON_FS_DATA)
         return check_fail("partition 2 type 0x%02X", st->mbr.entries[1].type);
     uint8_t boot[4096];
@@ -119,9 +119,10 @@ static int verify_ready(struct mf_storage *st, const struct mf_bd *bd, bool secu
     uint32_t hidden = rd32(boot + 28);
     if (hidden != st->layout.public_first * (bd->block_size / 512))
         return check_fail("hidden sectors %u, partition starts at %llu", hidden,
-                    (unsigned long long)st->layout.public_first);
+                          (unsigned long long)st->layout.public_first);
     if (g->volume_id != st->mbr.record.volume_id)
-        return check_fail("FAT volume id %08X, record %08X", g->volume_id, st->mbr.record.volume_id);
+        return check_fail("FAT volume id %08X, record %08X", g->volume_id,
+                          st->mbr.record.volume_id);
     const char *label = st->mbr.record.label[0] ? st->mbr.record.label : MF_STORAGE_LABEL_DEFAULT;
     if (strcmp(g->label, label) != 0)
         return check_fail("FAT label \"%s\", record \"%s\"", g->label, label);
@@ -205,7 +206,8 @@ static int no_junk(const struct mf_bd *bd)
         for (uint32_t i = 0; i < bd->block_size && junk; i++)
             junk = block[i] == JUNK;
         if (junk)
-            return check_fail("block %llu still holds old data after a wipe", (unsigned long long)b);
+            return check_fail("block %llu still holds old data after a wipe",
+                              (unsigned long long)b);
     }
     return 0;
 }
@@ -220,7 +222,7 @@ static int all_value(const struct mf_bd *bd, uint8_t value, const char *what)
         for (uint32_t i = 0; i < bd->block_size; i++) {
             if (block[i] != value)
                 return check_fail("%s: byte %u of block %llu is 0x%02X, not 0x%02X", what, i,
-                            (unsigned long long)b, block[i], value);
+                                  (unsigned long long)b, block[i], value);
         }
     }
     return 0;
@@ -295,8 +297,8 @@ static void init_and_check(uint64_t bytes, uint32_t block_size, bool secure, enu
     struct ram ram;
     ram_new(&ram, bytes, block_size);
     struct mf_storage st;
-    struct mf_storage_options o = {.secure_area = secure, .volume_id = NEW_ID,
-                                   .disk_signature = DISK_SIG, .label = "LINE 7"};
+    struct mf_storage_options o = {
+        .secure_area = secure, .volume_id = NEW_ID, .disk_signature = DISK_SIG, .label = "LINE 7"};
     int err = mf_storage_init(&st, &ram.bd.bd, &o);
     if (err)
         fail_msg("init %llu bytes: %s (%s)", (unsigned long long)bytes, mf_strerror(err),
@@ -381,8 +383,8 @@ static void test_secure_create_remove(void **state)
     struct ram ram;
     ram_new(&ram, 8 * MIB, BS);
     struct mf_storage st;
-    struct mf_storage_options o = {.volume_id = OLD_ID, .disk_signature = DISK_SIG,
-                                   .label = "KEEPME"};
+    struct mf_storage_options o = {
+        .volume_id = OLD_ID, .disk_signature = DISK_SIG, .label = "KEEPME"};
     assert_int_equal(mf_storage_init(&st, &ram.bd.bd, &o), 0);
     assert_int_equal(mf_storage_secure_remove(&st, NEW_ID), MF_ENOENT);
     assert_non_null(strstr(st.reason, "no secure area"));
@@ -473,8 +475,7 @@ static void expect_open_corrupt(const struct mf_bd *bd, const char *needle)
     struct mf_storage st;
     int err = mf_storage_open(&st, bd);
     if (err != MF_ECORRUPT || !strstr(st.reason, needle))
-        fail_msg("open: %d \"%s\", expected MF_ECORRUPT mentioning \"%s\"", err, st.reason,
-                 needle);
+        fail_msg("open: %d \"%s\", expected MF_ECORRUPT mentioning \"%s\"", err, st.reason, needle);
 }
 
 static void test_open_refuses(void **state)
@@ -646,8 +647,10 @@ static int setup_old(void *context, const struct mf_bd *medium)
     if (sc->blank)
         return 0;
     struct mf_storage st;
-    struct mf_storage_options o = {.secure_area = sc->old_secure, .volume_id = OLD_ID,
-                                   .disk_signature = DISK_SIG, .label = "OLD"};
+    struct mf_storage_options o = {.secure_area = sc->old_secure,
+                                   .volume_id = OLD_ID,
+                                   .disk_signature = DISK_SIG,
+                                   .label = "OLD"};
     int err = mf_storage_init(&st, medium, &o);
     if (!err)
         err = write_file(mf_storage_public_area(&st), KEEP_PATH, JUNK,
@@ -674,12 +677,17 @@ static int run_op(void *context, const struct mf_bd *bd)
         err = mf_storage_recover(&st);
     if (!err && st.ours && st.mbr.record.volume_id == NEW_ID)
         return 0;
-    struct mf_storage_options o = {.secure_area = sc->new_secure, .volume_id = NEW_ID,
-                                   .disk_signature = DISK_SIG, .label = "NEW"};
+    struct mf_storage_options o = {.secure_area = sc->new_secure,
+                                   .volume_id = NEW_ID,
+                                   .disk_signature = DISK_SIG,
+                                   .label = "NEW"};
     switch (sc->op) {
-    case OP_INIT: return mf_storage_init(&st, bd, &o);
-    case OP_SECURE_CREATE: return err ? err : mf_storage_secure_create(&st, NEW_ID);
-    case OP_SECURE_REMOVE: return err ? err : mf_storage_secure_remove(&st, NEW_ID);
+    case OP_INIT:
+        return mf_storage_init(&st, bd, &o);
+    case OP_SECURE_CREATE:
+        return err ? err : mf_storage_secure_create(&st, NEW_ID);
+    case OP_SECURE_REMOVE:
+        return err ? err : mf_storage_secure_remove(&st, NEW_ID);
     }
     return MF_EINVAL;
 }
@@ -703,7 +711,7 @@ static int check_consistent(void *context, const struct mf_bd *bd,
     bool is_old = st.ours && st.mbr.record.volume_id == OLD_ID && !sc->blank;
     if (!is_new && !is_old)
         return check_fail("neither the old nor the new storage (ours %d, volume id %08X)", st.ours,
-                    st.mbr.record.volume_id);
+                          st.mbr.record.volume_id);
     err = verify_ready(&st, bd, is_new ? sc->new_secure : sc->old_secure);
     if (!err && is_old)
         err = file_intact(KEEP_PATH, JUNK, sc->old_secure ? 512 * 1024 : KEEP_SIZE);
@@ -771,16 +779,16 @@ static void test_sweep_init_blank(void **state)
     (void)state;
     struct scenario plain = {.op = OP_INIT, .blank = true, .atomic_only = true};
     sweep_one("init-blank", &plain, true);
-    struct scenario secure = {.op = OP_INIT, .blank = true, .new_secure = true,
-                              .atomic_only = true};
+    struct scenario secure = {
+        .op = OP_INIT, .blank = true, .new_secure = true, .atomic_only = true};
     sweep_one("init-blank-secure", &secure, false);
 }
 
 static void test_sweep_reinit(void **state)
 {
     (void)state;
-    struct scenario sc = {.op = OP_INIT, .old_secure = true, .new_secure = false,
-                          .atomic_only = true};
+    struct scenario sc = {
+        .op = OP_INIT, .old_secure = true, .new_secure = false, .atomic_only = true};
     sweep_one("reinit", &sc, false);
 }
 

@@ -1,0 +1,1616 @@
+/* The commander's commands to a running programmer (fwrite, auto, status, ...): each one turns
+ * into protocol lines (docs/protocol.md) through remote.c and prints what came back, as plain
+ * lines, a progress bar at a terminal, or JSON. Exit status: 0 done, 1 failed, 2 usage error. */
+#include "cli.h"
+
+#include "mf_clock.h"
+#include "mf_err.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A protocol line with room for a 0x200-byte #FWRITE and a long name. */
+#define LINE_SIZE        (MF_REMOTE_COMMAND_MAX + 1)
+/* Local folder trees deeper than this are refused by `fwrite -r` (FAT paths end far earlier). */
+#define TREE_DEPTH_MAX   32
+/* #FLIST entries kept for one listing: a peer that lists more is cut off. */
+#define LIST_ENTRIES_MAX 100000
+/* FAT files end at 4 GiB - 1: a larger #FSIZE is not believed. */
+#define REMOTE_FILE_MAX  0xFFFFFFFFu
+
+static volatile sig_atomic_t cli_interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+bool mf_cli_take_interrupt(void)
+{
+    bool was = cli_interrupted != 0;
+    cli_interrupted = 0;
+    return was;
+}
+
+void mf_cli_session_init(struct mf_cli_session *s, const char *url, int timeout_ms)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->url, sizeof s->url, "%s", url);
+    s->timeout_ms = timeout_ms > 0 ? timeout_ms : MF_REMOTE_DEFAULT_TIMEOUT_MS;
+    s->tty = isatty(STDOUT_FILENO) == 1;
+    s->remote.fd = -1;
+    s->remote.interrupted = &cli_interrupted;
+    /* No SA_RESTART: a Ctrl-C must wake the wait for a reply, which then sends #CANCEL.
+     * A SIGINT ignored by whoever started us (a background job of a script) stays ignored. */
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+        sigaction(SIGINT, &sa, NULL);
+}
+
+void mf_cli_session_close(struct mf_cli_session *s)
+{
+    mf_remote_close(&s->remote);
+    s->connected = false;
+}
+
+/* ---- messages ---- */
+
+static void cmd_error(struct mf_cli_session *s, const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void cmd_error(struct mf_cli_session *s, const char *cmd, const char *fmt, ...)
+{
+    fflush(stdout);
+    fputs("mintflash: ", stderr);
+    if (s->where)
+        fprintf(stderr, "%s: ", s->where);
+    if (cmd)
+        fprintf(stderr, "%s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int usage_error(struct mf_cli_session *s, const char *cmd, const char *what);
+
+/* Writes `text` as a JSON string; bytes that are not UTF-8 become U+FFFD. */
+static void json_string(FILE *out, const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    fputc('"', out);
+    while (*p) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            fprintf(out, "\\%c", c);
+            p++;
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(out, "\\u%04x", c);
+            p++;
+        } else if (c < 0x80) {
+            fputc(c, out);
+            p++;
+        } else {
+            size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+            if (c >= 0xf5)
+                n = 0;
+            size_t i = 1;
+            while (n && i < n && (p[i] & 0xc0) == 0x80)
+                i++;
+            /* overlong 3- and 4-byte forms, surrogates and values past U+10FFFF */
+            bool bad = n == 0 || i != n || (c == 0xe0 && p[1] < 0xa0) ||
+                       (c == 0xed && p[1] >= 0xa0) || (c == 0xf0 && p[1] < 0x90) ||
+                       (c == 0xf4 && p[1] >= 0x90);
+            if (bad) {
+                fputs("\\ufffd", out);
+                p++;
+            } else {
+                fwrite(p, 1, n, out);
+                p += n;
+            }
+        }
+    }
+    fputc('"', out);
+}
+
+/* ---- exchanges ---- */
+
+static int session_connect(struct mf_cli_session *s)
+{
+    if (s->connected)
+        return 0;
+    int err = mf_remote_open(&s->remote, s->url, s->timeout_ms);
+    if (err) {
+        cmd_error(s, NULL, "%s", s->remote.error);
+        mf_remote_close(&s->remote);
+        return 1;
+    }
+    s->connected = true;
+    return 0;
+}
+
+/* Runs one protocol exchange. Returns 0 with *reply filled (whatever its outcome), or 1 when
+ * there is no reply (the message is printed; the connection is dropped, a later command opens
+ * a new one). */
+static int exchange(struct mf_cli_session *s, const char *cmd, const char *line,
+                    mf_remote_line_fn on_line, void *ctx, unsigned flags,
+                    struct mf_remote_reply *reply)
+{
+    if (session_connect(s))
+        return 1;
+    int err = mf_remote_command(&s->remote, line, on_line, ctx, flags, reply);
+    if (err) {
+        cmd_error(s, cmd, "%s", s->remote.error);
+        if (err != MF_EINVAL)
+            mf_remote_close(&s->remote);
+        return 1;
+    }
+    return 0;
+}
+
+/* Prints why a reply is not #OK. */
+static void reply_error(struct mf_cli_session *s, const char *cmd, const char *line,
+                        const struct mf_remote_reply *reply)
+{
+    if (strcmp(reply->final, "#NACK") == 0) {
+        size_t word = strcspn(line, " ");
+        cmd_error(s, cmd, "#NACK (the programmer does not know '%.*s')", (int)word, line);
+    } else {
+        cmd_error(s, cmd, "%s", reply->final);
+    }
+}
+
+/* Runs `line` and requires #OK. Returns 0, or 1 (printed). reply may be NULL. */
+static int expect_ok(struct mf_cli_session *s, const char *cmd, const char *line,
+                     mf_remote_line_fn on_line, void *ctx, struct mf_remote_reply *reply)
+{
+    struct mf_remote_reply local;
+    if (!reply)
+        reply = &local;
+    if (exchange(s, cmd, line, on_line, ctx, 0, reply))
+        return 1;
+    if (reply->outcome != MF_REMOTE_OK) {
+        reply_error(s, cmd, line, reply);
+        return 1;
+    }
+    return 0;
+}
+
+/* Formats a protocol line into `out` (LINE_SIZE bytes). 0, or 1 when it does not fit. */
+static int format_line(struct mf_cli_session *s, const char *cmd, char *out, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int format_line(struct mf_cli_session *s, const char *cmd, char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, LINE_SIZE, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= LINE_SIZE) {
+        cmd_error(s, cmd, "command longer than %d bytes (name too long?)", MF_REMOTE_COMMAND_MAX);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- cycles: auto, erase, program, verify, start ---- */
+
+struct slot_view {
+    char state[32];
+    uint64_t done, total;
+    bool has_progress, seen;
+};
+
+struct cycle_view {
+    struct mf_cli_session *s;
+    bool bar_shown;
+    struct slot_view slots[MF_REMOTE_SLOTS_MAX + 1];
+};
+
+static unsigned terminal_width(void)
+{
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        return ws.ws_col;
+    return 80;
+}
+
+static void bar_clear(struct cycle_view *v)
+{
+    if (v->bar_shown) {
+        fputs("\r\033[K", stdout);
+        fflush(stdout);
+        v->bar_shown = false;
+    }
+}
+
+static unsigned percent(const struct slot_view *sv)
+{
+    if (!sv->has_progress || sv->total == 0)
+        return 0;
+    return (unsigned)(sv->done >= sv->total ? 100 : sv->done * 100 / sv->total);
+}
+
+/* One line at the bottom of the terminal: a bar for one slot, a summary for several. */
+static void bar_draw(struct cycle_view *v)
+{
+    char text[512];
+    size_t used = 0;
+    int shown = 0, only = 0;
+    for (int i = 1; i <= MF_REMOTE_SLOTS_MAX; i++) {
+        if (v->slots[i].seen) {
+            shown++;
+            only = i;
+        }
+    }
+    if (shown == 0)
+        return;
+    unsigned width = terminal_width() - 1;
+    if (width >= sizeof text)
+        width = sizeof text - 1;
+    if (shown == 1) {
+        const struct slot_view *sv = &v->slots[only];
+        if (sv->has_progress) {
+            unsigned pct = percent(sv);
+            char bar[41];
+            unsigned fill = pct * 40 / 100;
+            memset(bar, '#', fill);
+            memset(bar + fill, '-', 40 - fill);
+            bar[40] = '\0';
+            used = (size_t)snprintf(text, sizeof text, "%-12s [%s] %3u%%", sv->state, bar, pct);
+        } else {
+            used = (size_t)snprintf(text, sizeof text, "%s ...", sv->state);
+        }
+    } else {
+        for (int i = 1; i <= MF_REMOTE_SLOTS_MAX && used < sizeof text; i++) {
+            const struct slot_view *sv = &v->slots[i];
+            if (!sv->seen)
+                continue;
+            int n;
+            if (sv->has_progress)
+                n = snprintf(text + used, sizeof text - used, "%s%d:%s %u%%", used ? "  " : "", i,
+                             sv->state, percent(sv));
+            else
+                n = snprintf(text + used, sizeof text - used, "%s%d:%s", used ? "  " : "", i,
+                             sv->state);
+            if (n < 0)
+                break;
+            used += (size_t)n;
+        }
+    }
+    if (used > width)
+        used = width;
+    text[used < sizeof text ? used : sizeof text - 1] = '\0';
+    fprintf(stdout, "\r\033[K%s", text);
+    fflush(stdout);
+    v->bar_shown = true;
+}
+
+static void cycle_line(void *ctx, const char *line)
+{
+    struct cycle_view *v = ctx;
+    struct mf_cli_session *s = v->s;
+    int slot;
+    char state[32];
+    struct mf_remote_progress p;
+    const char *result;
+    if (mf_remote_parse_status(line, &slot, state, sizeof state) == 0) {
+        bool per_slot = slot != 0;
+        if (slot == 0)
+            slot = s->remote.selected_slot ? s->remote.selected_slot : 1;
+        struct slot_view *sv = &v->slots[slot];
+        if (strcmp(sv->state, state) != 0)
+            sv->has_progress = false;
+        memcpy(sv->state, state, sizeof state);
+        sv->seen = true;
+        if (s->tty) {
+            bar_draw(v);
+        } else if (per_slot) {
+            printf("slot %d: %s\n", slot, state);
+        } else {
+            printf("%s\n", state);
+        }
+    } else if (mf_remote_parse_progress(line, &p) == 0) {
+        struct slot_view *sv = &v->slots[p.slot];
+        memcpy(sv->state, p.state, sizeof p.state);
+        sv->done = p.done;
+        sv->total = p.total;
+        sv->has_progress = sv->seen = true;
+        if (s->tty)
+            bar_draw(v);
+    } else if (mf_remote_parse_result(line, &slot, &result) == 0) {
+        bar_clear(v);
+        printf("slot %d: %s\n", slot, result[0] == '#' ? result + 1 : result);
+        v->slots[slot].seen = false;
+    } else {
+        bar_clear(v);
+        printf("%s\n", line);
+    }
+    if (!s->tty)
+        fflush(stdout);
+}
+
+static bool is_cycle_keyword(const char *line)
+{
+    static const char *const cycles[] = {"#AUTO", "#ERASE", "#PROGRAM", "#VERIFY", "#START"};
+    for (size_t i = 0; i < sizeof cycles / sizeof cycles[0]; i++) {
+        size_t n = strlen(cycles[i]);
+        if (strncasecmp(line, cycles[i], n) == 0 && (line[n] == '\0' || line[n] == ' '))
+            return true;
+    }
+    return false;
+}
+
+/* At a terminal, asks once per connection for #PROGRESS lines (a daemon without them: no). */
+static int progress_on(struct mf_cli_session *s, const char *cmd)
+{
+    if (!s->tty)
+        return 0;
+    if (session_connect(s))
+        return 1;
+    if (s->progress_on == s->remote.connects)
+        return 0;
+    struct mf_remote_reply reply;
+    if (exchange(s, cmd, "#PROGRESS ON", NULL, NULL, 0, &reply))
+        return 1;
+    s->progress_on = s->remote.connects;
+    return 0;
+}
+
+static int run_cycle_line(struct mf_cli_session *s, const char *cmd, const char *line)
+{
+    if (progress_on(s, cmd))
+        return 1;
+    struct cycle_view *v = calloc(1, sizeof *v);
+    struct mf_remote_reply *reply = malloc(sizeof *reply);
+    int status = 1, slot;
+    const char *result;
+    if (!v || !reply) {
+        cmd_error(s, cmd, "out of memory");
+        goto cleanup;
+    }
+    v->s = s;
+    if (exchange(s, cmd, line, cycle_line, v, MF_REMOTE_CANCEL_ON_INTERRUPT, reply)) {
+        bar_clear(v);
+        goto cleanup;
+    }
+    bar_clear(v);
+    if (reply->outcome == MF_REMOTE_OK && !reply->interrupted) {
+        printf("%s\n", reply->final + 1);
+        status = 0;
+    } else if (reply->interrupted) {
+        cmd_error(s, cmd, "cancelled (%s)", reply->final);
+    } else if (mf_remote_parse_result(reply->final, &slot, &result) == 0) {
+        if (reply->failed_slots > 1)
+            cmd_error(s, cmd, "%d slots failed, the first: slot %d: %s%s", reply->failed_slots,
+                      slot, result[0] == '#' ? "" : "#", result);
+        else
+            cmd_error(s, cmd, "slot %d: %s%s", slot, result[0] == '#' ? "" : "#", result);
+    } else {
+        reply_error(s, cmd, line, reply);
+    }
+cleanup:
+    fflush(stdout);
+    free(v);
+    free(reply);
+    return status;
+}
+
+static int cmd_cycle(struct mf_cli_session *s, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    char line[LINE_SIZE];
+    size_t used = (size_t)snprintf(line, sizeof line, "#%s", cmd);
+    for (size_t i = 1; line[i]; i++)
+        line[i] = (char)(line[i] >= 'a' && line[i] <= 'z' ? line[i] - 'a' + 'A' : line[i]);
+    if (strcmp(cmd, "auto") != 0 && argc > 1)
+        return usage_error(s, cmd, "takes no arguments");
+    bool patch = false, nopatch = false, noinfo = false;
+    for (int i = 1; i < argc; i++) {
+        const char *word = argv[i];
+        int n;
+        if (strcasecmp(word, "nopatch") == 0 && !patch && !nopatch) {
+            nopatch = true;
+            n = snprintf(line + used, sizeof line - used, " NOPATCH");
+        } else if (strcasecmp(word, "noinfo") == 0 && !noinfo) {
+            noinfo = true;
+            n = snprintf(line + used, sizeof line - used, " NOINFO");
+        } else if (strcasecmp(word, "patch") == 0 && !patch && !nopatch) {
+            if (i + 1 >= argc)
+                return usage_error(s, cmd, "'patch' needs a patch line (N,ADDR,LEN:DATA...)");
+            patch = true;
+            n = snprintf(line + used, sizeof line - used, " PATCH %s", argv[++i]);
+        } else {
+            cmd_error(s, cmd, "unexpected '%s' (auto [noinfo] [nopatch|patch LINE])", word);
+            return 2;
+        }
+        if (n < 0 || (size_t)n >= sizeof line - used)
+            return usage_error(s, cmd, "patch line too long");
+        used += (size_t)n;
+    }
+    return run_cycle_line(s, cmd, line);
+}
+
+/* ---- status, result, info, select, selmodule, cancel, reboot, securearea, baudrate ---- */
+
+/* Lines collected from a reply, printed once it ended well (JSON is all or nothing). */
+struct collected {
+    char **lines;
+    size_t count, cap;
+    bool overflow, no_memory;
+};
+
+static void collect_line(void *ctx, const char *line)
+{
+    struct collected *c = ctx;
+    if (line[0] != '#')
+        return;
+    if (c->count >= LIST_ENTRIES_MAX) {
+        c->overflow = true;
+        return;
+    }
+    if (c->count == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        char **lines = realloc(c->lines, cap * sizeof *lines);
+        if (!lines) {
+            c->no_memory = true;
+            return;
+        }
+        c->lines = lines;
+        c->cap = cap;
+    }
+    char *copy = strdup(line);
+    if (!copy) {
+        c->no_memory = true;
+        return;
+    }
+    c->lines[c->count++] = copy;
+}
+
+static void collected_free(struct collected *c)
+{
+    for (size_t i = 0; i < c->count; i++)
+        free(c->lines[i]);
+    free(c->lines);
+    memset(c, 0, sizeof *c);
+}
+
+/* Runs `line`, collecting its lines; 0 when it ended in #OK with every line kept. */
+static int collect(struct mf_cli_session *s, const char *cmd, const char *line, struct collected *c,
+                   struct mf_remote_reply *reply)
+{
+    memset(c, 0, sizeof *c);
+    if (expect_ok(s, cmd, line, collect_line, c, reply))
+        return 1;
+    if (c->no_memory) {
+        cmd_error(s, cmd, "out of memory");
+        return 1;
+    }
+    if (c->overflow) {
+        cmd_error(s, cmd, "more than %d lines in the reply", LIST_ENTRIES_MAX);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_status(struct mf_cli_session *s, int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return usage_error(s, "status", "takes no arguments");
+    struct collected c;
+    struct mf_remote_reply reply;
+    int status = collect(s, "status", "#STATUS", &c, &reply);
+    if (status == 0) {
+        collect_line(&c, reply.final); /* the last slot's line ends the reply */
+        if (s->json)
+            printf("{\"slots\":[");
+        for (size_t i = 0; i < c.count; i++) {
+            int slot;
+            char state[64];
+            if (mf_remote_parse_status(c.lines[i], &slot, state, sizeof state)) {
+                cmd_error(s, "status", "unexpected reply '%s'", c.lines[i]);
+                status = 1;
+                break;
+            }
+            bool single = slot == 0;
+            if (single)
+                slot = s->remote.selected_slot ? s->remote.selected_slot : 1;
+            if (s->json) {
+                printf("%s{\"slot\":%d,\"state\":", i ? "," : "", slot);
+                json_string(stdout, state);
+                printf("}");
+            } else if (single) {
+                printf("%s\n", state);
+            } else {
+                printf("slot %d: %s\n", slot, state);
+            }
+        }
+        if (s->json)
+            printf("]}\n");
+    }
+    collected_free(&c);
+    return status;
+}
+
+static int cmd_result(struct mf_cli_session *s, int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return usage_error(s, "result", "takes no arguments");
+    struct collected c;
+    struct mf_remote_reply reply;
+    int status = collect(s, "result", "#RESULT", &c, &reply);
+    if (status == 0) {
+        collect_line(&c, reply.final); /* the last slot's line ends the reply */
+        if (s->json)
+            printf("{\"results\":[");
+        for (size_t i = 0; i < c.count; i++) {
+            int slot;
+            const char *result;
+            if (mf_remote_parse_result(c.lines[i], &slot, &result)) {
+                cmd_error(s, "result", "unexpected reply '%s'", c.lines[i]);
+                status = 1;
+                break;
+            }
+            const char *text = result[0] == '#' ? result + 1 : result;
+            int code = mf_remote_error_code(c.lines[i], NULL);
+            if (!s->json) {
+                printf("slot %d: %s\n", slot, text);
+                continue;
+            }
+            const char *kind = code >= 0                     ? "error"
+                               : strcmp(text, "NONE") == 0   ? "none"
+                               : strncmp(text, "OK", 2) == 0 ? "ok"
+                                                             : "unknown";
+            printf("%s{\"slot\":%d,\"result\":\"%s\",\"code\":", i ? "," : "", slot, kind);
+            if (code >= 0)
+                printf("%d", code);
+            else
+                printf("null");
+            printf(",\"text\":");
+            json_string(stdout, text);
+            printf("}");
+        }
+        if (s->json)
+            printf("]}\n");
+    }
+    collected_free(&c);
+    return status;
+}
+
+static int cmd_info(struct mf_cli_session *s, int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return usage_error(s, "info", "takes no arguments");
+    struct collected c;
+    int status = collect(s, "info", "#INFO", &c, NULL);
+    if (status == 0) {
+        if (s->json)
+            printf("{");
+        size_t shown = 0;
+        for (size_t i = 0; i < c.count; i++) {
+            const char *line = c.lines[i];
+            const char *eq = strchr(line, '=');
+            if (strncmp(line, "#INFO:", 6) != 0 || !eq || eq == line + 6)
+                continue;
+            if (!s->json) {
+                printf("%s\n", line + 6);
+                continue;
+            }
+            char key[64];
+            size_t n = (size_t)(eq - (line + 6));
+            if (n >= sizeof key)
+                n = sizeof key - 1;
+            for (size_t k = 0; k < n; k++) {
+                char ch = line[6 + k];
+                key[k] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+            }
+            key[n] = '\0';
+            printf("%s", shown++ ? "," : "");
+            json_string(stdout, key);
+            printf(":");
+            json_string(stdout, eq + 1);
+        }
+        if (s->json)
+            printf("}\n");
+    }
+    collected_free(&c);
+    return status;
+}
+
+/* Joins argv[first..] with spaces after `prefix` into line. */
+static int join_line(struct mf_cli_session *s, const char *cmd, char *line, const char *prefix,
+                     int argc, char **argv, int first)
+{
+    size_t used = (size_t)snprintf(line, LINE_SIZE, "%s", prefix);
+    for (int i = first; i < argc; i++) {
+        int n = snprintf(line + used, LINE_SIZE - used, "%s%s", i > first ? " " : " ", argv[i]);
+        if (n < 0 || (size_t)n >= LINE_SIZE - used) {
+            cmd_error(s, cmd, "command longer than %d bytes", MF_REMOTE_COMMAND_MAX);
+            return 1;
+        }
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+static int cmd_select(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error(s, "select", "missing project name");
+    char line[LINE_SIZE];
+    if (join_line(s, "select", line, "#SELECT", argc, argv, 1))
+        return 1;
+    return expect_ok(s, "select", line, NULL, NULL, NULL);
+}
+
+static int cmd_selmodule(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error(s, "selmodule",
+                           argc < 2 ? "missing slots (1,2,... or *)" : "unexpected argument");
+    const char *slots = argv[1];
+    if (strcmp(slots, "*") != 0) {
+        char probe[300];
+        int count, single;
+        if (strlen(slots) > 250 || snprintf(probe, sizeof probe, "#SELECTED:%s", slots) < 0 ||
+            mf_remote_parse_selected(probe, &count, &single) || count == 0) {
+            cmd_error(s, "selmodule", "bad slot list '%s' (numbers 1-%d separated by ',', or *)",
+                      slots, MF_REMOTE_SLOTS_MAX);
+            return 2;
+        }
+    }
+    char line[LINE_SIZE];
+    if (format_line(s, "selmodule", line, "#SELMODULE %s", slots))
+        return 1;
+    struct mf_remote_reply reply;
+    if (expect_ok(s, "selmodule", line, NULL, NULL, &reply))
+        return 1;
+    if (strncmp(reply.final, "#SELECTED:", 10) == 0)
+        printf("selected slots: %s\n", reply.final + 10);
+    return 0;
+}
+
+static int cmd_simple(struct mf_cli_session *s, const char *cmd, const char *line)
+{
+    return expect_ok(s, cmd, line, NULL, NULL, NULL);
+}
+
+static int cmd_cancel(struct mf_cli_session *s, int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return usage_error(s, "cancel", "takes no arguments");
+    return cmd_simple(s, "cancel", "#CANCEL");
+}
+
+/* After #REBOOT: the programmer answers #OK before it restarts (docs/protocol.md), so wait
+ * until it has been seen starting (INITIALIZING, or #NACK:ERR008 "starting up") and then ready,
+ * in the wanted mode. A restart too quick to be seen counts as done after REBOOT_QUIET_MS of
+ * ready answers. At most the timeout. */
+#define REBOOT_QUIET_MS 300
+
+static int wait_restarted(struct mf_cli_session *s, const char *cmd, bool file_access)
+{
+    uint64_t start = mf_clock_ms();
+    uint64_t deadline = start + (uint64_t)s->timeout_ms;
+    bool seen_starting = false;
+    for (;;) {
+        struct collected c;
+        struct mf_remote_reply reply;
+        memset(&c, 0, sizeof c);
+        if (exchange(s, cmd, "#STATUS", collect_line, &c, 0, &reply)) {
+            collected_free(&c);
+            return 1;
+        }
+        bool starting = reply.outcome == MF_REMOTE_NACK && reply.code == 8;
+        bool in_mode = false;
+        if (reply.outcome == MF_REMOTE_OK) {
+            collect_line(&c, reply.final);
+            for (size_t i = 0; i < c.count; i++) {
+                int slot;
+                char state[64];
+                if (mf_remote_parse_status(c.lines[i], &slot, state, sizeof state))
+                    continue;
+                if (strcmp(state, "INITIALIZING") == 0)
+                    starting = true;
+                in_mode = (strcmp(state, "FILEACCESS") == 0) == file_access;
+            }
+        }
+        collected_free(&c);
+        if (!starting && reply.outcome != MF_REMOTE_OK) {
+            reply_error(s, cmd, "#STATUS", &reply);
+            return 1;
+        }
+        seen_starting = seen_starting || starting;
+        uint64_t now = mf_clock_ms();
+        if (!starting && in_mode &&
+            (seen_starting || file_access || now - start >= REBOOT_QUIET_MS))
+            return 0;
+        if (now >= deadline || cli_interrupted) {
+            cmd_error(s, cmd, "%s has not restarted after %d.%03d s", s->url, s->timeout_ms / 1000,
+                      s->timeout_ms % 1000);
+            return 1;
+        }
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static int cmd_reboot(struct mf_cli_session *s, int argc, char **argv)
+{
+    const char *line = "#REBOOT";
+    bool file_access = false;
+    if (argc > 2)
+        return usage_error(s, "reboot", "unexpected argument");
+    if (argc == 2) {
+        if (strcasecmp(argv[1], "file-access") != 0 && strcasecmp(argv[1], "fileaccess") != 0) {
+            cmd_error(s, "reboot", "unknown mode '%s' (reboot [file-access])", argv[1]);
+            return 2;
+        }
+        line = "#REBOOT FILEACCESS";
+        file_access = true;
+    }
+    if (cmd_simple(s, "reboot", line))
+        return 1;
+    /* The programmer restarts: connect anew (the connection may be gone) and wait for it. */
+    mf_remote_close(&s->remote);
+    return wait_restarted(s, "reboot", file_access);
+}
+
+static int cmd_securearea(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error(s, "securearea", "needs 'create' or 'remove'");
+    if (strcasecmp(argv[1], "create") == 0)
+        return cmd_simple(s, "securearea create", "#SECUREAREA CREATE");
+    if (strcasecmp(argv[1], "remove") == 0)
+        return cmd_simple(s, "securearea remove", "#SECUREAREA REMOVE");
+    cmd_error(s, "securearea", "unknown action '%s' (create, remove)", argv[1]);
+    return 2;
+}
+
+static int cmd_baudrate(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error(s, "baudrate", "needs one speed");
+    char *end;
+    errno = 0;
+    unsigned long baud = strtoul(argv[1], &end, 10);
+    if (errno || end == argv[1] || *end || baud < 1200 || baud > 921600) {
+        cmd_error(s, "baudrate", "bad speed '%s' (1200 ... 921600)", argv[1]);
+        return 2;
+    }
+    if (session_connect(s))
+        return 1;
+    if (s->remote.kind != MF_REMOTE_SERIAL) {
+        cmd_error(s, "baudrate", "%s is not a serial line", s->url);
+        return 1;
+    }
+    char line[LINE_SIZE];
+    if (format_line(s, "baudrate", line, "#BAUDRATE %lu", baud))
+        return 1;
+    if (expect_ok(s, "baudrate", line, NULL, NULL, NULL))
+        return 1;
+    if (mf_remote_set_baud(&s->remote, baud)) {
+        cmd_error(s, "baudrate", "%s", s->remote.error);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- raw ---- */
+
+static void raw_line(void *ctx, const char *line)
+{
+    (void)ctx;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+int mf_cli_raw(struct mf_cli_session *s, const char *line)
+{
+    unsigned flags = MF_REMOTE_PASS_ACK;
+    if (is_cycle_keyword(line))
+        flags |= MF_REMOTE_CANCEL_ON_INTERRUPT;
+    struct mf_remote_reply reply;
+    if (exchange(s, "raw", line, raw_line, NULL, flags, &reply))
+        return 1;
+    printf("%s\n", reply.final);
+    fflush(stdout);
+    if (reply.outcome != MF_REMOTE_OK || reply.interrupted) {
+        cmd_error(s, "raw", "%s: %s", line, reply.interrupted ? "cancelled" : "failed");
+        return 1;
+    }
+    if (strncasecmp(line, "#REBOOT", 7) == 0 && (line[7] == '\0' || line[7] == ' '))
+        mf_remote_close(&s->remote);
+    return 0;
+}
+
+static int cmd_raw(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error(s, "raw", "missing protocol line (e.g. raw #STATUS)");
+    char line[LINE_SIZE];
+    size_t used = 0;
+    for (int i = 1; i < argc; i++) {
+        int n = snprintf(line + used, sizeof line - used, "%s%s", i > 1 ? " " : "", argv[i]);
+        if (n < 0 || (size_t)n >= sizeof line - used) {
+            cmd_error(s, "raw", "line longer than %d bytes", MF_REMOTE_COMMAND_MAX);
+            return 2;
+        }
+        used += (size_t)n;
+    }
+    if (line[0] != '#') {
+        cmd_error(s, "raw", "a protocol line starts with '#': '%s'", line);
+        return 2;
+    }
+    return mf_cli_raw(s, line);
+}
+
+/* ---- files of the public area ---- */
+
+/* Splits a remote path into its folder and last name ('/' or '\' separate). Both are
+ * written into `buf` (the path's copy); a root path gives folder "" and name "". */
+static void split_remote(char *buf, const char **folder, const char **name)
+{
+    for (char *p = buf; *p; p++) {
+        if (*p == '\\')
+            *p = '/';
+    }
+    size_t len = strlen(buf);
+    while (len > 0 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash) {
+        *folder = "";
+        *name = buf;
+        return;
+    }
+    *slash = '\0';
+    *name = slash + 1;
+    char *f = buf;
+    while (*f == '/')
+        f++;
+    *folder = f;
+}
+
+struct lookup {
+    const char *name;
+    bool found, is_dir;
+    uint64_t size;
+};
+
+static void lookup_line(void *ctx, const char *line)
+{
+    struct lookup *l = ctx;
+    bool is_dir;
+    uint64_t size;
+    const char *name;
+    if (!l->found && mf_remote_parse_flist(line, &is_dir, &size, &name) == 0 &&
+        strcasecmp(name, l->name) == 0) {
+        l->found = true;
+        l->is_dir = is_dir;
+        l->size = size;
+    }
+}
+
+/* Finds `path` through a listing of its folder (#FOPEN would create a missing file).
+ * Returns 0 with *exists / *is_dir set (a missing folder: not found), or 1 (printed). */
+static int remote_stat(struct mf_cli_session *s, const char *cmd, const char *path, bool *exists,
+                       bool *is_dir)
+{
+    char *copy = strdup(path);
+    if (!copy) {
+        cmd_error(s, cmd, "out of memory");
+        return 1;
+    }
+    const char *folder, *name;
+    split_remote(copy, &folder, &name);
+    int status = 0;
+    *exists = false;
+    *is_dir = false;
+    if (!*name) {
+        *exists = *is_dir = true; /* the root */
+        goto done;
+    }
+    char line[LINE_SIZE];
+    if (*folder ? format_line(s, cmd, line, "#FLIST %s", folder)
+                : format_line(s, cmd, line, "#FLIST")) {
+        status = 1;
+        goto done;
+    }
+    struct lookup l = {.name = name};
+    struct mf_remote_reply reply;
+    if (exchange(s, cmd, line, lookup_line, &l, 0, &reply)) {
+        status = 1;
+    } else if (reply.outcome == MF_REMOTE_NACK) {
+        reply_error(s, cmd, line, &reply);
+        status = 1;
+    } else if (reply.outcome == MF_REMOTE_OK && l.found) {
+        *exists = true;
+        *is_dir = l.is_dir;
+    }
+done:
+    free(copy);
+    return status;
+}
+
+static const char *local_basename(const char *path)
+{
+    const char *end = path + strlen(path);
+    while (end > path && end[-1] == '/')
+        end--;
+    const char *start = end;
+    while (start > path && start[-1] != '/')
+        start--;
+    return start;
+}
+
+static int write_all(int fd, const uint8_t *data, size_t size)
+{
+    while (size) {
+        ssize_t n = write(fd, data, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        size -= (size_t)n;
+    }
+    return 0;
+}
+
+static void file_progress(struct mf_cli_session *s, const char *what, const char *name,
+                          uint64_t done, uint64_t total)
+{
+    if (!s->tty || total < 16 * MF_REMOTE_CHUNK)
+        return;
+    unsigned pct = (unsigned)(done * 100 / total);
+    fprintf(stdout, "\r\033[K%s %.50s %3u%%", what, name, pct);
+    if (done >= total)
+        fputs("\r\033[K", stdout);
+    fflush(stdout);
+}
+
+static int remote_close_file(struct mf_cli_session *s, const char *cmd)
+{
+    return expect_ok(s, cmd, "#FCLOSE", NULL, NULL, NULL);
+}
+
+/* #FOPEN + #FSIZE. Returns 0 with the file open, or 1 (printed; closed). */
+static int remote_open_file(struct mf_cli_session *s, const char *cmd, const char *path,
+                            uint64_t *size)
+{
+    char line[LINE_SIZE];
+    if (format_line(s, cmd, line, "#FOPEN %s", path))
+        return 1;
+    if (expect_ok(s, cmd, line, NULL, NULL, NULL))
+        return 1;
+    struct mf_remote_reply reply;
+    if (expect_ok(s, cmd, "#FSIZE", NULL, NULL, &reply))
+        goto fail;
+    if (mf_remote_parse_size(reply.final, size) || *size > REMOTE_FILE_MAX) {
+        cmd_error(s, cmd, "bad #FSIZE reply '%s'", reply.final);
+        goto fail;
+    }
+    return 0;
+fail:
+    if (s->connected && s->remote.fd >= 0)
+        (void)remote_close_file(s, cmd);
+    return 1;
+}
+
+/* Copies the remote file `path` into out_fd. */
+static int get_file(struct mf_cli_session *s, const char *cmd, const char *path, int out_fd,
+                    const char *out_name)
+{
+    bool exists, is_dir;
+    if (remote_stat(s, cmd, path, &exists, &is_dir))
+        return 1;
+    if (!exists) {
+        cmd_error(s, cmd, "%s: no such file on the programmer", path);
+        return 1;
+    }
+    if (is_dir) {
+        cmd_error(s, cmd, "%s is a folder", path);
+        return 1;
+    }
+    uint64_t size;
+    if (remote_open_file(s, cmd, path, &size))
+        return 1;
+    uint8_t data[MF_REMOTE_CHUNK];
+    uint64_t offset = 0;
+    int status = 0;
+    while (offset < size) {
+        uint64_t want = size - offset < MF_REMOTE_CHUNK ? size - offset : MF_REMOTE_CHUNK;
+        char line[LINE_SIZE];
+        struct mf_remote_reply reply;
+        (void)format_line(s, cmd, line, "#FREAD %" PRIX64 ",%" PRIX64, offset, want);
+        if (expect_ok(s, cmd, line, NULL, NULL, &reply)) {
+            status = 1;
+            break;
+        }
+        size_t got;
+        if (mf_remote_parse_fread(reply.final, data, (size_t)want, &got)) {
+            cmd_error(s, cmd, "bad #FREAD reply at offset 0x%" PRIX64 ": '%.60s'", offset,
+                      reply.final);
+            status = 1;
+            break;
+        }
+        if (got == 0) {
+            cmd_error(s, cmd, "%s ended at %" PRIu64 " of %" PRIu64 " bytes", path, offset, size);
+            status = 1;
+            break;
+        }
+        if (write_all(out_fd, data, got)) {
+            cmd_error(s, cmd, "cannot write %s: %s", out_name, strerror(errno));
+            status = 1;
+            break;
+        }
+        offset += got;
+        file_progress(s, cmd, path, offset, size);
+    }
+    if (s->connected && s->remote.fd >= 0 && remote_close_file(s, cmd))
+        status = 1;
+    return status;
+}
+
+/* Copies the local file `local` to the remote `path`, replacing what was there. */
+static int put_file(struct mf_cli_session *s, const char *cmd, const char *local, const char *path)
+{
+    int fd = open(local, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cmd_error(s, cmd, "cannot open %s: %s", local, strerror(errno));
+        return 1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        cmd_error(s, cmd, "%s is not a regular file", local);
+        close(fd);
+        return 1;
+    }
+    if ((uint64_t)st.st_size > REMOTE_FILE_MAX) {
+        cmd_error(s, cmd, "%s is larger than a FAT file can be (4 GiB - 1)", local);
+        close(fd);
+        return 1;
+    }
+    uint64_t remote_size, total = (uint64_t)st.st_size;
+    if (remote_open_file(s, cmd, path, &remote_size)) {
+        close(fd);
+        return 1;
+    }
+    char line[LINE_SIZE];
+    int status = 0;
+    if (remote_size > total) {
+        /* #FOPEN never truncates: a longer old file is deleted first. */
+        if (remote_close_file(s, cmd) || format_line(s, cmd, line, "#FDELETE %s", path) ||
+            expect_ok(s, cmd, line, NULL, NULL, NULL) ||
+            remote_open_file(s, cmd, path, &remote_size)) {
+            close(fd);
+            return 1;
+        }
+    }
+    uint8_t data[MF_REMOTE_CHUNK];
+    uint64_t offset = 0;
+    for (;;) {
+        ssize_t n = read(fd, data, sizeof data);
+        if (n < 0 && errno == EINTR && !cli_interrupted)
+            continue;
+        if (n < 0) {
+            cmd_error(s, cmd, "cannot read %s: %s", local, strerror(errno));
+            status = 1;
+            break;
+        }
+        if (n == 0)
+            break;
+        int used = snprintf(line, sizeof line, "#FWRITE %" PRIX64 ",%zX:", offset, (size_t)n);
+        for (ssize_t i = 0; i < n; i++) {
+            static const char digits[] = "0123456789ABCDEF";
+            line[used++] = digits[data[i] >> 4];
+            line[used++] = digits[data[i] & 15];
+        }
+        line[used] = '\0';
+        if (expect_ok(s, cmd, line, NULL, NULL, NULL)) {
+            status = 1;
+            break;
+        }
+        offset += (uint64_t)n;
+        file_progress(s, cmd, path, offset, total);
+    }
+    close(fd);
+    if (s->connected && s->remote.fd >= 0 && remote_close_file(s, cmd))
+        status = 1;
+    return status;
+}
+
+/* #MKDIR that accepts a folder that is already there. */
+static int remote_mkdir(struct mf_cli_session *s, const char *cmd, const char *path)
+{
+    char line[LINE_SIZE];
+    if (format_line(s, cmd, line, "#MKDIR %s", path))
+        return 1;
+    struct mf_remote_reply reply;
+    if (exchange(s, cmd, line, NULL, NULL, 0, &reply))
+        return 1;
+    if (reply.outcome == MF_REMOTE_OK)
+        return 0;
+    bool exists, is_dir;
+    if (reply.outcome == MF_REMOTE_ERR && !remote_stat(s, cmd, path, &exists, &is_dir) && exists &&
+        is_dir)
+        return 0;
+    reply_error(s, cmd, line, &reply);
+    return 1;
+}
+
+/* Creates `path` and the folders above it. */
+static int remote_mkdir_parents(struct mf_cli_session *s, const char *cmd, const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy) {
+        cmd_error(s, cmd, "out of memory");
+        return 1;
+    }
+    for (char *p = copy; *p; p++) {
+        if (*p == '\\')
+            *p = '/';
+    }
+    int status = 0;
+    char *p = copy;
+    while (*p == '/')
+        p++;
+    for (int depth = 0; *p && depth < 256; depth++) {
+        char *slash = strchr(p, '/');
+        if (slash)
+            *slash = '\0';
+        if (*p && remote_mkdir(s, cmd, copy)) {
+            status = 1;
+            break;
+        }
+        if (!slash)
+            break;
+        *slash = '/';
+        p = slash + 1;
+    }
+    free(copy);
+    return status;
+}
+
+static char *join_path(const char *dir, const char *name, char sep)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *out = malloc(a + b + 2);
+    if (!out)
+        return NULL;
+    memcpy(out, dir, a);
+    size_t used = a;
+    if (a && dir[a - 1] != sep && dir[a - 1] != '/')
+        out[used++] = sep;
+    memcpy(out + used, name, b + 1);
+    return out;
+}
+
+/* Copies the contents of the local folder into the remote folder (which exists). */
+static int put_tree(struct mf_cli_session *s, const char *cmd, const char *local,
+                    const char *remote, int depth)
+{
+    if (depth > TREE_DEPTH_MAX) {
+        cmd_error(s, cmd, "%s: folders nested deeper than %d levels", local, TREE_DEPTH_MAX);
+        return 1;
+    }
+    struct dirent **names;
+    int n = scandir(local, &names, NULL, alphasort);
+    if (n < 0) {
+        cmd_error(s, cmd, "cannot read folder %s: %s", local, strerror(errno));
+        return 1;
+    }
+    int status = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        if (status || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || cli_interrupted)
+            continue;
+        char *local_path = join_path(local, name, '/');
+        char *remote_path = join_path(remote, name, '/');
+        struct stat st;
+        if (!local_path || !remote_path) {
+            cmd_error(s, cmd, "out of memory");
+            status = 1;
+        } else if (stat(local_path, &st) < 0) {
+            cmd_error(s, cmd, "cannot read %s: %s", local_path, strerror(errno));
+            status = 1;
+        } else if (S_ISDIR(st.st_mode)) {
+            status = remote_mkdir(s, cmd, remote_path) ||
+                     put_tree(s, cmd, local_path, remote_path, depth + 1);
+        } else if (S_ISREG(st.st_mode)) {
+            status = put_file(s, cmd, local_path, remote_path);
+        } else {
+            cmd_error(s, cmd, "%s is neither a file nor a folder", local_path);
+            status = 1;
+        }
+        free(local_path);
+        free(remote_path);
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (!status && cli_interrupted) {
+        cmd_error(s, cmd, "interrupted");
+        status = 1;
+    }
+    return status;
+}
+
+static int cmd_fwrite(struct mf_cli_session *s, int argc, char **argv)
+{
+    bool recursive = false;
+    const char *pos[2];
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--recursive") == 0) {
+            recursive = true;
+        } else if (npos < 2) {
+            pos[npos++] = argv[i];
+        } else {
+            return usage_error(s, "fwrite", "too many arguments");
+        }
+    }
+    if (npos == 0)
+        return usage_error(s, "fwrite", "missing local file");
+    const char *local = pos[0];
+    if (recursive) {
+        if (npos < 2)
+            return usage_error(s, "fwrite", "-r needs the remote folder (/ for the root)");
+        struct stat st;
+        if (stat(local, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            cmd_error(s, "fwrite", "%s is not a folder", local);
+            return 1;
+        }
+        /* Names are relative to the root of the public area: "/" is the root itself. */
+        const char *folder = pos[1];
+        while (*folder == '/' || *folder == '\\')
+            folder++;
+        if (remote_mkdir_parents(s, "fwrite", folder))
+            return 1;
+        return put_tree(s, "fwrite", local, folder, 0);
+    }
+    const char *base = local_basename(local);
+    if (!*base)
+        return usage_error(s, "fwrite", "missing local file name");
+    char *remote;
+    if (npos < 2)
+        remote = strdup(base);
+    else {
+        size_t len = strlen(pos[1]);
+        remote = len && (pos[1][len - 1] == '/' || pos[1][len - 1] == '\\')
+                     ? join_path(pos[1], base, '/')
+                     : strdup(pos[1]);
+    }
+    if (!remote) {
+        cmd_error(s, "fwrite", "out of memory");
+        return 1;
+    }
+    int status = put_file(s, "fwrite", local, remote);
+    free(remote);
+    return status;
+}
+
+static int cmd_fread(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc < 2 || argc > 3)
+        return usage_error(s, "fread", argc < 2 ? "missing remote file" : "too many arguments");
+    const char *remote = argv[1];
+    char *copy = strdup(remote);
+    if (!copy) {
+        cmd_error(s, "fread", "out of memory");
+        return 1;
+    }
+    const char *folder, *name;
+    split_remote(copy, &folder, &name);
+    if (!*name) {
+        free(copy);
+        return usage_error(s, "fread", "missing remote file name");
+    }
+    char *local = NULL;
+    if (argc == 3) {
+        struct stat st;
+        if (strcmp(argv[2], "-") != 0 && stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode))
+            local = join_path(argv[2], name, '/');
+        else
+            local = strdup(argv[2]);
+    } else {
+        local = strdup(name);
+    }
+    free(copy);
+    if (!local) {
+        cmd_error(s, "fread", "out of memory");
+        return 1;
+    }
+    int status;
+    if (strcmp(local, "-") == 0) {
+        status = get_file(s, "fread", remote, STDOUT_FILENO, "standard output");
+    } else {
+        int fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            cmd_error(s, "fread", "cannot create %s: %s", local, strerror(errno));
+            free(local);
+            return 1;
+        }
+        status = get_file(s, "fread", remote, fd, local);
+        if (close(fd) < 0 && !status) {
+            cmd_error(s, "fread", "cannot write %s: %s", local, strerror(errno));
+            status = 1;
+        }
+        if (status)
+            unlink(local);
+    }
+    free(local);
+    return status;
+}
+
+static int cmd_fshow(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error(s, "fshow", argc < 2 ? "missing remote file" : "too many arguments");
+    fflush(stdout);
+    return get_file(s, "fshow", argv[1], STDOUT_FILENO, "standard output");
+}
+
+static int cmd_fsize(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error(s, "fsize", argc < 2 ? "missing remote file" : "too many arguments");
+    bool exists, is_dir;
+    if (remote_stat(s, "fsize", argv[1], &exists, &is_dir))
+        return 1;
+    if (!exists || is_dir) {
+        cmd_error(s, "fsize", "%s: %s", argv[1],
+                  exists ? "is a folder" : "no such file on the programmer");
+        return 1;
+    }
+    uint64_t size;
+    if (remote_open_file(s, "fsize", argv[1], &size))
+        return 1;
+    if (remote_close_file(s, "fsize"))
+        return 1;
+    printf("%" PRIu64 "\n", size);
+    return 0;
+}
+
+static int cmd_path_command(struct mf_cli_session *s, int argc, char **argv, const char *keyword)
+{
+    if (argc != 2)
+        return usage_error(s, argv[0], argc < 2 ? "missing remote name" : "too many arguments");
+    char line[LINE_SIZE];
+    if (format_line(s, argv[0], line, "%s %s", keyword, argv[1]))
+        return 1;
+    return expect_ok(s, argv[0], line, NULL, NULL, NULL);
+}
+
+static int cmd_fdelete(struct mf_cli_session *s, int argc, char **argv)
+{
+    return cmd_path_command(s, argc, argv, "#FDELETE");
+}
+
+static int cmd_mkdir(struct mf_cli_session *s, int argc, char **argv)
+{
+    return cmd_path_command(s, argc, argv, "#MKDIR");
+}
+
+static int cmd_rmdir(struct mf_cli_session *s, int argc, char **argv)
+{
+    return cmd_path_command(s, argc, argv, "#RMDIR");
+}
+
+static int cmd_flist(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc > 2)
+        return usage_error(s, "flist", "too many arguments");
+    const char *dir = argc == 2 ? argv[1] : "";
+    char line[LINE_SIZE];
+    if (*dir ? format_line(s, "flist", line, "#FLIST %s", dir)
+             : format_line(s, "flist", line, "#FLIST"))
+        return 1;
+    struct collected c;
+    int status = collect(s, "flist", line, &c, NULL);
+    if (status == 0) {
+        if (s->json) {
+            printf("{\"dir\":");
+            json_string(stdout, dir);
+            printf(",\"entries\":[");
+        }
+        size_t shown = 0;
+        for (size_t i = 0; i < c.count; i++) {
+            bool is_dir;
+            uint64_t size;
+            const char *name;
+            if (mf_remote_parse_flist(c.lines[i], &is_dir, &size, &name))
+                continue;
+            if (!s->json) {
+                if (is_dir)
+                    printf("     <DIR>  %s\n", name);
+                else
+                    printf("%10" PRIu64 "  %s\n", size, name);
+                continue;
+            }
+            printf("%s{\"name\":", shown++ ? "," : "");
+            json_string(stdout, name);
+            if (is_dir)
+                printf(",\"type\":\"dir\"}");
+            else
+                printf(",\"type\":\"file\",\"size\":%" PRIu64 "}", size);
+        }
+        if (s->json)
+            printf("]}\n");
+    }
+    collected_free(&c);
+    return status;
+}
+
+/* ---- the table ---- */
+
+static int cmd_help(struct mf_cli_session *s, int argc, char **argv);
+
+static const struct command {
+    const char *name;
+    const char *args;
+    const char *summary;
+    int (*run)(struct mf_cli_session *s, int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"auto", "[noinfo] [nopatch|patch LINE]", "run a full cycle (the start button)", cmd_cycle,
+     "Erases as configured, programs, verifies, protects and starts the device on every\n"
+     "selected slot, using the selected project. One programming count per device.\n"
+     "  nopatch     do not apply Patches.txt\n"
+     "  patch LINE  apply LINE (Patches.txt syntax, e.g. 1,8000010,4:01020304) instead\n"
+     "  noinfo      ask for no status lines\n"
+     "At a terminal a progress bar shows the phase; Ctrl-C sends #CANCEL.\n"},
+    {"erase", "", "erase what the jobs' erase setting covers", cmd_cycle, NULL},
+    {"program", "", "erase and program, without verify (one count)", cmd_cycle, NULL},
+    {"verify", "", "verify the devices against the jobs' data", cmd_cycle, NULL},
+    {"start", "", "start the application on the devices", cmd_cycle, NULL},
+    {"cancel", "", "cancel what the selected slots run", cmd_cancel, NULL},
+    {"status", "", "state of the selected slots (--json)", cmd_status,
+     "Prints the state (READY, PROGRAMMING, ...): one word with one slot selected, else one\n"
+     "'slot N: STATE' line per slot. --json: {\"slots\":[{\"slot\":1,\"state\":\"READY\"}]}\n"},
+    {"result", "", "result of each selected slot's last command (--json)", cmd_result,
+     "Prints 'slot N: OK (...)', 'slot N: ERRnnn:...' or 'slot N: NONE'.\n"
+     "--json: {\"results\":[{\"slot\":1,\"result\":\"ok\",\"code\":null,\"text\":\"...\"}]}\n"},
+    {"info", "", "facts about the programmer (--json)", cmd_info,
+     "Prints KEY=value lines: VERSION, MODE, AREA, PROJECT, SLOTS, CYCLES_LEFT,\n"
+     "NEXT_SERIAL, SETUP, LOG. --json: one object with the keys in lower case.\n"},
+    {"select", "PROJECT", "select the project (with or without its NN_ prefix)", cmd_select, NULL},
+    {"selmodule", "SLOTS", "choose the slots the next commands drive (1,3 or *)", cmd_selmodule,
+     "The selection belongs to the connection: a new connection (after a reboot) drives\n"
+     "every slot again.\n"},
+    {"fwrite", "[-r] LOCAL [REMOTE]",
+     "copy a file (or with -r a folder's contents) to the programmer", cmd_fwrite,
+     "Copies LOCAL to REMOTE on the public area, replacing it (REMOTE defaults to LOCAL's\n"
+     "name; a REMOTE ending in / is a folder to copy into). With -r, copies everything in\n"
+     "the folder LOCAL into the folder REMOTE ('/' for the root), creating folders as needed.\n"},
+    {"fread", "REMOTE [LOCAL]", "copy a file from the programmer ('-' = standard output)",
+     cmd_fread, NULL},
+    {"fshow", "REMOTE", "print a file of the programmer", cmd_fshow, NULL},
+    {"fsize", "REMOTE", "print the size of a file in bytes", cmd_fsize, NULL},
+    {"fdelete", "REMOTE", "delete a file", cmd_fdelete, NULL},
+    {"flist", "[DIR]", "list a folder (--json)", cmd_flist,
+     "Prints one line per entry: the size in bytes and the name, or <DIR> and the name.\n"
+     "--json: {\"dir\":\"...\",\"entries\":[{\"name\":\"a\",\"type\":\"file\",\"size\":1}]}\n"},
+    {"mkdir", "DIR", "create a folder", cmd_mkdir, NULL},
+    {"rmdir", "DIR", "remove an empty folder", cmd_rmdir, NULL},
+    {"securearea", "create | remove", "create or remove the secure area (all files are lost)",
+     cmd_securearea,
+     "Repartitions the storage: every configuration and data file is lost. Accepted on the\n"
+     "local connection (the UNIX socket) only.\n"},
+    {"reboot", "[file-access]", "restart the programmer (file-access: in file access mode)",
+     cmd_reboot,
+     "Restarts as a power cycle would. 'file-access' (local connection only) restarts in\n"
+     "file access mode. The next command waits for the programmer to be back.\n"},
+    {"baudrate", "SPEED", "change the speed of a serial connection", cmd_baudrate, NULL},
+    {"raw", "#COMMAND ...", "send one protocol line and print every reply line", cmd_raw,
+     "Sends the line as written (see docs/protocol.md) and prints the replies, #ACK included.\n"
+     "In scripts and -c, a line starting with '#' and a letter is sent the same way.\n"},
+    {"help", "[COMMAND]", "list the commands, or describe one", cmd_help, NULL},
+};
+
+static const struct command *command_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+bool mf_cli_is_command(const char *name)
+{
+    return command_find(name) != NULL;
+}
+
+static void command_usage(FILE *out, const struct command *c)
+{
+    fprintf(out, "usage: %s%s%s\n", c->name, *c->args ? " " : "", c->args);
+}
+
+int mf_cli_help(FILE *out, const char *name)
+{
+    if (name) {
+        const struct command *c = command_find(name);
+        if (!c)
+            return 1;
+        command_usage(out, c);
+        fprintf(out, "\n%s.\n", c->summary);
+        if (c->help)
+            fprintf(out, "\n%s", c->help);
+        return 0;
+    }
+    fprintf(out, "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
+        fprintf(out, "  %-36s %s\n", head, commands[i].summary);
+    }
+    fprintf(out, "  %-36s %s\n", "quit", "leave (also exit, or Ctrl-D)");
+    fprintf(out, "\nA line may hold several commands separated by ';'. A line starting with '#'\n"
+                 "and a letter is a protocol line, sent as 'raw' sends it; '# ' starts a comment.\n"
+                 "'help COMMAND' describes one command.\n");
+    return 0;
+}
+
+static int cmd_help(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc > 2)
+        return usage_error(s, "help", "too many arguments");
+    if (argc == 2 && mf_cli_help(stdout, argv[1])) {
+        cmd_error(s, "help", "unknown command '%s'", argv[1]);
+        return 2;
+    }
+    if (argc < 2)
+        mf_cli_help(stdout, NULL);
+    return 0;
+}
+
+static int usage_error(struct mf_cli_session *s, const char *cmd, const char *what)
+{
+    const struct command *c = command_find(cmd);
+    if (c)
+        cmd_error(s, cmd, "%s (usage: %s%s%s)", what, c->name, *c->args ? " " : "", c->args);
+    else
+        cmd_error(s, cmd, "%s", what);
+    return 2;
+}
+
+int mf_cli_command(struct mf_cli_session *s, int argc, char **argv)
+{
+    const struct command *c = command_find(argv[0]);
+    if (!c) {
+        cmd_error(s, NULL, "unknown command '%s' (try 'help')", argv[0]);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || (strcmp(argv[i], "-h") == 0 && c->run != cmd_raw)) {
+            mf_cli_help(stdout, c->name);
+            return 0;
+        }
+    }
+    int status = c->run(s, argc, argv);
+    fflush(stdout);
+    return status;
+}

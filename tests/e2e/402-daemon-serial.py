@@ -1,0 +1,81 @@
+"""The serial channel, for real over a pseudo-terminal pair made by socat: 9600 8N1 at start,
+the protocol as on TCP, #BAUDRATE switching the line, and #BAUDRATE refused on TCP."""
+import os
+import subprocess
+import sys
+import termios
+import time
+import tty
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
+from mfdaemon import Daemon, check, fail  # noqa: E402
+
+workdir = __import__("tempfile").mkdtemp(prefix="mf-serial-")
+ours, theirs = os.path.join(workdir, "host"), os.path.join(workdir, "programmer")
+socat = subprocess.Popen(["socat", "pty,raw,echo=0,link=" + ours, "pty,raw,echo=0,link=" + theirs],
+                         stderr=subprocess.DEVNULL)
+try:
+    for _ in range(100):
+        if os.path.exists(ours) and os.path.exists(theirs):
+            break
+        time.sleep(0.05)
+    else:
+        fail("socat made no pty pair")
+
+    fd = os.open(ours, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+
+    def set_speed(speed):
+        attrs = termios.tcgetattr(fd)
+        attrs[4] = attrs[5] = speed
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+    set_speed(termios.B9600)
+    buffer = b""
+
+    def line(timeout=10):
+        global buffer
+        deadline = time.time() + timeout
+        while b"\r" not in buffer:
+            if time.time() > deadline:
+                fail("no reply on the serial line; got %r" % buffer)
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                chunk = b""
+            if chunk:
+                buffer += chunk
+            else:
+                time.sleep(0.01)
+        text, buffer = buffer.split(b"\r", 1)
+        return text.decode()
+
+    os.set_blocking(fd, False)
+    with Daemon(extra=["--serial", theirs]) as d:
+        os.write(fd, b"#STATUS\r")
+        check(line() == "#ACK" and line() == "#STATUS:READY", "STATUS over serial")
+        os.write(fd, b"#NOPE\r")
+        check(line() == "#NACK", "NACK over serial")
+        os.write(fd, b"#INFO\r")
+        check(line() == "#ACK" and line().startswith("#INFO:VERSION="), "INFO over serial")
+        while not line().startswith("#OK"):
+            pass
+        os.write(fd, b"#BAUDRATE 12345\r")
+        check(line().startswith("#NACK:ERR210:"), "unknown baud rate")
+        os.write(fd, b"#BAUDRATE 115200\r")
+        check(line() == "#ACK" and line() == "#OK", "BAUDRATE accepted")
+        time.sleep(0.2)
+        set_speed(termios.B115200)
+        os.write(fd, b"#STATUS\r")
+        check(line() == "#ACK" and line() == "#STATUS:READY", "STATUS after the switch")
+        # Not on TCP.
+        c = d.tcp()
+        check(c.command("#BAUDRATE 115200") == ["#ACK", "#ERR215:#BAUDRATE applies to the "
+                                                "serial line only"], "BAUDRATE on TCP")
+        check(d.stop() == 0, "clean exit")
+    os.close(fd)
+finally:
+    socat.kill()
+    socat.wait()
+    __import__("shutil").rmtree(workdir, ignore_errors=True)
+print("ok")

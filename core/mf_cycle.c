@@ -11,9 +11,9 @@
 
 const char *mf_phase_name(enum mf_phase phase)
 {
-    static const char *const names[] = {"READY",       "INITIALIZING", "CONNECTING",
-                                        "UNLOCKING",   "ERASING",      "PROGRAMMING",
-                                        "VERIFYING",   "PROTECTING",   "STARTING"};
+    static const char *const names[] = {"READY",     "INITIALIZING", "CONNECTING",
+                                        "UNLOCKING", "ERASING",      "PROGRAMMING",
+                                        "VERIFYING", "PROTECTING",   "STARTING"};
     return (unsigned)phase < sizeof names / sizeof names[0] ? names[phase] : "UNKNOWN";
 }
 
@@ -36,18 +36,19 @@ struct cycle {
     const struct mf_project *project;
     const struct mf_cycle_request *request;
     struct mf_cycle_result *result;
-    const struct mf_job *job;  /* current job */
+    const struct mf_job *job; /* current job */
     int job_index;
     enum mf_phase phase;
     enum pass_kind pass;
     bool verify_readback;
-    bool exclude_overlays;     /* verify-only: overlay bytes are not compared */
-    bool reserved;             /* holds one of env->reserved */
+    bool exclude_overlays;       /* verify-only: overlay bytes are not compared */
+    bool reserved;               /* holds one of env->reserved */
     enum mf_cycle_failure stage; /* what a failure now is, unless its code says better */
-    uint64_t done, total;      /* progress of the phase */
+    uint64_t done, total;        /* progress of the phase */
 };
 
-static void fail(struct cycle *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct cycle *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Records the first failure: the code and a message prefixed with the job, when in one. */
 static void fail(struct cycle *c, int err, const char *fmt, ...)
@@ -56,9 +57,9 @@ static void fail(struct cycle *c, int err, const char *fmt, ...)
     if (r->error)
         return;
     r->error = err;
-    r->failure = err == MF_ECANCELED    ? MF_FAIL_CANCELED
-                 : err == MF_EEXHAUSTED ? MF_FAIL_EXHAUSTED
-                 : err == MF_EVERIFY    ? MF_FAIL_VERIFY
+    r->failure = err == MF_ECANCELED                                 ? MF_FAIL_CANCELED
+                 : err == MF_EEXHAUSTED                              ? MF_FAIL_EXHAUSTED
+                 : err == MF_EVERIFY                                 ? MF_FAIL_VERIFY
                  : err == MF_ETIMEOUT && c->stage >= MF_FAIL_CONNECT ? MF_FAIL_TIMEOUT
                  : err == MF_EACCES && c->stage >= MF_FAIL_CONNECT   ? MF_FAIL_PROTECTED
                                                                      : c->stage;
@@ -203,7 +204,7 @@ static int encode_serial(struct cycle *c, const struct mf_job *job, uint64_t ser
         unsigned radix = job->serial_encoding == MF_SERIAL_ASCII_DEC ? 10 : 16;
         uint64_t v = serial;
         for (unsigned i = len; i-- > 0;) {
-            out[i] = (uint8_t)"0123456789ABCDEF"[v % radix];
+            out[i] = (uint8_t) "0123456789ABCDEF"[v % radix];
             v /= radix;
         }
         if (v) {
@@ -262,8 +263,9 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
         for (unsigned k = i + 1; k < slot->overlay_count; k++) {
             const struct mf_overlay *a = &slot->overlays[i], *b = &slot->overlays[k];
             if (a->address < b->address + b->length && b->address < a->address + a->length) {
-                fail(c, MF_ECONFLICT, "per-device data overlaps at 0x%llX (serial number and "
-                                      "patches, or two patches)",
+                fail(c, MF_ECONFLICT,
+                     "per-device data overlaps at 0x%llX (serial number and "
+                     "patches, or two patches)",
                      (unsigned long long)(a->address > b->address ? a->address : b->address));
                 return MF_ECONFLICT;
             }
@@ -341,7 +343,7 @@ static int authorize(struct cycle *c)
                 err = mf_snlist_parse(line, listed, len, perr);
             if (err) {
                 fail(c, err, "%s line %llu: %s", path, (unsigned long long)serial,
-                     err == MF_ENOENT ? "no such line (the list is used up)"
+                     err == MF_ENOENT    ? "no such line (the list is used up)"
                      : err == MF_EFORMAT ? perr
                                          : mf_strerror(err));
                 goto out;
@@ -365,7 +367,7 @@ static int authorize(struct cycle *c)
             err = mf_patch_parse(line, &patch_line, perr);
         if (err) {
             fail(c, err, "%s line %llu: %s", path, (unsigned long long)serial,
-                 err == MF_ENOENT ? "no such line (the patches are used up)"
+                 err == MF_ENOENT    ? "no such line (the patches are used up)"
                  : err == MF_EFORMAT ? perr
                                      : mf_strerror(err));
             goto out;
@@ -508,7 +510,8 @@ static int verify_readback(struct cycle *c, uint32_t off, uint32_t len)
         t->error[0] = '\0';
         int err = t->ops->read(t, addr, buf, n);
         if (err) {
-            fail(c, err, "verify: read at 0x%llX: %s", (unsigned long long)addr, target_text(c, err));
+            fail(c, err, "verify: read at 0x%llX: %s", (unsigned long long)addr,
+                 target_text(c, err));
             return err;
         }
         for (uint32_t i = 0; i < n; i++) {
@@ -549,7 +552,8 @@ static int window_run(struct cycle *c, uint32_t off, uint32_t len)
         if (err == MF_EACCES || err == MF_ENOTSUP)
             return verify_readback(c, off, len);
         if (err) {
-            fail(c, err, "verify: CRC at 0x%llX: %s", (unsigned long long)addr, target_text(c, err));
+            fail(c, err, "verify: CRC at 0x%llX: %s", (unsigned long long)addr,
+                 target_text(c, err));
             return err;
         }
         if (crc == mf_target_crc(MF_TARGET_CRC_INIT, s->window + off, len))
@@ -861,7 +865,8 @@ static int run_job(struct cycle *c)
         err = run_pass(c, PASS_PROGRAM);
         c->result->program_ms += (uint32_t)(now(c) - started);
     }
-    bool verify = action == MF_ACTION_VERIFY || (action == MF_ACTION_AUTO && job->verify != MF_VERIFY_NONE);
+    bool verify =
+        action == MF_ACTION_VERIFY || (action == MF_ACTION_AUTO && job->verify != MF_VERIFY_NONE);
     if (!err && verify) {
         uint64_t started = now(c);
         c->verify_readback = job->verify == MF_VERIFY_READBACK;
@@ -940,8 +945,12 @@ static void log_result(struct cycle *c)
 int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
                  const struct mf_cycle_request *request, struct mf_cycle_result *result)
 {
-    struct cycle cycle = {.env = env, .slot = slot, .target = slot->target, .request = request,
-                          .result = result, .job_index = -1};
+    struct cycle cycle = {.env = env,
+                          .slot = slot,
+                          .target = slot->target,
+                          .request = request,
+                          .result = result,
+                          .job_index = -1};
     struct cycle *c = &cycle;
     struct mf_target *t = slot->target;
     memset(result, 0, sizeof *result);

@@ -3,7 +3,8 @@
  * order: erase, program, verify, protect, start; then disconnect and log. Data is streamed from the
  * area through a window buffer in the slot; per-device bytes (serial number, patches) are laid
  * over the data in flight. Slots run in parallel threads; what they share (the counts and serial
- * numbers) is taken under env->authorize. No allocation: the slot struct holds the working memory. */
+ * numbers) is taken under env->authorize. No allocation: the slot struct holds the working memory.
+ */
 #ifndef MF_CYCLE_H
 #define MF_CYCLE_H
 
@@ -16,11 +17,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MF_WINDOW_SIZE        (64u << 10) /* bytes collected before they are programmed */
-#define MF_SLOT_IO_SIZE       (16u << 10) /* bytes read from a data file at a time */
-#define MF_OVERLAYS_MAX       (MF_PATCHES_MAX + MF_PROJECT_JOBS_MAX)
-#define MF_CYCLE_MESSAGE_MAX  256u
-#define MF_ERASE_LIST_MAX     (MF_WINDOW_SIZE / 16u)
+#define MF_WINDOW_SIZE       (64u << 10) /* bytes collected before they are programmed */
+#define MF_SLOT_IO_SIZE      (16u << 10) /* bytes read from a data file at a time */
+#define MF_OVERLAYS_MAX      (MF_PATCHES_MAX + MF_PROJECT_JOBS_MAX)
+#define MF_CYCLE_MESSAGE_MAX 256u
+#define MF_ERASE_LIST_MAX    (MF_WINDOW_SIZE / 16u)
 
 /* What the slot is doing; the protocol shows these as #STATUS:<name>. */
 enum mf_phase {
@@ -41,7 +42,7 @@ const char *mf_phase_name(enum mf_phase phase);
 struct mf_cycle_event {
     unsigned slot;
     enum mf_phase phase;
-    const char *job; /* name of the current job, or NULL */
+    const char *job;      /* name of the current job, or NULL */
     uint64_t done, total; /* progress of the phase in bytes (0/0 when not measured) */
 };
 
@@ -77,27 +78,27 @@ enum mf_cycle_failure {
 };
 
 struct mf_cycle_result {
-    int error;                           /* 0 or the MF_E* code of the failure */
-    enum mf_cycle_failure failure;       /* where it failed */
-    char message[MF_CYCLE_MESSAGE_MAX];  /* what failed, for the log and the protocol */
-    bool consumed;                       /* a count was taken (the target was to be modified) */
+    int error;                          /* 0 or the MF_E* code of the failure */
+    enum mf_cycle_failure failure;      /* where it failed */
+    char message[MF_CYCLE_MESSAGE_MAX]; /* what failed, for the log and the protocol */
+    bool consumed;                      /* a count was taken (the target was to be modified) */
     bool has_serial;
-    uint64_t serial;                     /* the Serial.txt number this device took */
+    uint64_t serial; /* the Serial.txt number this device took */
     uint8_t uid[MF_PROFILE_UID_MAX];
-    uint32_t uid_length;                 /* 0 when the UID was not read */
+    uint32_t uid_length; /* 0 when the UID was not read */
     bool has_remaining;
-    uint64_t remaining;                  /* cycles left afterwards (the smallest applicable count) */
+    uint64_t remaining; /* cycles left afterwards (the smallest applicable count) */
     uint32_t total_ms, erase_ms, program_ms, verify_ms;
 };
 
 /* What every slot shares. */
 struct mf_cycle_env {
     const struct mf_setup *setup;
-    struct mf_area *area;             /* the area the setup lives in */
-    const struct mf_lock *authorize;  /* serialises taking counts and serial numbers */
-    unsigned *reserved;               /* counts promised to slots that are connecting (shared,
-                                         under `authorize`); NULL for a single slot */
-    struct mf_flashlog *log;          /* FLASHER.LOG, or NULL */
+    struct mf_area *area;              /* the area the setup lives in */
+    const struct mf_lock *authorize;   /* serialises taking counts and serial numbers */
+    unsigned *reserved;                /* counts promised to slots that are connecting (shared,
+                                          under `authorize`); NULL for a single slot */
+    struct mf_flashlog *log;           /* FLASHER.LOG, or NULL */
     uint64_t (*now_ms)(void *context); /* monotonic milliseconds */
     void *clock_context;
     void (*event)(void *context, const struct mf_cycle_event *event); /* may be NULL */
@@ -107,11 +108,11 @@ struct mf_cycle_env {
 /* Per-device bytes laid over the job data. */
 struct mf_overlay {
     uint64_t address;
-    uint32_t length;           /* at most 64 */
+    uint32_t length; /* at most 64 */
     uint8_t bytes[MF_PATCH_BYTES_MAX];
-    uint64_t done;             /* bit per byte: programmed by an earlier job of this cycle */
-    uint64_t pass;             /* bit per byte: placed in the current pass */
-    int job;                   /* the job it belongs to, or -1 for a patch (any job with patches) */
+    uint64_t done; /* bit per byte: programmed by an earlier job of this cycle */
+    uint64_t pass; /* bit per byte: placed in the current pass */
+    int job;       /* the job it belongs to, or -1 for a patch (any job with patches) */
 };
 
 /* One slot's state and working memory (about 100 KiB); the caller owns it. */

@@ -12,19 +12,19 @@
 
 /* ---- constants and little-endian helpers ---- */
 
-#define DIRENT_SIZE        32u
-#define DIR_ENTRIES_MAX    65536u /* a directory is at most 2 MiB (FAT specification) */
+#define DIRENT_SIZE         32u
+#define DIR_ENTRIES_MAX     65536u /* a directory is at most 2 MiB (FAT specification) */
 #define LFN_CHARS_PER_ENTRY 13u
-#define LFN_ENTRIES_MAX    20u
-#define ATTR_LFN           0x0Fu
-#define ATTR_LFN_MASK      0x3Fu
-#define DELETED_MARK       0xE5u
-#define NT_LOWER_BASE      0x08u
-#define NT_LOWER_EXT       0x10u
-#define FAT12_MAX_CLUSTERS 4084u
-#define FAT16_MAX_CLUSTERS 65524u
-#define FAT32_MAX_CLUSTERS 0x0FFFFFF5u
-#define TAIL_MAX           32767u /* numeric tails ~1..~32767 (a bitmap in the scratch sector) */
+#define LFN_ENTRIES_MAX     20u
+#define ATTR_LFN            0x0Fu
+#define ATTR_LFN_MASK       0x3Fu
+#define DELETED_MARK        0xE5u
+#define NT_LOWER_BASE       0x08u
+#define NT_LOWER_EXT        0x10u
+#define FAT12_MAX_CLUSTERS  4084u
+#define FAT16_MAX_CLUSTERS  65524u
+#define FAT32_MAX_CLUSTERS  0x0FFFFFF5u
+#define TAIL_MAX            32767u /* numeric tails ~1..~32767 (a bitmap in the scratch sector) */
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -224,9 +224,12 @@ static uint32_t cluster_sector(const struct mf_fat *fs, uint32_t cluster)
 static uint32_t fat_offset(const struct mf_fat *fs, uint32_t cluster)
 {
     switch (fs->geo.type) {
-    case MF_FAT12: return cluster + cluster / 2;
-    case MF_FAT16: return cluster * 2;
-    default: return cluster * 4;
+    case MF_FAT12:
+        return cluster + cluster / 2;
+    case MF_FAT16:
+        return cluster * 2;
+    default:
+        return cluster * 4;
     }
 }
 
@@ -274,8 +277,9 @@ static int fat_get(struct mf_fat *fs, uint32_t cluster, uint32_t *next)
     int err = fat_read_raw(fs, cluster, &raw);
     if (err)
         return err;
-    uint32_t bad = fs->geo.type == MF_FAT12 ? 0xFF7u : fs->geo.type == MF_FAT16 ? 0xFFF7u
-                                                                               : 0x0FFFFFF7u;
+    uint32_t bad = fs->geo.type == MF_FAT12   ? 0xFF7u
+                   : fs->geo.type == MF_FAT16 ? 0xFFF7u
+                                              : 0x0FFFFFF7u;
     if (raw > bad)
         *next = FAT_EOC;
     else if (raw == bad)
@@ -433,18 +437,17 @@ static int cluster_zero(struct mf_fat *fs, uint32_t cluster)
 
 /* Code page 437, bytes 0x80-0xFF, for short names written by other systems. */
 static const uint16_t cp437_high[128] = {
-    0x00C7, 0x00FC, 0x00E9, 0x00E2, 0x00E4, 0x00E0, 0x00E5, 0x00E7, 0x00EA, 0x00EB, 0x00E8,
-    0x00EF, 0x00EE, 0x00EC, 0x00C4, 0x00C5, 0x00C9, 0x00E6, 0x00C6, 0x00F4, 0x00F6, 0x00F2,
-    0x00FB, 0x00F9, 0x00FF, 0x00D6, 0x00DC, 0x00A2, 0x00A3, 0x00A5, 0x20A7, 0x0192, 0x00E1,
-    0x00ED, 0x00F3, 0x00FA, 0x00F1, 0x00D1, 0x00AA, 0x00BA, 0x00BF, 0x2310, 0x00AC, 0x00BD,
-    0x00BC, 0x00A1, 0x00AB, 0x00BB, 0x2591, 0x2592, 0x2593, 0x2502, 0x2524, 0x2561, 0x2562,
-    0x2556, 0x2555, 0x2563, 0x2551, 0x2557, 0x255D, 0x255C, 0x255B, 0x2510, 0x2514, 0x2534,
-    0x252C, 0x251C, 0x2500, 0x253C, 0x255E, 0x255F, 0x255A, 0x2554, 0x2569, 0x2566, 0x2560,
-    0x2550, 0x256C, 0x2567, 0x2568, 0x2564, 0x2565, 0x2559, 0x2558, 0x2552, 0x2553, 0x256B,
-    0x256A, 0x2518, 0x250C, 0x2588, 0x2584, 0x258C, 0x2590, 0x2580, 0x03B1, 0x00DF, 0x0393,
-    0x03C0, 0x03A3, 0x03C3, 0x00B5, 0x03C4, 0x03A6, 0x0398, 0x03A9, 0x03B4, 0x221E, 0x03C6,
-    0x03B5, 0x2229, 0x2261, 0x00B1, 0x2265, 0x2264, 0x2320, 0x2321, 0x00F7, 0x2248, 0x00B0,
-    0x2219, 0x00B7, 0x221A, 0x207F, 0x00B2, 0x25A0, 0x00A0,
+    0x00C7, 0x00FC, 0x00E9, 0x00E2, 0x00E4, 0x00E0, 0x00E5, 0x00E7, 0x00EA, 0x00EB, 0x00E8, 0x00EF,
+    0x00EE, 0x00EC, 0x00C4, 0x00C5, 0x00C9, 0x00E6, 0x00C6, 0x00F4, 0x00F6, 0x00F2, 0x00FB, 0x00F9,
+    0x00FF, 0x00D6, 0x00DC, 0x00A2, 0x00A3, 0x00A5, 0x20A7, 0x0192, 0x00E1, 0x00ED, 0x00F3, 0x00FA,
+    0x00F1, 0x00D1, 0x00AA, 0x00BA, 0x00BF, 0x2310, 0x00AC, 0x00BD, 0x00BC, 0x00A1, 0x00AB, 0x00BB,
+    0x2591, 0x2592, 0x2593, 0x2502, 0x2524, 0x2561, 0x2562, 0x2556, 0x2555, 0x2563, 0x2551, 0x2557,
+    0x255D, 0x255C, 0x255B, 0x2510, 0x2514, 0x2534, 0x252C, 0x251C, 0x2500, 0x253C, 0x255E, 0x255F,
+    0x255A, 0x2554, 0x2569, 0x2566, 0x2560, 0x2550, 0x256C, 0x2567, 0x2568, 0x2564, 0x2565, 0x2559,
+    0x2558, 0x2552, 0x2553, 0x256B, 0x256A, 0x2518, 0x250C, 0x2588, 0x2584, 0x258C, 0x2590, 0x2580,
+    0x03B1, 0x00DF, 0x0393, 0x03C0, 0x03A3, 0x03C3, 0x00B5, 0x03C4, 0x03A6, 0x0398, 0x03A9, 0x03B4,
+    0x221E, 0x03C6, 0x03B5, 0x2229, 0x2261, 0x00B1, 0x2265, 0x2264, 0x2320, 0x2321, 0x00F7, 0x2248,
+    0x00B0, 0x2219, 0x00B7, 0x221A, 0x207F, 0x00B2, 0x25A0, 0x00A0,
 };
 
 /* Simple upper-case mapping for the scripts users name files in most: ASCII, Latin-1,
@@ -777,8 +780,7 @@ static int dir_past_limit(struct mf_fat *fs, struct dir_iter *it)
 {
     if (it->first_cluster == 0)
         return 0;
-    uint32_t per_cluster =
-        fs->geo.bytes_per_sector / DIRENT_SIZE * fs->geo.sectors_per_cluster;
+    uint32_t per_cluster = fs->geo.bytes_per_sector / DIRENT_SIZE * fs->geo.sectors_per_cluster;
     uint32_t last = (DIR_ENTRIES_MAX - 1) / per_cluster;
     struct dir_iter probe;
     uint32_t sector, offset;
@@ -918,7 +920,7 @@ static int dir_next(struct mf_fat *fs, struct dir_iter *it, struct found *f)
                 continue;
             }
             static const uint8_t char_offsets[LFN_CHARS_PER_ENTRY] = {1,  3,  5,  7,  9,  14, 16,
-                                                                       18, 20, 22, 24, 28, 30};
+                                                                      18, 20, 22, 24, 28, 30};
             size_t base = (size_t)(seq - 1) * LFN_CHARS_PER_ENTRY;
             for (size_t i = 0; i < LFN_CHARS_PER_ENTRY; i++)
                 f->lfn.c[base + i] = rd16(e + char_offsets[i]);
@@ -1132,7 +1134,7 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     if (err)
         return err;
     static const uint8_t char_offsets[LFN_CHARS_PER_ENTRY] = {1,  3,  5,  7,  9,  14, 16,
-                                                               18, 20, 22, 24, 28, 30};
+                                                              18, 20, 22, 24, 28, 30};
     uint8_t sum = sfn_checksum(sfn), e[DIRENT_SIZE];
     uint32_t sector = 0, offset, previous = 0;
     struct dir_iter it;
@@ -1472,7 +1474,8 @@ int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn cloc
         }
     }
     /* The FAT must hold an entry for every cluster. */
-    uint64_t last_byte = (uint64_t)fat_offset(fs, g->cluster_count + 1) + (g->type == MF_FAT32 ? 4 : 2);
+    uint64_t last_byte =
+        (uint64_t)fat_offset(fs, g->cluster_count + 1) + (g->type == MF_FAT32 ? 4 : 2);
     if (last_byte > (uint64_t)g->fat_sectors * g->bytes_per_sector)
         return MF_ECORRUPT;
     if (g->type == MF_FAT32 && !cluster_valid(fs, g->root_cluster))
@@ -1569,9 +1572,12 @@ static bool layout_try(struct layout *l, enum mf_fat_type type, uint32_t spc, ui
     l->fat_sectors = (uint32_t)fat_sectors;
     l->clusters = (uint32_t)((data - 2 * fat_sectors) / spc);
     switch (type) {
-    case MF_FAT12: return l->clusters >= 1 && l->clusters <= FAT12_MAX_CLUSTERS;
-    case MF_FAT16: return l->clusters > FAT12_MAX_CLUSTERS && l->clusters <= FAT16_MAX_CLUSTERS;
-    default: return l->clusters > FAT16_MAX_CLUSTERS && l->clusters <= FAT32_MAX_CLUSTERS;
+    case MF_FAT12:
+        return l->clusters >= 1 && l->clusters <= FAT12_MAX_CLUSTERS;
+    case MF_FAT16:
+        return l->clusters > FAT12_MAX_CLUSTERS && l->clusters <= FAT16_MAX_CLUSTERS;
+    default:
+        return l->clusters > FAT16_MAX_CLUSTERS && l->clusters <= FAT32_MAX_CLUSTERS;
     }
 }
 
@@ -1645,9 +1651,9 @@ int mf_fat_format(const struct mf_bd *bd, const struct mf_fat_format_options *op
     uint8_t *ext = b + (l.type == MF_FAT32 ? 64 : 36);
     if (l.type == MF_FAT32) {
         wr32(b + 36, l.fat_sectors);
-        wr32(b + 44, 2);  /* root folder cluster */
-        wr16(b + 48, 1);  /* FSInfo sector */
-        wr16(b + 50, 6);  /* backup boot sector */
+        wr32(b + 44, 2); /* root folder cluster */
+        wr16(b + 48, 1); /* FSInfo sector */
+        wr16(b + 50, 6); /* backup boot sector */
     } else {
         wr16(b + 22, l.fat_sectors);
     }
@@ -1655,7 +1661,11 @@ int mf_fat_format(const struct mf_bd *bd, const struct mf_fat_format_options *op
     ext[2] = 0x29;
     wr32(ext + 3, options->volume_id);
     memcpy(ext + 7, label, 11);
-    memcpy(ext + 18, l.type == MF_FAT12 ? "FAT12   " : l.type == MF_FAT16 ? "FAT16   " : "FAT32   ", 8);
+    memcpy(ext + 18,
+           l.type == MF_FAT12   ? "FAT12   "
+           : l.type == MF_FAT16 ? "FAT16   "
+                                : "FAT32   ",
+           8);
     ext[26] = 0xF4; /* boot code: halt */
     b[510] = 0x55;
     b[511] = 0xAA;
@@ -1754,7 +1764,7 @@ static int file_cluster(struct mf_fat *fs, struct mf_fat_file *file, uint32_t in
     /* No file has more clusters than the volume: a size or chain saying so is damage (a loop). */
     if (index >= fs->geo.cluster_count)
         return grow && clusters_for(fs, file->size) < fs->geo.cluster_count ? MF_ENOSPC
-                                                                           : MF_ECORRUPT;
+                                                                            : MF_ECORRUPT;
     if (file->first_cluster == 0) {
         if (!grow)
             return MF_ECORRUPT;

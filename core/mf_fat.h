@@ -17,13 +17,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MF_FAT_SECTOR_MAX     4096u /* largest logical sector we mount */
-#define MF_FAT_CACHE_SECTORS  8u    /* metadata cache size, in sectors */
-#define MF_FAT_NAME_MAX       255u  /* characters of a long name (UTF-16 units) */
-#define MF_FAT_NAME_UTF8_MAX  (MF_FAT_NAME_MAX * 3u + 1u) /* bytes, with the NUL */
-#define MF_FAT_PATH_MAX       1024u /* bytes of a path, with the NUL */
-#define MF_FAT_DEPTH_MAX      32u   /* folder depth */
-#define MF_FAT_FILE_SIZE_MAX  0xFFFFFFFFu
+#define MF_FAT_SECTOR_MAX    4096u /* largest logical sector we mount */
+#define MF_FAT_CACHE_SECTORS 8u    /* metadata cache size, in sectors */
+#define MF_FAT_NAME_MAX      255u  /* characters of a long name (UTF-16 units) */
+#define MF_FAT_NAME_UTF8_MAX (MF_FAT_NAME_MAX * 3u + 1u) /* bytes, with the NUL */
+#define MF_FAT_PATH_MAX      1024u                       /* bytes of a path, with the NUL */
+#define MF_FAT_DEPTH_MAX     32u                         /* folder depth */
+#define MF_FAT_FILE_SIZE_MAX 0xFFFFFFFFu
 
 enum mf_fat_type { MF_FAT_AUTO = 0, MF_FAT12 = 12, MF_FAT16 = 16, MF_FAT32 = 32 };
 
@@ -72,15 +72,15 @@ struct mf_fat_geometry {
     uint32_t sectors_per_cluster;
     uint32_t reserved_sectors;
     uint32_t fat_count;
-    uint32_t fat_sectors;        /* per FAT */
-    uint32_t root_entries;       /* FAT12/16 fixed root; 0 on FAT32 */
-    uint32_t root_cluster;       /* FAT32 only */
+    uint32_t fat_sectors;  /* per FAT */
+    uint32_t root_entries; /* FAT12/16 fixed root; 0 on FAT32 */
+    uint32_t root_cluster; /* FAT32 only */
     uint32_t total_sectors;
-    uint32_t cluster_count;      /* data clusters, numbered 2..cluster_count+1 */
+    uint32_t cluster_count; /* data clusters, numbered 2..cluster_count+1 */
     uint32_t first_fat_sector;
-    uint32_t first_root_sector;  /* FAT12/16 */
+    uint32_t first_root_sector; /* FAT12/16 */
     uint32_t first_data_sector;
-    uint32_t fsinfo_sector;      /* FAT32, 0 when absent */
+    uint32_t fsinfo_sector; /* FAT32, 0 when absent */
     uint32_t volume_id;
     char label[12];
 };
@@ -99,9 +99,9 @@ struct mf_fat {
     mf_fat_clock_fn clock;
     void *clock_context;
     struct mf_fat_geometry geo;
-    uint32_t blocks_per_sector;  /* device blocks per volume sector */
-    uint32_t free_count;         /* free clusters, 0xFFFFFFFF = not yet counted */
-    uint32_t next_free;          /* allocation hint */
+    uint32_t blocks_per_sector; /* device blocks per volume sector */
+    uint32_t free_count;        /* free clusters, 0xFFFFFFFF = not yet counted */
+    uint32_t next_free;         /* allocation hint */
     uint32_t age;
     bool fsinfo_dirty;
     struct mf_fat_file *open_files;
@@ -143,12 +143,12 @@ int mf_fat_stat(struct mf_fat *fs, const char *path, struct mf_fat_stat *st);
 /* An open file. Treat as opaque; valid between open and close. */
 struct mf_fat_file {
     struct mf_fat_file *next;
-    uint32_t entry_sector;  /* sector and byte offset of the 8.3 directory entry */
+    uint32_t entry_sector; /* sector and byte offset of the 8.3 directory entry */
     uint16_t entry_offset;
     uint8_t flags;
-    bool failed;            /* a device error dropped its unsynced changes: unusable */
-    bool dirty;             /* size or first cluster changed, entry not yet written */
-    bool written;           /* data changed: update the modification time */
+    bool failed;  /* a device error dropped its unsynced changes: unusable */
+    bool dirty;   /* size or first cluster changed, entry not yet written */
+    bool written; /* data changed: update the modification time */
     uint32_t first_cluster;
     uint32_t size;
     uint32_t pos;

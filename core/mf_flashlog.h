@@ -16,12 +16,12 @@
 #define MF_FLASHLOG_LINE_MAX 512u /* bytes of one line, with its CR LF */
 
 struct mf_flashlog {
-    struct mf_fat *fs;       /* the public area */
-    struct mf_lock lock;     /* the public area's lock (shared with its mf_area) */
-    uint32_t max_bytes;      /* rotation limit of FLASHER.LOG */
+    struct mf_fat *fs;               /* the public area */
+    struct mf_lock lock;             /* the public area's lock (shared with its mf_area) */
+    uint32_t max_bytes;              /* rotation limit of FLASHER.LOG */
     int64_t (*clock)(void *context); /* local time, seconds since 1970 */
     void *clock_context;
-    int last_error;          /* of the last failed append, 0 when the log works */
+    int last_error; /* of the last failed append, 0 when the log works */
 };
 
 /* Sets up the log on a mounted public area; nothing is written yet. */

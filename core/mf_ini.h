@@ -12,7 +12,7 @@
 #define MF_INI_SECTION_MAX 64u  /* bytes of a section name */
 
 struct mf_ini_item {
-    const char *section; /* "" before the first section header */
+    const char *section;     /* "" before the first section header */
     unsigned section_number; /* 0 before the first header, then 1, 2, ... per header: tells a
                                 repeated section (several [file]) from its predecessor */
     const char *key;

@@ -1,6 +1,7 @@
 /* The per-device text files of a project: Patches.txt (one line of patches per device) and
  * SNList.txt (one serial number per device, as hex bytes), each line selected by the number in
- * Serial.txt, counting from 0. Parsers for hostile text: bounded, every error says what and where. */
+ * Serial.txt, counting from 0. Parsers for hostile text: bounded, every error says what and where.
+ */
 #ifndef MF_PATCH_H
 #define MF_PATCH_H
 
@@ -8,10 +9,10 @@
 
 #include <stdint.h>
 
-#define MF_PATCHES_MAX      8u    /* patches per line (the reference allows 4) */
-#define MF_PATCH_BYTES_MAX  64u   /* bytes per patch (the reference allows 32) */
-#define MF_TEXT_LINE_MAX    1024u /* bytes of one line of Patches.txt or SNList.txt */
-#define MF_PATCH_ERROR_MAX  128u
+#define MF_PATCHES_MAX     8u    /* patches per line (the reference allows 4) */
+#define MF_PATCH_BYTES_MAX 64u   /* bytes per patch (the reference allows 32) */
+#define MF_TEXT_LINE_MAX   1024u /* bytes of one line of Patches.txt or SNList.txt */
+#define MF_PATCH_ERROR_MAX 128u
 
 struct mf_patch {
     uint64_t address;

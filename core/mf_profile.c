@@ -21,7 +21,9 @@ static const struct mf_profile mf_profiles[] = {
         .uid_address = 0x1FFF7A10u,
         .uid_length = 12,
         .protect_levels = 2,
-        .timing = {.erase_us_per_kib = 8000, .program_us_per_kib = 4000, .link_kib_per_s = 1000,
+        .timing = {.erase_us_per_kib = 8000,
+                   .program_us_per_kib = 4000,
+                   .link_kib_per_s = 1000,
                    .connect_ms = 30},
     },
     {
@@ -38,7 +40,9 @@ static const struct mf_profile mf_profiles[] = {
         .uid_address = 0x10000060u,
         .uid_length = 8,
         .protect_levels = 1,
-        .timing = {.erase_us_per_kib = 22000, .program_us_per_kib = 10000, .link_kib_per_s = 800,
+        .timing = {.erase_us_per_kib = 22000,
+                   .program_us_per_kib = 10000,
+                   .link_kib_per_s = 800,
                    .connect_ms = 20},
     },
     {
@@ -55,7 +59,9 @@ static const struct mf_profile mf_profiles[] = {
         .uid_address = 0x1FFFF7E8u,
         .uid_length = 12,
         .protect_levels = 1,
-        .timing = {.erase_us_per_kib = 20000, .program_us_per_kib = 30000, .link_kib_per_s = 500,
+        .timing = {.erase_us_per_kib = 20000,
+                   .program_us_per_kib = 30000,
+                   .link_kib_per_s = 500,
                    .connect_ms = 20},
     },
     {
@@ -72,8 +78,8 @@ static const struct mf_profile mf_profiles[] = {
         .uid_address = 0x2000FF00u,
         .uid_length = 8,
         .protect_levels = 0,
-        .timing = {.erase_us_per_kib = 0, .program_us_per_kib = 0, .link_kib_per_s = 0,
-                   .connect_ms = 0},
+        .timing =
+            {.erase_us_per_kib = 0, .program_us_per_kib = 0, .link_kib_per_s = 0, .connect_ms = 0},
     },
 };
 

@@ -41,8 +41,8 @@ struct mf_profile {
     const char *description;
     struct mf_flash_region flash[MF_PROFILE_FLASH_REGIONS];
     unsigned flash_count;
-    uint64_t uid_address; /* where the unique ID is read */
-    uint32_t uid_length;  /* bytes, at most MF_PROFILE_UID_MAX */
+    uint64_t uid_address;    /* where the unique ID is read */
+    uint32_t uid_length;     /* bytes, at most MF_PROFILE_UID_MAX */
     unsigned protect_levels; /* highest readout-protection level (0 = none) */
     struct mf_profile_timing timing;
 };

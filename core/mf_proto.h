@@ -9,27 +9,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MF_PROTO_LINE_MAX 2048u /* bytes of a command line, without its line end */
+#define MF_PROTO_LINE_MAX   2048u  /* bytes of a command line, without its line end */
 #define MF_PROTO_FILE_CHUNK 0x200u /* bytes per #FWRITE / #FREAD */
 
 /* What the framer found. */
 enum mf_proto_event {
-    MF_PROTO_NEED_MORE,   /* no complete line yet */
-    MF_PROTO_LINE,        /* framer->line holds a command, from its '#' */
-    MF_PROTO_TOO_LONG,    /* a line longer than MF_PROTO_LINE_MAX was dropped */
-    MF_PROTO_BAD_CHAR,    /* a line with a control or non-ASCII byte after its '#' was dropped */
-    MF_PROTO_NO_COMMAND,  /* a non-empty line without '#' was dropped */
+    MF_PROTO_NEED_MORE,  /* no complete line yet */
+    MF_PROTO_LINE,       /* framer->line holds a command, from its '#' */
+    MF_PROTO_TOO_LONG,   /* a line longer than MF_PROTO_LINE_MAX was dropped */
+    MF_PROTO_BAD_CHAR,   /* a line with a control or non-ASCII byte after its '#' was dropped */
+    MF_PROTO_NO_COMMAND, /* a non-empty line without '#' was dropped */
 };
 
 struct mf_proto_framer {
     char line[MF_PROTO_LINE_MAX + 1];
     size_t len;
-    bool started;   /* a '#' was seen on this line */
-    bool noise;     /* bytes other than blanks were seen before any '#' */
+    bool started; /* a '#' was seen on this line */
+    bool noise;   /* bytes other than blanks were seen before any '#' */
     bool too_long;
     bool bad_char;
-    bool after_cr;  /* the last byte was CR: an LF now ends no new line */
-    bool has_line;  /* `line` holds the line returned last; dropped at the next feed */
+    bool after_cr; /* the last byte was CR: an LF now ends no new line */
+    bool has_line; /* `line` holds the line returned last; dropped at the next feed */
 };
 
 void mf_proto_framer_init(struct mf_proto_framer *framer);

@@ -5,6 +5,7 @@
 #include "mf_err.h"
 #include "mf_ini.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,8 +212,8 @@ struct job_ini {
 
 static int job_bad_value(struct job_ini *c, const struct mf_ini_item *item, const char *expected)
 {
-    say(c->message, "%s:%u: [%s] %s: '%s' is not %s", c->path, item->line, item->section,
-        item->key, item->value, expected);
+    say(c->message, "%s:%u: [%s] %s: '%s' is not %s", c->path, item->line, item->section, item->key,
+        item->value, expected);
     return MF_EFORMAT;
 }
 
@@ -227,7 +228,8 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
         if (mf_ini_name_is(k, "device")) {
             job->profile = mf_profile_find(v);
             if (!job->profile)
-                return job_bad_value(c, item, "a known device profile (see `mintflash sim profiles`)");
+                return job_bad_value(c, item,
+                                     "a known device profile (see `mintflash sim profiles`)");
             c->has_device = true;
             return 0;
         }
@@ -539,7 +541,7 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
     err = read_small(setup->area, c.path, ld->text, sizeof ld->text, &len);
     if (err) {
         say(message, "%s: %s", c.path,
-            err == MF_ENOENT ? "missing (every job folder needs one)"
+            err == MF_ENOENT  ? "missing (every job folder needs one)"
             : err == MF_EFBIG ? "larger than 16 KiB"
                               : mf_strerror(err));
         return err;
@@ -681,14 +683,16 @@ static int check_project(struct mf_project *p, char *message)
     for (unsigned i = 0; i < p->job_count; i++) {
         struct mf_job *job = &p->jobs[i];
         if (job->profile != p->jobs[0].profile) {
-            say(message, "%s: device %s differs from the first job's %s (one cycle programs one "
-                         "device)",
+            say(message,
+                "%s: device %s differs from the first job's %s (one cycle programs one "
+                "device)",
                 job->folder, job->profile->name, p->jobs[0].profile->name);
             return MF_EFORMAT;
         }
         if (i > 0 && job->erase == MF_ERASE_CHIP) {
-            say(message, "%s: erase = chip would erase what the jobs before it programmed; only "
-                         "the first job may erase the chip",
+            say(message,
+                "%s: erase = chip would erase what the jobs before it programmed; only "
+                "the first job may erase the chip",
                 job->folder);
             return MF_EFORMAT;
         }
@@ -696,8 +700,9 @@ static int check_project(struct mf_project *p, char *message)
             uint64_t where;
             if (sectors_meet(job->profile, p->jobs[k].ranges, p->jobs[k].range_count, job->ranges,
                              job->range_count, &where)) {
-                say(message, "%s: its sector at 0x%llX also holds data of job %s, which its erase "
-                             "would remove",
+                say(message,
+                    "%s: its sector at 0x%llX also holds data of job %s, which its erase "
+                    "would remove",
                     job->folder, (unsigned long long)where, p->jobs[k].name);
                 return MF_ECONFLICT;
             }
@@ -767,8 +772,7 @@ static int load_project(struct mf_setup *setup, struct loader *ld, struct mf_pro
         err = setup->area->read_number(setup->area, path, MF_NUMFILE_STRICT, UINT32_MAX, &v);
         if (err) {
             say(message, "%s: %s", path,
-                err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295"
-                                  : mf_strerror(err));
+                err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295" : mf_strerror(err));
             return err;
         }
     }
@@ -829,6 +833,154 @@ const struct mf_project *mf_setup_project(const struct mf_setup *setup)
     return setup->selected < setup->project_count ? &setup->projects[setup->selected] : NULL;
 }
 
+/* ---- the fingerprint ---- */
+
+#define FINGERPRINT_FILES_MAX 65536u
+
+struct walk {
+    char (*paths)[MF_SETUP_PATH_MAX];
+    uint64_t *sizes;
+    size_t count, capacity;
+    /* Folders still to list (a stack: no recursion on the volume's depth). */
+    char (*pending)[MF_SETUP_PATH_MAX];
+    unsigned *depth;
+    size_t pending_count, pending_capacity;
+    const char *dir;
+    unsigned dir_depth;
+    int error;
+};
+
+static void upper_path(const char *in, char *out)
+{
+    size_t i = 0;
+    for (; in[i]; i++)
+        out[i] = (in[i] >= 'a' && in[i] <= 'z') ? (char)(in[i] - 32) : in[i];
+    out[i] = '\0';
+}
+
+/* Files the programmer changes itself are not part of what the owner installed. */
+static bool programmer_file(const char *name, bool at_root)
+{
+    if (mf_ini_name_is(name, MF_FILE_CNTDOWN) || mf_ini_name_is(name, MF_FILE_SERIAL))
+        return true;
+    return at_root && (mf_ini_name_is(name, MF_FILE_FLASHER_INI) ||
+                       mf_ini_name_is(name, "FLASHER.LOG") || mf_ini_name_is(name, "FLASHER.OLD"));
+}
+
+static int walk_entry(void *context, const struct mf_area_entry *entry)
+{
+    struct walk *w = context;
+    char path[MF_SETUP_PATH_MAX];
+    if (join(path, w->dir, entry->name))
+        return MF_ENAMETOOLONG;
+    if (entry->is_dir) {
+        if (w->dir_depth + 1 >= MF_FAT_DEPTH_MAX)
+            return MF_ENAMETOOLONG;
+        if (w->pending_count == w->pending_capacity) {
+            size_t cap = w->pending_capacity ? w->pending_capacity * 2 : 16;
+            void *p = realloc(w->pending, cap * sizeof *w->pending);
+            void *d = p ? realloc(w->depth, cap * sizeof *w->depth) : NULL;
+            if (p)
+                w->pending = p;
+            if (!d)
+                return MF_ENOMEM;
+            w->depth = d;
+            w->pending_capacity = cap;
+        }
+        strcpy(w->pending[w->pending_count], path);
+        w->depth[w->pending_count++] = w->dir_depth + 1;
+        return 0;
+    }
+    if (programmer_file(entry->name, w->dir[0] == '\0'))
+        return 0;
+    if (w->count == FINGERPRINT_FILES_MAX)
+        return MF_EFBIG;
+    if (w->count == w->capacity) {
+        size_t cap = w->capacity ? w->capacity * 2 : 64;
+        void *p = realloc(w->paths, cap * sizeof *w->paths);
+        void *z = p ? realloc(w->sizes, cap * sizeof *w->sizes) : NULL;
+        if (p)
+            w->paths = p;
+        if (!z)
+            return MF_ENOMEM;
+        w->sizes = z;
+        w->capacity = cap;
+    }
+    strcpy(w->paths[w->count], path);
+    w->sizes[w->count++] = entry->size;
+    return 0;
+}
+
+static int upper_compare(const void *a, const void *b)
+{
+    char x[MF_SETUP_PATH_MAX], y[MF_SETUP_PATH_MAX];
+    upper_path(a, x);
+    upper_path(b, y);
+    return strcmp(x, y);
+}
+
+int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_size,
+                         uint8_t fingerprint[32])
+{
+    struct walk w;
+    memset(&w, 0, sizeof w);
+    char dir[MF_SETUP_PATH_MAX] = "";
+    int err = 0;
+    for (;;) {
+        w.dir = dir;
+        err = area->list(area, dir, walk_entry, &w);
+        if (err || w.pending_count == 0)
+            break;
+        w.pending_count--;
+        strcpy(dir, w.pending[w.pending_count]);
+        w.dir_depth = w.depth[w.pending_count];
+    }
+    /* Sizes travel with their paths through the sort. */
+    struct entry {
+        char path[MF_SETUP_PATH_MAX];
+        uint64_t size;
+    } *list = NULL;
+    if (!err && w.count) {
+        list = malloc(w.count * sizeof *list);
+        if (!list)
+            err = MF_ENOMEM;
+    }
+    if (!err) {
+        for (size_t i = 0; i < w.count; i++) {
+            strcpy(list[i].path, w.paths[i]);
+            list[i].size = w.sizes[i];
+        }
+        if (w.count)
+            qsort(list, w.count, sizeof *list, upper_compare);
+        crypto_hash_sha256_state st;
+        crypto_hash_sha256_init(&st);
+        for (size_t i = 0; i < w.count && !err; i++) {
+            char up[MF_SETUP_PATH_MAX];
+            uint8_t size[8];
+            upper_path(list[i].path, up);
+            for (int k = 0; k < 8; k++)
+                size[k] = (uint8_t)(list[i].size >> (8 * k));
+            crypto_hash_sha256_update(&st, (const uint8_t *)up, strlen(up) + 1);
+            crypto_hash_sha256_update(&st, size, sizeof size);
+            for (uint64_t off = 0; off < list[i].size && !err;) {
+                size_t n =
+                    list[i].size - off < buffer_size ? (size_t)(list[i].size - off) : buffer_size;
+                err = area->read(area, list[i].path, off, buffer, n);
+                if (!err)
+                    crypto_hash_sha256_update(&st, buffer, n);
+                off += n;
+            }
+        }
+        crypto_hash_sha256_final(&st, fingerprint);
+    }
+    free(list);
+    free(w.paths);
+    free(w.sizes);
+    free(w.pending);
+    free(w.depth);
+    return err;
+}
+
 static int load(struct mf_setup *setup, struct loader *ld, char *message)
 {
     struct mf_area *area = setup->area;
@@ -844,8 +996,7 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
         err = area->read_number(area, MF_FILE_CNTDOWN, MF_NUMFILE_STRICT, UINT32_MAX, &v);
         if (err) {
             say(message, "%s: %s", MF_FILE_CNTDOWN,
-                err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295"
-                                  : mf_strerror(err));
+                err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295" : mf_strerror(err));
             return err;
         }
     } else if (err && err != MF_ENOENT) {
@@ -884,6 +1035,11 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
             return MF_ENOMEM;
         }
     }
+    err = mf_setup_fingerprint(area, ld->buffer, ld->buffer_size, setup->fingerprint);
+    if (err) {
+        say(message, "cannot read the setup's files: %s", mf_strerror(err));
+        return err;
+    }
     setup->selected = 0;
     if (setup->selected_name[0] && mf_setup_find(setup, setup->selected_name, &setup->selected)) {
         say(message, "%s: Project = %s: no such project in %s", MF_FILE_FLASHER_INI,
@@ -893,8 +1049,8 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
     return 0;
 }
 
-int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer,
-                  size_t buffer_size, char *message)
+int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer, size_t buffer_size,
+                  char *message)
 {
     memset(setup, 0, sizeof *setup);
     setup->area = area;

@@ -16,8 +16,8 @@
 #define MF_SETUP_PROJECTS_MAX 64u
 #define MF_PROJECT_JOBS_MAX   16u
 #define MF_JOB_FILES_MAX      8u
-#define MF_SETUP_PATH_MAX     256u  /* bytes of a path inside the area, with the NUL */
-#define MF_SETUP_NAME_MAX     64u   /* bytes of a project or job name, with the NUL */
+#define MF_SETUP_PATH_MAX     256u   /* bytes of a path inside the area, with the NUL */
+#define MF_SETUP_NAME_MAX     64u    /* bytes of a project or job name, with the NUL */
 #define MF_SETUP_INI_MAX      16384u /* bytes of job.ini and FLASHER.INI */
 #define MF_SETUP_ERROR_MAX    320u
 #define MF_SERIAL_LENGTH_MAX  8u
@@ -49,8 +49,8 @@ struct mf_datafile {
     char path[MF_SETUP_PATH_MAX]; /* inside the area */
     char name[MF_SETUP_NAME_MAX]; /* as job.ini names it, for messages */
     enum mf_image_format format;
-    uint64_t base; /* raw binary load address */
-    uint64_t size; /* file size */
+    uint64_t base;  /* raw binary load address */
+    uint64_t size;  /* file size */
     uint64_t bytes; /* data bytes it loads */
     /* Files whose records do not ascend are loaded once and held sorted here; others are
      * streamed from the area in every cycle. */
@@ -63,16 +63,16 @@ struct mf_job {
     const struct mf_profile *profile;
     enum mf_erase_mode erase;
     enum mf_verify_mode verify;
-    unsigned protect;           /* readout protection level set at the end; 0 = none */
-    enum mf_start_mode start;   /* 0 = do not start */
-    bool patches;               /* apply Patches.txt lines (and #AUTO PATCH data) */
+    unsigned protect;         /* readout protection level set at the end; 0 = none */
+    enum mf_start_mode start; /* 0 = do not start */
+    bool patches;             /* apply Patches.txt lines (and #AUTO PATCH data) */
     struct mf_datafile files[MF_JOB_FILES_MAX];
     unsigned file_count;
-    bool serial;                /* program the serial number */
+    bool serial; /* program the serial number */
     uint64_t serial_address;
-    unsigned serial_length;     /* 1..MF_SERIAL_LENGTH_MAX bytes */
+    unsigned serial_length; /* 1..MF_SERIAL_LENGTH_MAX bytes */
     enum mf_serial_encoding serial_encoding;
-    struct mf_range *ranges;    /* what the files load: sorted, merged */
+    struct mf_range *ranges; /* what the files load: sorted, merged */
     size_t range_count;
     uint64_t data_bytes;
 };
@@ -82,13 +82,13 @@ struct mf_project {
     char name[MF_SETUP_NAME_MAX];   /* "Widget" */
     struct mf_job jobs[MF_PROJECT_JOBS_MAX];
     unsigned job_count;
-    bool has_cntdown;   /* Cntdown.txt in the project folder */
-    bool has_serial;    /* Serial.txt */
-    bool has_snlist;    /* SNList.txt */
-    bool has_patches;   /* Patches.txt */
-    bool uses_serial;   /* some job programs a serial number */
+    bool has_cntdown; /* Cntdown.txt in the project folder */
+    bool has_serial;  /* Serial.txt */
+    bool has_snlist;  /* SNList.txt */
+    bool has_patches; /* Patches.txt */
+    bool uses_serial; /* some job programs a serial number */
     uint64_t serial_increment;
-    int error;          /* 0, or why the project cannot run (then `message` says) */
+    int error; /* 0, or why the project cannot run (then `message` says) */
     char message[MF_SETUP_ERROR_MAX];
 };
 
@@ -96,21 +96,30 @@ struct mf_setup {
     struct mf_area *area;
     struct mf_project *projects; /* allocated */
     unsigned project_count;
-    unsigned selected;           /* index into projects */
-    bool has_root_cntdown;       /* Cntdown.txt at the root */
+    unsigned selected;                     /* index into projects */
+    bool has_root_cntdown;                 /* Cntdown.txt at the root */
     char selected_name[MF_SETUP_NAME_MAX]; /* FLASHER.INI [CONFIG] Project, "" if unset */
-    uint32_t log_max_bytes;      /* FLASHER.INI [CONFIG] LogMaxKiB, in bytes */
+    uint32_t log_max_bytes;                /* FLASHER.INI [CONFIG] LogMaxKiB, in bytes */
+    uint8_t fingerprint[32];               /* mf_setup_fingerprint of the area, at load */
 };
 
 /* Loads and checks the setup at the root of `area`. Returns 0 with every project loaded (a
  * project that cannot run carries its error and message), or an error for the setup as a whole
  * (no Projects folder, malformed FLASHER.INI, ...) with `message` (MF_SETUP_ERROR_MAX bytes)
  * filled. `buffer` is scratch space for streaming data files. */
-int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer,
-                  size_t buffer_size, char *message);
+int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer, size_t buffer_size,
+                  char *message);
 
 /* Releases what mf_setup_load allocated. */
 void mf_setup_free(struct mf_setup *setup);
+
+/* The fingerprint of the production setup in `area`: SHA-256 over every file except those the
+ * programmer itself changes (FLASHER.INI, FLASHER.LOG, FLASHER.OLD, every Cntdown.txt and
+ * Serial.txt), in the order of their upper-cased paths, each as its upper-cased path, a NUL, its
+ * size (8 bytes, little endian) and its bytes. It identifies what the owner installed, whatever
+ * the counters say now. At most 65536 files, folders at most MF_FAT_DEPTH_MAX deep. */
+int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_size,
+                         uint8_t fingerprint[32]);
 
 /* Finds a project by name, with or without its NN_ prefix, case-insensitively. */
 int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *index);

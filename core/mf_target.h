@@ -66,10 +66,10 @@ struct mf_target_ops {
 
 struct mf_target {
     const struct mf_target_ops *ops;
-    void *context;                      /* the back end's */
-    const struct mf_profile *profile;   /* set before connect */
-    atomic_int cancel;                  /* set by another thread to stop at the next step */
-    char error[MF_TARGET_ERROR_MAX];    /* last error text, "" when none */
+    void *context;                    /* the back end's */
+    const struct mf_profile *profile; /* set before connect */
+    atomic_int cancel;                /* set by another thread to stop at the next step */
+    char error[MF_TARGET_ERROR_MAX];  /* last error text, "" when none */
 };
 
 /* The CRC targets report, as GDB's qCRC packet defines it: CRC-32 with polynomial 0x04C11DB7,

@@ -40,6 +40,6 @@ void mf_time_format(int64_t seconds, char buffer[20])
     mf_time_to_civil(seconds, &t);
     if (t.year < 0 || t.year > 9999)
         t = (struct mf_civil_time){1970, 1, 1, 0, 0, 0};
-    snprintf(buffer, 20, "%04d-%02u-%02u %02u:%02u:%02u", (int)t.year, t.month % 100,
-             t.day % 100, t.hour % 100, t.minute % 100, t.second % 100);
+    snprintf(buffer, 20, "%04d-%02u-%02u %02u:%02u:%02u", (int)t.year, t.month % 100, t.day % 100,
+             t.hour % 100, t.minute % 100, t.second % 100);
 }

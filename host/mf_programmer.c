@@ -18,6 +18,7 @@
 #define LOAD_BUFFER_SIZE (64u << 10)
 
 static void say(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int refresh_setup(struct mf_programmer *p, char *error);
 
 static void say(char *out, const char *fmt, ...)
 {
@@ -196,8 +197,8 @@ static void load_setup(struct mf_programmer *p)
         mf_setup_free(&p->setup);
         p->setup_loaded = false;
     }
-    p->setup_error = mf_setup_load(&p->setup, &p->area.area, p->load_buffer, LOAD_BUFFER_SIZE,
-                                   p->setup_message);
+    p->setup_error =
+        mf_setup_load(&p->setup, &p->area.area, p->load_buffer, LOAD_BUFFER_SIZE, p->setup_message);
     if (!p->setup_error) {
         p->setup_loaded = true;
         const struct mf_project *proj = mf_setup_project(&p->setup);
@@ -230,7 +231,8 @@ static void boot(struct mf_programmer *p)
         log_stderr(p, 0, "completing an interrupted repartition (the public area is formatted)");
         int err = mf_storage_recover(&p->storage);
         if (err) {
-            say(p->state_message, "storage: %s", p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
+            say(p->state_message, "storage: %s",
+                p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
             return;
         }
     }
@@ -248,7 +250,8 @@ static void boot(struct mf_programmer *p)
             say(p->state_message, "NBD: %s", mf_nbdserver_message(&p->nbd));
             log_stderr(p, 0, "file access mode: %s", p->state_message);
         } else {
-            log_stderr(p, 0, "file access mode: the public area is exported over NBD on %s (port %u)",
+            log_stderr(p, 0,
+                       "file access mode: the public area is exported over NBD on %s (port %u)",
                        p->nbd.address, mf_nbdserver_port(&p->nbd));
         }
         return;
@@ -358,7 +361,7 @@ int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_conf
             err = MF_ENOMEM;
             goto fail;
         }
-        const char *spec = p->config.target_count == 0 ? "sim"
+        const char *spec = p->config.target_count == 0   ? "sim"
                            : p->config.target_count == 1 ? p->config.targets[0]
                                                          : p->config.targets[i];
         err = open_target(p, w, spec, error);
@@ -456,7 +459,8 @@ int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error
         pthread_cond_wait(&p->state_cond, &p->state_lock);
     pthread_mutex_unlock(&p->state_lock);
 
-    log_stderr(p, 0, "restarting in %s mode", mode == MF_MODE_FILEACCESS ? "file access" : "stand-alone");
+    log_stderr(p, 0, "restarting in %s mode",
+               mode == MF_MODE_FILEACCESS ? "file access" : "stand-alone");
     if (p->fat_mounted)
         mf_flashlog_write(&p->log, "restart (%s mode)",
                           mode == MF_MODE_FILEACCESS ? "file access" : "stand-alone");
@@ -468,7 +472,8 @@ int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error
     p->mode = mode;
     pthread_mutex_unlock(&p->state_lock);
     if (err)
-        say(p->state_message, "storage: %s", p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
+        say(p->state_message, "storage: %s",
+            p->storage.reason[0] ? p->storage.reason : mf_strerror(err));
     else
         boot(p);
     pthread_mutex_lock(&p->state_lock);
@@ -747,11 +752,16 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
         pthread_mutex_unlock(&p->state_lock);
         return;
     }
+    refresh_setup(p, NULL); /* a setup just uploaded is what #INFO should describe */
     if (p->state_message[0])
         snprintf(info->problem, sizeof info->problem, "%s", p->state_message);
     else if (p->mode == MF_MODE_STANDALONE && !p->setup_loaded && !p->initializing)
         snprintf(info->problem, sizeof info->problem, "%s", p->setup_message);
     const struct mf_project *proj = p->setup_loaded ? mf_setup_project(&p->setup) : NULL;
+    if (p->setup_loaded) {
+        for (int i = 0; i < 32; i++)
+            snprintf(info->setup_id + 2 * i, 3, "%02x", p->setup.fingerprint[i]);
+    }
     if (proj) {
         snprintf(info->project, sizeof info->project, "%s", proj->name);
         if (proj->error)
@@ -790,10 +800,11 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error)
     int err = create ? mf_storage_secure_create(&p->storage, random_u32())
                      : mf_storage_secure_remove(&p->storage, random_u32());
     if (err)
-        say(error, "%s", p->storage.reason[0] ? p->storage.reason
-                         : err == MF_EEXIST ? "a secure area exists already"
-                         : err == MF_ENOENT ? "there is no secure area"
-                                            : mf_strerror(err));
+        say(error, "%s",
+            p->storage.reason[0] ? p->storage.reason
+            : err == MF_EEXIST   ? "a secure area exists already"
+            : err == MF_ENOENT   ? "there is no secure area"
+                                 : mf_strerror(err));
     else
         log_stderr(p, 0, "secure area %s: every file was erased", create ? "created" : "removed");
     boot(p);

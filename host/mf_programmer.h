@@ -24,17 +24,17 @@
 enum mf_mode { MF_MODE_STANDALONE, MF_MODE_FILEACCESS };
 
 struct mf_programmer_config {
-    const char *storage;         /* image path (created when missing) */
-    uint64_t storage_size;       /* size of a new image; 0: 128 MiB */
-    const char *keystore;        /* trust anchor file */
-    unsigned slots;              /* 1..MF_SLOTS_MAX */
+    const char *storage;               /* image path (created when missing) */
+    uint64_t storage_size;             /* size of a new image; 0: 128 MiB */
+    const char *keystore;              /* trust anchor file */
+    unsigned slots;                    /* 1..MF_SLOTS_MAX */
     const char *targets[MF_SLOTS_MAX]; /* per slot, or one for all: "sim" */
-    unsigned target_count;       /* 0: "sim" for every slot */
-    const char *sim_dir;         /* folder of the sim devices */
-    double sim_speed;            /* sim time scale: 0 none, 1 realistic */
-    enum mf_mode mode;           /* at start */
-    const char *nbd_listen;      /* file access mode: "HOST:PORT" of the NBD export */
-    int verbose;                 /* 0 normal, 1 more, 2 debug */
+    unsigned target_count;             /* 0: "sim" for every slot */
+    const char *sim_dir;               /* folder of the sim devices */
+    double sim_speed;                  /* sim time scale: 0 none, 1 realistic */
+    enum mf_mode mode;                 /* at start */
+    const char *nbd_listen;            /* file access mode: "HOST:PORT" of the NBD export */
+    int verbose;                       /* 0 normal, 1 more, 2 debug */
 };
 
 /* How the programmer reports to the channels; called from worker threads. */
@@ -99,7 +99,7 @@ struct mf_programmer {
     bool initializing;
     bool files_changed;
     char state_message[MF_PROGRAMMER_TEXT_MAX]; /* why the programmer cannot run, "" if it can */
-    struct mf_nbdserver nbd; /* the export of file access mode */
+    struct mf_nbdserver nbd;                    /* the export of file access mode */
 
     struct mf_slot_worker workers[MF_SLOTS_MAX];
     unsigned slot_count;
@@ -164,21 +164,22 @@ int mf_programmer_reload(struct mf_programmer *p, char *error);
 struct mf_programmer_info {
     enum mf_mode mode;
     bool initializing;
-    bool secure;            /* the setup runs from the secure area */
+    bool secure; /* the setup runs from the secure area */
     char project[MF_SETUP_NAME_MAX];
     unsigned slots;
     bool limited;
     uint64_t cycles_left;
     bool has_serial;
     uint64_t next_serial;
-    char setup_id[65];      /* fingerprint of the setup, "" when none */
+    char setup_id[65];                    /* fingerprint of the setup, "" when none */
     char problem[MF_PROGRAMMER_TEXT_MAX]; /* why it cannot program, "" when it can */
     int log_error;
 };
 
 void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info);
 
-/* Creates or removes the secure area (every file is lost either way). MF_EBUSY while a slot runs. */
+/* Creates or removes the secure area (every file is lost either way). MF_EBUSY while a slot runs.
+ */
 int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error);
 
 /* Default paths for a user: storage image, keystore, sim folder, UNIX socket. */

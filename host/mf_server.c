@@ -110,19 +110,32 @@ static struct mf_session *find_session(struct mf_server *s, uint64_t id)
 static int protocol_error(const struct mf_cycle_result *r)
 {
     switch (r->failure) {
-    case MF_FAIL_NO_SETUP: return MF_PERR_NO_SETUP;
-    case MF_FAIL_SETUP: return MF_PERR_BAD_SETUP;
-    case MF_FAIL_EXHAUSTED: return MF_PERR_EXHAUSTED;
-    case MF_FAIL_STORAGE: return MF_PERR_STORAGE;
-    case MF_FAIL_DEVICE_DATA: return MF_PERR_DEVICE_DATA;
-    case MF_FAIL_DATA_FILE: return MF_PERR_DATA_FILE;
-    case MF_FAIL_CONNECT: return MF_PERR_CONNECT;
-    case MF_FAIL_TARGET: return MF_PERR_TARGET;
-    case MF_FAIL_VERIFY: return MF_PERR_VERIFY;
-    case MF_FAIL_TIMEOUT: return MF_PERR_TIMEOUT;
-    case MF_FAIL_PROTECTED: return MF_PERR_PROTECTED;
-    case MF_FAIL_CANCELED: return MF_PERR_CANCELED;
-    default: return MF_PERR_OTHER;
+    case MF_FAIL_NO_SETUP:
+        return MF_PERR_NO_SETUP;
+    case MF_FAIL_SETUP:
+        return MF_PERR_BAD_SETUP;
+    case MF_FAIL_EXHAUSTED:
+        return MF_PERR_EXHAUSTED;
+    case MF_FAIL_STORAGE:
+        return MF_PERR_STORAGE;
+    case MF_FAIL_DEVICE_DATA:
+        return MF_PERR_DEVICE_DATA;
+    case MF_FAIL_DATA_FILE:
+        return MF_PERR_DATA_FILE;
+    case MF_FAIL_CONNECT:
+        return MF_PERR_CONNECT;
+    case MF_FAIL_TARGET:
+        return MF_PERR_TARGET;
+    case MF_FAIL_VERIFY:
+        return MF_PERR_VERIFY;
+    case MF_FAIL_TIMEOUT:
+        return MF_PERR_TIMEOUT;
+    case MF_FAIL_PROTECTED:
+        return MF_PERR_PROTECTED;
+    case MF_FAIL_CANCELED:
+        return MF_PERR_CANCELED;
+    default:
+        return MF_PERR_OTHER;
     }
 }
 
@@ -160,9 +173,8 @@ static void on_event(void *context, uint64_t origin, const struct mf_cycle_event
             queue_line(s, ss, line);
         }
         if (ss->progress && ev->total) {
-            snprintf(line, sizeof line, "#PROGRESS:%u:%s:%llx:%llx", slot,
-                     mf_phase_name(ev->phase), (unsigned long long)ev->done,
-                     (unsigned long long)ev->total);
+            snprintf(line, sizeof line, "#PROGRESS:%u:%s:%llx:%llx", slot, mf_phase_name(ev->phase),
+                     (unsigned long long)ev->done, (unsigned long long)ev->total);
             queue_line(s, ss, line);
         }
     }
@@ -215,8 +227,12 @@ static void *system_main(void *arg)
     char error[MF_PROGRAMMER_TEXT_MAX] = "";
     int err = 0;
     switch (job->kind) {
-    case JOB_BOOT: mf_programmer_boot(s->programmer); break;
-    case JOB_REBOOT: err = mf_programmer_reboot(s->programmer, job->mode, error); break;
+    case JOB_BOOT:
+        mf_programmer_boot(s->programmer);
+        break;
+    case JOB_REBOOT:
+        err = mf_programmer_reboot(s->programmer, job->mode, error);
+        break;
     case JOB_SECURE_CREATE:
     case JOB_SECURE_REMOVE:
         err = mf_programmer_secure_area(s->programmer, job->kind == JOB_SECURE_CREATE, error);
@@ -356,11 +372,16 @@ static void cmd_result(struct mf_server *s, struct mf_session *ss)
 static int submit_error(int err)
 {
     switch (err) {
-    case MF_EBUSY: return MF_PERR_BUSY;
-    case MF_EPERM: return MF_PERR_FILE_ACCESS_MODE;
-    case MF_ENOENT: return MF_PERR_NO_SETUP;
-    case MF_EIO: return MF_PERR_STORAGE;
-    default: return MF_PERR_BAD_SETUP;
+    case MF_EBUSY:
+        return MF_PERR_BUSY;
+    case MF_EPERM:
+        return MF_PERR_FILE_ACCESS_MODE;
+    case MF_ENOENT:
+        return MF_PERR_NO_SETUP;
+    case MF_EIO:
+        return MF_PERR_STORAGE;
+    default:
+        return MF_PERR_BAD_SETUP;
     }
 }
 
@@ -370,11 +391,21 @@ static void cmd_cycle(struct mf_server *s, struct mf_session *ss, enum mf_proto_
     struct mf_cycle_request req = {0};
     bool noinfo = false;
     switch (cmd) {
-    case MF_CMD_AUTO: req.action = MF_ACTION_AUTO; break;
-    case MF_CMD_ERASE: req.action = MF_ACTION_ERASE; break;
-    case MF_CMD_PROGRAM: req.action = MF_ACTION_PROGRAM; break;
-    case MF_CMD_VERIFY: req.action = MF_ACTION_VERIFY; break;
-    default: req.action = MF_ACTION_START; break;
+    case MF_CMD_AUTO:
+        req.action = MF_ACTION_AUTO;
+        break;
+    case MF_CMD_ERASE:
+        req.action = MF_ACTION_ERASE;
+        break;
+    case MF_CMD_PROGRAM:
+        req.action = MF_ACTION_PROGRAM;
+        break;
+    case MF_CMD_VERIFY:
+        req.action = MF_ACTION_VERIFY;
+        break;
+    default:
+        req.action = MF_ACTION_START;
+        break;
     }
     /* Options: NOINFO anywhere; NOPATCH and PATCH <line> (the rest of the line) for #AUTO. */
     const char *p = args;
@@ -434,7 +465,8 @@ static void cmd_cycle(struct mf_server *s, struct mf_session *ss, enum mf_proto_
             pthread_mutex_lock(&s->lock);
             ss->pending &= ~(1ull << (slot - 1));
             if (ss->multi)
-                snprintf(line, sizeof line, "#RESULT:%u:#ERR%03d:%s", slot, submit_error(err), error);
+                snprintf(line, sizeof line, "#RESULT:%u:#ERR%03d:%s", slot, submit_error(err),
+                         error);
             else
                 snprintf(line, sizeof line, "#ERR%03d:%s", submit_error(err), error);
             queue_line(s, ss, line);
@@ -519,8 +551,8 @@ static int parse_baud(unsigned baud, speed_t *speed)
     static const struct {
         unsigned baud;
         speed_t speed;
-    } table[] = {{1200, B1200},     {2400, B2400},     {4800, B4800},     {9600, B9600},
-                 {19200, B19200},   {38400, B38400},   {57600, B57600},   {115200, B115200},
+    } table[] = {{1200, B1200},     {2400, B2400},     {4800, B4800},    {9600, B9600},
+                 {19200, B19200},   {38400, B38400},   {57600, B57600},  {115200, B115200},
                  {230400, B230400}, {460800, B460800}, {921600, B921600}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (table[i].baud == baud) {
@@ -791,7 +823,9 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
     case MF_CMD_ERASE:
     case MF_CMD_PROGRAM:
     case MF_CMD_VERIFY:
-    case MF_CMD_START: cmd_cycle(s, ss, cmd, args); break;
+    case MF_CMD_START:
+        cmd_cycle(s, ss, cmd, args);
+        break;
     case MF_CMD_CANCEL:
         reply(s, ss, "#ACK");
         for (unsigned i = 1; i <= slot_count(s); i++) {
@@ -800,8 +834,12 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         }
         reply(s, ss, "#OK");
         break;
-    case MF_CMD_STATUS: cmd_status(s, ss); break;
-    case MF_CMD_RESULT: cmd_result(s, ss); break;
+    case MF_CMD_STATUS:
+        cmd_status(s, ss);
+        break;
+    case MF_CMD_RESULT:
+        cmd_result(s, ss);
+        break;
     case MF_CMD_SELECT: {
         if (!*args) {
             reply(s, ss, "#NACK:ERR%03d:Expected a project name", MF_PERR_ARGUMENT);
@@ -817,9 +855,15 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
             reply(s, ss, "#OK");
         break;
     }
-    case MF_CMD_SELMODULE: cmd_selmodule(s, ss, args); break;
-    case MF_CMD_INFO: cmd_info(s, ss); break;
-    case MF_CMD_BAUDRATE: cmd_baudrate(s, ss, args); break;
+    case MF_CMD_SELMODULE:
+        cmd_selmodule(s, ss, args);
+        break;
+    case MF_CMD_INFO:
+        cmd_info(s, ss);
+        break;
+    case MF_CMD_BAUDRATE:
+        cmd_baudrate(s, ss, args);
+        break;
     case MF_CMD_PROGRESS:
         if (is_word(args, "ON") || is_word(args, "OFF")) {
             ss->progress = is_word(args, "ON");
@@ -829,10 +873,18 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
             reply(s, ss, "#NACK:ERR%03d:Expected ON or OFF", MF_PERR_ARGUMENT);
         }
         break;
-    case MF_CMD_FOPEN: cmd_fopen(s, ss, args); break;
-    case MF_CMD_FWRITE: cmd_fwrite(s, ss, args); break;
-    case MF_CMD_FREAD: cmd_fread(s, ss, args); break;
-    case MF_CMD_FSIZE: cmd_fsize(s, ss); break;
+    case MF_CMD_FOPEN:
+        cmd_fopen(s, ss, args);
+        break;
+    case MF_CMD_FWRITE:
+        cmd_fwrite(s, ss, args);
+        break;
+    case MF_CMD_FREAD:
+        cmd_fread(s, ss, args);
+        break;
+    case MF_CMD_FSIZE:
+        cmd_fsize(s, ss);
+        break;
     case MF_CMD_FCLOSE:
         ss->file_open = false;
         reply(s, ss, "#ACK");
@@ -840,8 +892,12 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         break;
     case MF_CMD_FDELETE:
     case MF_CMD_MKDIR:
-    case MF_CMD_RMDIR: cmd_path_op(s, ss, cmd, args); break;
-    case MF_CMD_FLIST: cmd_flist(s, ss, args); break;
+    case MF_CMD_RMDIR:
+        cmd_path_op(s, ss, cmd, args);
+        break;
+    case MF_CMD_FLIST:
+        cmd_flist(s, ss, args);
+        break;
     case MF_CMD_SECUREAREA: {
         bool create = is_word(args, "CREATE");
         if (!create && !is_word(args, "REMOVE")) {
@@ -849,8 +905,8 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
             break;
         }
         reply(s, ss, "#ACK");
-        int err = system_start(s, create ? JOB_SECURE_CREATE : JOB_SECURE_REMOVE,
-                               MF_MODE_STANDALONE, ss);
+        int err =
+            system_start(s, create ? JOB_SECURE_CREATE : JOB_SECURE_REMOVE, MF_MODE_STANDALONE, ss);
         if (err)
             reply(s, ss, "#ERR%03d:Busy", MF_PERR_BUSY);
         break;
@@ -863,13 +919,14 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         }
         reply(s, ss, "#ACK");
         /* #OK follows once the programmer is back (a client then knows it is up again). */
-        int err = system_start(s, JOB_REBOOT, fileaccess ? MF_MODE_FILEACCESS : MF_MODE_STANDALONE,
-                               ss);
+        int err =
+            system_start(s, JOB_REBOOT, fileaccess ? MF_MODE_FILEACCESS : MF_MODE_STANDALONE, ss);
         if (err)
             reply(s, ss, "#ERR%03d:Busy", MF_PERR_BUSY);
         break;
     }
-    case MF_CMD_UNKNOWN: break;
+    case MF_CMD_UNKNOWN:
+        break;
     }
 }
 
@@ -902,8 +959,10 @@ static int listen_tcp(struct mf_server *s, const char *spec, char *error)
         memmove(host, host + 1, strlen(host));
         host[strlen(host) - 1] = '\0';
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai;
     int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc) {
         snprintf(error, MF_SERVER_TEXT_MAX, "--tcp %s: %s", spec, gai_strerror(rc));
@@ -1096,15 +1155,20 @@ static void session_input(struct mf_server *s, struct mf_session *ss)
         enum mf_proto_event ev;
         off += mf_proto_framer_feed(&ss->framer, buf + off, (size_t)n - off, &ev);
         switch (ev) {
-        case MF_PROTO_LINE: dispatch(s, ss, ss->framer.line); break;
+        case MF_PROTO_LINE:
+            dispatch(s, ss, ss->framer.line);
+            break;
         case MF_PROTO_TOO_LONG:
             reply(s, ss, "#NACK:ERR%03d:Line too long", MF_PERR_ARGUMENT);
             break;
         case MF_PROTO_BAD_CHAR:
             reply(s, ss, "#NACK:ERR%03d:Invalid character", MF_PERR_ARGUMENT);
             break;
-        case MF_PROTO_NO_COMMAND: reply(s, ss, "#NACK"); break;
-        case MF_PROTO_NEED_MORE: break;
+        case MF_PROTO_NO_COMMAND:
+            reply(s, ss, "#NACK");
+            break;
+        case MF_PROTO_NEED_MORE:
+            break;
         }
     }
 }
@@ -1183,7 +1247,8 @@ int mf_server_run(struct mf_server *s)
         }
         for (nfds_t i = 1; i < first; i++) {
             if (fds[i].revents & POLLIN)
-                accept_client(s, fds[i].fd, fds[i].fd == s->tcp_fd ? MF_CHANNEL_TCP : MF_CHANNEL_UNIX);
+                accept_client(s, fds[i].fd,
+                              fds[i].fd == s->tcp_fd ? MF_CHANNEL_TCP : MF_CHANNEL_UNIX);
         }
         for (nfds_t i = first; i < n; i++) {
             struct mf_session *ss = who[i];

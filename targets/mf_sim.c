@@ -648,7 +648,7 @@ static int save_device(int dir_fd, int ini_fd, const char *slot_dir, const struc
     size_t used = 0;
     const struct mf_profile *p = d->profile;
     put(text, sizeof text, &used,
-        "; mintflash simulated device (docs/targets-sim.md). Rewritten by every connection:\n"
+        "; mintflash simulated device (docs/targets.md). Rewritten by every connection:\n"
         "; edit it between cycles only.\n"
         "[device]\nprofile = %s\nuid = ",
         p->name);

@@ -1,7 +1,7 @@
 /* The simulated target back end `sim`: a NOR-flash device per slot, kept in files so that tests and
  * users can inspect what was programmed (<sim-dir>/slot<N>/flash.bin: the raw flash from its base,
  * several regions one after the other in profile order; device.ini: profile, UID, protection,
- * counters, faults; see docs/targets-sim.md). It implements struct mf_target_ops, with a scalable
+ * counters, faults; see docs/targets.md). It implements struct mf_target_ops, with a scalable
  * timing model and fault knobs for tests of the job engine. No global mutable state: one thread per
  * slot, any number of slots at once. */
 #ifndef MF_SIM_H

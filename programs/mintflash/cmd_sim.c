@@ -1,6 +1,6 @@
 /* `mintflash sim`: the simulated devices of the `sim` target back end, offline: put a fresh blank
  * device into a slot (replace), show what a slot's device holds, list the built-in profiles. The
- * printed formats are documented in docs/targets-sim.md; scripts rely on them. */
+ * printed formats are documented in docs/targets.md; scripts rely on them. */
 #include "cli.h"
 
 #include "mf_err.h"

@@ -32,10 +32,12 @@ int mf_cli_parse_u64(const char *text, uint64_t *value)
 {
     if (!text || !*text || *text == '-' || isspace((unsigned char)*text))
         return -1;
+    /* Decimal, or hex with 0x; a leading zero is decimal, never octal ("0100" is 100). */
+    int base = (text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) ? 16 : 10;
     char *end;
     errno = 0;
-    unsigned long long v = strtoull(text, &end, 0);
-    if (errno || end == text || *end)
+    unsigned long long v = strtoull(text, &end, base);
+    if (errno || end == text || *end || (base == 16 && end == text + 2))
         return -1;
     *value = v;
     return 0;
@@ -52,11 +54,24 @@ int mf_cli_parse_size(const char *text, uint64_t *size)
         return -1;
     unsigned shift = 0;
     switch (toupper((unsigned char)*end)) {
-    case 'K': shift = 10; end++; break;
-    case 'M': shift = 20; end++; break;
-    case 'G': shift = 30; end++; break;
-    case 'T': shift = 40; end++; break;
-    default: break;
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        break;
     }
     if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
         end += strlen(end);

@@ -5,6 +5,7 @@
 #include "mf_ini.h"
 #include "mf_programmer.h"
 #include "mf_server.h"
+#include "remote.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -26,33 +27,34 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mintflashd [options]\n"
-            "\n"
-            "The mintflash programmer: runs until SIGTERM or SIGINT; SIGHUP restarts it in\n"
-            "stand-alone mode, as a power cycle would.\n"
-            "\n"
-            "  --storage IMG        storage image, created when missing\n"
-            "                       (default: $XDG_DATA_HOME/mintflash/storage.img)\n"
-            "  --size SIZE          size of a new storage image (default 128M)\n"
-            "  --keystore PATH      trust anchor file (default: next to the storage image)\n"
-            "  --tcp HOST:PORT      TCP channel (default 127.0.0.1:2323; 'off' disables)\n"
-            "  --socket PATH        local UNIX socket, the stand-in for USB\n"
-            "                       (default $XDG_RUNTIME_DIR/mintflash/mintflashd.sock; 'off')\n"
-            "  --serial DEV[:BAUD]  serial channel (default off; 9600 8N1)\n"
-            "  --nbd HOST:PORT      NBD export of the public area in file access mode\n"
-            "                       (default 127.0.0.1:10809)\n"
-            "  --file-access        start in file access mode (the start button held at power-up)\n"
-            "  --slots N            number of target slots (default 1)\n"
-            "  --target SPEC        how the slots reach their targets: once for all, or once per\n"
-            "                       slot; SPEC: sim (default)\n"
-            "  --sim-dir DIR        folder of the simulated devices\n"
-            "                       (default: $XDG_DATA_HOME/mintflash/sim)\n"
-            "  --sim-speed X        time scale of simulated devices: 0 none, 1 realistic (default)\n"
-            "  --config FILE        read options from FILE (lines: option = value)\n"
-            "  -v, --verbose        log more (twice: every command)\n"
-            "  --version            print the version\n"
-            "  -h, --help           this text\n");
+    fprintf(
+        out,
+        "usage: mintflashd [options]\n"
+        "\n"
+        "The mintflash programmer: runs until SIGTERM or SIGINT; SIGHUP restarts it in\n"
+        "stand-alone mode, as a power cycle would.\n"
+        "\n"
+        "  --storage IMG        storage image, created when missing\n"
+        "                       (default: $XDG_DATA_HOME/mintflash/storage.img)\n"
+        "  --size SIZE          size of a new storage image (default 128M)\n"
+        "  --keystore PATH      trust anchor file (default: next to the storage image)\n"
+        "  --tcp HOST:PORT      TCP channel (default 127.0.0.1:2323; 'off' disables)\n"
+        "  --socket PATH        local UNIX socket, the stand-in for USB\n"
+        "                       (default $XDG_RUNTIME_DIR/mintflash/mintflashd.sock; 'off')\n"
+        "  --serial DEV[:BAUD]  serial channel (default off; 9600 8N1)\n"
+        "  --nbd HOST:PORT      NBD export of the public area in file access mode\n"
+        "                       (default 127.0.0.1:10809)\n"
+        "  --file-access        start in file access mode (the start button held at power-up)\n"
+        "  --slots N            number of target slots (default 1)\n"
+        "  --target SPEC        how the slots reach their targets: once for all, or once per\n"
+        "                       slot; SPEC: sim (default)\n"
+        "  --sim-dir DIR        folder of the simulated devices\n"
+        "                       (default: $XDG_DATA_HOME/mintflash/sim)\n"
+        "  --sim-speed X        time scale of simulated devices: 0 none, 1 realistic (default)\n"
+        "  --config FILE        read options from FILE (lines: option = value)\n"
+        "  -v, --verbose        log more (twice: every command)\n"
+        "  --version            print the version\n"
+        "  -h, --help           this text\n");
 }
 
 struct options {
@@ -79,10 +81,23 @@ static int parse_size(const char *text, uint64_t *size)
         return -1;
     unsigned shift = 0;
     switch (*end) {
-    case 'K': case 'k': shift = 10; end++; break;
-    case 'M': case 'm': shift = 20; end++; break;
-    case 'G': case 'g': shift = 30; end++; break;
-    default: break;
+    case 'K':
+    case 'k':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+    case 'm':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+    case 'g':
+        shift = 30;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end == 'i')
         end++;
@@ -197,20 +212,11 @@ static int read_config(struct options *o, const char *path)
     return err ? -1 : 0;
 }
 
-static void default_socket(char *out, size_t size)
-{
-    const char *run = getenv("XDG_RUNTIME_DIR");
-    if (run && *run)
-        snprintf(out, size, "%s/mintflash/mintflashd.sock", run);
-    else
-        snprintf(out, size, "/tmp/mintflash-%u/mintflashd.sock", (unsigned)getuid());
-}
-
 int main(int argc, char **argv)
 {
     static struct options o;
     mf_programmer_default_paths(o.storage, NULL, o.sim_dir, sizeof o.storage);
-    default_socket(o.socket_path, sizeof o.socket_path);
+    mf_remote_default_socket(o.socket_path, sizeof o.socket_path); /* the commander's rule */
     o.tcp = "127.0.0.1:2323";
     o.socket = o.socket_path;
     o.nbd = "127.0.0.1:10809";
@@ -218,14 +224,22 @@ int main(int argc, char **argv)
     o.sim_speed = 1.0;
 
     static const struct option longopts[] = {
-        {"storage", required_argument, NULL, 0},   {"size", required_argument, NULL, 0},
-        {"keystore", required_argument, NULL, 0},  {"tcp", required_argument, NULL, 0},
-        {"socket", required_argument, NULL, 0},    {"serial", required_argument, NULL, 0},
-        {"nbd", required_argument, NULL, 0},       {"file-access", no_argument, NULL, 0},
-        {"slots", required_argument, NULL, 0},     {"target", required_argument, NULL, 0},
-        {"sim-dir", required_argument, NULL, 0},   {"sim-speed", required_argument, NULL, 0},
-        {"config", required_argument, NULL, 0},    {"verbose", no_argument, NULL, 'v'},
-        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"storage", required_argument, NULL, 0},
+        {"size", required_argument, NULL, 0},
+        {"keystore", required_argument, NULL, 0},
+        {"tcp", required_argument, NULL, 0},
+        {"socket", required_argument, NULL, 0},
+        {"serial", required_argument, NULL, 0},
+        {"nbd", required_argument, NULL, 0},
+        {"file-access", no_argument, NULL, 0},
+        {"slots", required_argument, NULL, 0},
+        {"target", required_argument, NULL, 0},
+        {"sim-dir", required_argument, NULL, 0},
+        {"sim-speed", required_argument, NULL, 0},
+        {"config", required_argument, NULL, 0},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     bool keystore_set = false;
@@ -287,8 +301,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     static struct mf_programmer programmer;
     char error[MF_PROGRAMMER_TEXT_MAX];
-    struct mf_server_config sc = {.tcp = o.tcp, .unix_socket = o.socket, .serial = o.serial,
-                                  .programmer = &programmer, .verbose = o.verbose};
+    struct mf_server_config sc = {.tcp = o.tcp,
+                                  .unix_socket = o.socket,
+                                  .serial = o.serial,
+                                  .programmer = &programmer,
+                                  .verbose = o.verbose};
     /* The channels open first so that a busy port fails before the storage is touched. */
     if (mf_server_open(&server, &sc, error)) {
         fprintf(stderr, "mintflashd: %s\n", error);

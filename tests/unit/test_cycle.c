@@ -67,8 +67,8 @@ static void put(struct mf_fat *fs, const char *path, const void *data, size_t le
         assert_true(err == 0 || err == MF_EEXIST);
     }
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC),
-                     0);
+    assert_int_equal(
+        mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
     assert_int_equal(mf_fat_write(fs, &file, data, (uint32_t)len), (int)len);
     assert_int_equal(mf_fat_close(fs, &file), 0);
 }
@@ -155,8 +155,11 @@ static int load(struct fixture *f)
     if (err)
         return err;
     f->loaded = true;
-    f->env = (struct mf_cycle_env){.setup = &f->setup, .area = &f->area.area, .log = &f->log,
-                                   .now_ms = fake_ms, .clock_context = f};
+    f->env = (struct mf_cycle_env){.setup = &f->setup,
+                                   .area = &f->area.area,
+                                   .log = &f->log,
+                                   .now_ms = fake_ms,
+                                   .clock_context = f};
     return 0;
 }
 
@@ -306,9 +309,8 @@ static void test_serial_encodings(void **state)
         puts_(&f->fs, "Projects/P/Serial.txt", "123456");
         assert_int_equal(load(f), 0);
         struct mf_cycle_result r;
-        assert_int_equal(mf_sim_replace(f->sim_dir, 1, mf_profile_find("SIM-F1-64K"), NULL, NULL,
-                                        NULL, 0),
-                         0);
+        assert_int_equal(
+            mf_sim_replace(f->sim_dir, 1, mf_profile_find("SIM-F1-64K"), NULL, NULL, NULL, 0), 0);
         assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
         size_t size;
         uint8_t *mem = flash(f, 1, &size);
@@ -605,6 +607,27 @@ static void test_slots_share_counts_exactly(void **state)
     assert_int_equal(r[2].serial, 52);
 }
 
+/* The setup's fingerprint ignores the counters the programmer changes, and nothing else. */
+static void test_fingerprint(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "3", "7");
+    uint8_t a[32], b[32], c[32];
+    assert_int_equal(load(f), 0);
+    memcpy(a, f->setup.fingerprint, 32);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = 01_Widget\n");
+    assert_int_equal(mf_setup_fingerprint(&f->area.area, f->buffer, sizeof f->buffer, b), 0);
+    assert_memory_equal(a, b, 32); /* counts, serial, log and selection changed: same setup */
+    uint8_t app[3000];
+    firmware(app, sizeof app, 7);
+    app[1234] ^= 1;
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    assert_int_equal(mf_setup_fingerprint(&f->area.area, f->buffer, sizeof f->buffer, c), 0);
+    assert_memory_not_equal(a, c, 32); /* one bit of the firmware: another setup */
+}
+
 /* ---- power cut during the authorization ---- */
 
 struct cut_case {
@@ -647,8 +670,8 @@ static int cut_run(void *context, const struct mf_bd *bd)
     }
     mf_slot_init(&slot, 1, &target);
     uint64_t clock = 0;
-    struct mf_cycle_env env = {.setup = &setup, .area = &area.area, .log = &log,
-                               .now_ms = NULL, .clock_context = &clock};
+    struct mf_cycle_env env = {
+        .setup = &setup, .area = &area.area, .log = &log, .now_ms = NULL, .clock_context = &clock};
     struct mf_cycle_request req = {.action = MF_ACTION_AUTO};
     struct mf_cycle_result r;
     err = mf_cycle_run(&env, &slot, &req, &r);
@@ -673,8 +696,8 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
     err = mf_numfile_read(&fs, "Projects/01_Widget/Cntdown.txt", MF_NUMFILE_STRICT, UINT32_MAX,
                           &count);
     if (!err)
-        err = mf_numfile_read(&fs, "Projects/01_Widget/Serial.txt", MF_NUMFILE_LEADING,
-                              UINT64_MAX, &serial);
+        err = mf_numfile_read(&fs, "Projects/01_Widget/Serial.txt", MF_NUMFILE_LEADING, UINT64_MAX,
+                              &serial);
     if (err) {
         fprintf(stderr, "count or serial unreadable: %s\n", mf_strerror(err));
         return err;
@@ -756,6 +779,7 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_slots_share_counts_exactly, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_fingerprint, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,
                                         teardown_fixture),
     };

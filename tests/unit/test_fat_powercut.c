@@ -25,8 +25,8 @@
 #include <cmocka.h>
 
 #define VOLUME_BLOCKS 2048u /* 1 MiB FAT12, 2 KiB clusters */
-#define PATH_BYTES 96
-#define MAX_FILES 64
+#define PATH_BYTES    96
+#define MAX_FILES     64
 
 /* ---- the scenario
  * ----------------------------------------------------------------------------
@@ -35,12 +35,12 @@
 enum step_kind { WRITE, APPEND, MKDIR, RENAME, TRUNCATE, REMOVE, RMDIR, MANY };
 
 struct step {
-  enum step_kind kind;
-  const char *path;
-  const char *to; /* RENAME */
-  uint32_t size; /* WRITE: bytes, APPEND: extra bytes, TRUNCATE: new size, MANY:
-                    files */
-  uint32_t pieces; /* WRITE, APPEND: number of write calls */
+    enum step_kind kind;
+    const char *path;
+    const char *to;  /* RENAME */
+    uint32_t size;   /* WRITE: bytes, APPEND: extra bytes, TRUNCATE: new size, MANY:
+                        files */
+    uint32_t pieces; /* WRITE, APPEND: number of write calls */
 };
 
 /* Each step ends with a closed file or a finished call: a "completed" change.
@@ -58,8 +58,7 @@ static const struct step steps[] = {
     {RENAME, "dir", "renamed dir", 0, 0},
     {TRUNCATE, "c.txt", NULL, 7000, 0},
     {MKDIR, "renamed dir/sub", NULL, 0, 0},
-    {MANY, "renamed dir/sub", NULL, 40,
-     0}, /* empty files: the folder grows by clusters */
+    {MANY, "renamed dir/sub", NULL, 40, 0}, /* empty files: the folder grows by clusters */
     {WRITE, "renamed dir/sub/d.txt", NULL, 2100, 1},
     {REMOVE, "renamed dir/b.txt", NULL, 0, 0},
     {MKDIR, "empty", NULL, 0, 0},
@@ -69,200 +68,202 @@ static const struct step steps[] = {
 #define STEP_COUNT (sizeof steps / sizeof steps[0])
 
 struct file_state {
-  char path[PATH_BYTES];
-  uint8_t data[16384];
-  uint32_t size;
+    char path[PATH_BYTES];
+    uint8_t data[16384];
+    uint32_t size;
 };
 
 struct state {
-  struct file_state files[MAX_FILES];
-  unsigned count;
+    struct file_state files[MAX_FILES];
+    unsigned count;
 };
 
 struct context {
-  unsigned done; /* steps completed by the last run */
-  char *tmpdir;
-  char *image;
-  uint8_t *buffer; /* the whole volume, for the tools */
-  char *script;    /* tools_script, as a file */
-  unsigned
-      fsck_repairs; /* cuts after which fsck.fat -a had something to repair */
-  unsigned fsck_runs_max;    /* most runs of fsck.fat -a one cut needed */
-  unsigned distinct_volumes; /* checked by the tools */
+    unsigned done; /* steps completed by the last run */
+    char *tmpdir;
+    char *image;
+    uint8_t *buffer;           /* the whole volume, for the tools */
+    char *script;              /* tools_script, as a file */
+    unsigned fsck_repairs;     /* cuts after which fsck.fat -a had something to repair */
+    unsigned fsck_runs_max;    /* most runs of fsck.fat -a one cut needed */
+    unsigned distinct_volumes; /* checked by the tools */
 };
 
 static struct context ctx;
 
 /* The bytes a step writes: a function of the step and the offset, so any run
  * writes the same. */
-static uint8_t step_byte(unsigned step, uint32_t offset) {
-  uint32_t x = (step + 1u) * 2654435761u ^ offset * 40503u;
-  return (uint8_t)(x >> 13 ^ x);
+static uint8_t step_byte(unsigned step, uint32_t offset)
+{
+    uint32_t x = (step + 1u) * 2654435761u ^ offset * 40503u;
+    return (uint8_t)(x >> 13 ^ x);
 }
 
-static struct file_state *state_find(struct state *s, const char *path) {
-  for (unsigned i = 0; i < s->count; i++)
-    if (strcmp(s->files[i].path, path) == 0)
-      return &s->files[i];
-  return NULL;
+static struct file_state *state_find(struct state *s, const char *path)
+{
+    for (unsigned i = 0; i < s->count; i++)
+        if (strcmp(s->files[i].path, path) == 0)
+            return &s->files[i];
+    return NULL;
 }
 
 /* What the volume holds after steps[0..count): the model. "pre.txt" exists from
  * the start. */
-static void state_after(struct state *s, unsigned count) {
-  memset(s, 0, sizeof *s);
-  struct file_state *pre = &s->files[s->count++];
-  strcpy(pre->path, "pre.txt");
-  pre->size = 1234;
-  for (uint32_t i = 0; i < pre->size; i++)
-    pre->data[i] = step_byte(99, i);
-  for (unsigned k = 0; k < count; k++) {
-    const struct step *st = &steps[k];
-    struct file_state *f = state_find(s, st->path);
-    size_t len = strlen(st->path);
-    switch (st->kind) {
-    case WRITE:
-      if (!f) {
-        f = &s->files[s->count++];
-        snprintf(f->path, sizeof f->path, "%s", st->path);
-      }
-      f->size = st->size;
-      for (uint32_t i = 0; i < st->size; i++)
-        f->data[i] = step_byte(k, i);
-      break;
-    case APPEND:
-      for (uint32_t i = 0; i < st->size; i++)
-        f->data[f->size + i] = step_byte(k, i);
-      f->size += st->size;
-      break;
-    case TRUNCATE:
-      if (st->size > f->size)
-        memset(f->data + f->size, 0, st->size - f->size);
-      f->size = st->size;
-      break;
-    case REMOVE:
-      *f = s->files[--s->count];
-      break;
-    case RENAME:
-      for (unsigned i = 0; i < s->count; i++) {
-        char *p = s->files[i].path;
-        if (strcmp(p, st->path) == 0 ||
-            (strncmp(p, st->path, len) == 0 && p[len] == '/')) {
-          char moved[PATH_BYTES];
-          snprintf(moved, sizeof moved, "%s%s", st->to, p + len);
-          memcpy(p, moved, sizeof moved);
+static void state_after(struct state *s, unsigned count)
+{
+    memset(s, 0, sizeof *s);
+    struct file_state *pre = &s->files[s->count++];
+    strcpy(pre->path, "pre.txt");
+    pre->size = 1234;
+    for (uint32_t i = 0; i < pre->size; i++)
+        pre->data[i] = step_byte(99, i);
+    for (unsigned k = 0; k < count; k++) {
+        const struct step *st = &steps[k];
+        struct file_state *f = state_find(s, st->path);
+        size_t len = strlen(st->path);
+        switch (st->kind) {
+        case WRITE:
+            if (!f) {
+                f = &s->files[s->count++];
+                snprintf(f->path, sizeof f->path, "%s", st->path);
+            }
+            f->size = st->size;
+            for (uint32_t i = 0; i < st->size; i++)
+                f->data[i] = step_byte(k, i);
+            break;
+        case APPEND:
+            for (uint32_t i = 0; i < st->size; i++)
+                f->data[f->size + i] = step_byte(k, i);
+            f->size += st->size;
+            break;
+        case TRUNCATE:
+            if (st->size > f->size)
+                memset(f->data + f->size, 0, st->size - f->size);
+            f->size = st->size;
+            break;
+        case REMOVE:
+            *f = s->files[--s->count];
+            break;
+        case RENAME:
+            for (unsigned i = 0; i < s->count; i++) {
+                char *p = s->files[i].path;
+                if (strcmp(p, st->path) == 0 || (strncmp(p, st->path, len) == 0 && p[len] == '/')) {
+                    char moved[PATH_BYTES];
+                    snprintf(moved, sizeof moved, "%s%s", st->to, p + len);
+                    memcpy(p, moved, sizeof moved);
+                }
+            }
+            break;
+        case MANY:
+            for (uint32_t i = 0; i < st->size; i++) {
+                f = &s->files[s->count++];
+                snprintf(f->path, sizeof f->path, "%s/entry number %02u with a long name", st->path,
+                         i);
+                f->size = 0;
+            }
+            break;
+        case MKDIR:
+        case RMDIR:
+            break;
         }
-      }
-      break;
-    case MANY:
-      for (uint32_t i = 0; i < st->size; i++) {
-        f = &s->files[s->count++];
-        snprintf(f->path, sizeof f->path,
-                 "%s/entry number %02u with a long name", st->path, i);
-        f->size = 0;
-      }
-      break;
-    case MKDIR:
-    case RMDIR:
-      break;
     }
-  }
 }
 
 /* Runs steps[k] through the driver. */
-static int step_run(struct mf_fat *fs, unsigned k) {
-  const struct step *st = &steps[k];
-  static uint8_t data[16384];
-  struct mf_fat_file file;
-  int err = 0;
-  switch (st->kind) {
-  case WRITE:
-  case APPEND: {
-    for (uint32_t i = 0; i < st->size; i++)
-      data[i] = step_byte(k, i);
-    int flags =
-        MF_FAT_O_WRONLY |
-        (st->kind == WRITE ? MF_FAT_O_CREAT | MF_FAT_O_TRUNC : MF_FAT_O_APPEND);
-    err = mf_fat_open(fs, &file, st->path, flags);
-    if (err)
-      return err;
-    uint32_t piece = (st->size + st->pieces - 1) / st->pieces;
-    for (uint32_t done = 0; done < st->size && !err;) {
-      uint32_t n = st->size - done < piece ? st->size - done : piece;
-      int w = mf_fat_write(fs, &file, data + done, n);
-      err = w < 0 ? w : w == (int)n ? 0 : MF_EIO;
-      done += n;
+static int step_run(struct mf_fat *fs, unsigned k)
+{
+    const struct step *st = &steps[k];
+    static uint8_t data[16384];
+    struct mf_fat_file file;
+    int err = 0;
+    switch (st->kind) {
+    case WRITE:
+    case APPEND: {
+        for (uint32_t i = 0; i < st->size; i++)
+            data[i] = step_byte(k, i);
+        int flags = MF_FAT_O_WRONLY |
+                    (st->kind == WRITE ? MF_FAT_O_CREAT | MF_FAT_O_TRUNC : MF_FAT_O_APPEND);
+        err = mf_fat_open(fs, &file, st->path, flags);
+        if (err)
+            return err;
+        uint32_t piece = (st->size + st->pieces - 1) / st->pieces;
+        for (uint32_t done = 0; done < st->size && !err;) {
+            uint32_t n = st->size - done < piece ? st->size - done : piece;
+            int w = mf_fat_write(fs, &file, data + done, n);
+            err = w < 0 ? w : w == (int)n ? 0 : MF_EIO;
+            done += n;
+        }
+        int close_err = mf_fat_close(fs, &file);
+        return err ? err : close_err;
     }
-    int close_err = mf_fat_close(fs, &file);
-    return err ? err : close_err;
-  }
-  case MKDIR:
-    return mf_fat_mkdir(fs, st->path);
-  case RMDIR:
-    return mf_fat_rmdir(fs, st->path);
-  case RENAME:
-    return mf_fat_rename(fs, st->path, st->to);
-  case REMOVE:
-    return mf_fat_remove(fs, st->path);
-  case MANY:
-    for (uint32_t i = 0; i < st->size && !err; i++) {
-      char path[PATH_BYTES];
-      snprintf(path, sizeof path, "%s/entry number %02u with a long name",
-               st->path, i);
-      err = mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT);
-      if (!err)
-        err = mf_fat_close(fs, &file);
+    case MKDIR:
+        return mf_fat_mkdir(fs, st->path);
+    case RMDIR:
+        return mf_fat_rmdir(fs, st->path);
+    case RENAME:
+        return mf_fat_rename(fs, st->path, st->to);
+    case REMOVE:
+        return mf_fat_remove(fs, st->path);
+    case MANY:
+        for (uint32_t i = 0; i < st->size && !err; i++) {
+            char path[PATH_BYTES];
+            snprintf(path, sizeof path, "%s/entry number %02u with a long name", st->path, i);
+            err = mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT);
+            if (!err)
+                err = mf_fat_close(fs, &file);
+        }
+        return err;
+    case TRUNCATE:
+        err = mf_fat_open(fs, &file, st->path, MF_FAT_O_RDWR);
+        if (err)
+            return err;
+        err = mf_fat_truncate(fs, &file, st->size);
+        int close_err = mf_fat_close(fs, &file);
+        return err ? err : close_err;
     }
-    return err;
-  case TRUNCATE:
-    err = mf_fat_open(fs, &file, st->path, MF_FAT_O_RDWR);
-    if (err)
-      return err;
-    err = mf_fat_truncate(fs, &file, st->size);
-    int close_err = mf_fat_close(fs, &file);
-    return err ? err : close_err;
-  }
-  return MF_EINVAL;
+    return MF_EINVAL;
 }
 
-static int scenario_setup(void *context, const struct mf_bd *medium) {
-  (void)context;
-  struct mf_fat_format_options options = {.volume_id = 0xC07C07u};
-  int err = mf_fat_format(medium, &options);
-  if (err)
-    return err;
-  static struct mf_fat fs;
-  err = mf_fat_mount(&fs, medium, NULL, NULL);
-  if (err)
-    return err;
-  struct state s;
-  state_after(&s, 0);
-  struct mf_fat_file file;
-  err = mf_fat_open(&fs, &file, "pre.txt", MF_FAT_O_WRONLY | MF_FAT_O_CREAT);
-  if (!err) {
-    int w = mf_fat_write(&fs, &file, s.files[0].data, s.files[0].size);
-    err = w == (int)s.files[0].size ? 0 : MF_EIO;
-    int close_err = mf_fat_close(&fs, &file);
-    err = err ? err : close_err;
-  }
-  int unmount_err = mf_fat_unmount(&fs);
-  return err ? err : unmount_err;
+static int scenario_setup(void *context, const struct mf_bd *medium)
+{
+    (void)context;
+    struct mf_fat_format_options options = {.volume_id = 0xC07C07u};
+    int err = mf_fat_format(medium, &options);
+    if (err)
+        return err;
+    static struct mf_fat fs;
+    err = mf_fat_mount(&fs, medium, NULL, NULL);
+    if (err)
+        return err;
+    struct state s;
+    state_after(&s, 0);
+    struct mf_fat_file file;
+    err = mf_fat_open(&fs, &file, "pre.txt", MF_FAT_O_WRONLY | MF_FAT_O_CREAT);
+    if (!err) {
+        int w = mf_fat_write(&fs, &file, s.files[0].data, s.files[0].size);
+        err = w == (int)s.files[0].size ? 0 : MF_EIO;
+        int close_err = mf_fat_close(&fs, &file);
+        err = err ? err : close_err;
+    }
+    int unmount_err = mf_fat_unmount(&fs);
+    return err ? err : unmount_err;
 }
 
-static int scenario_run(void *context, const struct mf_bd *bd) {
-  struct context *c = context;
-  static struct mf_fat fs;
-  c->done = 0;
-  int err = mf_fat_mount(&fs, bd, NULL, NULL);
-  if (err)
-    return err;
-  for (unsigned k = 0; k < STEP_COUNT; k++) {
-    err = step_run(&fs, k); /* closes what it opened, also on errors */
+static int scenario_run(void *context, const struct mf_bd *bd)
+{
+    struct context *c = context;
+    static struct mf_fat fs;
+    c->done = 0;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
     if (err)
-      return err;
-    c->done = k + 1;
-  }
-  return mf_fat_unmount(&fs);
+        return err;
+    for (unsigned k = 0; k < STEP_COUNT; k++) {
+        err = step_run(&fs, k); /* closes what it opened, also on errors */
+        if (err)
+            return err;
+        c->done = k + 1;
+    }
+    return mf_fat_unmount(&fs);
 }
 
 /* ---- checks
@@ -271,88 +272,88 @@ static int scenario_run(void *context, const struct mf_bd *bd) {
 
 static bool report;
 
-static int complain(const char *format, ...)
-    __attribute__((format(printf, 1, 2)));
+static int complain(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
-static int complain(const char *format, ...) {
-  if (report) {
-    va_list ap;
-    va_start(ap, format);
-    fprintf(stderr, "  ");
-    vfprintf(stderr, format, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-  }
-  return MF_EVERIFY;
+static int complain(const char *format, ...)
+{
+    if (report) {
+        va_list ap;
+        va_start(ap, format);
+        fprintf(stderr, "  ");
+        vfprintf(stderr, format, ap);
+        fprintf(stderr, "\n");
+        va_end(ap);
+    }
+    return MF_EVERIFY;
 }
 
 /* Reads a whole file; returns its size or a negative error. */
-static long read_whole(struct mf_fat *fs, const char *path, uint8_t *buffer,
-                       uint32_t capacity) {
-  struct mf_fat_file file;
-  int err = mf_fat_open(fs, &file, path, MF_FAT_O_RDONLY);
-  if (err)
-    return err;
-  long total = 0;
-  for (unsigned calls = 0; calls < 1000; calls++) {
-    int n = mf_fat_read(fs, &file, buffer + total, capacity - (uint32_t)total);
-    if (n < 0) {
-      total = n;
-      break;
+static long read_whole(struct mf_fat *fs, const char *path, uint8_t *buffer, uint32_t capacity)
+{
+    struct mf_fat_file file;
+    int err = mf_fat_open(fs, &file, path, MF_FAT_O_RDONLY);
+    if (err)
+        return err;
+    long total = 0;
+    for (unsigned calls = 0; calls < 1000; calls++) {
+        int n = mf_fat_read(fs, &file, buffer + total, capacity - (uint32_t)total);
+        if (n < 0) {
+            total = n;
+            break;
+        }
+        if (n == 0)
+            break;
+        total += n;
+        if ((uint32_t)total == capacity)
+            break;
     }
-    if (n == 0)
-      break;
-    total += n;
-    if ((uint32_t)total == capacity)
-      break;
-  }
-  mf_fat_close(fs, &file);
-  return total;
+    mf_fat_close(fs, &file);
+    return total;
 }
 
 /* Walks every folder (bounded) and reads every file. Returns the first error, 0
  * when all was readable. */
-static int walk_all(struct mf_fat *fs, unsigned *entries) {
-  static char paths[64][PATH_BYTES * 2];
-  static uint8_t buffer[64 * 1024];
-  unsigned dirs = 1, next = 0;
-  int first_error = 0;
-  paths[0][0] = '\0';
-  *entries = 0;
-  while (next < dirs && *entries < 2000) {
-    const char *base = paths[next++];
-    struct mf_fat_dir dir;
-    struct mf_fat_stat st;
-    int rc = mf_fat_opendir(fs, &dir, base[0] ? base : "/");
-    while (rc == 0 && (rc = mf_fat_readdir(fs, &dir, &st)) == 1 &&
-           ++*entries < 2000) {
-      char path[PATH_BYTES * 2];
-      size_t base_len = strlen(base), name_len = strlen(st.name);
-      if (base_len + name_len + 2 > sizeof path)
-        continue;
-      memcpy(path, base, base_len);
-      path[base_len] = '/';
-      memcpy(path + base_len + 1, st.name, name_len + 1);
-      if (st.is_dir) {
-        if (dirs < 64)
-          memcpy(paths[dirs++], path, sizeof path);
-      } else {
-        long n = read_whole(fs, path, buffer, sizeof buffer);
-        if (n < 0 && !first_error)
-          first_error = (int)n;
-      }
-      rc = 0;
+static int walk_all(struct mf_fat *fs, unsigned *entries)
+{
+    static char paths[64][PATH_BYTES * 2];
+    static uint8_t buffer[64 * 1024];
+    unsigned dirs = 1, next = 0;
+    int first_error = 0;
+    paths[0][0] = '\0';
+    *entries = 0;
+    while (next < dirs && *entries < 2000) {
+        const char *base = paths[next++];
+        struct mf_fat_dir dir;
+        struct mf_fat_stat st;
+        int rc = mf_fat_opendir(fs, &dir, base[0] ? base : "/");
+        while (rc == 0 && (rc = mf_fat_readdir(fs, &dir, &st)) == 1 && ++*entries < 2000) {
+            char path[PATH_BYTES * 2];
+            size_t base_len = strlen(base), name_len = strlen(st.name);
+            if (base_len + name_len + 2 > sizeof path)
+                continue;
+            memcpy(path, base, base_len);
+            path[base_len] = '/';
+            memcpy(path + base_len + 1, st.name, name_len + 1);
+            if (st.is_dir) {
+                if (dirs < 64)
+                    memcpy(paths[dirs++], path, sizeof path);
+            } else {
+                long n = read_whole(fs, path, buffer, sizeof buffer);
+                if (n < 0 && !first_error)
+                    first_error = (int)n;
+            }
+            rc = 0;
+        }
+        if (rc < 0 && !first_error)
+            first_error = rc;
     }
-    if (rc < 0 && !first_error)
-      first_error = rc;
-  }
-  return first_error;
+    return first_error;
 }
 
-static bool under(const char *path, const char *folder) {
-  size_t len = strlen(folder);
-  return strcmp(path, folder) == 0 ||
-         (strncmp(path, folder, len) == 0 && path[len] == '/');
+static bool under(const char *path, const char *folder)
+{
+    size_t len = strlen(folder);
+    return strcmp(path, folder) == 0 || (strncmp(path, folder, len) == 0 && path[len] == '/');
 }
 
 /* Before fsck.fat has run, a file the step in flight was changing may be
@@ -364,74 +365,70 @@ static bool flux_may_be_corrupt;
  * (NULL when none) and `next` the state it would have made: a file it touches
  * may be in the old state or the new one, with what a repair leaves in between.
  */
-static int check_file(struct mf_fat *fs, const struct file_state *f,
-                      const struct step *flux, const struct state *next) {
-  static uint8_t got[32768];
-  if (!flux || !under(f->path, flux->path)) {
-    long n = read_whole(fs, f->path, got, sizeof got);
-    if (n < 0)
-      return complain("%s: %ld (%s), expected %u intact bytes", f->path, n,
-                      mf_strerror((int)n), f->size);
-    if ((uint32_t)n != f->size || memcmp(got, f->data, f->size) != 0)
-      return complain(
-          "%s: %ld bytes that differ from the %u completed before the cut",
-          f->path, n, f->size);
-    return 0;
-  }
-  switch (flux->kind) {
-  case REMOVE: {
-    long n = read_whole(fs, f->path, got, sizeof got);
-    if (n == MF_ENOENT)
-      return 0;
-    if (n != (long)f->size || memcmp(got, f->data, f->size) != 0)
-      return complain("%s (being removed): %ld bytes, neither gone nor intact",
-                      f->path, n);
-    return 0;
-  }
-  case RENAME: {
-    char moved[PATH_BYTES];
-    snprintf(moved, sizeof moved, "%s%s", flux->to,
-             f->path + strlen(flux->path));
-    long n = read_whole(fs, f->path, got, sizeof got);
-    if (n == (long)f->size && memcmp(got, f->data, f->size) == 0)
-      return 0;
-    n = read_whole(fs, moved, got, sizeof got);
-    if (n == (long)f->size && memcmp(got, f->data, f->size) == 0)
-      return 0;
-    return complain("%s (being renamed to %s): intact under neither name",
-                    f->path, moved);
-  }
-  case WRITE:
-  case APPEND:
-  case TRUNCATE: {
-    /* Old bytes stay, up to the shorter of old and new size; a repair may cut
-     * the file at a cluster boundary, never into the part both states share. */
-    const struct file_state *after = state_find((struct state *)next, f->path);
-    long n = read_whole(fs, f->path, got, sizeof got);
-    if (n == MF_ECORRUPT && flux_may_be_corrupt)
-      return 0;
-    if (n < 0)
-      return complain("%s (being changed): %ld (%s)", f->path, n,
-                      mf_strerror((int)n));
-    uint32_t keep = f->size;
-    if (after && after->size < keep)
-      keep = after->size;
-    if (flux->kind == WRITE)
-      return 0; /* rewritten from the start: any content */
-    if ((uint32_t)n < keep || memcmp(got, f->data, keep) != 0)
-      return complain(
-          "%s (being changed): %ld bytes, the first %u of them not intact",
-          f->path, n, keep);
-    return 0;
-  }
-  default:
-    return 0;
-  }
+static int check_file(struct mf_fat *fs, const struct file_state *f, const struct step *flux,
+                      const struct state *next)
+{
+    static uint8_t got[32768];
+    if (!flux || !under(f->path, flux->path)) {
+        long n = read_whole(fs, f->path, got, sizeof got);
+        if (n < 0)
+            return complain("%s: %ld (%s), expected %u intact bytes", f->path, n,
+                            mf_strerror((int)n), f->size);
+        if ((uint32_t)n != f->size || memcmp(got, f->data, f->size) != 0)
+            return complain("%s: %ld bytes that differ from the %u completed before the cut",
+                            f->path, n, f->size);
+        return 0;
+    }
+    switch (flux->kind) {
+    case REMOVE: {
+        long n = read_whole(fs, f->path, got, sizeof got);
+        if (n == MF_ENOENT)
+            return 0;
+        if (n != (long)f->size || memcmp(got, f->data, f->size) != 0)
+            return complain("%s (being removed): %ld bytes, neither gone nor intact", f->path, n);
+        return 0;
+    }
+    case RENAME: {
+        char moved[PATH_BYTES];
+        snprintf(moved, sizeof moved, "%s%s", flux->to, f->path + strlen(flux->path));
+        long n = read_whole(fs, f->path, got, sizeof got);
+        if (n == (long)f->size && memcmp(got, f->data, f->size) == 0)
+            return 0;
+        n = read_whole(fs, moved, got, sizeof got);
+        if (n == (long)f->size && memcmp(got, f->data, f->size) == 0)
+            return 0;
+        return complain("%s (being renamed to %s): intact under neither name", f->path, moved);
+    }
+    case WRITE:
+    case APPEND:
+    case TRUNCATE: {
+        /* Old bytes stay, up to the shorter of old and new size; a repair may cut
+         * the file at a cluster boundary, never into the part both states share. */
+        const struct file_state *after = state_find((struct state *)next, f->path);
+        long n = read_whole(fs, f->path, got, sizeof got);
+        if (n == MF_ECORRUPT && flux_may_be_corrupt)
+            return 0;
+        if (n < 0)
+            return complain("%s (being changed): %ld (%s)", f->path, n, mf_strerror((int)n));
+        uint32_t keep = f->size;
+        if (after && after->size < keep)
+            keep = after->size;
+        if (flux->kind == WRITE)
+            return 0; /* rewritten from the start: any content */
+        if ((uint32_t)n < keep || memcmp(got, f->data, keep) != 0)
+            return complain("%s (being changed): %ld bytes, the first %u of them not intact",
+                            f->path, n, keep);
+        return 0;
+    }
+    default:
+        return 0;
+    }
 }
 
-static bool modes_keep_order(unsigned mode) {
-  return mode == MF_FAULTBD_CUT_DROP || mode == MF_FAULTBD_CUT_APPLY ||
-         mode == MF_FAULTBD_CUT_TORN;
+static bool modes_keep_order(unsigned mode)
+{
+    return mode == MF_FAULTBD_CUT_DROP || mode == MF_FAULTBD_CUT_APPLY ||
+           mode == MF_FAULTBD_CUT_TORN;
 }
 
 /* The tools' part of a check in one shell (one fork per check keeps the sweep
@@ -456,418 +453,408 @@ static const char tools_script[] =
     "for f in \"$@\"; do mtype -i \"$img\" \"::$f\" || exit 5; done "
     ">\"$logs/mtype.bin\"\n";
 
-static char *log_text(const char *name) {
-  char *path = mf_test_path(ctx.tmpdir, name), *text = NULL;
-  if (mf_test_read_file(path, &text, NULL) != 0)
-    text = NULL;
-  free(path);
-  return text;
+static char *log_text(const char *name)
+{
+    char *path = mf_test_path(ctx.tmpdir, name), *text = NULL;
+    if (mf_test_read_file(path, &text, NULL) != 0)
+        text = NULL;
+    free(path);
+    return text;
 }
 
-static unsigned count_lines(const char *text) {
-  unsigned lines = 0;
-  for (; *text; text++)
-    lines += *text == '\n';
-  return lines;
+static unsigned count_lines(const char *text)
+{
+    unsigned lines = 0;
+    for (; *text; text++)
+        lines += *text == '\n';
+    return lines;
 }
 
 /* Runs the tools on the volume and loads fsck.fat's repair back into `bd`. When
  * the cut kept the write order, no entry may point at a free cluster (the
  * driver writes the FAT before the entries that use it, and removes entries
  * before freeing their clusters). */
-static int check_with_tools(const struct mf_bd *bd, unsigned mode,
-                            const struct state *s, const struct step *flux) {
-  size_t size = (size_t)VOLUME_BLOCKS * 512u;
-  int err = mf_bd_read(bd, 0, ctx.buffer, VOLUME_BLOCKS);
-  if (err)
-    return complain("reading the volume back: %d", err);
-  if (mf_test_write_file(ctx.image, ctx.buffer, size) != 0)
-    return MF_EIO;
-  static const char *logs[] = {"before.txt", "repair.txt", "runs.txt",
-                               "after.txt", "mtype.bin"};
-  for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
-    char *path = mf_test_path(ctx.tmpdir, logs[i]);
-    remove(path);
-    free(path);
-  }
+static int check_with_tools(const struct mf_bd *bd, unsigned mode, const struct state *s,
+                            const struct step *flux)
+{
+    size_t size = (size_t)VOLUME_BLOCKS * 512u;
+    int err = mf_bd_read(bd, 0, ctx.buffer, VOLUME_BLOCKS);
+    if (err)
+        return complain("reading the volume back: %d", err);
+    if (mf_test_write_file(ctx.image, ctx.buffer, size) != 0)
+        return MF_EIO;
+    static const char *logs[] = {"before.txt", "repair.txt", "runs.txt", "after.txt", "mtype.bin"};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
+        char *path = mf_test_path(ctx.tmpdir, logs[i]);
+        remove(path);
+        free(path);
+    }
 
-  /* The command line and what mtype must print. */
-  static char command[16384];
-  static uint8_t expected[MAX_FILES * 16384];
-  char *quoted_script = mf_test_shell_quote(ctx.script),
-       *quoted_image = mf_test_shell_quote(ctx.image),
-       *quoted_logs = mf_test_shell_quote(ctx.tmpdir);
-  size_t used = (size_t)snprintf(command, sizeof command, "sh %s %s %s",
-                                 quoted_script, quoted_image, quoted_logs);
-  free(quoted_script);
-  free(quoted_image);
-  free(quoted_logs);
-  size_t expected_size = 0;
-  for (unsigned i = 0; i < s->count; i++) {
-    const struct file_state *f = &s->files[i];
-    if ((flux && under(f->path, flux->path)) || f->size == 0)
-      continue;
-    char *quoted = mf_test_shell_quote(f->path);
-    used +=
-        (size_t)snprintf(command + used, sizeof command - used, " %s", quoted);
-    free(quoted);
-    memcpy(expected + expected_size, f->data, f->size);
-    expected_size += f->size;
-  }
-  if (used >= sizeof command)
-    return complain("command line too long");
-  struct mf_test_output out;
-  int rc = mf_test_run(command, NULL, 0, &out);
-  int status = out.status;
-  char *output = strdup(out.out);
-  mf_test_output_free(&out);
-  char *before = log_text("before.txt"), *after = log_text("after.txt");
-  char *runs = log_text("runs.txt");
-  char *mtype = NULL;
-  size_t mtype_size = 0;
-  char *mtype_path = mf_test_path(ctx.tmpdir, "mtype.bin");
-  if (mf_test_read_file(mtype_path, &mtype, &mtype_size) != 0)
-    mtype = NULL;
-  free(mtype_path);
+    /* The command line and what mtype must print. */
+    static char command[16384];
+    static uint8_t expected[MAX_FILES * 16384];
+    char *quoted_script = mf_test_shell_quote(ctx.script),
+         *quoted_image = mf_test_shell_quote(ctx.image),
+         *quoted_logs = mf_test_shell_quote(ctx.tmpdir);
+    size_t used = (size_t)snprintf(command, sizeof command, "sh %s %s %s", quoted_script,
+                                   quoted_image, quoted_logs);
+    free(quoted_script);
+    free(quoted_image);
+    free(quoted_logs);
+    size_t expected_size = 0;
+    for (unsigned i = 0; i < s->count; i++) {
+        const struct file_state *f = &s->files[i];
+        if ((flux && under(f->path, flux->path)) || f->size == 0)
+            continue;
+        char *quoted = mf_test_shell_quote(f->path);
+        used += (size_t)snprintf(command + used, sizeof command - used, " %s", quoted);
+        free(quoted);
+        memcpy(expected + expected_size, f->data, f->size);
+        expected_size += f->size;
+    }
+    if (used >= sizeof command)
+        return complain("command line too long");
+    struct mf_test_output out;
+    int rc = mf_test_run(command, NULL, 0, &out);
+    int status = out.status;
+    char *output = strdup(out.out);
+    mf_test_output_free(&out);
+    char *before = log_text("before.txt"), *after = log_text("after.txt");
+    char *runs = log_text("runs.txt");
+    char *mtype = NULL;
+    size_t mtype_size = 0;
+    char *mtype_path = mf_test_path(ctx.tmpdir, "mtype.bin");
+    if (mf_test_read_file(mtype_path, &mtype, &mtype_size) != 0)
+        mtype = NULL;
+    free(mtype_path);
 
-  err = 0;
-  if (rc != 0 || !before) {
-    err = complain("the tools did not run (%d)", rc);
-  } else if (modes_keep_order(mode) && strstr(before, "free cluster")) {
-    err = complain(
-        "an entry points at a free cluster after a cut that kept the write "
-        "order:\n%s",
-        before);
-  } else if (status == 3) {
-    err = complain("fsck.fat -a failed: %s", output);
-  } else if (status == 4 || !after || count_lines(after) != 2) {
-    if (after && strstr(after, "Long filename fragment"))
-      complain(
-          "the cut left long-name entries without their 8.3 entry, which "
-          "fsck.fat "
-          "does not repair (the 8.3 entry must be durable before the long-name "
-          "entries of another sector)");
-    err = complain(
-        "after %s run(s) of fsck.fat -a, fsck.fat -n still complains:\n%s",
-        runs ? runs : "?", after ? after : output);
-  } else if (status != 0 || !mtype) {
-    err = complain("mtype cannot read the completed files (status %d): %s",
-                   status, output);
-  } else if (mtype_size != expected_size ||
-             memcmp(mtype, expected, expected_size) != 0) {
-    err = complain(
-        "mtype reads the completed files as %zu bytes that differ from the %zu "
-        "expected",
-        mtype_size, expected_size);
-  }
-  if (!err && runs && atoi(runs) > 1) {
-    ctx.fsck_repairs++;
-    if ((unsigned)atoi(runs) > ctx.fsck_runs_max)
-      ctx.fsck_runs_max = (unsigned)atoi(runs);
-  }
-  free(output);
-  free(before);
-  free(after);
-  free(runs);
-  free(mtype);
-  if (err)
+    err = 0;
+    if (rc != 0 || !before) {
+        err = complain("the tools did not run (%d)", rc);
+    } else if (modes_keep_order(mode) && strstr(before, "free cluster")) {
+        err = complain("an entry points at a free cluster after a cut that kept the write "
+                       "order:\n%s",
+                       before);
+    } else if (status == 3) {
+        err = complain("fsck.fat -a failed: %s", output);
+    } else if (status == 4 || !after || count_lines(after) != 2) {
+        if (after && strstr(after, "Long filename fragment"))
+            complain("the cut left long-name entries without their 8.3 entry, which "
+                     "fsck.fat "
+                     "does not repair (the 8.3 entry must be durable before the long-name "
+                     "entries of another sector)");
+        err = complain("after %s run(s) of fsck.fat -a, fsck.fat -n still complains:\n%s",
+                       runs ? runs : "?", after ? after : output);
+    } else if (status != 0 || !mtype) {
+        err = complain("mtype cannot read the completed files (status %d): %s", status, output);
+    } else if (mtype_size != expected_size || memcmp(mtype, expected, expected_size) != 0) {
+        err = complain("mtype reads the completed files as %zu bytes that differ from the %zu "
+                       "expected",
+                       mtype_size, expected_size);
+    }
+    if (!err && runs && atoi(runs) > 1) {
+        ctx.fsck_repairs++;
+        if ((unsigned)atoi(runs) > ctx.fsck_runs_max)
+            ctx.fsck_runs_max = (unsigned)atoi(runs);
+    }
+    free(output);
+    free(before);
+    free(after);
+    free(runs);
+    free(mtype);
+    if (err)
+        return err;
+
+    char *data;
+    size_t got;
+    if (mf_test_read_file(ctx.image, &data, &got) != 0 || got != size)
+        return complain("cannot read the repaired image back");
+    memcpy(ctx.buffer, data, size);
+    free(data);
+    err = mf_bd_prog(bd, 0, ctx.buffer, VOLUME_BLOCKS);
+    if (!err)
+        err = mf_bd_sync(bd);
     return err;
-
-  char *data;
-  size_t got;
-  if (mf_test_read_file(ctx.image, &data, &got) != 0 || got != size)
-    return complain("cannot read the repaired image back");
-  memcpy(ctx.buffer, data, size);
-  free(data);
-  err = mf_bd_prog(bd, 0, ctx.buffer, VOLUME_BLOCKS);
-  if (!err)
-    err = mf_bd_sync(bd);
-  return err;
 }
 
-static int check_files(struct mf_fat *fs, const struct state *before,
-                       const struct step *flux, const struct state *next) {
-  for (unsigned i = 0; i < before->count; i++) {
-    int err = check_file(fs, &before->files[i], flux, next);
-    if (err)
-      return err;
-  }
-  return 0;
+static int check_files(struct mf_fat *fs, const struct state *before, const struct step *flux,
+                       const struct state *next)
+{
+    for (unsigned i = 0; i < before->count; i++) {
+        int err = check_file(fs, &before->files[i], flux, next);
+        if (err)
+            return err;
+    }
+    return 0;
 }
 
 /* Many cuts leave the same bytes (every cut between two syncs, under DROP): the
  * tools' verdict on a volume with the same expectations is the same, so each
  * (volume, completed steps) pair is checked once. Returns true the first time.
  */
-static bool first_sight(const struct mf_bd *bd, unsigned done, bool ordered) {
-  static uint64_t seen[16384];
-  static unsigned seen_count;
-  if (mf_bd_read(bd, 0, ctx.buffer, VOLUME_BLOCKS) != 0)
+static bool first_sight(const struct mf_bd *bd, unsigned done, bool ordered)
+{
+    static uint64_t seen[16384];
+    static unsigned seen_count;
+    if (mf_bd_read(bd, 0, ctx.buffer, VOLUME_BLOCKS) != 0)
+        return true;
+    uint64_t key = (uint64_t)mf_crc32_update(0, ctx.buffer, (size_t)VOLUME_BLOCKS * 512u) << 8 |
+                   done << 1 | ordered;
+    for (unsigned i = 0; i < seen_count; i++)
+        if (seen[i] == key)
+            return false;
+    if (seen_count < sizeof seen / sizeof seen[0])
+        seen[seen_count++] = key;
+    ctx.distinct_volumes++;
     return true;
-  uint64_t key =
-      (uint64_t)mf_crc32_update(0, ctx.buffer, (size_t)VOLUME_BLOCKS * 512u)
-          << 8 |
-      done << 1 | ordered;
-  for (unsigned i = 0; i < seen_count; i++)
-    if (seen[i] == key)
-      return false;
-  if (seen_count < sizeof seen / sizeof seen[0])
-    seen[seen_count++] = key;
-  ctx.distinct_volumes++;
-  return true;
 }
 
 /* The driver checks run at every point. The tools (processes) run at every
  * point too, except under the sanitizers, where a fork of the big test process
  * is slow: there at every 5th point (all of them with MF_SOAK=1). */
-static bool tools_due(const struct mf_sweep_point *point) {
+static bool tools_due(const struct mf_sweep_point *point)
+{
 #ifdef MF_UNDER_ASAN
-  return point->cut_at % 5 == 0 || mf_test_soak();
+    return point->cut_at % 5 == 0 || mf_test_soak();
 #else
-  (void)point;
-  return true;
+    (void)point;
+    return true;
 #endif
 }
 
-static int scenario_check(void *context, const struct mf_bd *bd,
-                          const struct mf_sweep_point *point) {
-  struct context *c = context;
-  report = point->report;
-  static struct state before, next;
-  state_after(&before, c->done);
-  const struct step *flux =
-      c->done < STEP_COUNT && point->cut_at ? &steps[c->done] : NULL;
-  state_after(&next, flux ? c->done + 1 : c->done);
+static int scenario_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
+{
+    struct context *c = context;
+    report = point->report;
+    static struct state before, next;
+    state_after(&before, c->done);
+    const struct step *flux = c->done < STEP_COUNT && point->cut_at ? &steps[c->done] : NULL;
+    state_after(&next, flux ? c->done + 1 : c->done);
 
-  /* As the cut left it: mounts, walks, and the untouched files are already
-   * intact. */
-  static struct mf_fat fs;
-  int err = mf_fat_mount(&fs, bd, NULL, NULL);
-  if (err)
-    return complain("mount after the cut (step %u of %zu in flight): %d (%s)",
-                    c->done, STEP_COUNT, err, mf_strerror(err));
-  unsigned entries;
-  walk_all(&fs, &entries);
-  flux_may_be_corrupt = true;
-  err = check_files(&fs, &before, flux, &next);
-  flux_may_be_corrupt = false;
-  if (err) {
-    complain("before fsck.fat, with step %u in flight", c->done);
-    return err;
-  }
-  err = mf_fat_unmount(&fs);
-  if (err)
-    return complain("unmount: %d", err);
+    /* As the cut left it: mounts, walks, and the untouched files are already
+     * intact. */
+    static struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return complain("mount after the cut (step %u of %zu in flight): %d (%s)", c->done,
+                        STEP_COUNT, err, mf_strerror(err));
+    unsigned entries;
+    walk_all(&fs, &entries);
+    flux_may_be_corrupt = true;
+    err = check_files(&fs, &before, flux, &next);
+    flux_may_be_corrupt = false;
+    if (err) {
+        complain("before fsck.fat, with step %u in flight", c->done);
+        return err;
+    }
+    err = mf_fat_unmount(&fs);
+    if (err)
+        return complain("unmount: %d", err);
 
-  /* The tools run where they are due (see tools_due), once per distinct volume.
-   */
-  if (!tools_due(point) ||
-      !first_sight(bd, c->done, modes_keep_order(point->mode)))
-    return 0;
+    /* The tools run where they are due (see tools_due), once per distinct volume.
+     */
+    if (!tools_due(point) || !first_sight(bd, c->done, modes_keep_order(point->mode)))
+        return 0;
 
-  /* Repaired by fsck.fat: everything is readable and the files are intact, for
-   * both. */
-  err = check_with_tools(bd, point->mode, &before, flux);
-  if (err)
-    return err;
-  err = mf_fat_mount(&fs, bd, NULL, NULL);
-  if (err)
-    return complain("mount after fsck.fat -a: %d (%s)", err, mf_strerror(err));
-  err = walk_all(&fs, &entries);
-  if (err)
-    return complain(
-        "after fsck.fat -a our driver cannot read everything: %d (%s)", err,
-        mf_strerror(err));
-  err = check_files(&fs, &before, flux, &next);
-  if (err) {
-    complain("after fsck.fat -a, with step %u in flight", c->done);
-    return err;
-  }
-  return mf_fat_unmount(&fs);
+    /* Repaired by fsck.fat: everything is readable and the files are intact, for
+     * both. */
+    err = check_with_tools(bd, point->mode, &before, flux);
+    if (err)
+        return err;
+    err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return complain("mount after fsck.fat -a: %d (%s)", err, mf_strerror(err));
+    err = walk_all(&fs, &entries);
+    if (err)
+        return complain("after fsck.fat -a our driver cannot read everything: %d (%s)", err,
+                        mf_strerror(err));
+    err = check_files(&fs, &before, flux, &next);
+    if (err) {
+        complain("after fsck.fat -a, with step %u in flight", c->done);
+        return err;
+    }
+    return mf_fat_unmount(&fs);
 }
 
 /* Garbling modes: the volume mounts (or is refused as corrupt) and is walked
  * without a crash. */
-static int garble_check(void *context, const struct mf_bd *bd,
-                        const struct mf_sweep_point *point) {
-  (void)context;
-  report = point->report;
-  static struct mf_fat fs;
-  int err = mf_fat_mount(&fs, bd, NULL, NULL);
-  if (err == MF_ECORRUPT)
+static int garble_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
+{
+    (void)context;
+    report = point->report;
+    static struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err == MF_ECORRUPT)
+        return 0;
+    if (err)
+        return complain("mount after a garbling cut: %d (%s)", err, mf_strerror(err));
+    /* Any error is fine here (a garbled name may not even be valid as a path). */
+    unsigned entries;
+    walk_all(&fs, &entries);
+    /* Writing on it must not crash either. */
+    struct mf_fat_file file;
+    if (mf_fat_open(&fs, &file, "after garble.txt", MF_FAT_O_WRONLY | MF_FAT_O_CREAT) == 0) {
+        mf_fat_write(&fs, &file, "x", 1);
+        mf_fat_close(&fs, &file);
+    }
+    mf_fat_unmount(&fs);
     return 0;
-  if (err)
-    return complain("mount after a garbling cut: %d (%s)", err,
-                    mf_strerror(err));
-  /* Any error is fine here (a garbled name may not even be valid as a path). */
-  unsigned entries;
-  walk_all(&fs, &entries);
-  /* Writing on it must not crash either. */
-  struct mf_fat_file file;
-  if (mf_fat_open(&fs, &file, "after garble.txt",
-                  MF_FAT_O_WRONLY | MF_FAT_O_CREAT) == 0) {
-    mf_fat_write(&fs, &file, "x", 1);
-    mf_fat_close(&fs, &file);
-  }
-  mf_fat_unmount(&fs);
-  return 0;
 }
 
 /* Only the sweep that runs the tools has a temp folder: a sanitizer abort
  * elsewhere (a test failing hard) then leaves nothing behind. */
-static int setup_plain(void **state) {
-  (void)state;
-  memset(&ctx, 0, sizeof ctx);
-  return 0;
+static int setup_plain(void **state)
+{
+    (void)state;
+    memset(&ctx, 0, sizeof ctx);
+    return 0;
 }
 
-static int setup(void **state) {
-  (void)state;
-  memset(&ctx, 0, sizeof ctx);
-  ctx.tmpdir = mf_test_tmpdir("fatcut");
-  if (!ctx.tmpdir)
-    return -1;
-  ctx.image = mf_test_path(ctx.tmpdir, "volume.img");
-  ctx.script = mf_test_path(ctx.tmpdir, "tools.sh");
-  if (mf_test_write_file(ctx.script, tools_script, strlen(tools_script)) != 0)
-    return -1;
-  ctx.buffer = malloc((size_t)VOLUME_BLOCKS * 512u);
-  return ctx.buffer ? 0 : -1;
+static int setup(void **state)
+{
+    (void)state;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.tmpdir = mf_test_tmpdir("fatcut");
+    if (!ctx.tmpdir)
+        return -1;
+    ctx.image = mf_test_path(ctx.tmpdir, "volume.img");
+    ctx.script = mf_test_path(ctx.tmpdir, "tools.sh");
+    if (mf_test_write_file(ctx.script, tools_script, strlen(tools_script)) != 0)
+        return -1;
+    ctx.buffer = malloc((size_t)VOLUME_BLOCKS * 512u);
+    return ctx.buffer ? 0 : -1;
 }
 
-static int teardown(void **state) {
-  (void)state;
-  int rc = mf_test_rmtree(ctx.tmpdir);
-  free(ctx.tmpdir);
-  free(ctx.image);
-  free(ctx.script);
-  free(ctx.buffer);
-  return rc == 0 ? 0 : -1;
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = mf_test_rmtree(ctx.tmpdir);
+    free(ctx.tmpdir);
+    free(ctx.image);
+    free(ctx.script);
+    free(ctx.buffer);
+    return rc == 0 ? 0 : -1;
 }
 
-static void test_power_cut_at_every_write(void **state) {
-  (void)state;
-  struct mf_sweep sweep = {
-      .name = "fat-steps",
-      .block_size = 512,
-      .block_count = VOLUME_BLOCKS,
-      .context = &ctx,
-      .setup = scenario_setup,
-      .run = scenario_run,
-      .check = scenario_check,
-  };
-  /* Every write point, in each block-atomic mode; the random one with more
-   * seeds under MF_SOAK=1. */
-  struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_ATOMIC};
-  struct mf_sweep_result result;
-  int err = mf_sweep_run(&sweep, &options, &result);
-  fprintf(stderr,
-          "fat power cuts: %llu write points, %llu cuts checked (%u distinct "
-          "volumes by the "
-          "tools), fsck.fat repaired after %u (fsck.fat -a ran up to %u "
-          "times), %llu "
-          "failures\n",
-          (unsigned long long)result.write_points,
-          (unsigned long long)result.cuts, ctx.distinct_volumes,
-          ctx.fsck_repairs, ctx.fsck_runs_max,
-          (unsigned long long)result.failures);
-  if (err)
-    fail_msg("power-cut sweep: %d (%s); first: %s", err, mf_strerror(err),
-             result.first_reason);
+static void test_power_cut_at_every_write(void **state)
+{
+    (void)state;
+    struct mf_sweep sweep = {
+        .name = "fat-steps",
+        .block_size = 512,
+        .block_count = VOLUME_BLOCKS,
+        .context = &ctx,
+        .setup = scenario_setup,
+        .run = scenario_run,
+        .check = scenario_check,
+    };
+    /* Every write point, in each block-atomic mode; the random one with more
+     * seeds under MF_SOAK=1. */
+    struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_ATOMIC};
+    struct mf_sweep_result result;
+    int err = mf_sweep_run(&sweep, &options, &result);
+    fprintf(stderr,
+            "fat power cuts: %llu write points, %llu cuts checked (%u distinct "
+            "volumes by the "
+            "tools), fsck.fat repaired after %u (fsck.fat -a ran up to %u "
+            "times), %llu "
+            "failures\n",
+            (unsigned long long)result.write_points, (unsigned long long)result.cuts,
+            ctx.distinct_volumes, ctx.fsck_repairs, ctx.fsck_runs_max,
+            (unsigned long long)result.failures);
+    if (err)
+        fail_msg("power-cut sweep: %d (%s); first: %s", err, mf_strerror(err), result.first_reason);
 
-  assert_true(result.write_points > 100);
-  assert_true(result.cuts >= 4 * result.write_points);
+    assert_true(result.write_points > 100);
+    assert_true(result.cuts >= 4 * result.write_points);
 }
 
-static void test_garbling_cuts_never_crash(void **state) {
-  (void)state;
-  struct mf_sweep sweep = {
-      .name = "fat-garble",
-      .block_size = 512,
-      .block_count = VOLUME_BLOCKS,
-      .context = &ctx,
-      .setup = scenario_setup,
-      .run = scenario_run,
-      .check = garble_check,
-  };
-  struct mf_sweep_options options = {
-      .modes = MF_FAULTBD_CUT_TORN_BYTES | MF_FAULTBD_CUT_GARBLE, .seeds = 2};
-  struct mf_sweep_result result;
-  int err = mf_sweep_run(&sweep, &options, &result);
-  if (err)
-    fail_msg("garbling sweep: %d (%s); first: %s", err, mf_strerror(err),
-             result.first_reason);
-  assert_true(result.cuts > 100);
+static void test_garbling_cuts_never_crash(void **state)
+{
+    (void)state;
+    struct mf_sweep sweep = {
+        .name = "fat-garble",
+        .block_size = 512,
+        .block_count = VOLUME_BLOCKS,
+        .context = &ctx,
+        .setup = scenario_setup,
+        .run = scenario_run,
+        .check = garble_check,
+    };
+    struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_TORN_BYTES | MF_FAULTBD_CUT_GARBLE,
+                                       .seeds = 2};
+    struct mf_sweep_result result;
+    int err = mf_sweep_run(&sweep, &options, &result);
+    if (err)
+        fail_msg("garbling sweep: %d (%s); first: %s", err, mf_strerror(err), result.first_reason);
+    assert_true(result.cuts > 100);
 }
 
 /* An I/O error at the n-th device call (reads too): the call fails with MF_EIO,
  * nothing crashes, and after the error is gone the volume mounts with every
  * completed file intact. */
-static void test_io_error_at_every_call(void **state) {
-  (void)state;
-  size_t size = (size_t)VOLUME_BLOCKS * 512u;
-  /* Static: a failure leaves the test by a long jump, and nothing leaks. */
-  static uint8_t snapshot[VOLUME_BLOCKS * 512u], memory[VOLUME_BLOCKS * 512u];
-  static uint8_t cache[64u * 512u];
-  memset(snapshot, 0, size);
-  struct mf_rambd ram;
-  mf_rambd_init(&ram, snapshot, 512, VOLUME_BLOCKS);
-  assert_int_equal(scenario_setup(&ctx, &ram.bd), 0);
-  mf_rambd_init(&ram, memory, 512, VOLUME_BLOCKS);
+static void test_io_error_at_every_call(void **state)
+{
+    (void)state;
+    size_t size = (size_t)VOLUME_BLOCKS * 512u;
+    /* Static: a failure leaves the test by a long jump, and nothing leaks. */
+    static uint8_t snapshot[VOLUME_BLOCKS * 512u], memory[VOLUME_BLOCKS * 512u];
+    static uint8_t cache[64u * 512u];
+    memset(snapshot, 0, size);
+    struct mf_rambd ram;
+    mf_rambd_init(&ram, snapshot, 512, VOLUME_BLOCKS);
+    assert_int_equal(scenario_setup(&ctx, &ram.bd), 0);
+    mf_rambd_init(&ram, memory, 512, VOLUME_BLOCKS);
 
-  struct mf_faultbd fb;
-  struct mf_faultbd_config config = {
-      .seed = 1, .cache = cache, .cache_size = 64u * 512u};
-  memcpy(memory, snapshot, size);
-  mf_faultbd_init(&fb, &ram.bd, &config);
-  assert_int_equal(scenario_run(&ctx, &fb.bd), 0);
-  const struct mf_faultbd_counters *counters = mf_faultbd_counters(&fb);
-  uint64_t calls =
-      counters->reads + counters->progs + counters->erases + counters->syncs;
-  assert_true(calls > 50);
-  uint64_t stride = mf_test_soak() ? 1 : (calls + 149) / 150;
+    struct mf_faultbd fb;
+    struct mf_faultbd_config config = {.seed = 1, .cache = cache, .cache_size = 64u * 512u};
+    memcpy(memory, snapshot, size);
+    mf_faultbd_init(&fb, &ram.bd, &config);
+    assert_int_equal(scenario_run(&ctx, &fb.bd), 0);
+    const struct mf_faultbd_counters *counters = mf_faultbd_counters(&fb);
+    uint64_t calls = counters->reads + counters->progs + counters->erases + counters->syncs;
+    assert_true(calls > 50);
+    uint64_t stride = mf_test_soak() ? 1 : (calls + 149) / 150;
 
-  for (int persistent = 0; persistent < 2; persistent++) {
-    for (uint64_t n = 1; n <= calls; n += stride) {
-      memcpy(memory, snapshot, size);
-      mf_faultbd_init(&fb, &ram.bd, &config);
-      mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_ALL, n, persistent);
-      int err = scenario_run(&ctx, &fb.bd);
-      if (err != MF_EIO)
-        fail_msg("I/O error at call %llu (%s): the run gave %d (%s), expected "
-                 "MF_EIO",
-                 (unsigned long long)n, persistent ? "persistent" : "once", err,
-                 err ? mf_strerror(err) : "ok");
-      mf_faultbd_reset(&fb); /* the reboot: unsynced writes are lost */
-      struct mf_sweep_point point = {.report = true, .cut_at = n};
-      static struct mf_fat fs;
-      static struct state before, next;
-      state_after(&before, ctx.done);
-      const struct step *flux = ctx.done < STEP_COUNT ? &steps[ctx.done] : NULL;
-      state_after(&next, flux ? ctx.done + 1 : ctx.done);
-      report = point.report;
-      err = mf_fat_mount(&fs, &fb.bd, NULL, NULL);
-      if (err)
-        fail_msg("mount after an I/O error at call %llu: %d",
-                 (unsigned long long)n, err);
-      unsigned entries;
-      walk_all(&fs, &entries);
-      if (check_files(&fs, &before, flux, &next) != 0)
-        fail_msg("files damaged by an I/O error at call %llu (%s), step %u in "
-                 "flight",
-                 (unsigned long long)n, persistent ? "persistent" : "once",
-                 ctx.done);
-      assert_int_equal(mf_fat_unmount(&fs), 0);
+    for (int persistent = 0; persistent < 2; persistent++) {
+        for (uint64_t n = 1; n <= calls; n += stride) {
+            memcpy(memory, snapshot, size);
+            mf_faultbd_init(&fb, &ram.bd, &config);
+            mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_ALL, n, persistent);
+            int err = scenario_run(&ctx, &fb.bd);
+            if (err != MF_EIO)
+                fail_msg("I/O error at call %llu (%s): the run gave %d (%s), expected "
+                         "MF_EIO",
+                         (unsigned long long)n, persistent ? "persistent" : "once", err,
+                         err ? mf_strerror(err) : "ok");
+            mf_faultbd_reset(&fb); /* the reboot: unsynced writes are lost */
+            struct mf_sweep_point point = {.report = true, .cut_at = n};
+            static struct mf_fat fs;
+            static struct state before, next;
+            state_after(&before, ctx.done);
+            const struct step *flux = ctx.done < STEP_COUNT ? &steps[ctx.done] : NULL;
+            state_after(&next, flux ? ctx.done + 1 : ctx.done);
+            report = point.report;
+            err = mf_fat_mount(&fs, &fb.bd, NULL, NULL);
+            if (err)
+                fail_msg("mount after an I/O error at call %llu: %d", (unsigned long long)n, err);
+            unsigned entries;
+            walk_all(&fs, &entries);
+            if (check_files(&fs, &before, flux, &next) != 0)
+                fail_msg("files damaged by an I/O error at call %llu (%s), step %u in "
+                         "flight",
+                         (unsigned long long)n, persistent ? "persistent" : "once", ctx.done);
+            assert_int_equal(mf_fat_unmount(&fs), 0);
+        }
     }
-  }
 }
 
-int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_power_cut_at_every_write, setup,
-                                      teardown),
-      cmocka_unit_test_setup(test_garbling_cuts_never_crash, setup_plain),
-      cmocka_unit_test_setup(test_io_error_at_every_call, setup_plain),
-  };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_power_cut_at_every_write, setup, teardown),
+        cmocka_unit_test_setup(test_garbling_cuts_never_crash, setup_plain),
+        cmocka_unit_test_setup(test_io_error_at_every_call, setup_plain),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,13 @@ try:
         check(line() == "#ACK" and line() == "#STATUS:READY", "STATUS over serial")
         os.write(fd, b"#NOPE\r")
         check(line() == "#NACK", "NACK over serial")
+        # Bad input on the serial line too: binary garbage, an overlong line, a lone CR LF.
+        os.write(fd, b"\x00\x01\x02garbage\xff\r")
+        check(line() == "#NACK", "garbage line over serial")
+        os.write(fd, b"#" + b"B" * 3000 + b"\r")
+        check(line() == "#NACK:ERR210:Line too long", "overlong line over serial")
+        os.write(fd, b"\r\n#STATUS\r")
+        check(line() == "#ACK" and line() == "#STATUS:READY", "still serving")
         os.write(fd, b"#INFO\r")
         check(line() == "#ACK" and line().startswith("#INFO:VERSION="), "INFO over serial")
         while not line().startswith("#OK"):

@@ -2,7 +2,9 @@
 #include "mf_area.h"
 
 #include "mf_err.h"
+#include "mf_setup.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void mf_lock_take(const struct mf_lock *lock)
@@ -118,6 +120,73 @@ static int fat_write_number(struct mf_area *area, const char *path, uint64_t val
     return err;
 }
 
+/* The three number files of a project in the public area: its count, the root count, its serial
+ * number (empty string when it has none). */
+static void number_paths(const struct mf_setup *setup, const struct mf_project *p,
+                         char paths[3][MF_SETUP_PATH_MAX + 16])
+{
+    paths[0][0] = paths[1][0] = paths[2][0] = '\0';
+    if (p->has_cntdown)
+        snprintf(paths[0], sizeof paths[0], "%s/%s", p->folder, MF_FILE_CNTDOWN);
+    if (setup->has_root_cntdown)
+        snprintf(paths[1], sizeof paths[1], "%s", MF_FILE_CNTDOWN);
+    if (mf_project_takes_serial(p))
+        snprintf(paths[2], sizeof paths[2], "%s/%s", p->folder, MF_FILE_SERIAL);
+}
+
+static int fat_peek(struct mf_area *area, const struct mf_setup *setup, unsigned project,
+                    struct mf_tally *tally, char *message)
+{
+    const struct mf_project *p = &setup->projects[project];
+    char paths[3][MF_SETUP_PATH_MAX + 16];
+    number_paths(setup, p, paths);
+    memset(tally, 0, sizeof *tally);
+    uint64_t *values[3] = {&tally->project_left, &tally->root_left, &tally->serial};
+    bool *flags[3] = {&tally->project_limited, &tally->root_limited, &tally->has_serial};
+    for (int i = 0; i < 3; i++) {
+        if (!paths[i][0])
+            continue;
+        int err = fat_read_number(area, paths[i], i == 2 ? MF_NUMFILE_LEADING : MF_NUMFILE_STRICT,
+                                  i == 2 ? UINT64_MAX : UINT32_MAX, values[i]);
+        if (err) {
+            snprintf(message, MF_AREA_MESSAGE_MAX, "%.200s: %s", paths[i],
+                     err != MF_EFORMAT ? mf_strerror(err)
+                     : i == 2          ? "does not start with a decimal number"
+                                       : "not a decimal number from 0 to 4294967295");
+            return err;
+        }
+        *flags[i] = true;
+    }
+    return 0;
+}
+
+static int fat_take(struct mf_area *area, const struct mf_setup *setup, unsigned project,
+                    const struct mf_tally *tally, char *message)
+{
+    const struct mf_project *p = &setup->projects[project];
+    char paths[3][MF_SETUP_PATH_MAX + 16];
+    number_paths(setup, p, paths);
+    /* Serial number first, then the counts: a cut in between leaves a gap in the serial numbers,
+     * never a count taken without its serial number (which would repeat it). Each file is
+     * updated crash-safely (mf_numfile_write). */
+    const int order[3] = {2, 0, 1};
+    for (int k = 0; k < 3; k++) {
+        int i = order[k];
+        if (!paths[i][0])
+            continue;
+        uint64_t value = i == 2   ? tally->serial + p->serial_increment
+                         : i == 0 ? tally->project_left - 1
+                                  : tally->root_left - 1;
+        int err = fat_write_number(area, paths[i], value);
+        if (err) {
+            snprintf(message, MF_AREA_MESSAGE_MAX, "%.200s: cannot %s: %s", paths[i],
+                     i == 2 ? "advance" : "count down", mf_strerror(err));
+            return err;
+        }
+    }
+    return 0;
+}
+
 void mf_area_fat_init(struct mf_area_fat *area, struct mf_fat *fs, const struct mf_lock *lock)
 {
     memset(area, 0, sizeof *area);
@@ -130,6 +199,7 @@ void mf_area_fat_init(struct mf_area_fat *area, struct mf_fat *fs, const struct 
         .list = fat_list,
         .read = fat_read,
         .read_number = fat_read_number,
-        .write_number = fat_write_number,
+        .peek = fat_peek,
+        .take = fat_take,
     };
 }

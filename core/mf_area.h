@@ -12,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MF_AREA_NAME_MAX 256u /* bytes of one name, with the NUL */
+#define MF_AREA_NAME_MAX    256u /* bytes of one name, with the NUL */
+#define MF_AREA_MESSAGE_MAX 256u /* bytes of an error text, with the NUL */
+
+struct mf_setup;
 
 /* A lock handed in by the platform (a mutex on a host). NULL callbacks: no locking needed. */
 struct mf_lock {
@@ -23,6 +26,17 @@ struct mf_lock {
 
 void mf_lock_take(const struct mf_lock *lock);
 void mf_lock_give(const struct mf_lock *lock);
+
+/* What the next cycle of a project would take: the cycles left by each applicable count, and the
+ * serial number it would get. */
+struct mf_tally {
+    bool root_limited;    /* a count for all projects exists (Cntdown.txt at the root) */
+    uint64_t root_left;
+    bool project_limited; /* the project's own count exists */
+    uint64_t project_left;
+    bool has_serial;      /* the project takes serial numbers (Serial.txt, see mf_setup) */
+    uint64_t serial;
+};
 
 struct mf_area_entry {
     char name[MF_AREA_NAME_MAX];
@@ -47,11 +61,21 @@ struct mf_area {
     int (*read)(struct mf_area *area, const char *path, uint64_t offset, void *buffer,
                 size_t length);
 
-    /* Decimal number files (Cntdown.txt, Serial.txt), as mf_numfile. write_number makes the new
-     * value durable before it returns. */
+    /* Reads a decimal number file as installed (mf_numfile rules). */
     int (*read_number)(struct mf_area *area, const char *path, enum mf_numfile_syntax syntax,
                        uint64_t max, uint64_t *value);
-    int (*write_number)(struct mf_area *area, const char *path, uint64_t value);
+
+    /* The counts and the next serial number of project `project` of `setup`, unchanged.
+     * `message` (MF_AREA_MESSAGE_MAX) names the file and what is wrong on error. */
+    int (*peek)(struct mf_area *area, const struct mf_setup *setup, unsigned project,
+                struct mf_tally *tally, char *message);
+
+    /* Takes one cycle of the project: the serial number advances by the project's increment,
+     * then every applicable count goes down by one, durably, before this returns. `tally` is what
+     * peek returned under the same lock. On an error, whether anything was taken is unknown:
+     * the caller counts the cycle as taken. */
+    int (*take)(struct mf_area *area, const struct mf_setup *setup, unsigned project,
+                const struct mf_tally *tally, char *message);
 };
 
 /* The public area: an area over a mounted FAT volume, serialised by `lock` (copied). */

@@ -130,51 +130,28 @@ static int project_path(const struct mf_project *p, const char *name, char *out)
     return (n < 0 || n >= (int)MF_SETUP_PATH_MAX) ? MF_ENAMETOOLONG : 0;
 }
 
-/* Reads the applicable counts: the project's and the root's. */
-static int read_counts(const struct mf_cycle_env *env, const struct mf_project *p,
-                       uint64_t counts[2], bool present[2], char *message)
+/* The smallest of the applicable counts; `limited` false when there is none. */
+static void tally_left(const struct mf_tally *t, bool *limited, uint64_t *left)
 {
-    struct mf_area *area = env->area;
-    char path[MF_SETUP_PATH_MAX];
-    present[0] = p->has_cntdown;
-    present[1] = env->setup->has_root_cntdown;
-    for (int i = 0; i < 2; i++) {
-        if (!present[i])
-            continue;
-        int err = i == 0 ? project_path(p, MF_FILE_CNTDOWN, path) : 0;
-        if (i == 1)
-            strcpy(path, MF_FILE_CNTDOWN);
-        if (!err)
-            err = area->read_number(area, path, MF_NUMFILE_STRICT, UINT32_MAX, &counts[i]);
-        if (err) {
-            snprintf(message, MF_CYCLE_MESSAGE_MAX, "%s: %s", path,
-                     err == MF_EFORMAT ? "not a decimal number from 0 to 4294967295"
-                                       : mf_strerror(err));
-            return err;
-        }
-    }
-    return 0;
+    *limited = t->project_limited || t->root_limited;
+    *left = t->project_limited && (!t->root_limited || t->project_left < t->root_left)
+                ? t->project_left
+                : t->root_left;
 }
 
 int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining)
 {
     const struct mf_project *p = mf_setup_project(env->setup);
-    char message[MF_CYCLE_MESSAGE_MAX];
-    uint64_t counts[2];
-    bool present[2];
+    char message[MF_AREA_MESSAGE_MAX];
+    struct mf_tally t;
     *limited = false;
     if (!p)
         return MF_ENOENT;
-    int err = read_counts(env, p, counts, present, message);
-    if (err)
-        return err;
-    for (int i = 0; i < 2; i++) {
-        if (present[i] && (!*limited || counts[i] < *remaining)) {
-            *remaining = counts[i];
-            *limited = true;
-        }
-    }
-    return 0;
+    int err = env->area->peek(env->area, env->setup, (unsigned)(p - env->setup->projects), &t,
+                              message);
+    if (!err)
+        tally_left(&t, limited, remaining);
+    return err;
 }
 
 /* Encodes the serial number for one job. */
@@ -289,9 +266,9 @@ static int authorize(struct cycle *c)
     const struct mf_cycle_env *env = c->env;
     const struct mf_project *p = c->project;
     struct mf_area *area = env->area;
-    char path[MF_SETUP_PATH_MAX], message[MF_CYCLE_MESSAGE_MAX], line[MF_TEXT_LINE_MAX + 1];
-    uint64_t counts[2], serial = 0;
-    bool present[2];
+    unsigned index = (unsigned)(p - env->setup->projects);
+    char path[MF_SETUP_PATH_MAX], message[MF_AREA_MESSAGE_MAX], line[MF_TEXT_LINE_MAX + 1];
+    struct mf_tally tally;
     uint8_t listed[MF_SERIAL_LENGTH_MAX];
 
     c->stage = MF_FAIL_STORAGE;
@@ -300,37 +277,30 @@ static int authorize(struct cycle *c)
         (*env->reserved)--; /* the reservation turns into the count itself, or into nothing */
         c->reserved = false;
     }
-    int err = read_counts(env, p, counts, present, message);
+    int err = area->peek(area, env->setup, index, &tally, message);
     if (err) {
         fail(c, err, "%s", message);
         goto out;
     }
-    for (int i = 0; i < 2; i++) {
-        if (present[i] && counts[i] == 0) {
-            err = MF_EEXHAUSTED;
-            fail(c, err, "no programming cycles left (%s%s%s = 0)", i == 0 ? p->folder : "",
-                 i == 0 ? "/" : "", MF_FILE_CNTDOWN);
-            goto out;
-        }
+    if ((tally.project_limited && tally.project_left == 0) ||
+        (tally.root_limited && tally.root_left == 0)) {
+        err = MF_EEXHAUSTED;
+        bool project = tally.project_limited && tally.project_left == 0;
+        fail(c, err, "no programming cycles left (%s%s%s = 0)", project ? p->folder : "",
+             project ? "/" : "", MF_FILE_CNTDOWN);
+        goto out;
     }
+    uint64_t serial = tally.serial;
 
-    /* The serial number, and the lines it selects. */
+    /* The lines the serial number selects. */
     c->stage = MF_FAIL_DEVICE_DATA;
-    bool takes_serial = p->has_serial && (p->uses_serial || p->has_snlist || p->has_patches);
     const uint8_t *list_bytes = NULL;
     struct mf_patch_line patch_line, *patches = NULL;
-    if (takes_serial) {
-        err = project_path(p, MF_FILE_SERIAL, path);
-        if (!err)
-            err = area->read_number(area, path, MF_NUMFILE_LEADING, UINT64_MAX, &serial);
-        if (err) {
-            fail(c, err, "%s: %s", path,
-                 err == MF_EFORMAT ? "does not start with a decimal number" : mf_strerror(err));
-            goto out;
-        }
+    if (tally.has_serial) {
         if (serial > UINT64_MAX - p->serial_increment) {
             err = MF_ERANGE;
-            fail(c, err, "%s: serial number %llu cannot advance", path, (unsigned long long)serial);
+            fail(c, err, "%s/%s: serial number %llu cannot advance", p->folder, MF_FILE_SERIAL,
+                 (unsigned long long)serial);
             goto out;
         }
         if (p->has_snlist && p->uses_serial) {
@@ -378,42 +348,25 @@ static int authorize(struct cycle *c)
     if (err)
         goto out;
 
-    /* Serial number first, then the counts: a cut in between leaves a gap in the serial
-     * numbers, never a count without a serial number (which would repeat it). */
+    /* Durable before the target is touched: the area writes the serial number first, then
+     * the counts (a cut in between leaves a gap in the serial numbers, never a repeat). */
     c->stage = MF_FAIL_STORAGE;
-    if (takes_serial) {
-        err = project_path(p, MF_FILE_SERIAL, path);
-        if (!err)
-            err = area->write_number(area, path, serial + p->serial_increment);
-        if (err) {
-            fail(c, err, "%s: cannot advance: %s", path, mf_strerror(err));
-            goto out;
-        }
+    c->result->consumed = tally.project_limited || tally.root_limited;
+    err = area->take(area, env->setup, index, &tally, message);
+    if (err) {
+        c->result->consumed = true; /* unknown whether it was written: counted as taken */
+        fail(c, err, "%s", message);
+        goto out;
+    }
+    if (tally.has_serial) {
         c->result->has_serial = true;
         c->result->serial = serial;
     }
-    for (int i = 0; i < 2; i++) {
-        if (!present[i])
-            continue;
-        err = i == 0 ? project_path(p, MF_FILE_CNTDOWN, path) : 0;
-        if (i == 1)
-            strcpy(path, MF_FILE_CNTDOWN);
-        if (!err)
-            err = area->write_number(area, path, counts[i] - 1);
-        if (err) {
-            /* Whether it was written is unknown: count the device as authorized no more. */
-            fail(c, err, "%s: cannot count down: %s", path, mf_strerror(err));
-            goto out;
-        }
-        c->result->consumed = true;
-        counts[i]--;
-    }
-    for (int i = 0; i < 2; i++) {
-        if (present[i] && (!c->result->has_remaining || counts[i] < c->result->remaining)) {
-            c->result->remaining = counts[i];
-            c->result->has_remaining = true;
-        }
-    }
+    bool limited;
+    uint64_t left;
+    tally_left(&tally, &limited, &left);
+    c->result->has_remaining = limited;
+    c->result->remaining = limited ? left - 1 : 0;
 out:
     mf_lock_give(env->authorize);
     return err;

@@ -2396,3 +2396,32 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
     }
     return finish(fs, err);
 }
+
+int mf_fat_wipe_free(struct mf_fat *fs)
+{
+    int err = commit(fs);
+    uint32_t run_start = 0, run = 0;
+    for (uint32_t c = 2; !err && c < fs->geo.cluster_count + 3; c++) {
+        uint32_t raw = 1;
+        if (c < fs->geo.cluster_count + 2)
+            err = fat_read_raw(fs, c, &raw);
+        if (err)
+            break;
+        if (raw == 0) {
+            if (!run)
+                run_start = c;
+            run++;
+            continue;
+        }
+        if (run) {
+            uint32_t first = cluster_sector(fs, run_start);
+            err = mf_bd_erase(fs->bd, (mf_block_t)first * fs->blocks_per_sector,
+                              (size_t)run * fs->geo.sectors_per_cluster * fs->blocks_per_sector);
+            cache_forget(fs, first, run * fs->geo.sectors_per_cluster);
+            run = 0;
+        }
+    }
+    if (!err)
+        err = mf_bd_sync(fs->bd);
+    return err;
+}

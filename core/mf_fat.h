@@ -206,6 +206,10 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path);
 /* Removes a file (MF_EISDIR for a folder, MF_EBUSY while it is open). */
 int mf_fat_remove(struct mf_fat *fs, const char *path);
 
+/* Erases (discards: afterwards they read as zeros) every free cluster, so that no byte of a deleted
+ * file stays readable on the device; then syncs. Used after secret files were deleted. */
+int mf_fat_wipe_free(struct mf_fat *fs);
+
 /* Renames or moves a file or folder. The target must not exist (MF_EEXIST); a folder cannot be
  * moved into itself (MF_EINVAL). A cut leaves the entry under the old name, or under both. */
 int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to);

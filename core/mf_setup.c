@@ -45,6 +45,11 @@ const char *mf_setup_display_name(const char *folder_name)
     return folder_name;
 }
 
+bool mf_project_takes_serial(const struct mf_project *p)
+{
+    return p->has_serial && (p->uses_serial || p->has_snlist || p->has_patches);
+}
+
 const char *mf_erase_mode_name(enum mf_erase_mode mode)
 {
     return mode == MF_ERASE_CHIP ? "chip" : mode == MF_ERASE_NONE ? "none" : "sectors";
@@ -169,6 +174,16 @@ static int flasher_ini_item(void *context, const struct mf_ini_item *item)
             return MF_EFORMAT;
         }
         c->setup->log_max_bytes = (uint32_t)(v * 1024);
+        return 0;
+    }
+    if (mf_ini_name_is(item->key, "Reservation")) {
+        /* Read by the secure area when it installs the setup (mf_secure); checked here too. */
+        uint64_t v;
+        if (parse_u64(item->value, &v) || v < 1 || v > 1000000) {
+            say(c->message, "%s:%u: Reservation: '%s' is not a number from 1 to 1000000",
+                MF_FILE_FLASHER_INI, item->line, item->value);
+            return MF_EFORMAT;
+        }
         return 0;
     }
     say(c->message, "%s:%u: unknown key '%s' in [CONFIG]", MF_FILE_FLASHER_INI, item->line,

@@ -127,6 +127,10 @@ int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *inde
 /* The selected project, or NULL when the setup has none. */
 const struct mf_project *mf_setup_project(const struct mf_setup *setup);
 
+/* Does a cycle of this project take a serial number (it has Serial.txt, and a job programs one
+ * or SNList.txt / Patches.txt need it to select their line)? */
+bool mf_project_takes_serial(const struct mf_project *project);
+
 /* Strips an NN_ prefix (digits and one underscore) from a folder name. */
 const char *mf_setup_display_name(const char *folder_name);
 

@@ -772,15 +772,12 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
             info->limited = limited;
             info->cycles_left = left;
         }
-        if (proj->has_serial) {
-            char path[MF_SETUP_PATH_MAX + sizeof MF_FILE_SERIAL + 1];
-            uint64_t serial;
-            snprintf(path, sizeof path, "%s/%s", proj->folder, MF_FILE_SERIAL);
-            if (p->area.area.read_number(&p->area.area, path, MF_NUMFILE_LEADING, UINT64_MAX,
-                                         &serial) == 0) {
-                info->has_serial = true;
-                info->next_serial = serial;
-            }
+        struct mf_tally tally;
+        char message[MF_AREA_MESSAGE_MAX];
+        if (p->env.area->peek(p->env.area, &p->setup, p->setup.selected, &tally, message) == 0 &&
+            tally.has_serial) {
+            info->has_serial = true;
+            info->next_serial = tally.serial;
         }
     }
     pthread_mutex_unlock(&p->state_lock);

@@ -1,0 +1,63 @@
+/* The trust anchor: what an attacker holding the storage medium cannot reach (an MCU's internal
+ * flash, or a TPM 2.0). It holds the installed setup's storage key, the digest of the current
+ * secure-area header, and a monotonic counter; later also the programmer's identity keys.
+ * Back ends: `keystore` (a file outside the storage image, host/mf_keystore) and `tpm` (tpm2-tss,
+ * host/mf_tpm). Every write is durable when it returns; a power cut during a write leaves the old
+ * value or the new one. All calls return 0 or a negative MF_E* code, with a text in `error`. */
+#ifndef MF_ANCHOR_H
+#define MF_ANCHOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MF_ANCHOR_KEY_SIZE     32u
+#define MF_ANCHOR_DIGEST_SIZE  32u
+#define MF_ANCHOR_BINDING_SIZE 32u
+#define MF_ANCHOR_IDENTITY_SIZE 64u /* X25519 secret key, then Ed25519 seed */
+#define MF_ANCHOR_ERROR_MAX    192u
+
+struct mf_anchor_state {
+    bool has_key;
+    uint8_t key[MF_ANCHOR_KEY_SIZE]; /* the installed setup's storage key */
+    bool has_digest;
+    uint8_t digest[MF_ANCHOR_DIGEST_SIZE]; /* of the current secure-area header */
+};
+
+struct mf_anchor {
+    void *context;
+    const char *name; /* "keystore", "tpm" */
+
+    /* Reads the key and the digest. */
+    int (*read_state)(struct mf_anchor *anchor, struct mf_anchor_state *state);
+
+    /* Replaces the setup key (NULL: no key). When this returns, the old key cannot be read
+     * back from the anchor by any means: this is how a secure-area setup is erased. */
+    int (*write_key)(struct mf_anchor *anchor, const uint8_t *key);
+
+    /* Replaces the header digest (NULL: none). */
+    int (*write_digest)(struct mf_anchor *anchor, const uint8_t *digest);
+
+    /* The monotonic counter: it never goes down, whatever happens to the storage. */
+    int (*counter_read)(struct mf_anchor *anchor, uint64_t *value);
+    /* Adds one; the new value is durable and returned. A TPM that rate-limits its NV writes
+     * answers MF_EBUSY ("retry later"), never a false success. */
+    int (*counter_increment)(struct mf_anchor *anchor, uint64_t *value);
+
+    /* A digest that identifies this anchor's counter (TPM: the NV index's name; keystore: the
+     * file's random id). The secure area records it when a setup is installed and refuses to run
+     * with another counter, e.g. a counter index deleted and defined again. */
+    int (*binding)(struct mf_anchor *anchor, uint8_t binding[MF_ANCHOR_BINDING_SIZE]);
+
+    /* The programmer's identity: its secret keys, made once at first start and never changed
+     * (docs/owner-guide.md). `present` false when none was written yet. */
+    int (*read_identity)(struct mf_anchor *anchor, uint8_t secret[MF_ANCHOR_IDENTITY_SIZE],
+                         bool *present);
+    int (*write_identity)(struct mf_anchor *anchor, const uint8_t secret[MF_ANCHOR_IDENTITY_SIZE]);
+
+    /* Releases the back end. */
+    void (*close)(struct mf_anchor *anchor);
+
+    char error[MF_ANCHOR_ERROR_MAX]; /* text of the last failure */
+};
+
+#endif

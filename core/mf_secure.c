@@ -1,0 +1,1361 @@
+/* The secure area (see mf_secure.h; the format is in docs/security.md).
+ *
+ * Layout of partition 2, in bytes, R = 512 and S = 4096 rounded up to the block size:
+ *   [0, R)            header slot 0     [R, 2R)       header slot 1
+ *   [2R, 2R+S)        state slot 0      [2R+S, 2R+2S) state slot 1
+ *   [2R+2S, ...)      chunks: each MF_SECURE_CHUNK bytes of ciphertext and a 16-byte tag,
+ *                     rounded up to the block size; files first, then the file table. */
+#include "mf_secure.h"
+
+#include "mf_err.h"
+#include "mf_ini.h"
+#include "mf_numfile.h"
+#include "mf_setup.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEADER_SIZE     512u
+#define HEADER_MAC_AT   480u
+#define STATE_SIZE      4096u
+#define STATE_NONCE     24u
+#define STATE_TAG       16u
+#define STATE_PLAIN     (STATE_SIZE - STATE_NONCE - STATE_TAG)
+#define ENTRY_SIZE      320u
+#define ENTRY_PATH      256u
+#define TAG             16u
+#define KDF_CONTEXT     "MFSECURE"
+#define DEFAULT_PROJECT (-1)
+
+static const uint8_t header_magic[8] = {'M', 'F', 'S', 'E', 'C', 'U', 'R', 'E'};
+static const uint8_t state_magic[8] = {'M', 'F', 'S', 'T', 'A', 'T', 'E', '1'};
+
+struct mf_secure_file {
+    char path[ENTRY_PATH];
+    uint64_t size;
+    uint64_t first_chunk;
+    uint32_t chunks;
+    uint32_t id;
+    uint8_t sha256[32];
+};
+
+/* ---- little helpers ---- */
+
+static void say(char *message, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(char *message, const char *fmt, ...)
+{
+    if (!message)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, MF_SECURE_MESSAGE_MAX, fmt, ap);
+    va_end(ap);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)get64((const uint8_t[8]){p[0], p[1], p[2], p[3], 0, 0, 0, 0});
+}
+
+static uint64_t round_up(uint64_t v, uint64_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+static char fold(char c)
+{
+    return (c >= 'a' && c <= 'z') ? (char)(c - 32) : c;
+}
+
+/* Paths compare without regard to ASCII case, as FAT looks names up. */
+static int path_compare(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        char x = fold(*a), y = fold(*b);
+        if (x != y || !x)
+            return (unsigned char)x - (unsigned char)y;
+    }
+}
+
+/* ---- geometry ---- */
+
+static uint64_t block(const struct mf_secure *s)
+{
+    return s->config.bd->block_size;
+}
+
+static uint64_t header_off(const struct mf_secure *s, unsigned slot)
+{
+    return slot * round_up(HEADER_SIZE, block(s));
+}
+
+static uint64_t state_off(const struct mf_secure *s, unsigned slot)
+{
+    return 2 * round_up(HEADER_SIZE, block(s)) + slot * round_up(STATE_SIZE, block(s));
+}
+
+static uint64_t data_off(const struct mf_secure *s)
+{
+    return state_off(s, 2);
+}
+
+static uint64_t stored_chunk(const struct mf_secure *s)
+{
+    return round_up(MF_SECURE_CHUNK + TAG, block(s));
+}
+
+uint64_t mf_secure_capacity(const struct mf_secure *s)
+{
+    uint64_t total = mf_bd_size(s->config.bd);
+    if (total <= data_off(s))
+        return 0;
+    return (total - data_off(s)) / stored_chunk(s) * MF_SECURE_CHUNK;
+}
+
+static uint64_t chunks_for(uint64_t bytes)
+{
+    return (bytes + MF_SECURE_CHUNK - 1) / MF_SECURE_CHUNK;
+}
+
+uint64_t mf_secure_needed(uint64_t files, uint64_t bytes, uint64_t path_bytes)
+{
+    (void)path_bytes;
+    return bytes + chunks_for(files * ENTRY_SIZE) * MF_SECURE_CHUNK;
+}
+
+/* Byte-addressed device access; offsets and lengths are multiples of the block size. */
+static int dev_read(const struct mf_secure *s, uint64_t off, void *buf, uint64_t len)
+{
+    return mf_bd_read(s->config.bd, off / block(s), buf, (size_t)(len / block(s)));
+}
+
+static int dev_write(const struct mf_secure *s, uint64_t off, const void *buf, uint64_t len)
+{
+    return mf_bd_prog(s->config.bd, off / block(s), buf, (size_t)(len / block(s)));
+}
+
+static void derive_keys(struct mf_secure *s, const uint8_t key[MF_ANCHOR_KEY_SIZE])
+{
+    crypto_kdf_derive_from_key(s->mac_key, sizeof s->mac_key, 1, KDF_CONTEXT, key);
+    crypto_kdf_derive_from_key(s->file_key, sizeof s->file_key, 2, KDF_CONTEXT, key);
+    crypto_kdf_derive_from_key(s->state_key, sizeof s->state_key, 3, KDF_CONTEXT, key);
+}
+
+/* ---- chunks ---- */
+
+/* The associated data binds a chunk to its file, its place and the file's size: swapped,
+ * reordered or truncated chunks fail authentication. */
+static void chunk_ad(uint8_t ad[17], uint32_t file_id, uint32_t index, uint64_t size, bool last)
+{
+    put32(ad, file_id);
+    put32(ad + 4, index);
+    put64(ad + 8, size);
+    ad[16] = last;
+}
+
+static void chunk_nonce(const struct mf_secure *s, uint64_t global,
+                        uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES])
+{
+    memcpy(nonce, s->header + 160, 16); /* the install's random nonce prefix */
+    put64(nonce + 16, global);
+}
+
+/* Encrypts MF_SECURE_CHUNK bytes of `plain` and writes them as chunk `global`. `stored` is a
+ * buffer of stored_chunk() bytes. */
+static int chunk_write(struct mf_secure *s, uint64_t global, uint32_t file_id, uint32_t index,
+                       uint64_t size, bool last, const uint8_t *plain, uint8_t *stored)
+{
+    uint8_t ad[17], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    chunk_ad(ad, file_id, index, size, last);
+    chunk_nonce(s, global, nonce);
+    memset(stored, 0, stored_chunk(s));
+    crypto_aead_xchacha20poly1305_ietf_encrypt(stored, NULL, plain, MF_SECURE_CHUNK, ad, sizeof ad,
+                                               NULL, nonce, s->file_key);
+    return dev_write(s, data_off(s) + global * stored_chunk(s), stored, stored_chunk(s));
+}
+
+/* Reads and authenticates chunk `global`; the plaintext is released only when its tag holds. */
+static int chunk_read(const struct mf_secure *s, uint64_t global, uint32_t file_id,
+                      uint32_t index, uint64_t size, bool last, uint8_t *plain, uint8_t *stored)
+{
+    uint8_t ad[17], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    if (data_off(s) + (global + 1) * stored_chunk(s) > mf_bd_size(s->config.bd))
+        return MF_ECORRUPT;
+    int err = dev_read(s, data_off(s) + global * stored_chunk(s), stored, stored_chunk(s));
+    if (err)
+        return err;
+    chunk_ad(ad, file_id, index, size, last);
+    chunk_nonce(s, global, nonce);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, stored,
+                                                   MF_SECURE_CHUNK + TAG, ad, sizeof ad, nonce,
+                                                   s->file_key) != 0) {
+        sodium_memzero(plain, MF_SECURE_CHUNK);
+        return MF_EAUTH;
+    }
+    return 0;
+}
+
+/* ---- the file table ---- */
+
+static const struct mf_secure_file *lookup(const struct mf_secure *s, const char *path)
+{
+    /* Leading '/' and "./" are not part of stored paths. */
+    while (*path == '/' || (path[0] == '.' && path[1] == '/'))
+        path += *path == '/' ? 1 : 2;
+    uint32_t lo = 0, hi = s->file_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = path_compare(s->files[mid].path, path);
+        if (c == 0)
+            return &s->files[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void entry_encode(const struct mf_secure_file *f, uint8_t *e)
+{
+    memset(e, 0, ENTRY_SIZE);
+    memcpy(e, f->path, strlen(f->path));
+    put64(e + 256, f->size);
+    put64(e + 264, f->first_chunk);
+    put32(e + 272, f->chunks);
+    put32(e + 276, f->id);
+    memcpy(e + 280, f->sha256, 32);
+}
+
+static int entry_decode(const uint8_t *e, struct mf_secure_file *f, uint32_t index)
+{
+    memcpy(f->path, e, ENTRY_PATH);
+    if (f->path[ENTRY_PATH - 1] != '\0' || !f->path[0])
+        return MF_ECORRUPT;
+    f->size = get64(e + 256);
+    f->first_chunk = get64(e + 264);
+    f->chunks = get32(e + 272);
+    f->id = get32(e + 276);
+    memcpy(f->sha256, e + 280, 32);
+    if (f->id != index + 1 || f->chunks != chunks_for(f->size))
+        return MF_ECORRUPT;
+    return 0;
+}
+
+static int compare_files(const void *a, const void *b)
+{
+    return path_compare(((const struct mf_secure_file *)a)->path,
+                        ((const struct mf_secure_file *)b)->path);
+}
+
+/* Does `path` start with `prefix` (ASCII case ignored)? */
+static bool has_prefix(const char *path, const char *prefix)
+{
+    for (; *prefix; path++, prefix++) {
+        if (fold(*path) != fold(*prefix))
+            return false;
+    }
+    return true;
+}
+
+/* The projects: folders directly under Projects/, in the order mf_setup lists them (strcmp). */
+static void find_projects(struct mf_secure *s)
+{
+    s->project_count = 0;
+    static const char prefix[] = "Projects/";
+    for (uint32_t i = 0; i < s->file_count; i++) {
+        const char *p = s->files[i].path;
+        if (!has_prefix(p, prefix))
+            continue;
+        const char *name = p + sizeof prefix - 1, *slash = strchr(name, '/');
+        if (!slash || slash == name || (size_t)(slash - name) >= MF_AREA_NAME_MAX)
+            continue;
+        char folder[MF_AREA_NAME_MAX];
+        memcpy(folder, name, (size_t)(slash - name));
+        folder[slash - name] = '\0';
+        bool known = false;
+        for (uint32_t k = 0; k < s->project_count && !known; k++)
+            known = path_compare(s->projects[k].folder, folder) == 0;
+        if (!known && s->project_count < MF_SECURE_PROJECTS_MAX)
+            strcpy(s->projects[s->project_count++].folder, folder);
+    }
+    /* strcmp order, as mf_setup sorts the listing. */
+    for (uint32_t i = 1; i < s->project_count; i++) {
+        struct mf_secure_project t = s->projects[i];
+        uint32_t j = i;
+        while (j > 0 && strcmp(s->projects[j - 1].folder, t.folder) > 0) {
+            s->projects[j] = s->projects[j - 1];
+            j--;
+        }
+        s->projects[j] = t;
+    }
+}
+
+static int project_index(const struct mf_secure *s, const struct mf_project *p)
+{
+    const char *folder = p->folder + strlen(MF_DIR_PROJECTS) + 1;
+    for (uint32_t i = 0; i < s->project_count; i++) {
+        if (path_compare(s->projects[i].folder, folder) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* ---- state records ---- */
+
+static void state_encode(const struct mf_secure_state *st, uint8_t *plain)
+{
+    memset(plain, 0, STATE_PLAIN);
+    memcpy(plain, state_magic, 8);
+    put64(plain + 8, st->seq);
+    put64(plain + 16, st->total_used);
+    plain[24] = st->root_limited;
+    plain[25] = st->folder_removed;
+    put32(plain + 28, (uint32_t)st->selected);
+    put64(plain + 32, st->root_limit);
+    put32(plain + 40, st->project_count);
+    for (uint32_t i = 0; i < st->project_count; i++) {
+        uint8_t *q = plain + 48 + 32 * i;
+        put64(q, st->projects[i].used);
+        put64(q + 8, st->projects[i].serial_next);
+        put64(q + 16, st->projects[i].limit);
+        q[24] = st->projects[i].limited;
+        q[25] = st->projects[i].has_serial;
+    }
+}
+
+static int state_decode(const uint8_t *plain, struct mf_secure_state *st)
+{
+    if (memcmp(plain, state_magic, 8) != 0)
+        return MF_ECORRUPT;
+    memset(st, 0, sizeof *st);
+    st->seq = get64(plain + 8);
+    st->total_used = get64(plain + 16);
+    st->root_limited = plain[24] != 0;
+    st->folder_removed = plain[25] != 0;
+    st->selected = (int32_t)get32(plain + 28);
+    st->root_limit = get64(plain + 32);
+    st->project_count = get32(plain + 40);
+    if (st->project_count > MF_SECURE_PROJECTS_MAX)
+        return MF_ECORRUPT;
+    for (uint32_t i = 0; i < st->project_count; i++) {
+        const uint8_t *q = plain + 48 + 32 * i;
+        st->projects[i].used = get64(q);
+        st->projects[i].serial_next = get64(q + 8);
+        st->projects[i].limit = get64(q + 16);
+        st->projects[i].limited = q[24] != 0;
+        st->projects[i].has_serial = q[25] != 0;
+    }
+    return 0;
+}
+
+/* Writes `st` into the slot after the newest one (the newest stays until this one is durable). */
+static int state_write(struct mf_secure *s, const struct mf_secure_state *st)
+{
+    uint8_t plain[STATE_PLAIN], record[STATE_SIZE];
+    state_encode(st, plain);
+    memset(record, 0, sizeof record);
+    s->config.random(s->config.random_context, record, STATE_NONCE);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(record + STATE_NONCE, NULL, plain, STATE_PLAIN,
+                                               s->header + 160, 16, NULL, record, s->state_key);
+    sodium_memzero(plain, sizeof plain);
+    unsigned slot = s->state_slot ^ 1u;
+    uint64_t span = round_up(STATE_SIZE, block(s));
+    uint8_t *buf = calloc(1, span);
+    if (!buf)
+        return MF_ENOMEM;
+    memcpy(buf, record, STATE_SIZE);
+    int err = dev_write(s, state_off(s, slot), buf, span);
+    free(buf);
+    if (!err)
+        err = mf_bd_sync(s->config.bd);
+    if (err)
+        return err;
+    s->state = *st;
+    s->state_slot = slot;
+    return 0;
+}
+
+static int state_read(struct mf_secure *s, char *message)
+{
+    uint64_t span = round_up(STATE_SIZE, block(s));
+    uint8_t *buf = malloc(span);
+    uint8_t plain[STATE_PLAIN];
+    if (!buf)
+        return MF_ENOMEM;
+    bool found = false;
+    for (unsigned slot = 0; slot < 2; slot++) {
+        struct mf_secure_state st;
+        if (dev_read(s, state_off(s, slot), buf, span) != 0)
+            continue;
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, buf + STATE_NONCE,
+                                                       STATE_PLAIN + STATE_TAG, s->header + 160,
+                                                       16, buf, s->state_key) != 0)
+            continue;
+        if (state_decode(plain, &st) != 0)
+            continue;
+        if (!found || st.seq > s->state.seq) {
+            s->state = st;
+            s->state_slot = slot;
+            found = true;
+        }
+    }
+    free(buf);
+    sodium_memzero(plain, sizeof plain);
+    if (!found) {
+        say(message, "secure area: no state record passes authentication (damaged or tampered)");
+        return MF_EAUTH;
+    }
+    return 0;
+}
+
+/* ---- counts ---- */
+
+uint64_t mf_secure_missing(const struct mf_secure *s, uint64_t counter)
+{
+    uint64_t taken = counter > s->counter_base ? counter - s->counter_base : 0;
+    /* Reservations before the last one were used up before it was taken; the last one was
+     * taken for a cycle that may have consumed its count before a cut. */
+    uint64_t proven = taken ? (taken - 1) * s->reservation + 1 : 0;
+    return proven > s->state.total_used ? proven - s->state.total_used : 0;
+}
+
+static int counter(struct mf_secure *s, uint64_t *value, char *message)
+{
+    struct mf_anchor *a = s->config.anchor;
+    int err = a->counter_read(a, value);
+    if (err)
+        say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
+    return err;
+}
+
+static uint64_t left_of(bool limited, uint64_t limit, uint64_t used)
+{
+    return limited && limit > used ? limit - used : 0;
+}
+
+static int secure_peek(struct mf_area *area, const struct mf_setup *setup, unsigned project,
+                       struct mf_tally *tally, char *message)
+{
+    struct mf_secure *s = area->context;
+    const struct mf_project *p = &setup->projects[project];
+    int index = project_index(s, p);
+    memset(tally, 0, sizeof *tally);
+    if (index < 0) {
+        say(message, "%s is not in the secure area's state", p->folder);
+        return MF_ECORRUPT;
+    }
+    uint64_t v;
+    int err = counter(s, &v, message);
+    if (err)
+        return err;
+    mf_lock_take(&s->config.lock);
+    uint64_t missing = mf_secure_missing(s, v);
+    const struct mf_secure_counts *c = &s->state.projects[index];
+    tally->project_limited = c->limited;
+    tally->project_left = left_of(c->limited, c->limit, c->used + missing);
+    tally->root_limited = s->state.root_limited;
+    tally->root_left = left_of(s->state.root_limited, s->state.root_limit,
+                               s->state.total_used + missing);
+    tally->has_serial = c->has_serial && mf_project_takes_serial(p);
+    tally->serial = c->serial_next + missing * p->serial_increment;
+    mf_lock_give(&s->config.lock);
+    return 0;
+}
+
+static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsigned project,
+                       const struct mf_tally *tally, char *message)
+{
+    (void)tally;
+    struct mf_secure *s = area->context;
+    struct mf_anchor *a = s->config.anchor;
+    const struct mf_project *p = &setup->projects[project];
+    int index = project_index(s, p);
+    if (index < 0) {
+        say(message, "%s is not in the secure area's state", p->folder);
+        return MF_ECORRUPT;
+    }
+    uint64_t v;
+    int err = counter(s, &v, message);
+    if (err)
+        return err;
+    mf_lock_take(&s->config.lock);
+    uint64_t missing = mf_secure_missing(s, v);
+    uint64_t n = s->state.total_used + missing + 1; /* this cycle's number */
+    uint64_t covered = (v - s->counter_base) * s->reservation;
+    if (n > covered) {
+        /* A new reservation, durable in the anchor before any of its cycles is used. */
+        err = a->counter_increment(a, &v);
+        if (err) {
+            say(message, "trust anchor: %s%s", a->error[0] ? a->error : mf_strerror(err),
+                err == MF_EBUSY ? " (retry later)" : "");
+            mf_lock_give(&s->config.lock);
+            return err;
+        }
+    }
+    struct mf_secure_state st = s->state;
+    st.seq++;
+    if (missing) {
+        /* Cycles the anchor proves but the state lost: charged to every project, and their
+         * serial numbers skip ahead, so that none is handed out twice. */
+        for (unsigned i = 0; i < setup->project_count; i++) {
+            int k = project_index(s, &setup->projects[i]);
+            if (k < 0)
+                continue;
+            st.projects[k].used += missing;
+            st.projects[k].serial_next += missing * setup->projects[i].serial_increment;
+        }
+    }
+    st.projects[index].used++;
+    if (st.projects[index].has_serial && mf_project_takes_serial(p))
+        st.projects[index].serial_next += p->serial_increment;
+    st.total_used = n;
+    err = state_write(s, &st);
+    mf_lock_give(&s->config.lock);
+    if (err)
+        say(message, "secure area: cannot record the cycle: %s", mf_strerror(err));
+    return err;
+}
+
+/* ---- the area ---- */
+
+static int secure_read(struct mf_area *area, const char *path, uint64_t offset, void *buffer,
+                       size_t length)
+{
+    struct mf_secure *s = area->context;
+    const struct mf_secure_file *f = lookup(s, path);
+    if (!f)
+        return MF_ENOENT;
+    if (offset > f->size || length > f->size - offset)
+        return MF_EIO;
+    uint8_t *plain = malloc(MF_SECURE_CHUNK), *stored = malloc(stored_chunk(s));
+    if (!plain || !stored) {
+        free(plain);
+        free(stored);
+        return MF_ENOMEM;
+    }
+    int err = 0;
+    uint8_t *out = buffer;
+    while (length > 0 && !err) {
+        uint32_t index = (uint32_t)(offset / MF_SECURE_CHUNK);
+        uint32_t within = (uint32_t)(offset % MF_SECURE_CHUNK);
+        err = chunk_read(s, f->first_chunk + index, f->id, index, f->size,
+                         index + 1 == f->chunks, plain, stored);
+        if (err)
+            break;
+        size_t n = MF_SECURE_CHUNK - within < length ? MF_SECURE_CHUNK - within : length;
+        memcpy(out, plain + within, n);
+        out += n;
+        offset += n;
+        length -= n;
+    }
+    sodium_memzero(plain, MF_SECURE_CHUNK);
+    free(plain);
+    free(stored);
+    return err;
+}
+
+/* Is `dir` a folder: some path starts with "dir/"? */
+static bool is_folder(const struct mf_secure *s, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (n == 0)
+        return true;
+    for (uint32_t i = 0; i < s->file_count; i++) {
+        const char *p = s->files[i].path;
+        if (strlen(p) > n && p[n] == '/') {
+            char head[ENTRY_PATH];
+            memcpy(head, p, n);
+            head[n] = '\0';
+            if (path_compare(head, dir) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static const char *trim_path(const char *path)
+{
+    while (*path == '/' || (path[0] == '.' && path[1] == '/'))
+        path += *path == '/' ? 1 : 2;
+    return path;
+}
+
+static int secure_stat(struct mf_area *area, const char *path, struct mf_area_entry *entry)
+{
+    struct mf_secure *s = area->context;
+    path = trim_path(path);
+    char dir[ENTRY_PATH];
+    size_t n = strlen(path);
+    if (n >= sizeof dir)
+        return MF_ENOENT;
+    memcpy(dir, path, n + 1);
+    while (n && dir[n - 1] == '/')
+        dir[--n] = '\0';
+    memset(entry, 0, sizeof *entry);
+    const struct mf_secure_file *f = lookup(s, dir);
+    if (f) {
+        const char *base = strrchr(f->path, '/');
+        snprintf(entry->name, sizeof entry->name, "%s", base ? base + 1 : f->path);
+        entry->size = f->size;
+        return 0;
+    }
+    if (is_folder(s, dir)) {
+        const char *base = strrchr(dir, '/');
+        snprintf(entry->name, sizeof entry->name, "%s", base ? base + 1 : dir);
+        entry->is_dir = true;
+        return 0;
+    }
+    return MF_ENOENT;
+}
+
+static int secure_list(struct mf_area *area, const char *path, mf_area_each_fn each,
+                       void *context)
+{
+    struct mf_secure *s = area->context;
+    path = trim_path(path);
+    char dir[ENTRY_PATH];
+    size_t n = strlen(path);
+    if (n >= sizeof dir)
+        return MF_ENOENT;
+    memcpy(dir, path, n + 1);
+    while (n && dir[n - 1] == '/')
+        dir[--n] = '\0';
+    if (lookup(s, dir))
+        return MF_ENOTDIR;
+    if (!is_folder(s, dir))
+        return MF_ENOENT;
+    char last[MF_AREA_NAME_MAX] = "";
+    bool last_dir = false;
+    for (uint32_t i = 0; i < s->file_count; i++) {
+        const char *p = s->files[i].path;
+        if (n) {
+            if (strlen(p) <= n || p[n] != '/')
+                continue;
+            char head[ENTRY_PATH];
+            memcpy(head, p, n);
+            head[n] = '\0';
+            if (path_compare(head, dir) != 0)
+                continue;
+            p += n + 1;
+        }
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len >= MF_AREA_NAME_MAX)
+            continue;
+        struct mf_area_entry e;
+        memset(&e, 0, sizeof e);
+        memcpy(e.name, p, len);
+        e.is_dir = slash != NULL;
+        e.size = e.is_dir ? 0 : s->files[i].size;
+        if (e.is_dir && last_dir && path_compare(e.name, last) == 0)
+            continue; /* the next file of a subfolder already listed */
+        strcpy(last, e.name);
+        last_dir = e.is_dir;
+        int err = each(context, &e);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static int secure_read_number(struct mf_area *area, const char *path,
+                              enum mf_numfile_syntax syntax, uint64_t max, uint64_t *value)
+{
+    struct mf_secure *s = area->context;
+    const struct mf_secure_file *f = lookup(s, path);
+    if (!f)
+        return MF_ENOENT;
+    if (f->size > MF_NUMFILE_SIZE_MAX)
+        return MF_EFBIG;
+    char text[MF_NUMFILE_SIZE_MAX];
+    int err = secure_read(area, path, 0, text, (size_t)f->size);
+    if (err)
+        return err;
+    return mf_numfile_parse(text, (uint32_t)f->size, syntax, max, value);
+}
+
+static void area_init(struct mf_secure *s)
+{
+    s->area = (struct mf_area){
+        .context = s,
+        .stat = secure_stat,
+        .list = secure_list,
+        .read = secure_read,
+        .read_number = secure_read_number,
+        .peek = secure_peek,
+        .take = secure_take,
+    };
+}
+
+/* ---- opening ---- */
+
+static bool header_valid(const struct mf_secure *s, const uint8_t *h)
+{
+    if (memcmp(h, header_magic, 8) != 0)
+        return false;
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256(mac, h, HEADER_MAC_AT, s->mac_key);
+    return sodium_memcmp(mac, h + HEADER_MAC_AT, sizeof mac) == 0;
+}
+
+static int load_table(struct mf_secure *s, char *message)
+{
+    const uint8_t *h = s->header;
+    uint64_t table_first = get64(h + 104);
+    uint32_t table_chunks = get32(h + 112);
+    uint32_t count = get32(h + 116);
+    uint64_t table_bytes = get64(h + 176);
+    if (count > MF_SECURE_FILES_MAX || table_bytes != (uint64_t)count * ENTRY_SIZE ||
+        table_chunks != chunks_for(table_bytes)) {
+        say(message, "secure area: the file table's size is not plausible");
+        return MF_ECORRUPT;
+    }
+    s->files = calloc(count ? count : 1, sizeof *s->files);
+    uint8_t *plain = malloc((size_t)table_chunks * MF_SECURE_CHUNK + 1);
+    uint8_t *stored = malloc(stored_chunk(s));
+    int err = (!s->files || !plain || !stored) ? MF_ENOMEM : 0;
+    for (uint32_t i = 0; i < table_chunks && !err; i++)
+        err = chunk_read(s, table_first + i, 0, i, table_bytes, i + 1 == table_chunks,
+                         plain + (size_t)i * MF_SECURE_CHUNK, stored);
+    for (uint32_t i = 0; i < count && !err; i++) {
+        err = entry_decode(plain + (size_t)i * ENTRY_SIZE, &s->files[i], i);
+        if (!err && (s->files[i].first_chunk + s->files[i].chunks > table_first))
+            err = MF_ECORRUPT;
+    }
+    free(plain);
+    free(stored);
+    if (err) {
+        say(message, "secure area: the file table %s",
+            err == MF_EAUTH ? "fails authentication (damaged or tampered)" : "is damaged");
+        return err;
+    }
+    s->file_count = count;
+    find_projects(s);
+    return 0;
+}
+
+int mf_secure_open(struct mf_secure *s, const struct mf_secure_config *config, char *message)
+{
+    memset(s, 0, sizeof *s);
+    s->config = *config;
+    area_init(s);
+    say(message, "%s", "");
+    struct mf_anchor *a = config->anchor;
+    struct mf_anchor_state as;
+    int err = a->read_state(a, &as);
+    if (err) {
+        say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
+        return err;
+    }
+    if (!as.has_key)
+        return 0; /* no setup installed */
+    derive_keys(s, as.key);
+    sodium_memzero(&as.key, sizeof as.key);
+
+    uint64_t span = round_up(HEADER_SIZE, block(s));
+    uint8_t *buf = malloc(span);
+    if (!buf)
+        return MF_ENOMEM;
+    int chosen = -1, newer_version = 0;
+    bool stale = false;
+    for (unsigned slot = 0; slot < 2; slot++) {
+        if (dev_read(s, header_off(s, slot), buf, span) != 0)
+            continue;
+        if (!header_valid(s, buf))
+            continue;
+        uint16_t version = (uint16_t)(buf[8] | buf[9] << 8);
+        if (version > MF_SECURE_VERSION) {
+            newer_version = version;
+            continue;
+        }
+        uint8_t digest[32];
+        crypto_hash_sha256(digest, buf, HEADER_SIZE);
+        bool matches = as.has_digest && sodium_memcmp(digest, as.digest, 32) == 0;
+        /* A header one step ahead of the anchor (a cut between writing it and recording its
+         * digest) is taken and recorded now; any other is older or foreign. */
+        bool next = !as.has_digest ? true : sodium_memcmp(buf + 24, as.digest, 32) == 0;
+        if (matches || next) {
+            memcpy(s->header, buf, HEADER_SIZE);
+            memcpy(s->digest, digest, 32);
+            chosen = (int)slot;
+            if (!matches) {
+                err = a->write_digest(a, digest);
+                if (err) {
+                    free(buf);
+                    say(message, "trust anchor: %s", a->error);
+                    return err;
+                }
+            }
+            break;
+        }
+        stale = true;
+    }
+    free(buf);
+    if (chosen < 0) {
+        if (newer_version) {
+            say(message, "secure area: format %d is newer than this programmer reads (%u)",
+                newer_version, MF_SECURE_VERSION);
+            return MF_EVERSION;
+        }
+        if (stale) {
+            say(message, "secure area: its header is older than the trust anchor allows "
+                         "(a restored older storage image?)");
+            return MF_EAUTH;
+        }
+        if (as.has_digest) {
+            say(message, "secure area: no header passes authentication (damaged or tampered)");
+            return MF_EAUTH;
+        }
+        return 0; /* an install was interrupted: no setup (the next start moves again) */
+    }
+    const uint8_t *h = s->header;
+    uint8_t binding[MF_ANCHOR_BINDING_SIZE];
+    err = a->binding(a, binding);
+    if (err) {
+        say(message, "trust anchor: %s", a->error);
+        return err;
+    }
+    if (sodium_memcmp(binding, h + 56, 32) != 0) {
+        say(message, "secure area: installed with another trust-anchor counter (was it replaced "
+                     "or defined again?)");
+        return MF_EAUTH;
+    }
+    s->counter_base = get64(h + 88);
+    s->reservation = get32(h + 96);
+    memcpy(s->fingerprint, h + 128, 32);
+    if (s->reservation == 0 || get32(h + 100) != MF_SECURE_CHUNK || get32(h + 12) != block(s)) {
+        say(message, "secure area: the header's geometry does not fit this storage");
+        return MF_ECORRUPT;
+    }
+    uint64_t v;
+    err = counter(s, &v, message);
+    if (err)
+        return err;
+    if (v < s->counter_base) {
+        say(message, "secure area: the trust anchor's counter is below the installed one");
+        return MF_EAUTH;
+    }
+    err = load_table(s, message);
+    if (!err)
+        err = state_read(s, message);
+    if (!err && s->state.total_used > (v - s->counter_base) * s->reservation) {
+        say(message, "secure area: more cycles used than the trust anchor's counter allows");
+        err = MF_EAUTH;
+    }
+    if (err) {
+        mf_secure_close(s);
+        return err;
+    }
+    s->present = true;
+    return 0;
+}
+
+void mf_secure_close(struct mf_secure *s)
+{
+    free(s->files);
+    s->files = NULL;
+    s->file_count = 0;
+    s->present = false;
+    sodium_memzero(s->file_key, sizeof s->file_key);
+    sodium_memzero(s->state_key, sizeof s->state_key);
+    sodium_memzero(s->mac_key, sizeof s->mac_key);
+}
+
+int mf_secure_erase(struct mf_anchor *a, char *message)
+{
+    int err = a->write_key(a, NULL);
+    if (!err)
+        err = a->write_digest(a, NULL);
+    if (err)
+        say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
+    return err;
+}
+
+int mf_secure_selected(const struct mf_secure *s)
+{
+    return s->present ? s->state.selected : DEFAULT_PROJECT;
+}
+
+int mf_secure_select(struct mf_secure *s, int project, char *message)
+{
+    if (!s->present)
+        return MF_ENOENT;
+    mf_lock_take(&s->config.lock);
+    struct mf_secure_state st = s->state;
+    st.seq++;
+    st.selected = project;
+    int err = state_write(s, &st);
+    mf_lock_give(&s->config.lock);
+    if (err)
+        say(message, "secure area: cannot record the selection: %s", mf_strerror(err));
+    return err;
+}
+
+int mf_secure_folder_removed(struct mf_secure *s)
+{
+    if (!s->present || s->state.folder_removed)
+        return 0;
+    mf_lock_take(&s->config.lock);
+    struct mf_secure_state st = s->state;
+    st.seq++;
+    st.folder_removed = true;
+    int err = state_write(s, &st);
+    mf_lock_give(&s->config.lock);
+    return err;
+}
+
+/* ---- installing ---- */
+
+struct walk {
+    struct mf_area *source;
+    struct mf_secure_file *files;
+    uint32_t count, capacity;
+    char (*pending)[ENTRY_PATH];
+    uint32_t pending_count, pending_capacity;
+    const char *root;   /* the folder being moved, e.g. "_SECURE" */
+    const char *dir;    /* the folder being listed, relative to root ("" = root) */
+    uint64_t bytes;
+    char *message;
+};
+
+static int walk_each(void *context, const struct mf_area_entry *e)
+{
+    struct walk *w = context;
+    char path[ENTRY_PATH + MF_AREA_NAME_MAX];
+    snprintf(path, sizeof path, "%s%s%s", w->dir, w->dir[0] ? "/" : "", e->name);
+    if (strlen(path) >= ENTRY_PATH) {
+        say(w->message, "%s/%.100s...: path longer than %u bytes", w->root, path, ENTRY_PATH - 1);
+        return MF_ENAMETOOLONG;
+    }
+    if (e->is_dir) {
+        if (w->pending_count == w->pending_capacity) {
+            uint32_t cap = w->pending_capacity ? w->pending_capacity * 2 : 16;
+            if (cap > MF_SECURE_FILES_MAX) {
+                say(w->message, "%s: more than %u folders", w->root, MF_SECURE_FILES_MAX);
+                return MF_EFBIG;
+            }
+            void *p = realloc(w->pending, cap * sizeof *w->pending);
+            if (!p)
+                return MF_ENOMEM;
+            w->pending = p;
+            w->pending_capacity = cap;
+        }
+        strcpy(w->pending[w->pending_count++], path);
+        return 0;
+    }
+    if (w->count == MF_SECURE_FILES_MAX) {
+        say(w->message, "%s: more than %u files", w->root, MF_SECURE_FILES_MAX);
+        return MF_EFBIG;
+    }
+    if (w->count == w->capacity) {
+        uint32_t cap = w->capacity ? w->capacity * 2 : 64;
+        void *p = realloc(w->files, cap * sizeof *w->files);
+        if (!p)
+            return MF_ENOMEM;
+        w->files = p;
+        w->capacity = cap;
+    }
+    struct mf_secure_file *f = &w->files[w->count++];
+    memset(f, 0, sizeof *f);
+    strcpy(f->path, path);
+    f->size = e->size;
+    w->bytes += e->size;
+    return 0;
+}
+
+/* Lists every file under `root` of `source`, without recursion on the volume's depth. */
+static int walk_folder(struct walk *w)
+{
+    char dir[ENTRY_PATH] = "", full[ENTRY_PATH + 16];
+    int err = 0;
+    for (unsigned rounds = 0;; rounds++) {
+        if (rounds > MF_SECURE_FILES_MAX * 2u) {
+            say(w->message, "%s: too many folders", w->root);
+            return MF_EFBIG;
+        }
+        snprintf(full, sizeof full, "%s%s%s", w->root, dir[0] ? "/" : "", dir);
+        w->dir = dir;
+        err = w->source->list(w->source, full, walk_each, w);
+        if (err) {
+            if (!w->message[0])
+                say(w->message, "%.120s: %s", full, mf_strerror(err));
+            return err;
+        }
+        if (!w->pending_count)
+            return 0;
+        strcpy(dir, w->pending[--w->pending_count]);
+    }
+}
+
+static int source_path(const struct walk *w, const struct mf_secure_file *f, char *out,
+                       size_t size)
+{
+    int n = snprintf(out, size, "%s/%s", w->root, f->path);
+    return (n < 0 || (size_t)n >= size) ? MF_ENAMETOOLONG : 0;
+}
+
+/* Checks the number files of the setup and reads [CONFIG] Reservation before anything changes. */
+struct ini_reservation {
+    uint32_t value;
+    bool bad;
+};
+
+static int reservation_item(void *context, const struct mf_ini_item *item)
+{
+    struct ini_reservation *r = context;
+    if (mf_ini_name_is(item->section, "CONFIG") && mf_ini_name_is(item->key, "Reservation")) {
+        char *end;
+        unsigned long v = strtoul(item->value, &end, 10);
+        if (*end || end == item->value || v < 1 || v > 1000000)
+            r->bad = true;
+        else
+            r->value = (uint32_t)v;
+    }
+    return 0;
+}
+
+static int precheck(struct mf_secure *s, struct walk *w, uint32_t *reservation,
+                    struct mf_secure_state *st, char *message)
+{
+    memset(st, 0, sizeof *st);
+    st->seq = 1;
+    st->selected = DEFAULT_PROJECT;
+    *reservation = s->config.reservation ? s->config.reservation : 1;
+    char path[ENTRY_PATH + 16];
+    for (uint32_t i = 0; i < w->count; i++) {
+        const struct mf_secure_file *f = &w->files[i];
+        const char *base = strrchr(f->path, '/');
+        base = base ? base + 1 : f->path;
+        bool at_root = base == f->path;
+        bool cnt = mf_ini_name_is(base, MF_FILE_CNTDOWN), ser = mf_ini_name_is(base, MF_FILE_SERIAL);
+        if (at_root && mf_ini_name_is(base, MF_FILE_FLASHER_INI)) {
+            char text[MF_SETUP_INI_MAX];
+            if (f->size > sizeof text) {
+                say(message, "%s/%s: larger than 16 KiB", w->root, f->path);
+                return MF_EFBIG;
+            }
+            int err = source_path(w, f, path, sizeof path);
+            if (!err)
+                err = w->source->read(w->source, path, 0, text, (size_t)f->size);
+            struct ini_reservation r = {*reservation, false};
+            struct mf_ini_error ierr;
+            if (!err)
+                err = mf_ini_parse(text, (size_t)f->size, reservation_item, &r, &ierr);
+            if (err || r.bad) {
+                say(message, "%s/%s: %s", w->root, f->path,
+                    r.bad ? "[CONFIG] Reservation: a number from 1 to 1000000" : ierr.message);
+                return err ? err : MF_EFORMAT;
+            }
+            *reservation = r.value;
+            continue;
+        }
+        if (!cnt && !ser)
+            continue;
+        /* Where is it: the root, or a project folder (Projects/<name>/)? */
+        int project = -1;
+        if (!at_root) {
+            for (uint32_t k = 0; k < s->project_count; k++) {
+                char want[ENTRY_PATH + 16];
+                snprintf(want, sizeof want, "Projects/%s/%s", s->projects[k].folder, base);
+                if (path_compare(want, f->path) == 0)
+                    project = (int)k;
+            }
+            if (project < 0)
+                continue; /* elsewhere: not a counter */
+        } else if (ser) {
+            continue;
+        }
+        uint64_t v;
+        char text[MF_NUMFILE_SIZE_MAX];
+        int err = f->size > sizeof text ? MF_EFBIG : source_path(w, f, path, sizeof path);
+        if (!err)
+            err = w->source->read(w->source, path, 0, text, (size_t)f->size);
+        if (!err)
+            err = mf_numfile_parse(text, (uint32_t)f->size, cnt ? MF_NUMFILE_STRICT : MF_NUMFILE_LEADING,
+                                   cnt ? UINT32_MAX : UINT64_MAX, &v);
+        if (err) {
+            say(message, "%s/%s: %s", w->root, f->path,
+                err != MF_EFORMAT ? mf_strerror(err)
+                : cnt             ? "not a decimal number from 0 to 4294967295"
+                                  : "does not start with a decimal number");
+            return err;
+        }
+        if (project < 0) {
+            st->root_limited = true;
+            st->root_limit = v;
+        } else if (cnt) {
+            st->projects[project].limited = true;
+            st->projects[project].limit = v;
+        } else {
+            st->projects[project].has_serial = true;
+            st->projects[project].serial_next = v;
+        }
+    }
+    st->project_count = s->project_count;
+    return 0;
+}
+
+int mf_secure_install(struct mf_secure *s, struct mf_area *source, const char *folder,
+                      mf_secure_progress_fn progress, void *progress_context, char *message)
+{
+    struct mf_anchor *a = s->config.anchor;
+    struct walk w;
+    memset(&w, 0, sizeof w);
+    w.source = source;
+    w.root = folder;
+    w.message = message;
+    message[0] = '\0';
+    int err = walk_folder(&w);
+    if (err)
+        goto out;
+    qsort(w.files, w.count, sizeof *w.files, compare_files);
+    for (uint32_t i = 1; i < w.count; i++) {
+        if (path_compare(w.files[i - 1].path, w.files[i].path) == 0) {
+            say(message, "%s: two files named %s", folder, w.files[i].path);
+            err = MF_EEXIST;
+            goto out;
+        }
+    }
+    /* Everything that can refuse the move is checked before anything is erased. */
+    uint64_t data_chunks = 0;
+    for (uint32_t i = 0; i < w.count; i++)
+        data_chunks += chunks_for(w.files[i].size);
+    uint64_t table_bytes = (uint64_t)w.count * ENTRY_SIZE;
+    uint64_t total_chunks = data_chunks + chunks_for(table_bytes);
+    uint64_t capacity = mf_secure_capacity(s);
+    if (total_chunks * MF_SECURE_CHUNK > capacity) {
+        say(message, "%s: %llu bytes of files need %llu bytes in the secure area, which holds "
+                     "%llu: nothing was moved",
+            folder, (unsigned long long)w.bytes,
+            (unsigned long long)(total_chunks * MF_SECURE_CHUNK), (unsigned long long)capacity);
+        err = MF_ENOSPC;
+        goto out;
+    }
+    struct mf_secure next;
+    memset(&next, 0, sizeof next);
+    next.config = s->config;
+    next.files = w.files;
+    next.file_count = w.count;
+    find_projects(&next);
+    uint32_t reservation;
+    struct mf_secure_state st;
+    err = precheck(&next, &w, &reservation, &st, message);
+    if (err)
+        goto out;
+
+    /* The old setup goes first, for good: its key leaves the anchor. The digest is cleared
+     * before (a cut in between leaves the old setup whole, its header taken again at the next
+     * start), never after (a new key with the old digest would refuse every header). */
+    uint8_t key[MF_ANCHOR_KEY_SIZE];
+    s->config.random(s->config.random_context, key, sizeof key);
+    err = a->write_digest(a, NULL);
+    if (!err)
+        err = a->write_key(a, key);
+    if (err) {
+        say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
+        sodium_memzero(key, sizeof key);
+        goto out;
+    }
+    mf_secure_close(s);
+    *s = next;
+    s->files = NULL;
+    area_init(s);
+    derive_keys(s, key);
+    sodium_memzero(key, sizeof key);
+    uint8_t *h = s->header;
+    memset(h, 0, HEADER_SIZE);
+    s->config.random(s->config.random_context, h + 160, 16); /* nonce prefix, state AD */
+
+    uint8_t *plain = malloc(MF_SECURE_CHUNK), *stored = malloc(stored_chunk(s));
+    uint8_t *table = calloc(chunks_for(table_bytes) ? chunks_for(table_bytes) : 1, MF_SECURE_CHUNK);
+    if (!plain || !stored || !table) {
+        free(plain);
+        free(stored);
+        free(table);
+        err = MF_ENOMEM;
+        goto out;
+    }
+    uint64_t global = 0, done = 0;
+    char path[ENTRY_PATH + 16];
+    crypto_hash_sha256_state hash;
+    for (uint32_t i = 0; i < w.count && !err; i++) {
+        struct mf_secure_file *f = &w.files[i];
+        f->id = i + 1;
+        f->first_chunk = global;
+        f->chunks = (uint32_t)chunks_for(f->size);
+        err = source_path(&w, f, path, sizeof path);
+        crypto_hash_sha256_init(&hash);
+        for (uint32_t k = 0; k < f->chunks && !err; k++) {
+            uint64_t off = (uint64_t)k * MF_SECURE_CHUNK;
+            size_t n = f->size - off < MF_SECURE_CHUNK ? (size_t)(f->size - off) : MF_SECURE_CHUNK;
+            memset(plain, 0, MF_SECURE_CHUNK);
+            err = source->read(source, path, off, plain, n);
+            if (err) {
+                say(message, "%.200s: cannot read: %s", path, mf_strerror(err));
+                break;
+            }
+            crypto_hash_sha256_update(&hash, plain, n);
+            err = chunk_write(s, global++, f->id, k, f->size, k + 1 == f->chunks, plain, stored);
+            done += n;
+            if (progress)
+                progress(progress_context, done, w.bytes);
+        }
+        crypto_hash_sha256_final(&hash, f->sha256);
+        entry_encode(f, table + (size_t)i * ENTRY_SIZE);
+    }
+    uint64_t table_first = global;
+    uint32_t table_chunks = (uint32_t)chunks_for(table_bytes);
+    for (uint32_t k = 0; k < table_chunks && !err; k++)
+        err = chunk_write(s, global++, 0, k, table_bytes, k + 1 == table_chunks,
+                          table + (size_t)k * MF_SECURE_CHUNK, stored);
+    sodium_memzero(plain, MF_SECURE_CHUNK);
+    free(plain);
+    free(stored);
+    free(table);
+    if (err) {
+        if (!message[0])
+            say(message, "secure area: writing failed: %s", mf_strerror(err));
+        goto out;
+    }
+
+    /* The header: what the anchor will vouch for. */
+    uint64_t v;
+    uint8_t binding[MF_ANCHOR_BINDING_SIZE];
+    err = counter(s, &v, message);
+    if (!err && (err = a->binding(a, binding)) != 0)
+        say(message, "trust anchor: %s", a->error);
+    if (err)
+        goto out;
+    memcpy(h, header_magic, 8);
+    h[8] = MF_SECURE_VERSION & 0xFF;
+    h[9] = MF_SECURE_VERSION >> 8;
+    put32(h + 12, (uint32_t)block(s));
+    put64(h + 16, 1);
+    /* prev_digest (h + 24) stays zero: the anchor's digest was cleared with the old key. */
+    memcpy(h + 56, binding, 32);
+    put64(h + 88, v);
+    put32(h + 96, reservation);
+    put32(h + 100, MF_SECURE_CHUNK);
+    put64(h + 104, table_first);
+    put32(h + 112, table_chunks);
+    put32(h + 116, w.count);
+    put64(h + 120, global);
+    put64(h + 176, table_bytes);
+    s->files = w.files;
+    s->file_count = w.count;
+    w.files = NULL;
+    s->counter_base = v;
+    s->reservation = reservation;
+    /* The setup's fingerprint, as mf_setup_fingerprint computes it in either area. */
+    uint8_t *fbuf = malloc(MF_SECURE_CHUNK);
+    err = fbuf ? mf_setup_fingerprint(&s->area, fbuf, MF_SECURE_CHUNK, s->fingerprint) : MF_ENOMEM;
+    free(fbuf);
+    if (err) {
+        say(message, "secure area: cannot read back what was written: %s", mf_strerror(err));
+        goto out;
+    }
+    memcpy(h + 128, s->fingerprint, 32);
+    crypto_auth_hmacsha256(h + HEADER_MAC_AT, h, HEADER_MAC_AT, s->mac_key);
+
+    s->state_slot = 1; /* the first record goes to slot 0 */
+    err = state_write(s, &st);
+    uint64_t span = round_up(HEADER_SIZE, block(s));
+    uint8_t *hb = calloc(1, span);
+    if (!err && !hb)
+        err = MF_ENOMEM;
+    if (!err) {
+        memcpy(hb, h, HEADER_SIZE);
+        err = dev_write(s, header_off(s, 0), hb, span);
+    }
+    free(hb);
+    if (!err)
+        err = mf_bd_sync(s->config.bd);
+    if (err) {
+        say(message, "secure area: writing failed: %s", mf_strerror(err));
+        goto out;
+    }
+    crypto_hash_sha256(s->digest, h, HEADER_SIZE);
+    err = a->write_digest(a, s->digest);
+    if (err) {
+        /* The header is durable: the next start takes it and records its digest. */
+        say(message, "trust anchor: %s", a->error);
+        goto out;
+    }
+    s->present = true;
+out:
+    free(w.files);
+    free(w.pending);
+    return err;
+}
+
+int mf_secure_is_leftover(struct mf_secure *s, struct mf_area *source, const char *folder,
+                          bool *leftover)
+{
+    *leftover = false;
+    if (!s->present || s->state.folder_removed)
+        return 0;
+    char message[MF_SECURE_MESSAGE_MAX] = "";
+    struct walk w;
+    memset(&w, 0, sizeof w);
+    w.source = source;
+    w.root = folder;
+    w.message = message;
+    int err = walk_folder(&w);
+    uint8_t *buf = err ? NULL : malloc(MF_SECURE_CHUNK);
+    if (!err && !buf)
+        err = MF_ENOMEM;
+    bool all = !err;
+    char path[ENTRY_PATH + 16];
+    for (uint32_t i = 0; i < w.count && all && !err; i++) {
+        const struct mf_secure_file *ours = lookup(s, w.files[i].path);
+        if (!ours || ours->size != w.files[i].size) {
+            all = false;
+            break;
+        }
+        crypto_hash_sha256_state hash;
+        uint8_t digest[32];
+        crypto_hash_sha256_init(&hash);
+        err = source_path(&w, &w.files[i], path, sizeof path);
+        for (uint64_t off = 0; off < ours->size && !err;) {
+            size_t n = ours->size - off < MF_SECURE_CHUNK ? (size_t)(ours->size - off)
+                                                          : MF_SECURE_CHUNK;
+            err = source->read(source, path, off, buf, n);
+            crypto_hash_sha256_update(&hash, buf, n);
+            off += n;
+        }
+        crypto_hash_sha256_final(&hash, digest);
+        if (memcmp(digest, ours->sha256, 32) != 0)
+            all = false;
+    }
+    free(buf);
+    free(w.files);
+    free(w.pending);
+    if (!err)
+        *leftover = all;
+    return err;
+}

@@ -1,0 +1,135 @@
+/* The secure area: an encrypted, authenticated store of one production setup in partition 2,
+ * whose key, header digest and monotonic counter live in the trust anchor (mf_anchor.h).
+ *
+ * Installing a setup (the `_SECURE` move) first destroys the old setup's key in the anchor (a
+ * cryptographic erase: the old setup is unreadable at once and for good), then writes the files
+ * as XChaCha20-Poly1305 chunks, the file table, the first state record, and last the header,
+ * whose digest then goes to the anchor. A power cut at any point leaves no usable setup (the
+ * next start moves `_SECURE` again) or the new one; never a mix of old and new.
+ *
+ * Counts: the state record (encrypted, two slots) says how many cycles were used; the anchor's
+ * counter is advanced once per reservation of K cycles before any of them is used, so a
+ * restored older storage image can regain at most the rest of one reservation (none at K=1):
+ * what the counter proves was used is charged to every project, and serial numbers skip ahead.
+ * docs/security.md has the format and the argument. */
+#ifndef MF_SECURE_H
+#define MF_SECURE_H
+
+#include "mf_anchor.h"
+#include "mf_area.h"
+#include "mf_bd.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MF_SECURE_VERSION       1u
+#define MF_SECURE_CHUNK         (16u << 10) /* plaintext bytes per chunk */
+#define MF_SECURE_FILES_MAX     4096u
+#define MF_SECURE_PROJECTS_MAX  64u
+#define MF_SECURE_MESSAGE_MAX   256u
+#define MF_SECURE_FOLDER        "_SECURE"
+
+struct mf_secure_file;
+
+struct mf_secure_project {
+    char folder[MF_AREA_NAME_MAX]; /* "01_Widget" */
+};
+
+/* The mutable state of an installed setup (kept encrypted in the secure area). */
+struct mf_secure_counts {
+    uint64_t used;        /* cycles this project took */
+    uint64_t serial_next; /* as Serial.txt would say */
+    uint64_t limit;       /* Cntdown.txt as installed (or as a top-up set it) */
+    bool limited;
+    bool has_serial;
+};
+
+struct mf_secure_state {
+    uint64_t seq;
+    uint64_t total_used; /* cycles of all projects */
+    bool root_limited;
+    uint64_t root_limit;
+    bool folder_removed; /* the `_SECURE` folder this setup came from is gone (and wiped) */
+    int32_t selected;    /* project index chosen with #SELECT, -1: FLASHER.INI decides */
+    uint32_t project_count;
+    struct mf_secure_counts projects[MF_SECURE_PROJECTS_MAX];
+};
+
+struct mf_secure_config {
+    const struct mf_bd *bd;   /* partition 2 */
+    struct mf_anchor *anchor;
+    /* Fills `length` random bytes (the platform's entropy source). */
+    void (*random)(void *context, void *buffer, size_t length);
+    void *random_context;
+    uint32_t reservation; /* K when FLASHER.INI does not set [CONFIG] Reservation (>= 1) */
+    struct mf_lock lock;  /* serialises state changes (the daemon's authorization lock) */
+};
+
+/* An open secure area. Treat as opaque. */
+struct mf_secure {
+    struct mf_secure_config config;
+    bool present;         /* a setup is installed and verified */
+    uint8_t header[512];  /* the current header block */
+    uint8_t digest[32];   /* SHA-256 of it */
+    uint8_t file_key[32], state_key[32], mac_key[32];
+    uint64_t counter_base;
+    uint32_t reservation;
+    uint8_t fingerprint[32];
+    struct mf_secure_file *files; /* the file table, sorted by path */
+    uint32_t file_count;
+    struct mf_secure_project projects[MF_SECURE_PROJECTS_MAX];
+    uint32_t project_count;
+    struct mf_secure_state state;
+    unsigned state_slot;  /* slot of the newest state record */
+    struct mf_area area;  /* the files, for mf_setup and the job engine */
+};
+
+/* Opens the secure area: reads the anchor, verifies the header (its MAC under the anchor's key,
+ * its digest against the anchor's, the anchor's binding and counter), loads the file table and
+ * the newest valid state record. secure->present tells whether a setup is installed.
+ * Refusals, with `message` (MF_SECURE_MESSAGE_MAX) saying what: MF_EAUTH (a tampered, older or
+ * foreign header, a damaged state record, another counter, a counter below the installed one),
+ * MF_EVERSION (written by a newer programmer), device and anchor errors. An install that was
+ * interrupted is not a refusal: no setup is present. */
+int mf_secure_open(struct mf_secure *secure, const struct mf_secure_config *config,
+                   char *message);
+
+/* Releases the table; wipes the keys from memory. */
+void mf_secure_close(struct mf_secure *secure);
+
+/* The bytes a setup of `files` files totalling `bytes` needs, and what the partition holds. */
+uint64_t mf_secure_capacity(const struct mf_secure *secure);
+uint64_t mf_secure_needed(uint64_t files, uint64_t bytes, uint64_t path_bytes);
+
+typedef void (*mf_secure_progress_fn)(void *context, uint64_t done, uint64_t total);
+
+/* The `_SECURE` move: installs the files under `folder` of `source` (the public area) as the new
+ * setup. Everything that can refuse it is checked first, before anything is erased: the size
+ * (MF_ENOSPC when it does not fit, with both figures in `message`), the number of files, the
+ * names, Cntdown.txt and Serial.txt. Then: the old key is destroyed in the anchor, the files are
+ * encrypted and written, the state and the header are written, the anchor gets the header's
+ * digest. The folder itself is left for the caller to delete (then mf_secure_folder_removed). */
+int mf_secure_install(struct mf_secure *secure, struct mf_area *source, const char *folder,
+                      mf_secure_progress_fn progress, void *progress_context, char *message);
+
+/* Is `folder` of `source` what is left of the folder this setup came from (every file in it is
+ * one of the setup's, byte for byte), while its deletion is still pending? Then the caller must
+ * finish deleting it, never move it again. */
+int mf_secure_is_leftover(struct mf_secure *secure, struct mf_area *source, const char *folder,
+                          bool *leftover);
+
+/* Records that the folder is gone and wiped. */
+int mf_secure_folder_removed(struct mf_secure *secure);
+
+/* Destroys the setup: the anchor forgets the key and the digest (securearea create/remove). */
+int mf_secure_erase(struct mf_anchor *anchor, char *message);
+
+/* The selected project recorded with #SELECT, or -1. */
+int mf_secure_selected(const struct mf_secure *secure);
+int mf_secure_select(struct mf_secure *secure, int project, char *message);
+
+/* Cycles the anchor proves were used beyond what the state record says (after a restored older
+ * image or a cut between the counter and the state), charged to every project. */
+uint64_t mf_secure_missing(const struct mf_secure *secure, uint64_t counter);
+
+#endif

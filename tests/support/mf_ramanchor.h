@@ -1,0 +1,32 @@
+/* A trust anchor in memory, for tests of the secure area: the same contract as the keystore and
+ * TPM back ends (every write atomic), plus knobs to fail or cut the power at a chosen anchor write
+ * (together with a fault-injecting block device, so that a sweep can cut between a storage write
+ * and an anchor write) and to roll the counter back, as no real anchor allows. */
+#ifndef MF_RAMANCHOR_H
+#define MF_RAMANCHOR_H
+
+#include "mf_anchor.h"
+#include "mf_faultbd.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct mf_ramanchor {
+    struct mf_anchor anchor; /* hand &x.anchor to the code under test */
+    struct mf_anchor_state state;
+    uint64_t counter;
+    uint8_t id[16];
+    bool has_identity;
+    uint8_t identity[MF_ANCHOR_IDENTITY_SIZE];
+    /* Knobs. */
+    struct mf_faultbd *power;  /* when set: powered off -> every call fails MF_EPOWERLOSS */
+    uint64_t writes;           /* anchor writes so far (key, digest, counter, identity) */
+    uint64_t cut_at;           /* cut the power at this write (1-based; 0 = never) */
+    bool cut_after;            /* the write lands before the cut (else it does not) */
+    unsigned cut_mode;         /* MF_FAULTBD_CUT_* for the storage at that moment */
+};
+
+/* A fresh anchor: no key, no digest, counter 0, a random id. */
+void mf_ramanchor_init(struct mf_ramanchor *ram);
+
+#endif

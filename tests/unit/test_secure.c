@@ -1,0 +1,585 @@
+/* The secure area: installing a setup from a `_SECURE` folder, reading it back, counts and serial
+ * numbers anchored in the trust anchor, a restored older storage image (rollback) at K = 1 and
+ * K > 1, tampering of every kind, the cryptographic erase, the size check before anything is
+ * erased, the leftover check, no plaintext on the medium, and a power cut at every write of the
+ * move (storage and anchor). */
+#include "mf_area.h"
+#include "mf_err.h"
+#include "mf_fat.h"
+#include "mf_faultbd.h"
+#include "mf_rambd.h"
+#include "mf_ramanchor.h"
+#include "mf_secure.h"
+#include "mf_setup.h"
+#include "mf_sweep.h"
+
+#include <setjmp.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define PUBLIC_BLOCKS 8192u /* 4 MiB */
+#define SECURE_BLOCKS 4096u /* 2 MiB */
+
+struct fixture {
+    uint8_t *public_mem, *secure_mem;
+    struct mf_rambd public_ram, secure_ram;
+    struct mf_fat fs;
+    struct mf_area_fat public_area;
+    struct mf_ramanchor anchor;
+    struct mf_secure secure;
+    char message[MF_SECURE_MESSAGE_MAX];
+};
+
+static void entropy(void *context, void *buffer, size_t length)
+{
+    (void)context;
+    randombytes_buf(buffer, length);
+}
+
+static void put(struct mf_fat *fs, const char *path, const void *data, size_t len)
+{
+    char dir[256];
+    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+        memcpy(dir, path, (size_t)(p - path));
+        dir[p - path] = '\0';
+        int err = mf_fat_mkdir(fs, dir);
+        assert_true(err == 0 || err == MF_EEXIST);
+    }
+    struct mf_fat_file f;
+    assert_int_equal(mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
+    assert_int_equal(mf_fat_write(fs, &f, data, (uint32_t)len), (int)len);
+    assert_int_equal(mf_fat_close(fs, &f), 0);
+}
+
+static void puts_(struct mf_fat *fs, const char *path, const char *text)
+{
+    put(fs, path, text, strlen(text));
+}
+
+/* A setup in _SECURE/ with a marker string in its firmware; `tag` varies the content. */
+static void make_setup(struct fixture *f, const char *tag, const char *cntdown, size_t size)
+{
+    uint8_t *fw = malloc(size);
+    for (size_t i = 0; i < size; i++)
+        fw[i] = (uint8_t)(i * 7 + tag[0]);
+    char marker[64];
+    int n = snprintf(marker, sizeof marker, "SECRET-MARKER-%s", tag);
+    memcpy(fw + size / 2, marker, (size_t)n);
+    put(&f->fs, "_SECURE/Projects/01_Widget/01_App/app.bin", fw, size);
+    puts_(&f->fs, "_SECURE/Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+          "[serial]\naddress = 0x0800F000\n");
+    puts_(&f->fs, "_SECURE/Projects/01_Widget/Cntdown.txt", cntdown);
+    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "500\r\n");
+    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\nProject = 01_Widget\n");
+    free(fw);
+}
+
+static struct mf_secure_config config_of(struct fixture *f, const struct mf_bd *bd)
+{
+    return (struct mf_secure_config){.bd = bd, .anchor = &f->anchor.anchor, .random = entropy,
+                                     .reservation = 1};
+}
+
+static int setup_fixture(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->public_mem = calloc(PUBLIC_BLOCKS, 512);
+    f->secure_mem = calloc(SECURE_BLOCKS, 512);
+    mf_rambd_init(&f->public_ram, f->public_mem, 512, PUBLIC_BLOCKS);
+    mf_rambd_init(&f->secure_ram, f->secure_mem, 512, SECURE_BLOCKS);
+    struct mf_fat_format_options o = {.volume_id = 1};
+    assert_int_equal(mf_fat_format(&f->public_ram.bd, &o), 0);
+    assert_int_equal(mf_fat_mount(&f->fs, &f->public_ram.bd, NULL, NULL), 0);
+    mf_area_fat_init(&f->public_area, &f->fs, NULL);
+    mf_ramanchor_init(&f->anchor);
+    *state = f;
+    return 0;
+}
+
+static int teardown_fixture(void **state)
+{
+    struct fixture *f = *state;
+    mf_secure_close(&f->secure);
+    free(f->public_mem);
+    free(f->secure_mem);
+    free(f);
+    return 0;
+}
+
+static void install(struct fixture *f)
+{
+    struct mf_secure_config c = config_of(f, &f->secure_ram.bd);
+    mf_secure_close(&f->secure);
+    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+    int err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                                f->message);
+    if (err)
+        fail_msg("install: %d %s", err, f->message);
+    assert_true(f->secure.present);
+}
+
+static void reopen(struct fixture *f, int expect)
+{
+    mf_secure_close(&f->secure);
+    struct mf_secure_config c = config_of(f, &f->secure_ram.bd);
+    int err = mf_secure_open(&f->secure, &c, f->message);
+    if (err != expect)
+        fail_msg("reopen gave %d (%s), expected %d", err, f->message, expect);
+}
+
+/* The file under _SECURE in the public area equals the one in the secure area. */
+static void same_file(struct fixture *f, const char *path)
+{
+    char pub[512];
+    snprintf(pub, sizeof pub, "_SECURE/%s", path);
+    struct mf_area_entry a, b;
+    assert_int_equal(f->public_area.area.stat(&f->public_area.area, pub, &a), 0);
+    assert_int_equal(f->secure.area.stat(&f->secure.area, path, &b), 0);
+    assert_int_equal(a.size, b.size);
+    uint8_t *x = malloc(a.size + 1), *y = malloc(b.size + 1);
+    assert_int_equal(f->public_area.area.read(&f->public_area.area, pub, 0, x, a.size), 0);
+    assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, y, b.size), 0);
+    assert_memory_equal(x, y, a.size);
+    free(x);
+    free(y);
+}
+
+static bool medium_contains(const uint8_t *mem, size_t size, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= size; i++) {
+        if (memcmp(mem + i, needle, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void test_install_and_read_back(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "A", "5\r\n", 50000);
+    install(f);
+    same_file(f, "Projects/01_Widget/01_App/app.bin");
+    same_file(f, "Projects/01_Widget/01_App/job.ini");
+    same_file(f, "FLASHER.INI");
+    struct mf_area_entry e;
+    assert_int_equal(f->secure.area.stat(&f->secure.area, "projects/01_WIDGET/01_app/APP.BIN", &e),
+                     0);
+    assert_int_equal(e.size, 50000);
+    assert_int_equal(f->secure.area.stat(&f->secure.area, "Projects/01_Widget", &e), 0);
+    assert_true(e.is_dir);
+    assert_int_equal(f->secure.area.stat(&f->secure.area, "Projects/nope", &e), MF_ENOENT);
+    uint8_t byte;
+    assert_int_equal(f->secure.area.read(&f->secure.area, "FLASHER.INI", 1000, &byte, 1), MF_EIO);
+    /* A setup loads from it as from the public area. */
+    struct mf_setup setup;
+    static uint8_t buffer[16384];
+    char msg[MF_SETUP_ERROR_MAX];
+    assert_int_equal(mf_setup_load(&setup, &f->secure.area, buffer, sizeof buffer, msg), 0);
+    assert_int_equal(setup.project_count, 1);
+    assert_int_equal(setup.projects[0].error, 0);
+    assert_string_equal(setup.projects[0].name, "Widget");
+    assert_memory_equal(setup.fingerprint, f->secure.fingerprint, 32);
+    mf_setup_free(&setup);
+    /* Opened again (a restart): the same. */
+    reopen(f, 0);
+    assert_true(f->secure.present);
+    same_file(f, "Projects/01_Widget/01_App/app.bin");
+    /* Nothing secret in plaintext on the secure partition. */
+    assert_false(medium_contains(f->secure_mem, SECURE_BLOCKS * 512u, "SECRET-MARKER-A"));
+    assert_false(medium_contains(f->secure_mem, SECURE_BLOCKS * 512u, "[job]"));
+}
+
+/* Takes one cycle of project 0 as the job engine does. */
+static int take_one(struct fixture *f, struct mf_setup *setup, struct mf_tally *t)
+{
+    char msg[MF_AREA_MESSAGE_MAX];
+    int err = f->secure.area.peek(&f->secure.area, setup, 0, t, msg);
+    if (err)
+        return err;
+    if (t->project_limited && t->project_left == 0)
+        return MF_EEXHAUSTED;
+    return f->secure.area.take(&f->secure.area, setup, 0, t, msg);
+}
+
+static void load_setup(struct fixture *f, struct mf_setup *setup)
+{
+    static uint8_t buffer[16384];
+    char msg[MF_SETUP_ERROR_MAX];
+    assert_int_equal(mf_setup_load(setup, &f->secure.area, buffer, sizeof buffer, msg), 0);
+}
+
+static void test_counts_and_serials(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "B", "3\r\n", 1000);
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    struct mf_tally t;
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(take_one(f, &setup, &t), 0);
+        assert_int_equal(t.project_left, 3 - i);
+        assert_true(t.has_serial);
+        assert_int_equal(t.serial, 500 + i);
+    }
+    assert_int_equal(take_one(f, &setup, &t), MF_EEXHAUSTED);
+    assert_int_equal(f->anchor.counter, 3); /* K = 1: one anchor increment per device */
+    reopen(f, 0);
+    char msg[MF_AREA_MESSAGE_MAX];
+    assert_int_equal(f->secure.area.peek(&f->secure.area, &setup, 0, &t, msg), 0);
+    assert_int_equal(t.project_left, 0);
+    assert_int_equal(t.serial, 503);
+    mf_setup_free(&setup);
+}
+
+/* Restoring an older copy of the storage gives no device beyond the rest of one reservation. */
+static void rollback(struct fixture *f, uint32_t reservation)
+{
+    make_setup(f, "C", "10\r\n", 1000);
+    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\nReservation = 4\r\n");
+    if (reservation == 1)
+        puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\n");
+    install(f);
+    assert_int_equal(f->secure.reservation, reservation);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    struct mf_tally t;
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    uint8_t *snapshot = malloc(SECURE_BLOCKS * 512u);
+    memcpy(snapshot, f->secure_mem, SECURE_BLOCKS * 512u);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    unsigned made = 3;
+    uint64_t last_serial = t.serial;
+    /* The factory restores the older image. */
+    memcpy(f->secure_mem, snapshot, SECURE_BLOCKS * 512u);
+    reopen(f, 0);
+    unsigned after = 0;
+    while (take_one(f, &setup, &t) == 0) {
+        /* At K = 1 a rollback repeats no serial number. Beyond K = 1 the devices regained from
+         * the current reservation repeat its serial numbers (docs/security.md). */
+        if (reservation == 1 && after == 0 && t.serial <= last_serial)
+            fail_msg("serial %llu handed out again", (unsigned long long)t.serial);
+        after++;
+    }
+    unsigned extra = made + after - 10;
+    if (extra > reservation - 1)
+        fail_msg("K=%u: %u devices beyond the 10 allowed after a rollback", reservation, extra);
+    free(snapshot);
+    mf_setup_free(&setup);
+}
+
+static void test_rollback_k1(void **state)
+{
+    rollback(*state, 1);
+}
+
+static void test_rollback_k4(void **state)
+{
+    rollback(*state, 4);
+}
+
+static void test_tampering_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "D", "5", 40000);
+    f->anchor.counter = 5; /* installed at counter 5 */
+    install(f);
+    uint8_t *copy = malloc(SECURE_BLOCKS * 512u);
+    memcpy(copy, f->secure_mem, SECURE_BLOCKS * 512u);
+    uint8_t buf[64];
+    /* Chunks in path order: FLASHER.INI is chunk 0, app.bin chunks 1 to 3. A flipped byte in a
+     * chunk: reading it fails, nothing else does. */
+    f->secure_mem[9216 + 16896 + 100] ^= 0x40;
+    assert_int_equal(f->secure.area.read(&f->secure.area, "Projects/01_Widget/01_App/app.bin", 0,
+                                         buf, sizeof buf),
+                     MF_EAUTH);
+    assert_int_equal(f->secure.area.read(&f->secure.area, "FLASHER.INI", 0, buf, 10), 0);
+    memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
+    /* Two chunks swapped: each now claims another place. */
+    memcpy(f->secure_mem + 9216 + 16896, copy + 9216 + 2 * 16896, 16896);
+    memcpy(f->secure_mem + 9216 + 2 * 16896, copy + 9216 + 16896, 16896);
+    assert_int_equal(f->secure.area.read(&f->secure.area, "Projects/01_Widget/01_App/app.bin",
+                                         20000, buf, sizeof buf),
+                     MF_EAUTH);
+    memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
+    /* The header. */
+    f->secure_mem[20] ^= 1;
+    reopen(f, MF_EAUTH);
+    memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
+    /* Both state records. */
+    f->secure_mem[1024 + 100] ^= 1;
+    f->secure_mem[5120 + 100] ^= 1;
+    reopen(f, MF_EAUTH);
+    memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
+    reopen(f, 0);
+    assert_true(f->secure.present);
+    /* Another trust anchor (another programmer, or a counter defined again). */
+    struct mf_ramanchor other = f->anchor;
+    randombytes_buf(f->anchor.id, sizeof f->anchor.id);
+    reopen(f, MF_EAUTH);
+    f->anchor = other;
+    f->anchor.anchor.context = &f->anchor;
+    reopen(f, 0);
+    /* A counter below the installed one (an anchor that was reset). */
+    f->anchor.counter = 3;
+    reopen(f, MF_EAUTH);
+    assert_non_null(strstr(f->message, "counter"));
+    free(copy);
+}
+
+static void test_reinstall_erases_the_old_setup(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "E", "5", 30000);
+    install(f);
+    uint8_t old_key[32];
+    memcpy(old_key, f->anchor.state.key, 32);
+    assert_int_equal(mf_fat_remove(&f->fs, "_SECURE/Projects/01_Widget/01_App/app.bin"), 0);
+    make_setup(f, "F", "7", 20000);
+    install(f);
+    assert_memory_not_equal(old_key, f->anchor.state.key, 32);
+    same_file(f, "Projects/01_Widget/01_App/app.bin");
+    assert_false(medium_contains(f->secure_mem, SECURE_BLOCKS * 512u, "SECRET-MARKER-E"));
+    assert_false(medium_contains(f->secure_mem, SECURE_BLOCKS * 512u, "SECRET-MARKER-F"));
+    /* Erased: the anchor forgets; nothing is present afterwards. */
+    assert_int_equal(mf_secure_erase(&f->anchor.anchor, f->message), 0);
+    reopen(f, 0);
+    assert_false(f->secure.present);
+}
+
+static void test_too_big_is_refused_before_erasing(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "G", "5", 10000);
+    install(f);
+    uint64_t counter = f->anchor.counter;
+    uint8_t key[32];
+    memcpy(key, f->anchor.state.key, 32);
+    put(&f->fs, "_SECURE/big.bin", f->public_mem, 3u << 20); /* more than the 2 MiB partition */
+    reopen(f, 0);
+    int err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                                f->message);
+    assert_int_equal(err, MF_ENOSPC);
+    assert_non_null(strstr(f->message, "nothing was moved"));
+    assert_memory_equal(key, f->anchor.state.key, 32); /* the old setup was not erased */
+    assert_int_equal(counter, f->anchor.counter);
+    reopen(f, 0);
+    assert_true(f->secure.present);
+    struct mf_area_entry e;
+    assert_int_equal(f->secure.area.stat(&f->secure.area, "big.bin", &e), MF_ENOENT);
+}
+
+static void test_bad_counter_file_is_refused_before_erasing(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "H", "5", 1000);
+    install(f);
+    uint8_t key[32];
+    memcpy(key, f->anchor.state.key, 32);
+    puts_(&f->fs, "_SECURE/Projects/01_Widget/Cntdown.txt", "12abc");
+    int err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                                f->message);
+    assert_int_equal(err, MF_EFORMAT);
+    assert_non_null(strstr(f->message, "Cntdown.txt"));
+    assert_memory_equal(key, f->anchor.state.key, 32);
+}
+
+static void test_leftover(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "I", "5", 5000);
+    install(f);
+    bool leftover;
+    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
+                                           &leftover),
+                     0);
+    assert_true(leftover);
+    /* Half deleted: still a leftover. */
+    assert_int_equal(mf_fat_remove(&f->fs, "_SECURE/FLASHER.INI"), 0);
+    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
+                                           &leftover),
+                     0);
+    assert_true(leftover);
+    /* A changed file: a new setup. */
+    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "900\r\n");
+    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
+                                           &leftover),
+                     0);
+    assert_false(leftover);
+    /* After the folder was removed, any folder is new. */
+    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "500\r\n");
+    assert_int_equal(mf_secure_folder_removed(&f->secure), 0);
+    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
+                                           &leftover),
+                     0);
+    assert_false(leftover);
+    reopen(f, 0);
+    assert_true(f->secure.state.folder_removed);
+}
+
+/* ---- power cut at every write of the move ---- */
+
+struct cut {
+    struct fixture *f;
+    struct mf_ramanchor before; /* the anchor when the old setup was installed */
+    uint8_t old_key[32];
+    struct mf_faultbd *device;  /* of the current run */
+    uint64_t anchor_cut;        /* cut at this anchor write (0: the sweep cuts the storage) */
+    bool anchor_after;
+    unsigned anchor_writes;     /* of a clean run */
+};
+
+static int cut_setup(void *context, const struct mf_bd *medium)
+{
+    struct cut *c = context;
+    return mf_bd_prog(medium, 0, c->f->secure_mem, SECURE_BLOCKS);
+}
+
+static int cut_run(void *context, const struct mf_bd *bd)
+{
+    struct cut *c = context;
+    struct fixture *f = c->f;
+    f->anchor = c->before;
+    f->anchor.anchor.context = &f->anchor;
+    f->anchor.power = (struct mf_faultbd *)(void *)((const char *)bd -
+                                                    offsetof(struct mf_faultbd, bd));
+    f->anchor.writes = 0;
+    f->anchor.cut_at = c->anchor_cut;
+    f->anchor.cut_after = c->anchor_after;
+    struct mf_secure s;
+    struct mf_secure_config config = config_of(f, bd);
+    int err = mf_secure_open(&s, &config, f->message);
+    if (!err)
+        err = mf_secure_install(&s, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                                f->message);
+    c->anchor_writes = (unsigned)f->anchor.writes;
+    mf_secure_close(&s);
+    return err;
+}
+
+static int cut_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
+{
+    struct cut *c = context;
+    struct fixture *f = c->f;
+    f->anchor.power = NULL;
+    f->anchor.cut_at = 0;
+    struct mf_secure s;
+    struct mf_secure_config config = config_of(f, bd);
+    int err = mf_secure_open(&s, &config, f->message);
+    if (err) {
+        fprintf(stderr, "cut at %llu: open refused: %s\n", (unsigned long long)point->cut_at,
+                f->message);
+        return err;
+    }
+    int rc = 0;
+    bool old_key = memcmp(f->anchor.state.key, c->old_key, 32) == 0;
+    if (s.present) {
+        /* Old and intact (the key was never replaced) or new and complete: never a mix. */
+        uint8_t a[2048], b[2048];
+        err = s.area.read(&s.area, "Projects/01_Widget/01_App/app.bin", 0, a, sizeof a);
+        if (!err)
+            err = f->public_area.area.read(&f->public_area.area,
+                                           "_SECURE/Projects/01_Widget/01_App/app.bin", 0, b,
+                                           sizeof b);
+        bool is_new = !err && memcmp(a, b, sizeof a) == 0;
+        if (err || (!is_new && !old_key)) {
+            fprintf(stderr, "cut at %llu: a setup is present but neither old nor new (%d)\n",
+                    (unsigned long long)point->cut_at, err);
+            rc = MF_EVERIFY;
+        }
+    } else if (old_key && c->before.state.has_key) {
+        fprintf(stderr, "cut at %llu: the old key is still there but no setup is present\n",
+                (unsigned long long)point->cut_at);
+        rc = MF_EVERIFY;
+    }
+    mf_secure_close(&s);
+    return rc;
+}
+
+static void test_power_cut_during_the_move(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "OLD", "5", 20000);
+    install(f);
+    mf_secure_close(&f->secure);
+    make_setup(f, "NEW", "9", 24000);
+    struct cut c = {.f = f, .before = f->anchor};
+    memcpy(c.old_key, f->anchor.state.key, 32);
+    struct mf_sweep sweep = {.name = "secure move",
+                             .block_size = 512,
+                             .block_count = SECURE_BLOCKS,
+                             .context = &c,
+                             .setup = cut_setup,
+                             .run = cut_run,
+                             .check = cut_check};
+    struct mf_sweep_options options = {.seeds = 2, .max_points = 60};
+    struct mf_sweep_result result;
+    assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
+    assert_true(result.write_points > 5);
+    /* And at every anchor write, landed or not: first count them in a clean run. */
+    {
+        static uint8_t medium[SECURE_BLOCKS * 512u];
+        memcpy(medium, f->secure_mem, sizeof medium);
+        struct mf_rambd ram;
+        mf_rambd_init(&ram, medium, 512, SECURE_BLOCKS);
+        struct mf_faultbd fb;
+        mf_faultbd_init(&fb, &ram.bd, NULL);
+        c.anchor_cut = 0;
+        assert_int_equal(cut_run(&c, &fb.bd), 0);
+    }
+    unsigned writes = c.anchor_writes;
+    assert_true(writes >= 3); /* key, digest cleared, digest */
+    for (unsigned m = 1; m <= writes; m++) {
+        for (int after = 0; after < 2; after++) {
+            static uint8_t medium[SECURE_BLOCKS * 512u];
+            memcpy(medium, f->secure_mem, sizeof medium);
+            struct mf_rambd ram;
+            mf_rambd_init(&ram, medium, 512, SECURE_BLOCKS);
+            struct mf_faultbd fb;
+            mf_faultbd_init(&fb, &ram.bd, NULL);
+            c.anchor_cut = m;
+            c.anchor_after = after;
+            if (cut_run(&c, &fb.bd) == 0)
+                fail_msg("a cut at anchor write %u (%s) was not noticed", m,
+                         after ? "landed" : "lost");
+            mf_faultbd_reset(&fb);
+            struct mf_sweep_point point = {.cut_at = 1000 + m};
+            assert_int_equal(cut_check(&c, &fb.bd, &point), 0);
+        }
+    }
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_install_and_read_back, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_counts_and_serials, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_rollback_k1, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_rollback_k4, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_reinstall_erases_the_old_setup, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_too_big_is_refused_before_erasing, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_bad_counter_file_is_refused_before_erasing,
+                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_leftover, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_power_cut_during_the_move, setup_fixture,
+                                        teardown_fixture),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

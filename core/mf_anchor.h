@@ -10,11 +10,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MF_ANCHOR_KEY_SIZE     32u
-#define MF_ANCHOR_DIGEST_SIZE  32u
-#define MF_ANCHOR_BINDING_SIZE 32u
+#define MF_ANCHOR_KEY_SIZE      32u
+#define MF_ANCHOR_DIGEST_SIZE   32u
+#define MF_ANCHOR_BINDING_SIZE  32u
 #define MF_ANCHOR_IDENTITY_SIZE 64u /* X25519 secret key, then Ed25519 seed */
-#define MF_ANCHOR_ERROR_MAX    192u
+#define MF_ANCHOR_ERROR_MAX     192u
 
 struct mf_anchor_state {
     bool has_key;

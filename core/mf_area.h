@@ -30,11 +30,11 @@ void mf_lock_give(const struct mf_lock *lock);
 /* What the next cycle of a project would take: the cycles left by each applicable count, and the
  * serial number it would get. */
 struct mf_tally {
-    bool root_limited;    /* a count for all projects exists (Cntdown.txt at the root) */
+    bool root_limited; /* a count for all projects exists (Cntdown.txt at the root) */
     uint64_t root_left;
     bool project_limited; /* the project's own count exists */
     uint64_t project_left;
-    bool has_serial;      /* the project takes serial numbers (Serial.txt, see mf_setup) */
+    bool has_serial; /* the project takes serial numbers (Serial.txt, see mf_setup) */
     uint64_t serial;
 };
 

@@ -57,7 +57,8 @@ static void fail(struct cycle *c, int err, const char *fmt, ...)
     if (r->error)
         return;
     r->error = err;
-    r->failure = err == MF_ECANCELED                                 ? MF_FAIL_CANCELED
+    r->failure = err == MF_EAUTH                                     ? MF_FAIL_SECURE
+                 : err == MF_ECANCELED                               ? MF_FAIL_CANCELED
                  : err == MF_EEXHAUSTED                              ? MF_FAIL_EXHAUSTED
                  : err == MF_EVERIFY                                 ? MF_FAIL_VERIFY
                  : err == MF_ETIMEOUT && c->stage >= MF_FAIL_CONNECT ? MF_FAIL_TIMEOUT
@@ -147,8 +148,8 @@ int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *
     *limited = false;
     if (!p)
         return MF_ENOENT;
-    int err = env->area->peek(env->area, env->setup, (unsigned)(p - env->setup->projects), &t,
-                              message);
+    int err =
+        env->area->peek(env->area, env->setup, (unsigned)(p - env->setup->projects), &t, message);
     if (!err)
         tally_left(&t, limited, remaining);
     return err;
@@ -919,6 +920,15 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     if (!c->project) {
         fail(c, MF_ENOENT, "no project is selected");
         goto done;
+    }
+    if (env->preflight) {
+        char message[MF_CYCLE_MESSAGE_MAX];
+        c->stage = MF_FAIL_CONFLICT;
+        err = env->preflight(env->preflight_context, message);
+        if (err) {
+            fail(c, err, "%s", message);
+            goto done;
+        }
     }
     c->stage = MF_FAIL_SETUP;
     if (c->project->error) {

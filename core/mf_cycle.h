@@ -75,6 +75,8 @@ enum mf_cycle_failure {
     MF_FAIL_TIMEOUT,     /* the target did not answer in time */
     MF_FAIL_PROTECTED,   /* the target refused a read: readout protection */
     MF_FAIL_CANCELED,    /* #CANCEL */
+    MF_FAIL_CONFLICT,    /* the public area holds files while the secure area holds the setup */
+    MF_FAIL_SECURE,      /* a secure-area file failed authentication (damaged or tampered) */
 };
 
 struct mf_cycle_result {
@@ -103,6 +105,10 @@ struct mf_cycle_env {
     void *clock_context;
     void (*event)(void *context, const struct mf_cycle_event *event); /* may be NULL */
     void *event_context;
+    /* Checked before anything else of a cycle; an error refuses the cycle with `message`
+     * (MF_CYCLE_MESSAGE_MAX) as a conflict (the daemon's public-area rule). May be NULL. */
+    int (*preflight)(void *context, char *message);
+    void *preflight_context;
 };
 
 /* Per-device bytes laid over the job data. */

@@ -8,6 +8,7 @@
 #include "mf_time.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- constants and little-endian helpers ---- */
@@ -1955,6 +1956,9 @@ int mf_fat_open(struct mf_fat *fs, struct mf_fat_file *file, const char *path, i
     int access = flags & MF_FAT_O_RDWR;
     if (access == 0 || (flags & ~0xF3))
         return MF_EINVAL;
+    size_t len = strlen(path);
+    if (len && (path[len - 1] == '/' || path[len - 1] == '\\'))
+        return MF_EISDIR; /* a name ending in a separator names a folder */
     struct lookup l;
     int r = lookup(fs, path, &l);
     if (r < 0)
@@ -2424,4 +2428,55 @@ int mf_fat_wipe_free(struct mf_fat *fs)
     if (!err)
         err = mf_bd_sync(fs->bd);
     return err;
+}
+
+int mf_fat_remove_tree(struct mf_fat *fs, const char *path)
+{
+    /* A stack of folder paths; each round empties the folder on top of it of files and pushes
+     * its first subfolder, or removes it when it is empty. */
+    static const size_t max = MF_FAT_PATH_MAX;
+    char stack[MF_FAT_DEPTH_MAX + 1][MF_FAT_PATH_MAX];
+    unsigned depth = 0;
+    if (strlen(path) >= max)
+        return MF_ENAMETOOLONG;
+    strcpy(stack[depth++], path);
+    for (unsigned rounds = 0; depth > 0; rounds++) {
+        if (rounds > 4u * 65536u * MF_FAT_DEPTH_MAX)
+            return MF_ECORRUPT; /* a volume that never empties: a loop in its folders */
+        char *top = stack[depth - 1];
+        struct mf_fat_dir dir;
+        struct mf_fat_stat st;
+        int err = mf_fat_opendir(fs, &dir, top);
+        if (err)
+            return err;
+        char sub[MF_FAT_PATH_MAX] = "";
+        int r;
+        while ((r = mf_fat_readdir(fs, &dir, &st)) == 1) {
+            char child[MF_FAT_PATH_MAX];
+            if ((size_t)snprintf(child, sizeof child, "%s/%s", top, st.name) >= sizeof child)
+                return MF_ENAMETOOLONG;
+            if (st.is_dir) {
+                if (!sub[0])
+                    strcpy(sub, child);
+                continue;
+            }
+            err = mf_fat_remove(fs, child);
+            if (err)
+                return err;
+            /* The listing continues after the removed entry: its slot is free now. */
+        }
+        if (r < 0)
+            return r;
+        if (sub[0]) {
+            if (depth > MF_FAT_DEPTH_MAX)
+                return MF_ENAMETOOLONG;
+            strcpy(stack[depth++], sub);
+            continue;
+        }
+        err = mf_fat_rmdir(fs, top);
+        if (err)
+            return err;
+        depth--;
+    }
+    return 0;
 }

@@ -206,6 +206,10 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path);
 /* Removes a file (MF_EISDIR for a folder, MF_EBUSY while it is open). */
 int mf_fat_remove(struct mf_fat *fs, const char *path);
 
+/* Removes a folder and everything in it (files first, then the folders, deepest first), one
+ * durable step at a time. Bounded by MF_FAT_DEPTH_MAX; no recursion. */
+int mf_fat_remove_tree(struct mf_fat *fs, const char *path);
+
 /* Erases (discards: afterwards they read as zeros) every free cluster, so that no byte of a deleted
  * file stays readable on the device; then syncs. Used after secret files were deleted. */
 int mf_fat_wipe_free(struct mf_fat *fs);

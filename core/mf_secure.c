@@ -199,8 +199,8 @@ static int chunk_write(struct mf_secure *s, uint64_t global, uint32_t file_id, u
 }
 
 /* Reads and authenticates chunk `global`; the plaintext is released only when its tag holds. */
-static int chunk_read(const struct mf_secure *s, uint64_t global, uint32_t file_id,
-                      uint32_t index, uint64_t size, bool last, uint8_t *plain, uint8_t *stored)
+static int chunk_read(const struct mf_secure *s, uint64_t global, uint32_t file_id, uint32_t index,
+                      uint64_t size, bool last, uint8_t *plain, uint8_t *stored)
 {
     uint8_t ad[17], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
     if (data_off(s) + (global + 1) * stored_chunk(s) > mf_bd_size(s->config.bd))
@@ -210,9 +210,8 @@ static int chunk_read(const struct mf_secure *s, uint64_t global, uint32_t file_
         return err;
     chunk_ad(ad, file_id, index, size, last);
     chunk_nonce(s, global, nonce);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, stored,
-                                                   MF_SECURE_CHUNK + TAG, ad, sizeof ad, nonce,
-                                                   s->file_key) != 0) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, stored, MF_SECURE_CHUNK + TAG,
+                                                   ad, sizeof ad, nonce, s->file_key) != 0) {
         sodium_memzero(plain, MF_SECURE_CHUNK);
         return MF_EAUTH;
     }
@@ -413,8 +412,8 @@ static int state_read(struct mf_secure *s, char *message)
         if (dev_read(s, state_off(s, slot), buf, span) != 0)
             continue;
         if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, buf + STATE_NONCE,
-                                                       STATE_PLAIN + STATE_TAG, s->header + 160,
-                                                       16, buf, s->state_key) != 0)
+                                                       STATE_PLAIN + STATE_TAG, s->header + 160, 16,
+                                                       buf, s->state_key) != 0)
             continue;
         if (state_decode(plain, &st) != 0)
             continue;
@@ -479,8 +478,8 @@ static int secure_peek(struct mf_area *area, const struct mf_setup *setup, unsig
     tally->project_limited = c->limited;
     tally->project_left = left_of(c->limited, c->limit, c->used + missing);
     tally->root_limited = s->state.root_limited;
-    tally->root_left = left_of(s->state.root_limited, s->state.root_limit,
-                               s->state.total_used + missing);
+    tally->root_left =
+        left_of(s->state.root_limited, s->state.root_limit, s->state.total_used + missing);
     tally->has_serial = c->has_serial && mf_project_takes_serial(p);
     tally->serial = c->serial_next + missing * p->serial_increment;
     mf_lock_give(&s->config.lock);
@@ -563,8 +562,8 @@ static int secure_read(struct mf_area *area, const char *path, uint64_t offset, 
     while (length > 0 && !err) {
         uint32_t index = (uint32_t)(offset / MF_SECURE_CHUNK);
         uint32_t within = (uint32_t)(offset % MF_SECURE_CHUNK);
-        err = chunk_read(s, f->first_chunk + index, f->id, index, f->size,
-                         index + 1 == f->chunks, plain, stored);
+        err = chunk_read(s, f->first_chunk + index, f->id, index, f->size, index + 1 == f->chunks,
+                         plain, stored);
         if (err)
             break;
         size_t n = MF_SECURE_CHUNK - within < length ? MF_SECURE_CHUNK - within : length;
@@ -633,8 +632,7 @@ static int secure_stat(struct mf_area *area, const char *path, struct mf_area_en
     return MF_ENOENT;
 }
 
-static int secure_list(struct mf_area *area, const char *path, mf_area_each_fn each,
-                       void *context)
+static int secure_list(struct mf_area *area, const char *path, mf_area_each_fn each, void *context)
 {
     struct mf_secure *s = area->context;
     path = trim_path(path);
@@ -683,8 +681,8 @@ static int secure_list(struct mf_area *area, const char *path, mf_area_each_fn e
     return 0;
 }
 
-static int secure_read_number(struct mf_area *area, const char *path,
-                              enum mf_numfile_syntax syntax, uint64_t max, uint64_t *value)
+static int secure_read_number(struct mf_area *area, const char *path, enum mf_numfile_syntax syntax,
+                              uint64_t max, uint64_t *value)
 {
     struct mf_secure *s = area->context;
     const struct mf_secure_file *f = lookup(s, path);
@@ -937,8 +935,8 @@ struct walk {
     uint32_t count, capacity;
     char (*pending)[ENTRY_PATH];
     uint32_t pending_count, pending_capacity;
-    const char *root;   /* the folder being moved, e.g. "_SECURE" */
-    const char *dir;    /* the folder being listed, relative to root ("" = root) */
+    const char *root; /* the folder being moved, e.g. "_SECURE" */
+    const char *dir;  /* the folder being listed, relative to root ("" = root) */
     uint64_t bytes;
     char *message;
 };
@@ -1012,8 +1010,7 @@ static int walk_folder(struct walk *w)
     }
 }
 
-static int source_path(const struct walk *w, const struct mf_secure_file *f, char *out,
-                       size_t size)
+static int source_path(const struct walk *w, const struct mf_secure_file *f, char *out, size_t size)
 {
     int n = snprintf(out, size, "%s/%s", w->root, f->path);
     return (n < 0 || (size_t)n >= size) ? MF_ENAMETOOLONG : 0;
@@ -1052,7 +1049,8 @@ static int precheck(struct mf_secure *s, struct walk *w, uint32_t *reservation,
         const char *base = strrchr(f->path, '/');
         base = base ? base + 1 : f->path;
         bool at_root = base == f->path;
-        bool cnt = mf_ini_name_is(base, MF_FILE_CNTDOWN), ser = mf_ini_name_is(base, MF_FILE_SERIAL);
+        bool cnt = mf_ini_name_is(base, MF_FILE_CNTDOWN),
+             ser = mf_ini_name_is(base, MF_FILE_SERIAL);
         if (at_root && mf_ini_name_is(base, MF_FILE_FLASHER_INI)) {
             char text[MF_SETUP_INI_MAX];
             if (f->size > sizeof text) {
@@ -1096,7 +1094,8 @@ static int precheck(struct mf_secure *s, struct walk *w, uint32_t *reservation,
         if (!err)
             err = w->source->read(w->source, path, 0, text, (size_t)f->size);
         if (!err)
-            err = mf_numfile_parse(text, (uint32_t)f->size, cnt ? MF_NUMFILE_STRICT : MF_NUMFILE_LEADING,
+            err = mf_numfile_parse(text, (uint32_t)f->size,
+                                   cnt ? MF_NUMFILE_STRICT : MF_NUMFILE_LEADING,
                                    cnt ? UINT32_MAX : UINT64_MAX, &v);
         if (err) {
             say(message, "%s/%s: %s", w->root, f->path,
@@ -1149,8 +1148,9 @@ int mf_secure_install(struct mf_secure *s, struct mf_area *source, const char *f
     uint64_t total_chunks = data_chunks + chunks_for(table_bytes);
     uint64_t capacity = mf_secure_capacity(s);
     if (total_chunks * MF_SECURE_CHUNK > capacity) {
-        say(message, "%s: %llu bytes of files need %llu bytes in the secure area, which holds "
-                     "%llu: nothing was moved",
+        say(message,
+            "%s: %llu bytes of files need %llu bytes in the secure area, which holds "
+            "%llu: nothing was moved",
             folder, (unsigned long long)w.bytes,
             (unsigned long long)(total_chunks * MF_SECURE_CHUNK), (unsigned long long)capacity);
         err = MF_ENOSPC;
@@ -1342,8 +1342,8 @@ int mf_secure_is_leftover(struct mf_secure *s, struct mf_area *source, const cha
         crypto_hash_sha256_init(&hash);
         err = source_path(&w, &w.files[i], path, sizeof path);
         for (uint64_t off = 0; off < ours->size && !err;) {
-            size_t n = ours->size - off < MF_SECURE_CHUNK ? (size_t)(ours->size - off)
-                                                          : MF_SECURE_CHUNK;
+            size_t n =
+                ours->size - off < MF_SECURE_CHUNK ? (size_t)(ours->size - off) : MF_SECURE_CHUNK;
             err = source->read(source, path, off, buf, n);
             crypto_hash_sha256_update(&hash, buf, n);
             off += n;

@@ -22,12 +22,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MF_SECURE_VERSION       1u
-#define MF_SECURE_CHUNK         (16u << 10) /* plaintext bytes per chunk */
-#define MF_SECURE_FILES_MAX     4096u
-#define MF_SECURE_PROJECTS_MAX  64u
-#define MF_SECURE_MESSAGE_MAX   256u
-#define MF_SECURE_FOLDER        "_SECURE"
+#define MF_SECURE_VERSION      1u
+#define MF_SECURE_CHUNK        (16u << 10) /* plaintext bytes per chunk */
+#define MF_SECURE_FILES_MAX    4096u
+#define MF_SECURE_PROJECTS_MAX 64u
+#define MF_SECURE_MESSAGE_MAX  256u
+#define MF_SECURE_FOLDER       "_SECURE"
 
 struct mf_secure_file;
 
@@ -56,21 +56,22 @@ struct mf_secure_state {
 };
 
 struct mf_secure_config {
-    const struct mf_bd *bd;   /* partition 2 */
+    const struct mf_bd *bd; /* partition 2 */
     struct mf_anchor *anchor;
     /* Fills `length` random bytes (the platform's entropy source). */
     void (*random)(void *context, void *buffer, size_t length);
     void *random_context;
     uint32_t reservation; /* K when FLASHER.INI does not set [CONFIG] Reservation (>= 1) */
-    struct mf_lock lock;  /* serialises state changes (the daemon's authorization lock) */
+    struct mf_lock lock;  /* guards the state record: its own lock, taken inside the job
+                             engine's authorization lock, never around it */
 };
 
 /* An open secure area. Treat as opaque. */
 struct mf_secure {
     struct mf_secure_config config;
-    bool present;         /* a setup is installed and verified */
-    uint8_t header[512];  /* the current header block */
-    uint8_t digest[32];   /* SHA-256 of it */
+    bool present;        /* a setup is installed and verified */
+    uint8_t header[512]; /* the current header block */
+    uint8_t digest[32];  /* SHA-256 of it */
     uint8_t file_key[32], state_key[32], mac_key[32];
     uint64_t counter_base;
     uint32_t reservation;
@@ -80,8 +81,8 @@ struct mf_secure {
     struct mf_secure_project projects[MF_SECURE_PROJECTS_MAX];
     uint32_t project_count;
     struct mf_secure_state state;
-    unsigned state_slot;  /* slot of the newest state record */
-    struct mf_area area;  /* the files, for mf_setup and the job engine */
+    unsigned state_slot; /* slot of the newest state record */
+    struct mf_area area; /* the files, for mf_setup and the job engine */
 };
 
 /* Opens the secure area: reads the anchor, verifies the header (its MAC under the anchor's key,
@@ -91,8 +92,7 @@ struct mf_secure {
  * foreign header, a damaged state record, another counter, a counter below the installed one),
  * MF_EVERSION (written by a newer programmer), device and anchor errors. An install that was
  * interrupted is not a refusal: no setup is present. */
-int mf_secure_open(struct mf_secure *secure, const struct mf_secure_config *config,
-                   char *message);
+int mf_secure_open(struct mf_secure *secure, const struct mf_secure_config *config, char *message);
 
 /* Releases the table; wipes the keys from memory. */
 void mf_secure_close(struct mf_secure *secure);

@@ -45,6 +45,13 @@ const char *mf_setup_display_name(const char *folder_name)
     return folder_name;
 }
 
+bool mf_setup_public_allowed(const char *name, bool is_dir)
+{
+    if (is_dir)
+        return mf_ini_name_is(name, "_SECURE");
+    return mf_ini_name_is(name, "FLASHER.LOG") || mf_ini_name_is(name, "FLASHER.OLD");
+}
+
 bool mf_project_takes_serial(const struct mf_project *p)
 {
     return p->has_serial && (p->uses_serial || p->has_snlist || p->has_patches);

@@ -127,6 +127,11 @@ int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *inde
 /* The selected project, or NULL when the setup has none. */
 const struct mf_project *mf_setup_project(const struct mf_setup *setup);
 
+/* The files the programmer itself writes into the public area, and the inputs it consumes there
+ * at start (`_SECURE`): the only names allowed at the public area's root while the secure area
+ * holds a setup (any other file or folder is a conflict: which setup should run?). */
+bool mf_setup_public_allowed(const char *name, bool is_dir);
+
 /* Does a cycle of this project take a serial number (it has Serial.txt, and a job programs one
  * or SNList.txt / Patches.txt need it to select their line)? */
 bool mf_project_takes_serial(const struct mf_project *project);

@@ -20,23 +20,23 @@
 #include <unistd.h>
 
 /* Slot layout, little-endian; docs/internals/anchor.md has the table. */
-#define KS_MAGIC            "MFKSTORE"
-#define KS_MAGIC_SIZE       8u
-#define KS_OFF_VERSION      8u
-#define KS_OFF_FLAGS        12u
-#define KS_OFF_SEQUENCE     16u
-#define KS_OFF_COUNTER      24u
-#define KS_OFF_ID           32u
-#define KS_OFF_KEY          48u
-#define KS_OFF_DIGEST       80u
-#define KS_OFF_IDENTITY     112u
-#define KS_OFF_RESERVED     176u
-#define KS_OFF_CHECKSUM     (MF_KEYSTORE_SLOT_SIZE - 4u)
-#define KS_FLAG_KEY         0x1u
-#define KS_FLAG_DIGEST      0x2u
-#define KS_FLAG_IDENTITY    0x4u
-#define KS_FLAGS_KNOWN      (KS_FLAG_KEY | KS_FLAG_DIGEST | KS_FLAG_IDENTITY)
-#define KS_CREATE_ATTEMPTS  8
+#define KS_MAGIC               "MFKSTORE"
+#define KS_MAGIC_SIZE          8u
+#define KS_OFF_VERSION         8u
+#define KS_OFF_FLAGS           12u
+#define KS_OFF_SEQUENCE        16u
+#define KS_OFF_COUNTER         24u
+#define KS_OFF_ID              32u
+#define KS_OFF_KEY             48u
+#define KS_OFF_DIGEST          80u
+#define KS_OFF_IDENTITY        112u
+#define KS_OFF_RESERVED        176u
+#define KS_OFF_CHECKSUM        (MF_KEYSTORE_SLOT_SIZE - 4u)
+#define KS_FLAG_KEY            0x1u
+#define KS_FLAG_DIGEST         0x2u
+#define KS_FLAG_IDENTITY       0x4u
+#define KS_FLAGS_KNOWN         (KS_FLAG_KEY | KS_FLAG_DIGEST | KS_FLAG_IDENTITY)
+#define KS_CREATE_ATTEMPTS     8
 #define MF_KEYSTORE_SHOWN_PATH 96 /* paths in messages: the anchor's error text is short */
 
 _Static_assert(KS_OFF_IDENTITY + MF_ANCHOR_IDENTITY_SIZE == KS_OFF_RESERVED, "slot layout");
@@ -146,8 +146,7 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
     put_u32(raw + KS_OFF_CHECKSUM, mf_crc32_update(0, raw, KS_OFF_CHECKSUM));
 }
 
-int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE],
-                            struct mf_keystore_slot *slot)
+int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_keystore_slot *slot)
 {
     memset(slot, 0, sizeof *slot);
     if (memcmp(raw, KS_MAGIC, KS_MAGIC_SIZE) != 0)
@@ -396,8 +395,7 @@ int mf_keystore_create_private(const char *path, const char *what, const void *d
         f = open(temp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
         if (f < 0 && errno != EEXIST) {
             int e = errno;
-            set_error(error, error_size, "%s: cannot create the %s: %s", shown, what,
-                      strerror(e));
+            set_error(error, error_size, "%s: cannot create the %s: %s", shown, what, strerror(e));
             return errno_code(e);
         }
     }
@@ -671,10 +669,9 @@ static int ks_load(struct mf_keystore *ks)
         return ks_fail(ks, err, "%s", text);
     }
     struct mf_keystore_slot other;
-    int other_rc = damaged ? MF_ECORRUPT
-                           : mf_keystore_decode_slot(raw + (1u - ks->current) *
-                                                               MF_KEYSTORE_SLOT_SIZE,
-                                                     &other);
+    int other_rc =
+        damaged ? MF_ECORRUPT
+                : mf_keystore_decode_slot(raw + (1u - ks->current) * MF_KEYSTORE_SLOT_SIZE, &other);
     sodium_memzero(raw, sizeof raw);
     /* Repair: a damaged slot may hold pieces of an old key, and a slot left by a key change cut
      * between its two writes holds the old key whole. Rewriting it from the newest state makes
@@ -715,8 +712,8 @@ int mf_keystore_open(struct mf_keystore *ks, const char *path, bool create,
     if (sodium_init() < 0)
         return ks_fail(ks, MF_EIO, "libsodium cannot start");
 
-    int err = mf_keystore_open_private(path, "keystore", &ks->fd, anchor->error,
-                                       sizeof anchor->error);
+    int err =
+        mf_keystore_open_private(path, "keystore", &ks->fd, anchor->error, sizeof anchor->error);
     if (err == MF_ENOENT && create) {
         struct mf_keystore_slot fresh;
         memset(&fresh, 0, sizeof fresh);

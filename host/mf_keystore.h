@@ -18,8 +18,8 @@
 
 /* What one slot holds. Secrets that are absent are all zero, in memory and in the file. */
 struct mf_keystore_slot {
-    uint64_t sequence; /* higher wins; never 0 in a written slot */
-    uint64_t counter;  /* the monotonic counter */
+    uint64_t sequence;               /* higher wins; never 0 in a written slot */
+    uint64_t counter;                /* the monotonic counter */
     uint8_t id[MF_KEYSTORE_ID_SIZE]; /* random, made at creation: the binding's source */
     bool has_key;
     uint8_t key[MF_ANCHOR_KEY_SIZE];
@@ -30,8 +30,8 @@ struct mf_keystore_slot {
 };
 
 struct mf_keystore {
-    int fd; /* -1 when closed; holds an exclusive flock while open */
-    unsigned current; /* index (0 or 1) of the slot that holds `state` */
+    int fd;                        /* -1 when closed; holds an exclusive flock while open */
+    unsigned current;              /* index (0 or 1) of the slot that holds `state` */
     struct mf_keystore_slot state; /* the newest valid slot: what the anchor answers from */
     struct mf_anchor *anchor;      /* the anchor filled by open; its `error` gets the texts */
     char path[96];                 /* for messages, shortened ("...tail") when longer */

@@ -178,12 +178,55 @@ static void shutdown_areas(struct mf_programmer *p)
         mf_setup_free(&p->setup);
         p->setup_loaded = false;
     }
+    if (p->secure_open) {
+        mf_secure_close(&p->secure);
+        p->secure_open = false;
+        p->from_secure = false;
+    }
     if (p->fat_mounted) {
         pthread_mutex_lock(&p->public_mutex);
         mf_fat_unmount(&p->fat);
         p->fat_mounted = false;
         pthread_mutex_unlock(&p->public_mutex);
     }
+}
+
+static void entropy(void *context, void *buffer, size_t length)
+{
+    (void)context;
+    uint8_t *p = buffer;
+    while (length > 0) {
+        ssize_t n = getrandom(p, length, 0);
+        if (n <= 0)
+            continue; /* EINTR; getrandom never runs dry once the pool is initialised */
+        p += n;
+        length -= (size_t)n;
+    }
+}
+
+/* The public area's rule while the secure area holds the setup: nothing but the programmer's own
+ * files at its root, or it is not clear which setup should run. */
+static int conflict_check(void *context, char *message)
+{
+    struct mf_programmer *p = context;
+    struct mf_fat_dir dir;
+    struct mf_fat_stat st;
+    int err = 0, r;
+    pthread_mutex_lock(&p->public_mutex);
+    if (p->fat_mounted) {
+        err = mf_fat_opendir(&p->fat, &dir, "");
+        while (!err && (r = mf_fat_readdir(&p->fat, &dir, &st)) == 1) {
+            if (!mf_setup_public_allowed(st.name, st.is_dir)) {
+                snprintf(message, MF_CYCLE_MESSAGE_MAX,
+                         "the public area holds %s '%.100s' while the secure area holds a setup: "
+                         "it is not clear which to use (remove it)",
+                         st.is_dir ? "the folder" : "the file", st.name);
+                err = MF_ECONFLICT;
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->public_mutex);
+    return err;
 }
 
 static void nbd_log(void *context, enum mf_nbdserver_level level, const char *message)
@@ -197,12 +240,18 @@ static void load_setup(struct mf_programmer *p)
         mf_setup_free(&p->setup);
         p->setup_loaded = false;
     }
+    p->from_secure = p->secure_open && p->secure.present;
+    struct mf_area *area = p->from_secure ? &p->secure.area : &p->area.area;
     p->setup_error =
-        mf_setup_load(&p->setup, &p->area.area, p->load_buffer, LOAD_BUFFER_SIZE, p->setup_message);
+        mf_setup_load(&p->setup, area, p->load_buffer, LOAD_BUFFER_SIZE, p->setup_message);
     if (!p->setup_error) {
         p->setup_loaded = true;
+        int selected = p->from_secure ? mf_secure_selected(&p->secure) : -1;
+        if (selected >= 0 && (unsigned)selected < p->setup.project_count)
+            p->setup.selected = (unsigned)selected; /* #SELECT, recorded in the secure area */
         const struct mf_project *proj = mf_setup_project(&p->setup);
-        log_stderr(p, 0, "setup loaded: %u project(s), selected %s", p->setup.project_count,
+        log_stderr(p, 0, "setup loaded from the %s area: %u project(s), selected %s",
+                   p->from_secure ? "secure" : "public", p->setup.project_count,
                    proj ? proj->name : "none");
         for (unsigned i = 0; i < p->setup.project_count; i++) {
             if (p->setup.projects[i].error)
@@ -215,18 +264,115 @@ static void load_setup(struct mf_programmer *p)
     }
     memset(&p->env, 0, sizeof p->env);
     p->env.setup = p->setup_loaded ? &p->setup : NULL;
-    p->env.area = &p->area.area;
+    p->env.area = area;
     p->env.authorize = &p->authorize_lock;
     p->env.reserved = &p->reserved;
     p->env.log = &p->log;
     p->env.now_ms = clock_ms;
+    p->env.preflight = p->from_secure ? conflict_check : NULL;
+    p->env.preflight_context = p;
 }
 
-/* Boots in p->mode: mounts the public area and loads the setup (stand-alone), or exports the
- * public area (file access). Problems are kept in state_message, not returned. */
+static void move_progress(void *context, uint64_t done, uint64_t total)
+{
+    struct mf_programmer *p = context;
+    uint64_t step = total / 10 ? total / 10 : 1;
+    if (done == total || done % step < MF_SECURE_CHUNK)
+        log_stderr(p, 1, "moving _SECURE: %llu of %llu bytes", (unsigned long long)done,
+                   (unsigned long long)total);
+}
+
+/* The `_SECURE` folder of a setup that is installed: deleted, its bytes wiped from the free
+ * space, and that recorded. A cut at any point is finished at the next start. */
+static int finish_removal(struct mf_programmer *p)
+{
+    pthread_mutex_lock(&p->public_mutex);
+    int err = mf_fat_remove_tree(&p->fat, MF_SECURE_FOLDER);
+    if (!err || err == MF_ENOENT)
+        err = mf_fat_wipe_free(&p->fat);
+    pthread_mutex_unlock(&p->public_mutex);
+    if (!err)
+        err = mf_secure_folder_removed(&p->secure);
+    if (err) {
+        log_stderr(p, 0, "cannot remove _SECURE from the public area: %s", mf_strerror(err));
+        mf_flashlog_write(&p->log, "cannot remove _SECURE from the public area: %s",
+                          mf_strerror(err));
+    }
+    return err;
+}
+
+/* Opens the trust anchor and the secure area, and handles a `_SECURE` folder in the public area:
+ * moves it (stand-alone mode only), or finishes removing what is left of one already moved. */
+static void boot_secure(struct mf_programmer *p)
+{
+    char message[MF_SECURE_MESSAGE_MAX];
+    if (!p->anchor_open) {
+        int err = mf_keystore_open(&p->keystore, p->config.keystore, true, &p->anchor);
+        if (err) {
+            say(p->state_message, "trust anchor: %s", p->anchor.error);
+            p->state_error = MF_EAUTH;
+            log_stderr(p, 0, "%s", p->state_message);
+            mf_flashlog_write(&p->log, "%s", p->state_message);
+            return;
+        }
+        p->anchor_open = true;
+    }
+    struct mf_secure_config sc = {.bd = mf_storage_secure_area(&p->storage),
+                                  .anchor = &p->anchor,
+                                  .random = entropy,
+                                  .reservation = 1,
+                                  .lock = p->secure_lock};
+    int err = mf_secure_open(&p->secure, &sc, message);
+    if (err) {
+        /* Tampered, rolled back, foreign: refused, and said everywhere. */
+        say(p->state_message, "%s", message);
+        p->state_error = MF_EAUTH;
+        log_stderr(p, 0, "%s", message);
+        mf_flashlog_write(&p->log, "refused: %s", message);
+        return;
+    }
+    p->secure_open = true;
+    struct mf_area_entry e;
+    if (p->area.area.stat(&p->area.area, MF_SECURE_FOLDER, &e) != 0 || !e.is_dir)
+        return;
+    bool leftover = false;
+    err = mf_secure_is_leftover(&p->secure, &p->area.area, MF_SECURE_FOLDER, &leftover);
+    if (!err && leftover) {
+        log_stderr(p, 0, "finishing the removal of a _SECURE folder already moved");
+        if (!finish_removal(p))
+            mf_flashlog_write(&p->log, "finished removing the _SECURE folder already moved");
+        return;
+    }
+    if (p->mode == MF_MODE_FILEACCESS)
+        return; /* file access mode never moves anything */
+    log_stderr(p, 0, "moving _SECURE into the secure area");
+    err = mf_secure_install(&p->secure, &p->area.area, MF_SECURE_FOLDER, move_progress, p, message);
+    if (err) {
+        log_stderr(p, 0, "the _SECURE move failed: %s", message);
+        mf_flashlog_write(&p->log, "the _SECURE move failed: %s", message);
+        if (!p->secure.present) {
+            say(p->state_message, "the _SECURE move failed: %s", message);
+            p->state_error = MF_EAUTH;
+        }
+        return;
+    }
+    char fp[17];
+    for (int i = 0; i < 8; i++)
+        snprintf(fp + 2 * i, 3, "%02x", p->secure.fingerprint[i]);
+    log_stderr(p, 0, "moved _SECURE into the secure area (setup %s...)", fp);
+    mf_flashlog_write(&p->log, "moved _SECURE into the secure area: %u files, setup %s...",
+                      p->secure.file_count, fp);
+    finish_removal(p);
+}
+
+/* Boots in p->mode: mounts the public area, opens the secure area and handles `_SECURE`, then
+ * loads the setup (stand-alone) or exports the public area (file access). Problems are kept in
+ * state_message, not returned. */
 static void boot(struct mf_programmer *p)
 {
     p->state_message[0] = '\0';
+    p->state_error = MF_EIO;
+    p->files_changed = false; /* a start reads everything afresh */
     if (p->storage.interrupted) {
         log_stderr(p, 0, "completing an interrupted repartition (the public area is formatted)");
         int err = mf_storage_recover(&p->storage);
@@ -236,16 +382,42 @@ static void boot(struct mf_programmer *p)
             return;
         }
     }
+    pthread_mutex_lock(&p->public_mutex);
+    int err = mf_fat_mount(&p->fat, mf_storage_public_area(&p->storage), mf_clock_local, NULL);
+    p->fat_mounted = err == 0;
+    pthread_mutex_unlock(&p->public_mutex);
+    if (err) {
+        say(p->state_message, "public area: cannot mount its FAT volume: %s", mf_strerror(err));
+        log_stderr(p, 0, "%s", p->state_message);
+    } else {
+        mf_area_fat_init(&p->area, &p->fat, &p->public_lock);
+        mf_flashlog_init(&p->log, &p->fat, &p->public_lock, 1024u * 1024u, mf_clock_local, NULL);
+        if (p->storage.layout.secure_count) {
+            boot_secure(p);
+        } else {
+            struct mf_area_entry e;
+            if (p->area.area.stat(&p->area.area, MF_SECURE_FOLDER, &e) == 0 && e.is_dir)
+                log_stderr(p, 0,
+                           "a _SECURE folder, but no secure area: it is an ordinary folder "
+                           "(securearea create makes one)");
+        }
+    }
     if (p->mode == MF_MODE_FILEACCESS) {
+        if (p->fat_mounted) {
+            /* The export writes the volume underneath: nothing may keep it mounted. */
+            pthread_mutex_lock(&p->public_mutex);
+            mf_fat_unmount(&p->fat);
+            p->fat_mounted = false;
+            pthread_mutex_unlock(&p->public_mutex);
+        }
         if (!p->config.nbd_listen) {
             log_stderr(p, 0, "file access mode: no NBD export (--nbd off)");
             return;
         }
-        /* The public area, and only it, goes out as a block device. Nothing else touches it
-         * meanwhile: the FAT volume is not mounted in this mode. */
+        /* The public area, and only it, goes out as a block device. */
         struct mf_nbdserver_options o = {.log = nbd_log, .log_context = p};
-        int err = mf_nbdserver_start(&p->nbd, p->config.nbd_listen,
-                                     mf_storage_public_area(&p->storage), &p->public_lock, &o);
+        err = mf_nbdserver_start(&p->nbd, p->config.nbd_listen, mf_storage_public_area(&p->storage),
+                                 &p->public_lock, &o);
         if (err) {
             say(p->state_message, "NBD: %s", mf_nbdserver_message(&p->nbd));
             log_stderr(p, 0, "file access mode: %s", p->state_message);
@@ -256,20 +428,12 @@ static void boot(struct mf_programmer *p)
         }
         return;
     }
-    pthread_mutex_lock(&p->public_mutex);
-    int err = mf_fat_mount(&p->fat, mf_storage_public_area(&p->storage), mf_clock_local, NULL);
-    p->fat_mounted = err == 0;
-    pthread_mutex_unlock(&p->public_mutex);
-    if (err) {
-        say(p->state_message, "public area: cannot mount its FAT volume: %s", mf_strerror(err));
-        log_stderr(p, 0, "%s", p->state_message);
+    if (!p->fat_mounted)
         return;
-    }
-    mf_area_fat_init(&p->area, &p->fat, &p->public_lock);
-    mf_flashlog_init(&p->log, &p->fat, &p->public_lock, 1024u * 1024u, mf_clock_local, NULL);
     load_setup(p);
-    mf_flashlog_write(&p->log, "programmer started (stand-alone mode)%s%s",
-                      p->setup_error ? ": " : "", p->setup_error ? p->setup_message : "");
+    mf_flashlog_write(&p->log, "programmer started (stand-alone mode, setup in the %s area)%s%s",
+                      p->from_secure ? "secure" : "public", p->setup_error ? ": " : "",
+                      p->setup_error ? p->setup_message : "");
 }
 
 static int open_storage(struct mf_programmer *p, char *error)
@@ -341,6 +505,8 @@ int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_conf
     pthread_mutex_init(&p->authorize_mutex, NULL);
     p->public_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->public_mutex};
     p->authorize_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->authorize_mutex};
+    pthread_mutex_init(&p->secure_mutex, NULL);
+    p->secure_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->secure_mutex};
     p->load_buffer = malloc(LOAD_BUFFER_SIZE);
     if (!p->load_buffer) {
         say(error, "out of memory");
@@ -407,6 +573,10 @@ void mf_programmer_stop(struct mf_programmer *p)
     if (p->fat_mounted)
         mf_flashlog_write(&p->log, "programmer stopped");
     shutdown_areas(p);
+    if (p->anchor_open) {
+        mf_keystore_close(&p->keystore);
+        p->anchor_open = false;
+    }
     if (p->storage_open) {
         mf_bd_sync(&p->file.bd);
         mf_filebd_close(&p->file);
@@ -522,7 +692,8 @@ int mf_programmer_submit(struct mf_programmer *p, unsigned slot,
         if (p->state_message[0] || !p->setup_loaded) {
             say(error, "%s", p->state_message[0] ? p->state_message : p->setup_message);
             pthread_mutex_unlock(&p->state_lock);
-            return p->state_message[0] ? MF_EIO : (p->setup_error ? p->setup_error : MF_ENOENT);
+            return p->state_message[0] ? p->state_error
+                                       : (p->setup_error ? p->setup_error : MF_ENOENT);
         }
         w->busy = true;
         w->has_job = true;
@@ -708,9 +879,19 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
     } else {
         const struct mf_project *proj = &p->setup.projects[index];
         const char *folder = proj->folder + strlen(MF_DIR_PROJECTS) + 1;
-        pthread_mutex_lock(&p->public_mutex);
-        err = write_selection(&p->fat, folder);
-        pthread_mutex_unlock(&p->public_mutex);
+        char message[MF_SECURE_MESSAGE_MAX];
+        if (p->from_secure) {
+            /* The secure area's files are as installed: the choice goes to its state. */
+            err = mf_secure_select(&p->secure, (int)index, message);
+            if (err)
+                say(error, "%s", message);
+        } else {
+            pthread_mutex_lock(&p->public_mutex);
+            err = write_selection(&p->fat, folder);
+            pthread_mutex_unlock(&p->public_mutex);
+            if (err)
+                say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
+        }
         if (err) {
             say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
         } else {
@@ -746,6 +927,7 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
     pthread_mutex_lock(&p->state_lock);
     info->mode = p->mode;
     info->initializing = p->initializing;
+    info->secure = p->from_secure;
     info->slots = p->slot_count;
     info->log_error = p->fat_mounted ? p->log.last_error : 0;
     if (p->initializing) {
@@ -794,15 +976,31 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error)
     p->initializing = true;
     pthread_mutex_unlock(&p->state_lock);
     shutdown_areas(p);
-    int err = create ? mf_storage_secure_create(&p->storage, random_u32())
+    /* Whatever the secure area held is gone for good before the partitions change: the anchor
+     * forgets its key (the spec: all configuration and data files are lost). */
+    int err = 0;
+    error[0] = '\0';
+    if (!p->anchor_open) {
+        err = mf_keystore_open(&p->keystore, p->config.keystore, true, &p->anchor);
+        if (err)
+            say(error, "trust anchor: %s", p->anchor.error);
+        else
+            p->anchor_open = true;
+    }
+    char message[MF_SECURE_MESSAGE_MAX];
+    if (!err && (err = mf_secure_erase(&p->anchor, message)) != 0)
+        say(error, "%s", message);
+    if (!err) {
+        err = create ? mf_storage_secure_create(&p->storage, random_u32())
                      : mf_storage_secure_remove(&p->storage, random_u32());
-    if (err)
-        say(error, "%s",
-            p->storage.reason[0] ? p->storage.reason
-            : err == MF_EEXIST   ? "a secure area exists already"
-            : err == MF_ENOENT   ? "there is no secure area"
-                                 : mf_strerror(err));
-    else
+        if (err)
+            say(error, "%s",
+                p->storage.reason[0] ? p->storage.reason
+                : err == MF_EEXIST   ? "a secure area exists already"
+                : err == MF_ENOENT   ? "there is no secure area"
+                                     : mf_strerror(err));
+    }
+    if (!err)
         log_stderr(p, 0, "secure area %s: every file was erased", create ? "created" : "removed");
     boot(p);
     pthread_mutex_lock(&p->state_lock);

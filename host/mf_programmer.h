@@ -4,12 +4,15 @@
 #ifndef MF_PROGRAMMER_H
 #define MF_PROGRAMMER_H
 
+#include "mf_anchor.h"
 #include "mf_area.h"
 #include "mf_cycle.h"
 #include "mf_fat.h"
 #include "mf_filebd.h"
 #include "mf_flashlog.h"
+#include "mf_keystore.h"
 #include "mf_nbdserver.h"
+#include "mf_secure.h"
 #include "mf_setup.h"
 #include "mf_storage.h"
 #include "mf_target.h"
@@ -77,7 +80,8 @@ struct mf_programmer {
     pthread_cond_t state_cond;
     pthread_mutex_t public_mutex;    /* the public FAT volume */
     pthread_mutex_t authorize_mutex; /* counts and serial numbers */
-    struct mf_lock public_lock, authorize_lock;
+    pthread_mutex_t secure_mutex;    /* the secure area's state record (inside authorize) */
+    struct mf_lock public_lock, authorize_lock, secure_lock;
     bool stopping;
 
     struct mf_filebd file;
@@ -86,6 +90,12 @@ struct mf_programmer {
     struct mf_fat fat;
     bool fat_mounted;
     struct mf_area_fat area;
+    struct mf_keystore keystore;
+    struct mf_anchor anchor;
+    bool anchor_open;
+    struct mf_secure secure;
+    bool secure_open;
+    bool from_secure; /* the setup runs from the secure area */
     struct mf_setup setup;
     bool setup_loaded;
     int setup_error;
@@ -99,7 +109,8 @@ struct mf_programmer {
     bool initializing;
     bool files_changed;
     char state_message[MF_PROGRAMMER_TEXT_MAX]; /* why the programmer cannot run, "" if it can */
-    struct mf_nbdserver nbd;                    /* the export of file access mode */
+    int state_error; /* its kind: MF_EAUTH for the secure area and the trust anchor, MF_EIO */
+    struct mf_nbdserver nbd; /* the export of file access mode */
 
     struct mf_slot_worker workers[MF_SLOTS_MAX];
     unsigned slot_count;

@@ -134,6 +134,10 @@ static int protocol_error(const struct mf_cycle_result *r)
         return MF_PERR_PROTECTED;
     case MF_FAIL_CANCELED:
         return MF_PERR_CANCELED;
+    case MF_FAIL_CONFLICT:
+        return MF_PERR_CONFLICT;
+    case MF_FAIL_SECURE:
+        return MF_PERR_SECURE;
     default:
         return MF_PERR_OTHER;
     }
@@ -380,6 +384,8 @@ static int submit_error(int err)
         return MF_PERR_NO_SETUP;
     case MF_EIO:
         return MF_PERR_STORAGE;
+    case MF_EAUTH:
+        return MF_PERR_SECURE;
     default:
         return MF_PERR_BAD_SETUP;
     }

@@ -19,11 +19,11 @@ struct mf_ramanchor {
     bool has_identity;
     uint8_t identity[MF_ANCHOR_IDENTITY_SIZE];
     /* Knobs. */
-    struct mf_faultbd *power;  /* when set: powered off -> every call fails MF_EPOWERLOSS */
-    uint64_t writes;           /* anchor writes so far (key, digest, counter, identity) */
-    uint64_t cut_at;           /* cut the power at this write (1-based; 0 = never) */
-    bool cut_after;            /* the write lands before the cut (else it does not) */
-    unsigned cut_mode;         /* MF_FAULTBD_CUT_* for the storage at that moment */
+    struct mf_faultbd *power; /* when set: powered off -> every call fails MF_EPOWERLOSS */
+    uint64_t writes;          /* anchor writes so far (key, digest, counter, identity) */
+    uint64_t cut_at;          /* cut the power at this write (1-based; 0 = never) */
+    bool cut_after;           /* the write lands before the cut (else it does not) */
+    unsigned cut_mode;        /* MF_FAULTBD_CUT_* for the storage at that moment */
 };
 
 /* A fresh anchor: no key, no digest, counter 0, a random id. */

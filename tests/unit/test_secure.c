@@ -53,7 +53,8 @@ static void put(struct mf_fat *fs, const char *path, const void *data, size_t le
         assert_true(err == 0 || err == MF_EEXIST);
     }
     struct mf_fat_file f;
-    assert_int_equal(mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
+    assert_int_equal(mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC),
+                     0);
     assert_int_equal(mf_fat_write(fs, &f, data, (uint32_t)len), (int)len);
     assert_int_equal(mf_fat_close(fs, &f), 0);
 }
@@ -84,8 +85,8 @@ static void make_setup(struct fixture *f, const char *tag, const char *cntdown, 
 
 static struct mf_secure_config config_of(struct fixture *f, const struct mf_bd *bd)
 {
-    return (struct mf_secure_config){.bd = bd, .anchor = &f->anchor.anchor, .random = entropy,
-                                     .reservation = 1};
+    return (struct mf_secure_config){
+        .bd = bd, .anchor = &f->anchor.anchor, .random = entropy, .reservation = 1};
 }
 
 static int setup_fixture(void **state)
@@ -400,28 +401,24 @@ static void test_leftover(void **state)
     make_setup(f, "I", "5", 5000);
     install(f);
     bool leftover;
-    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
-                                           &leftover),
-                     0);
+    assert_int_equal(
+        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
     assert_true(leftover);
     /* Half deleted: still a leftover. */
     assert_int_equal(mf_fat_remove(&f->fs, "_SECURE/FLASHER.INI"), 0);
-    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
-                                           &leftover),
-                     0);
+    assert_int_equal(
+        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
     assert_true(leftover);
     /* A changed file: a new setup. */
     puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "900\r\n");
-    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
-                                           &leftover),
-                     0);
+    assert_int_equal(
+        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
     assert_false(leftover);
     /* After the folder was removed, any folder is new. */
     puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "500\r\n");
     assert_int_equal(mf_secure_folder_removed(&f->secure), 0);
-    assert_int_equal(mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER,
-                                           &leftover),
-                     0);
+    assert_int_equal(
+        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
     assert_false(leftover);
     reopen(f, 0);
     assert_true(f->secure.state.folder_removed);
@@ -433,10 +430,10 @@ struct cut {
     struct fixture *f;
     struct mf_ramanchor before; /* the anchor when the old setup was installed */
     uint8_t old_key[32];
-    struct mf_faultbd *device;  /* of the current run */
-    uint64_t anchor_cut;        /* cut at this anchor write (0: the sweep cuts the storage) */
+    struct mf_faultbd *device; /* of the current run */
+    uint64_t anchor_cut;       /* cut at this anchor write (0: the sweep cuts the storage) */
     bool anchor_after;
-    unsigned anchor_writes;     /* of a clean run */
+    unsigned anchor_writes; /* of a clean run */
 };
 
 static int cut_setup(void *context, const struct mf_bd *medium)
@@ -451,8 +448,8 @@ static int cut_run(void *context, const struct mf_bd *bd)
     struct fixture *f = c->f;
     f->anchor = c->before;
     f->anchor.anchor.context = &f->anchor;
-    f->anchor.power = (struct mf_faultbd *)(void *)((const char *)bd -
-                                                    offsetof(struct mf_faultbd, bd));
+    f->anchor.power =
+        (struct mf_faultbd *)(void *)((const char *)bd - offsetof(struct mf_faultbd, bd));
     f->anchor.writes = 0;
     f->anchor.cut_at = c->anchor_cut;
     f->anchor.cut_after = c->anchor_after;
@@ -460,8 +457,7 @@ static int cut_run(void *context, const struct mf_bd *bd)
     struct mf_secure_config config = config_of(f, bd);
     int err = mf_secure_open(&s, &config, f->message);
     if (!err)
-        err = mf_secure_install(&s, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
-                                f->message);
+        err = mf_secure_install(&s, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL, f->message);
     c->anchor_writes = (unsigned)f->anchor.writes;
     mf_secure_close(&s);
     return err;
@@ -488,9 +484,8 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
         uint8_t a[2048], b[2048];
         err = s.area.read(&s.area, "Projects/01_Widget/01_App/app.bin", 0, a, sizeof a);
         if (!err)
-            err = f->public_area.area.read(&f->public_area.area,
-                                           "_SECURE/Projects/01_Widget/01_App/app.bin", 0, b,
-                                           sizeof b);
+            err = f->public_area.area.read(
+                &f->public_area.area, "_SECURE/Projects/01_Widget/01_App/app.bin", 0, b, sizeof b);
         bool is_new = !err && memcmp(a, b, sizeof a) == 0;
         if (err || (!is_new && !old_key)) {
             fprintf(stderr, "cut at %llu: a setup is present but neither old nor new (%d)\n",
@@ -559,6 +554,139 @@ static void test_power_cut_during_the_move(void **state)
     }
 }
 
+/* ---- power cut at every write of a cycle's authorization (state record, reservation) ---- */
+
+struct auth_cut {
+    struct fixture *f;
+    struct mf_ramanchor before;
+    struct mf_setup setup;
+    unsigned completed; /* takes that returned 0 since the medium was restored */
+    uint64_t anchor_cut;
+    bool anchor_after;
+    bool fresh; /* the next run starts from the restored medium: the anchor too */
+};
+
+/* The medium starts as the installed setup left it. */
+static int auth_setup(void *context, const struct mf_bd *medium)
+{
+    struct auth_cut *c = context;
+    return mf_bd_prog(medium, 0, c->f->secure_mem, SECURE_BLOCKS);
+}
+
+static int auth_run(void *context, const struct mf_bd *bd)
+{
+    struct auth_cut *c = context;
+    struct fixture *f = c->f;
+    /* A run right after a reboot (the second of a pair) goes on with the anchor as the first
+     * left it; a run on the restored medium starts from the anchor as it was then. */
+    if (c->fresh) {
+        f->anchor = c->before;
+        f->anchor.anchor.context = &f->anchor;
+        c->fresh = false;
+        c->completed = 0;
+    }
+    f->anchor.writes = 0;
+    f->anchor.power =
+        (struct mf_faultbd *)(void *)((const char *)bd - offsetof(struct mf_faultbd, bd));
+    f->anchor.cut_at = c->anchor_cut;
+    f->anchor.cut_after = c->anchor_after;
+    struct mf_secure s;
+    struct mf_secure_config config = config_of(f, bd);
+    int err = mf_secure_open(&s, &config, f->message);
+    for (unsigned i = 0; i < 5 && !err; i++) {
+        char msg[MF_AREA_MESSAGE_MAX];
+        struct mf_tally t;
+        err = s.area.peek(&s.area, &c->setup, 0, &t, msg);
+        if (!err)
+            err = s.area.take(&s.area, &c->setup, 0, &t, msg);
+        if (!err)
+            c->completed++;
+    }
+    mf_secure_close(&s);
+    return err;
+}
+
+static int auth_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
+{
+    struct auth_cut *c = context;
+    struct fixture *f = c->f;
+    f->anchor.power = NULL;
+    f->anchor.cut_at = 0;
+    struct mf_secure s;
+    struct mf_secure_config config = config_of(f, bd);
+    int err = mf_secure_open(&s, &config, f->message);
+    if (err) {
+        fprintf(stderr, "cut %llu/%llu: open refused: %s\n", (unsigned long long)point->cut_at,
+                (unsigned long long)c->anchor_cut, f->message);
+        return err;
+    }
+    char msg[MF_AREA_MESSAGE_MAX];
+    struct mf_tally t;
+    err = s.area.peek(&s.area, &c->setup, 0, &t, msg);
+    mf_secure_close(&s);
+    c->fresh = true;
+    if (err)
+        return err;
+    /* 20 cycles before; `completed` devices certainly authorized, one more maybe per cut. Never
+     * more cycles left than 20 minus the completed ones; at most the rest of one reservation
+     * (K = 3) lost per cut; serial numbers never behind the completed ones. */
+    uint64_t cuts = point->second_run ? 2 : 1;
+    uint64_t most = 20 - c->completed, least = most >= 3 * cuts ? most - 3 * cuts : 0;
+    if (t.project_left > most || t.project_left < least || t.serial < 100 + c->completed) {
+        fprintf(stderr,
+                "cut %llu/%llu (%s): %u completed, %llu left (allowed %llu..%llu), serial %llu\n",
+                (unsigned long long)point->cut_at, (unsigned long long)c->anchor_cut,
+                mf_faultbd_cut_mode_name(point->mode), c->completed,
+                (unsigned long long)t.project_left, (unsigned long long)least,
+                (unsigned long long)most, (unsigned long long)t.serial);
+        return MF_EVERIFY;
+    }
+    return 0;
+}
+
+static void test_power_cut_during_authorization(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "AUTH", "20", 3000);
+    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "100\r\n");
+    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 3\n");
+    install(f);
+    struct auth_cut c = {.f = f, .before = f->anchor, .fresh = true};
+    load_setup(f, &c.setup);
+    mf_secure_close(&f->secure);
+    struct mf_sweep sweep = {.name = "secure authorization",
+                             .block_size = 512,
+                             .block_count = SECURE_BLOCKS,
+                             .context = &c,
+                             .setup = auth_setup,
+                             .run = auth_run,
+                             .check = auth_check};
+    struct mf_sweep_options options = {
+        .modes = MF_FAULTBD_CUT_ALL & ~MF_FAULTBD_CUT_GARBLE, .seeds = 2, .pairs = true};
+    struct mf_sweep_result result;
+    assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
+    assert_true(result.write_points >= 5);
+    /* And at every anchor write (the reservations), landed or not. */
+    for (unsigned m = 1; m <= 2; m++) {
+        for (int after = 0; after < 2; after++) {
+            static uint8_t medium[SECURE_BLOCKS * 512u];
+            memcpy(medium, f->secure_mem, sizeof medium);
+            struct mf_rambd ram;
+            mf_rambd_init(&ram, medium, 512, SECURE_BLOCKS);
+            struct mf_faultbd fb;
+            mf_faultbd_init(&fb, &ram.bd, NULL);
+            c.anchor_cut = m;
+            c.anchor_after = after;
+            c.fresh = true;
+            assert_int_not_equal(auth_run(&c, &fb.bd), 0);
+            mf_faultbd_reset(&fb);
+            struct mf_sweep_point point = {.cut_at = 0};
+            assert_int_equal(auth_check(&c, &fb.bd, &point), 0);
+        }
+    }
+    mf_setup_free(&c.setup);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -569,8 +697,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counts_and_serials, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k1, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k4, setup_fixture, teardown_fixture),
-        cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture,
-                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reinstall_erases_the_old_setup, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_too_big_is_refused_before_erasing, setup_fixture,
@@ -579,6 +706,8 @@ int main(void)
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_leftover, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_the_move, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,
                                         teardown_fixture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

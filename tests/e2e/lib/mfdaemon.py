@@ -115,12 +115,14 @@ class Daemon:
         self.port = None
 
     def start(self, wait_ready=True):
+        self.port = None
         self.log = open(self.log_path, "ab")
+        self.log_offset = os.path.getsize(self.log_path)
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
         deadline = time.time() + 20
         while time.time() < deadline:
-            text = self.log_text()
-            m = re.search(r"listening on tcp [0-9.]+:(\d+)", text[-4000:] if self.port else text)
+            text = self.log_text()[self.log_offset:]
+            m = re.search(r"listening on tcp [0-9.]+:(\d+)", text)
             if m and os.path.exists(self.socket_path):
                 self.port = int(m.group(1))
                 break

@@ -6,12 +6,16 @@ and every #STATUS is answered. Prints #STATUS response times (median, 99th perce
 daemon's RSS over time. Loopback only; stops by itself."""
 import os
 import random
+import select
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import termios
 import threading
 import time
+import tty
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e", "lib"))
 from mfdaemon import Client, Daemon, check, get, put, simple_project  # noqa: E402
@@ -25,6 +29,7 @@ lock = threading.Lock()
 latencies = []
 errors = []
 rss = []
+serial_answers = []
 
 
 def record_error(text):
@@ -108,6 +113,52 @@ def gang(port, results):
         record_error("gang: %r" % e)
 
 
+def serial_client(path):
+    """The serial channel at 9600 baud over a pty pair: status and garbage."""
+    rnd = random.Random(99)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
+        attrs = termios.tcgetattr(fd)
+        attrs[4] = attrs[5] = termios.B9600
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        buffer = b""
+
+        def line():
+            nonlocal buffer
+            deadline = time.monotonic() + HANG
+            while b"\r" not in buffer:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no reply on the serial line, got %r" % buffer)
+                r, _, _ = select.select([fd], [], [], 0.5)
+                if r:
+                    buffer += os.read(fd, 4096)
+            text, buffer = buffer.split(b"\r", 1)
+            return text.decode(errors="replace")
+
+        os.write(fd, b"#SELMODULE 1\r")
+        if (line(), line()) != ("#ACK", "#SELECTED:1"):
+            record_error("serial: #SELMODULE 1 refused")
+        while not stop.is_set():
+            kind = rnd.random()
+            if kind < 0.6:
+                os.write(fd, b"#STATUS\r")
+                a, b = line(), line()
+                if a != "#ACK" or not b.startswith("#STATUS:"):
+                    record_error("serial: #STATUS answered %r %r" % (a, b))
+                with lock:
+                    serial_answers.append(b)
+            else:
+                os.write(fd, rnd.choice([b"#NOPE\r", b"\x00\xffjunk\r", b"#FREAD\r"]))
+                a = line()
+                if not a.startswith("#NACK"):
+                    record_error("serial: garbage answered %r" % a)
+            time.sleep(rnd.random() * 0.1)
+        os.close(fd)
+    except Exception as e:  # noqa: BLE001
+        record_error("serial: %r" % e)
+
+
 def sample_rss(pid):
     while not stop.is_set():
         try:
@@ -120,13 +171,27 @@ def sample_rss(pid):
         time.sleep(1)
 
 
-with Daemon(slots=8, sim_speed="1", size="64M") as d:
+workdir = tempfile.mkdtemp(prefix="mf-load-")
+ours, theirs = os.path.join(workdir, "host"), os.path.join(workdir, "programmer")
+socat = subprocess.Popen(["socat", "pty,raw,echo=0,link=" + ours, "pty,raw,echo=0,link=" + theirs],
+                         stderr=subprocess.DEVNULL)
+for _ in range(100):
+    if os.path.exists(ours) and os.path.exists(theirs):
+        break
+    time.sleep(0.05)
+else:
+    socat.kill()
+    check(False, "socat made no pty pair")
+
+
+def run(d):
     c = d.tcp()
     simple_project(c, count=100000, serial=1, size=64 * 1024)
     results = []
     threads = [threading.Thread(target=gang, args=(d.port, results))]
     threads += [threading.Thread(target=status_client, args=(d.port, n)) for n in range(CLIENTS)]
     threads += [threading.Thread(target=slow_client, args=(d.port,)) for _ in range(2)]
+    threads += [threading.Thread(target=serial_client, args=(ours,))]
     threads += [threading.Thread(target=sample_rss, args=(d.proc.pid,))]
     start = time.monotonic()
     for t in threads:
@@ -146,9 +211,20 @@ with Daemon(slots=8, sim_speed="1", size="64M") as d:
     check(failed == 0, "%d cycles failed: %r" % (failed, [r for r in results if ":#OK (" not in r][:5]))
     check(d.stop() == 0, "clean exit")
 
+    return ok
+
+
+try:
+    with Daemon(slots=8, sim_speed="1", size="64M", extra=["--serial", theirs]) as d:
+        ok = run(d)
+finally:
+    socat.kill()
+    socat.wait()
+
 lat = sorted(latencies)
 print("load: %.0f s, %d clients + 2 slow + gang of 8: %d devices programmed" % (SECONDS, CLIENTS, ok))
 print("load: #STATUS answered %d times: median %.1f ms, 99th percentile %.1f ms, max %.1f ms"
       % (len(lat), 1000 * statistics.median(lat), 1000 * lat[int(len(lat) * 0.99)], 1000 * lat[-1]))
+print("load: serial line answered %d #STATUS" % len(serial_answers))
 print("load: daemon RSS over time (MiB): " + " ".join(str(m) for _, m in rss[:: max(1, len(rss) // 12)]))
 print("ok")

@@ -3,6 +3,7 @@
 
 #include "mf_clock.h"
 #include "mf_err.h"
+#include "mf_gdb.h"
 #include "mf_ini.h"
 #include "mf_sim.h"
 
@@ -160,7 +161,19 @@ static int open_target(struct mf_programmer *p, struct mf_slot_worker *w, const 
         w->target_open = true;
         return 0;
     }
-    say(error, "slot %u: target '%s': unknown (known: sim)", w->number, spec);
+    if (strncmp(spec, "gdb:", 4) == 0) {
+        int err = mf_gdb_open(&w->target, spec, NULL);
+        if (err) {
+            say(error, "slot %u: %s", w->number, w->target.error);
+            return err;
+        }
+        w->target_open = true;
+        return 0;
+    }
+    say(error,
+        "slot %u: target '%s': unknown (known: sim, gdb:tcp:HOST:PORT, "
+        "gdb:serial:DEVICE[:BAUD])",
+        w->number, spec);
     return MF_EINVAL;
 }
 
@@ -301,26 +314,50 @@ static int finish_removal(struct mf_programmer *p)
     return err;
 }
 
+/* Opens the trust anchor the configuration names: the keystore file, or the TPM with its state
+ * file beside the keystore path. */
+static int open_anchor(struct mf_programmer *p)
+{
+    if (p->anchor_open)
+        return 0;
+    int err;
+    if (p->config.tpm) {
+        char state[700];
+        snprintf(state, sizeof state, "%s.tpm", p->config.keystore);
+        err = mf_tpm_open(&p->tpm, p->config.tpm, state, true, &p->anchor);
+    } else {
+        err = mf_keystore_open(&p->keystore, p->config.keystore, true, &p->anchor);
+    }
+    if (!err)
+        p->anchor_open = true;
+    return err;
+}
+
+static void close_anchor(struct mf_programmer *p)
+{
+    if (!p->anchor_open)
+        return;
+    p->anchor.close(&p->anchor);
+    p->anchor_open = false;
+}
+
 /* Opens the trust anchor and the secure area, and handles a `_SECURE` folder in the public area:
  * moves it (stand-alone mode only), or finishes removing what is left of one already moved. */
 static void boot_secure(struct mf_programmer *p)
 {
     char message[MF_SECURE_MESSAGE_MAX];
-    if (!p->anchor_open) {
-        int err = mf_keystore_open(&p->keystore, p->config.keystore, true, &p->anchor);
-        if (err) {
-            say(p->state_message, "trust anchor: %s", p->anchor.error);
-            p->state_error = MF_EAUTH;
-            log_stderr(p, 0, "%s", p->state_message);
-            mf_flashlog_write(&p->log, "%s", p->state_message);
-            return;
-        }
-        p->anchor_open = true;
+    if (open_anchor(p) != 0) {
+        say(p->state_message, "trust anchor (%s): %s", p->config.tpm ? "tpm" : "keystore",
+            p->anchor.error);
+        p->state_error = MF_EAUTH;
+        log_stderr(p, 0, "%s", p->state_message);
+        mf_flashlog_write(&p->log, "%s", p->state_message);
+        return;
     }
     struct mf_secure_config sc = {.bd = mf_storage_secure_area(&p->storage),
                                   .anchor = &p->anchor,
                                   .random = entropy,
-                                  .reservation = 1,
+                                  .reservation = p->config.tpm ? 100 : 1,
                                   .lock = p->secure_lock};
     int err = mf_secure_open(&p->secure, &sc, message);
     if (err) {
@@ -564,7 +601,9 @@ void mf_programmer_stop(struct mf_programmer *p)
         if (w->thread_started)
             pthread_join(w->thread, NULL);
         w->thread_started = false;
-        if (w->target_open)
+        if (w->target_open && mf_gdb_is(&w->target))
+            mf_gdb_close(&w->target);
+        else if (w->target_open)
             mf_sim_close(&w->target);
         w->target_open = false;
         free(w->slot);
@@ -573,10 +612,7 @@ void mf_programmer_stop(struct mf_programmer *p)
     if (p->fat_mounted)
         mf_flashlog_write(&p->log, "programmer stopped");
     shutdown_areas(p);
-    if (p->anchor_open) {
-        mf_keystore_close(&p->keystore);
-        p->anchor_open = false;
-    }
+    close_anchor(p);
     if (p->storage_open) {
         mf_bd_sync(&p->file.bd);
         mf_filebd_close(&p->file);
@@ -980,13 +1016,8 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error)
      * forgets its key (the spec: all configuration and data files are lost). */
     int err = 0;
     error[0] = '\0';
-    if (!p->anchor_open) {
-        err = mf_keystore_open(&p->keystore, p->config.keystore, true, &p->anchor);
-        if (err)
-            say(error, "trust anchor: %s", p->anchor.error);
-        else
-            p->anchor_open = true;
-    }
+    if ((err = open_anchor(p)) != 0)
+        say(error, "trust anchor: %s", p->anchor.error);
     char message[MF_SECURE_MESSAGE_MAX];
     if (!err && (err = mf_secure_erase(&p->anchor, message)) != 0)
         say(error, "%s", message);

@@ -11,6 +11,7 @@
 #include "mf_filebd.h"
 #include "mf_flashlog.h"
 #include "mf_keystore.h"
+#include "mf_tpm.h"
 #include "mf_nbdserver.h"
 #include "mf_secure.h"
 #include "mf_setup.h"
@@ -29,7 +30,8 @@ enum mf_mode { MF_MODE_STANDALONE, MF_MODE_FILEACCESS };
 struct mf_programmer_config {
     const char *storage;               /* image path (created when missing) */
     uint64_t storage_size;             /* size of a new image; 0: 128 MiB */
-    const char *keystore;              /* trust anchor file */
+    const char *keystore;              /* trust anchor file (with tpm: base of its state file) */
+    const char *tpm;                   /* TPM 2.0 TCTI ("device:/dev/tpmrm0"); NULL: keystore */
     unsigned slots;                    /* 1..MF_SLOTS_MAX */
     const char *targets[MF_SLOTS_MAX]; /* per slot, or one for all: "sim" */
     unsigned target_count;             /* 0: "sim" for every slot */
@@ -91,6 +93,7 @@ struct mf_programmer {
     bool fat_mounted;
     struct mf_area_fat area;
     struct mf_keystore keystore;
+    struct mf_tpm tpm;
     struct mf_anchor anchor;
     bool anchor_open;
     struct mf_secure secure;

@@ -767,11 +767,11 @@ static int tpm_open(struct mf_tpm *tpm, const char *conf, const char *state_path
             err = nv_set_auth(tpm, *tr);
         if (err)
             return err;
-        if (phase == SF_PHASE_READY && nv_specs[i].handle == MF_TPM_NV_COUNTER && !written)
+        if (phase == SF_PHASE_READY && nv_specs[i].handle != MF_TPM_NV_IDENTITY && !written)
             return tpm_fail(tpm, MF_ECORRUPT,
-                            "TPM: counter index 0x%08x was never written: it was deleted and "
-                            "defined again",
-                            (unsigned)MF_TPM_NV_COUNTER);
+                            "TPM: %s index 0x%08x was never written: it was deleted and defined "
+                            "again",
+                            nv_specs[i].what, (unsigned)nv_specs[i].handle);
         if (phase == SF_PHASE_READY && nv_specs[i].handle == MF_TPM_NV_IDENTITY && written &&
             !locked) {
             err = tpm_lock_identity(tpm); /* a cut between the identity's write and lock */

@@ -38,6 +38,9 @@ static void usage(FILE *out)
         "                       (default: $XDG_DATA_HOME/mintflash/storage.img)\n"
         "  --size SIZE          size of a new storage image (default 128M)\n"
         "  --keystore PATH      trust anchor file (default: next to the storage image)\n"
+        "  --tpm TCTI           use a TPM 2.0 as the trust anchor instead, e.g.\n"
+        "                       device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321;\n"
+        "                       its state file is the keystore path + .tpm\n"
         "  --tcp HOST:PORT      TCP channel (default 127.0.0.1:2323; 'off' disables)\n"
         "  --socket PATH        local UNIX socket, the stand-in for USB\n"
         "                       (default $XDG_RUNTIME_DIR/mintflash/mintflashd.sock; 'off')\n"
@@ -58,7 +61,7 @@ static void usage(FILE *out)
 }
 
 struct options {
-    char storage[512], keystore[600], sim_dir[512], socket_path[512];
+    char storage[512], keystore[600], sim_dir[512], socket_path[512], tpm[256];
     const char *tcp, *socket, *serial, *nbd;
     uint64_t size;
     unsigned slots;
@@ -121,6 +124,8 @@ static int apply(struct options *o, const char *name, const char *value)
         }
     } else if (strcmp(name, "keystore") == 0)
         snprintf(o->keystore, sizeof o->keystore, "%s", value);
+    else if (strcmp(name, "tpm") == 0)
+        snprintf(o->tpm, sizeof o->tpm, "%s", value);
     else if (strcmp(name, "tcp") == 0)
         o->tcp = strcmp(value, "off") ? value : NULL;
     else if (strcmp(name, "socket") == 0)
@@ -224,23 +229,15 @@ int main(int argc, char **argv)
     o.sim_speed = 1.0;
 
     static const struct option longopts[] = {
-        {"storage", required_argument, NULL, 0},
-        {"size", required_argument, NULL, 0},
-        {"keystore", required_argument, NULL, 0},
-        {"tcp", required_argument, NULL, 0},
-        {"socket", required_argument, NULL, 0},
-        {"serial", required_argument, NULL, 0},
-        {"nbd", required_argument, NULL, 0},
-        {"file-access", no_argument, NULL, 0},
-        {"slots", required_argument, NULL, 0},
-        {"target", required_argument, NULL, 0},
-        {"sim-dir", required_argument, NULL, 0},
-        {"sim-speed", required_argument, NULL, 0},
-        {"config", required_argument, NULL, 0},
-        {"verbose", no_argument, NULL, 'v'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"storage", required_argument, NULL, 0},   {"size", required_argument, NULL, 0},
+        {"keystore", required_argument, NULL, 0},  {"tpm", required_argument, NULL, 0},
+        {"tcp", required_argument, NULL, 0},       {"socket", required_argument, NULL, 0},
+        {"serial", required_argument, NULL, 0},    {"nbd", required_argument, NULL, 0},
+        {"file-access", no_argument, NULL, 0},     {"slots", required_argument, NULL, 0},
+        {"target", required_argument, NULL, 0},    {"sim-dir", required_argument, NULL, 0},
+        {"sim-speed", required_argument, NULL, 0}, {"config", required_argument, NULL, 0},
+        {"verbose", no_argument, NULL, 'v'},       {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     bool keystore_set = false;
     for (;;) {
@@ -288,6 +285,7 @@ int main(int argc, char **argv)
         .storage = o.storage,
         .storage_size = o.size,
         .keystore = o.keystore,
+        .tpm = o.tpm[0] ? o.tpm : NULL,
         .slots = o.slots,
         .target_count = o.target_count,
         .sim_dir = o.sim_dir,
@@ -312,6 +310,8 @@ int main(int argc, char **argv)
         return 1;
     }
     struct mf_programmer_sink sink = mf_server_sink(&server);
+    if (pc.tpm) /* tpm2-tss logs to stderr unless told; setenv only before threads start */
+        setenv("TSS2_LOG", "all+NONE", 0);
     if (mf_programmer_start(&programmer, &pc, &sink, error)) {
         fprintf(stderr, "mintflashd: %s\n", error);
         mf_server_close(&server);

@@ -77,8 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned other = 1u - current;
         if (damaged != (rc[other] != 0))
             abort();
-        if (rc[other] == 0 && (slots[other].sequence >= state.sequence ||
-                               slots[other].counter > state.counter))
+        if (rc[other] == 0 &&
+            (slots[other].sequence >= state.sequence || slots[other].counter > state.counter))
             abort();
     } else if (memchr(error, '\0', sizeof error) == NULL || error[0] == '\0') {
         abort(); /* every refusal says why */

@@ -25,7 +25,8 @@
 #include <unistd.h>
 
 #define SWTPM_ATTEMPTS           8
-#define SWTPM_READY_MS           15000 /* swtpm starts in milliseconds; this is for a loaded machine */
+/* swtpm starts in milliseconds; the margin is for a loaded machine. */
+#define SWTPM_READY_MS           15000
 #define SWTPM_TERM_MS            5000
 #define SWTPM_REGISTRY_MAX       16
 #define SWTPM_CTRL_FD            3 /* where the child finds the control socket */

@@ -631,30 +631,38 @@ static char *fast_tmpdir(void)
     return mf_test_tmpdir("keystore-crash");
 }
 
+static int setup_fast(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    f->dir = fast_tmpdir();
+    if (!f->dir) {
+        free(f);
+        return -1;
+    }
+    f->path = mf_test_path(f->dir, "anchor.keystore");
+    *state = f;
+    return 0;
+}
+
 static void test_crash_torn_writes(void **state)
 {
-    (void)state;
+    struct fixture *f = *state;
     rng_state = mf_test_seed("keystore torn writes", 0x6b657973746f7265ULL) | 1;
-    char *dir = fast_tmpdir();
-    assert_non_null(dir);
-    char *path = mf_test_path(dir, "anchor.keystore");
     struct mf_keystore ks;
     struct mf_anchor a;
-    assert_int_equal(mf_keystore_open(&ks, path, true, &a), 0);
+    assert_int_equal(mf_keystore_open(&ks, f->path, true, &a), 0);
     a.close(&a);
 
-    crash_one(path, OP_INCREMENT, 1, "increment");
-    crash_one(path, OP_KEY, 2, "first key");
-    crash_one(path, OP_INCREMENT, 3, "increment with a key");
-    crash_one(path, OP_DIGEST, 4, "digest");
-    crash_one(path, OP_KEY, 5, "key change");
-    crash_one(path, OP_IDENTITY, 6, "identity");
-    crash_one(path, OP_INCREMENT, 7, "increment with an identity");
-    crash_one(path, OP_KEY_ERASE, 8, "key erase");
-
-    free(path);
-    assert_int_equal(mf_test_rmtree(dir), 0);
-    free(dir);
+    crash_one(f->path, OP_INCREMENT, 1, "increment");
+    crash_one(f->path, OP_KEY, 2, "first key");
+    crash_one(f->path, OP_INCREMENT, 3, "increment with a key");
+    crash_one(f->path, OP_DIGEST, 4, "digest");
+    crash_one(f->path, OP_KEY, 5, "key change");
+    crash_one(f->path, OP_IDENTITY, 6, "identity");
+    crash_one(f->path, OP_INCREMENT, 7, "increment with an identity");
+    crash_one(f->path, OP_KEY_ERASE, 8, "key erase");
 }
 
 /* ---- crash simulation: a child killed at random moments ---- */
@@ -786,7 +794,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_change_wipes_old_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counter_monotonic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_slots, setup, teardown),
-        cmocka_unit_test(test_crash_torn_writes),
+        cmocka_unit_test_setup_teardown(test_crash_torn_writes, setup_fast, teardown),
         cmocka_unit_test_setup_teardown(test_crash_killed_child, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

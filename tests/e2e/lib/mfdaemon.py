@@ -250,3 +250,71 @@ def simple_project(client, count=3, serial=100, device="SIM-F4-1M", base=0x08000
 def sim_flash(daemon, slot):
     with open(os.path.join(daemon.sim_dir, "slot%d" % slot, "flash.bin"), "rb") as f:
         return f.read()
+
+
+class Swtpm:
+    """A software TPM 2.0 (swtpm) on loopback, for the --tpm trust anchor. Its command port is
+    `port`, its control port port + 1; `tcti` is what mintflashd's --tpm takes. The state
+    folder survives stop()/start() (a power cycle of the TPM); everything stops on exit."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="mf-swtpm-")
+        self.proc = None
+        self.port = None
+
+    @staticmethod
+    def available():
+        return shutil.which("swtpm") is not None
+
+    def _free_pair(self):
+        for _ in range(50):
+            port = free_port()
+            if port >= 65535:
+                continue
+            try:
+                probe = socket.socket()
+                probe.bind(("127.0.0.1", port + 1))
+                probe.close()
+                return port
+            except OSError:
+                continue
+        fail("no free pair of loopback ports for swtpm")
+
+    def start(self):
+        for _ in range(5):
+            port = self.port or self._free_pair()
+            out = open(os.path.join(self.dir, "swtpm.out"), "ab")
+            self.proc = subprocess.Popen(
+                ["swtpm", "socket", "--tpm2",
+                 "--server", "type=tcp,port=%d,bindaddr=127.0.0.1" % port,
+                 "--ctrl", "type=tcp,port=%d,bindaddr=127.0.0.1" % (port + 1),
+                 "--tpmstate", "dir=" + self.dir, "--flags", "not-need-init,startup-clear"],
+                stdout=out, stderr=out)
+            deadline = time.time() + 10
+            while time.time() < deadline and self.proc.poll() is None:
+                try:
+                    socket.create_connection(("127.0.0.1", port + 1), timeout=1).close()
+                    self.port = port
+                    return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+            self.port = None  # a port taken in between: try another pair
+        fail("swtpm did not start:\n" + open(os.path.join(self.dir, "swtpm.out")).read())
+
+    @property
+    def tcti(self):
+        return "swtpm:host=127.0.0.1,port=%d" % self.port
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, kind, value, tb):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False

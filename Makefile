@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 60
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build demo check check-unit check-e2e fuzz soak bench lint format clean
+.PHONY: all bootstrap configure build demo check check-unit check-e2e check-valgrind fuzz soak bench lint format clean
 
 all: build
 
@@ -34,6 +34,10 @@ check-unit: bootstrap build
 
 check-e2e: bootstrap build
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure -L e2e $(CTEST_ARGS)
+
+# The end-to-end suite with both programs under valgrind memcheck (slow; not part of `make check`).
+check-valgrind: bootstrap build
+	scripts/check-valgrind $(BUILD)
 
 # libFuzzer: every tests/fuzz/fuzz_*.c, FUZZ_SECONDS each, starting from its corpus.
 fuzz: bootstrap build

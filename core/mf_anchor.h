@@ -14,6 +14,7 @@
 #define MF_ANCHOR_DIGEST_SIZE   32u
 #define MF_ANCHOR_BINDING_SIZE  32u
 #define MF_ANCHOR_IDENTITY_SIZE 64u /* X25519 secret key, then Ed25519 seed */
+#define MF_ANCHOR_OWNER_SIZE    32u /* an owner's Ed25519 public key */
 #define MF_ANCHOR_ERROR_MAX     192u
 
 struct mf_anchor_state {
@@ -21,6 +22,8 @@ struct mf_anchor_state {
     uint8_t key[MF_ANCHOR_KEY_SIZE]; /* the installed setup's storage key */
     bool has_digest;
     uint8_t digest[MF_ANCHOR_DIGEST_SIZE]; /* of the current secure-area header */
+    bool has_owner;
+    uint8_t owner[MF_ANCHOR_OWNER_SIZE]; /* the pinned owner (securearea create --owner) */
 };
 
 struct mf_anchor {
@@ -36,6 +39,10 @@ struct mf_anchor {
 
     /* Replaces the header digest (NULL: none). */
     int (*write_digest)(struct mf_anchor *anchor, const uint8_t *digest);
+
+    /* Pins the owner whose sealed packages alone may be installed (NULL: none). Not secret, but
+     * out of the storage medium's reach, so that no cut power and no restored image unpins. */
+    int (*write_owner)(struct mf_anchor *anchor, const uint8_t *owner);
 
     /* The monotonic counter: it never goes down, whatever happens to the storage. */
     int (*counter_read)(struct mf_anchor *anchor, uint64_t *value);

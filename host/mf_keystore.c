@@ -30,16 +30,19 @@
 #define KS_OFF_KEY             48u
 #define KS_OFF_DIGEST          80u
 #define KS_OFF_IDENTITY        112u
-#define KS_OFF_RESERVED        176u
+#define KS_OFF_OWNER           176u
+#define KS_OFF_RESERVED        208u
 #define KS_OFF_CHECKSUM        (MF_KEYSTORE_SLOT_SIZE - 4u)
 #define KS_FLAG_KEY            0x1u
 #define KS_FLAG_DIGEST         0x2u
 #define KS_FLAG_IDENTITY       0x4u
-#define KS_FLAGS_KNOWN         (KS_FLAG_KEY | KS_FLAG_DIGEST | KS_FLAG_IDENTITY)
+#define KS_FLAG_OWNER          0x8u
+#define KS_FLAGS_KNOWN         (KS_FLAG_KEY | KS_FLAG_DIGEST | KS_FLAG_IDENTITY | KS_FLAG_OWNER)
 #define KS_CREATE_ATTEMPTS     8
 #define MF_KEYSTORE_SHOWN_PATH 96 /* paths in messages: the anchor's error text is short */
 
-_Static_assert(KS_OFF_IDENTITY + MF_ANCHOR_IDENTITY_SIZE == KS_OFF_RESERVED, "slot layout");
+_Static_assert(KS_OFF_IDENTITY + MF_ANCHOR_IDENTITY_SIZE == KS_OFF_OWNER, "slot layout");
+_Static_assert(KS_OFF_OWNER + MF_ANCHOR_OWNER_SIZE == KS_OFF_RESERVED, "slot layout");
 _Static_assert(KS_OFF_RESERVED < KS_OFF_CHECKSUM, "slot layout");
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -131,7 +134,8 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
     memcpy(raw, KS_MAGIC, KS_MAGIC_SIZE);
     put_u32(raw + KS_OFF_VERSION, MF_KEYSTORE_VERSION);
     uint32_t flags = (slot->has_key ? KS_FLAG_KEY : 0) | (slot->has_digest ? KS_FLAG_DIGEST : 0) |
-                     (slot->has_identity ? KS_FLAG_IDENTITY : 0);
+                     (slot->has_identity ? KS_FLAG_IDENTITY : 0) |
+                     (slot->has_owner ? KS_FLAG_OWNER : 0);
     put_u32(raw + KS_OFF_FLAGS, flags);
     put_u64(raw + KS_OFF_SEQUENCE, slot->sequence);
     put_u64(raw + KS_OFF_COUNTER, slot->counter);
@@ -143,6 +147,8 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
         memcpy(raw + KS_OFF_DIGEST, slot->digest, MF_ANCHOR_DIGEST_SIZE);
     if (slot->has_identity)
         memcpy(raw + KS_OFF_IDENTITY, slot->identity, MF_ANCHOR_IDENTITY_SIZE);
+    if (slot->has_owner)
+        memcpy(raw + KS_OFF_OWNER, slot->owner, MF_ANCHOR_OWNER_SIZE);
     put_u32(raw + KS_OFF_CHECKSUM, mf_crc32_update(0, raw, KS_OFF_CHECKSUM));
 }
 
@@ -163,7 +169,9 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
         return MF_ECORRUPT;
     if ((!(flags & KS_FLAG_KEY) && !all_zero(raw + KS_OFF_KEY, MF_ANCHOR_KEY_SIZE)) ||
         (!(flags & KS_FLAG_DIGEST) && !all_zero(raw + KS_OFF_DIGEST, MF_ANCHOR_DIGEST_SIZE)) ||
-        (!(flags & KS_FLAG_IDENTITY) && !all_zero(raw + KS_OFF_IDENTITY, MF_ANCHOR_IDENTITY_SIZE)))
+        (!(flags & KS_FLAG_IDENTITY) &&
+         !all_zero(raw + KS_OFF_IDENTITY, MF_ANCHOR_IDENTITY_SIZE)) ||
+        (!(flags & KS_FLAG_OWNER) && !all_zero(raw + KS_OFF_OWNER, MF_ANCHOR_OWNER_SIZE)))
         return MF_ECORRUPT;
     slot->sequence = sequence;
     slot->counter = get_u64(raw + KS_OFF_COUNTER);
@@ -174,6 +182,8 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
     memcpy(slot->digest, raw + KS_OFF_DIGEST, MF_ANCHOR_DIGEST_SIZE);
     slot->has_identity = (flags & KS_FLAG_IDENTITY) != 0;
     memcpy(slot->identity, raw + KS_OFF_IDENTITY, MF_ANCHOR_IDENTITY_SIZE);
+    slot->has_owner = (flags & KS_FLAG_OWNER) != 0;
+    memcpy(slot->owner, raw + KS_OFF_OWNER, MF_ANCHOR_OWNER_SIZE);
     return 0;
 }
 
@@ -520,6 +530,8 @@ static int ks_read_state(struct mf_anchor *anchor, struct mf_anchor_state *state
     memcpy(state->key, ks->state.key, sizeof state->key);
     state->has_digest = ks->state.has_digest;
     memcpy(state->digest, ks->state.digest, sizeof state->digest);
+    state->has_owner = ks->state.has_owner;
+    memcpy(state->owner, ks->state.owner, sizeof state->owner);
     return 0;
 }
 
@@ -546,6 +558,20 @@ static int ks_write_digest(struct mf_anchor *anchor, const uint8_t *digest)
         memcpy(next.digest, digest, MF_ANCHOR_DIGEST_SIZE);
     else
         memset(next.digest, 0, sizeof next.digest);
+    int err = ks_commit(ks, &next, false);
+    sodium_memzero(&next, sizeof next);
+    return err;
+}
+
+static int ks_write_owner(struct mf_anchor *anchor, const uint8_t *owner)
+{
+    struct mf_keystore *ks = anchor->context;
+    struct mf_keystore_slot next = ks->state;
+    next.has_owner = owner != NULL;
+    if (owner)
+        memcpy(next.owner, owner, MF_ANCHOR_OWNER_SIZE);
+    else
+        memset(next.owner, 0, sizeof next.owner);
     int err = ks_commit(ks, &next, false);
     sodium_memzero(&next, sizeof next);
     return err;
@@ -692,6 +718,7 @@ static void ks_fill_anchor(struct mf_keystore *ks, struct mf_anchor *anchor)
     anchor->read_state = ks_read_state;
     anchor->write_key = ks_write_key;
     anchor->write_digest = ks_write_digest;
+    anchor->write_owner = ks_write_owner;
     anchor->counter_read = ks_counter_read;
     anchor->counter_increment = ks_counter_increment;
     anchor->binding = ks_binding;

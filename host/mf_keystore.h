@@ -25,6 +25,8 @@ struct mf_keystore_slot {
     uint8_t key[MF_ANCHOR_KEY_SIZE];
     bool has_digest;
     uint8_t digest[MF_ANCHOR_DIGEST_SIZE];
+    bool has_owner;
+    uint8_t owner[MF_ANCHOR_OWNER_SIZE];
     bool has_identity;
     uint8_t identity[MF_ANCHOR_IDENTITY_SIZE];
 };

@@ -108,13 +108,16 @@ void mf_tpm_close(struct mf_tpm *tpm)
 #define ST_VERSION            1u
 #define ST_FLAG_KEY           0x1u
 #define ST_FLAG_DIGEST        0x2u
+#define ST_FLAG_OWNER         0x4u
 #define ST_OFF_KEY            8u
 #define ST_OFF_DIGEST         40u
+#define ST_OFF_OWNER          72u
 
 #define NV_BASE_ATTRIBUTES (TPMA_NV_AUTHREAD | TPMA_NV_AUTHWRITE | TPMA_NV_NO_DA)
 #define NV_STATE_BITS      (TPMA_NV_WRITTEN | TPMA_NV_WRITELOCKED)
 
-_Static_assert(ST_OFF_DIGEST + MF_ANCHOR_DIGEST_SIZE == MF_TPM_STATE_SIZE, "state layout");
+_Static_assert(ST_OFF_DIGEST + MF_ANCHOR_DIGEST_SIZE == ST_OFF_OWNER, "state layout");
+_Static_assert(ST_OFF_OWNER + MF_ANCHOR_OWNER_SIZE == MF_TPM_STATE_SIZE, "state layout");
 _Static_assert(MF_ANCHOR_IDENTITY_SIZE <= sizeof(((TPM2B_MAX_NV_BUFFER *)0)->buffer), "nv");
 
 struct nv_spec {
@@ -405,7 +408,8 @@ static int tpm_read_state(struct mf_anchor *anchor, struct mf_anchor_state *stat
         return err;
     uint8_t raw[MF_TPM_STATE_SIZE];
     err = nv_read(tpm, tpm->state_index, sizeof raw, raw, "read of the state index");
-    if (!err && (raw[0] != ST_VERSION || (raw[1] & ~(ST_FLAG_KEY | ST_FLAG_DIGEST)) != 0))
+    if (!err &&
+        (raw[0] != ST_VERSION || (raw[1] & ~(ST_FLAG_KEY | ST_FLAG_DIGEST | ST_FLAG_OWNER)) != 0))
         err = tpm_fail(tpm, MF_ECORRUPT, "TPM: state index 0x%08x holds an unknown format",
                        (unsigned)MF_TPM_NV_STATE);
     if (!err) {
@@ -415,6 +419,9 @@ static int tpm_read_state(struct mf_anchor *anchor, struct mf_anchor_state *stat
         state->has_digest = (raw[1] & ST_FLAG_DIGEST) != 0;
         if (state->has_digest)
             memcpy(state->digest, raw + ST_OFF_DIGEST, MF_ANCHOR_DIGEST_SIZE);
+        state->has_owner = (raw[1] & ST_FLAG_OWNER) != 0;
+        if (state->has_owner)
+            memcpy(state->owner, raw + ST_OFF_OWNER, MF_ANCHOR_OWNER_SIZE);
     }
     sodium_memzero(raw, sizeof raw);
     return err;
@@ -427,11 +434,14 @@ static int tpm_write_state(struct mf_tpm *tpm, const struct mf_anchor_state *sta
     memset(raw, 0, sizeof raw);
     raw[0] = ST_VERSION;
     raw[1] =
-        (uint8_t)((state->has_key ? ST_FLAG_KEY : 0) | (state->has_digest ? ST_FLAG_DIGEST : 0));
+        (uint8_t)((state->has_key ? ST_FLAG_KEY : 0) | (state->has_digest ? ST_FLAG_DIGEST : 0) |
+                  (state->has_owner ? ST_FLAG_OWNER : 0));
     if (state->has_key)
         memcpy(raw + ST_OFF_KEY, state->key, MF_ANCHOR_KEY_SIZE);
     if (state->has_digest)
         memcpy(raw + ST_OFF_DIGEST, state->digest, MF_ANCHOR_DIGEST_SIZE);
+    if (state->has_owner)
+        memcpy(raw + ST_OFF_OWNER, state->owner, MF_ANCHOR_OWNER_SIZE);
     int err = nv_write(tpm, tpm->state_index, raw, sizeof raw, "write of the state index");
     sodium_memzero(raw, sizeof raw);
     return err;
@@ -465,6 +475,23 @@ static int tpm_write_digest(struct mf_anchor *anchor, const uint8_t *digest)
             memcpy(state.digest, digest, MF_ANCHOR_DIGEST_SIZE);
         else
             memset(state.digest, 0, sizeof state.digest);
+        err = tpm_write_state(tpm, &state);
+    }
+    sodium_memzero(&state, sizeof state);
+    return err;
+}
+
+static int tpm_write_owner(struct mf_anchor *anchor, const uint8_t *owner)
+{
+    struct mf_tpm *tpm = anchor->context;
+    struct mf_anchor_state state;
+    int err = tpm_read_state(anchor, &state);
+    if (!err) {
+        state.has_owner = owner != NULL;
+        if (owner)
+            memcpy(state.owner, owner, MF_ANCHOR_OWNER_SIZE);
+        else
+            memset(state.owner, 0, sizeof state.owner);
         err = tpm_write_state(tpm, &state);
     }
     sodium_memzero(&state, sizeof state);
@@ -694,6 +721,7 @@ static void tpm_fill_anchor(struct mf_tpm *tpm, struct mf_anchor *anchor)
     anchor->read_state = tpm_read_state;
     anchor->write_key = tpm_write_key;
     anchor->write_digest = tpm_write_digest;
+    anchor->write_owner = tpm_write_owner;
     anchor->counter_read = tpm_counter_read;
     anchor->counter_increment = tpm_counter_increment;
     anchor->binding = tpm_binding;

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from mfdaemon import Daemon, Swtpm, check, get, put, sim_flash  # noqa: E402
@@ -87,7 +88,11 @@ try:
             tpm.stop()
             d.start(wait_ready=False)
             t = d.tcp()
-            r = t.command("#STATUS")
+            for _ in range(200):
+                r = t.command("#STATUS")
+                if r[-1] != "#STATUS:INITIALIZING":
+                    break
+                time.sleep(0.05)
             check(r[-1].startswith("#STATUS:ERR") or r[-1] == "#STATUS:READY", "answers: %r" % r)
             r = t.command("#AUTO")
             check(r[-1].startswith("#ERR"), "no cycle without the TPM: %r" % r)

@@ -70,6 +70,21 @@ static int write_digest(struct mf_anchor *a, const uint8_t *digest)
     return err;
 }
 
+static int write_owner(struct mf_anchor *a, const uint8_t *owner)
+{
+    struct mf_ramanchor *r = of(a);
+    bool apply;
+    int err = write_point(r, &apply);
+    if (apply) {
+        r->state.has_owner = owner != NULL;
+        if (owner)
+            memcpy(r->state.owner, owner, MF_ANCHOR_OWNER_SIZE);
+        else
+            memset(r->state.owner, 0, MF_ANCHOR_OWNER_SIZE);
+    }
+    return err;
+}
+
 static int counter_read(struct mf_anchor *a, uint64_t *value)
 {
     if (off(of(a)))
@@ -132,6 +147,7 @@ void mf_ramanchor_init(struct mf_ramanchor *r)
         .read_state = read_state,
         .write_key = write_key,
         .write_digest = write_digest,
+        .write_owner = write_owner,
         .counter_read = counter_read,
         .counter_increment = counter_increment,
         .binding = binding,

@@ -279,11 +279,16 @@ static void test_round_trips(void **state)
     assert_int_equal(a.write_identity(&a, identity), 0); /* the same again: a retry */
     assert_int_equal(a.write_identity(&a, other), MF_EEXIST);
     expect_error(&a, "never replaced");
+    uint8_t owner[MF_ANCHOR_OWNER_SIZE];
+    fill_pattern(owner, sizeof owner, 5);
+    assert_int_equal(a.write_owner(&a, owner), 0);
     a.close(&a);
 
     assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
     struct mf_anchor_state s;
     assert_int_equal(a.read_state(&a, &s), 0);
+    assert_true(s.has_owner);
+    assert_memory_equal(s.owner, owner, sizeof owner);
     assert_true(s.has_key);
     assert_memory_equal(s.key, key, sizeof key);
     assert_true(s.has_digest);
@@ -299,6 +304,11 @@ static void test_round_trips(void **state)
     a.close(&a);
     assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
     assert_int_equal(a.read_state(&a, &s), 0);
+    assert_true(s.has_owner); /* the pin outlives an erased setup */
+    assert_int_equal(a.write_owner(&a, NULL), 0);
+    assert_int_equal(a.read_state(&a, &s), 0);
+    assert_false(s.has_owner);
+    assert_true(sodium_is_zero(s.owner, sizeof s.owner));
     assert_false(s.has_key);
     assert_false(s.has_digest);
     assert_true(sodium_is_zero(s.key, sizeof s.key));

@@ -24,6 +24,7 @@ struct mf_anchor_state {
     uint8_t digest[MF_ANCHOR_DIGEST_SIZE]; /* of the current secure-area header */
     bool has_owner;
     uint8_t owner[MF_ANCHOR_OWNER_SIZE]; /* the pinned owner (securearea create --owner) */
+    uint64_t package_mark; /* the not-before time of the newest sealed package installed */
 };
 
 struct mf_anchor {
@@ -40,9 +41,10 @@ struct mf_anchor {
     /* Replaces the header digest (NULL: none). */
     int (*write_digest)(struct mf_anchor *anchor, const uint8_t *digest);
 
-    /* Pins the owner whose sealed packages alone may be installed (NULL: none). Not secret, but
-     * out of the storage medium's reach, so that no cut power and no restored image unpins. */
-    int (*write_owner)(struct mf_anchor *anchor, const uint8_t *owner);
+    /* Sets the pinned owner whose sealed packages alone may be installed (NULL: none) and the
+     * package mark (a package whose not-before time is not later is a replay). Not secret, but
+     * out of the storage medium's reach, so that no cut power and no restored image undoes it. */
+    int (*write_owner)(struct mf_anchor *anchor, const uint8_t *owner, uint64_t package_mark);
 
     /* The monotonic counter: it never goes down, whatever happens to the storage. */
     int (*counter_read)(struct mf_anchor *anchor, uint64_t *value);

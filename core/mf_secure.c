@@ -996,7 +996,7 @@ static int walk_folder(struct walk *w)
             say(w->message, "%s: too many folders", w->root);
             return MF_EFBIG;
         }
-        snprintf(full, sizeof full, "%s%s%s", w->root, dir[0] ? "/" : "", dir);
+        snprintf(full, sizeof full, "%s%s%s", w->root, w->root[0] && dir[0] ? "/" : "", dir);
         w->dir = dir;
         err = w->source->list(w->source, full, walk_each, w);
         if (err) {
@@ -1012,7 +1012,7 @@ static int walk_folder(struct walk *w)
 
 static int source_path(const struct walk *w, const struct mf_secure_file *f, char *out, size_t size)
 {
-    int n = snprintf(out, size, "%s/%s", w->root, f->path);
+    int n = snprintf(out, size, "%s%s%s", w->root, w->root[0] ? "/" : "", f->path);
     return (n < 0 || (size_t)n >= size) ? MF_ENAMETOOLONG : 0;
 }
 

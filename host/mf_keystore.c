@@ -31,7 +31,8 @@
 #define KS_OFF_DIGEST          80u
 #define KS_OFF_IDENTITY        112u
 #define KS_OFF_OWNER           176u
-#define KS_OFF_RESERVED        208u
+#define KS_OFF_MARK            208u
+#define KS_OFF_RESERVED        216u
 #define KS_OFF_CHECKSUM        (MF_KEYSTORE_SLOT_SIZE - 4u)
 #define KS_FLAG_KEY            0x1u
 #define KS_FLAG_DIGEST         0x2u
@@ -42,7 +43,7 @@
 #define MF_KEYSTORE_SHOWN_PATH 96 /* paths in messages: the anchor's error text is short */
 
 _Static_assert(KS_OFF_IDENTITY + MF_ANCHOR_IDENTITY_SIZE == KS_OFF_OWNER, "slot layout");
-_Static_assert(KS_OFF_OWNER + MF_ANCHOR_OWNER_SIZE == KS_OFF_RESERVED, "slot layout");
+_Static_assert(KS_OFF_OWNER + MF_ANCHOR_OWNER_SIZE + 8u == KS_OFF_RESERVED, "slot layout");
 _Static_assert(KS_OFF_RESERVED < KS_OFF_CHECKSUM, "slot layout");
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -149,6 +150,7 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
         memcpy(raw + KS_OFF_IDENTITY, slot->identity, MF_ANCHOR_IDENTITY_SIZE);
     if (slot->has_owner)
         memcpy(raw + KS_OFF_OWNER, slot->owner, MF_ANCHOR_OWNER_SIZE);
+    put_u64(raw + KS_OFF_MARK, slot->package_mark);
     put_u32(raw + KS_OFF_CHECKSUM, mf_crc32_update(0, raw, KS_OFF_CHECKSUM));
 }
 
@@ -184,6 +186,7 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
     memcpy(slot->identity, raw + KS_OFF_IDENTITY, MF_ANCHOR_IDENTITY_SIZE);
     slot->has_owner = (flags & KS_FLAG_OWNER) != 0;
     memcpy(slot->owner, raw + KS_OFF_OWNER, MF_ANCHOR_OWNER_SIZE);
+    slot->package_mark = get_u64(raw + KS_OFF_MARK);
     return 0;
 }
 
@@ -532,6 +535,7 @@ static int ks_read_state(struct mf_anchor *anchor, struct mf_anchor_state *state
     memcpy(state->digest, ks->state.digest, sizeof state->digest);
     state->has_owner = ks->state.has_owner;
     memcpy(state->owner, ks->state.owner, sizeof state->owner);
+    state->package_mark = ks->state.package_mark;
     return 0;
 }
 
@@ -563,7 +567,7 @@ static int ks_write_digest(struct mf_anchor *anchor, const uint8_t *digest)
     return err;
 }
 
-static int ks_write_owner(struct mf_anchor *anchor, const uint8_t *owner)
+static int ks_write_owner(struct mf_anchor *anchor, const uint8_t *owner, uint64_t package_mark)
 {
     struct mf_keystore *ks = anchor->context;
     struct mf_keystore_slot next = ks->state;
@@ -572,6 +576,7 @@ static int ks_write_owner(struct mf_anchor *anchor, const uint8_t *owner)
         memcpy(next.owner, owner, MF_ANCHOR_OWNER_SIZE);
     else
         memset(next.owner, 0, sizeof next.owner);
+    next.package_mark = package_mark;
     int err = ks_commit(ks, &next, false);
     sodium_memzero(&next, sizeof next);
     return err;

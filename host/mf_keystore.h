@@ -27,6 +27,7 @@ struct mf_keystore_slot {
     uint8_t digest[MF_ANCHOR_DIGEST_SIZE];
     bool has_owner;
     uint8_t owner[MF_ANCHOR_OWNER_SIZE];
+    uint64_t package_mark;
     bool has_identity;
     uint8_t identity[MF_ANCHOR_IDENTITY_SIZE];
 };

@@ -112,12 +112,14 @@ void mf_tpm_close(struct mf_tpm *tpm)
 #define ST_OFF_KEY            8u
 #define ST_OFF_DIGEST         40u
 #define ST_OFF_OWNER          72u
+#define ST_OFF_MARK           104u
 
 #define NV_BASE_ATTRIBUTES (TPMA_NV_AUTHREAD | TPMA_NV_AUTHWRITE | TPMA_NV_NO_DA)
 #define NV_STATE_BITS      (TPMA_NV_WRITTEN | TPMA_NV_WRITELOCKED)
 
 _Static_assert(ST_OFF_DIGEST + MF_ANCHOR_DIGEST_SIZE == ST_OFF_OWNER, "state layout");
-_Static_assert(ST_OFF_OWNER + MF_ANCHOR_OWNER_SIZE == MF_TPM_STATE_SIZE, "state layout");
+_Static_assert(ST_OFF_OWNER + MF_ANCHOR_OWNER_SIZE == ST_OFF_MARK, "state layout");
+_Static_assert(ST_OFF_MARK + 8u == MF_TPM_STATE_SIZE, "state layout");
 _Static_assert(MF_ANCHOR_IDENTITY_SIZE <= sizeof(((TPM2B_MAX_NV_BUFFER *)0)->buffer), "nv");
 
 struct nv_spec {
@@ -422,6 +424,8 @@ static int tpm_read_state(struct mf_anchor *anchor, struct mf_anchor_state *stat
         state->has_owner = (raw[1] & ST_FLAG_OWNER) != 0;
         if (state->has_owner)
             memcpy(state->owner, raw + ST_OFF_OWNER, MF_ANCHOR_OWNER_SIZE);
+        for (unsigned i = 0; i < 8; i++)
+            state->package_mark |= (uint64_t)raw[ST_OFF_MARK + i] << (8 * i);
     }
     sodium_memzero(raw, sizeof raw);
     return err;
@@ -442,6 +446,8 @@ static int tpm_write_state(struct mf_tpm *tpm, const struct mf_anchor_state *sta
         memcpy(raw + ST_OFF_DIGEST, state->digest, MF_ANCHOR_DIGEST_SIZE);
     if (state->has_owner)
         memcpy(raw + ST_OFF_OWNER, state->owner, MF_ANCHOR_OWNER_SIZE);
+    for (unsigned i = 0; i < 8; i++)
+        raw[ST_OFF_MARK + i] = (uint8_t)(state->package_mark >> (8 * i));
     int err = nv_write(tpm, tpm->state_index, raw, sizeof raw, "write of the state index");
     sodium_memzero(raw, sizeof raw);
     return err;
@@ -481,7 +487,7 @@ static int tpm_write_digest(struct mf_anchor *anchor, const uint8_t *digest)
     return err;
 }
 
-static int tpm_write_owner(struct mf_anchor *anchor, const uint8_t *owner)
+static int tpm_write_owner(struct mf_anchor *anchor, const uint8_t *owner, uint64_t package_mark)
 {
     struct mf_tpm *tpm = anchor->context;
     struct mf_anchor_state state;
@@ -492,6 +498,7 @@ static int tpm_write_owner(struct mf_anchor *anchor, const uint8_t *owner)
             memcpy(state.owner, owner, MF_ANCHOR_OWNER_SIZE);
         else
             memset(state.owner, 0, sizeof state.owner);
+        state.package_mark = package_mark;
         err = tpm_write_state(tpm, &state);
     }
     sodium_memzero(&state, sizeof state);

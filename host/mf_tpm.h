@@ -17,7 +17,7 @@
 #define MF_TPM_NV_STATE    0x018F4D01u /* ordinary, MF_TPM_STATE_SIZE bytes: key + digest */
 #define MF_TPM_NV_IDENTITY 0x018F4D02u /* ordinary, 64 bytes, locked for good once written */
 
-#define MF_TPM_STATE_SIZE      104u /* version, flags, reserved (8), key, digest, owner (32 each) */
+#define MF_TPM_STATE_SIZE      112u /* version, flags, reserved, key, digest, owner, mark */
 #define MF_TPM_STATE_FILE_SIZE 128u /* the state file beside the keystore path */
 #define MF_TPM_AUTH_SIZE       32u
 

@@ -70,7 +70,7 @@ static int write_digest(struct mf_anchor *a, const uint8_t *digest)
     return err;
 }
 
-static int write_owner(struct mf_anchor *a, const uint8_t *owner)
+static int write_owner(struct mf_anchor *a, const uint8_t *owner, uint64_t package_mark)
 {
     struct mf_ramanchor *r = of(a);
     bool apply;
@@ -81,6 +81,7 @@ static int write_owner(struct mf_anchor *a, const uint8_t *owner)
             memcpy(r->state.owner, owner, MF_ANCHOR_OWNER_SIZE);
         else
             memset(r->state.owner, 0, MF_ANCHOR_OWNER_SIZE);
+        r->state.package_mark = package_mark;
     }
     return err;
 }

@@ -281,7 +281,7 @@ static void test_round_trips(void **state)
     expect_error(&a, "never replaced");
     uint8_t owner[MF_ANCHOR_OWNER_SIZE];
     fill_pattern(owner, sizeof owner, 5);
-    assert_int_equal(a.write_owner(&a, owner), 0);
+    assert_int_equal(a.write_owner(&a, owner, 77), 0);
     a.close(&a);
 
     assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
@@ -289,6 +289,7 @@ static void test_round_trips(void **state)
     assert_int_equal(a.read_state(&a, &s), 0);
     assert_true(s.has_owner);
     assert_memory_equal(s.owner, owner, sizeof owner);
+    assert_int_equal(s.package_mark, 77);
     assert_true(s.has_key);
     assert_memory_equal(s.key, key, sizeof key);
     assert_true(s.has_digest);
@@ -305,9 +306,10 @@ static void test_round_trips(void **state)
     assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
     assert_int_equal(a.read_state(&a, &s), 0);
     assert_true(s.has_owner); /* the pin outlives an erased setup */
-    assert_int_equal(a.write_owner(&a, NULL), 0);
+    assert_int_equal(a.write_owner(&a, NULL, 78), 0);
     assert_int_equal(a.read_state(&a, &s), 0);
     assert_false(s.has_owner);
+    assert_int_equal(s.package_mark, 78);
     assert_true(sodium_is_zero(s.owner, sizeof s.owner));
     assert_false(s.has_key);
     assert_false(s.has_digest);

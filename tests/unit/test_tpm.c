@@ -286,7 +286,7 @@ static void test_provision_and_round_trips(void **state)
     expect_error(&a, "never replaced");
     uint8_t owner[MF_ANCHOR_OWNER_SIZE];
     fill_pattern(owner, sizeof owner, 5);
-    assert_int_equal(a.write_owner(&a, owner), 0);
+    assert_int_equal(a.write_owner(&a, owner, 77), 0);
     uint8_t binding[MF_ANCHOR_BINDING_SIZE], again[MF_ANCHOR_BINDING_SIZE];
     assert_int_equal(a.binding(&a, binding), 0);
     a.close(&a);
@@ -307,6 +307,7 @@ static void test_provision_and_round_trips(void **state)
     assert_memory_equal(s.digest, digest, sizeof digest);
     assert_true(s.has_owner);
     assert_memory_equal(s.owner, owner, sizeof owner);
+    assert_int_equal(s.package_mark, 77);
     assert_int_equal(a.read_identity(&a, secret, &present), 0);
     assert_true(present);
     assert_memory_equal(secret, identity, sizeof identity);
@@ -322,10 +323,12 @@ static void test_provision_and_round_trips(void **state)
     assert_true(s.has_digest);
     assert_true(s.has_owner);
     assert_memory_equal(s.owner, owner, sizeof owner);
+    assert_int_equal(s.package_mark, 77);
     assert_int_equal(a.write_digest(&a, NULL), 0);
-    assert_int_equal(a.write_owner(&a, NULL), 0);
+    assert_int_equal(a.write_owner(&a, NULL, 78), 0);
     assert_int_equal(a.read_state(&a, &s), 0);
     assert_false(s.has_owner);
+    assert_int_equal(s.package_mark, 78);
     a.close(&a);
     open_ok(f, &tpm, &a, true); /* create on a provisioned TPM changes nothing */
     assert_int_equal(a.read_state(&a, &s), 0);

@@ -7,6 +7,8 @@
  *                     rounded up to the block size; files first, then the file table. */
 #include "mf_secure.h"
 
+#include "mf_owner.h"
+
 #include "mf_err.h"
 #include "mf_ini.h"
 #include "mf_numfile.h"
@@ -18,17 +20,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HEADER_SIZE     512u
-#define HEADER_MAC_AT   480u
-#define STATE_SIZE      4096u
-#define STATE_NONCE     24u
-#define STATE_TAG       16u
-#define STATE_PLAIN     (STATE_SIZE - STATE_NONCE - STATE_TAG)
-#define ENTRY_SIZE      320u
-#define ENTRY_PATH      256u
-#define TAG             16u
-#define KDF_CONTEXT     "MFSECURE"
-#define DEFAULT_PROJECT (-1)
+#define HEADER_SIZE       512u
+#define HEADER_MAC_AT     480u
+#define STATE_SIZE        4096u
+#define STATE_NONCE       24u
+#define STATE_TAG         16u
+#define STATE_PLAIN       (STATE_SIZE - STATE_NONCE - STATE_TAG)
+#define ENTRY_SIZE        320u
+#define ENTRY_PATH        256u
+#define TAG               16u
+#define KDF_CONTEXT       "MFSECURE"
+#define DEFAULT_PROJECT   (-1)
+#define STATE_RECORDS     (48u + 32u * MF_SECURE_PROJECTS_MAX) /* the records' chain head */
+#define HEADER_FLAGS      184u                                 /* bit 0: from a sealed package */
+#define HEADER_OWNER      192u
+#define HEADER_MARK       224u
+#define HEADER_FLAG_OWNER 1u
+_Static_assert(STATE_RECORDS + 48u <= STATE_PLAIN, "state layout");
+_Static_assert(HEADER_MARK + 8u <= HEADER_MAC_AT, "header layout");
 
 static const uint8_t header_magic[8] = {'M', 'F', 'S', 'E', 'C', 'U', 'R', 'E'};
 static const uint8_t state_magic[8] = {'M', 'F', 'S', 'T', 'A', 'T', 'E', '1'};
@@ -337,6 +346,9 @@ static void state_encode(const struct mf_secure_state *st, uint8_t *plain)
     put32(plain + 28, (uint32_t)st->selected);
     put64(plain + 32, st->root_limit);
     put32(plain + 40, st->project_count);
+    put64(plain + STATE_RECORDS, st->record_seq);
+    memcpy(plain + STATE_RECORDS + 8, st->record_hash, 32);
+    put64(plain + STATE_RECORDS + 40, st->recorded);
     for (uint32_t i = 0; i < st->project_count; i++) {
         uint8_t *q = plain + 48 + 32 * i;
         put64(q, st->projects[i].used);
@@ -359,6 +371,9 @@ static int state_decode(const uint8_t *plain, struct mf_secure_state *st)
     st->selected = (int32_t)get32(plain + 28);
     st->root_limit = get64(plain + 32);
     st->project_count = get32(plain + 40);
+    st->record_seq = get64(plain + STATE_RECORDS);
+    memcpy(st->record_hash, plain + STATE_RECORDS + 8, 32);
+    st->recorded = get64(plain + STATE_RECORDS + 40);
     if (st->project_count > MF_SECURE_PROJECTS_MAX)
         return MF_ECORRUPT;
     for (uint32_t i = 0; i < st->project_count; i++) {
@@ -846,6 +861,17 @@ int mf_secure_open(struct mf_secure *s, const struct mf_secure_config *config, c
     s->counter_base = get64(h + 88);
     s->reservation = get32(h + 96);
     memcpy(s->fingerprint, h + 128, 32);
+    s->has_owner = (get32(h + HEADER_FLAGS) & HEADER_FLAG_OWNER) != 0;
+    memcpy(s->owner, h + HEADER_OWNER, 32);
+    s->package_mark = get64(h + HEADER_MARK);
+    if (s->has_owner && as.package_mark < s->package_mark) {
+        /* A cut between the header's digest and the mark: the mark catches up now. */
+        err = a->write_owner(a, as.has_owner ? as.owner : NULL, s->package_mark);
+        if (err) {
+            say(message, "trust anchor: %s", a->error);
+            return err;
+        }
+    }
     if (s->reservation == 0 || get32(h + 100) != MF_SECURE_CHUNK || get32(h + 12) != block(s)) {
         say(message, "secure area: the header's geometry does not fit this storage");
         return MF_ECORRUPT;
@@ -924,6 +950,48 @@ int mf_secure_folder_removed(struct mf_secure *s)
     st.folder_removed = true;
     int err = state_write(s, &st);
     mf_lock_give(&s->config.lock);
+    return err;
+}
+
+int mf_secure_set_limit(struct mf_secure *s, int project, uint64_t limit, char *message)
+{
+    if (!s->present || project >= (int)s->state.project_count) {
+        say(message, "secure area: no such project");
+        return MF_ENOENT;
+    }
+    mf_lock_take(&s->config.lock);
+    struct mf_secure_state st = s->state;
+    st.seq++;
+    if (project < 0) {
+        st.root_limited = true;
+        st.root_limit = limit;
+    } else {
+        st.projects[project].limited = true;
+        st.projects[project].limit = limit;
+    }
+    int err = state_write(s, &st);
+    mf_lock_give(&s->config.lock);
+    if (err)
+        say(message, "secure area: cannot record the new limit: %s", mf_strerror(err));
+    return err;
+}
+
+int mf_secure_record_head(struct mf_secure *s, uint64_t seq, const uint8_t hash[32],
+                          uint64_t recorded, char *message)
+{
+    if (!s->present)
+        return MF_ENOENT;
+    mf_lock_take(&s->config.lock);
+    struct mf_secure_state st = s->state;
+    st.seq++;
+    st.record_seq = seq;
+    memcpy(st.record_hash, hash, 32);
+    st.recorded = recorded;
+    int err = state_write(s, &st);
+    mf_lock_give(&s->config.lock);
+    if (err)
+        say(message, "secure area: cannot record the production records' head: %s",
+            mf_strerror(err));
     return err;
 }
 
@@ -1119,8 +1187,62 @@ static int precheck(struct mf_secure *s, struct walk *w, uint32_t *reservation,
     return 0;
 }
 
+/* The owner pin and the package mark, before anything else. */
+static int check_origin(struct mf_secure *s, const struct mf_secure_origin *origin,
+                        struct mf_anchor_state *as, char *message)
+{
+    struct mf_anchor *a = s->config.anchor;
+    int err = a->read_state(a, as);
+    sodium_memzero(as->key, sizeof as->key);
+    if (err) {
+        say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
+        return err;
+    }
+    char pinned[MF_OWNER_FINGERPRINT_SIZE], signer[MF_OWNER_FINGERPRINT_SIZE];
+    if (as->has_owner) {
+        struct mf_owner_key k;
+        mf_owner_key_from_public(as->owner, &k);
+        memcpy(pinned, k.fingerprint, sizeof pinned);
+    }
+    if (as->has_owner && !origin) {
+        say(message,
+            "this programmer is pinned to owner %s: it installs only that owner's sealed "
+            "packages (.mfp), not a plain folder",
+            pinned);
+        return MF_EPERM;
+    }
+    if (!origin)
+        return 0;
+    struct mf_owner_key k;
+    mf_owner_key_from_public(origin->owner, &k);
+    memcpy(signer, k.fingerprint, sizeof signer);
+    if (as->has_owner && sodium_memcmp(as->owner, origin->owner, 32) != 0) {
+        say(message, "the package is signed by owner %s, but this programmer is pinned to %s",
+            signer, pinned);
+        return MF_EPERM;
+    }
+    if (origin->package_mark <= as->package_mark) {
+        char when[MF_OWNER_TIME_SIZE], last[MF_OWNER_TIME_SIZE];
+        mf_owner_time_format((int64_t)origin->package_mark, when);
+        mf_owner_time_format((int64_t)as->package_mark, last);
+        say(message,
+            "the package's not-before time %s is not later than that of the last package "
+            "installed here (%s): a replayed or older package is never installed",
+            when, last);
+        return MF_EPERM;
+    }
+    return 0;
+}
+
 int mf_secure_install(struct mf_secure *s, struct mf_area *source, const char *folder,
                       mf_secure_progress_fn progress, void *progress_context, char *message)
+{
+    return mf_secure_install_from(s, source, folder, NULL, progress, progress_context, message);
+}
+
+int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const char *folder,
+                           const struct mf_secure_origin *origin, mf_secure_progress_fn progress,
+                           void *progress_context, char *message)
 {
     struct mf_anchor *a = s->config.anchor;
     struct walk w;
@@ -1129,7 +1251,11 @@ int mf_secure_install(struct mf_secure *s, struct mf_area *source, const char *f
     w.root = folder;
     w.message = message;
     message[0] = '\0';
-    int err = walk_folder(&w);
+    struct mf_anchor_state as;
+    int err = check_origin(s, origin, &as, message);
+    if (err)
+        return err;
+    err = walk_folder(&w);
     if (err)
         goto out;
     qsort(w.files, w.count, sizeof *w.files, compare_files);
@@ -1280,6 +1406,14 @@ int mf_secure_install(struct mf_secure *s, struct mf_area *source, const char *f
         goto out;
     }
     memcpy(h + 128, s->fingerprint, 32);
+    if (origin) {
+        put32(h + HEADER_FLAGS, HEADER_FLAG_OWNER);
+        memcpy(h + HEADER_OWNER, origin->owner, 32);
+        put64(h + HEADER_MARK, origin->package_mark);
+        s->has_owner = true;
+        memcpy(s->owner, origin->owner, 32);
+        s->package_mark = origin->package_mark;
+    }
     crypto_auth_hmacsha256(h + HEADER_MAC_AT, h, HEADER_MAC_AT, s->mac_key);
 
     s->state_slot = 1; /* the first record goes to slot 0 */
@@ -1303,6 +1437,12 @@ int mf_secure_install(struct mf_secure *s, struct mf_area *source, const char *f
     err = a->write_digest(a, s->digest);
     if (err) {
         /* The header is durable: the next start takes it and records its digest. */
+        say(message, "trust anchor: %s", a->error);
+        goto out;
+    }
+    if (origin &&
+        (err = a->write_owner(a, as.has_owner ? as.owner : NULL, origin->package_mark)) != 0) {
+        /* The next start catches the mark up from the header. */
         say(message, "trust anchor: %s", a->error);
         goto out;
     }

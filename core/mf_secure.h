@@ -46,6 +46,11 @@ struct mf_secure_counts {
 
 struct mf_secure_state {
     uint64_t seq;
+    /* The production records' chain head (docs/owner-guide.md): the newest record written, its
+     * hash, and how many consumed cycles have a record. */
+    uint64_t record_seq;
+    uint8_t record_hash[32];
+    uint64_t recorded;
     uint64_t total_used; /* cycles of all projects */
     bool root_limited;
     uint64_t root_limit;
@@ -53,6 +58,12 @@ struct mf_secure_state {
     int32_t selected;    /* project index chosen with #SELECT, -1: FLASHER.INI decides */
     uint32_t project_count;
     struct mf_secure_counts projects[MF_SECURE_PROJECTS_MAX];
+};
+
+/* Where a setup comes from when it is not a plain `_SECURE` folder: a sealed package. */
+struct mf_secure_origin {
+    uint8_t owner[32];     /* the owner's Ed25519 public key that signed the package */
+    uint64_t package_mark; /* its not-before time: must be later than the anchor's mark */
 };
 
 struct mf_secure_config {
@@ -76,6 +87,9 @@ struct mf_secure {
     uint64_t counter_base;
     uint32_t reservation;
     uint8_t fingerprint[32];
+    bool has_owner; /* installed from a sealed package signed by `owner` */
+    uint8_t owner[32];
+    uint64_t package_mark;        /* that package's not-before time */
     struct mf_secure_file *files; /* the file table, sorted by path */
     uint32_t file_count;
     struct mf_secure_project projects[MF_SECURE_PROJECTS_MAX];
@@ -111,6 +125,24 @@ typedef void (*mf_secure_progress_fn)(void *context, uint64_t done, uint64_t tot
  * digest. The folder itself is left for the caller to delete (then mf_secure_folder_removed). */
 int mf_secure_install(struct mf_secure *secure, struct mf_area *source, const char *folder,
                       mf_secure_progress_fn progress, void *progress_context, char *message);
+
+/* The same for the files of a sealed package (`source` its area, `folder` ""), already opened
+ * and checked by mf_package_open. Refused before anything is erased, with MF_EPERM and
+ * `message`: a plain folder (origin NULL) or another owner's package while the anchor pins an
+ * owner; a package whose not-before time is not later than the anchor's package mark (a
+ * replay, or an older package). Afterwards the anchor's mark is the package's. */
+int mf_secure_install_from(struct mf_secure *secure, struct mf_area *source, const char *folder,
+                           const struct mf_secure_origin *origin, mf_secure_progress_fn progress,
+                           void *progress_context, char *message);
+
+/* Sets the total limit of project `project` (-1: the root Cntdown.txt), as an owner's top-up
+ * token says; the count then exists even if the setup had none. */
+int mf_secure_set_limit(struct mf_secure *secure, int project, uint64_t limit, char *message);
+
+/* Moves the production records' chain head (after a record was appended; `recorded` counts the
+ * consumed cycles that have one). */
+int mf_secure_record_head(struct mf_secure *secure, uint64_t seq, const uint8_t hash[32],
+                          uint64_t recorded, char *message);
 
 /* Is `folder` of `source` what is left of the folder this setup came from (every file in it is
  * one of the setup's, byte for byte), while its deletion is still pending? Then the caller must

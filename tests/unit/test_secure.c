@@ -687,6 +687,97 @@ static void test_power_cut_during_authorization(void **state)
     mf_setup_free(&c.setup);
 }
 
+static int install_origin(struct fixture *f, const struct mf_secure_origin *origin)
+{
+    struct mf_secure_config c = config_of(f, &f->secure_ram.bd);
+    mf_secure_close(&f->secure);
+    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+    return mf_secure_install_from(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, origin, NULL,
+                                  NULL, f->message);
+}
+
+/* A package's owner and not-before time: recorded in the header, the anchor's mark follows; a
+ * package not newer than the mark (a replay) and, once pinned, a plain folder or another owner's
+ * package are refused before anything is erased. */
+static void test_origin_pin_and_mark(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_secure_origin a = {.package_mark = 1000}, b = {.package_mark = 2000};
+    memset(a.owner, 0xA1, 32);
+    memset(b.owner, 0xB2, 32);
+    make_setup(f, "P", "5\r\n", 1000);
+    assert_int_equal(install_origin(f, &a), 0);
+    assert_true(f->secure.has_owner);
+    assert_memory_equal(f->secure.owner, a.owner, 32);
+    assert_int_equal(f->anchor.state.package_mark, 1000);
+    reopen(f, 0);
+    assert_true(f->secure.present && f->secure.has_owner);
+    assert_int_equal(f->secure.package_mark, 1000);
+    uint8_t fingerprint[32];
+    memcpy(fingerprint, f->secure.fingerprint, 32);
+
+    /* The same package again: a replay. */
+    assert_int_equal(install_origin(f, &a), MF_EPERM);
+    assert_non_null(strstr(f->message, "not later than that of the last package"));
+    assert_true(f->secure.present);
+    assert_memory_equal(f->secure.fingerprint, fingerprint, 32);
+
+    /* Pinned to owner A: a plain folder and B's package are refused, the setup stays. */
+    assert_int_equal(f->anchor.anchor.write_owner(&f->anchor.anchor, a.owner, 1000), 0);
+    assert_int_equal(install_origin(f, NULL), MF_EPERM);
+    assert_non_null(strstr(f->message, "pinned to owner"));
+    assert_int_equal(install_origin(f, &b), MF_EPERM);
+    assert_non_null(strstr(f->message, "but this programmer is pinned to"));
+    reopen(f, 0);
+    assert_true(f->secure.present);
+    assert_memory_equal(f->secure.owner, a.owner, 32);
+
+    /* A's newer package: installed, the pin stays, the mark moves. */
+    struct mf_secure_origin a2 = a;
+    a2.package_mark = 3000;
+    assert_int_equal(install_origin(f, &a2), 0);
+    assert_true(f->anchor.state.has_owner);
+    assert_memory_equal(f->anchor.state.owner, a.owner, 32);
+    assert_int_equal(f->anchor.state.package_mark, 3000);
+
+    /* A cut after the header's digest but before the mark: the next open catches it up. */
+    assert_int_equal(f->anchor.anchor.write_owner(&f->anchor.anchor, a.owner, 1000), 0);
+    reopen(f, 0);
+    assert_int_equal(f->anchor.state.package_mark, 3000);
+}
+
+/* Top-up limits and the records' head live in the state record and survive a reopen. */
+static void test_limits_and_record_head(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "L", "2\r\n", 1000);
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    struct mf_tally t;
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(take_one(f, &setup, &t), MF_EEXHAUSTED);
+    assert_int_equal(mf_secure_set_limit(&f->secure, 0, 5, f->message), 0);
+    assert_int_equal(mf_secure_set_limit(&f->secure, -1, 4, f->message), 0);
+    assert_int_equal(mf_secure_set_limit(&f->secure, 7, 4, f->message), MF_ENOENT);
+    uint8_t hash[32];
+    memset(hash, 0x5C, sizeof hash);
+    assert_int_equal(mf_secure_record_head(&f->secure, 2, hash, 2, f->message), 0);
+    reopen(f, 0);
+    assert_int_equal(f->secure.state.record_seq, 2);
+    assert_memory_equal(f->secure.state.record_hash, hash, 32);
+    assert_int_equal(f->secure.state.recorded, 2);
+    char msg[MF_AREA_MESSAGE_MAX];
+    assert_int_equal(f->secure.area.peek(&f->secure.area, &setup, 0, &t, msg), 0);
+    assert_int_equal(t.project_left, 3);
+    assert_true(t.root_limited);
+    assert_int_equal(t.root_left, 2);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(f->secure.state.record_seq, 2); /* a cycle keeps the head */
+    mf_setup_free(&setup);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -705,6 +796,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_counter_file_is_refused_before_erasing,
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_leftover, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_origin_pin_and_mark, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_limits_and_record_head, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_the_move, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,

@@ -102,6 +102,8 @@ static const struct {
     {MF_CMD_RMDIR, "RMDIR"},
     {MF_CMD_SECUREAREA, "SECUREAREA"},
     {MF_CMD_REBOOT, "REBOOT"},
+    {MF_CMD_IDENTITY, "IDENTITY"},
+    {MF_CMD_TOPUP, "TOPUP"},
 };
 
 static char upper(char c)

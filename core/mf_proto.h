@@ -65,6 +65,8 @@ enum mf_proto_command {
     MF_CMD_RMDIR,
     MF_CMD_SECUREAREA,
     MF_CMD_REBOOT,
+    MF_CMD_IDENTITY,
+    MF_CMD_TOPUP,
 };
 
 /* Splits a command line ("#AUTO NOPATCH") into its command and its arguments (the text after the

@@ -5,15 +5,19 @@
 #include "mf_err.h"
 #include "mf_gdb.h"
 #include "mf_ini.h"
+#include "mf_package.h"
 #include "mf_sim.h"
+#include "mf_token.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOAD_BUFFER_SIZE (64u << 10)
@@ -28,6 +32,18 @@ static void say(char *out, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(out, MF_PROGRAMMER_TEXT_MAX, fmt, ap);
+    va_end(ap);
+}
+
+/* snprintf that may cut the text (messages are bounded on purpose). */
+static void sayn(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sayn(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, size, fmt, ap);
     va_end(ap);
 }
 
@@ -106,6 +122,38 @@ static void on_event(void *context, const struct mf_cycle_event *event)
         p->sink.event(p->sink.context, origin, event);
 }
 
+static int64_t utc_now(void *context)
+{
+    (void)context;
+    return (int64_t)time(NULL);
+}
+
+/* The production record of a cycle that took a count. A record that cannot be written stops
+ * production (the next cycle's preflight refuses) rather than let devices go unrecorded. */
+static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
+                         const struct mf_cycle_env *env, const struct mf_cycle_result *result)
+{
+    pthread_mutex_lock(&p->records_mutex);
+    if (p->records_open) {
+        const struct mf_project *proj = env->setup ? mf_setup_project(env->setup) : NULL;
+        struct mf_reclog_entry e = {.project = proj ? proj->name : "",
+                                    .slot = w->number,
+                                    .uid = result->uid,
+                                    .uid_length = result->uid_length,
+                                    .has_serial = result->has_serial,
+                                    .serial = result->serial,
+                                    .ok = result->error == 0};
+        char message[MF_RECLOG_MESSAGE_MAX];
+        int err = mf_reclog_append(&p->records, &e, message);
+        if (err) {
+            sayn(p->records_problem, sizeof p->records_problem, "%s", message);
+            log_stderr(p, 0, "slot %u: %s", w->number, message);
+            mf_flashlog_write(&p->log, "ERROR %s", message);
+        }
+    }
+    pthread_mutex_unlock(&p->records_mutex);
+}
+
 static void *worker_main(void *arg)
 {
     struct mf_slot_worker *w = arg;
@@ -131,6 +179,8 @@ static void *worker_main(void *arg)
             log_stderr(p, 0, "slot %u: %s", w->number, result.message);
         else
             log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
+        if (result.consumed)
+            record_cycle(p, w, &env, &result);
 
         pthread_mutex_lock(&p->state_lock);
         w->result = result;
@@ -191,6 +241,10 @@ static void shutdown_areas(struct mf_programmer *p)
         mf_setup_free(&p->setup);
         p->setup_loaded = false;
     }
+    pthread_mutex_lock(&p->records_mutex);
+    p->records_open = false;
+    p->records_problem[0] = '\0';
+    pthread_mutex_unlock(&p->records_mutex);
     if (p->secure_open) {
         mf_secure_close(&p->secure);
         p->secure_open = false;
@@ -217,6 +271,22 @@ static void entropy(void *context, void *buffer, size_t length)
     }
 }
 
+static bool ends_with(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), m = strlen(suffix);
+    return n > m && mf_ini_name_is(name + n - m, suffix);
+}
+
+/* Besides FLASHER.LOG/OLD and `_SECURE`: the production records and top-up tokens. */
+static bool public_allowed(const char *name, bool is_dir)
+{
+    return mf_setup_public_allowed(name, is_dir) ||
+           (!is_dir && (mf_reclog_is_name(name) || ends_with(name, ".mft")));
+}
+
+static void apply_tokens(struct mf_programmer *p);
+static void open_records(struct mf_programmer *p);
+
 /* The public area's rule while the secure area holds the setup: nothing but the programmer's own
  * files at its root, or it is not clear which setup should run. */
 static int conflict_check(void *context, char *message)
@@ -229,16 +299,39 @@ static int conflict_check(void *context, char *message)
     if (p->fat_mounted) {
         err = mf_fat_opendir(&p->fat, &dir, "");
         while (!err && (r = mf_fat_readdir(&p->fat, &dir, &st)) == 1) {
-            if (!mf_setup_public_allowed(st.name, st.is_dir)) {
-                snprintf(message, MF_CYCLE_MESSAGE_MAX,
-                         "the public area holds %s '%.100s' while the secure area holds a setup: "
-                         "it is not clear which to use (remove it)",
-                         st.is_dir ? "the folder" : "the file", st.name);
+            if (!public_allowed(st.name, st.is_dir)) {
+                sayn(message, MF_CYCLE_MESSAGE_MAX,
+                     "the public area holds %s '%.100s' while the secure area holds a setup: "
+                     "it is not clear which to use (remove it)",
+                     st.is_dir ? "the folder" : "the file", st.name);
                 err = MF_ECONFLICT;
             }
         }
     }
     pthread_mutex_unlock(&p->public_mutex);
+    return err;
+}
+
+/* Before every cycle from the secure area: top-up tokens are applied, the public area holds
+ * nothing but the programmer's files, and the production records can take this cycle's. */
+static int preflight(void *context, char *message)
+{
+    struct mf_programmer *p = context;
+    apply_tokens(p);
+    int err = conflict_check(p, message);
+    if (err)
+        return err;
+    pthread_mutex_lock(&p->records_mutex);
+    if (p->records_problem[0]) {
+        sayn(message, MF_CYCLE_MESSAGE_MAX, "production stopped: %s", p->records_problem);
+        err = MF_EIO;
+    } else if (p->records_open) {
+        char m[MF_RECLOG_MESSAGE_MAX];
+        err = mf_reclog_room(&p->records, p->slot_count, m);
+        if (err)
+            sayn(message, MF_CYCLE_MESSAGE_MAX, "%s", m);
+    }
+    pthread_mutex_unlock(&p->records_mutex);
     return err;
 }
 
@@ -282,7 +375,7 @@ static void load_setup(struct mf_programmer *p)
     p->env.reserved = &p->reserved;
     p->env.log = &p->log;
     p->env.now_ms = clock_ms;
-    p->env.preflight = p->from_secure ? conflict_check : NULL;
+    p->env.preflight = p->from_secure ? preflight : NULL;
     p->env.preflight_context = p;
 }
 
@@ -341,6 +434,175 @@ static void close_anchor(struct mf_programmer *p)
     p->anchor_open = false;
 }
 
+/* The pinned owner's fingerprint, for #INFO (read once: the anchor is not read while cycles run).
+ */
+static void note_pin(struct mf_programmer *p)
+{
+    struct mf_anchor_state as;
+    p->pinned[0] = '\0';
+    if (!p->anchor_open || p->anchor.read_state(&p->anchor, &as) != 0)
+        return;
+    sodium_memzero(as.key, sizeof as.key);
+    if (as.has_owner) {
+        struct mf_owner_key k;
+        mf_owner_key_from_public(as.owner, &k);
+        snprintf(p->pinned, sizeof p->pinned, "%s", k.fingerprint);
+    }
+}
+
+/* The programmer's identity: read from the trust anchor, or made there at the first start. */
+static int ensure_identity(struct mf_programmer *p)
+{
+    if (p->has_identity)
+        return 0;
+    int err = open_anchor(p);
+    if (err)
+        return err;
+    uint8_t secret[MF_ANCHOR_IDENTITY_SIZE];
+    bool present = false;
+    err = p->anchor.read_identity(&p->anchor, secret, &present);
+    if (!err && !present) {
+        entropy(NULL, secret, sizeof secret);
+        err = p->anchor.write_identity(&p->anchor, secret);
+        if (!err) {
+            struct mf_owner_identity id;
+            mf_owner_identity_derive(secret, &id);
+            log_stderr(p, 0, "made this programmer's identity: %s", id.pub.fingerprint);
+            mf_owner_identity_wipe(&id);
+        }
+    }
+    if (!err) {
+        mf_owner_identity_derive(secret, &p->identity);
+        p->has_identity = true;
+    }
+    note_pin(p);
+    sodium_memzero(secret, sizeof secret);
+    if (err)
+        log_stderr(p, 0, "identity: %s", p->anchor.error);
+    return err;
+}
+
+/* Reads `length` bytes at `offset` of a package file in the public area, keeping it open. */
+struct package_reader {
+    struct mf_programmer *p;
+    struct mf_fat_file file;
+};
+
+static int package_read(void *context, uint64_t offset, void *buffer, size_t length)
+{
+    struct package_reader *r = context;
+    if (offset + length > mf_fat_size(&r->file))
+        return MF_EFORMAT;
+    pthread_mutex_lock(&r->p->public_mutex);
+    int err = mf_fat_seek(&r->p->fat, &r->file, (uint32_t)offset);
+    int n = err ? err : mf_fat_read(&r->p->fat, &r->file, buffer, (uint32_t)length);
+    pthread_mutex_unlock(&r->p->public_mutex);
+    if (n < 0)
+        return n;
+    return (size_t)n == length ? 0 : MF_EIO;
+}
+
+/* The one `.mfp` file directly in `_SECURE`, if the folder holds one: a sealed package, which
+ * must then be the folder's only entry. 1 with `name` when found, 0 when the folder holds no
+ * package (a plain setup), or an error with `message`. */
+static int find_package(struct mf_programmer *p, char *name, size_t size, char *message)
+{
+    struct mf_fat_dir dir;
+    struct mf_fat_stat st;
+    unsigned entries = 0, packages = 0;
+    pthread_mutex_lock(&p->public_mutex);
+    int err = mf_fat_opendir(&p->fat, &dir, MF_SECURE_FOLDER);
+    int r;
+    while (!err && (r = mf_fat_readdir(&p->fat, &dir, &st)) == 1) {
+        entries++;
+        if (!st.is_dir && ends_with(st.name, ".mfp")) {
+            packages++;
+            sayn(name, size, "%s/%s", MF_SECURE_FOLDER, st.name);
+        }
+    }
+    pthread_mutex_unlock(&p->public_mutex);
+    if (err) {
+        sayn(message, MF_SECURE_MESSAGE_MAX, "_SECURE: %s", mf_strerror(err));
+        return err;
+    }
+    if (packages == 0)
+        return 0;
+    if (packages > 1 || entries > 1) {
+        sayn(message, MF_SECURE_MESSAGE_MAX,
+             "_SECURE holds a sealed package (.mfp) and %u other entr%s: put the package "
+             "alone into _SECURE",
+             entries - 1, entries == 2 ? "y" : "ies");
+        return MF_EINVAL;
+    }
+    return 1;
+}
+
+/* Installs the sealed package `path` (everything checked before anything is erased). A package
+ * that is the installed setup already (a cut before its folder was deleted) is only removed. */
+static int import_package(struct mf_programmer *p, const char *path, char *message)
+{
+    if (!p->has_identity) {
+        sayn(message, MF_SECURE_MESSAGE_MAX, "this programmer has no identity (trust anchor: %s)",
+             p->anchor.error);
+        return MF_EAUTH;
+    }
+    struct package_reader reader = {.p = p};
+    pthread_mutex_lock(&p->public_mutex);
+    int err = mf_fat_open(&p->fat, &reader.file, path, MF_FAT_O_RDONLY);
+    pthread_mutex_unlock(&p->public_mutex);
+    if (err) {
+        sayn(message, MF_SECURE_MESSAGE_MAX, "%s: %s", path, mf_strerror(err));
+        return err;
+    }
+    uint64_t size = mf_fat_size(&reader.file);
+    struct mf_package_header h;
+    char pmessage[MF_PACKAGE_MESSAGE_MAX];
+    err = mf_package_read_header(package_read, &reader, size, &h, NULL, 0, pmessage);
+    if (!err && p->secure.present && p->secure.has_owner &&
+        sodium_memcmp(h.owner, p->secure.owner, 32) == 0 &&
+        sodium_memcmp(h.setup_id, p->secure.fingerprint, 32) == 0 &&
+        (uint64_t)h.not_before == p->secure.package_mark) {
+        err = 1; /* installed already: only the folder is left to remove */
+        goto close;
+    }
+    struct mf_anchor_state as;
+    err = p->anchor.read_state(&p->anchor, &as);
+    sodium_memzero(as.key, sizeof as.key);
+    if (err) {
+        sayn(message, MF_SECURE_MESSAGE_MAX, "trust anchor: %s", p->anchor.error);
+        goto close;
+    }
+    struct mf_package pkg;
+    err = mf_package_open(&pkg, package_read, &reader, size, p->identity.x25519_secret,
+                          p->identity.pub.x25519, as.has_owner ? as.owner : NULL,
+                          (int64_t)time(NULL), pmessage);
+    if (err) {
+        sayn(message, MF_SECURE_MESSAGE_MAX, "%s: %s", path, pmessage);
+        goto close;
+    }
+    if (pkg.not_before <= 0) {
+        sayn(message, MF_SECURE_MESSAGE_MAX,
+             "%s: the package has no not-before time, which this programmer needs to tell "
+             "a new package from a replayed one (mintflash pack sets it)",
+             path);
+        mf_package_close(&pkg);
+        err = MF_EPERM;
+        goto close;
+    }
+    struct mf_secure_origin origin = {.package_mark = (uint64_t)pkg.not_before};
+    memcpy(origin.owner, pkg.owner, 32);
+    log_stderr(p, 0, "installing the sealed package %s", path);
+    err = mf_secure_install_from(&p->secure, &pkg.area, "", &origin, move_progress, p, message);
+    mf_package_close(&pkg);
+close:
+    pthread_mutex_lock(&p->public_mutex);
+    mf_fat_close(&p->fat, &reader.file);
+    pthread_mutex_unlock(&p->public_mutex);
+    if (err < 0 && !message[0])
+        sayn(message, MF_SECURE_MESSAGE_MAX, "%s: %s", path, pmessage);
+    return err;
+}
+
 /* Opens the trust anchor and the secure area, and handles a `_SECURE` folder in the public area:
  * moves it (stand-alone mode only), or finishes removing what is left of one already moved. */
 static void boot_secure(struct mf_programmer *p)
@@ -372,6 +634,46 @@ static void boot_secure(struct mf_programmer *p)
     struct mf_area_entry e;
     if (p->area.area.stat(&p->area.area, MF_SECURE_FOLDER, &e) != 0 || !e.is_dir)
         return;
+    char package[MF_SETUP_PATH_MAX];
+    message[0] = '\0';
+    int found = find_package(p, package, sizeof package, message);
+    if (found != 0 && p->mode == MF_MODE_FILEACCESS)
+        return;
+    if (found < 0) {
+        log_stderr(p, 0, "the _SECURE move failed: %s", message);
+        mf_flashlog_write(&p->log, "the _SECURE move failed: %s", message);
+        return;
+    }
+    if (found > 0) {
+        message[0] = '\0';
+        err = import_package(p, package, message);
+        if (err == 1) {
+            log_stderr(p, 0, "finishing the removal of a sealed package already installed");
+            if (!finish_removal(p))
+                mf_flashlog_write(&p->log, "finished removing the package already installed");
+            return;
+        }
+        if (err) {
+            log_stderr(p, 0, "the package import failed: %s", message);
+            mf_flashlog_write(&p->log, "the package import failed: %s", message);
+            if (!p->secure.present) {
+                say(p->state_message, "the package import failed: %s", message);
+                p->state_error = MF_EAUTH;
+            }
+            return;
+        }
+        struct mf_owner_key k;
+        mf_owner_key_from_public(p->secure.owner, &k);
+        char fp[17];
+        for (int i = 0; i < 8; i++)
+            snprintf(fp + 2 * i, 3, "%02x", p->secure.fingerprint[i]);
+        log_stderr(p, 0, "installed the sealed package (setup %s..., owner %s)", fp, k.fingerprint);
+        mf_flashlog_write(
+            &p->log, "installed the sealed package %s: %u files, setup %s..., owner %s",
+            package + strlen(MF_SECURE_FOLDER) + 1, p->secure.file_count, fp, k.fingerprint);
+        finish_removal(p);
+        return;
+    }
     bool leftover = false;
     err = mf_secure_is_leftover(&p->secure, &p->area.area, MF_SECURE_FOLDER, &leftover);
     if (!err && leftover) {
@@ -429,6 +731,8 @@ static void boot(struct mf_programmer *p)
     } else {
         mf_area_fat_init(&p->area, &p->fat, &p->public_lock);
         mf_flashlog_init(&p->log, &p->fat, &p->public_lock, 1024u * 1024u, mf_clock_local, NULL);
+        if (ensure_identity(p) != 0 && !p->storage.layout.secure_count)
+            mf_flashlog_write(&p->log, "no identity: trust anchor: %s", p->anchor.error);
         if (p->storage.layout.secure_count) {
             boot_secure(p);
         } else {
@@ -471,6 +775,187 @@ static void boot(struct mf_programmer *p)
     mf_flashlog_write(&p->log, "programmer started (stand-alone mode, setup in the %s area)%s%s",
                       p->from_secure ? "secure" : "public", p->setup_error ? ": " : "",
                       p->setup_error ? p->setup_message : "");
+    if (p->from_secure)
+        open_records(p);
+    apply_tokens(p);
+}
+
+/* The production records of the setup in the secure area: checked against the chain head. */
+static void open_records(struct mf_programmer *p)
+{
+    pthread_mutex_lock(&p->records_mutex);
+    p->records_open = false;
+    p->records_problem[0] = '\0';
+    if (!p->has_identity) {
+        sayn(p->records_problem, sizeof p->records_problem,
+             "production records cannot be signed: this programmer has no identity");
+    } else {
+        struct mf_reclog_config c = {.fs = &p->fat,
+                                     .fs_lock = p->public_lock,
+                                     .lock = {NULL, NULL, NULL},
+                                     .secure = &p->secure,
+                                     .anchor = &p->anchor,
+                                     .identity = &p->identity,
+                                     .utc = utc_now};
+        char notes[MF_RECLOG_MESSAGE_MAX], message[MF_RECLOG_MESSAGE_MAX];
+        int err = mf_reclog_open(&p->records, &c, notes, message);
+        if (err) {
+            sayn(p->records_problem, sizeof p->records_problem, "%s", message);
+        } else {
+            p->records_open = true;
+            if (notes[0]) {
+                log_stderr(p, 0, "%s", notes);
+                mf_flashlog_write(&p->log, "%s", notes);
+            }
+        }
+    }
+    if (p->records_problem[0]) {
+        log_stderr(p, 0, "%s", p->records_problem);
+        mf_flashlog_write(&p->log, "ERROR %s", p->records_problem);
+    }
+    pthread_mutex_unlock(&p->records_mutex);
+}
+
+/* Decides and applies one decoded token; `text` gets the decision. Under tokens_mutex. */
+static int apply_token(struct mf_programmer *p, const uint8_t *data, size_t size, char *text)
+{
+    struct mf_token token;
+    char message[MF_TOKEN_MESSAGE_MAX];
+    int err = mf_token_decode(data, size, &token, message);
+    if (err) {
+        sayn(text, MF_TOKEN_MESSAGE_MAX, "%s", message);
+        return err;
+    }
+    if (!p->secure_open || !p->secure.present) {
+        sayn(text, MF_TOKEN_MESSAGE_MAX, "no setup is installed in the secure area");
+        return MF_ENOENT;
+    }
+    struct mf_secure *s = &p->secure;
+    struct mf_token_project projects[MF_SECURE_PROJECTS_MAX];
+    mf_lock_take(&p->secure_lock);
+    for (uint32_t i = 0; i < s->project_count; i++) {
+        projects[i].folder = s->projects[i].folder;
+        projects[i].limited = s->state.projects[i].limited;
+        projects[i].limit = s->state.projects[i].limit;
+    }
+    struct mf_token_current current = {.installed = true,
+                                       .has_owner = s->has_owner,
+                                       .root_limited = s->state.root_limited,
+                                       .root_limit = s->state.root_limit,
+                                       .projects = projects,
+                                       .project_count = s->project_count};
+    mf_lock_give(&p->secure_lock);
+    memcpy(current.programmer_id, p->identity.pub.id, 32);
+    memcpy(current.setup_id, s->fingerprint, 32);
+    memcpy(current.owner, s->owner, 32);
+    int project = -1;
+    enum mf_token_decision d = mf_token_decide(&token, &current, &project, message);
+    sayn(text, MF_TOKEN_MESSAGE_MAX, "%s", message);
+    if (d == MF_TOKEN_REPLAY)
+        return 0;
+    if (d != MF_TOKEN_APPLY)
+        return MF_EPERM;
+    if (token.issued < (int64_t)s->package_mark) {
+        sayn(text, MF_TOKEN_MESSAGE_MAX,
+             "the token was issued before the installed package: it belongs to an earlier "
+             "installation and is refused as stale");
+        return MF_EPERM;
+    }
+    char smessage[MF_SECURE_MESSAGE_MAX];
+    err = mf_secure_set_limit(s, project, token.limit, smessage);
+    if (err)
+        sayn(text, MF_TOKEN_MESSAGE_MAX, "%s", smessage);
+    return err;
+}
+
+/* Top-up tokens (*.mft) at the public area's root: each is decided, applied when it may be, the
+ * decision logged, and the file deleted. */
+static void apply_tokens(struct mf_programmer *p)
+{
+    if (!p->fat_mounted || !p->has_identity)
+        return;
+    pthread_mutex_lock(&p->tokens_mutex);
+    for (unsigned round = 0; round < 64; round++) {
+        char name[MF_AREA_NAME_MAX] = "";
+        struct mf_fat_dir dir;
+        struct mf_fat_stat st;
+        pthread_mutex_lock(&p->public_mutex);
+        int err = mf_fat_opendir(&p->fat, &dir, "");
+        while (!err && mf_fat_readdir(&p->fat, &dir, &st) == 1) {
+            if (!st.is_dir && ends_with(st.name, ".mft")) {
+                snprintf(name, sizeof name, "%s", st.name);
+                break;
+            }
+        }
+        uint8_t data[MF_TOKEN_SIZE_MAX];
+        int n = 0;
+        if (name[0]) {
+            struct mf_fat_file f;
+            err = mf_fat_open(&p->fat, &f, name, MF_FAT_O_RDONLY);
+            if (!err) {
+                n = mf_fat_size(&f) > sizeof data ? MF_EFBIG
+                                                  : mf_fat_read(&p->fat, &f, data, sizeof data);
+                mf_fat_close(&p->fat, &f);
+            } else {
+                n = err;
+            }
+        }
+        pthread_mutex_unlock(&p->public_mutex);
+        if (!name[0])
+            break;
+        char text[MF_TOKEN_MESSAGE_MAX];
+        if (n == MF_EFBIG)
+            sayn(text, sizeof text, "larger than a token (%u bytes at most)", MF_TOKEN_SIZE_MAX);
+        else if (n < 0)
+            sayn(text, sizeof text, "cannot read it: %s", mf_strerror(n));
+        int aerr = n < 0 ? n : apply_token(p, data, (size_t)n, text);
+        log_stderr(p, 0, "top-up token %s: %s", name, text);
+        mf_flashlog_write(&p->log, "top-up token %s %s: %s", name, aerr ? "refused" : "applied",
+                          text);
+        pthread_mutex_lock(&p->public_mutex);
+        err = mf_fat_remove(&p->fat, name);
+        pthread_mutex_unlock(&p->public_mutex);
+        if (err && err != MF_ENOENT) {
+            log_stderr(p, 0, "cannot delete the top-up token %s: %s", name, mf_strerror(err));
+            break; /* try again at the next cycle */
+        }
+    }
+    pthread_mutex_unlock(&p->tokens_mutex);
+}
+
+int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t size, char *text)
+{
+    pthread_mutex_lock(&p->state_lock);
+    bool ready = !p->initializing && p->has_identity;
+    pthread_mutex_unlock(&p->state_lock);
+    if (!ready) {
+        sayn(text, MF_TOKEN_MESSAGE_MAX, "the programmer is starting up");
+        return MF_EBUSY;
+    }
+    pthread_mutex_lock(&p->tokens_mutex);
+    int err = apply_token(p, token, size, text);
+    pthread_mutex_unlock(&p->tokens_mutex);
+    log_stderr(p, 0, "top-up token (pushed): %s", text);
+    if (p->fat_mounted)
+        mf_flashlog_write(&p->log, "top-up token (pushed) %s: %s", err ? "refused" : "applied",
+                          text);
+    return err;
+}
+
+int mf_programmer_identity(struct mf_programmer *p, struct mf_owner_programmer *identity,
+                           char *error)
+{
+    pthread_mutex_lock(&p->state_lock);
+    bool has = p->has_identity;
+    if (has)
+        *identity = p->identity.pub;
+    pthread_mutex_unlock(&p->state_lock);
+    if (!has) {
+        say(error, "no identity yet (trust anchor: %s)",
+            p->anchor.error[0] ? p->anchor.error : "not open");
+        return MF_ENOENT;
+    }
+    return 0;
 }
 
 static int open_storage(struct mf_programmer *p, char *error)
@@ -544,6 +1029,9 @@ int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_conf
     p->authorize_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->authorize_mutex};
     pthread_mutex_init(&p->secure_mutex, NULL);
     p->secure_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->secure_mutex};
+    pthread_mutex_init(&p->records_mutex, NULL);
+    pthread_mutex_init(&p->tokens_mutex, NULL);
+    p->records_lock = (struct mf_lock){mutex_lock, mutex_unlock, &p->records_mutex};
     p->load_buffer = malloc(LOAD_BUFFER_SIZE);
     if (!p->load_buffer) {
         say(error, "out of memory");
@@ -699,7 +1187,10 @@ static int refresh_setup(struct mf_programmer *p, char *error)
         return MF_EBUSY;
     }
     p->files_changed = false;
-    load_setup(p);
+    if (p->from_secure)
+        apply_tokens(p); /* the setup is in the secure area: only tokens can have arrived */
+    else
+        load_setup(p);
     return 0;
 }
 
@@ -980,6 +1471,15 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
         for (int i = 0; i < 32; i++)
             snprintf(info->setup_id + 2 * i, 3, "%02x", p->setup.fingerprint[i]);
     }
+    if (p->has_identity)
+        snprintf(info->programmer, sizeof info->programmer, "%s", p->identity.pub.fingerprint);
+    if (p->from_secure && p->secure.has_owner) {
+        struct mf_owner_key k;
+        mf_owner_key_from_public(p->secure.owner, &k);
+        snprintf(info->owner, sizeof info->owner, "%s", k.fingerprint);
+    }
+    if (p->pinned[0])
+        snprintf(info->pinned, sizeof info->pinned, "%s", p->pinned);
     if (proj) {
         snprintf(info->project, sizeof info->project, "%s", proj->name);
         if (proj->error)
@@ -1001,7 +1501,8 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
     pthread_mutex_unlock(&p->state_lock);
 }
 
-int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error)
+int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_t *owner,
+                              char *error)
 {
     pthread_mutex_lock(&p->state_lock);
     if (any_busy(p) || p->initializing) {
@@ -1018,6 +1519,21 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error)
     error[0] = '\0';
     if ((err = open_anchor(p)) != 0)
         say(error, "trust anchor: %s", p->anchor.error);
+    /* The owner pin is for the life of the trust anchor: never changed here, never removed. */
+    struct mf_anchor_state as;
+    memset(&as, 0, sizeof as);
+    if (!err && (err = p->anchor.read_state(&p->anchor, &as)) != 0)
+        say(error, "trust anchor: %s", p->anchor.error);
+    sodium_memzero(as.key, sizeof as.key);
+    if (!err && owner && as.has_owner && sodium_memcmp(owner, as.owner, 32) != 0) {
+        struct mf_owner_key k;
+        mf_owner_key_from_public(as.owner, &k);
+        say(error,
+            "this programmer is pinned to owner %s: the pin cannot be changed (nothing was "
+            "erased)",
+            k.fingerprint);
+        err = MF_EPERM;
+    }
     char message[MF_SECURE_MESSAGE_MAX];
     if (!err && (err = mf_secure_erase(&p->anchor, message)) != 0)
         say(error, "%s", message);
@@ -1031,8 +1547,22 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error)
                 : err == MF_ENOENT   ? "there is no secure area"
                                      : mf_strerror(err));
     }
-    if (!err)
-        log_stderr(p, 0, "secure area %s: every file was erased", create ? "created" : "removed");
+    if (!err && create && owner && !as.has_owner) {
+        err = p->anchor.write_owner(&p->anchor, owner, as.package_mark);
+        if (err)
+            say(error, "the secure area was created, but the owner pin failed: trust anchor: %s",
+                p->anchor.error);
+    }
+    note_pin(p);
+    if (!err) {
+        struct mf_owner_key k;
+        if (owner || as.has_owner)
+            mf_owner_key_from_public(owner ? owner : as.owner, &k);
+        log_stderr(p, 0, "secure area %s: every file was erased%s%s",
+                   create ? "created" : "removed",
+                   owner || as.has_owner ? "; pinned to owner " : "",
+                   owner || as.has_owner ? k.fingerprint : "");
+    }
     boot(p);
     pthread_mutex_lock(&p->state_lock);
     p->initializing = false;

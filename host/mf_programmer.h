@@ -11,6 +11,8 @@
 #include "mf_filebd.h"
 #include "mf_flashlog.h"
 #include "mf_keystore.h"
+#include "mf_owner.h"
+#include "mf_reclog.h"
 #include "mf_tpm.h"
 #include "mf_nbdserver.h"
 #include "mf_secure.h"
@@ -83,7 +85,9 @@ struct mf_programmer {
     pthread_mutex_t public_mutex;    /* the public FAT volume */
     pthread_mutex_t authorize_mutex; /* counts and serial numbers */
     pthread_mutex_t secure_mutex;    /* the secure area's state record (inside authorize) */
-    struct mf_lock public_lock, authorize_lock, secure_lock;
+    pthread_mutex_t records_mutex;   /* production records (outside public and secure) */
+    pthread_mutex_t tokens_mutex;    /* top-up tokens (outside public and secure) */
+    struct mf_lock public_lock, authorize_lock, secure_lock, records_lock;
     bool stopping;
 
     struct mf_filebd file;
@@ -98,7 +102,13 @@ struct mf_programmer {
     bool anchor_open;
     struct mf_secure secure;
     bool secure_open;
-    bool from_secure; /* the setup runs from the secure area */
+    struct mf_owner_identity identity; /* made at the first start, kept in the trust anchor */
+    bool has_identity;
+    char pinned[MF_OWNER_FINGERPRINT_SIZE]; /* the pinned owner's fingerprint, "" */
+    struct mf_reclog records;               /* production records of the installed setup */
+    bool records_open;
+    char records_problem[MF_RECLOG_MESSAGE_MAX]; /* why records cannot be written, "" */
+    bool from_secure;                            /* the setup runs from the secure area */
     struct mf_setup setup;
     bool setup_loaded;
     int setup_error;
@@ -185,8 +195,11 @@ struct mf_programmer_info {
     uint64_t cycles_left;
     bool has_serial;
     uint64_t next_serial;
-    char setup_id[65];                    /* fingerprint of the setup, "" when none */
-    char problem[MF_PROGRAMMER_TEXT_MAX]; /* why it cannot program, "" when it can */
+    char setup_id[65];                          /* fingerprint of the setup, "" when none */
+    char programmer[MF_OWNER_FINGERPRINT_SIZE]; /* identity fingerprint, "" when none */
+    char owner[MF_OWNER_FINGERPRINT_SIZE];      /* the installed package's owner, "" */
+    char pinned[MF_OWNER_FINGERPRINT_SIZE];     /* the pinned owner, "" when not pinned */
+    char problem[MF_PROGRAMMER_TEXT_MAX];       /* why it cannot program, "" when it can */
     int log_error;
 };
 
@@ -194,7 +207,18 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
 
 /* Creates or removes the secure area (every file is lost either way). MF_EBUSY while a slot runs.
  */
-int mf_programmer_secure_area(struct mf_programmer *p, bool create, char *error);
+int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_t *owner,
+                              char *error);
+
+/* The programmer's public identity (its PROGRAMMER.pub). MF_ENOENT (with `error`) while the
+ * trust anchor cannot be read. */
+int mf_programmer_identity(struct mf_programmer *p, struct mf_owner_programmer *identity,
+                           char *error);
+
+/* Applies one top-up token (its bytes); `text` gets the decision as a sentence. MF_EPERM for a
+ * token that does not apply here (wrong programmer, setup or owner, stale), MF_EFORMAT /
+ * MF_EAUTH for a malformed or forged one, MF_ENOENT without an installed setup. */
+int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t size, char *text);
 
 /* Default paths for a user: storage image, keystore, sim folder, UNIX socket. */
 void mf_programmer_default_paths(char *storage, char *keystore, char *sim_dir, size_t size);

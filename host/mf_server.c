@@ -2,6 +2,8 @@
 #include "mf_server.h"
 
 #include "mf_err.h"
+#include "mf_owner.h"
+#include "mf_token.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -135,7 +137,8 @@ static int protocol_error(const struct mf_cycle_result *r)
     case MF_FAIL_CANCELED:
         return MF_PERR_CANCELED;
     case MF_FAIL_CONFLICT:
-        return MF_PERR_CONFLICT;
+        /* The preflight: the public area's rule, or no room for the production records. */
+        return r->error == MF_ECONFLICT ? MF_PERR_CONFLICT : MF_PERR_STORAGE;
     case MF_FAIL_SECURE:
         return MF_PERR_SECURE;
     default:
@@ -222,6 +225,8 @@ struct system_job {
     uint64_t origin;
     enum { JOB_BOOT, JOB_REBOOT, JOB_SECURE_CREATE, JOB_SECURE_REMOVE } kind;
     enum mf_mode mode;
+    bool has_owner; /* securearea create with an owner to pin */
+    uint8_t owner[32];
 };
 
 static void *system_main(void *arg)
@@ -239,7 +244,8 @@ static void *system_main(void *arg)
         break;
     case JOB_SECURE_CREATE:
     case JOB_SECURE_REMOVE:
-        err = mf_programmer_secure_area(s->programmer, job->kind == JOB_SECURE_CREATE, error);
+        err = mf_programmer_secure_area(s->programmer, job->kind == JOB_SECURE_CREATE,
+                                        job->has_owner ? job->owner : NULL, error);
         break;
     }
     pthread_mutex_lock(&s->lock);
@@ -265,7 +271,8 @@ static void *system_main(void *arg)
 }
 
 /* Runs a system job on its own thread; MF_EBUSY while one runs. */
-static int system_start(struct mf_server *s, int kind, enum mf_mode mode, struct mf_session *ss)
+static int system_start(struct mf_server *s, int kind, enum mf_mode mode, struct mf_session *ss,
+                        const uint8_t *owner)
 {
     pthread_mutex_lock(&s->lock);
     if (s->system_busy) {
@@ -285,6 +292,10 @@ static int system_start(struct mf_server *s, int kind, enum mf_mode mode, struct
     job->kind = kind;
     job->mode = mode;
     job->origin = ss ? ss->id : 0;
+    if (owner) {
+        job->has_owner = true;
+        memcpy(job->owner, owner, 32);
+    }
     if (ss)
         ss->system_pending = true;
     s->system_busy = true;
@@ -301,7 +312,7 @@ static int system_start(struct mf_server *s, int kind, enum mf_mode mode, struct
 
 int mf_server_boot(struct mf_server *server)
 {
-    return system_start(server, JOB_BOOT, MF_MODE_STANDALONE, NULL);
+    return system_start(server, JOB_BOOT, MF_MODE_STANDALONE, NULL, NULL);
 }
 
 /* ---- commands ---- */
@@ -787,6 +798,52 @@ static void cmd_flist(struct mf_server *s, struct mf_session *ss, const char *di
 
 /* ---- dispatch ---- */
 
+/* #IDENTITY: the programmer's public file, one #IDENTITY: line per line of it. */
+static void cmd_identity(struct mf_server *s, struct mf_session *ss)
+{
+    struct mf_owner_programmer pub;
+    char error[MF_PROGRAMMER_TEXT_MAX];
+    reply(s, ss, "#ACK");
+    if (mf_programmer_identity(s->programmer, &pub, error) != 0) {
+        reply(s, ss, "#ERR%03d:%s", MF_PERR_SECURE, error);
+        return;
+    }
+    char text[MF_OWNER_FILE_MAX];
+    if (mf_owner_format_programmer(&pub, text, sizeof text) != 0) {
+        reply(s, ss, "#ERR%03d:cannot format the identity", MF_PERR_OTHER);
+        return;
+    }
+    for (char *line = text, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        if (!end)
+            end = line + strlen(line) - 1;
+        else
+            *end = '\0';
+        reply(s, ss, "#IDENTITY:%s", line);
+    }
+    reply(s, ss, "#OK");
+}
+
+/* #TOPUP <token in hex>: applies a top-up token at once. */
+static void cmd_topup(struct mf_server *s, struct mf_session *ss, const char *args)
+{
+    uint8_t token[MF_TOKEN_SIZE_MAX];
+    size_t digits = strlen(args);
+    if (digits < 2 * MF_TOKEN_SIZE_MIN || digits > 2 * MF_TOKEN_SIZE_MAX || digits % 2 ||
+        mf_proto_hex_bytes(args, token, digits / 2) != 0) {
+        reply(s, ss, "#NACK:ERR%03d:Expected a top-up token in hex (%u to %u bytes)",
+              MF_PERR_ARGUMENT, MF_TOKEN_SIZE_MIN, MF_TOKEN_SIZE_MAX);
+        return;
+    }
+    reply(s, ss, "#ACK");
+    char text[MF_TOKEN_MESSAGE_MAX];
+    int err = mf_programmer_topup(s->programmer, token, digits / 2, text);
+    if (err)
+        reply(s, ss, "#ERR%03d:%s", err == MF_EBUSY ? MF_PERR_BUSY : MF_PERR_SECURE, text);
+    else
+        reply(s, ss, "#OK:%s", text);
+}
+
 static bool is_word(const char *args, const char *word)
 {
     return strcasecmp(args, word) == 0;
@@ -814,7 +871,7 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         return;
     }
     if (mode == MF_MODE_FILEACCESS && cmd != MF_CMD_STATUS && cmd != MF_CMD_INFO &&
-        cmd != MF_CMD_REBOOT) {
+        cmd != MF_CMD_REBOOT && cmd != MF_CMD_IDENTITY) {
         reply(s, ss, "#NACK:ERR%03d:Not available in file access mode", MF_PERR_FILE_ACCESS_MODE);
         return;
     }
@@ -905,14 +962,29 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         cmd_flist(s, ss, args);
         break;
     case MF_CMD_SECUREAREA: {
-        bool create = is_word(args, "CREATE");
-        if (!create && !is_word(args, "REMOVE")) {
-            reply(s, ss, "#NACK:ERR%03d:Expected CREATE or REMOVE", MF_PERR_ARGUMENT);
+        /* CREATE, CREATE <owner's Ed25519 public key in base64> (pins the owner), REMOVE. */
+        char word[8] = "";
+        const char *rest = args;
+        size_t n = strcspn(rest, " \t");
+        if (n < sizeof word) {
+            memcpy(word, rest, n);
+            word[n] = '\0';
+        }
+        rest += n;
+        rest += strspn(rest, " \t");
+        bool create = is_word(word, "CREATE");
+        uint8_t owner[32];
+        bool has_owner = create && *rest;
+        if ((!create && !is_word(args, "REMOVE")) ||
+            (has_owner && mf_owner_b64_decode(rest, strlen(rest), owner, sizeof owner) != 0)) {
+            reply(s, ss,
+                  "#NACK:ERR%03d:Expected CREATE, CREATE <owner key (base64, 32 bytes)> or REMOVE",
+                  MF_PERR_ARGUMENT);
             break;
         }
         reply(s, ss, "#ACK");
-        int err =
-            system_start(s, create ? JOB_SECURE_CREATE : JOB_SECURE_REMOVE, MF_MODE_STANDALONE, ss);
+        int err = system_start(s, create ? JOB_SECURE_CREATE : JOB_SECURE_REMOVE,
+                               MF_MODE_STANDALONE, ss, has_owner ? owner : NULL);
         if (err)
             reply(s, ss, "#ERR%03d:Busy", MF_PERR_BUSY);
         break;
@@ -925,12 +997,18 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         }
         reply(s, ss, "#ACK");
         /* #OK follows once the programmer is back (a client then knows it is up again). */
-        int err =
-            system_start(s, JOB_REBOOT, fileaccess ? MF_MODE_FILEACCESS : MF_MODE_STANDALONE, ss);
+        int err = system_start(s, JOB_REBOOT, fileaccess ? MF_MODE_FILEACCESS : MF_MODE_STANDALONE,
+                               ss, NULL);
         if (err)
             reply(s, ss, "#ERR%03d:Busy", MF_PERR_BUSY);
         break;
     }
+    case MF_CMD_IDENTITY:
+        cmd_identity(s, ss);
+        break;
+    case MF_CMD_TOPUP:
+        cmd_topup(s, ss, args);
+        break;
     case MF_CMD_UNKNOWN:
         break;
     }
@@ -1224,7 +1302,7 @@ int mf_server_run(struct mf_server *s)
     while (!s->stop) {
         if (s->reboot_request) {
             s->reboot_request = 0;
-            if (system_start(s, JOB_REBOOT, MF_MODE_STANDALONE, NULL))
+            if (system_start(s, JOB_REBOOT, MF_MODE_STANDALONE, NULL, NULL))
                 s->reboot_request = 1; /* busy now: try again on the next round */
         }
         nfds_t n = 0;

@@ -1,0 +1,406 @@
+/* The programmer's production records (see mf_reclog.h). */
+#include "mf_reclog.h"
+
+#include "mf_err.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAIL_MAX (2u * MF_RECORD_LINE_MAX)
+
+static void say(char *message, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(char *message, const char *fmt, ...)
+{
+    if (!message)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, MF_RECLOG_MESSAGE_MAX, fmt, ap);
+    va_end(ap);
+}
+
+static void file_name(unsigned number, char name[16])
+{
+    snprintf(name, 16, MF_RECLOG_PREFIX "%03u", number % 1000u);
+}
+
+bool mf_reclog_is_name(const char *name)
+{
+    size_t n = strlen(MF_RECLOG_PREFIX);
+    if (strlen(name) != n + 3)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        if (c != MF_RECLOG_PREFIX[i])
+            return false;
+    }
+    for (size_t i = n; i < n + 3; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+    }
+    return true;
+}
+
+/* The highest RECORDS number at the root; *found false when there is none. */
+static int find_current(struct mf_fat *fs, unsigned *current, bool *found)
+{
+    struct mf_fat_dir dir;
+    struct mf_fat_stat st;
+    *found = false;
+    *current = 0;
+    int err = mf_fat_opendir(fs, &dir, "");
+    int r;
+    while (!err && (r = mf_fat_readdir(fs, &dir, &st)) == 1) {
+        if (st.is_dir || !mf_reclog_is_name(st.name))
+            continue;
+        unsigned n = (unsigned)atoi(st.name + strlen(MF_RECLOG_PREFIX));
+        if (!*found || n > *current)
+            *current = n;
+        *found = true;
+    }
+    if (!err && r < 0)
+        err = r;
+    return err;
+}
+
+/* The newest complete line of file `number` into `line` (*length 0: none). A line torn by a
+ * power cut (bytes after the last LF) is cut off the file first. */
+static int last_line(struct mf_fat *fs, unsigned number, char *line, size_t *length)
+{
+    char name[16];
+    file_name(number, name);
+    *length = 0;
+    struct mf_fat_file f;
+    int err = mf_fat_open(fs, &f, name, MF_FAT_O_RDWR);
+    if (err == MF_ENOENT)
+        return 0;
+    if (err)
+        return err;
+    uint32_t size = mf_fat_size(&f);
+    uint32_t take = size < TAIL_MAX ? size : TAIL_MAX;
+    char *tail = malloc(TAIL_MAX);
+    if (!tail) {
+        mf_fat_close(fs, &f);
+        return MF_ENOMEM;
+    }
+    err = mf_fat_seek(fs, &f, size - take);
+    int n = err ? err : mf_fat_read(fs, &f, tail, take);
+    if (n >= 0 && (uint32_t)n != take)
+        n = MF_EIO;
+    if (n < 0) {
+        free(tail);
+        mf_fat_close(fs, &f);
+        return n;
+    }
+    size_t end = take;
+    while (end > 0 && tail[end - 1] != '\n')
+        end--;
+    if (end < take && (end > 0 || size <= TAIL_MAX)) {
+        /* A torn line at the end: cut it, so the next record starts on a line of its own. */
+        err = mf_fat_truncate(fs, &f, size - (uint32_t)(take - end));
+    }
+    if (!err && end > 0) {
+        size_t start = end - 1;
+        while (start > 0 && tail[start - 1] != '\n')
+            start--;
+        if (end - start <= MF_RECORD_LINE_MAX) {
+            memcpy(line, tail + start, end - start);
+            *length = end - start;
+        }
+    }
+    free(tail);
+    int cerr = mf_fat_close(fs, &f);
+    return err ? err : cerr;
+}
+
+/* The newest record in the files, checked to be ours and for this setup. */
+struct newest {
+    bool found;
+    struct mf_record record;
+    uint8_t hash[32];
+};
+
+static int newest_record(struct mf_reclog *log, bool any_file, struct newest *out)
+{
+    struct mf_fat *fs = log->config.fs;
+    memset(out, 0, sizeof *out);
+    if (!any_file)
+        return 0;
+    char line[MF_RECORD_LINE_MAX + 1];
+    size_t length = 0;
+    int err = last_line(fs, log->current, line, &length);
+    if (!err && length == 0 && log->current > 0)
+        err = last_line(fs, log->current - 1, line, &length); /* a new file left empty */
+    if (err || length == 0)
+        return err;
+    size_t body;
+    char message[MF_RECORD_MESSAGE_MAX];
+    if (mf_record_parse(line, length, &out->record, &body, message) != 0)
+        return 0;
+    const struct mf_owner_identity *id = log->config.identity;
+    if (!mf_record_signature_ok(line, body, out->record.signature, id->pub.ed25519) ||
+        strcmp(out->record.programmer, id->pub.fingerprint) != 0 ||
+        sodium_memcmp(out->record.setup, log->config.secure->fingerprint, 32) != 0)
+        return 0;
+    mf_record_hash(line, body, out->hash);
+    out->found = true;
+    return 0;
+}
+
+/* Appends one formatted line, moving to the next file when this one would pass its limit. */
+static int write_line(struct mf_reclog *log, const char *line, size_t length, char *message)
+{
+    struct mf_fat *fs = log->config.fs;
+    uint32_t file_max = log->config.file_max ? log->config.file_max : MF_RECORD_FILE_MAX;
+    char name[16];
+    file_name(log->current, name);
+    struct mf_fat_stat st;
+    int err = mf_fat_stat(fs, name, &st);
+    if (!err && st.size + length > file_max) {
+        if (log->current + 1 >= MF_RECLOG_FILES_MAX) {
+            say(message,
+                "production records: %u RECORDS files are full (export them and delete "
+                "the old ones)",
+                MF_RECLOG_FILES_MAX);
+            return MF_ENOSPC;
+        }
+        log->current++;
+        file_name(log->current, name);
+        st.size = 0;
+    } else if (err == MF_ENOENT) {
+        st.size = 0;
+        err = 0;
+    }
+    if (err) {
+        say(message, "production records: %s: %s", name, mf_strerror(err));
+        return err;
+    }
+    struct mf_fat_file f;
+    err = mf_fat_open(fs, &f, name, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_APPEND);
+    if (err) {
+        say(message, "production records: cannot open %s: %s", name, mf_strerror(err));
+        return err;
+    }
+    int n = mf_fat_write(fs, &f, line, (uint32_t)length);
+    if (n >= 0 && (size_t)n != length)
+        n = MF_ENOSPC;
+    if (n < 0)
+        mf_fat_truncate(fs, &f, st.size); /* no half record is left behind */
+    int cerr = mf_fat_close(fs, &f);
+    err = n < 0 ? n : cerr;
+    if (err)
+        say(message, "production records: cannot append to %s: %s", name,
+            err == MF_ENOSPC ? "the public area is full" : mf_strerror(err));
+    return err;
+}
+
+/* Signs, chains and appends `record` (seq and prev are filled here), then moves the head;
+ * `cycles` is how many consumed cycles it accounts for. Under log->config.lock. */
+static int append_record(struct mf_reclog *log, struct mf_record *record, uint64_t cycles,
+                         char *message)
+{
+    struct mf_secure *secure = log->config.secure;
+    const struct mf_owner_identity *id = log->config.identity;
+    record->seq = secure->state.record_seq + 1;
+    memcpy(record->prev, secure->state.record_hash, 32);
+    record->time = log->config.utc ? log->config.utc(log->config.utc_context) : 0;
+    memcpy(record->programmer, id->pub.fingerprint, sizeof record->programmer);
+    memcpy(record->setup, secure->fingerprint, 32);
+    struct mf_anchor *a = log->config.anchor;
+    int err = a->counter_read(a, &record->counter);
+    if (err) {
+        say(message, "production records: trust anchor: %s", a->error);
+        return err;
+    }
+    char line[MF_RECORD_LINE_MAX + 1];
+    size_t length;
+    uint8_t hash[32];
+    err = mf_record_format(record, id->ed25519_secret, line, sizeof line, &length, hash);
+    if (err) {
+        say(message, "production records: cannot format a record: %s", mf_strerror(err));
+        return err;
+    }
+    mf_lock_take(&log->config.fs_lock);
+    err = write_line(log, line, length, message);
+    mf_lock_give(&log->config.fs_lock);
+    if (err)
+        return err;
+    char smessage[MF_SECURE_MESSAGE_MAX];
+    err =
+        mf_secure_record_head(secure, record->seq, hash, secure->state.recorded + cycles, smessage);
+    if (err)
+        say(message, "production records: %s", smessage);
+    return err;
+}
+
+static void note_add(char *notes, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note_add(char *notes, const char *fmt, ...)
+{
+    if (!notes)
+        return;
+    size_t used = strlen(notes);
+    if (used + 3 >= MF_RECLOG_MESSAGE_MAX)
+        return;
+    if (used)
+        strcat(notes, "; ");
+    used = strlen(notes);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(notes + used, MF_RECLOG_MESSAGE_MAX - used, fmt, ap);
+    va_end(ap);
+}
+
+int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config, char *notes,
+                   char *message)
+{
+    memset(log, 0, sizeof *log);
+    log->config = *config;
+    if (notes)
+        notes[0] = '\0';
+    struct mf_secure *secure = config->secure;
+    if (!secure->present) {
+        say(message, "production records: no setup is installed");
+        return MF_ENOENT;
+    }
+    mf_lock_take(&config->lock);
+    bool any_file;
+    mf_lock_take(&config->fs_lock);
+    int err = find_current(config->fs, &log->current, &any_file);
+    struct newest newest;
+    if (!err)
+        err = newest_record(log, any_file, &newest);
+    mf_lock_give(&config->fs_lock);
+    if (err) {
+        say(message, "production records: cannot read the RECORDS files: %s", mf_strerror(err));
+        goto out;
+    }
+    log->open = true;
+    const struct mf_secure_state *st = &secure->state;
+    char smessage[MF_SECURE_MESSAGE_MAX];
+    if (newest.found && newest.record.seq == st->record_seq + 1 &&
+        sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0) {
+        /* Appended, but the power went before its head was recorded: it is the head now. */
+        uint64_t cycles = newest.record.result == MF_RECORD_GAP ? 0 : 1;
+        err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded + cycles,
+                                    smessage);
+        if (err) {
+            say(message, "production records: %s", smessage);
+            goto out;
+        }
+    } else if (st->record_seq > 0 && !(newest.found && newest.record.seq == st->record_seq &&
+                                       sodium_memcmp(newest.hash, st->record_hash, 32) == 0)) {
+        /* The newest records are gone or changed: say so in the chain itself. */
+        struct mf_record gap;
+        memset(&gap, 0, sizeof gap);
+        gap.result = MF_RECORD_GAP;
+        gap.gap_last = st->record_seq;
+        gap.gap_first = newest.found && newest.record.seq < st->record_seq ? newest.record.seq + 1
+                                                                           : st->record_seq;
+        if (!newest.found)
+            gap.gap_first = 1;
+        err = append_record(log, &gap, 0, message);
+        if (err)
+            goto out;
+        note_add(notes,
+                 "production records %llu to %llu are missing or changed (gap record written)",
+                 (unsigned long long)gap.gap_first, (unsigned long long)gap.gap_last);
+    }
+    /* Cycles that consumed a count but have no record: a power cut during a cycle. */
+    if (st->total_used > st->recorded) {
+        uint64_t n = st->total_used - st->recorded;
+        struct mf_record r;
+        memset(&r, 0, sizeof r);
+        r.result = MF_RECORD_ERR;
+        snprintf(r.note, sizeof r.note, "unrecorded:%llu", (unsigned long long)n);
+        err = append_record(log, &r, n, message);
+        if (err)
+            goto out;
+        note_add(notes, "%llu cycle(s) took a count but have no record (power cut?)",
+                 (unsigned long long)n);
+    }
+    /* Cycles the anchor's counter proves beyond the state: a restored older storage image, or a
+     * cut between the counter and the state. Charged at the next cycle; recorded now. */
+    uint64_t v;
+    err = config->anchor->counter_read(config->anchor, &v);
+    if (err) {
+        say(message, "production records: trust anchor: %s", config->anchor->error);
+        goto out;
+    }
+    uint64_t missing = mf_secure_missing(secure, v);
+    if (missing > 0 && st->recorded <= st->total_used) {
+        struct mf_record r;
+        memset(&r, 0, sizeof r);
+        r.result = MF_RECORD_ERR;
+        snprintf(r.note, sizeof r.note, "counter-ahead:%llu", (unsigned long long)missing);
+        err = append_record(log, &r, missing, message);
+        if (err)
+            goto out;
+        note_add(notes,
+                 "the trust anchor's counter proves %llu cycle(s) more than the secure area "
+                 "shows (a restored storage image, or a power cut while a count was taken)",
+                 (unsigned long long)missing);
+    }
+out:
+    if (err)
+        log->open = false;
+    mf_lock_give(&config->lock);
+    return err;
+}
+
+int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry, char *message)
+{
+    if (!log->open) {
+        say(message, "production records: not open");
+        return MF_EBADF;
+    }
+    struct mf_record r;
+    memset(&r, 0, sizeof r);
+    r.result = entry->ok ? MF_RECORD_OK : MF_RECORD_ERR;
+    snprintf(r.project, sizeof r.project, "%s", entry->project ? entry->project : "");
+    r.slot = entry->slot;
+    if (entry->uid_length) {
+        r.uid_length =
+            entry->uid_length < MF_RECORD_UID_MAX ? entry->uid_length : MF_RECORD_UID_MAX;
+        memcpy(r.uid, entry->uid, r.uid_length);
+    }
+    r.has_serial = entry->has_serial;
+    r.serial = entry->serial;
+    if (entry->note)
+        snprintf(r.note, sizeof r.note, "%s", entry->note);
+    mf_lock_take(&log->config.lock);
+    int err = append_record(log, &r, 1, message);
+    mf_lock_give(&log->config.lock);
+    return err;
+}
+
+int mf_reclog_room(struct mf_reclog *log, unsigned records, char *message)
+{
+    struct mf_fat *fs = log->config.fs;
+    uint64_t free_bytes = 0, total = 0;
+    mf_lock_take(&log->config.fs_lock);
+    int err = mf_fat_space(fs, &free_bytes, &total);
+    uint64_t cluster = (uint64_t)fs->geo.bytes_per_sector * fs->geo.sectors_per_cluster;
+    mf_lock_give(&log->config.fs_lock);
+    if (err) {
+        say(message, "production records: cannot read the public area's free space: %s",
+            mf_strerror(err));
+        return err;
+    }
+    /* Each record at its longest, a cluster for a new file, and one more for a directory. */
+    uint64_t need = (uint64_t)records * MF_RECORD_LINE_MAX + 2 * cluster;
+    if (free_bytes < need) {
+        say(message,
+            "the public area is too full for the production records (%llu bytes free, %llu "
+            "needed): export RECORDS files and delete old ones, or free space",
+            (unsigned long long)free_bytes, (unsigned long long)need);
+        return MF_ENOSPC;
+    }
+    return 0;
+}

@@ -5,6 +5,8 @@
 
 #include "mf_clock.h"
 #include "mf_err.h"
+#include "mf_owner.h"
+#include "mf_token.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -776,10 +778,62 @@ static int cmd_reboot(struct mf_cli_session *s, int argc, char **argv)
     return wait_restarted(s, "reboot", file_access);
 }
 
+/* Reads a small local file (at most `max` bytes) into a new buffer. */
+static int read_local(struct mf_cli_session *s, const char *cmd, const char *path, size_t max,
+                      uint8_t **data, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cmd_error(s, cmd, "cannot open %s: %s", path, strerror(errno));
+        return 1;
+    }
+    uint8_t *buf = malloc(max + 1);
+    size_t used = 0;
+    ssize_t n = 0;
+    while (buf && used <= max && (n = read(fd, buf + used, max + 1 - used)) > 0)
+        used += (size_t)n;
+    close(fd);
+    if (!buf || n < 0) {
+        cmd_error(s, cmd, "cannot read %s: %s", path, buf ? strerror(errno) : "out of memory");
+        free(buf);
+        return 1;
+    }
+    if (used > max) {
+        cmd_error(s, cmd, "%s is larger than %zu bytes: not the file expected", path, max);
+        free(buf);
+        return 1;
+    }
+    *data = buf;
+    *size = used;
+    return 0;
+}
+
 static int cmd_securearea(struct mf_cli_session *s, int argc, char **argv)
 {
+    if (argc == 4 && strcasecmp(argv[1], "create") == 0 && strcmp(argv[2], "--owner") == 0) {
+        /* Pins the owner: from then on only its sealed packages are installed. */
+        uint8_t *text;
+        size_t size;
+        if (read_local(s, "securearea create", argv[3], MF_OWNER_FILE_MAX, &text, &size))
+            return 1;
+        struct mf_owner_key key;
+        char message[MF_OWNER_MESSAGE_MAX];
+        int err = mf_owner_parse_public((const char *)text, size, &key, message);
+        free(text);
+        if (err) {
+            cmd_error(s, "securearea create", "%s: %s", argv[3], message);
+            return 2;
+        }
+        char b64[64], line[LINE_SIZE];
+        mf_owner_b64_encode(key.ed25519, 32, b64, sizeof b64);
+        snprintf(line, sizeof line, "#SECUREAREA CREATE %s", b64);
+        int status = cmd_simple(s, "securearea create", line);
+        if (!status)
+            printf("pinned to owner %s\n", key.fingerprint);
+        return status;
+    }
     if (argc != 2)
-        return usage_error(s, "securearea", "needs 'create' or 'remove'");
+        return usage_error(s, "securearea", "needs 'create [--owner OWNER.pub]' or 'remove'");
     if (strcasecmp(argv[1], "create") == 0)
         return cmd_simple(s, "securearea create", "#SECUREAREA CREATE");
     if (strcasecmp(argv[1], "remove") == 0)
@@ -1466,6 +1520,161 @@ static int cmd_flist(struct mf_cli_session *s, int argc, char **argv)
 
 /* ---- the table ---- */
 
+/* identity [-o FILE]: the programmer's public file, for its owner. */
+static int cmd_identity(struct mf_cli_session *s, int argc, char **argv)
+{
+    const char *out = NULL;
+    if (argc == 3 && strcmp(argv[1], "-o") == 0)
+        out = argv[2];
+    else if (argc != 1)
+        return usage_error(s, "identity", "takes nothing or -o FILE");
+    struct collected c;
+    int status = collect(s, "identity", "#IDENTITY", &c, NULL);
+    if (status) {
+        collected_free(&c);
+        return status;
+    }
+    char text[MF_OWNER_FILE_MAX] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < c.count; i++) {
+        if (strncmp(c.lines[i], "#IDENTITY:", 10) != 0)
+            continue;
+        int n = snprintf(text + used, sizeof text - used, "%s\n", c.lines[i] + 10);
+        if (n < 0 || (size_t)n >= sizeof text - used)
+            break;
+        used += (size_t)n;
+    }
+    collected_free(&c);
+    struct mf_owner_programmer pub;
+    char message[MF_OWNER_MESSAGE_MAX];
+    if (mf_owner_parse_programmer(text, used, &pub, message) != 0) {
+        cmd_error(s, "identity", "the programmer's answer is not an identity: %s", message);
+        return 1;
+    }
+    if (!out) {
+        fputs(text, stdout);
+        return 0;
+    }
+    FILE *f = fopen(out, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        cmd_error(s, "identity", "cannot write %s: %s", out, strerror(errno));
+        return 1;
+    }
+    printf("programmer %s: wrote %s\n", pub.fingerprint, out);
+    return 0;
+}
+
+/* push FILE: a sealed package (.mfp) is copied into _SECURE and installed by a restart; a top-up
+ * token (.mft) is applied at once. */
+static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error(s, "push", "needs one file: a package (.mfp) or a token (.mft)");
+    const char *local = argv[1];
+    size_t n = strlen(local);
+    bool token = n > 4 && strcasecmp(local + n - 4, ".mft") == 0;
+    bool package = n > 4 && strcasecmp(local + n - 4, ".mfp") == 0;
+    if (token) {
+        uint8_t *data;
+        size_t size;
+        if (read_local(s, "push", local, MF_TOKEN_SIZE_MAX, &data, &size))
+            return 1;
+        char line[LINE_SIZE];
+        int used = snprintf(line, sizeof line, "#TOPUP ");
+        for (size_t i = 0; i < size; i++)
+            used += snprintf(line + used, sizeof line - (size_t)used, "%02x", data[i]);
+        free(data);
+        struct mf_remote_reply reply;
+        if (exchange(s, "push", line, NULL, NULL, 0, &reply))
+            return 1;
+        if (reply.outcome != MF_REMOTE_OK) {
+            reply_error(s, "push", "#TOPUP", &reply);
+            return 1;
+        }
+        printf("%s\n", strncmp(reply.final, "#OK:", 4) == 0 ? reply.final + 4 : reply.final);
+        return 0;
+    }
+    if (!package) {
+        cmd_error(s, "push", "%s: expected a sealed package (.mfp) or a top-up token (.mft)",
+                  local);
+        return 2;
+    }
+    /* The package goes alone into _SECURE; the restart installs it (or refuses it whole). */
+    char line[LINE_SIZE], remote[512];
+    snprintf(remote, sizeof remote, "_SECURE/%s", local_basename(local));
+    bool exists = false, is_dir = false;
+    if (remote_stat(s, "push", "_SECURE", &exists, &is_dir))
+        return 1;
+    if (exists) {
+        cmd_error(s, "push", "the programmer has a _SECURE folder already: remove it first");
+        return 1;
+    }
+    if (format_line(s, "push", line, "#MKDIR _SECURE") ||
+        expect_ok(s, "push", line, NULL, NULL, NULL) || put_file(s, "push", local, remote))
+        return 1;
+    if (cmd_simple(s, "push", "#REBOOT"))
+        return 1;
+    mf_remote_close(&s->remote);
+    if (wait_restarted(s, "push", false))
+        return 1;
+    if (remote_stat(s, "push", "_SECURE", &exists, &is_dir))
+        return 1;
+    if (exists) {
+        cmd_error(s, "push",
+                  "the programmer did not install the package (its FLASHER.LOG says "
+                  "why; the current setup is untouched)");
+        return 1;
+    }
+    printf("installed %s\n", local_basename(local));
+    return 0;
+}
+
+/* records [DIR]: copies every RECORDS.nnn file of the programmer into DIR (default "."). */
+static int cmd_records(struct mf_cli_session *s, int argc, char **argv)
+{
+    if (argc > 2)
+        return usage_error(s, "records", "takes at most a local folder");
+    const char *dir = argc == 2 ? argv[1] : ".";
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        cmd_error(s, "records", "cannot create the folder %s: %s", dir, strerror(errno));
+        return 1;
+    }
+    struct collected c;
+    if (collect(s, "records", "#FLIST", &c, NULL)) {
+        collected_free(&c);
+        return 1;
+    }
+    int status = 0;
+    unsigned copied = 0;
+    for (size_t i = 0; i < c.count && !status; i++) {
+        /* #FLIST:F:<size>:<name> */
+        const char *line = c.lines[i];
+        if (strncmp(line, "#FLIST:F:", 9) != 0)
+            continue;
+        const char *name = strchr(line + 9, ':');
+        if (!name || strncasecmp(name + 1, "RECORDS.", 8) != 0)
+            continue;
+        name++;
+        char *local = join_path(dir, name, '/');
+        int fd = local ? open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+        if (fd < 0) {
+            cmd_error(s, "records", "cannot create %s: %s", local ? local : name,
+                      local ? strerror(errno) : "out of memory");
+            status = 1;
+        } else {
+            status = get_file(s, "records", name, fd, local);
+            if (close(fd) < 0 && !status)
+                status = 1;
+            copied += status ? 0 : 1;
+        }
+        free(local);
+    }
+    collected_free(&c);
+    if (!status)
+        printf("copied %u RECORDS file(s) into %s\n", copied, dir);
+    return status;
+}
+
 static int cmd_help(struct mf_cli_session *s, int argc, char **argv);
 
 static const struct command {
@@ -1515,10 +1724,23 @@ static const struct command {
      "--json: {\"dir\":\"...\",\"entries\":[{\"name\":\"a\",\"type\":\"file\",\"size\":1}]}\n"},
     {"mkdir", "DIR", "create a folder", cmd_mkdir, NULL},
     {"rmdir", "DIR", "remove an empty folder", cmd_rmdir, NULL},
-    {"securearea", "create | remove", "create or remove the secure area (all files are lost)",
-     cmd_securearea,
+    {"securearea", "create [--owner OWNER.pub] | remove",
+     "create or remove the secure area (all files are lost)", cmd_securearea,
      "Repartitions the storage: every configuration and data file is lost. Accepted on the\n"
-     "local connection (the UNIX socket) only.\n"},
+     "local connection (the UNIX socket) only. --owner pins the owner whose public key file\n"
+     "is given: from then on the programmer installs only that owner's sealed packages, and\n"
+     "the pin stays for the life of its trust anchor.\n"},
+    {"identity", "[-o FILE]", "the programmer's public identity (for its owner)", cmd_identity,
+     "Prints (or writes to FILE) the programmer's public file: its fingerprint and the public\n"
+     "keys that sealed packages are made for and production records are checked with.\n"},
+    {"push", "FILE.mfp | FILE.mft", "install a sealed package, or apply a top-up token", cmd_push,
+     "A package is copied into _SECURE and the programmer restarts to install it; every\n"
+     "check is made before anything is erased, so a refused package leaves the current setup\n"
+     "as it was (FLASHER.LOG says why). A token is applied at once and the decision printed.\n"},
+    {"records", "[DIR]", "copy the production records (RECORDS.nnn) from the programmer",
+     cmd_records,
+     "Copies every RECORDS.nnn file into DIR (default: the current folder), for\n"
+     "`mintflash log verify`.\n"},
     {"reboot", "[file-access]", "restart the programmer (file-access: in file access mode)",
      cmd_reboot,
      "Restarts as a power cycle would. 'file-access' (local connection only) restarts in\n"

@@ -3,6 +3,7 @@
 
 #include "mf_datafile.h"
 #include "mf_err.h"
+#include "mf_uidsig.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -202,7 +203,39 @@ static bool in_flash(const struct mf_profile *profile, uint64_t start, uint64_t 
     return r && end - r->start <= r->size;
 }
 
-/* Builds the overlays of this device: each job's serial number, and the patch line. */
+_Static_assert(MF_SIGNATURE_SIZE == MF_UIDSIG_SIZE && MF_SIGNATURE_SIZE <= MF_PATCH_BYTES_MAX,
+               "a signature is one overlay");
+
+/* Signs this device for one job: its UID and the serial number it took (0 when none), bound to
+ * the setup. */
+static int sign_device(struct cycle *c, const struct mf_job *job, uint64_t serial, uint8_t *out)
+{
+    const struct mf_cycle_result *r = c->result;
+    if (!r->uid_length) {
+        /* mf_setup refuses [signature] for devices without a UID, which are read at connect. */
+        fail(c, MF_EINVAL, "[signature]: the device's unique ID was not read");
+        return MF_EINVAL;
+    }
+    int err = mf_uidsig_sign(c->env->setup->fingerprint, r->uid, r->uid_length, serial,
+                             job->signature_seed, out);
+    if (err)
+        fail(c, err, "[signature]: %s", mf_strerror(err));
+    return err;
+}
+
+/* What an overlay is, for messages. */
+static void overlay_name(const struct cycle *c, const struct mf_overlay *o, char *out, size_t size)
+{
+    if (o->kind == MF_OVERLAY_PATCH)
+        snprintf(out, size, "patch %u", o->patch);
+    else
+        snprintf(out, size, "the %s of job %s",
+                 o->kind == MF_OVERLAY_SERIAL ? "serial number" : "signature",
+                 c->project->jobs[o->job].name);
+}
+
+/* Builds the overlays of this device: each job's serial number and signature, and the patch
+ * line. `serial` is the Serial.txt number the device takes, 0 when it takes none. */
 static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *listed,
                           const struct mf_patch_line *patches)
 {
@@ -210,16 +243,28 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
     slot->overlay_count = 0;
     for (unsigned j = 0; j < c->project->job_count; j++) {
         const struct mf_job *job = &c->project->jobs[j];
-        if (!job->serial)
-            continue;
-        struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
-        memset(o, 0, sizeof *o);
-        o->address = job->serial_address;
-        o->length = job->serial_length;
-        o->job = (int)j;
-        int err = encode_serial(c, job, serial, listed, o->bytes);
-        if (err)
-            return err;
+        if (job->serial) {
+            struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
+            memset(o, 0, sizeof *o);
+            o->address = job->serial_address;
+            o->length = job->serial_length;
+            o->job = (int)j;
+            o->kind = MF_OVERLAY_SERIAL;
+            int err = encode_serial(c, job, serial, listed, o->bytes);
+            if (err)
+                return err;
+        }
+        if (job->signature) {
+            struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
+            memset(o, 0, sizeof *o);
+            o->address = job->signature_address;
+            o->length = MF_SIGNATURE_SIZE;
+            o->job = (int)j;
+            o->kind = MF_OVERLAY_SIGNATURE;
+            int err = sign_device(c, job, serial, o->bytes);
+            if (err)
+                return err;
+        }
     }
     const struct mf_profile *profile = c->project->jobs[0].profile;
     for (unsigned i = 0; patches && i < patches->count; i++) {
@@ -235,16 +280,20 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
         o->length = p->length;
         memcpy(o->bytes, p->bytes, p->length);
         o->job = -1;
+        o->kind = MF_OVERLAY_PATCH;
+        o->patch = i + 1;
     }
     /* Two per-device fields must not claim the same byte. */
     for (unsigned i = 0; i < slot->overlay_count; i++) {
         for (unsigned k = i + 1; k < slot->overlay_count; k++) {
             const struct mf_overlay *a = &slot->overlays[i], *b = &slot->overlays[k];
             if (a->address < b->address + b->length && b->address < a->address + a->length) {
-                fail(c, MF_ECONFLICT,
-                     "per-device data overlaps at 0x%llX (serial number and "
-                     "patches, or two patches)",
-                     (unsigned long long)(a->address > b->address ? a->address : b->address));
+                char first[MF_SETUP_NAME_MAX + 32], second[MF_SETUP_NAME_MAX + 32];
+                overlay_name(c, a, first, sizeof first);
+                overlay_name(c, b, second, sizeof second);
+                fail(c, MF_ECONFLICT, "per-device data overlaps at 0x%llX (%s and %s)",
+                     (unsigned long long)(a->address > b->address ? a->address : b->address), first,
+                     second);
                 return MF_ECONFLICT;
             }
         }
@@ -291,7 +340,7 @@ static int authorize(struct cycle *c)
              project ? "/" : "", MF_FILE_CNTDOWN);
         goto out;
     }
-    uint64_t serial = tally.serial;
+    uint64_t serial = tally.has_serial ? tally.serial : 0;
 
     /* The lines the serial number selects. */
     c->stage = MF_FAIL_DEVICE_DATA;
@@ -971,6 +1020,8 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
         goto done;
     }
     connected = true;
+    /* Always, when the device has one: the log names it, and [signature] signs it (mf_setup
+     * refuses [signature] for a device without one). */
     if (profile->uid_length) {
         t->error[0] = '\0';
         err = t->ops->read_uid(t, result->uid, profile->uid_length);

@@ -1,9 +1,10 @@
 /* A programming cycle on one slot: connect, authorize (take the count and the serial number,
  * durably, before the target is first modified), then for every job of the selected project in
  * order: erase, program, verify, protect, start; then disconnect and log. Data is streamed from the
- * area through a window buffer in the slot; per-device bytes (serial number, patches) are laid
- * over the data in flight. Slots run in parallel threads; what they share (the counts and serial
- * numbers) is taken under env->authorize. No allocation: the slot struct holds the working memory.
+ * area through a window buffer in the slot; per-device bytes (serial number, UID signature,
+ * patches) are laid over the data in flight. Slots run in parallel threads; what they share (the
+ * counts and serial numbers) is taken under env->authorize. No allocation: the slot struct holds
+ * the working memory.
  */
 #ifndef MF_CYCLE_H
 #define MF_CYCLE_H
@@ -19,7 +20,7 @@
 
 #define MF_WINDOW_SIZE       (64u << 10) /* bytes collected before they are programmed */
 #define MF_SLOT_IO_SIZE      (16u << 10) /* bytes read from a data file at a time */
-#define MF_OVERLAYS_MAX      (MF_PATCHES_MAX + MF_PROJECT_JOBS_MAX)
+#define MF_OVERLAYS_MAX      (MF_PATCHES_MAX + 2u * MF_PROJECT_JOBS_MAX) /* + serial, signature */
 #define MF_CYCLE_MESSAGE_MAX 256u
 #define MF_ERASE_LIST_MAX    (MF_WINDOW_SIZE / 16u)
 
@@ -50,7 +51,7 @@ enum mf_cycle_action {
     MF_ACTION_AUTO,    /* the start button: everything, one count */
     MF_ACTION_ERASE,   /* erase only (no count: no device is made) */
     MF_ACTION_PROGRAM, /* erase and program, no verify (one count) */
-    MF_ACTION_VERIFY,  /* verify only (no count; serial number bytes are not compared) */
+    MF_ACTION_VERIFY,  /* verify only (no count; per-device bytes are not compared) */
     MF_ACTION_START,   /* start the application only */
 };
 
@@ -111,6 +112,8 @@ struct mf_cycle_env {
     void *preflight_context;
 };
 
+enum mf_overlay_kind { MF_OVERLAY_SERIAL, MF_OVERLAY_SIGNATURE, MF_OVERLAY_PATCH };
+
 /* Per-device bytes laid over the job data. */
 struct mf_overlay {
     uint64_t address;
@@ -119,6 +122,8 @@ struct mf_overlay {
     uint64_t done; /* bit per byte: programmed by an earlier job of this cycle */
     uint64_t pass; /* bit per byte: placed in the current pass */
     int job;       /* the job it belongs to, or -1 for a patch (any job with patches) */
+    enum mf_overlay_kind kind;
+    unsigned patch; /* 1-based number of the patch in its line (MF_OVERLAY_PATCH) */
 };
 
 /* One slot's state and working memory (about 100 KiB); the caller owns it. */

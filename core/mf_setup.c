@@ -4,6 +4,7 @@
 #include "mf_datafile.h"
 #include "mf_err.h"
 #include "mf_ini.h"
+#include "mf_owner.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -230,6 +231,11 @@ struct job_ini {
     bool has_device, has_serial_address;
     uint64_t serial_increment;
     bool serial_increment_set;
+    unsigned serial_line; /* line of [serial] address, for messages */
+    /* [signature]: its section_number (0 = none yet), the line of its first key, and the lines
+     * of its two keys (0 = not given). */
+    unsigned signature_section, signature_line, signature_address_line, signature_key_line;
+    char signature_key[MF_SETUP_NAME_MAX]; /* the key file as job.ini names it */
 };
 
 static int job_bad_value(struct job_ini *c, const struct mf_ini_item *item, const char *expected)
@@ -237,6 +243,47 @@ static int job_bad_value(struct job_ini *c, const struct mf_ini_item *item, cons
     say(c->message, "%s:%u: [%s] %s: '%s' is not %s", c->path, item->line, item->section, item->key,
         item->value, expected);
     return MF_EFORMAT;
+}
+
+/* One key of [signature]: a single section per job, each key once (a repeated key would leave
+ * the owner unsure which address or key signs). */
+static int signature_item(struct job_ini *c, const struct mf_ini_item *item)
+{
+    struct mf_job *job = c->job;
+    const char *k = item->key, *v = item->value;
+    if (c->signature_section && c->signature_section != item->section_number) {
+        say(c->message, "%s:%u: a second [signature] section (a job has at most one)", c->path,
+            item->line);
+        return MF_EFORMAT;
+    }
+    if (!c->signature_section) {
+        c->signature_section = item->section_number;
+        c->signature_line = item->line;
+    }
+    job->signature = true;
+    unsigned *line = mf_ini_name_is(k, "address") ? &c->signature_address_line
+                     : mf_ini_name_is(k, "key")   ? &c->signature_key_line
+                                                  : NULL;
+    if (!line) {
+        say(c->message, "%s:%u: unknown key '%s' in [signature] (known: address, key)", c->path,
+            item->line, k);
+        return MF_EFORMAT;
+    }
+    if (*line) {
+        say(c->message, "%s:%u: [signature] %s: given twice (first on line %u)", c->path,
+            item->line, k, *line);
+        return MF_EFORMAT;
+    }
+    if (line == &c->signature_address_line) {
+        if (parse_u64(v, &job->signature_address))
+            return job_bad_value(c, item, "an address (decimal or 0x hex)");
+    } else {
+        if (!*v || strlen(v) >= sizeof c->signature_key)
+            return job_bad_value(c, item, "a file name (1 to 63 bytes)");
+        strcpy(c->signature_key, v);
+    }
+    *line = item->line;
+    return 0;
 }
 
 static int job_ini_item(void *context, const struct mf_ini_item *item)
@@ -325,6 +372,7 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
             if (parse_u64(v, &job->serial_address))
                 return job_bad_value(c, item, "an address (decimal or 0x hex)");
             c->has_serial_address = true;
+            c->serial_line = item->line;
             return 0;
         }
         if (mf_ini_name_is(k, "length")) {
@@ -347,9 +395,11 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
             c->serial_increment_set = true;
             return 0;
         }
+    } else if (mf_ini_name_is(s, "signature")) {
+        return signature_item(c, item);
     } else {
-        say(c->message, "%s:%u: unknown section [%s] (known: [job], [file], [serial])", c->path,
-            item->line, s);
+        say(c->message, "%s:%u: unknown section [%s] (known: [job], [file], [serial], [signature])",
+            c->path, item->line, s);
         return MF_EFORMAT;
     }
     say(c->message, "%s:%u: unknown key '%s' in [%s]", c->path, item->line, k, s);
@@ -487,7 +537,8 @@ static int owned_compare(const void *a, const void *b)
  * twice. */
 static int merge_ranges(struct mf_job *job, struct owned_range *all, size_t count, char *message)
 {
-    qsort(all, count, sizeof *all, owned_compare);
+    if (count) /* a job of per-device bytes alone has no data: `all` is NULL */
+        qsort(all, count, sizeof *all, owned_compare);
     job->ranges = malloc((count ? count : 1) * sizeof *job->ranges);
     if (!job->ranges)
         return MF_ENOMEM;
@@ -540,6 +591,105 @@ static int collect(void *context, const struct mf_area_entry *entry)
 static int name_compare(const void *a, const void *b)
 {
     return strcmp((const char *)a, (const char *)b);
+}
+
+/* A per-device field every cycle of a job programs: its serial number or its signature. */
+struct device_field {
+    uint64_t start, end;
+    const char *section; /* "serial" or "signature" */
+    const char *what;    /* for messages */
+    unsigned line;       /* of its address in job.ini (when `c` was given) */
+};
+
+static unsigned job_fields(const struct mf_job *job, const struct job_ini *c,
+                           struct device_field out[2])
+{
+    unsigned n = 0;
+    if (job->serial)
+        out[n++] =
+            (struct device_field){job->serial_address, job->serial_address + job->serial_length,
+                                  "serial", "serial number", c ? c->serial_line : 0};
+    if (job->signature)
+        out[n++] = (struct device_field){job->signature_address,
+                                         job->signature_address + MF_SIGNATURE_SIZE, "signature",
+                                         "signature", c ? c->signature_address_line : 0};
+    return n;
+}
+
+/* The job's fields claim no byte that another field of it or of an earlier job claims: a cycle
+ * could program only one of them (the cycle checks patches, which only it knows, the same way). */
+static int check_device_fields(const struct mf_project *p, const struct mf_job *job,
+                               const struct job_ini *c, char *message)
+{
+    struct device_field mine[2], theirs[2];
+    unsigned n = job_fields(job, c, mine);
+    for (unsigned i = 0; i < n; i++) {
+        const struct device_field *a = &mine[i];
+        for (const struct mf_job *other = p->jobs; other <= job; other++) {
+            unsigned m = job_fields(other, NULL, theirs);
+            /* Within the job itself, each pair once: against the fields before it. */
+            for (unsigned k = 0; k < m && (other != job || k < i); k++) {
+                const struct device_field *b = &theirs[k];
+                if (a->start >= b->end || b->start >= a->end)
+                    continue;
+                say(message,
+                    "%s:%u: [%s] address: per-device data overlaps at 0x%llX: the %s at "
+                    "0x%llX+%llu and the %s at 0x%llX+%llu%s%s",
+                    c->path, a->line, a->section,
+                    (unsigned long long)(a->start > b->start ? a->start : b->start), a->what,
+                    (unsigned long long)a->start, (unsigned long long)(a->end - a->start), b->what,
+                    (unsigned long long)b->start, (unsigned long long)(b->end - b->start),
+                    other != job ? " of job " : "", other != job ? other->name : "");
+                return MF_ECONFLICT;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Checks [signature] and reads its key file. The key file is part of the setup like a data file
+ * (its bytes are in the setup's fingerprint); the seed is kept in the job for the cycles. */
+static int load_signature(struct mf_setup *setup, struct loader *ld, struct mf_job *job,
+                          const struct job_ini *c, char *message)
+{
+    const struct mf_profile *profile = job->profile;
+    if (!c->signature_address_line || !c->signature_key_line) {
+        say(message, "%s:%u: [signature] %s is missing (the section needs address and key)",
+            c->path, c->signature_line, c->signature_address_line ? "key" : "address");
+        return MF_EFORMAT;
+    }
+    if (!profile->uid_length) {
+        say(message, "%s:%u: [signature] needs a device with a unique ID; %s has none", c->path,
+            c->signature_line, profile->name);
+        return MF_EFORMAT;
+    }
+    if (!in_flash(profile, job->signature_address, job->signature_address + MF_SIGNATURE_SIZE)) {
+        say(message, "%s:%u: [signature] address: 0x%llX+%u is outside the flash of %s", c->path,
+            c->signature_address_line, (unsigned long long)job->signature_address,
+            MF_SIGNATURE_SIZE, profile->name);
+        return MF_EFORMAT;
+    }
+    char path[MF_SETUP_PATH_MAX], problem[MF_OWNER_MESSAGE_MAX];
+    size_t len = 0;
+    int err = join(path, job->folder, c->signature_key);
+    if (!err)
+        err = read_small(setup->area, path, ld->text, MF_OWNER_FILE_MAX, &len);
+    if (err) {
+        say(message, "%s:%u: [signature] key: %s: %s", c->path, c->signature_key_line,
+            c->signature_key,
+            err == MF_EFBIG ? "larger than 4096 bytes: not a key file" : mf_strerror(err));
+        sodium_memzero(ld->text, MF_OWNER_FILE_MAX);
+        return err;
+    }
+    err = mf_owner_parse_secret(ld->text, len, job->signature_seed, problem);
+    sodium_memzero(ld->text, len);
+    if (err) {
+        sodium_memzero(job->signature_seed, sizeof job->signature_seed);
+        say(message, "%s:%u: [signature] key: %s: %s", c->path, c->signature_key_line,
+            c->signature_key, problem);
+        return err;
+    }
+    return 0;
 }
 
 static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project *p,
@@ -605,6 +755,14 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
         p->uses_serial = true;
         p->serial_increment = inc;
     }
+    if (job->signature) {
+        err = load_signature(setup, ld, job, &c, message);
+        if (err)
+            return err;
+    }
+    err = check_device_fields(p, job, &c, message);
+    if (err)
+        return err;
 
     /* The data files. */
     struct owned_range *all = NULL;
@@ -696,6 +854,24 @@ static bool sectors_meet(const struct mf_profile *profile, const struct mf_range
     return false;
 }
 
+/* Do two jobs meet in a sector, by their data or by the per-device fields every cycle of them
+ * programs (a job erasing by sectors erases the sectors of its fields too)? */
+static bool jobs_meet(const struct mf_job *a, const struct mf_job *b, uint64_t *where)
+{
+    struct device_field fa[2], fb[2];
+    struct mf_range ra[2], rb[2];
+    unsigned na = job_fields(a, NULL, fa), nb = job_fields(b, NULL, fb);
+    for (unsigned i = 0; i < na; i++)
+        ra[i] = (struct mf_range){fa[i].start, fa[i].end};
+    for (unsigned i = 0; i < nb; i++)
+        rb[i] = (struct mf_range){fb[i].start, fb[i].end};
+    const struct mf_profile *profile = b->profile;
+    return sectors_meet(profile, a->ranges, a->range_count, b->ranges, b->range_count, where) ||
+           sectors_meet(profile, a->ranges, a->range_count, rb, nb, where) ||
+           sectors_meet(profile, ra, na, b->ranges, b->range_count, where) ||
+           sectors_meet(profile, ra, na, rb, nb, where);
+}
+
 static int check_project(struct mf_project *p, char *message)
 {
     if (p->job_count == 0) {
@@ -720,11 +896,10 @@ static int check_project(struct mf_project *p, char *message)
         }
         for (unsigned k = 0; k < i && job->erase == MF_ERASE_SECTORS; k++) {
             uint64_t where;
-            if (sectors_meet(job->profile, p->jobs[k].ranges, p->jobs[k].range_count, job->ranges,
-                             job->range_count, &where)) {
+            if (jobs_meet(&p->jobs[k], job, &where)) {
                 say(message,
-                    "%s: its sector at 0x%llX also holds data of job %s, which its erase "
-                    "would remove",
+                    "%s: its sector at 0x%llX also holds data or per-device bytes of job %s, "
+                    "which its erase would remove",
                     job->folder, (unsigned long long)where, p->jobs[k].name);
                 return MF_ECONFLICT;
             }
@@ -817,6 +992,7 @@ static int load_project(struct mf_setup *setup, struct loader *ld, struct mf_pro
 
 static void free_job(struct mf_job *job)
 {
+    sodium_memzero(job->signature_seed, sizeof job->signature_seed);
     for (unsigned i = 0; i < MF_JOB_FILES_MAX; i++) {
         if (job->files[i].held) {
             mf_image_free(job->files[i].held);

@@ -21,6 +21,7 @@
 #define MF_SETUP_INI_MAX      16384u /* bytes of job.ini and FLASHER.INI */
 #define MF_SETUP_ERROR_MAX    320u
 #define MF_SERIAL_LENGTH_MAX  8u
+#define MF_SIGNATURE_SIZE     64u /* bytes of a UID signature ([signature]; MF_UIDSIG_SIZE) */
 
 /* The files the reference product defines, looked up case-insensitively. */
 #define MF_FILE_FLASHER_INI "FLASHER.INI"
@@ -72,6 +73,11 @@ struct mf_job {
     uint64_t serial_address;
     unsigned serial_length; /* 1..MF_SERIAL_LENGTH_MAX bytes */
     enum mf_serial_encoding serial_encoding;
+    /* [signature]: MF_SIGNATURE_SIZE bytes at signature_address, signed per device with the
+     * Ed25519 seed read from the key file at load (wiped by mf_setup_free). */
+    bool signature;
+    uint64_t signature_address;
+    uint8_t signature_seed[32];
     struct mf_range *ranges; /* what the files load: sorted, merged */
     size_t range_count;
     uint64_t data_bytes;
@@ -110,7 +116,7 @@ struct mf_setup {
 int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer, size_t buffer_size,
                   char *message);
 
-/* Releases what mf_setup_load allocated. */
+/* Releases what mf_setup_load allocated and wipes the signature keys it read. */
 void mf_setup_free(struct mf_setup *setup);
 
 /* The fingerprint of the production setup in `area`: SHA-256 over every file except those the

@@ -13,6 +13,7 @@
 #include "mf_sweep.h"
 #include "mf_target.h"
 #include "mf_testutil.h"
+#include "mf_uidsig.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #define DISK_BLOCKS 8192u /* 4 MiB */
 #define FLASH_BASE  0x08000000u
@@ -628,6 +630,342 @@ static void test_fingerprint(void **state)
     assert_memory_not_equal(a, c, 32); /* one bit of the firmware: another setup */
 }
 
+/* ---- per-device UID signatures ([signature]) ---- */
+
+static const uint8_t uid_a[12] = {0xC7, 0x9E, 0x7A, 0x27, 0x60, 0x60,
+                                  0xF5, 0xD8, 0x26, 0xF7, 0x24, 0x3A};
+static const uint8_t uid_b[12] = {0x61, 0xAD, 0x76, 0xA3, 0xCA, 0x13,
+                                  0x09, 0x25, 0x41, 0x74, 0x1F, 0x04};
+
+static void signing_seed(uint8_t seed[32])
+{
+    for (unsigned i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(0xA0 + i);
+}
+
+/* Writes a key file in the "mintflash-owner-secret 1" format, spelled out here rather than made
+ * by mf_owner, so that the test does not trust the code it checks. */
+static void put_key(struct fixture *f, const char *path, const uint8_t seed[32])
+{
+    char b64[64], text[160];
+    sodium_bin2base64(b64, sizeof b64, seed, 32, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(text, sizeof text, "mintflash-owner-secret 1\ned25519-seed: %s\n", b64);
+    puts_(&f->fs, path, text);
+}
+
+/* The documented message: "MFSIG1" || setup id (32) || UID length (1) || UID || serial (u64 LE),
+ * built independently of mf_uidsig. */
+static size_t documented_message(const uint8_t setup_id[32], const uint8_t *uid, size_t uid_length,
+                                 uint64_t serial, uint8_t *out)
+{
+    size_t n = 0;
+    memcpy(out, "MFSIG1", 6);
+    n += 6;
+    memcpy(out + n, setup_id, 32);
+    n += 32;
+    out[n++] = (uint8_t)uid_length;
+    memcpy(out + n, uid, uid_length);
+    n += uid_length;
+    for (unsigned i = 0; i < 8; i++)
+        out[n++] = (uint8_t)(serial >> (8 * i));
+    return n;
+}
+
+/* Does `sig` hold for this device under the public key, by libsodium directly? */
+static bool signature_holds(const uint8_t setup_id[32], const uint8_t *uid, size_t uid_length,
+                            uint64_t serial, const uint8_t public_key[32], const uint8_t *sig)
+{
+    uint8_t message[6 + 32 + 1 + MF_PROFILE_UID_MAX + 8];
+    size_t n = documented_message(setup_id, uid, uid_length, serial, message);
+    return crypto_sign_verify_detached(sig, message, n, public_key) == 0;
+}
+
+/* A fresh SIM-F1-64K device with a known UID in a slot (1-based). */
+static void fresh_device(struct fixture *f, unsigned slot, const uint8_t uid[12])
+{
+    assert_int_equal(
+        mf_sim_replace(f->sim_dir, slot, mf_profile_find("SIM-F1-64K"), uid, NULL, NULL, 0), 0);
+}
+
+static const char signature_job[] = "[job]\n"                  /* 1 */
+                                    "device = SIM-F1-64K\n"    /* 2 */
+                                    "\n"                       /* 3 */
+                                    "[file]\n"                 /* 4 */
+                                    "path = app.bin\n"         /* 5 */
+                                    "address = 0x08000000\n"   /* 6 */
+                                    "\n"                       /* 7 */
+                                    "[serial]\n"               /* 8 */
+                                    "address = 0x0800F000\n"   /* 9 */
+                                    "length = 4\n"             /* 10 */
+                                    "\n"                       /* 11 */
+                                    "[signature]\n"            /* 12 */
+                                    "address = 0x0800F100\n"   /* 13 */
+                                    "key = uid-signing.key\n"; /* 14 */
+
+static void signature_setup(struct fixture *f, const char *serial)
+{
+    uint8_t app[3000], seed[32];
+    firmware(app, sizeof app, 7);
+    signing_seed(seed);
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", signature_job);
+    put_key(f, "Projects/01_Widget/01_App/uid-signing.key", seed);
+    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10");
+    if (serial)
+        puts_(&f->fs, "Projects/01_Widget/Serial.txt", serial);
+}
+
+static void test_signature_binds_uid_serial_and_setup(void **state)
+{
+    struct fixture *f = *state;
+    signature_setup(f, "1000");
+    assert_int_equal(load(f), 0);
+    const struct mf_project *p = mf_setup_project(&f->setup);
+    assert_int_equal(p->error, 0);
+    assert_true(p->jobs[0].signature);
+    assert_int_equal(p->jobs[0].signature_address, 0x0800F100);
+
+    uint8_t seed[32], pk[32], sk[64];
+    signing_seed(seed);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    const uint8_t *setup_id = f->setup.fingerprint;
+
+    fresh_device(f, 1, uid_a);
+    fresh_device(f, 2, uid_b);
+    struct mf_cycle_result r1, r2;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r1), 0);
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r2), 0);
+    assert_int_equal(r1.uid_length, 12);
+    assert_memory_equal(r1.uid, uid_a, 12);
+    assert_memory_equal(r2.uid, uid_b, 12);
+    assert_int_equal(r1.serial, 1000);
+    assert_int_equal(r2.serial, 1001);
+
+    size_t size;
+    uint8_t *mem1 = flash(f, 1, &size), *mem2 = flash(f, 2, &size);
+    const uint8_t *sig1 = mem1 + 0xF100, *sig2 = mem2 + 0xF100;
+    /* Ed25519 is deterministic: the bytes are exactly libsodium's signature of the documented
+     * message. */
+    uint8_t message[6 + 32 + 1 + 12 + 8], expect[64];
+    size_t n = documented_message(setup_id, uid_a, 12, 1000, message);
+    assert_int_equal(n, 59);
+    crypto_sign_detached(expect, NULL, message, n, sk);
+    assert_memory_equal(sig1, expect, 64);
+    assert_true(signature_holds(setup_id, uid_a, 12, 1000, pk, sig1));
+    assert_true(signature_holds(setup_id, uid_b, 12, 1001, pk, sig2));
+    assert_int_equal(mf_uidsig_verify(setup_id, uid_a, 12, 1000, pk, sig1), 0);
+    assert_int_equal(mf_uidsig_verify(setup_id, uid_b, 12, 1001, pk, sig2), 0);
+    /* Not for another device, another serial number, another setup or another key. */
+    assert_memory_not_equal(sig1, sig2, 64);
+    assert_false(signature_holds(setup_id, uid_b, 12, 1000, pk, sig1));
+    assert_false(signature_holds(setup_id, uid_a, 12, 1001, pk, sig1));
+    assert_false(signature_holds(setup_id, uid_a, 11, 1000, pk, sig1));
+    assert_int_equal(mf_uidsig_verify(setup_id, uid_b, 12, 1000, pk, sig1), MF_EAUTH);
+    assert_int_equal(mf_uidsig_verify(setup_id, uid_a, 12, 1001, pk, sig1), MF_EAUTH);
+    uint8_t other_setup[32];
+    memcpy(other_setup, setup_id, 32);
+    other_setup[31] ^= 1;
+    assert_false(signature_holds(other_setup, uid_a, 12, 1000, pk, sig1));
+    uint8_t other_pk[32], other_sk[64], other_seed[32];
+    memcpy(other_seed, seed, 32);
+    other_seed[0] ^= 1;
+    crypto_sign_seed_keypair(other_pk, other_sk, other_seed);
+    assert_false(signature_holds(setup_id, uid_a, 12, 1000, other_pk, sig1));
+    /* The serial number and the data are there too, and nothing else was written. */
+    assert_int_equal(mem1[0xF000], 1000 & 0xFF);
+    assert_int_equal(mem1[0xF001], 1000 >> 8);
+    assert_int_equal(mem1[0xF0FF], 0xFF);
+    assert_int_equal(mem1[0xF140], 0xFF);
+    free(mem1);
+    free(mem2);
+
+    /* Verify alone leaves the per-device bytes out, as for the serial number: it passes. */
+    assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r1), 0);
+    assert_false(r1.consumed);
+
+    /* The key file is part of the setup: another key is another setup id. */
+    uint8_t before[32], after[32];
+    memcpy(before, setup_id, 32);
+    put_key(f, "Projects/01_Widget/01_App/uid-signing.key", other_seed);
+    assert_int_equal(mf_setup_fingerprint(&f->area.area, f->buffer, sizeof f->buffer, after), 0);
+    assert_memory_not_equal(before, after, 32);
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(other_sk, sizeof other_sk);
+}
+
+/* Without Serial.txt the signature binds serial number 0; over data, it replaces the data's
+ * bytes, as the serial number does; readback verify compares it. */
+static void test_signature_without_serial_over_data(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t app[3000], seed[32], pk[32], sk[64];
+    firmware(app, sizeof app, 9);
+    signing_seed(seed);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    put(&f->fs, "Projects/P/J/app.bin", app, sizeof app);
+    put_key(f, "Projects/P/J/keys/sig.key", seed);
+    puts_(&f->fs, "Projects/P/J/job.ini",
+          "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.bin\n"
+          "address = 0x08000000\n[signature]\nkey = keys/sig.key\naddress = 0x08000802\n");
+    assert_int_equal(load(f), 0);
+    assert_int_equal(mf_setup_project(&f->setup)->error, 0);
+    fresh_device(f, 1, uid_b);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_false(r.has_serial);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_memory_equal(mem, app, 0x802);
+    assert_true(signature_holds(f->setup.fingerprint, uid_b, 12, 0, pk, mem + 0x802));
+    assert_memory_equal(mem + 0x842, app + 0x842, sizeof app - 0x842);
+    free(mem);
+    sodium_memzero(sk, sizeof sk);
+}
+
+/* The verify phase checks the signature bytes: a bit that flips in them after programming fails
+ * the cycle, with the count consumed. */
+static void test_signature_is_verified(void **state)
+{
+    struct fixture *f = *state;
+    signature_setup(f, "7");
+    assert_int_equal(load(f), 0);
+    fresh_device(f, 1, uid_a);
+    mf_sim_close(&f->target[0]);
+    struct mf_sim_options o = {.faults.flip = {MF_SIM_FAULT_ALWAYS, FLASH_BASE + 0xF105}};
+    assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
+    assert_true(r.consumed);
+    assert_non_null(strstr(r.message, "verify failed at 0x800F105"));
+}
+
+/* A patch on the signature's bytes is refused before anything is taken. */
+static void test_patch_over_signature_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    signature_setup(f, "1");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = "1,800F13F,2:0102"};
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ECONFLICT);
+    assert_false(r.consumed);
+    assert_non_null(strstr(r.message,
+                           "per-device data overlaps at 0x800F13F (the signature of job App and "
+                           "patch 1)"));
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 10);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 1);
+}
+
+static void test_signature_errors_name_file_line_and_key(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t seed[32];
+    signing_seed(seed);
+    put_key(f, "Projects/P/J/sig.key", seed);
+    static const char head[] = "[job]\ndevice = SIM-F1-64K\n"; /* lines 1-2 */
+    char job[512];
+#define SIGNATURE_CASE(body, fragment)                                                             \
+    do {                                                                                           \
+        snprintf(job, sizeof job, "%s%s", head, body);                                             \
+        expect_setup_error(f, job, fragment);                                                      \
+    } while (0)
+    SIGNATURE_CASE("[signature]\nkey = sig.key\n",
+                   "Projects/P/J/job.ini:4: [signature] address is missing");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\n",
+                   "Projects/P/J/job.ini:4: [signature] key is missing");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = sig.key\nadress = 1\n",
+                   "Projects/P/J/job.ini:6: unknown key 'adress' in [signature]");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = sig.key\n"
+                   "[signature]\naddress = 0x0800F100\n",
+                   "Projects/P/J/job.ini:7: a second [signature] section");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = sig.key\naddress = 0x0800F100\n",
+                   "Projects/P/J/job.ini:6: [signature] address: given twice (first on line 4)");
+    SIGNATURE_CASE("[signature]\naddress = nowhere\nkey = sig.key\n",
+                   "Projects/P/J/job.ini:4: [signature] address: 'nowhere' is not an address");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey =\n",
+                   "Projects/P/J/job.ini:5: [signature] key: '' is not a file name");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800FFC1\nkey = sig.key\n",
+                   "Projects/P/J/job.ini:4: [signature] address: 0x800FFC1+64 is outside the "
+                   "flash of SIM-F1-64K");
+    SIGNATURE_CASE("[signature]\naddress = 0x07FFFFF0\nkey = sig.key\n",
+                   "Projects/P/J/job.ini:4: [signature] address: 0x7FFFFF0+64 is outside");
+    SIGNATURE_CASE("[serial]\naddress = 0x0800F03E\n[signature]\naddress = 0x0800F000\n"
+                   "key = sig.key\n",
+                   "Projects/P/J/job.ini:6: [signature] address: per-device data overlaps at "
+                   "0x800F03E: the signature at 0x800F000+64 and the serial number at "
+                   "0x800F03E+4");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = sig.key\n[serial]\n"
+                   "address = 0x0800EFFD\n",
+                   "Projects/P/J/job.ini:4: [signature] address: per-device data overlaps at "
+                   "0x800F000: the signature at 0x800F000+64 and the serial number at "
+                   "0x800EFFD+4");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = nope.key\n",
+                   "Projects/P/J/job.ini:5: [signature] key: nope.key: no such file");
+    puts_(&f->fs, "Projects/P/J/pub.key", "mintflash-owner 1\nfingerprint: x\ned25519: y\n");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = pub.key\n",
+                   "Projects/P/J/job.ini:5: [signature] key: pub.key: line 1: not a "
+                   "mintflash-owner-secret file");
+    puts_(&f->fs, "Projects/P/J/short.key",
+          "mintflash-owner-secret 1\ned25519-seed: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\n");
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = short.key\n",
+                   "Projects/P/J/job.ini:5: [signature] key: short.key: ed25519-seed: not 32 "
+                   "bytes in base64");
+    char big[5000];
+    memset(big, 'A', sizeof big);
+    put(&f->fs, "Projects/P/J/big.key", big, sizeof big);
+    SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = big.key\n",
+                   "Projects/P/J/job.ini:5: [signature] key: big.key: larger than 4096 bytes");
+#undef SIGNATURE_CASE
+}
+
+/* Fields of different jobs: overlaps, and a later job whose sector erase would remove them. */
+static void test_signature_across_jobs(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t seed[32], app[64] = {0};
+    signing_seed(seed);
+    put(&f->fs, "Projects/P/1_A/app.bin", app, sizeof app);
+    puts_(&f->fs, "Projects/P/1_A/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+          "[serial]\naddress = 0x0800F020\n");
+    puts_(&f->fs, "Projects/P/Serial.txt", "1");
+    put_key(f, "Projects/P/2_B/sig.key", seed);
+    puts_(&f->fs, "Projects/P/2_B/job.ini",
+          "[job]\ndevice = SIM-F1-64K\nerase = none\n[signature]\naddress = 0x0800F000\n"
+          "key = sig.key\n");
+    assert_int_equal(load(f), 0);
+    const struct mf_project *p = mf_setup_project(&f->setup);
+    assert_int_equal(p->error, MF_ECONFLICT);
+    assert_string_equal(p->message,
+                        "Projects/P/2_B/job.ini:5: [signature] address: per-device data overlaps "
+                        "at 0x800F020: the signature at 0x800F000+64 and the serial number at "
+                        "0x800F020+4 of job A");
+    /* Apart, but in the sector of job A's data, which job B's erase would remove. */
+    puts_(&f->fs, "Projects/P/2_B/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[signature]\naddress = 0x08000200\nkey = sig.key\n");
+    assert_int_equal(load(f), 0);
+    p = mf_setup_project(&f->setup);
+    assert_int_equal(p->error, MF_ECONFLICT);
+    assert_non_null(strstr(p->message, "Projects/P/2_B: its sector at 0x8000000 also holds data "
+                                       "or per-device bytes of job A"));
+    /* Its own sector, erased by sectors: both jobs run, and each device's signature holds. */
+    puts_(&f->fs, "Projects/P/2_B/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[signature]\naddress = 0x08001000\nkey = sig.key\n");
+    assert_int_equal(load(f), 0);
+    assert_int_equal(mf_setup_project(&f->setup)->error, 0);
+    fresh_device(f, 1, uid_a);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    uint8_t pk[32], sk[64];
+    crypto_sign_seed_keypair(pk, sk, seed);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_true(signature_holds(f->setup.fingerprint, uid_a, 12, 1, pk, mem + 0x1000));
+    assert_int_equal(mem[0xF020], 1);
+    free(mem);
+    sodium_memzero(sk, sizeof sk);
+}
+
 /* ---- power cut during the authorization ---- */
 
 struct cut_case {
@@ -780,6 +1118,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slots_share_counts_exactly, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_signature_binds_uid_serial_and_setup, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_signature_without_serial_over_data, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_signature_is_verified, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_patch_over_signature_is_refused, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_signature_errors_name_file_line_and_key, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_signature_across_jobs, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,
                                         teardown_fixture),
     };

@@ -14,6 +14,12 @@
 int mf_cli_storage(int argc, char **argv);
 int mf_cli_image(int argc, char **argv);
 int mf_cli_sim(int argc, char **argv);
+/* The IP owner's offline tools (cmd_owner.c). */
+int mf_cli_keygen(int argc, char **argv);
+int mf_cli_pack(int argc, char **argv);
+int mf_cli_topup(int argc, char **argv);
+int mf_cli_log(int argc, char **argv);
+int mf_cli_sig(int argc, char **argv);
 
 /* Prints "mintflash: <message>" to stderr. */
 void mf_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -16,6 +16,11 @@ static const struct {
     {"storage", mf_cli_storage, "create and inspect storage images (public area files offline)"},
     {"image", mf_cli_image, "inspect and convert firmware images (HEX, S-record, ELF, binary)"},
     {"sim", mf_cli_sim, "simulated devices: replace, show, list profiles"},
+    {"keygen", mf_cli_keygen, "make the IP owner's signing key pair"},
+    {"pack", mf_cli_pack, "pack a production setup into a sealed package for programmers"},
+    {"topup", mf_cli_topup, "make a signed top-up token (more cycles for a project)"},
+    {"log", mf_cli_log, "verify or export a programmer's production records"},
+    {"sig", mf_cli_sig, "check (or make) a per-device UID signature"},
 };
 
 void mf_cli_error(const char *fmt, ...)

@@ -8,14 +8,13 @@ set -euo pipefail
 work=$(mktemp -d "${TMPDIR:-/tmp}/mf-e2e-511.XXXXXX")
 script="$work/guide.sh"
 cleanup() {
-    pkill -f "mintflashd --storage prog.img" 2>/dev/null || true
-    rm -rf "$work" /tmp/owner
+    pkill -f "mintflashd --storage prog.img --size 64M --sim-dir sim" 2>/dev/null || true
+    rm -rf "$work"
 }
 trap cleanup EXIT
 mkdir "$work/repo"
 ln -s "$MF_BUILD" "$work/repo/build"
 ln -s "$MF_SRC/examples" "$work/repo/examples"
-rm -rf /tmp/owner
 
 python3 - "$MF_SRC/docs/owner-guide.md" "$script" <<'PY'
 import re, sys
@@ -27,7 +26,7 @@ with open(sys.argv[2], "w") as f:
     f.write("set -euo pipefail\n" + "\n".join(blocks))
 PY
 cd "$work/repo"
-bash "$script" > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; echo "FAIL: the guide's commands"; exit 1; }
+TMPDIR="$work" bash "$script" > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; echo "FAIL: the guide's commands"; exit 1; }
 grep -q "verdict: intact" "$work/out.txt" || { cat "$work/out.txt"; echo "FAIL: records"; exit 1; }
 grep -q "AREA=SECURE" "$work/out.txt" || { cat "$work/out.txt"; echo "FAIL: not installed"; exit 1; }
 grep -q "the limit goes from 5 to 800" "$work/out.txt" || { cat "$work/out.txt"; echo "FAIL: top-up"; exit 1; }

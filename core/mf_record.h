@@ -1,0 +1,142 @@
+/* Production records: one signed, hash-chained text line per cycle (RECORDS.000, RECORDS.001, ...
+ * in the public area), so that the owner can prove which devices were made. This module formats
+ * and signs a line, parses one from hostile text, and verifies a sequence of lines: any edited,
+ * forged, deleted or reordered record shows, and so do the programmer's own gap records (written
+ * when it finds its newest records deleted). Line format: docs/internals/owner.md. */
+#ifndef MF_RECORD_H
+#define MF_RECORD_H
+
+#include "mf_owner.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MF_RECORD_LINE_MAX    2048u      /* bytes of a line, with its LF */
+#define MF_RECORD_FILE_MAX    (1u << 20) /* bytes of one RECORDS.nnn file */
+#define MF_RECORD_UID_MAX     64u
+#define MF_RECORD_PROJECT_MAX 255u /* bytes of the project name (decoded) */
+#define MF_RECORD_NOTE_MAX    128u /* bytes of the note (decoded) */
+#define MF_RECORD_MESSAGE_MAX 256u
+#define MF_RECORD_TOTALS_MAX  4096u /* (setup, project) pairs a verifier sums up */
+
+enum mf_record_result {
+    MF_RECORD_OK,  /* the device was made */
+    MF_RECORD_ERR, /* the cycle failed (its count and serial number may be consumed) */
+    MF_RECORD_GAP, /* no device: the programmer found records gap_first..gap_last missing */
+};
+
+struct mf_record {
+    uint64_t seq;     /* 1, 2, ... per installed setup */
+    uint8_t prev[32]; /* hash of the previous record; zeros for seq 1 */
+    int64_t time;     /* unix seconds, UTC */
+    char programmer[MF_OWNER_FINGERPRINT_SIZE];
+    uint8_t setup[32];
+    char project[MF_RECORD_PROJECT_MAX + 1]; /* "" = none */
+    uint32_t slot;
+    uint8_t uid[MF_RECORD_UID_MAX];
+    size_t uid_length; /* 0 = none ("-") */
+    bool has_serial;
+    uint64_t serial;
+    enum mf_record_result result;
+    uint64_t counter;                  /* the trust anchor's counter */
+    char note[MF_RECORD_NOTE_MAX + 1]; /* free text, "" = none; GAP records: "gap:A-B" */
+    uint64_t gap_first, gap_last;      /* GAP records */
+    uint8_t signature[64];
+};
+
+/* Formats and signs `record` (its prev is the previous record's hash; signature, and for a GAP
+ * record the note, are made here from gap_first/gap_last) with the programmer's Ed25519 secret
+ * key (libsodium's 64-byte form, mf_owner_identity.ed25519_secret). `line` gets the text with
+ * its LF and a NUL (MF_RECORD_LINE_MAX + 1 bytes are always enough), *length its size with the
+ * LF, `hash` the record's hash (the next record's prev). The project name and the note are
+ * percent-encoded where needed. MF_EINVAL: a malformed fingerprint, a UID longer than
+ * MF_RECORD_UID_MAX, a name or note too long, seq 0, gap_first > gap_last, `size` too small. */
+int mf_record_format(const struct mf_record *record, const uint8_t ed25519_secret[64], char *line,
+                     size_t size, size_t *length, uint8_t hash[32]);
+
+/* Parses one line (`length` bytes; a trailing LF or CRLF is allowed) of hostile text. Checks the
+ * syntax of every field, not the signature. Returns 0 with `record` and *body_length (the bytes
+ * before " sig=", which the signature and the hash cover), MF_EFORMAT or MF_EVERSION with
+ * `message` (MF_RECORD_MESSAGE_MAX) naming the field. */
+int mf_record_parse(const char *line, size_t length, struct mf_record *record, size_t *body_length,
+                    char *message);
+
+/* The hash of a parsed line: SHA-256 of its body. */
+void mf_record_hash(const char *line, size_t body_length, uint8_t hash[32]);
+
+/* Does the parsed line's signature hold under `ed25519_public`? */
+bool mf_record_signature_ok(const char *line, size_t body_length, const uint8_t signature[64],
+                            const uint8_t ed25519_public[32]);
+
+/* ---- verification of a sequence of lines ---- */
+
+enum mf_record_problem {
+    MF_RECORD_MALFORMED,     /* not a record line (damaged, or torn by a power cut) */
+    MF_RECORD_BAD_SIGNATURE, /* edited, or forged with another key */
+    MF_RECORD_FOREIGN,       /* a record of another programmer */
+    MF_RECORD_CHAIN_BREAK,   /* records deleted, reordered or replaced */
+    MF_RECORD_GAP_FOUND,     /* a gap record: the programmer found its newest records deleted */
+};
+
+/* Called for each problem: `where` and `line` say where (as given to the verifier). */
+typedef void (*mf_record_report_fn)(void *context, enum mf_record_problem problem,
+                                    const char *where, uint64_t line, const char *message);
+
+/* The proven totals of one project of one setup (from records whose signature holds). */
+struct mf_record_total {
+    uint8_t setup[32];
+    char project[MF_RECORD_PROJECT_MAX + 1];
+    uint64_t ok, failed;
+    uint64_t serials; /* records that carry a serial number */
+    uint64_t serial_min, serial_max;
+};
+
+struct mf_record_verifier {
+    /* What was found (read them after the last line). */
+    uint64_t lines, records; /* lines seen; lines that parse as records */
+    uint64_t verified;       /* records whose signature holds */
+    uint64_t malformed, bad_signatures, foreign, chain_breaks, gaps;
+    uint64_t chains; /* chains started at seq 1 (one per installed setup) */
+    bool has_time;
+    int64_t first_time, last_time; /* of verified records */
+    struct mf_record_total *totals;
+    size_t total_count;
+
+    /* Private. */
+    struct mf_owner_programmer programmer;
+    mf_record_report_fn report;
+    void *report_context;
+    size_t total_capacity;
+    bool have_last, last_flagged;
+    uint64_t last_seq;
+    uint8_t last_hash[32];
+};
+
+/* Starts a verification of the records of `programmer` (its public file). `report` may be NULL. */
+void mf_record_verifier_init(struct mf_record_verifier *verifier,
+                             const struct mf_owner_programmer *programmer,
+                             mf_record_report_fn report, void *report_context);
+
+/* Takes the next line (several files' lines in their order, one sequence). Problems go to the
+ * report callback and the counters; the return value is 0, or MF_ENOMEM / MF_EFBIG when the
+ * totals table cannot grow (more than MF_RECORD_TOTALS_MAX projects). */
+int mf_record_verifier_line(struct mf_record_verifier *verifier, const char *where,
+                            uint64_t line_number, const char *line, size_t length);
+
+/* True when every line was a verified record of the programmer, in one unbroken chain per
+ * setup, without gap records, and there was at least one. (Records deleted at the very end
+ * cannot show here; the programmer's gap record shows them once it notices.) */
+bool mf_record_verifier_intact(const struct mf_record_verifier *verifier);
+
+/* Releases the totals. */
+void mf_record_verifier_free(struct mf_record_verifier *verifier);
+
+/* Writes `text` as a record field value: "-" when empty, "%2D" for "-", space, '%', control
+ * bytes and DEL as %XX (MF_EINVAL when `size` is too small; 3 * length + 4 is enough). */
+int mf_record_encode_text(const char *text, char *out, size_t size);
+
+/* "OK", "ERR", "GAP". */
+const char *mf_record_result_name(enum mf_record_result result);
+
+#endif

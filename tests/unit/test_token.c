@@ -1,0 +1,296 @@
+/* Top-up tokens (mf_token): the byte layout, every flipped byte and every truncation refused,
+ * and each decision (apply, replay, stale, another programmer, setup or owner, an unknown
+ * project) from the programmer's current values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mf_err.h"
+#include "mf_owner.h"
+#include "mf_token.h"
+
+#include <sodium.h>
+
+struct fixture {
+    uint8_t seed[32], owner[32];
+    uint8_t other_seed[32], other[32];
+    struct mf_token token;
+    uint8_t data[MF_TOKEN_SIZE_MAX];
+    size_t size;
+    char message[MF_TOKEN_MESSAGE_MAX];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    uint8_t sk[64];
+    randombytes_buf(f->seed, 32);
+    mf_owner_keypair_from_seed(f->seed, f->owner, sk);
+    randombytes_buf(f->other_seed, 32);
+    mf_owner_keypair_from_seed(f->other_seed, f->other, sk);
+    memset(f->token.programmer_id, 0x11, 32);
+    memset(f->token.setup_id, 0x22, 32);
+    f->token.limit = 1500;
+    f->token.issued = 1767225600;
+    strcpy(f->token.project, "Widget");
+    assert_int_equal(mf_token_encode(&f->token, f->seed, f->data, sizeof f->data, &f->size), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    free(*state);
+    return 0;
+}
+
+static void test_layout(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(f->size, 89 + 6 + 32 + 64);
+    assert_memory_equal(f->data, "MFTOPUP\1", 8);
+    uint8_t x[32];
+    memset(x, 0x11, 32);
+    assert_memory_equal(f->data + 8, x, 32);
+    memset(x, 0x22, 32);
+    assert_memory_equal(f->data + 40, x, 32);
+    static const uint8_t limit[8] = {0xDC, 0x05, 0, 0, 0, 0, 0, 0};
+    assert_memory_equal(f->data + 72, limit, 8);
+    static const uint8_t issued[8] = {0x00, 0xB9, 0x55, 0x69, 0, 0, 0, 0}; /* 0x6955B900 */
+    assert_memory_equal(f->data + 80, issued, 8);
+    assert_int_equal(f->data[88], 6);
+    assert_memory_equal(f->data + 89, "Widget", 6);
+    assert_memory_equal(f->data + 95, f->owner, 32);
+    /* A plain Ed25519 signature over everything before it. */
+    assert_int_equal(crypto_sign_verify_detached(f->data + 127, f->data, 127, f->owner), 0);
+
+    struct mf_token t;
+    assert_int_equal(mf_token_decode(f->data, f->size, &t, f->message), 0);
+    assert_memory_equal(t.programmer_id, f->token.programmer_id, 32);
+    assert_memory_equal(t.setup_id, f->token.setup_id, 32);
+    assert_int_equal(t.limit, 1500);
+    assert_int_equal(t.issued, 1767225600);
+    assert_string_equal(t.project, "Widget");
+    assert_memory_equal(t.owner, f->owner, 32);
+
+    /* The root count: no name. */
+    struct mf_token root = f->token;
+    root.project[0] = '\0';
+    uint8_t data[MF_TOKEN_SIZE_MAX];
+    size_t size;
+    assert_int_equal(mf_token_encode(&root, f->seed, data, sizeof data, &size), 0);
+    assert_int_equal(size, MF_TOKEN_SIZE_MIN);
+    assert_int_equal(mf_token_decode(data, size, &t, f->message), 0);
+    assert_string_equal(t.project, "");
+    /* A name of 255 bytes is the longest. */
+    memset(root.project, 'n', 255);
+    root.project[255] = '\0';
+    assert_int_equal(mf_token_encode(&root, f->seed, data, sizeof data, &size), 0);
+    assert_int_equal(size, MF_TOKEN_SIZE_MAX);
+    assert_int_equal(mf_token_decode(data, size, &t, f->message), 0);
+    assert_int_equal(mf_token_encode(&root, f->seed, data, size - 1, &size), MF_EINVAL);
+}
+
+static void test_encode_refuses(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_token t = f->token;
+    uint8_t data[MF_TOKEN_SIZE_MAX];
+    size_t size;
+    static const char *const bad[] = {"Projects/Widget", "a\\b", "tab\t", "\xC3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strcpy(t.project, bad[i]);
+        assert_int_equal(mf_token_encode(&t, f->seed, data, sizeof data, &size), MF_EINVAL);
+    }
+    memset(t.project, 'x', sizeof t.project); /* no NUL */
+    assert_int_equal(mf_token_encode(&t, f->seed, data, sizeof data, &size), MF_EINVAL);
+}
+
+static void test_every_flip_and_cut(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_token t;
+    uint8_t data[MF_TOKEN_SIZE_MAX];
+    for (size_t at = 0; at < f->size; at++) {
+        for (int bit = 0; bit < 8; bit++) {
+            memcpy(data, f->data, f->size);
+            data[at] ^= (uint8_t)(1u << bit);
+            int err = mf_token_decode(data, f->size, &t, f->message);
+            if (err == 0 || !f->message[0])
+                fail_msg("flip of bit %d at %zu accepted", bit, at);
+        }
+    }
+    for (size_t len = 0; len < f->size; len++) {
+        if (mf_token_decode(f->data, len, &t, f->message) == 0)
+            fail_msg("truncated to %zu accepted", len);
+    }
+    memcpy(data, f->data, f->size);
+    data[f->size] = 0;
+    assert_int_equal(mf_token_decode(data, f->size + 1, &t, f->message), MF_EFORMAT);
+    data[7] = 2;
+    assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EVERSION);
+    data[7] = 1;
+    data[100] ^= 1; /* in the owner key: the signature no longer holds */
+    assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EAUTH);
+    assert_non_null(strstr(f->message, "bad signature"));
+    assert_int_equal(mf_token_decode((const uint8_t *)"MFPKG", 5, &t, f->message), MF_EFORMAT);
+    assert_non_null(strstr(f->message, "not a top-up token"));
+
+    /* Validly signed by someone, but with a bad name: still refused. */
+    memcpy(data, f->data, f->size);
+    data[89] = '/';
+    uint8_t pk[32], sk[64];
+    mf_owner_keypair_from_seed(f->seed, pk, sk);
+    crypto_sign_detached(data + 127, NULL, data, 127, sk);
+    assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EFORMAT);
+    assert_non_null(strstr(f->message, "project name"));
+}
+
+/* The programmer's side: one installed setup with projects, owned by `owner`. */
+struct current {
+    struct mf_token_current c;
+    struct mf_token_project projects[3];
+};
+
+static void current_init(struct current *k, const struct fixture *f)
+{
+    memset(k, 0, sizeof *k);
+    memset(k->c.programmer_id, 0x11, 32);
+    k->c.installed = true;
+    memset(k->c.setup_id, 0x22, 32);
+    k->c.has_owner = true;
+    memcpy(k->c.owner, f->owner, 32);
+    k->c.root_limited = true;
+    k->c.root_limit = 10000;
+    k->projects[0] = (struct mf_token_project){"01_Gadget", true, 100};
+    k->projects[1] = (struct mf_token_project){"02_Widget", true, 1000};
+    k->projects[2] = (struct mf_token_project){"Projects/03_Thing", false, 0};
+    k->c.projects = k->projects;
+    k->c.project_count = 3;
+}
+
+static enum mf_token_decision decide(struct fixture *f, const struct mf_token *t,
+                                     const struct current *k, int *project)
+{
+    enum mf_token_decision d = mf_token_decide(t, &k->c, project, f->message);
+    assert_true(f->message[0] != '\0');
+    return d;
+}
+
+static void test_decisions(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_token t;
+    assert_int_equal(mf_token_decode(f->data, f->size, &t, f->message), 0);
+    struct current k;
+    int project;
+    current_init(&k, f);
+
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_APPLY);
+    assert_int_equal(project, 1);
+    assert_non_null(strstr(f->message, "from 1000 to 1500"));
+    /* After applying, the same token again is a replay; an older one is stale. */
+    k.projects[1].limit = 1500;
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_REPLAY);
+    assert_int_equal(project, 1);
+    k.projects[1].limit = 2000;
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_STALE);
+    assert_non_null(strstr(f->message, "stale"));
+    k.projects[1].limit = 1000;
+
+    /* Names: folder or display name, any case. */
+    static const char *const names[] = {"widget", "02_WIDGET", "Widget"};
+    for (int i = 0; i < 3; i++) {
+        strcpy(t.project, names[i]);
+        assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_APPLY);
+        assert_int_equal(project, 1);
+    }
+    strcpy(t.project, "03_thing");
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_APPLY);
+    assert_int_equal(project, 2);
+    assert_non_null(strstr(f->message, "no count"));
+    strcpy(t.project, "Widge");
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_UNKNOWN_PROJECT);
+    assert_int_equal(project, -1);
+    assert_non_null(strstr(f->message, "'Widge'"));
+    strcpy(t.project, "02_");
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_UNKNOWN_PROJECT);
+
+    /* The root count. */
+    t.project[0] = '\0';
+    t.limit = 10000;
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_REPLAY);
+    assert_int_equal(project, -1);
+    t.limit = 9999;
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_STALE);
+    t.limit = 10001;
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_APPLY);
+    assert_int_equal(project, -1);
+    k.c.root_limited = false;
+    t.limit = 0;
+    assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_APPLY);
+    k.c.root_limited = true;
+    strcpy(t.project, "Widget");
+    t.limit = 1500;
+
+    /* Not ours to apply. */
+    struct current w = k;
+    w.c.programmer_id[31] ^= 1;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_PROGRAMMER);
+    assert_non_null(strstr(f->message, "programmer"));
+    w = k;
+    w.c.setup_id[0] ^= 1;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_SETUP);
+    assert_non_null(strstr(f->message, "2222222222222222"));
+    w = k;
+    w.c.installed = false;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_SETUP);
+    assert_non_null(strstr(f->message, "no setup is installed"));
+    w = k;
+    memcpy(w.c.owner, f->other, 32);
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_OWNER);
+    struct mf_owner_key theirs;
+    mf_owner_key_from_public(f->other, &theirs);
+    assert_non_null(strstr(f->message, theirs.fingerprint));
+    w = k;
+    w.c.has_owner = false;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_OWNER);
+    assert_non_null(strstr(f->message, "plain _SECURE"));
+
+    /* A token signed by another owner for our programmer and setup. */
+    struct mf_token forged = f->token;
+    uint8_t data[MF_TOKEN_SIZE_MAX];
+    size_t size;
+    assert_int_equal(mf_token_encode(&forged, f->other_seed, data, sizeof data, &size), 0);
+    assert_int_equal(mf_token_decode(data, size, &forged, f->message), 0);
+    assert_int_equal(decide(f, &forged, &k, &project), MF_TOKEN_WRONG_OWNER);
+
+    /* The order of the checks: the programmer first. */
+    w = k;
+    w.c.programmer_id[0] ^= 1;
+    w.c.setup_id[0] ^= 1;
+    w.c.has_owner = false;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_PROGRAMMER);
+
+    assert_string_equal(mf_token_decision_name(MF_TOKEN_APPLY), "apply");
+    assert_string_equal(mf_token_decision_name(MF_TOKEN_UNKNOWN_PROJECT), "unknown-project");
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encode_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_flip_and_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decisions, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -642,6 +642,7 @@ static void boot_secure(struct mf_programmer *p)
     if (found < 0) {
         log_stderr(p, 0, "the _SECURE move failed: %s", message);
         mf_flashlog_write(&p->log, "the _SECURE move failed: %s", message);
+        sayn(p->move_error, sizeof p->move_error, "the _SECURE move failed: %s", message);
         return;
     }
     if (found > 0) {
@@ -656,6 +657,7 @@ static void boot_secure(struct mf_programmer *p)
         if (err) {
             log_stderr(p, 0, "the package import failed: %s", message);
             mf_flashlog_write(&p->log, "the package import failed: %s", message);
+            sayn(p->move_error, sizeof p->move_error, "the package import failed: %s", message);
             if (!p->secure.present) {
                 say(p->state_message, "the package import failed: %s", message);
                 p->state_error = MF_EAUTH;
@@ -689,6 +691,7 @@ static void boot_secure(struct mf_programmer *p)
     if (err) {
         log_stderr(p, 0, "the _SECURE move failed: %s", message);
         mf_flashlog_write(&p->log, "the _SECURE move failed: %s", message);
+        sayn(p->move_error, sizeof p->move_error, "the _SECURE move failed: %s", message);
         if (!p->secure.present) {
             say(p->state_message, "the _SECURE move failed: %s", message);
             p->state_error = MF_EAUTH;
@@ -710,6 +713,7 @@ static void boot_secure(struct mf_programmer *p)
 static void boot(struct mf_programmer *p)
 {
     p->state_message[0] = '\0';
+    p->move_error[0] = '\0';
     p->state_error = MF_EIO;
     p->files_changed = false; /* a start reads everything afresh */
     if (p->storage.interrupted) {
@@ -1480,6 +1484,7 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
     }
     if (p->pinned[0])
         snprintf(info->pinned, sizeof info->pinned, "%s", p->pinned);
+    snprintf(info->move_error, sizeof info->move_error, "%s", p->move_error);
     if (proj) {
         snprintf(info->project, sizeof info->project, "%s", proj->name);
         if (proj->error)

@@ -104,8 +104,9 @@ struct mf_programmer {
     bool secure_open;
     struct mf_owner_identity identity; /* made at the first start, kept in the trust anchor */
     bool has_identity;
-    char pinned[MF_OWNER_FINGERPRINT_SIZE]; /* the pinned owner's fingerprint, "" */
-    struct mf_reclog records;               /* production records of the installed setup */
+    char pinned[MF_OWNER_FINGERPRINT_SIZE];  /* the pinned owner's fingerprint, "" */
+    char move_error[MF_PROGRAMMER_TEXT_MAX]; /* why the last start refused `_SECURE`, "" */
+    struct mf_reclog records;                /* production records of the installed setup */
     bool records_open;
     char records_problem[MF_RECLOG_MESSAGE_MAX]; /* why records cannot be written, "" */
     bool from_secure;                            /* the setup runs from the secure area */
@@ -199,6 +200,7 @@ struct mf_programmer_info {
     char programmer[MF_OWNER_FINGERPRINT_SIZE]; /* identity fingerprint, "" when none */
     char owner[MF_OWNER_FINGERPRINT_SIZE];      /* the installed package's owner, "" */
     char pinned[MF_OWNER_FINGERPRINT_SIZE];     /* the pinned owner, "" when not pinned */
+    char move_error[MF_PROGRAMMER_TEXT_MAX];    /* why the last start refused `_SECURE`, "" */
     char problem[MF_PROGRAMMER_TEXT_MAX];       /* why it cannot program, "" when it can */
     int log_error;
 };

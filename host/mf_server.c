@@ -560,6 +560,7 @@ static void cmd_info(struct mf_server *s, struct mf_session *ss)
     reply(s, ss, "#INFO:PROGRAMMER=%s", info.programmer);
     reply(s, ss, "#INFO:OWNER=%s", info.owner);
     reply(s, ss, "#INFO:PINNED=%s", info.pinned);
+    reply(s, ss, "#INFO:MOVE_ERROR=%s", info.move_error);
     reply(s, ss, "#INFO:LOG=%s", info.log_error ? mf_strerror(info.log_error) : "OK");
     if (info.problem[0])
         reply(s, ss, "#INFO:PROBLEM=%s", info.problem);

@@ -1620,9 +1620,20 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
     if (remote_stat(s, "push", "_SECURE", &exists, &is_dir))
         return 1;
     if (exists) {
+        /* Refused whole: #INFO says why. */
+        struct collected c;
+        char why[512] = "see its FLASHER.LOG";
+        if (collect(s, "push", "#INFO", &c, NULL) == 0) {
+            for (size_t i = 0; i < c.count; i++) {
+                if (strncmp(c.lines[i], "#INFO:MOVE_ERROR=", 17) == 0 && c.lines[i][17])
+                    snprintf(why, sizeof why, "%s", c.lines[i] + 17);
+            }
+        }
+        collected_free(&c);
         cmd_error(s, "push",
-                  "the programmer did not install the package (its FLASHER.LOG says "
-                  "why; the current setup is untouched)");
+                  "the programmer did not install the package: %s (the current setup is "
+                  "untouched; remove _SECURE before the next push)",
+                  why);
         return 1;
     }
     printf("installed %s\n", local_basename(local));

@@ -105,7 +105,7 @@ try:
 
         # B is not a recipient: refused, whole, with the reason in FLASHER.LOG.
         p = run("push", "s1.mfp", device=db.socket_path, expect=1)
-        check("did not install" in p.stderr, p.stderr)
+        check("did not install" in p.stderr and "addressed" in p.stderr, p.stderr)
         tb = db.tcp()
         check(info(tb)["AREA"] == "PUBLIC", "B installed nothing")
         log_b = get(tb, "FLASHER.LOG").decode()
@@ -118,7 +118,8 @@ try:
             """Pushes a package that A must refuse; the installed setup stays as it was."""
             before = info(ta)
             p = run("push", name, device=da.socket_path, expect=1)
-            check("did not install" in p.stderr, p.stderr)
+            check("did not install" in p.stderr and re.search(why, p.stderr, re.I),
+                  "%s: the commander says why (%r): %s" % (name, why, p.stderr))
             after = info(ta)
             check(after["SETUP"] == setup_id and after["CYCLES_LEFT"] == before["CYCLES_LEFT"],
                   "%s: the setup is intact: %r" % (name, after))

@@ -186,13 +186,24 @@ static void cache_forget(struct mf_fat *fs, uint32_t sector, uint32_t count)
  * clusters (harmless) rather than entries pointing at free clusters. */
 static int cache_flush(struct mf_fat *fs)
 {
+    bool fat_written = false;
     for (int pass = 0; pass < 2; pass++) {
         for (unsigned i = 0; i < MF_FAT_CACHE_SECTORS; i++) {
-            if (!fs->lines[i].valid || sector_in_fat1(fs, fs->lines[i].sector) != (pass == 0))
+            struct mf_fat_cache_line *line = &fs->lines[i];
+            if (!line->valid || !line->dirty || sector_in_fat1(fs, line->sector) != (pass == 0))
                 continue;
+            if (pass == 1 && fat_written) {
+                /* A barrier: a directory entry never reaches the medium before the clusters it
+                 * names are allocated there (a disk may reorder unsynced writes). */
+                int err = mf_bd_sync(fs->bd);
+                if (err)
+                    return err;
+                fat_written = false;
+            }
             int err = cache_write_back(fs, i);
             if (err)
                 return err;
+            fat_written = fat_written || pass == 0;
         }
     }
     return 0;

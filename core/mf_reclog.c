@@ -69,88 +69,143 @@ static int find_current(struct mf_fat *fs, unsigned *current, bool *found)
     return err;
 }
 
-/* The newest complete line of file `number` into `line` (*length 0: none). A line torn by a
- * power cut (bytes after the last LF) is cut off the file first. */
-static int last_line(struct mf_fat *fs, unsigned number, char *line, size_t *length)
+/* The newest record in the files that is ours and for this setup, and where it ends. */
+struct newest {
+    bool any_line; /* the files hold a complete line */
+    bool found;    /* the newest record signed by us is for this setup */
+    bool ours;     /* a record signed by us was found (any setup), or the files hold none:
+                      `file`/`end` say where the last good line ends */
+    struct mf_record record;
+    uint8_t hash[32];
+    unsigned file; /* the RECORDS file it is in */
+    uint32_t end;  /* the byte after its LF in that file */
+    bool trailing; /* bytes follow it (in its file or a newer one) */
+};
+
+/* Is this line a record signed by this programmer? (*same_setup: for the installed setup.) */
+static bool our_record(struct mf_reclog *log, const char *line, size_t length, struct newest *out,
+                       bool *same_setup)
 {
+    size_t body;
+    char message[MF_RECORD_MESSAGE_MAX];
+    if (mf_record_parse(line, length, &out->record, &body, message) != 0)
+        return false;
+    const struct mf_owner_identity *id = log->config.identity;
+    if (!mf_record_signature_ok(line, body, out->record.signature, id->pub.ed25519) ||
+        strcmp(out->record.programmer, id->pub.fingerprint) != 0)
+        return false;
+    *same_setup = sodium_memcmp(out->record.setup, log->config.secure->fingerprint, 32) == 0;
+    mf_record_hash(line, body, out->hash);
+    return true;
+}
+
+/* Looks through the last complete lines of file `number` (newest first) for a record of ours.
+ * *size gets the file's size (0 when it does not exist). */
+static int scan_file(struct mf_reclog *log, unsigned number, struct newest *out, uint32_t *size)
+{
+    struct mf_fat *fs = log->config.fs;
     char name[16];
     file_name(number, name);
-    *length = 0;
+    *size = 0;
     struct mf_fat_file f;
-    int err = mf_fat_open(fs, &f, name, MF_FAT_O_RDWR);
+    int err = mf_fat_open(fs, &f, name, MF_FAT_O_RDONLY);
     if (err == MF_ENOENT)
         return 0;
     if (err)
         return err;
-    uint32_t size = mf_fat_size(&f);
-    uint32_t take = size < TAIL_MAX ? size : TAIL_MAX;
+    *size = mf_fat_size(&f);
+    uint32_t take = *size < TAIL_MAX ? *size : TAIL_MAX;
     char *tail = malloc(TAIL_MAX);
     if (!tail) {
         mf_fat_close(fs, &f);
         return MF_ENOMEM;
     }
-    err = mf_fat_seek(fs, &f, size - take);
+    err = mf_fat_seek(fs, &f, *size - take);
     int n = err ? err : mf_fat_read(fs, &f, tail, take);
+    mf_fat_close(fs, &f);
     if (n >= 0 && (uint32_t)n != take)
         n = MF_EIO;
     if (n < 0) {
         free(tail);
-        mf_fat_close(fs, &f);
         return n;
     }
+    /* Complete lines from the newest back; a line torn by a power cut has no LF, or carries the
+     * unwritten bytes of an append that never finished: it is not a record of ours. */
     size_t end = take;
     while (end > 0 && tail[end - 1] != '\n')
         end--;
-    if (end < take && (end > 0 || size <= TAIL_MAX)) {
-        /* A torn line at the end: cut it, so the next record starts on a line of its own. */
-        err = mf_fat_truncate(fs, &f, size - (uint32_t)(take - end));
-    }
-    if (!err && end > 0) {
+    for (unsigned lines = 0; end > 0 && lines < 8; lines++) {
         size_t start = end - 1;
         while (start > 0 && tail[start - 1] != '\n')
             start--;
-        if (end - start <= MF_RECORD_LINE_MAX) {
-            memcpy(line, tail + start, end - start);
-            *length = end - start;
+        if (start == 0 && take < *size)
+            break; /* the line may begin before the tail: not judged */
+        out->any_line = true;
+        bool same = false;
+        if (end - start <= MF_RECORD_LINE_MAX &&
+            our_record(log, tail + start, end - start, out, &same)) {
+            out->ours = true;
+            out->found = same;
+            out->file = number;
+            out->end = *size - take + (uint32_t)end;
+            break;
         }
+        end = start;
+    }
+    if (!out->ours && take == *size && number == 0) {
+        /* No record of ours at all: the good part ends at the file's start. */
+        out->ours = true;
+        out->file = 0;
+        out->end = 0;
     }
     free(tail);
-    int cerr = mf_fat_close(fs, &f);
-    return err ? err : cerr;
+    return 0;
 }
-
-/* The newest record in the files, checked to be ours and for this setup. */
-struct newest {
-    bool found;
-    struct mf_record record;
-    uint8_t hash[32];
-};
 
 static int newest_record(struct mf_reclog *log, bool any_file, struct newest *out)
 {
-    struct mf_fat *fs = log->config.fs;
     memset(out, 0, sizeof *out);
     if (!any_file)
         return 0;
-    char line[MF_RECORD_LINE_MAX + 1];
-    size_t length = 0;
-    int err = last_line(fs, log->current, line, &length);
-    if (!err && length == 0 && log->current > 0)
-        err = last_line(fs, log->current - 1, line, &length); /* a new file left empty */
-    if (err || length == 0)
+    uint32_t size;
+    int err = scan_file(log, log->current, out, &size);
+    if (!err && out->ours) {
+        out->trailing = out->end < size;
+        return 0;
+    }
+    bool newer_bytes = size > 0;
+    if (!err && log->current > 0) {
+        /* A new file whose first append was cut: the newest record is in the one before. */
+        err = scan_file(log, log->current - 1, out, &size);
+        if (!err && out->ours)
+            out->trailing = out->end < size || newer_bytes;
+    }
+    return err;
+}
+
+/* Cuts what an unfinished append left after the newest record: a torn line, and a newer file
+ * that holds nothing else. */
+static int cut_trailing(struct mf_reclog *log, const struct newest *n)
+{
+    struct mf_fat *fs = log->config.fs;
+    char name[16];
+    struct mf_fat_file f;
+    file_name(n->file, name);
+    int err = mf_fat_open(fs, &f, name, MF_FAT_O_RDWR);
+    if (err)
         return err;
-    size_t body;
-    char message[MF_RECORD_MESSAGE_MAX];
-    if (mf_record_parse(line, length, &out->record, &body, message) != 0)
-        return 0;
-    const struct mf_owner_identity *id = log->config.identity;
-    if (!mf_record_signature_ok(line, body, out->record.signature, id->pub.ed25519) ||
-        strcmp(out->record.programmer, id->pub.fingerprint) != 0 ||
-        sodium_memcmp(out->record.setup, log->config.secure->fingerprint, 32) != 0)
-        return 0;
-    mf_record_hash(line, body, out->hash);
-    out->found = true;
-    return 0;
+    if (mf_fat_size(&f) > n->end)
+        err = mf_fat_truncate(fs, &f, n->end);
+    int cerr = mf_fat_close(fs, &f);
+    if (!err && cerr)
+        err = cerr;
+    if (!err && n->file != log->current) {
+        file_name(log->current, name);
+        err = mf_fat_remove(fs, name);
+        if (!err)
+            log->current = n->file;
+    }
+    return err;
 }
 
 /* Appends one formatted line, moving to the next file when this one would pass its limit. */
@@ -284,8 +339,33 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
     log->open = true;
     const struct mf_secure_state *st = &secure->state;
     char smessage[MF_SECURE_MESSAGE_MAX];
-    if (newest.found && newest.record.seq == st->record_seq + 1 &&
-        sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0) {
+    bool is_head = newest.found && newest.record.seq == st->record_seq &&
+                   sodium_memcmp(newest.hash, st->record_hash, 32) == 0;
+    bool after_head = newest.found && newest.record.seq == st->record_seq + 1 &&
+                      sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0;
+    /* No record of this setup yet, and what ends the files is ours (or nothing): */
+    bool fresh = st->record_seq == 0 && newest.ours && !newest.found;
+    if ((is_head || after_head || fresh) && newest.trailing) {
+        /* The remains of an append the power cut short: never a record, so they go. */
+        mf_lock_take(&config->fs_lock);
+        err = cut_trailing(log, &newest);
+        mf_lock_give(&config->fs_lock);
+        if (err && log->current + 1 < MF_RECLOG_FILES_MAX) {
+            /* The file itself is damaged (a cut that left its FAT entries behind its size):
+             * it stays as it is, for the record, and the chain goes on in a new file. */
+            note_add(notes,
+                     "RECORDS.%03u ends in a torn line that cannot be cut (%s): the records "
+                     "go on in RECORDS.%03u",
+                     log->current % 1000u, mf_strerror(err), (log->current + 1) % 1000u);
+            log->current++;
+            err = 0;
+        }
+        if (err) {
+            say(message, "production records: cannot cut a torn line: %s", mf_strerror(err));
+            goto out;
+        }
+    }
+    if (after_head) {
         /* Appended, but the power went before its head was recorded: it is the head now. */
         uint64_t cycles = newest.record.result == MF_RECORD_GAP ? 0 : 1;
         err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded + cycles,
@@ -294,16 +374,19 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
             say(message, "production records: %s", smessage);
             goto out;
         }
-    } else if (st->record_seq > 0 && !(newest.found && newest.record.seq == st->record_seq &&
-                                       sodium_memcmp(newest.hash, st->record_hash, 32) == 0)) {
+    } else if (st->record_seq > 0 && !is_head) {
         /* The newest records are gone or changed: say so in the chain itself. */
         struct mf_record gap;
         memset(&gap, 0, sizeof gap);
         gap.result = MF_RECORD_GAP;
         gap.gap_last = st->record_seq;
-        gap.gap_first = newest.found && newest.record.seq < st->record_seq ? newest.record.seq + 1
-                                                                           : st->record_seq;
-        if (!newest.found)
+        /* From the newest record still there; everything when no line is left; only the
+         * newest when the last line is not a record of ours (edited or forged). */
+        if (newest.found && newest.record.seq < st->record_seq)
+            gap.gap_first = newest.record.seq + 1;
+        else if (newest.any_line)
+            gap.gap_first = st->record_seq;
+        else
             gap.gap_first = 1;
         err = append_record(log, &gap, 0, message);
         if (err)

@@ -397,8 +397,18 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
         }
     } else if (mf_ini_name_is(s, "signature")) {
         return signature_item(c, item);
+    } else if (mf_ini_name_is(s, "gdb")) {
+        /* How a GDB server reaches this device (docs/targets.md); other back ends ignore it. */
+        char why[160];
+        int err = mf_rsp_options_set(&job->gdb, k, v, why, sizeof why);
+        if (err == MF_EINVAL)
+            say(c->message, "%s:%u: unknown key '%s' in [gdb]", c->path, item->line, k);
+        else if (err)
+            say(c->message, "%s:%u: [gdb] %s: %s", c->path, item->line, k, why);
+        return err;
     } else {
-        say(c->message, "%s:%u: unknown section [%s] (known: [job], [file], [serial], [signature])",
+        say(c->message,
+            "%s:%u: unknown section [%s] (known: [job], [file], [serial], [signature], [gdb])",
             c->path, item->line, s);
         return MF_EFORMAT;
     }

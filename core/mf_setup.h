@@ -8,6 +8,7 @@
 #include "mf_area.h"
 #include "mf_image.h"
 #include "mf_profile.h"
+#include "mf_rsp.h"
 #include "mf_target.h"
 
 #include <stdbool.h>
@@ -81,6 +82,7 @@ struct mf_job {
     struct mf_range *ranges; /* what the files load: sorted, merged */
     size_t range_count;
     uint64_t data_bytes;
+    struct mf_rsp_options gdb; /* [gdb]: how a GDB server reaches the device */
 };
 
 struct mf_project {

@@ -173,6 +173,11 @@ static void *worker_main(void *arg)
         env.event_context = w;
         pthread_mutex_unlock(&p->state_lock);
 
+        if (mf_gdb_is(&w->target)) {
+            /* The project's [gdb] settings (its first job's) drive the GDB server. */
+            const struct mf_project *proj = env.setup ? mf_setup_project(env.setup) : NULL;
+            mf_gdb_set_options(&w->target, proj && proj->job_count ? &proj->jobs[0].gdb : NULL);
+        }
         struct mf_cycle_result result;
         mf_cycle_run(&env, w->slot, &request, &result);
         if (result.error)

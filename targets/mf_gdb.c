@@ -35,6 +35,7 @@
 #define GDB_POLL_STEP_MS     20          /* longest wait between two looks at target->cancel */
 #define GDB_MIN_PACKET       64u         /* a server offering less cannot take our requests */
 #define GDB_OUTPUT_MAX       160u        /* bytes of monitor output kept for messages */
+#define GDB_OUTPUT_PACKETS   65536u      /* console output packets of one monitor command */
 #define GDB_INCLUDES_MAX     8u          /* xi:include documents followed per description */
 #define GDB_SERIAL_SETTLE_MS 100u        /* wait for a stop reply after the connect interrupt */
 
@@ -617,8 +618,14 @@ static int monitor(struct gdb *g, struct mf_target *t, const char *op, const cha
     uint32_t timeout = long_timeout(g);
     int err = exchange_at(g, t, op, GDB_HEAD_MAX, 6 + 2 * length, timeout, true);
     char output[GDB_OUTPUT_MAX] = "";
-    /* Console output ('O' packets) comes before the final reply; bounded by the timeout. */
+    /* Console output ('O' packets) comes before the final reply. */
+    unsigned outputs = 0;
     while (!err && g->reply_length > 1 && g->reply[0] == 'O' && !reply_is(g, "OK")) {
+        if (++outputs > GDB_OUTPUT_PACKETS) {
+            g->broken = true;
+            TSAY(t, "%s: 'monitor %.*s' sends output without end", op, (int)length, command);
+            return MF_EPROTO;
+        }
         collect_output(g->reply + 1, g->reply_length - 1, output, sizeof output);
         err = await(g, t, op, NULL, 0, timeout, true);
     }

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import SRC, Daemon, check, free_port, get, put  # noqa: E402
+from mfdaemon import MINTFLASH, SRC, Daemon, check, free_port, get, put  # noqa: E402
 
 for tool in ("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-objcopy", "make"):
     if not shutil.which(tool):
@@ -23,6 +23,7 @@ for tool in ("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-objcopy", "m
         sys.exit(77)
 
 SERIAL_ADDRESS = 0x3FC00  # examples/qemu-firmware/layout.h
+SIGNATURE_ADDRESS = 0x3F800
 UID_ADDRESS = 0x2000FF00
 
 work = tempfile.mkdtemp(prefix="mf-qemu-")
@@ -98,14 +99,23 @@ try:
     with open(os.path.join(build, "firmware.elf"), "rb") as f:
         elf = f.read()
 
+    # The clone protection key (issue 6): its .key goes into the job, its .pub checks the
+    # signature the firmware prints.
+    keygen = subprocess.run([MINTFLASH, "keygen", "-o", os.path.join(work, "uid")],
+                            capture_output=True, text=True)
+    check(keygen.returncode == 0, "keygen: " + keygen.stderr)
+
     port = free_port()
     with Daemon(extra=["--target", "gdb:tcp:127.0.0.1:%d" % port]) as d:
         c = d.tcp()
         put(c, "Projects/01_Qemu/01_App/firmware.elf", elf)
+        put(c, "Projects/01_Qemu/01_App/uid.key", open(os.path.join(work, "uid.key"), "rb").read())
         put(c, "Projects/01_Qemu/01_App/job.ini",
             "[job]\ndevice = LM3S6965\nstart = vector\n"
             "[file]\npath = firmware.elf\n"
-            "[serial]\naddress = 0x%X\nlength = 4\n" % SERIAL_ADDRESS)
+            "[serial]\naddress = 0x%X\nlength = 4\n"
+            "[signature]\naddress = 0x%X\nkey = uid.key\n" % (SERIAL_ADDRESS, SIGNATURE_ADDRESS))
+        setup = [l for l in c.command("#INFO") if l.startswith("#INFO:SETUP=")][0][12:]
         put(c, "Projects/01_Qemu/Cntdown.txt", "5\r\n")
         put(c, "Projects/01_Qemu/Serial.txt", "4711\r\n")
 
@@ -119,7 +129,19 @@ try:
             check("Hello from mintflash on QEMU lm3s6965evb" in text, "greeting: %r" % text)
             check("serial: %d\r\n" % (4711 + i) in text, "device %d serial: %r" % (i, text))
             check("uid: %s\r\n" % uid.hex().upper() in text, "device %d uid: %r" % (i, text))
-            check(re.search(r"sig: [0-9A-F]{128}\r\n", text), "signature bytes: %r" % text)
+            m = re.search(r"sig: ([0-9A-F]{128})\r\n", text)
+            check(m, "signature bytes: %r" % text)
+            sigfile = os.path.join(work, "sig%d.hex" % i)
+            with open(sigfile, "w") as f:
+                f.write(m.group(1))
+            for want, args in ((0, (uid.hex(), 4711 + i)), (1, ((b"\x99" + uid[1:]).hex(), 4711 + i)),
+                               (1, (uid.hex(), 4712 + i))):
+                v = subprocess.run([MINTFLASH, "sig", "verify", "--pubkey",
+                                    os.path.join(work, "uid.pub"), "--setup", setup, "--uid",
+                                    args[0], "--serial", str(args[1]), sigfile],
+                                   capture_output=True, text=True)
+                check(v.returncode == want, "device %d: sig verify %r gave %d: %s%s"
+                      % (i, args, v.returncode, v.stdout, v.stderr))
             check("boots: 1\r\n" in text, "started once, from a clean reset state: %r" % text)
             check(number(c, "Projects/01_Qemu/Cntdown.txt") == 4 - i, "count after device %d" % i)
             check(number(c, "Projects/01_Qemu/Serial.txt") == 4712 + i, "serial after %d" % i)

@@ -825,7 +825,8 @@ static void open_records(struct mf_programmer *p)
     pthread_mutex_unlock(&p->records_mutex);
 }
 
-/* Decides and applies one decoded token; `text` gets the decision. Under tokens_mutex. */
+/* Decides and applies one token; `text` gets the decision. 0: applied, 1: a replay (nothing to
+ * do), or a negative error. Under tokens_mutex. */
 static int apply_token(struct mf_programmer *p, const uint8_t *data, size_t size, char *text)
 {
     struct mf_token token;
@@ -861,7 +862,7 @@ static int apply_token(struct mf_programmer *p, const uint8_t *data, size_t size
     enum mf_token_decision d = mf_token_decide(&token, &current, &project, message);
     sayn(text, MF_TOKEN_MESSAGE_MAX, "%s", message);
     if (d == MF_TOKEN_REPLAY)
-        return 0;
+        return 1; /* nothing to do */
     if (d != MF_TOKEN_APPLY)
         return MF_EPERM;
     if (token.issued < (int64_t)s->package_mark) {
@@ -919,7 +920,10 @@ static void apply_tokens(struct mf_programmer *p)
             sayn(text, sizeof text, "cannot read it: %s", mf_strerror(n));
         int aerr = n < 0 ? n : apply_token(p, data, (size_t)n, text);
         log_stderr(p, 0, "top-up token %s: %s", name, text);
-        mf_flashlog_write(&p->log, "top-up token %s %s: %s", name, aerr ? "refused" : "applied",
+        mf_flashlog_write(&p->log, "top-up token %s %s: %s", name,
+                          aerr < 0 ? "refused"
+                          : aerr   ? "replayed"
+                                   : "applied",
                           text);
         pthread_mutex_lock(&p->public_mutex);
         err = mf_fat_remove(&p->fat, name);
@@ -944,9 +948,15 @@ int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t si
     pthread_mutex_lock(&p->tokens_mutex);
     int err = apply_token(p, token, size, text);
     pthread_mutex_unlock(&p->tokens_mutex);
+    bool replay = err == 1;
+    if (replay)
+        err = 0;
     log_stderr(p, 0, "top-up token (pushed): %s", text);
     if (p->fat_mounted)
-        mf_flashlog_write(&p->log, "top-up token (pushed) %s: %s", err ? "refused" : "applied",
+        mf_flashlog_write(&p->log, "top-up token (pushed) %s: %s",
+                          err      ? "refused"
+                          : replay ? "replayed"
+                                   : "applied",
                           text);
     return err;
 }

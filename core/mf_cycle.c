@@ -73,7 +73,7 @@ static void fail(struct cycle *c, int err, const char *fmt, ...)
         char phase_name[16];
         const char *p = mf_phase_name(c->phase);
         size_t k = 0;
-        for (; p[k] && k < sizeof phase_name - 1; k++)
+        for (; k < sizeof phase_name - 1 && p[k]; k++)
             phase_name[k] = (char)(p[k] >= 'A' && p[k] <= 'Z' ? p[k] + 32 : p[k]);
         phase_name[k] = '\0';
         snprintf(r->message + n, sizeof r->message - n, "cancelled while %s", phase_name);

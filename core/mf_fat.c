@@ -748,7 +748,7 @@ static void sfn_string(const uint8_t *entry, char out[13])
     size_t k = 0;
     /* Kept printable ASCII: bytes of other code pages show as '?'. */
     for (int i = 0; i < 11; i++) {
-        if (entry[i] == ' ' && i < 8) {
+        if (i < 8 && entry[i] == ' ') {
             i = 7;
             continue;
         }

@@ -420,7 +420,7 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
 
 struct scan {
     const struct mf_profile *profile;
-    struct mf_image_error *err;
+    struct mf_image_error err; /* where a range outside the flash is said */
     struct mf_range *ranges;
     size_t count, capacity;
     uint64_t last_end, bytes;
@@ -464,7 +464,7 @@ static int scan_data(void *context, uint64_t address, const uint8_t *bytes, size
         return 0;
     uint64_t end = address + length;
     if (!in_flash(s->profile, address, end)) {
-        mf_image_error_set(s->err, "data at 0x%llX-0x%llX is outside the flash of %s",
+        mf_image_error_set(&s->err, "data at 0x%llX-0x%llX is outside the flash of %s",
                            (unsigned long long)address, (unsigned long long)(end - 1),
                            s->profile->name);
         return MF_ERANGE;
@@ -496,13 +496,13 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
     struct mf_image_error ierr;
     memset(s, 0, sizeof *s);
     s->profile = job->profile;
-    s->err = &ierr;
     s->ordered = true;
     struct mf_image_sink sink = {scan_data, NULL, s};
     int err = mf_datafile_stream(setup->area, f->path, f->format, f->base, f->size, &sink, buffer,
                                  buffer_size, &ierr);
     if (err) {
-        say(message, "%s: %s", f->path, ierr.text[0] ? ierr.text : mf_strerror(err));
+        const char *why = s->err.text[0] ? s->err.text : ierr.text[0] ? ierr.text : mf_strerror(err);
+        say(message, "%s: %s", f->path, why);
         return err;
     }
     f->bytes = s->bytes;

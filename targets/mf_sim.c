@@ -3,6 +3,7 @@
  * (mapped shared, so other processes see every programmed byte at once) and device.ini. */
 #include "mf_sim.h"
 
+#include "mf_crc32.h"
 #include "mf_err.h"
 #include "mf_ini.h"
 
@@ -1281,13 +1282,25 @@ static int sim_unlock(struct mf_target *t)
 
 /* Offset of the first byte of `data` that `flash` cannot take, or `length`. Programming only moves
  * bits away from their erased state (clears them when erased is 0xFF): a bit that is already
- * programmed (differs from `erased`) must keep its value. Eight bytes at a time: this is the hot
- * loop of a cycle. */
+ * programmed (differs from `erased`) must keep its value. 64 bytes at a time without a branch
+ * inside (the compiler vectorises it), then eight and one to find the byte: this is a hot loop
+ * of a cycle. */
 static size_t first_not_erased(const uint8_t *flash, const uint8_t *data, size_t length,
                                uint8_t erased)
 {
     const uint64_t erased8 = erased * 0x0101010101010101ull;
     size_t i = 0;
+    for (; i + 64 <= length; i += 64) {
+        uint64_t bad = 0;
+        for (size_t k = 0; k < 64; k += 8) {
+            uint64_t old, new;
+            memcpy(&old, flash + i + k, 8);
+            memcpy(&new, data + i + k, 8);
+            bad |= (old ^ erased8) & (old ^ new);
+        }
+        if (bad)
+            break;
+    }
     for (; i + 8 <= length; i += 8) {
         uint64_t old, new;
         memcpy(&old, flash + i, 8);
@@ -1425,8 +1438,9 @@ static int sim_crc(struct mf_target *t, uint64_t address, uint64_t length, uint3
     }
     const uint8_t *bytes;
     err = readable_span(s, t, "crc", address, length, &bytes);
+    /* mf_target_crc's result, at memory speed: the CRC is most of a fast device's cycle. */
     if (!err)
-        *crc = mf_target_crc(MF_TARGET_CRC_INIT, bytes, (size_t)length);
+        *crc = mf_crc32_msb_update(MF_TARGET_CRC_INIT, bytes, (size_t)length);
     return err;
 }
 

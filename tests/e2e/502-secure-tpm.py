@@ -113,35 +113,36 @@ try:
             # K = 1 on the TPM (Reservation = 1 in FLASHER.INI): a restored image gives not one
             # device more and repeats no serial number.
             # (A TPM serves one programmer: a second one gets its own swtpm.)
-            tpm2 = Swtpm().start()
-            d3 = Daemon(workdir=os.path.join(work, "k1"), keep=True, extra=["--tpm", tpm2.tcti])
-            os.makedirs(d3.dir)
-            with d3, tpm2:
-                t, u = d3.tcp(), d3.unix()
-                check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
-                put(t, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 1\n")
-                put(t, "_SECURE/Projects/01_W/01_App/app.bin", fw)
-                put(t, "_SECURE/Projects/01_W/01_App/job.ini",
-                    "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n"
-                    "[serial]\naddress = 0x08040000\n")
-                put(t, "_SECURE/Projects/01_W/Cntdown.txt", "10\n")
-                put(t, "_SECURE/Projects/01_W/Serial.txt", "1\n")
-                check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
-                program(t, 2)
-                check(d3.stop() == 0, "stop")
-                shutil.copy(d3.storage, os.path.join(work, "k1copy.img"))
-                d3.start()
-                t = d3.tcp()
-                program(t, 3)
-                check(info(t)["CYCLES_LEFT"] == "5", "10 - 5")
-                check(d3.stop() == 0, "stop")
-                shutil.copy(os.path.join(work, "k1copy.img"), d3.storage)
-                d3.start()
-                t = d3.tcp()
-                i = info(t)
-                check(i["CYCLES_LEFT"] == "5" and int(i["NEXT_SERIAL"]) >= 6,
-                      "K = 1 on the TPM: no device and no serial number regained: %r" % i)
-                check(d3.stop() == 0, "stop")
+            with Swtpm() as tpm2:
+                d3 = Daemon(workdir=os.path.join(work, "k1"), keep=True,
+                            extra=["--tpm", tpm2.tcti])
+                os.makedirs(d3.dir)
+                with d3:
+                    t, u = d3.tcp(), d3.unix()
+                    check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
+                    put(t, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 1\n")
+                    put(t, "_SECURE/Projects/01_W/01_App/app.bin", fw)
+                    put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+                        "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n"
+                        "[serial]\naddress = 0x08040000\n")
+                    put(t, "_SECURE/Projects/01_W/Cntdown.txt", "10\n")
+                    put(t, "_SECURE/Projects/01_W/Serial.txt", "1\n")
+                    check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
+                    program(t, 2)
+                    check(d3.stop() == 0, "stop")
+                    shutil.copy(d3.storage, os.path.join(work, "k1copy.img"))
+                    d3.start()
+                    t = d3.tcp()
+                    program(t, 3)
+                    check(info(t)["CYCLES_LEFT"] == "5", "10 - 5")
+                    check(d3.stop() == 0, "stop")
+                    shutil.copy(os.path.join(work, "k1copy.img"), d3.storage)
+                    d3.start()
+                    t = d3.tcp()
+                    i = info(t)
+                    check(i["CYCLES_LEFT"] == "5" and int(i["NEXT_SERIAL"]) >= 6,
+                          "K = 1 on the TPM: no device and no serial number regained: %r" % i)
+                    check(d3.stop() == 0, "stop")
             print("ok")
 finally:
     shutil.rmtree(work, ignore_errors=True)

@@ -252,6 +252,15 @@ def sim_flash(daemon, slot):
         return f.read()
 
 
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the test process dies (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 class Swtpm:
     """A software TPM 2.0 (swtpm) on loopback, for the --tpm trust anchor. Its command port is
     `port`, its control port port + 1; `tcti` is what mintflashd's --tpm takes. The state
@@ -284,7 +293,8 @@ class Swtpm:
         for _ in range(5):
             port = self.port or self._free_pair()
             out = open(os.path.join(self.dir, "swtpm.out"), "ab")
-            self.proc = subprocess.Popen(
+            # It dies with the test, even one killed without running its clean-up.
+            self.proc = subprocess.Popen(preexec_fn=_die_with_parent, args=
                 ["swtpm", "socket", "--tpm2",
                  "--server", "type=tcp,port=%d,bindaddr=127.0.0.1" % port,
                  "--ctrl", "type=tcp,port=%d,bindaddr=127.0.0.1" % (port + 1),

@@ -447,14 +447,38 @@ static void bit_clear(uint8_t *bits, uint32_t i)
     bits[i >> 3] = (uint8_t)(bits[i >> 3] & ~(1u << (i & 7)));
 }
 
+/* Are all (`want` true) or any (`want` false) of the bits [from, from + count) set? Whole bytes,
+ * and eight of them at a time, where the range allows: the window's 64 K bits are scanned for
+ * every write unit of every pass. */
+static bool bits_test(const uint8_t *bits, uint32_t from, uint32_t count, bool want_all)
+{
+    uint32_t end = from + count;
+    for (; from < end && (from & 7); from++) {
+        if (bit(bits, from) != want_all)
+            return !want_all;
+    }
+    const uint8_t full = want_all ? 0xFF : 0x00;
+    for (; from + 64 <= end; from += 64) {
+        uint64_t w;
+        memcpy(&w, bits + (from >> 3), sizeof w);
+        if (w != (want_all ? ~(uint64_t)0 : 0))
+            return !want_all;
+    }
+    for (; from + 8 <= end; from += 8) {
+        if (bits[from >> 3] != full)
+            return !want_all;
+    }
+    for (; from < end; from++) {
+        if (bit(bits, from) != want_all)
+            return !want_all;
+    }
+    return want_all;
+}
+
 /* Is any byte of [from, from + count) touched? */
 static bool any_touched(const uint8_t *bits, uint32_t from, uint32_t count)
 {
-    for (uint32_t i = from; i < from + count; i++) {
-        if (bit(bits, i))
-            return true;
-    }
-    return false;
+    return bits_test(bits, from, count, false);
 }
 
 static void window_open(struct cycle *c, uint64_t start)
@@ -546,9 +570,7 @@ static int window_run(struct cycle *c, uint32_t off, uint32_t len)
         return err;
     }
     /* Verify: only runs whose every byte is known can be compared by CRC. */
-    bool all = true;
-    for (uint32_t i = off; i < off + len && all; i++)
-        all = bit(s->touched, i);
+    bool all = bits_test(s->touched, off, len, true);
     if (!c->verify_readback && t->ops->crc && all) {
         uint32_t crc;
         int err = t->ops->crc(t, addr, len, &crc);
@@ -603,7 +625,12 @@ static int window_flush(struct cycle *c, bool alone)
                any_touched(s->touched, end, unit))
             end += unit;
         if (end == start) {
-            off = start + unit;
+            /* Skip untouched bytes eight at a time up to the next touched one. */
+            uint32_t next = start + unit;
+            while (next + 64 <= MF_WINDOW_SIZE && s->window_start + next + 64 <= region_end &&
+                   (next & 63) == 0 && !any_touched(s->touched, next, 64))
+                next += 64;
+            off = next / unit * unit > start ? next / unit * unit : start + unit;
             continue;
         }
         err = window_run(c, start, end - start);

@@ -458,13 +458,25 @@ uint64_t mf_secure_missing(const struct mf_secure *s, uint64_t counter)
     return proven > s->state.total_used ? proven - s->state.total_used : 0;
 }
 
+/* The anchor's counter. Only this programmer advances it, and only under the state's lock, so
+ * after the first read the value is kept (a TPM read costs milliseconds): an increase by anyone
+ * else could only make the programmer charge more, never less, once it reads it again at the
+ * next start. Called with the lock held, or before the area is shared. */
 static int counter(struct mf_secure *s, uint64_t *value, char *message)
 {
+    if (s->counter_known) {
+        *value = s->counter_value;
+        return 0;
+    }
     struct mf_anchor *a = s->config.anchor;
     int err = a->counter_read(a, value);
-    if (err)
+    if (err) {
         say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
-    return err;
+        return err;
+    }
+    s->counter_value = *value;
+    s->counter_known = true;
+    return 0;
 }
 
 static uint64_t left_of(bool limited, uint64_t limit, uint64_t used)
@@ -484,10 +496,12 @@ static int secure_peek(struct mf_area *area, const struct mf_setup *setup, unsig
         return MF_ECORRUPT;
     }
     uint64_t v;
-    int err = counter(s, &v, message);
-    if (err)
-        return err;
     mf_lock_take(&s->config.lock);
+    int err = counter(s, &v, message);
+    if (err) {
+        mf_lock_give(&s->config.lock);
+        return err;
+    }
     uint64_t missing = mf_secure_missing(s, v);
     const struct mf_secure_counts *c = &s->state.projects[index];
     tally->project_limited = c->limited;
@@ -514,10 +528,14 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
         return MF_ECORRUPT;
     }
     uint64_t v;
-    int err = counter(s, &v, message);
-    if (err)
-        return err;
+    /* The counter is read under the lock: a value read before another slot's new reservation
+     * would take a second one and waste the first. */
     mf_lock_take(&s->config.lock);
+    int err = counter(s, &v, message);
+    if (err) {
+        mf_lock_give(&s->config.lock);
+        return err;
+    }
     uint64_t missing = mf_secure_missing(s, v);
     uint64_t n = s->state.total_used + missing + 1; /* this cycle's number */
     uint64_t covered = (v - s->counter_base) * s->reservation;
@@ -525,11 +543,14 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
         /* A new reservation, durable in the anchor before any of its cycles is used. */
         err = a->counter_increment(a, &v);
         if (err) {
+            /* Whether it counted is unknown: read it afresh next time. */
+            s->counter_known = false;
             say(message, "trust anchor: %s%s", a->error[0] ? a->error : mf_strerror(err),
                 err == MF_EBUSY ? " (retry later)" : "");
             mf_lock_give(&s->config.lock);
             return err;
         }
+        s->counter_value = v;
     }
     struct mf_secure_state st = s->state;
     st.seq++;
@@ -566,19 +587,29 @@ static int secure_read(struct mf_area *area, const char *path, uint64_t offset, 
         return MF_ENOENT;
     if (offset > f->size || length > f->size - offset)
         return MF_EIO;
-    uint8_t *plain = malloc(MF_SECURE_CHUNK), *stored = malloc(stored_chunk(s));
-    if (!plain || !stored) {
-        free(plain);
-        free(stored);
+    uint8_t *plain = NULL, *stored = malloc(stored_chunk(s));
+    if (!stored)
         return MF_ENOMEM;
-    }
     int err = 0;
     uint8_t *out = buffer;
     while (length > 0 && !err) {
         uint32_t index = (uint32_t)(offset / MF_SECURE_CHUNK);
         uint32_t within = (uint32_t)(offset % MF_SECURE_CHUNK);
-        err = chunk_read(s, f->first_chunk + index, f->id, index, f->size, index + 1 == f->chunks,
-                         plain, stored);
+        bool last = index + 1 == f->chunks;
+        if (within == 0 && length >= MF_SECURE_CHUNK) {
+            /* A whole chunk: decrypted straight into the caller's buffer (zeros if it fails). */
+            err = chunk_read(s, f->first_chunk + index, f->id, index, f->size, last, out, stored);
+            size_t n = last ? (size_t)(f->size - offset) : MF_SECURE_CHUNK;
+            out += n;
+            offset += n;
+            length -= n;
+            continue;
+        }
+        if (!plain && !(plain = malloc(MF_SECURE_CHUNK))) {
+            err = MF_ENOMEM;
+            break;
+        }
+        err = chunk_read(s, f->first_chunk + index, f->id, index, f->size, last, plain, stored);
         if (err)
             break;
         size_t n = MF_SECURE_CHUNK - within < length ? MF_SECURE_CHUNK - within : length;
@@ -587,8 +618,10 @@ static int secure_read(struct mf_area *area, const char *path, uint64_t offset, 
         offset += n;
         length -= n;
     }
-    sodium_memzero(plain, MF_SECURE_CHUNK);
-    free(plain);
+    if (plain) {
+        sodium_memzero(plain, MF_SECURE_CHUNK);
+        free(plain);
+    }
     free(stored);
     return err;
 }

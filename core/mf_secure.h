@@ -85,6 +85,8 @@ struct mf_secure {
     uint8_t digest[32];  /* SHA-256 of it */
     uint8_t file_key[32], state_key[32], mac_key[32];
     uint64_t counter_base;
+    bool counter_known; /* counter_value holds the anchor's counter (see counter()) */
+    uint64_t counter_value;
     uint32_t reservation;
     uint8_t fingerprint[32];
     bool has_owner; /* installed from a sealed package signed by `owner` */

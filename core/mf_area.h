@@ -76,6 +76,11 @@ struct mf_area {
      * the caller counts the cycle as taken. */
     int (*take)(struct mf_area *area, const struct mf_setup *setup, unsigned project,
                 const struct mf_tally *tally, char *message);
+
+    /* Optional (may be NULL): the setup's fingerprint when the area knows it without reading
+     * every file (the secure area records it at install, under its MAC). 0, or an error: then
+     * it is computed. */
+    int (*fingerprint)(struct mf_area *area, uint8_t fingerprint[32]);
 };
 
 /* The public area: an area over a mounted FAT volume, serialised by `lock` (copied). */

@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- constants and little-endian helpers ---- */
@@ -2441,6 +2442,42 @@ int mf_fat_wipe_free(struct mf_fat *fs)
     return err;
 }
 
+/* Removes up to `count` files of one folder with two barriers for all of them: every entry
+ * first (a cut then leaves lost clusters, never an entry pointing at freed ones), then every
+ * chain. */
+#define REMOVE_BATCH 64u
+
+static int remove_batch(struct mf_fat *fs, char (*paths)[MF_FAT_PATH_MAX], unsigned count)
+{
+    uint32_t clusters[REMOVE_BATCH];
+    unsigned n = 0;
+    int err = 0;
+    for (unsigned i = 0; i < count && !err; i++) {
+        struct lookup l;
+        int r = lookup(fs, paths[i], &l);
+        if (r < 0)
+            err = r;
+        else if (r == 0)
+            continue;
+        else if (l.is_root || entry_is_dir(l.f.entry))
+            err = MF_EISDIR;
+        else if (entry_open(fs, l.f.sector, l.f.offset))
+            err = MF_EBUSY;
+        else {
+            clusters[n++] = entry_cluster(fs, l.f.entry);
+            err = dir_remove(fs, &l.f);
+        }
+    }
+    if (!err)
+        err = commit(fs);
+    for (unsigned i = 0; i < n && !err; i++) {
+        if (clusters[i] == 0)
+            continue;
+        err = cluster_valid(fs, clusters[i]) ? chain_free(fs, clusters[i]) : MF_ECORRUPT;
+    }
+    return finish(fs, err);
+}
+
 int mf_fat_remove_tree(struct mf_fat *fs, const char *path)
 {
     /* A stack of folder paths; each round empties the folder on top of it of files and pushes
@@ -2461,23 +2498,37 @@ int mf_fat_remove_tree(struct mf_fat *fs, const char *path)
         if (err)
             return err;
         char sub[MF_FAT_PATH_MAX] = "";
+        char(*files)[MF_FAT_PATH_MAX] = malloc(REMOVE_BATCH * sizeof *files);
+        if (!files)
+            return MF_ENOMEM;
+        unsigned nfiles = 0;
         int r;
-        while ((r = mf_fat_readdir(fs, &dir, &st)) == 1) {
+        while (nfiles < REMOVE_BATCH && (r = mf_fat_readdir(fs, &dir, &st)) == 1) {
             char child[MF_FAT_PATH_MAX];
-            if ((size_t)snprintf(child, sizeof child, "%s/%s", top, st.name) >= sizeof child)
+            if ((size_t)snprintf(child, sizeof child, "%s/%s", top, st.name) >= sizeof child) {
+                free(files);
                 return MF_ENAMETOOLONG;
+            }
             if (st.is_dir) {
                 if (!sub[0])
                     strcpy(sub, child);
                 continue;
             }
-            err = mf_fat_remove(fs, child);
+            strcpy(files[nfiles++], child);
+        }
+        if (nfiles < REMOVE_BATCH && r < 0) {
+            free(files);
+            return r;
+        }
+        if (nfiles) {
+            /* Files first, a batch at a time; then the folder is listed again. */
+            err = remove_batch(fs, files, nfiles);
+            free(files);
             if (err)
                 return err;
-            /* The listing continues after the removed entry: its slot is free now. */
+            continue;
         }
-        if (r < 0)
-            return r;
+        free(files);
         if (sub[0]) {
             if (depth > MF_FAT_DEPTH_MAX)
                 return MF_ENAMETOOLONG;

@@ -8,6 +8,7 @@
 #include "mf_secure.h"
 
 #include "mf_owner.h"
+#include "mf_package.h"
 
 #include "mf_err.h"
 #include "mf_ini.h"
@@ -745,6 +746,15 @@ static int secure_read_number(struct mf_area *area, const char *path, enum mf_nu
     return mf_numfile_parse(text, (uint32_t)f->size, syntax, max, value);
 }
 
+static int secure_fingerprint(struct mf_area *area, uint8_t fingerprint[32])
+{
+    struct mf_secure *s = area->context;
+    if (!s->present)
+        return MF_ENOENT;
+    memcpy(fingerprint, s->fingerprint, 32);
+    return 0;
+}
+
 static void area_init(struct mf_secure *s)
 {
     s->area = (struct mf_area){
@@ -755,6 +765,7 @@ static void area_init(struct mf_secure *s)
         .read_number = secure_read_number,
         .peek = secure_peek,
         .take = secure_take,
+        .fingerprint = secure_fingerprint,
     };
 }
 
@@ -1362,6 +1373,10 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     uint64_t global = 0, done = 0;
     char path[ENTRY_PATH + 16];
     crypto_hash_sha256_state hash;
+    /* The setup's fingerprint, as mf_setup_fingerprint defines it, taken in passing: the files
+     * are written in its order (upper-cased paths), and the owner's files only count. */
+    crypto_hash_sha256_state fp;
+    crypto_hash_sha256_init(&fp);
     for (uint32_t i = 0; i < w.count && !err; i++) {
         struct mf_secure_file *f = &w.files[i];
         f->id = i + 1;
@@ -1369,6 +1384,17 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         f->chunks = (uint32_t)chunks_for(f->size);
         err = source_path(&w, f, path, sizeof path);
         crypto_hash_sha256_init(&hash);
+        bool owners = !mf_package_programmer_file(f->path);
+        if (owners) {
+            char up[ENTRY_PATH];
+            size_t len = strlen(f->path);
+            for (size_t k = 0; k <= len; k++)
+                up[k] = fold(f->path[k]);
+            uint8_t size[8];
+            put64(size, f->size);
+            crypto_hash_sha256_update(&fp, (const uint8_t *)up, len + 1);
+            crypto_hash_sha256_update(&fp, size, sizeof size);
+        }
         for (uint32_t k = 0; k < f->chunks && !err; k++) {
             uint64_t off = (uint64_t)k * MF_SECURE_CHUNK;
             size_t n = f->size - off < MF_SECURE_CHUNK ? (size_t)(f->size - off) : MF_SECURE_CHUNK;
@@ -1379,6 +1405,8 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
                 break;
             }
             crypto_hash_sha256_update(&hash, plain, n);
+            if (owners)
+                crypto_hash_sha256_update(&fp, plain, n);
             err = chunk_write(s, global++, f->id, k, f->size, k + 1 == f->chunks, plain, stored);
             done += n;
             if (progress)
@@ -1430,14 +1458,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     w.files = NULL;
     s->counter_base = v;
     s->reservation = reservation;
-    /* The setup's fingerprint, as mf_setup_fingerprint computes it in either area. */
-    uint8_t *fbuf = malloc(MF_SECURE_CHUNK);
-    err = fbuf ? mf_setup_fingerprint(&s->area, fbuf, MF_SECURE_CHUNK, s->fingerprint) : MF_ENOMEM;
-    free(fbuf);
-    if (err) {
-        say(message, "secure area: cannot read back what was written: %s", mf_strerror(err));
-        goto out;
-    }
+    crypto_hash_sha256_final(&fp, s->fingerprint);
     memcpy(h + 128, s->fingerprint, 32);
     if (origin) {
         put32(h + HEADER_FLAGS, HEADER_FLAG_OWNER);

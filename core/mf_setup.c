@@ -501,7 +501,9 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
     int err = mf_datafile_stream(setup->area, f->path, f->format, f->base, f->size, &sink, buffer,
                                  buffer_size, &ierr);
     if (err) {
-        const char *why = s->err.text[0] ? s->err.text : ierr.text[0] ? ierr.text : mf_strerror(err);
+        const char *why = s->err.text[0] ? s->err.text
+                          : ierr.text[0] ? ierr.text
+                                         : mf_strerror(err);
         say(message, "%s: %s", f->path, why);
         return err;
     }
@@ -1243,7 +1245,8 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
             return MF_ENOMEM;
         }
     }
-    err = mf_setup_fingerprint(area, ld->buffer, ld->buffer_size, setup->fingerprint);
+    if (!area->fingerprint || area->fingerprint(area, setup->fingerprint) != 0)
+        err = mf_setup_fingerprint(area, ld->buffer, ld->buffer_size, setup->fingerprint);
     if (err) {
         say(message, "cannot read the setup's files: %s", mf_strerror(err));
         return err;

@@ -727,6 +727,40 @@ static void ours_then_tools(enum mf_fat_type type, uint32_t spc, uint64_t size, 
     free(image);
 }
 
+/* remove_tree removes files in batches (entries first, then chains): a tree of 150 files in three
+ * levels goes whole, the volume is clean for fsck.fat and every cluster is free again. */
+static void test_remove_tree_is_clean(void **state)
+{
+    (void)state;
+    char *image = image_path("tree.img");
+    struct file_bd dev;
+    file_bd_open_blocks(&dev, image, 8u << 20, 512);
+    struct mf_fat_format_options options = {.volume_id = 0x7EEu};
+    check(mf_fat_format(&dev.bd, &options));
+    check(mf_fat_mount(&fs, &dev.bd, NULL, NULL));
+    uint64_t free_before, total;
+    check(mf_fat_space(&fs, &free_before, &total));
+    static const char *const dirs[] = {"tree", "tree/a", "tree/a/deep", "tree/b"};
+    for (size_t d = 0; d < 4; d++)
+        check(mf_fat_mkdir(&fs, dirs[d]));
+    for (unsigned i = 0; i < 150; i++) {
+        char path[PATH_BYTES];
+        snprintf(path, sizeof path, "%s/file number %03u.bin", dirs[i % 4], i);
+        our_write(path, (i * 53u) % 4000u);
+    }
+    check(mf_fat_remove_tree(&fs, "tree"));
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&fs, "tree", &st), MF_ENOENT);
+    uint64_t free_after;
+    check(mf_fat_space(&fs, &free_after, &total));
+    assert_int_equal(free_after, free_before);
+    check(mf_fat_unmount(&fs));
+    file_bd_close(&dev);
+    uint32_t used, clusters;
+    fsck_clean(image, &used, &clusters);
+    free(image);
+}
+
 static void test_ours_fat12_read_by_tools(void **state)
 {
     (void)state;
@@ -1015,6 +1049,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_format_picks_like_mkfs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_tree_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ours_fat12_read_by_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ours_fat16_read_by_tools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ours_fat16_small_clusters_read_by_tools, setup,

@@ -125,6 +125,11 @@ static void install(struct fixture *f)
     if (err)
         fail_msg("install: %d %s", err, f->message);
     assert_true(f->secure.present);
+    /* The fingerprint taken in passing equals the one computed over the installed files. */
+    static uint8_t buffer[16384];
+    uint8_t computed[32];
+    assert_int_equal(mf_setup_fingerprint(&f->secure.area, buffer, sizeof buffer, computed), 0);
+    assert_memory_equal(computed, f->secure.fingerprint, 32);
 }
 
 static void reopen(struct fixture *f, int expect)

@@ -82,6 +82,13 @@ static int fat_read(struct mf_area *area, const char *path, uint64_t offset, voi
     int err = mf_fat_open(a->fs, &file, path, MF_FAT_O_RDONLY);
     if (!err) {
         err = mf_fat_seek(a->fs, &file, (uint32_t)offset);
+        if (a->hint.valid && a->hint.generation == a->fs->generation &&
+            a->hint.first_cluster == file.first_cluster && a->hint.pos <= offset &&
+            strcmp(a->hint.path, path) == 0) {
+            /* Go on from the cluster the last read ended in (read walks forward from it). */
+            file.cluster = a->hint.cluster;
+            file.cluster_index = a->hint.cluster_index;
+        }
         uint8_t *dst = buffer;
         while (!err && length > 0) {
             uint32_t chunk = length > (1u << 30) ? (1u << 30) : (uint32_t)length;
@@ -94,6 +101,15 @@ static int fat_read(struct mf_area *area, const char *path, uint64_t offset, voi
                 dst += n;
                 length -= (size_t)n;
             }
+        }
+        a->hint.valid = !err && file.cluster != 0 && strlen(path) < sizeof a->hint.path;
+        if (a->hint.valid) {
+            strcpy(a->hint.path, path);
+            a->hint.generation = a->fs->generation;
+            a->hint.first_cluster = file.first_cluster;
+            a->hint.pos = file.pos;
+            a->hint.cluster = file.cluster;
+            a->hint.cluster_index = file.cluster_index;
         }
         mf_fat_close(a->fs, &file);
     }

@@ -88,6 +88,14 @@ struct mf_area_fat {
     struct mf_area area; /* hand &x.area to users */
     struct mf_fat *fs;
     struct mf_lock lock;
+    /* Where the last read ended, so that the next read of the same file goes on from there
+     * instead of walking its cluster chain from the start (valid while the volume is unchanged). */
+    struct {
+        bool valid;
+        char path[256];
+        uint64_t generation;
+        uint32_t first_cluster, pos, cluster, cluster_index;
+    } hint;
 };
 
 void mf_area_fat_init(struct mf_area_fat *area, struct mf_fat *fs, const struct mf_lock *lock);

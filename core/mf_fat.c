@@ -1362,6 +1362,7 @@ static int fsinfo_write(struct mf_fat *fs)
 /* Ends every changing call: metadata written back (FAT before directories), then a barrier. */
 static int commit(struct mf_fat *fs)
 {
+    fs->generation++;
     int err = fsinfo_write(fs);
     if (!err)
         err = cache_flush(fs);
@@ -1374,6 +1375,7 @@ static int commit(struct mf_fat *fs)
  * the device holds it (the last committed state plus whatever reached the device). */
 static int abandon(struct mf_fat *fs, int err)
 {
+    fs->generation++;
     for (unsigned i = 0; i < MF_FAT_CACHE_SECTORS; i++)
         fs->lines[i].valid = false;
     fs->free_count = 0xFFFFFFFFu;

@@ -103,6 +103,7 @@ struct mf_fat {
     uint32_t free_count;        /* free clusters, 0xFFFFFFFF = not yet counted */
     uint32_t next_free;         /* allocation hint */
     uint32_t age;
+    uint64_t generation; /* goes up with every change that is committed or abandoned */
     bool fsinfo_dirty;
     struct mf_fat_file *open_files;
     struct mf_fat_cache_line lines[MF_FAT_CACHE_SECTORS];

@@ -49,7 +49,7 @@ struct mf_secure_file {
     uint64_t first_chunk;
     uint32_t chunks;
     uint32_t id;
-    uint8_t sha256[32];
+    uint8_t digest[32]; /* BLAKE2b-256 of the content */
 };
 
 /* ---- little helpers ---- */
@@ -257,7 +257,7 @@ static void entry_encode(const struct mf_secure_file *f, uint8_t *e)
     put64(e + 264, f->first_chunk);
     put32(e + 272, f->chunks);
     put32(e + 276, f->id);
-    memcpy(e + 280, f->sha256, 32);
+    memcpy(e + 280, f->digest, 32);
 }
 
 static int entry_decode(const uint8_t *e, struct mf_secure_file *f, uint32_t index)
@@ -269,7 +269,7 @@ static int entry_decode(const uint8_t *e, struct mf_secure_file *f, uint32_t ind
     f->first_chunk = get64(e + 264);
     f->chunks = get32(e + 272);
     f->id = get32(e + 276);
-    memcpy(f->sha256, e + 280, 32);
+    memcpy(f->digest, e + 280, 32);
     if (f->id != index + 1 || f->chunks != chunks_for(f->size))
         return MF_ECORRUPT;
     return 0;
@@ -1372,7 +1372,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     }
     uint64_t global = 0, done = 0;
     char path[ENTRY_PATH + 16];
-    crypto_hash_sha256_state hash;
+    crypto_generichash_state hash;
     /* The setup's fingerprint, as mf_setup_fingerprint defines it, taken in passing: the files
      * are written in its order (upper-cased paths), and the owner's files only count. */
     crypto_hash_sha256_state fp;
@@ -1383,7 +1383,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         f->first_chunk = global;
         f->chunks = (uint32_t)chunks_for(f->size);
         err = source_path(&w, f, path, sizeof path);
-        crypto_hash_sha256_init(&hash);
+        crypto_generichash_init(&hash, NULL, 0, 32);
         bool owners = !mf_package_programmer_file(f->path);
         if (owners) {
             char up[ENTRY_PATH];
@@ -1404,7 +1404,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
                 say(message, "%.200s: cannot read: %s", path, mf_strerror(err));
                 break;
             }
-            crypto_hash_sha256_update(&hash, plain, n);
+            crypto_generichash_update(&hash, plain, n);
             if (owners)
                 crypto_hash_sha256_update(&fp, plain, n);
             err = chunk_write(s, global++, f->id, k, f->size, k + 1 == f->chunks, plain, stored);
@@ -1412,7 +1412,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
             if (progress)
                 progress(progress_context, done, w.bytes);
         }
-        crypto_hash_sha256_final(&hash, f->sha256);
+        crypto_generichash_final(&hash, f->digest, 32);
         entry_encode(f, table + (size_t)i * ENTRY_SIZE);
     }
     uint64_t table_first = global;
@@ -1531,19 +1531,19 @@ int mf_secure_is_leftover(struct mf_secure *s, struct mf_area *source, const cha
             all = false;
             break;
         }
-        crypto_hash_sha256_state hash;
+        crypto_generichash_state hash;
         uint8_t digest[32];
-        crypto_hash_sha256_init(&hash);
+        crypto_generichash_init(&hash, NULL, 0, 32);
         err = source_path(&w, &w.files[i], path, sizeof path);
         for (uint64_t off = 0; off < ours->size && !err;) {
             size_t n =
                 ours->size - off < MF_SECURE_CHUNK ? (size_t)(ours->size - off) : MF_SECURE_CHUNK;
             err = source->read(source, path, off, buf, n);
-            crypto_hash_sha256_update(&hash, buf, n);
+            crypto_generichash_update(&hash, buf, n);
             off += n;
         }
-        crypto_hash_sha256_final(&hash, digest);
-        if (memcmp(digest, ours->sha256, 32) != 0)
+        crypto_generichash_final(&hash, digest, 32);
+        if (memcmp(digest, ours->digest, 32) != 0)
             all = false;
     }
     free(buf);

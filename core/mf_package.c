@@ -1,6 +1,7 @@
 /* Sealed setup packages: the writer, the checking reader and the package's files as an mf_area
  * (see mf_package.h; the byte layout is in docs/internals/owner.md). */
 #include "mf_package.h"
+#include "mf_sha256.h"
 
 #include "mf_err.h"
 #include "mf_ini.h"
@@ -143,7 +144,7 @@ bool mf_package_programmer_file(const char *path)
 }
 
 /* Feeds one file's name and size to the setup id (mf_setup_fingerprint's layout). */
-static void setup_id_file(crypto_hash_sha256_state *st, const char *path, uint64_t size)
+static void setup_id_file(struct mf_sha256 *st, const char *path, uint64_t size)
 {
     char up[MF_PACKAGE_PATH_MAX + 1];
     size_t n = strlen(path);
@@ -151,8 +152,8 @@ static void setup_id_file(crypto_hash_sha256_state *st, const char *path, uint64
         up[i] = upper(path[i]);
     uint8_t le[8];
     put64(le, size);
-    crypto_hash_sha256_update(st, (const uint8_t *)up, n + 1);
-    crypto_hash_sha256_update(st, le, 8);
+    mf_sha256_update(st, (const uint8_t *)up, n + 1);
+    mf_sha256_update(st, le, 8);
 }
 
 /* Index of the file named exactly `name` (n bytes, ignoring case) among `count` sorted paths, or
@@ -335,27 +336,27 @@ int mf_package_write(const struct mf_package_spec *spec, uint8_t setup_id[32], c
     }
 
     /* Pass 1: what the header and the manifest must say before any content is written. */
-    crypto_hash_sha256_state id_state, file_state;
-    crypto_hash_sha256_init(&id_state);
+    struct mf_sha256 id_state, file_state;
+    mf_sha256_init(&id_state);
     for (uint32_t i = 0; i < count && !err; i++) {
         bool counted = !mf_package_programmer_file(files[i].path);
         if (counted)
             setup_id_file(&id_state, files[i].path, files[i].size);
-        crypto_hash_sha256_init(&file_state);
+        mf_sha256_init(&file_state);
         for (uint64_t off = 0; off < files[i].size && !err;) {
             size_t n = files[i].size - off < MF_PACKAGE_CHUNK ? (size_t)(files[i].size - off)
                                                               : MF_PACKAGE_CHUNK;
             err = read_input(spec, &files[i], off, buf, n, message);
             if (err)
                 break;
-            crypto_hash_sha256_update(&file_state, buf, n);
+            mf_sha256_update(&file_state, buf, n);
             if (counted)
-                crypto_hash_sha256_update(&id_state, buf, n);
+                mf_sha256_update(&id_state, buf, n);
             off += n;
         }
-        crypto_hash_sha256_final(&file_state, sums[i]);
+        mf_sha256_final(&file_state, sums[i]);
     }
-    crypto_hash_sha256_final(&id_state, setup_id);
+    mf_sha256_final(&id_state, setup_id);
     if (err)
         goto out;
 
@@ -422,7 +423,7 @@ int mf_package_write(const struct mf_package_spec *spec, uint8_t setup_id[32], c
     for (uint32_t i = 0; i < count && !err; i++) {
         uint32_t chunks = (uint32_t)chunks_of(files[i].size);
         uint8_t sum[32];
-        crypto_hash_sha256_init(&file_state);
+        mf_sha256_init(&file_state);
         for (uint32_t k = 0; k < chunks && !err; k++) {
             uint64_t off = (uint64_t)k * MF_PACKAGE_CHUNK;
             size_t n = files[i].size - off < MF_PACKAGE_CHUNK ? (size_t)(files[i].size - off)
@@ -430,7 +431,7 @@ int mf_package_write(const struct mf_package_spec *spec, uint8_t setup_id[32], c
             err = read_input(spec, &files[i], off, buf, n, message);
             if (err)
                 break;
-            crypto_hash_sha256_update(&file_state, buf, n);
+            mf_sha256_update(&file_state, buf, n);
             uint8_t ad[CHUNK_AD_SIZE];
             chunk_ad(header_hash, i, k, k + 1 == chunks, ad);
             nonce_of(header + 92, global++, nonce);
@@ -438,7 +439,7 @@ int mf_package_write(const struct mf_package_spec *spec, uint8_t setup_id[32], c
                                                                 sizeof ad, NULL, nonce, key);
             err = emit(&w, buf, n + MF_PACKAGE_TAG);
         }
-        crypto_hash_sha256_final(&file_state, sum);
+        mf_sha256_final(&file_state, sum);
         if (!err && memcmp(sum, sums[i], 32) != 0) {
             say(message, "%.255s: changed while it was being packed", files[i].path);
             err = MF_EVERIFY;
@@ -651,8 +652,8 @@ static int parse_manifest(struct pass *s, const uint8_t *m, size_t length)
 static int stream_chunks(struct pass *s, uint8_t id[32])
 {
     struct mf_package *p = s->p;
-    crypto_hash_sha256_state id_state, file_state;
-    crypto_hash_sha256_init(&id_state);
+    struct mf_sha256 id_state, file_state;
+    mf_sha256_init(&id_state);
     uint64_t global = 0;
     int err = 0;
     for (uint32_t i = 0; i < p->file_count && !err && !s->failure; i++) {
@@ -660,7 +661,7 @@ static int stream_chunks(struct pass *s, uint8_t id[32])
         bool counted = !mf_package_programmer_file(f->path);
         if (counted)
             setup_id_file(&id_state, f->path, f->size);
-        crypto_hash_sha256_init(&file_state);
+        mf_sha256_init(&file_state);
         for (uint32_t k = 0; k < f->chunks && !err; k++) {
             uint64_t off = (uint64_t)k * MF_PACKAGE_CHUNK;
             size_t n =
@@ -678,17 +679,17 @@ static int stream_chunks(struct pass *s, uint8_t id[32])
                           f->path);
                 break;
             }
-            crypto_hash_sha256_update(&file_state, p->plain, n);
+            mf_sha256_update(&file_state, p->plain, n);
             if (counted)
-                crypto_hash_sha256_update(&id_state, p->plain, n);
+                mf_sha256_update(&id_state, p->plain, n);
         }
         uint8_t sum[32];
-        crypto_hash_sha256_final(&file_state, sum);
+        mf_sha256_final(&file_state, sum);
         if (!err && !s->failure && memcmp(sum, f->sha256, 32) != 0)
             integrity(s, MF_EVERIFY, "%s: its content does not match the manifest's SHA-256",
                       f->path);
     }
-    crypto_hash_sha256_final(&id_state, id);
+    mf_sha256_final(&id_state, id);
     return err;
 }
 
@@ -740,11 +741,11 @@ int mf_package_open(struct mf_package *p, mf_package_read_fn read, void *read_co
     err = take(s, table, table_size);
     if (err)
         goto out;
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, fixed, sizeof fixed);
-    crypto_hash_sha256_update(&st, table, table_size);
-    crypto_hash_sha256_final(&st, p->header_hash);
+    struct mf_sha256 st;
+    mf_sha256_init(&st);
+    mf_sha256_update(&st, fixed, sizeof fixed);
+    mf_sha256_update(&st, table, table_size);
+    mf_sha256_final(&st, p->header_hash);
 
     /* What the programmer's policy refuses at once. */
     if (pinned_owner && memcmp(pinned_owner, p->owner, 32) != 0) {
@@ -1065,7 +1066,7 @@ static int package_read(struct mf_area *area, const char *path, uint64_t offset,
     if (offset == 0) {
         p->hash_file = i;
         p->hash_offset = 0;
-        crypto_hash_sha256_init(&p->hash);
+        mf_sha256_init(&p->hash);
     }
     bool hashing = p->hash_file == i && p->hash_offset == offset;
     if (!hashing && p->hash_file == i)
@@ -1085,11 +1086,11 @@ static int package_read(struct mf_area *area, const char *path, uint64_t offset,
     /* A file read from its start to its end is checked against the manifest once more: the
      * package could have been replaced since it was opened. */
     if (hashing) {
-        crypto_hash_sha256_update(&p->hash, buffer, length);
+        mf_sha256_update(&p->hash, buffer, length);
         p->hash_offset += length;
         if (p->hash_offset == f->size) {
             uint8_t sum[32];
-            crypto_hash_sha256_final(&p->hash, sum);
+            mf_sha256_final(&p->hash, sum);
             p->hash_file = NO_FILE;
             if (memcmp(sum, f->sha256, 32) != 0)
                 return MF_EAUTH;

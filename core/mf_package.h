@@ -11,6 +11,7 @@
 #define MF_PACKAGE_H
 
 #include "mf_area.h"
+#include "mf_sha256.h"
 
 #include <sodium.h>
 #include <stdbool.h>
@@ -96,7 +97,7 @@ struct mf_package {
     /* Reads of a file from its start onwards are hashed and checked at its end again. */
     uint32_t hash_file;
     uint64_t hash_offset;
-    crypto_hash_sha256_state hash;
+    struct mf_sha256 hash;
 };
 
 /* Opens and checks a package of `size` bytes read through `read`. Before returning 0 it has

@@ -9,6 +9,7 @@
 
 #include "mf_owner.h"
 #include "mf_package.h"
+#include "mf_sha256.h"
 
 #include "mf_err.h"
 #include "mf_ini.h"
@@ -1375,8 +1376,8 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     crypto_generichash_state hash;
     /* The setup's fingerprint, as mf_setup_fingerprint defines it, taken in passing: the files
      * are written in its order (upper-cased paths), and the owner's files only count. */
-    crypto_hash_sha256_state fp;
-    crypto_hash_sha256_init(&fp);
+    struct mf_sha256 fp;
+    mf_sha256_init(&fp);
     for (uint32_t i = 0; i < w.count && !err; i++) {
         struct mf_secure_file *f = &w.files[i];
         f->id = i + 1;
@@ -1392,8 +1393,8 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
                 up[k] = fold(f->path[k]);
             uint8_t size[8];
             put64(size, f->size);
-            crypto_hash_sha256_update(&fp, (const uint8_t *)up, len + 1);
-            crypto_hash_sha256_update(&fp, size, sizeof size);
+            mf_sha256_update(&fp, (const uint8_t *)up, len + 1);
+            mf_sha256_update(&fp, size, sizeof size);
         }
         for (uint32_t k = 0; k < f->chunks && !err; k++) {
             uint64_t off = (uint64_t)k * MF_SECURE_CHUNK;
@@ -1406,7 +1407,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
             }
             crypto_generichash_update(&hash, plain, n);
             if (owners)
-                crypto_hash_sha256_update(&fp, plain, n);
+                mf_sha256_update(&fp, plain, n);
             err = chunk_write(s, global++, f->id, k, f->size, k + 1 == f->chunks, plain, stored);
             done += n;
             if (progress)
@@ -1458,7 +1459,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     w.files = NULL;
     s->counter_base = v;
     s->reservation = reservation;
-    crypto_hash_sha256_final(&fp, s->fingerprint);
+    mf_sha256_final(&fp, s->fingerprint);
     memcpy(h + 128, s->fingerprint, 32);
     if (origin) {
         put32(h + HEADER_FLAGS, HEADER_FLAG_OWNER);

@@ -1,5 +1,6 @@
 /* Loading and checking a production setup (see mf_setup.h). */
 #include "mf_setup.h"
+#include "mf_sha256.h"
 
 #include "mf_datafile.h"
 #include "mf_err.h"
@@ -1162,26 +1163,26 @@ int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_si
         }
         if (w.count)
             qsort(list, w.count, sizeof *list, upper_compare);
-        crypto_hash_sha256_state st;
-        crypto_hash_sha256_init(&st);
+        struct mf_sha256 st;
+        mf_sha256_init(&st);
         for (size_t i = 0; i < w.count && !err; i++) {
             char up[MF_SETUP_PATH_MAX];
             uint8_t size[8];
             upper_path(list[i].path, up);
             for (int k = 0; k < 8; k++)
                 size[k] = (uint8_t)(list[i].size >> (8 * k));
-            crypto_hash_sha256_update(&st, (const uint8_t *)up, strlen(up) + 1);
-            crypto_hash_sha256_update(&st, size, sizeof size);
+            mf_sha256_update(&st, (const uint8_t *)up, strlen(up) + 1);
+            mf_sha256_update(&st, size, sizeof size);
             for (uint64_t off = 0; off < list[i].size && !err;) {
                 size_t n =
                     list[i].size - off < buffer_size ? (size_t)(list[i].size - off) : buffer_size;
                 err = area->read(area, list[i].path, off, buffer, n);
                 if (!err)
-                    crypto_hash_sha256_update(&st, buffer, n);
+                    mf_sha256_update(&st, buffer, n);
                 off += n;
             }
         }
-        crypto_hash_sha256_final(&st, fingerprint);
+        mf_sha256_final(&st, fingerprint);
     }
     free(list);
     free(w.paths);

@@ -3,6 +3,7 @@
  * device directly. Every on-storage number is range-checked before use and every walk is bounded,
  * so a hostile volume ends in MF_ECORRUPT. */
 #include "mf_fat.h"
+#include "mf_le.h"
 
 #include "mf_err.h"
 #include "mf_time.h"
@@ -27,30 +28,6 @@
 #define FAT16_MAX_CLUSTERS  65524u
 #define FAT32_MAX_CLUSTERS  0x0FFFFFF5u
 #define TAIL_MAX            32767u /* numeric tails ~1..~32767 (a bitmap in the scratch sector) */
-
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static void wr16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 /* ---- time ---- */
 
@@ -274,9 +251,9 @@ static int fat_read_raw(struct mf_fat *fs, uint32_t cluster, uint32_t *raw)
         uint32_t v = lo | (uint32_t)*p << 8;
         *raw = (cluster & 1) ? v >> 4 : v & 0xFFFu;
     } else if (fs->geo.type == MF_FAT16) {
-        *raw = rd16(p);
+        *raw = mf_le16(p);
     } else {
-        *raw = rd32(p) & 0x0FFFFFFFu;
+        *raw = mf_le32(p) & 0x0FFFFFFFu;
     }
     return 0;
 }
@@ -323,9 +300,9 @@ static int fat_put_raw(struct mf_fat *fs, uint32_t cluster, uint32_t raw)
         else
             *p = (uint8_t)((*p & 0xF0u) | ((raw >> 8) & 0x0Fu));
     } else if (fs->geo.type == MF_FAT16) {
-        wr16(p, raw);
+        mf_put_le16(p, raw);
     } else {
-        wr32(p, (rd32(p) & 0xF0000000u) | (raw & 0x0FFFFFFFu));
+        mf_put_le32(p, (mf_le32(p) & 0xF0000000u) | (raw & 0x0FFFFFFFu));
     }
     cache_dirty(fs, sector);
     return 0;
@@ -886,16 +863,16 @@ static bool entry_is_dir(const uint8_t *entry)
 
 static uint32_t entry_cluster(const struct mf_fat *fs, const uint8_t *entry)
 {
-    uint32_t c = rd16(entry + 26);
+    uint32_t c = mf_le16(entry + 26);
     if (fs->geo.type == MF_FAT32)
-        c |= (uint32_t)rd16(entry + 20) << 16;
+        c |= (uint32_t)mf_le16(entry + 20) << 16;
     return c;
 }
 
 static void entry_set_cluster(uint8_t *entry, uint32_t cluster)
 {
-    wr16(entry + 26, cluster & 0xFFFFu);
-    wr16(entry + 20, cluster >> 16);
+    mf_put_le16(entry + 26, cluster & 0xFFFFu);
+    mf_put_le16(entry + 20, cluster >> 16);
 }
 
 /* Advances `it` to the next visible entry (skipping deleted entries, volume labels, "." and
@@ -936,7 +913,7 @@ static int dir_next(struct mf_fat *fs, struct dir_iter *it, struct found *f)
                                                                       18, 20, 22, 24, 28, 30};
             size_t base = (size_t)(seq - 1) * LFN_CHARS_PER_ENTRY;
             for (size_t i = 0; i < LFN_CHARS_PER_ENTRY; i++)
-                f->lfn.c[base + i] = rd16(e + char_offsets[i]);
+                f->lfn.c[base + i] = mf_le16(e + char_offsets[i]);
             lfn_next = (uint8_t)(seq - 1);
             if (lfn_next == 0)
                 lfn_next = 0xFF; /* complete: the 8.3 entry must follow */
@@ -992,11 +969,11 @@ static void entry_init(const struct mf_fat *fs, uint8_t e[DIRENT_SIZE], uint8_t 
     memset(e, 0, DIRENT_SIZE);
     e[11] = attr;
     uint32_t now = fat_now(fs);
-    wr16(e + 14, now & 0xFFFFu);
-    wr16(e + 16, now >> 16);
-    wr16(e + 18, now >> 16);
-    wr16(e + 22, now & 0xFFFFu);
-    wr16(e + 24, now >> 16);
+    mf_put_le16(e + 14, now & 0xFFFFu);
+    mf_put_le16(e + 16, now >> 16);
+    mf_put_le16(e + 18, now >> 16);
+    mf_put_le16(e + 22, now & 0xFFFFu);
+    mf_put_le16(e + 24, now >> 16);
     entry_set_cluster(e, cluster);
 }
 
@@ -1163,7 +1140,7 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
         for (size_t i = 0; i < LFN_CHARS_PER_ENTRY; i++) {
             size_t pos = (size_t)(k - 1) * LFN_CHARS_PER_ENTRY + i;
             uint16_t c = pos < name->len ? name->c[pos] : pos == name->len ? 0x0000 : 0xFFFF;
-            wr16(e + char_offsets[i], c);
+            mf_put_le16(e + char_offsets[i], c);
         }
         err = dir_locate(fs, &it, &sector, &offset);
         if (err < 0)
@@ -1350,9 +1327,9 @@ static int fsinfo_write(struct mf_fat *fs)
     int err = cache_get(fs, fs->geo.fsinfo_sector, true, &b);
     if (err)
         return err;
-    if (rd32(b) == 0x41615252u && rd32(b + 484) == 0x61417272u) {
-        wr32(b + 488, fs->free_count);
-        wr32(b + 492, cluster_valid(fs, fs->next_free) ? fs->next_free : 0xFFFFFFFFu);
+    if (mf_le32(b) == 0x41615252u && mf_le32(b + 484) == 0x61417272u) {
+        mf_put_le32(b + 488, fs->free_count);
+        mf_put_le32(b + 492, cluster_valid(fs, fs->next_free) ? fs->next_free : 0xFFFFFFFFu);
         cache_dirty(fs, fs->geo.fsinfo_sector);
     }
     fs->fsinfo_dirty = false;
@@ -1431,14 +1408,14 @@ int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn cloc
     if (err)
         return err;
     struct mf_fat_geometry *g = &fs->geo;
-    g->bytes_per_sector = rd16(b + 11);
+    g->bytes_per_sector = mf_le16(b + 11);
     g->sectors_per_cluster = b[13];
-    g->reserved_sectors = rd16(b + 14);
+    g->reserved_sectors = mf_le16(b + 14);
     g->fat_count = b[16];
-    g->root_entries = rd16(b + 17);
-    g->total_sectors = rd16(b + 19) ? rd16(b + 19) : rd32(b + 32);
-    uint32_t fat16_sectors = rd16(b + 22);
-    g->fat_sectors = fat16_sectors ? fat16_sectors : rd32(b + 36);
+    g->root_entries = mf_le16(b + 17);
+    g->total_sectors = mf_le16(b + 19) ? mf_le16(b + 19) : mf_le32(b + 32);
+    uint32_t fat16_sectors = mf_le16(b + 22);
+    g->fat_sectors = fat16_sectors ? fat16_sectors : mf_le32(b + 36);
     if (b[510] != 0x55 || b[511] != 0xAA)
         return MF_ECORRUPT;
     if (g->bytes_per_sector < 512 || g->bytes_per_sector > MF_FAT_SECTOR_MAX ||
@@ -1465,14 +1442,14 @@ int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn cloc
     if (g->cluster_count == 0)
         return MF_ECORRUPT;
     if (fat16_sectors == 0) {
-        if (g->root_entries != 0 || rd16(b + 42) != 0 || g->cluster_count > FAT32_MAX_CLUSTERS)
+        if (g->root_entries != 0 || mf_le16(b + 42) != 0 || g->cluster_count > FAT32_MAX_CLUSTERS)
             return MF_ECORRUPT;
         g->type = MF_FAT32;
-        g->root_cluster = rd32(b + 44);
-        uint32_t fsinfo = rd16(b + 48);
+        g->root_cluster = mf_le32(b + 44);
+        uint32_t fsinfo = mf_le16(b + 48);
         g->fsinfo_sector = (fsinfo && fsinfo < g->reserved_sectors) ? fsinfo : 0;
         if (b[66] == 0x29) {
-            g->volume_id = rd32(b + 67);
+            g->volume_id = mf_le32(b + 67);
             memcpy(g->label, b + 71, 11);
         }
     } else {
@@ -1484,7 +1461,7 @@ int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn cloc
         if (g->type == MF_FAT_AUTO)
             return MF_ECORRUPT;
         if (b[38] == 0x29) {
-            g->volume_id = rd32(b + 39);
+            g->volume_id = mf_le32(b + 39);
             memcpy(g->label, b + 43, 11);
         }
     }
@@ -1504,9 +1481,9 @@ int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn cloc
         if (err)
             return err;
         /* Only the allocation hint is taken; the free count is recounted when needed. */
-        if (rd32(b) == 0x41615252u && rd32(b + 484) == 0x61417272u &&
-            cluster_valid(fs, rd32(b + 492)))
-            fs->next_free = rd32(b + 492);
+        if (mf_le32(b) == 0x41615252u && mf_le32(b + 484) == 0x61417272u &&
+            cluster_valid(fs, mf_le32(b + 492)))
+            fs->next_free = mf_le32(b + 492);
     }
     return 0;
 }
@@ -1644,20 +1621,20 @@ int mf_fat_format(const struct mf_bd *bd, const struct mf_fat_format_options *op
     b[1] = l.type == MF_FAT32 ? 0x58 : 0x3C;
     b[2] = 0x90;
     memcpy(b + 3, "MINTFLSH", 8);
-    wr16(b + 11, bps);
+    mf_put_le16(b + 11, bps);
     b[13] = (uint8_t)l.sectors_per_cluster;
-    wr16(b + 14, l.reserved);
+    mf_put_le16(b + 14, l.reserved);
     b[16] = 2;
-    wr16(b + 17, l.root_entries);
+    mf_put_le16(b + 17, l.root_entries);
     if (total < 65536 && l.type != MF_FAT32)
-        wr16(b + 19, total);
+        mf_put_le16(b + 19, total);
     else
-        wr32(b + 32, total);
+        mf_put_le32(b + 32, total);
     b[21] = 0xF8;
     bool small = bytes < (512ull << 20);
-    wr16(b + 24, small ? 32 : 63);
-    wr16(b + 26, small ? 64 : 255);
-    wr32(b + 28, options->hidden_sectors);
+    mf_put_le16(b + 24, small ? 32 : 63);
+    mf_put_le16(b + 26, small ? 64 : 255);
+    mf_put_le32(b + 28, options->hidden_sectors);
     char label[11];
     memset(label, ' ', sizeof label);
     const char *text = options->label ? options->label : "NO NAME";
@@ -1665,16 +1642,16 @@ int mf_fat_format(const struct mf_bd *bd, const struct mf_fat_format_options *op
         label[i] = (char)upcase16((uint8_t)text[i]);
     uint8_t *ext = b + (l.type == MF_FAT32 ? 64 : 36);
     if (l.type == MF_FAT32) {
-        wr32(b + 36, l.fat_sectors);
-        wr32(b + 44, 2); /* root folder cluster */
-        wr16(b + 48, 1); /* FSInfo sector */
-        wr16(b + 50, 6); /* backup boot sector */
+        mf_put_le32(b + 36, l.fat_sectors);
+        mf_put_le32(b + 44, 2); /* root folder cluster */
+        mf_put_le16(b + 48, 1); /* FSInfo sector */
+        mf_put_le16(b + 50, 6); /* backup boot sector */
     } else {
-        wr16(b + 22, l.fat_sectors);
+        mf_put_le16(b + 22, l.fat_sectors);
     }
     ext[0] = 0x80; /* drive number of a fixed disk */
     ext[2] = 0x29;
-    wr32(ext + 3, options->volume_id);
+    mf_put_le32(ext + 3, options->volume_id);
     memcpy(ext + 7, label, 11);
     memcpy(ext + 18,
            l.type == MF_FAT12   ? "FAT12   "
@@ -1691,11 +1668,11 @@ int mf_fat_format(const struct mf_bd *bd, const struct mf_fat_format_options *op
         return err;
     if (l.type == MF_FAT32) {
         memset(b, 0, bps);
-        wr32(b, 0x41615252u);
-        wr32(b + 484, 0x61417272u);
-        wr32(b + 488, l.clusters - 1); /* the root folder holds one cluster */
-        wr32(b + 492, 3);
-        wr32(b + 508, 0xAA550000u);
+        mf_put_le32(b, 0x41615252u);
+        mf_put_le32(b + 484, 0x61417272u);
+        mf_put_le32(b + 488, l.clusters - 1); /* the root folder holds one cluster */
+        mf_put_le32(b + 492, 3);
+        mf_put_le32(b + 508, 0xAA550000u);
         err = mf_bd_prog(bd, 1, b, 1);
         if (!err)
             err = mf_bd_prog(bd, 7, b, 1);
@@ -1706,9 +1683,10 @@ int mf_fat_format(const struct mf_bd *bd, const struct mf_fat_format_options *op
     if (l.type == MF_FAT12) {
         b[0] = 0xF8, b[1] = 0xFF, b[2] = 0xFF;
     } else if (l.type == MF_FAT16) {
-        wr16(b, 0xFFF8), wr16(b + 2, 0xFFFF);
+        mf_put_le16(b, 0xFFF8), mf_put_le16(b + 2, 0xFFFF);
     } else {
-        wr32(b, 0x0FFFFFF8u), wr32(b + 4, 0x0FFFFFFFu), wr32(b + 8, 0x0FFFFFFFu);
+        mf_put_le32(b, 0x0FFFFFF8u), mf_put_le32(b + 4, 0x0FFFFFFFu),
+            mf_put_le32(b + 8, 0x0FFFFFFFu);
     }
     for (uint32_t k = 0; k < 2 && !err; k++)
         err = mf_bd_prog(bd, l.reserved + k * l.fat_sectors, b, 1);
@@ -1896,12 +1874,12 @@ static int file_entry_update(struct mf_fat *fs, struct mf_fat_file *file)
         return err;
     uint8_t *e = buf + file->entry_offset;
     entry_set_cluster(e, file->first_cluster);
-    wr32(e + 28, file->size);
+    mf_put_le32(e + 28, file->size);
     if (file->written) {
         uint32_t now = fat_now(fs);
-        wr16(e + 22, now & 0xFFFFu);
-        wr16(e + 24, now >> 16);
-        wr16(e + 18, now >> 16);
+        mf_put_le16(e + 22, now & 0xFFFFu);
+        mf_put_le16(e + 24, now >> 16);
+        mf_put_le16(e + 18, now >> 16);
         e[11] |= MF_FAT_ATTR_ARCHIVE;
     }
     cache_dirty(fs, file->entry_sector);
@@ -1987,7 +1965,7 @@ int mf_fat_open(struct mf_fat *fs, struct mf_fat_file *file, const char *path, i
             return MF_EEXIST;
         if (writable && (l.f.entry[11] & MF_FAT_ATTR_READ_ONLY))
             return MF_EACCES;
-        uint32_t c = entry_cluster(fs, l.f.entry), size = rd32(l.f.entry + 28);
+        uint32_t c = entry_cluster(fs, l.f.entry), size = mf_le32(l.f.entry + 28);
         if ((c != 0 && !cluster_valid(fs, c)) || (c == 0 && size != 0))
             return MF_ECORRUPT;
     } else {
@@ -2004,7 +1982,7 @@ int mf_fat_open(struct mf_fat *fs, struct mf_fat_file *file, const char *path, i
     file->entry_offset = l.f.offset;
     file->flags = (uint8_t)flags;
     file->first_cluster = entry_cluster(fs, l.f.entry);
-    file->size = rd32(l.f.entry + 28);
+    file->size = mf_le32(l.f.entry + 28);
     /* Another handle may hold a newer size than the entry. */
     for (struct mf_fat_file *f = fs->open_files; f; f = f->next) {
         if (same_entry(f, file->entry_sector, file->entry_offset)) {
@@ -2190,9 +2168,9 @@ static void stat_fill(const struct mf_fat *fs, const struct found *f, struct mf_
     sfn_string(f->entry, st->short_name);
     st->attributes = f->entry[11];
     st->is_dir = entry_is_dir(f->entry);
-    st->size = st->is_dir ? 0 : rd32(f->entry + 28);
+    st->size = st->is_dir ? 0 : mf_le32(f->entry + 28);
     st->first_cluster = entry_cluster(fs, f->entry);
-    st->mtime = fat_time_to_unix(rd16(f->entry + 24), rd16(f->entry + 22));
+    st->mtime = fat_time_to_unix(mf_le16(f->entry + 24), mf_le16(f->entry + 22));
 }
 
 int mf_fat_stat(struct mf_fat *fs, const char *path, struct mf_fat_stat *st)

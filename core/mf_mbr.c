@@ -4,6 +4,7 @@
  *   16 label (11 bytes, NUL-padded), 27..43 zero, 44 CRC-32 (u32) of bytes 0..43 of the record
  *   followed by sector bytes 440..509 (disk signature, table). */
 #include "mf_mbr.h"
+#include "mf_le.h"
 
 #include "mf_crc32.h"
 #include "mf_err.h"
@@ -30,30 +31,6 @@ static const uint8_t mbr_record_magic[8] = {'M', 'I', 'N', 'T', 'S', 'T', 'O', '
 
 /* A boot loader that only halts: cli; hlt; jmp back to hlt. The image is never meant to boot. */
 static const uint8_t mbr_boot_stub[4] = {0xFA, 0xF4, 0xEB, 0xFD};
-
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 static int mbr_fail(int err, char *reason, size_t reason_size, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -127,11 +104,11 @@ static int mbr_parse_record(const uint8_t *sector, struct mf_mbr *mbr, char *rea
     mbr->record_damaged = false;
     if (memcmp(r, mbr_record_magic, sizeof mbr_record_magic) != 0)
         return 0;
-    if (rd32(r + MBR_RECORD_CRC) != mbr_record_crc(sector)) {
+    if (mf_le32(r + MBR_RECORD_CRC) != mbr_record_crc(sector)) {
         mbr->record_damaged = true;
         return 0;
     }
-    uint16_t version = rd16(r + 8);
+    uint16_t version = mf_le16(r + 8);
     if (version != MF_MBR_RECORD_VERSION)
         return mbr_fail(MF_EVERSION, reason, reason_size,
                         "storage record version %u is not supported (this mintflash reads %u)",
@@ -152,7 +129,7 @@ static int mbr_parse_record(const uint8_t *sector, struct mf_mbr *mbr, char *rea
                             label[i], i);
     }
     mbr->record.state = (enum mf_mbr_state)state;
-    mbr->record.volume_id = rd32(r + 12);
+    mbr->record.volume_id = mf_le32(r + 12);
     memcpy(mbr->record.label, label, length);
     mbr->record.label[length] = '\0';
     return 0;
@@ -168,7 +145,7 @@ int mf_mbr_parse(const uint8_t *sector, uint64_t disk_sectors, struct mf_mbr *mb
         return mbr_fail(MF_ECORRUPT, reason, reason_size,
                         "no partition table (bytes 510-511 are 0x%02X%02X, not 0x55AA)",
                         sector[MBR_BOOT_SIGNATURE], sector[MBR_BOOT_SIGNATURE + 1]);
-    mbr->disk_signature = rd32(sector + MBR_DISK_SIGNATURE);
+    mbr->disk_signature = mf_le32(sector + MBR_DISK_SIGNATURE);
     for (unsigned i = 0; i < MF_MBR_ENTRIES; i++) {
         const uint8_t *p = sector + MBR_TABLE + i * MBR_ENTRY_SIZE;
         struct mf_mbr_entry *e = &mbr->entries[i];
@@ -186,8 +163,8 @@ int mf_mbr_parse(const uint8_t *sector, uint64_t disk_sectors, struct mf_mbr *mb
                             i + 1);
         if (e->type != MF_MBR_TYPE_EMPTY) {
             e->status = p[0];
-            e->start = rd32(p + 8);
-            e->count = rd32(p + 12);
+            e->start = mf_le32(p + 8);
+            e->count = mf_le32(p + 12);
         }
     }
     int err = mf_mbr_check(mbr, disk_sectors, reason, reason_size);
@@ -233,7 +210,7 @@ int mf_mbr_encode(const struct mf_mbr *mbr, uint64_t disk_sectors, uint8_t *sect
 
     memset(sector, 0, MF_MBR_SIZE);
     memcpy(sector, mbr_boot_stub, sizeof mbr_boot_stub);
-    wr32(sector + MBR_DISK_SIGNATURE, mbr->disk_signature);
+    mf_put_le32(sector + MBR_DISK_SIGNATURE, mbr->disk_signature);
     for (unsigned i = 0; i < MF_MBR_ENTRIES; i++) {
         const struct mf_mbr_entry *e = &mbr->entries[i];
         if (e->type == MF_MBR_TYPE_EMPTY)
@@ -243,19 +220,19 @@ int mf_mbr_encode(const struct mf_mbr *mbr, uint64_t disk_sectors, uint8_t *sect
         mf_mbr_chs(e->start, p + 1);
         p[4] = e->type;
         mf_mbr_chs((uint64_t)e->start + e->count - 1, p + 5);
-        wr32(p + 8, e->start);
-        wr32(p + 12, e->count);
+        mf_put_le32(p + 8, e->start);
+        mf_put_le32(p + 12, e->count);
     }
     sector[MBR_BOOT_SIGNATURE] = 0x55;
     sector[MBR_BOOT_SIGNATURE + 1] = 0xAA;
     if (mbr->record.state != MF_MBR_STATE_NONE) {
         uint8_t *r = sector + MBR_RECORD_OFFSET;
         memcpy(r, mbr_record_magic, sizeof mbr_record_magic);
-        wr16(r + 8, MF_MBR_RECORD_VERSION);
+        mf_put_le16(r + 8, MF_MBR_RECORD_VERSION);
         r[10] = (uint8_t)mbr->record.state;
-        wr32(r + 12, mbr->record.volume_id);
+        mf_put_le32(r + 12, mbr->record.volume_id);
         memcpy(r + 16, mbr->record.label, label_length);
-        wr32(r + MBR_RECORD_CRC, mbr_record_crc(sector));
+        mf_put_le32(r + MBR_RECORD_CRC, mbr_record_crc(sector));
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 /* Sealed setup packages: the writer, the checking reader and the package's files as an mf_area
  * (see mf_package.h; the byte layout is in docs/internals/owner.md). */
 #include "mf_package.h"
+#include "mf_le.h"
 #include "mf_sha256.h"
 
 #include "mf_err.h"
@@ -45,28 +46,6 @@ static void say(char *message, const char *fmt, ...)
     va_end(ap);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static uint64_t chunks_of(uint64_t size)
 {
     return size / MF_PACKAGE_CHUNK + (size % MF_PACKAGE_CHUNK != 0);
@@ -102,15 +81,15 @@ static bool has_prefix(const char *path, const char *prefix, size_t p_len)
 static void nonce_of(const uint8_t prefix[16], uint64_t counter, uint8_t nonce[24])
 {
     memcpy(nonce, prefix, 16);
-    put64(nonce + 16, counter);
+    mf_put_le64(nonce + 16, counter);
 }
 
 static void chunk_ad(const uint8_t header_hash[32], uint32_t file, uint32_t chunk, bool last,
                      uint8_t ad[CHUNK_AD_SIZE])
 {
     memcpy(ad, header_hash, 32);
-    put32(ad + 32, file);
-    put32(ad + 36, chunk);
+    mf_put_le32(ad + 32, file);
+    mf_put_le32(ad + 36, chunk);
     ad[40] = last;
 }
 
@@ -151,7 +130,7 @@ static void setup_id_file(struct mf_sha256 *st, const char *path, uint64_t size)
     for (size_t i = 0; i <= n; i++)
         up[i] = upper(path[i]);
     uint8_t le[8];
-    put64(le, size);
+    mf_put_le64(le, size);
     mf_sha256_update(st, (const uint8_t *)up, n + 1);
     mf_sha256_update(st, le, 8);
 }
@@ -364,15 +343,15 @@ int mf_package_write(const struct mf_package_spec *spec, uint8_t setup_id[32], c
     randombytes_buf(key, sizeof key);
     mf_owner_keypair_from_seed(spec->owner_seed, owner, secret);
     memcpy(header, magic, MAGIC_SIZE);
-    put32(header + 8, (uint32_t)header_size);
+    mf_put_le32(header + 8, (uint32_t)header_size);
     memcpy(header + 12, owner, 32);
     memcpy(header + 44, setup_id, 32);
-    put64(header + 76, (uint64_t)spec->not_before);
-    put64(header + 84, (uint64_t)spec->not_after);
+    mf_put_le64(header + 76, (uint64_t)spec->not_before);
+    mf_put_le64(header + 84, (uint64_t)spec->not_after);
     randombytes_buf(header + 92, 16);
-    put32(header + 108, count);
-    put64(header + 112, total);
-    put32(header + 120, rc);
+    mf_put_le32(header + 108, count);
+    mf_put_le64(header + 112, total);
+    mf_put_le32(header + 120, rc);
     for (uint32_t r = 0; r < rc; r++) {
         uint8_t *entry = header + MF_PACKAGE_FIXED + (size_t)r * MF_PACKAGE_RECIPIENT;
         memcpy(entry, spec->recipients[r], 32);
@@ -404,13 +383,13 @@ int mf_package_write(const struct mf_package_spec *spec, uint8_t setup_id[32], c
         m[0] = (uint8_t)n;
         m[1] = (uint8_t)(n >> 8);
         memcpy(m + 2, files[i].path, n);
-        put64(m + 2 + n, files[i].size);
+        mf_put_le64(m + 2 + n, files[i].size);
         memcpy(m + 10 + n, sums[i], 32);
         m += 42 + n;
     }
     uint8_t nonce[24];
     nonce_of(header + 92, MANIFEST_NONCE, nonce);
-    put32(manifest, (uint32_t)(plain_size + MF_PACKAGE_TAG));
+    mf_put_le32(manifest, (uint32_t)(plain_size + MF_PACKAGE_TAG));
     crypto_aead_xchacha20poly1305_ietf_encrypt_detached(manifest + 4, manifest + 4 + plain_size,
                                                         NULL, manifest + 4, plain_size, header_hash,
                                                         32, NULL, nonce, key);
@@ -507,14 +486,14 @@ static int header_parse(mf_package_read_fn read, void *context, uint64_t size,
                   message);
     if (err)
         return err;
-    uint32_t header_size = get32(fixed + 8);
+    uint32_t header_size = mf_le32(fixed + 8);
     memcpy(h->owner, fixed + 12, 32);
     memcpy(h->setup_id, fixed + 44, 32);
-    h->not_before = (int64_t)get64(fixed + 76);
-    h->not_after = (int64_t)get64(fixed + 84);
-    h->file_count = get32(fixed + 108);
-    h->total_bytes = get64(fixed + 112);
-    h->recipient_count = get32(fixed + 120);
+    h->not_before = (int64_t)mf_le64(fixed + 76);
+    h->not_after = (int64_t)mf_le64(fixed + 84);
+    h->file_count = mf_le32(fixed + 108);
+    h->total_bytes = mf_le64(fixed + 112);
+    h->recipient_count = mf_le32(fixed + 120);
     if (h->recipient_count == 0 || h->recipient_count > MF_PACKAGE_RECIPIENTS_MAX) {
         say(message, "header: %u recipients (a package has 1 to %u): damaged", h->recipient_count,
             MF_PACKAGE_RECIPIENTS_MAX);
@@ -624,7 +603,7 @@ static int parse_manifest(struct pass *s, const uint8_t *m, size_t length)
         }
         memcpy(f->path, path, n);
         f->path[n] = '\0';
-        f->size = get64(m + pos + 2 + n);
+        f->size = mf_le64(m + pos + 2 + n);
         memcpy(f->sha256, m + pos + 10 + n, 32);
         pos += 42 + n;
         if (f->size > p->total_bytes - total || chunks_of(f->size) > UINT32_MAX) {
@@ -796,7 +775,7 @@ int mf_package_open(struct mf_package *p, mf_package_read_fn read, void *read_co
     err = take(s, len4, 4);
     if (err)
         goto out;
-    uint32_t manifest_size = get32(len4);
+    uint32_t manifest_size = mf_le32(len4);
     if (!s->failure && (manifest_size < MF_PACKAGE_TAG + (uint64_t)h.file_count * RECORD_MIN ||
                         manifest_size > MF_PACKAGE_TAG + (uint64_t)h.file_count * RECORD_MAX)) {
         integrity(s, MF_EFORMAT, "manifest: %u bytes cannot describe %u files", manifest_size,

@@ -6,6 +6,7 @@
  *   [2R+2S, ...)      chunks: each MF_SECURE_CHUNK bytes of ciphertext and a 16-byte tag,
  *                     rounded up to the block size; files first, then the file table. */
 #include "mf_secure.h"
+#include "mf_le.h"
 
 #include "mf_owner.h"
 #include "mf_package.h"
@@ -65,31 +66,6 @@ static void say(char *message, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, MF_SECURE_MESSAGE_MAX, fmt, ap);
     va_end(ap);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)get64((const uint8_t[8]){p[0], p[1], p[2], p[3], 0, 0, 0, 0});
 }
 
 static uint64_t round_up(uint64_t v, uint64_t to)
@@ -182,9 +158,9 @@ static void derive_keys(struct mf_secure *s, const uint8_t key[MF_ANCHOR_KEY_SIZ
  * reordered or truncated chunks fail authentication. */
 static void chunk_ad(uint8_t ad[17], uint32_t file_id, uint32_t index, uint64_t size, bool last)
 {
-    put32(ad, file_id);
-    put32(ad + 4, index);
-    put64(ad + 8, size);
+    mf_put_le32(ad, file_id);
+    mf_put_le32(ad + 4, index);
+    mf_put_le64(ad + 8, size);
     ad[16] = last;
 }
 
@@ -192,7 +168,7 @@ static void chunk_nonce(const struct mf_secure *s, uint64_t global,
                         uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES])
 {
     memcpy(nonce, s->header + 160, 16); /* the install's random nonce prefix */
-    put64(nonce + 16, global);
+    mf_put_le64(nonce + 16, global);
 }
 
 /* Encrypts MF_SECURE_CHUNK bytes of `plain` and writes them as chunk `global`. `stored` is a
@@ -254,10 +230,10 @@ static void entry_encode(const struct mf_secure_file *f, uint8_t *e)
 {
     memset(e, 0, ENTRY_SIZE);
     memcpy(e, f->path, strlen(f->path));
-    put64(e + 256, f->size);
-    put64(e + 264, f->first_chunk);
-    put32(e + 272, f->chunks);
-    put32(e + 276, f->id);
+    mf_put_le64(e + 256, f->size);
+    mf_put_le64(e + 264, f->first_chunk);
+    mf_put_le32(e + 272, f->chunks);
+    mf_put_le32(e + 276, f->id);
     memcpy(e + 280, f->digest, 32);
 }
 
@@ -266,10 +242,10 @@ static int entry_decode(const uint8_t *e, struct mf_secure_file *f, uint32_t ind
     memcpy(f->path, e, ENTRY_PATH);
     if (f->path[ENTRY_PATH - 1] != '\0' || !f->path[0])
         return MF_ECORRUPT;
-    f->size = get64(e + 256);
-    f->first_chunk = get64(e + 264);
-    f->chunks = get32(e + 272);
-    f->id = get32(e + 276);
+    f->size = mf_le64(e + 256);
+    f->first_chunk = mf_le64(e + 264);
+    f->chunks = mf_le32(e + 272);
+    f->id = mf_le32(e + 276);
     memcpy(f->digest, e + 280, 32);
     if (f->id != index + 1 || f->chunks != chunks_for(f->size))
         return MF_ECORRUPT;
@@ -341,21 +317,21 @@ static void state_encode(const struct mf_secure_state *st, uint8_t *plain)
 {
     memset(plain, 0, STATE_PLAIN);
     memcpy(plain, state_magic, 8);
-    put64(plain + 8, st->seq);
-    put64(plain + 16, st->total_used);
+    mf_put_le64(plain + 8, st->seq);
+    mf_put_le64(plain + 16, st->total_used);
     plain[24] = st->root_limited;
     plain[25] = st->folder_removed;
-    put32(plain + 28, (uint32_t)st->selected);
-    put64(plain + 32, st->root_limit);
-    put32(plain + 40, st->project_count);
-    put64(plain + STATE_RECORDS, st->record_seq);
+    mf_put_le32(plain + 28, (uint32_t)st->selected);
+    mf_put_le64(plain + 32, st->root_limit);
+    mf_put_le32(plain + 40, st->project_count);
+    mf_put_le64(plain + STATE_RECORDS, st->record_seq);
     memcpy(plain + STATE_RECORDS + 8, st->record_hash, 32);
-    put64(plain + STATE_RECORDS + 40, st->recorded);
+    mf_put_le64(plain + STATE_RECORDS + 40, st->recorded);
     for (uint32_t i = 0; i < st->project_count; i++) {
         uint8_t *q = plain + 48 + 32 * i;
-        put64(q, st->projects[i].used);
-        put64(q + 8, st->projects[i].serial_next);
-        put64(q + 16, st->projects[i].limit);
+        mf_put_le64(q, st->projects[i].used);
+        mf_put_le64(q + 8, st->projects[i].serial_next);
+        mf_put_le64(q + 16, st->projects[i].limit);
         q[24] = st->projects[i].limited;
         q[25] = st->projects[i].has_serial;
     }
@@ -366,23 +342,23 @@ static int state_decode(const uint8_t *plain, struct mf_secure_state *st)
     if (memcmp(plain, state_magic, 8) != 0)
         return MF_ECORRUPT;
     memset(st, 0, sizeof *st);
-    st->seq = get64(plain + 8);
-    st->total_used = get64(plain + 16);
+    st->seq = mf_le64(plain + 8);
+    st->total_used = mf_le64(plain + 16);
     st->root_limited = plain[24] != 0;
     st->folder_removed = plain[25] != 0;
-    st->selected = (int32_t)get32(plain + 28);
-    st->root_limit = get64(plain + 32);
-    st->project_count = get32(plain + 40);
-    st->record_seq = get64(plain + STATE_RECORDS);
+    st->selected = (int32_t)mf_le32(plain + 28);
+    st->root_limit = mf_le64(plain + 32);
+    st->project_count = mf_le32(plain + 40);
+    st->record_seq = mf_le64(plain + STATE_RECORDS);
     memcpy(st->record_hash, plain + STATE_RECORDS + 8, 32);
-    st->recorded = get64(plain + STATE_RECORDS + 40);
+    st->recorded = mf_le64(plain + STATE_RECORDS + 40);
     if (st->project_count > MF_SECURE_PROJECTS_MAX)
         return MF_ECORRUPT;
     for (uint32_t i = 0; i < st->project_count; i++) {
         const uint8_t *q = plain + 48 + 32 * i;
-        st->projects[i].used = get64(q);
-        st->projects[i].serial_next = get64(q + 8);
-        st->projects[i].limit = get64(q + 16);
+        st->projects[i].used = mf_le64(q);
+        st->projects[i].serial_next = mf_le64(q + 8);
+        st->projects[i].limit = mf_le64(q + 16);
         st->projects[i].limited = q[24] != 0;
         st->projects[i].has_serial = q[25] != 0;
     }
@@ -486,24 +462,36 @@ static uint64_t left_of(bool limited, uint64_t limit, uint64_t used)
     return limited && limit > used ? limit - used : 0;
 }
 
+/* What peek and take start with: the project's place in the state, then, with the state's lock
+ * taken, the anchor's counter. The counter is read under the lock: a value read before another
+ * slot's new reservation would take a second one and waste the first. On success the caller
+ * holds the lock. */
+static int count_begin(struct mf_secure *s, const struct mf_project *p, int *index, uint64_t *v,
+                       char *message)
+{
+    *index = project_index(s, p);
+    if (*index < 0) {
+        say(message, "%s is not in the secure area's state", p->folder);
+        return MF_ECORRUPT;
+    }
+    mf_lock_take(&s->config.lock);
+    int err = counter(s, v, message);
+    if (err)
+        mf_lock_give(&s->config.lock);
+    return err;
+}
+
 static int secure_peek(struct mf_area *area, const struct mf_setup *setup, unsigned project,
                        struct mf_tally *tally, char *message)
 {
     struct mf_secure *s = area->context;
     const struct mf_project *p = &setup->projects[project];
-    int index = project_index(s, p);
     memset(tally, 0, sizeof *tally);
-    if (index < 0) {
-        say(message, "%s is not in the secure area's state", p->folder);
-        return MF_ECORRUPT;
-    }
+    int index;
     uint64_t v;
-    mf_lock_take(&s->config.lock);
-    int err = counter(s, &v, message);
-    if (err) {
-        mf_lock_give(&s->config.lock);
+    int err = count_begin(s, p, &index, &v, message);
+    if (err)
         return err;
-    }
     uint64_t missing = mf_secure_missing(s, v);
     const struct mf_secure_counts *c = &s->state.projects[index];
     tally->project_limited = c->limited;
@@ -524,20 +512,11 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     struct mf_secure *s = area->context;
     struct mf_anchor *a = s->config.anchor;
     const struct mf_project *p = &setup->projects[project];
-    int index = project_index(s, p);
-    if (index < 0) {
-        say(message, "%s is not in the secure area's state", p->folder);
-        return MF_ECORRUPT;
-    }
+    int index;
     uint64_t v;
-    /* The counter is read under the lock: a value read before another slot's new reservation
-     * would take a second one and waste the first. */
-    mf_lock_take(&s->config.lock);
-    int err = counter(s, &v, message);
-    if (err) {
-        mf_lock_give(&s->config.lock);
+    int err = count_begin(s, p, &index, &v, message);
+    if (err)
         return err;
-    }
     uint64_t missing = mf_secure_missing(s, v);
     uint64_t n = s->state.total_used + missing + 1; /* this cycle's number */
     uint64_t covered = (v - s->counter_base) * s->reservation;
@@ -784,10 +763,10 @@ static bool header_valid(const struct mf_secure *s, const uint8_t *h)
 static int load_table(struct mf_secure *s, char *message)
 {
     const uint8_t *h = s->header;
-    uint64_t table_first = get64(h + 104);
-    uint32_t table_chunks = get32(h + 112);
-    uint32_t count = get32(h + 116);
-    uint64_t table_bytes = get64(h + 176);
+    uint64_t table_first = mf_le64(h + 104);
+    uint32_t table_chunks = mf_le32(h + 112);
+    uint32_t count = mf_le32(h + 116);
+    uint64_t table_bytes = mf_le64(h + 176);
     if (count > MF_SECURE_FILES_MAX || table_bytes != (uint64_t)count * ENTRY_SIZE ||
         table_chunks != chunks_for(table_bytes)) {
         say(message, "secure area: the file table's size is not plausible");
@@ -903,12 +882,12 @@ int mf_secure_open(struct mf_secure *s, const struct mf_secure_config *config, c
                      "or defined again?)");
         return MF_EAUTH;
     }
-    s->counter_base = get64(h + 88);
-    s->reservation = get32(h + 96);
+    s->counter_base = mf_le64(h + 88);
+    s->reservation = mf_le32(h + 96);
     memcpy(s->fingerprint, h + 128, 32);
-    s->has_owner = (get32(h + HEADER_FLAGS) & HEADER_FLAG_OWNER) != 0;
+    s->has_owner = (mf_le32(h + HEADER_FLAGS) & HEADER_FLAG_OWNER) != 0;
     memcpy(s->owner, h + HEADER_OWNER, 32);
-    s->package_mark = get64(h + HEADER_MARK);
+    s->package_mark = mf_le64(h + HEADER_MARK);
     if (s->has_owner && as.package_mark < s->package_mark) {
         /* A cut between the header's digest and the mark: the mark catches up now. */
         err = a->write_owner(a, as.has_owner ? as.owner : NULL, s->package_mark);
@@ -917,7 +896,7 @@ int mf_secure_open(struct mf_secure *s, const struct mf_secure_config *config, c
             return err;
         }
     }
-    if (s->reservation == 0 || get32(h + 100) != MF_SECURE_CHUNK || get32(h + 12) != block(s)) {
+    if (s->reservation == 0 || mf_le32(h + 100) != MF_SECURE_CHUNK || mf_le32(h + 12) != block(s)) {
         say(message, "secure area: the header's geometry does not fit this storage");
         return MF_ECORRUPT;
     }
@@ -1392,7 +1371,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
             for (size_t k = 0; k <= len; k++)
                 up[k] = fold(f->path[k]);
             uint8_t size[8];
-            put64(size, f->size);
+            mf_put_le64(size, f->size);
             mf_sha256_update(&fp, (const uint8_t *)up, len + 1);
             mf_sha256_update(&fp, size, sizeof size);
         }
@@ -1442,18 +1421,18 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     memcpy(h, header_magic, 8);
     h[8] = MF_SECURE_VERSION & 0xFF;
     h[9] = MF_SECURE_VERSION >> 8;
-    put32(h + 12, (uint32_t)block(s));
-    put64(h + 16, 1);
+    mf_put_le32(h + 12, (uint32_t)block(s));
+    mf_put_le64(h + 16, 1);
     /* prev_digest (h + 24) stays zero: the anchor's digest was cleared with the old key. */
     memcpy(h + 56, binding, 32);
-    put64(h + 88, v);
-    put32(h + 96, reservation);
-    put32(h + 100, MF_SECURE_CHUNK);
-    put64(h + 104, table_first);
-    put32(h + 112, table_chunks);
-    put32(h + 116, w.count);
-    put64(h + 120, global);
-    put64(h + 176, table_bytes);
+    mf_put_le64(h + 88, v);
+    mf_put_le32(h + 96, reservation);
+    mf_put_le32(h + 100, MF_SECURE_CHUNK);
+    mf_put_le64(h + 104, table_first);
+    mf_put_le32(h + 112, table_chunks);
+    mf_put_le32(h + 116, w.count);
+    mf_put_le64(h + 120, global);
+    mf_put_le64(h + 176, table_bytes);
     s->files = w.files;
     s->file_count = w.count;
     w.files = NULL;
@@ -1462,9 +1441,9 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     mf_sha256_final(&fp, s->fingerprint);
     memcpy(h + 128, s->fingerprint, 32);
     if (origin) {
-        put32(h + HEADER_FLAGS, HEADER_FLAG_OWNER);
+        mf_put_le32(h + HEADER_FLAGS, HEADER_FLAG_OWNER);
         memcpy(h + HEADER_OWNER, origin->owner, 32);
-        put64(h + HEADER_MARK, origin->package_mark);
+        mf_put_le64(h + HEADER_MARK, origin->package_mark);
         s->has_owner = true;
         memcpy(s->owner, origin->owner, 32);
         s->package_mark = origin->package_mark;

@@ -3,6 +3,7 @@
  * wipe and format, sync, MBR marked READY, sync. The MBR is one sector, so each of its writes
  * lands whole or not at all, and the table never disagrees with a READY public area. */
 #include "mf_storage.h"
+#include "mf_le.h"
 
 #include "mf_err.h"
 
@@ -33,16 +34,6 @@ static int storage_io(struct mf_storage *st, int err, const char *what)
     return err;
 }
 
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static bool power_of_two(uint32_t v)
 {
     return v && (v & (v - 1)) == 0;
@@ -63,16 +54,16 @@ static const char *storage_parse_fat_boot(const uint8_t *b, uint64_t partition_b
     memset(out, 0, sizeof *out);
     if (b[510] != 0x55 || b[511] != 0xAA)
         return "no boot sector signature 0x55AA";
-    uint32_t bps = rd16(b + 11), spc = b[13], reserved = rd16(b + 14), fats = b[16];
-    uint32_t root_entries = rd16(b + 17);
+    uint32_t bps = mf_le16(b + 11), spc = b[13], reserved = mf_le16(b + 14), fats = b[16];
+    uint32_t root_entries = mf_le16(b + 17);
     if (bps < 512 || bps > MF_FAT_SECTOR_MAX || !power_of_two(bps))
         return "bad bytes per sector";
     if (!power_of_two(spc) || spc > 128)
         return "bad sectors per cluster";
     if (reserved == 0 || fats == 0)
         return "no reserved sectors or no FAT";
-    uint64_t total = rd16(b + 19) ? rd16(b + 19) : rd32(b + 32);
-    uint64_t fat_size = rd16(b + 22) ? rd16(b + 22) : rd32(b + 36);
+    uint64_t total = mf_le16(b + 19) ? mf_le16(b + 19) : mf_le32(b + 32);
+    uint64_t fat_size = mf_le16(b + 22) ? mf_le16(b + 22) : mf_le32(b + 36);
     if (total == 0 || fat_size == 0)
         return "zero sectors or zero FAT size";
     if (total * bps > partition_bytes)
@@ -83,7 +74,7 @@ static const char *storage_parse_fat_boot(const uint8_t *b, uint64_t partition_b
         return "no room for data clusters";
     uint64_t clusters = (total - data_start) / spc;
     /* As Linux and mf_fat_mount decide: a zero 16-bit FAT size means FAT32. */
-    if (rd16(b + 22) == 0) {
+    if (mf_le16(b + 22) == 0) {
         if (root_entries != 0)
             return "FAT32 boot sector with a fixed root folder";
         out->type = MF_FAT32;
@@ -96,7 +87,7 @@ static const char *storage_parse_fat_boot(const uint8_t *b, uint64_t partition_b
     }
     const uint8_t *ext = b + (out->type == MF_FAT32 ? 64 : 36);
     if (ext[2] == 0x29) {
-        out->volume_id = rd32(ext + 3);
+        out->volume_id = mf_le32(ext + 3);
         memcpy(out->label, ext + 7, 11);
         size_t n = 11;
         while (n > 0 && (out->label[n - 1] == ' ' || out->label[n - 1] == '\0'))

@@ -1,5 +1,6 @@
 /* Top-up tokens: encoding, checking and the decision (see mf_token.h). */
 #include "mf_token.h"
+#include "mf_le.h"
 
 #include "mf_err.h"
 #include "mf_ini.h"
@@ -25,20 +26,6 @@ static void say(char *message, const char *fmt, ...)
     va_end(ap);
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static bool name_ok(const char *name, size_t n)
 {
     return n <= MF_TOKEN_NAME_MAX && !memchr(name, '/', n) && !memchr(name, '\\', n) &&
@@ -62,8 +49,8 @@ int mf_token_encode(const struct mf_token *token, const uint8_t owner_seed[32], 
     memcpy(out, magic, 8);
     memcpy(out + 8, token->programmer_id, 32);
     memcpy(out + 40, token->setup_id, 32);
-    put64(out + 72, token->limit);
-    put64(out + 80, (uint64_t)token->issued);
+    mf_put_le64(out + 72, token->limit);
+    mf_put_le64(out + 80, (uint64_t)token->issued);
     out[88] = (uint8_t)n;
     memcpy(out + 89, token->project, n);
     memcpy(out + 89 + n, pk, 32);
@@ -97,8 +84,8 @@ int mf_token_decode(const uint8_t *data, size_t size, struct mf_token *token, ch
     }
     memcpy(token->programmer_id, data + 8, 32);
     memcpy(token->setup_id, data + 40, 32);
-    token->limit = get64(data + 72);
-    token->issued = (int64_t)get64(data + 80);
+    token->limit = mf_le64(data + 72);
+    token->issued = (int64_t)mf_le64(data + 80);
     memcpy(token->project, data + 89, n);
     token->project[n] = '\0';
     memcpy(token->owner, data + 89 + n, 32);

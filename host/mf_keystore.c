@@ -3,6 +3,7 @@
  * a key or identity change rewrites both slots one after the other so no stale copy keeps the
  * old secret. */
 #include "mf_keystore.h"
+#include "mf_le.h"
 
 #include "mf_crc32.h"
 #include "mf_err.h"
@@ -45,34 +46,6 @@
 _Static_assert(KS_OFF_IDENTITY + MF_ANCHOR_IDENTITY_SIZE == KS_OFF_OWNER, "slot layout");
 _Static_assert(KS_OFF_OWNER + MF_ANCHOR_OWNER_SIZE + 8u == KS_OFF_RESERVED, "slot layout");
 _Static_assert(KS_OFF_RESERVED < KS_OFF_CHECKSUM, "slot layout");
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (unsigned i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (unsigned i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (unsigned i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -133,13 +106,13 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
 {
     memset(raw, 0, MF_KEYSTORE_SLOT_SIZE);
     memcpy(raw, KS_MAGIC, KS_MAGIC_SIZE);
-    put_u32(raw + KS_OFF_VERSION, MF_KEYSTORE_VERSION);
+    mf_put_le32(raw + KS_OFF_VERSION, MF_KEYSTORE_VERSION);
     uint32_t flags = (slot->has_key ? KS_FLAG_KEY : 0) | (slot->has_digest ? KS_FLAG_DIGEST : 0) |
                      (slot->has_identity ? KS_FLAG_IDENTITY : 0) |
                      (slot->has_owner ? KS_FLAG_OWNER : 0);
-    put_u32(raw + KS_OFF_FLAGS, flags);
-    put_u64(raw + KS_OFF_SEQUENCE, slot->sequence);
-    put_u64(raw + KS_OFF_COUNTER, slot->counter);
+    mf_put_le32(raw + KS_OFF_FLAGS, flags);
+    mf_put_le64(raw + KS_OFF_SEQUENCE, slot->sequence);
+    mf_put_le64(raw + KS_OFF_COUNTER, slot->counter);
     memcpy(raw + KS_OFF_ID, slot->id, MF_KEYSTORE_ID_SIZE);
     /* An absent secret is written as zeros whatever the struct holds: the wipe relies on it. */
     if (slot->has_key)
@@ -150,8 +123,8 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
         memcpy(raw + KS_OFF_IDENTITY, slot->identity, MF_ANCHOR_IDENTITY_SIZE);
     if (slot->has_owner)
         memcpy(raw + KS_OFF_OWNER, slot->owner, MF_ANCHOR_OWNER_SIZE);
-    put_u64(raw + KS_OFF_MARK, slot->package_mark);
-    put_u32(raw + KS_OFF_CHECKSUM, mf_crc32_update(0, raw, KS_OFF_CHECKSUM));
+    mf_put_le64(raw + KS_OFF_MARK, slot->package_mark);
+    mf_put_le32(raw + KS_OFF_CHECKSUM, mf_crc32_update(0, raw, KS_OFF_CHECKSUM));
 }
 
 int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_keystore_slot *slot)
@@ -160,12 +133,12 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
     if (memcmp(raw, KS_MAGIC, KS_MAGIC_SIZE) != 0)
         return MF_EFORMAT;
     /* The checksum first: a torn slot may carry any version number. */
-    if (get_u32(raw + KS_OFF_CHECKSUM) != mf_crc32_update(0, raw, KS_OFF_CHECKSUM))
+    if (mf_le32(raw + KS_OFF_CHECKSUM) != mf_crc32_update(0, raw, KS_OFF_CHECKSUM))
         return MF_ECORRUPT;
-    if (get_u32(raw + KS_OFF_VERSION) != MF_KEYSTORE_VERSION)
+    if (mf_le32(raw + KS_OFF_VERSION) != MF_KEYSTORE_VERSION)
         return MF_EVERSION;
-    uint32_t flags = get_u32(raw + KS_OFF_FLAGS);
-    uint64_t sequence = get_u64(raw + KS_OFF_SEQUENCE);
+    uint32_t flags = mf_le32(raw + KS_OFF_FLAGS);
+    uint64_t sequence = mf_le64(raw + KS_OFF_SEQUENCE);
     if ((flags & ~KS_FLAGS_KNOWN) != 0 || sequence == 0 ||
         !all_zero(raw + KS_OFF_RESERVED, KS_OFF_CHECKSUM - KS_OFF_RESERVED))
         return MF_ECORRUPT;
@@ -176,7 +149,7 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
         (!(flags & KS_FLAG_OWNER) && !all_zero(raw + KS_OFF_OWNER, MF_ANCHOR_OWNER_SIZE)))
         return MF_ECORRUPT;
     slot->sequence = sequence;
-    slot->counter = get_u64(raw + KS_OFF_COUNTER);
+    slot->counter = mf_le64(raw + KS_OFF_COUNTER);
     memcpy(slot->id, raw + KS_OFF_ID, MF_KEYSTORE_ID_SIZE);
     slot->has_key = (flags & KS_FLAG_KEY) != 0;
     memcpy(slot->key, raw + KS_OFF_KEY, MF_ANCHOR_KEY_SIZE);
@@ -186,7 +159,7 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
     memcpy(slot->identity, raw + KS_OFF_IDENTITY, MF_ANCHOR_IDENTITY_SIZE);
     slot->has_owner = (flags & KS_FLAG_OWNER) != 0;
     memcpy(slot->owner, raw + KS_OFF_OWNER, MF_ANCHOR_OWNER_SIZE);
-    slot->package_mark = get_u64(raw + KS_OFF_MARK);
+    slot->package_mark = mf_le64(raw + KS_OFF_MARK);
     return 0;
 }
 

@@ -2,37 +2,7 @@
 # `mintflash keygen`: the owner's key files, their modes and formats, checked with Python's
 # `cryptography` (the public key is the seed's) and hashlib (the fingerprint); existing keys are
 # never overwritten; --help and bad input.
-set -euo pipefail
-
-mintflash="$MF_BUILD/mintflash"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mf-e2e-keygen-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-run() { # run STATUS ARGS...: output in $tmp/out and $tmp/err
-    local want=$1
-    shift
-    local got=0
-    "$mintflash" "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        cat "$tmp/out" "$tmp/err" >&2
-        fail "mintflash $* gave status $got, want $want"
-    fi
-}
-
-says() {
-    grep -qF -- "$1" "$tmp/err" || { cat "$tmp/err" >&2; fail "stderr lacks '$1'"; }
-}
-
-if ! python3 -c 'import cryptography' 2>/dev/null; then
-    echo "SKIP: python3 with the cryptography package is needed for the cross-checks"
-    exit 77
-fi
-cd "$tmp"
+. "$(dirname "$0")/lib/owner.sh" keygen
 
 run 0 keygen -o owner
 [ "$(stat -c %a owner.key)" = 600 ] || fail "owner.key has mode $(stat -c %a owner.key)"

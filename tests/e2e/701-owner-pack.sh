@@ -4,37 +4,7 @@
 # and a hand-written XSalsa20/HSalsa20 for the sealed content key, HChaCha20 + ChaCha20-Poly1305
 # for the manifest and every chunk, a hand-written Ed25519ph check of the owner's signature, and
 # the setup id recomputed from the folder. Then every bad input is refused with a clear message.
-set -euo pipefail
-
-mintflash="$MF_BUILD/mintflash"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mf-e2e-pack-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-# run STATUS ARGS...: runs mintflash, expects STATUS; output in $tmp/out and $tmp/err.
-run() {
-    local want=$1
-    shift
-    local got=0
-    "$mintflash" "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        cat "$tmp/out" "$tmp/err" >&2
-        fail "mintflash $* gave status $got, want $want"
-    fi
-}
-
-says() { # says TEXT: standard error holds TEXT
-    grep -qF -- "$1" "$tmp/err" || { cat "$tmp/err" >&2; fail "stderr lacks '$1'"; }
-}
-
-if ! python3 -c 'import cryptography' 2>/dev/null; then
-    echo "SKIP: python3 with the cryptography package is needed for the independent reader"
-    exit 77
-fi
+. "$(dirname "$0")/lib/owner.sh" pack
 
 cat >"$tmp/mfp.py" <<'PY'
 """An independent reader of mintflash's sealed setup packages (.mfp version 1)."""

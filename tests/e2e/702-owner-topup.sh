@@ -1,37 +1,7 @@
 #!/usr/bin/env bash
 # `mintflash topup`: the token's bytes checked field by field in Python, its Ed25519 signature
 # with the `cryptography` package; the setup id given as hex or as the package; bad input.
-set -euo pipefail
-
-mintflash="$MF_BUILD/mintflash"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mf-e2e-topup-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-run() { # run STATUS ARGS...: output in $tmp/out and $tmp/err
-    local want=$1
-    shift
-    local got=0
-    "$mintflash" "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        cat "$tmp/out" "$tmp/err" >&2
-        fail "mintflash $* gave status $got, want $want"
-    fi
-}
-
-says() {
-    grep -qF -- "$1" "$tmp/err" || { cat "$tmp/err" >&2; fail "stderr lacks '$1'"; }
-}
-
-if ! python3 -c 'import cryptography' 2>/dev/null; then
-    echo "SKIP: python3 with the cryptography package is needed for the cross-checks"
-    exit 77
-fi
-cd "$tmp"
+. "$(dirname "$0")/lib/owner.sh" topup
 
 # A programmer's public file, made here (any X25519/Ed25519 keys will do for a token).
 python3 - <<'PY'

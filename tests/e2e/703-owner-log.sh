@@ -4,41 +4,7 @@
 # files verify as intact with the right totals; each kind of tampering (edit, delete in the middle,
 # delete the newest and the programmer's gap record, reorder, forge with another key, records of
 # another programmer) is reported and fails; export gives the same records as CSV and JSON.
-set -euo pipefail
-
-mintflash="$MF_BUILD/mintflash"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mf-e2e-log-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-run() { # run STATUS ARGS...: output in $tmp/out and $tmp/err
-    local want=$1
-    shift
-    local got=0
-    "$mintflash" "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        cat "$tmp/out" "$tmp/err" >&2
-        fail "mintflash $* gave status $got, want $want"
-    fi
-}
-
-has() { # has TEXT: standard output holds TEXT
-    grep -qF -- "$1" "$tmp/out" || { cat "$tmp/out" >&2; fail "stdout lacks '$1'"; }
-}
-
-says() {
-    grep -qF -- "$1" "$tmp/err" || { cat "$tmp/err" >&2; fail "stderr lacks '$1'"; }
-}
-
-if ! python3 -c 'import cryptography' 2>/dev/null; then
-    echo "SKIP: python3 with the cryptography package is needed for the independent writer"
-    exit 77
-fi
-cd "$tmp"
+. "$(dirname "$0")/lib/owner.sh" log
 
 # writer.py PROGRAMMER OUT SPEC...: writes records of programmer PROGRAMMER (its key in
 # PROGRAMMER.key, made on first use, and PROGRAMMER.pub) into OUT. SPEC is

@@ -3,37 +3,7 @@
 # published layout ("MFSIG1" || setup id || UID length || UID || serial, u64 LE) verify; another
 # UID, serial number, setup or key does not; `sig sign` gives the very bytes Python gives (Ed25519
 # is deterministic); raw and hex signature files; bad input.
-set -euo pipefail
-
-mintflash="$MF_BUILD/mintflash"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mf-e2e-sig-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-
-run() { # run STATUS ARGS...: output in $tmp/out and $tmp/err
-    local want=$1
-    shift
-    local got=0
-    "$mintflash" "$@" >"$tmp/out" 2>"$tmp/err" || got=$?
-    if [ "$got" != "$want" ]; then
-        cat "$tmp/out" "$tmp/err" >&2
-        fail "mintflash $* gave status $got, want $want"
-    fi
-}
-
-says() {
-    grep -qF -- "$1" "$tmp/err" || { cat "$tmp/err" >&2; fail "stderr lacks '$1'"; }
-}
-
-if ! python3 -c 'import cryptography' 2>/dev/null; then
-    echo "SKIP: python3 with the cryptography package is needed for the independent signer"
-    exit 77
-fi
-cd "$tmp"
+. "$(dirname "$0")/lib/owner.sh" sig
 
 run 0 keygen -o uid-signing
 run 0 keygen -o other

@@ -561,7 +561,7 @@ static int import_package(struct mf_programmer *p, const char *path, char *messa
     }
     uint64_t size = mf_fat_size(&reader.file);
     struct mf_package_header h;
-    char pmessage[MF_PACKAGE_MESSAGE_MAX];
+    char pmessage[MF_PACKAGE_MESSAGE_MAX] = "";
     err = mf_package_read_header(package_read, &reader, size, &h, NULL, 0, pmessage);
     if (!err && p->secure.present && p->secure.has_owner && !p->secure.state.folder_removed &&
         sodium_memcmp(h.owner, p->secure.owner, 32) == 0 &&

@@ -5,6 +5,7 @@ package and a plain _SECURE are refused with the current setup intact; top-up to
 limit once (a replay does nothing, a stale one and one for another programmer are refused);
 production records verify, and each kind of tampering is detected: an edited, a deleted (middle
 and newest), a reordered and a forged record."""
+import json
 import os
 import re
 import shutil
@@ -218,6 +219,25 @@ try:
         run("records", "rec2", device=da.socket_path)
         out = verify([os.path.join(work, "rec2", "RECORDS.000")], 1)
         check("gap" in out.lower(), "the deleted newest record shows as a gap:\n" + out)
+
+        # A public area too full for the next record: production stops before the device is
+        # touched, rather than make a device without a record. (The filler is FLASHER.OLD, a
+        # file the programmer itself may keep there, so the conflict rule does not stop it first.)
+        left = int(info(ta)["CYCLES_LEFT"])
+        check(da.stop() == 0, "stop")
+        layout = json.loads(run("storage", "info", da.storage, "--json").stdout)
+        filler = os.path.join(work, "filler.bin")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (layout["public_area"]["free"] - 2048))
+        run("storage", "put", da.storage, filler, "FLASHER.OLD")
+        da.start()
+        ta = da.tcp()
+        r = ta.command("#AUTO")
+        check(r[-1].startswith("#ERR211:") and "too full for the production records" in r[-1],
+              "refused for lack of room: %r" % r)
+        check(int(info(ta)["CYCLES_LEFT"]) == left, "no count taken")
+        check(ta.command("#FDELETE FLASHER.OLD")[-1] == "#OK", "room again")
+        check(ta.command("#AUTO")[-1].startswith("#OK"), "production goes on")
         check(da.stop() == 0 and db.stop() == 0, "clean exits")
     print("ok")
 finally:

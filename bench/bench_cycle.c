@@ -483,6 +483,8 @@ int main(int argc, char **argv)
     unsigned mib = argc > 1 ? (unsigned)atoi(argv[1]) : 16;
     if (sodium_init() < 0)
         return 1;
+    if (argc > 1 && strcmp(argv[1], "cycles") == 0)
+        return bench_cycles(); /* `bench_cycle cycles`: the cycles alone, e.g. under perf */
     int rc = bench_hex(mib ? mib : 16);
     if (rc)
         printf("ROW\t10\tparse Intel HEX into an image\tfailed (see the details)\t-\t-"

@@ -30,6 +30,16 @@ void mf_slot_init(struct mf_slot *slot, unsigned number, struct mf_target *targe
 
 enum pass_kind { PASS_PROGRAM, PASS_VERIFY };
 
+/* A run of write units the program pass wrote, with the CRC of the bytes it wrote: verifying by
+ * CRC asks the device for the same runs and needs neither the data files nor the overlays again
+ * (from the secure area, that is one decryption per cycle instead of two). */
+struct run_crc {
+    uint64_t address;
+    uint32_t length;
+    uint32_t crc;
+    uint32_t placed; /* bytes of data and overlays of its window (progress) */
+};
+
 struct cycle {
     const struct mf_cycle_env *env;
     struct mf_slot *slot;
@@ -46,6 +56,9 @@ struct cycle {
     bool reserved;               /* holds one of env->reserved */
     enum mf_cycle_failure stage; /* what a failure now is, unless its code says better */
     uint64_t done, total;        /* progress of the phase */
+    struct run_crc *runs;        /* what this job's program pass wrote, while `runs_valid` */
+    size_t run_count, run_cap;
+    bool runs_valid;
 };
 
 static void fail(struct cycle *c, int err, const char *fmt, ...)
@@ -481,6 +494,29 @@ static bool any_touched(const uint8_t *bits, uint32_t from, uint32_t count)
     return bits_test(bits, from, count, false);
 }
 
+/* The end of the run of write units from `start` (a multiple of `unit`) below `limit` in which
+ * every unit has a touched byte. A window full of data is one run: 64 bits of the map at a time
+ * where they are all set and hold whole units. */
+static uint32_t touched_run_end(const uint8_t *bits, uint32_t start, uint32_t limit, uint32_t unit)
+{
+    uint32_t end = start;
+    bool words = unit <= 64 && 64 % unit == 0;
+    while (end < limit) {
+        if (words && (end & 63) == 0 && end + 64 <= limit) {
+            uint64_t w;
+            memcpy(&w, bits + (end >> 3), sizeof w);
+            if (w == ~(uint64_t)0) {
+                end += 64;
+                continue;
+            }
+        }
+        if (!any_touched(bits, end, unit))
+            break;
+        end += unit;
+    }
+    return end;
+}
+
 static void window_open(struct cycle *c, uint64_t start)
 {
     struct mf_slot *s = c->slot;
@@ -541,8 +577,14 @@ static int verify_readback(struct cycle *c, uint32_t off, uint32_t len)
                  target_text(c, err));
             return err;
         }
+        /* Bytes inside a write unit that nothing touched hold whatever the device has; a block
+         * that is all touched and equal is passed in one comparison. */
+        if (bits_test(s->touched, off + done, n, true) &&
+            memcmp(buf, s->window + off + done, n) == 0) {
+            done += n;
+            continue;
+        }
         for (uint32_t i = 0; i < n; i++) {
-            /* Bytes inside a write unit that nothing touched hold whatever the device has. */
             if (!bit(s->touched, off + done + i))
                 continue;
             if (buf[i] != s->window[off + done + i]) {
@@ -556,6 +598,29 @@ static int verify_readback(struct cycle *c, uint32_t off, uint32_t len)
     return 0;
 }
 
+/* Keeps a programmed run for verify_runs(); a run with bytes nobody placed (they hold whatever
+ * the device has) or no memory for the list sends the verify pass back to the data. */
+static void run_record(struct cycle *c, uint64_t addr, const uint8_t *bytes, uint32_t len,
+                       bool all_placed)
+{
+    if (!all_placed) {
+        c->runs_valid = false;
+        return;
+    }
+    if (c->run_count == c->run_cap) {
+        size_t cap = c->run_cap ? c->run_cap * 2 : 64;
+        struct run_crc *grown = realloc(c->runs, cap * sizeof *grown);
+        if (!grown) {
+            c->runs_valid = false;
+            return;
+        }
+        c->runs = grown;
+        c->run_cap = cap;
+    }
+    c->runs[c->run_count++] =
+        (struct run_crc){addr, len, mf_target_crc(MF_TARGET_CRC_INIT, bytes, len), 0};
+}
+
 /* Programs or verifies one run of write units [off, off + len) of the window. */
 static int window_run(struct cycle *c, uint32_t off, uint32_t len)
 {
@@ -567,6 +632,8 @@ static int window_run(struct cycle *c, uint32_t off, uint32_t len)
         int err = t->ops->program(t, addr, s->window + off, len);
         if (err)
             fail(c, err, "program at 0x%llX: %s", (unsigned long long)addr, target_text(c, err));
+        else if (c->runs_valid)
+            run_record(c, addr, s->window + off, len, bits_test(s->touched, off, len, true));
         return err;
     }
     /* Verify: only runs whose every byte is known can be compared by CRC. */
@@ -620,10 +687,10 @@ static int window_flush(struct cycle *c, bool alone)
         uint32_t unit = r->write_size;
         uint64_t region_end = r->start + r->size;
         /* Extend a run over consecutive touched units inside this region. */
-        uint32_t start = off / unit * unit, end = start;
-        while (end < MF_WINDOW_SIZE && s->window_start + end < region_end &&
-               any_touched(s->touched, end, unit))
-            end += unit;
+        uint32_t start = off / unit * unit;
+        uint64_t left = region_end - s->window_start;
+        uint32_t limit = left < MF_WINDOW_SIZE ? (uint32_t)left : MF_WINDOW_SIZE;
+        uint32_t end = touched_run_end(s->touched, start, limit, unit);
         if (end == start) {
             /* Skip untouched bytes eight at a time up to the next touched one. */
             uint32_t next = start + unit;
@@ -638,6 +705,8 @@ static int window_flush(struct cycle *c, bool alone)
             return err;
         off = end;
     }
+    if (c->pass == PASS_PROGRAM && c->runs_valid && c->run_count > 0)
+        c->runs[c->run_count - 1].placed += s->window_placed;
     c->done += s->window_placed;
     emit(c);
     return 0;
@@ -741,6 +810,54 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
         int err = window_flush(c, true);
         if (err)
             return err;
+    }
+    return 0;
+}
+
+/* The verify pass of a job whose program pass this cycle kept every run (run_record): the
+ * device's CRC of each run against the CRC of what was written. A mismatch, or a device that
+ * cannot compute a CRC there, goes back to the full pass over the data, which names the first
+ * differing byte where the device can be read. */
+static int verify_runs(struct cycle *c)
+{
+    struct mf_slot *s = c->slot;
+    struct mf_target *t = c->target;
+    c->pass = PASS_VERIFY;
+    c->stage = MF_FAIL_VERIFY;
+    uint64_t total = c->job->data_bytes;
+    for (unsigned i = 0; i < s->overlay_count; i++) {
+        if (overlay_in_job(c, &s->overlays[i], c->job_index))
+            total += s->overlays[i].length;
+    }
+    phase(c, MF_PHASE_VERIFYING, total);
+    for (size_t i = 0; i < c->run_count; i++) {
+        const struct run_crc *run = &c->runs[i];
+        int err = cancelled(c);
+        if (err)
+            return err;
+        uint32_t crc;
+        t->error[0] = '\0';
+        err = t->ops->crc(t, run->address, run->length, &crc);
+        if (err == MF_EACCES || err == MF_ENOTSUP)
+            return run_pass(c, PASS_VERIFY);
+        if (err) {
+            fail(c, err, "verify: CRC at 0x%llX: %s", (unsigned long long)run->address,
+                 target_text(c, err));
+            return err;
+        }
+        if (crc != run->crc) {
+            err = run_pass(c, PASS_VERIFY);
+            if (!err) {
+                fail(c, MF_EVERIFY, "verify failed at 0x%llX+%u (CRC mismatch)",
+                     (unsigned long long)run->address, run->length);
+                err = MF_EVERIFY;
+            }
+            return err;
+        }
+        if (run->placed) {
+            c->done += run->placed;
+            emit(c);
+        }
     }
     return 0;
 }
@@ -890,6 +1007,8 @@ static int run_job(struct cycle *c)
     c->stage = MF_FAIL_TARGET;
     if (action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM || action == MF_ACTION_ERASE)
         err = erase_job(c);
+    c->run_count = 0;
+    c->runs_valid = action == MF_ACTION_AUTO && job->verify == MF_VERIFY_CRC && t->ops->crc;
     if (!err && (action == MF_ACTION_AUTO || action == MF_ACTION_PROGRAM)) {
         uint64_t started = now(c);
         err = run_pass(c, PASS_PROGRAM);
@@ -900,7 +1019,7 @@ static int run_job(struct cycle *c)
     if (!err && verify) {
         uint64_t started = now(c);
         c->verify_readback = job->verify == MF_VERIFY_READBACK;
-        err = run_pass(c, PASS_VERIFY);
+        err = c->runs_valid ? verify_runs(c) : run_pass(c, PASS_VERIFY);
         c->result->verify_ms += (uint32_t)(now(c) - started);
     }
     if (!err) {
@@ -1101,6 +1220,7 @@ done:
             fail(c, derr, "disconnect: %s", target_text(c, derr));
     }
     c->job = NULL;
+    free(c->runs);
     result->total_ms = (uint32_t)(now(c) - started);
     log_result(c);
     phase(c, MF_PHASE_READY, 0);

@@ -441,6 +441,60 @@ static void test_verify_failure_consumes_the_count(void **state)
     free(log);
 }
 
+/* An area that counts the bytes read from one file and passes everything to the FAT area. */
+struct counting_area {
+    struct mf_area area;
+    struct mf_area *inner;
+    const char *path;
+    uint64_t bytes;
+};
+
+static int counting_read(struct mf_area *area, const char *path, uint64_t offset, void *buffer,
+                         size_t length)
+{
+    struct counting_area *c = (struct counting_area *)area;
+    if (strcmp(path, c->path) == 0)
+        c->bytes += length;
+    return c->inner->read(c->inner, path, offset, buffer, length);
+}
+
+/* Verify by CRC checks what the program pass wrote against the device's CRCs: the data file is
+ * read once per cycle. A readback verify, and verify alone, read it again. A CRC mismatch still
+ * names the first differing byte (test_verify_failure_consumes_the_count). */
+static void test_crc_verify_reads_the_data_once(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    struct counting_area counter = {.inner = &f->area.area,
+                                    .path = "Projects/01_Widget/01_App/app.bin"};
+    counter.area = f->area.area;
+    counter.area.read = counting_read;
+    f->env.area = &counter.area;
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(counter.bytes, 3000);
+    counter.bytes = 0;
+    assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
+    assert_int_equal(counter.bytes, 3000);
+
+    /* Readback: the data goes past the device twice. */
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.bin\n"
+          "address = 0x08000000\n");
+    assert_int_equal(load(f), 0);
+    f->env.area = &counter.area;
+    counter.bytes = 0;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(counter.bytes, 6000);
+    uint8_t app[3000];
+    firmware(app, sizeof app, 7);
+    size_t size;
+    uint8_t *bytes = flash(f, 1, &size);
+    assert_memory_equal(bytes, app, sizeof app);
+    free(bytes);
+}
+
 static void test_connect_failure_consumes_nothing(void **state)
 {
     struct fixture *f = *state;
@@ -1104,6 +1158,8 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_snlist_line, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_verify_failure_consumes_the_count, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_crc_verify_reads_the_data_once, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_connect_failure_consumes_nothing, setup_fixture,
                                         teardown_fixture),

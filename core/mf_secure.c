@@ -51,7 +51,6 @@ struct mf_secure_file {
     uint64_t first_chunk;
     uint32_t chunks;
     uint32_t id;
-    uint8_t digest[32]; /* BLAKE2b-256 of the content */
 };
 
 /* ---- little helpers ---- */
@@ -234,7 +233,8 @@ static void entry_encode(const struct mf_secure_file *f, uint8_t *e)
     mf_put_le64(e + 264, f->first_chunk);
     mf_put_le32(e + 272, f->chunks);
     mf_put_le32(e + 276, f->id);
-    memcpy(e + 280, f->digest, 32);
+    /* e + 280: 32 bytes reserved, zero (an earlier format kept a BLAKE2b-256 of the content
+     * here; nothing reads them). */
 }
 
 static int entry_decode(const uint8_t *e, struct mf_secure_file *f, uint32_t index)
@@ -246,7 +246,6 @@ static int entry_decode(const uint8_t *e, struct mf_secure_file *f, uint32_t ind
     f->first_chunk = mf_le64(e + 264);
     f->chunks = mf_le32(e + 272);
     f->id = mf_le32(e + 276);
-    memcpy(f->digest, e + 280, 32);
     if (f->id != index + 1 || f->chunks != chunks_for(f->size))
         return MF_ECORRUPT;
     return 0;
@@ -558,6 +557,8 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
 }
 
 /* ---- the area ---- */
+
+#define LEFTOVER_READ (4 * MF_SECURE_CHUNK) /* bytes compared at a time (mf_secure_is_leftover) */
 
 static int secure_read(struct mf_area *area, const char *path, uint64_t offset, void *buffer,
                        size_t length)
@@ -1352,7 +1353,6 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     }
     uint64_t global = 0, done = 0;
     char path[ENTRY_PATH + 16];
-    crypto_generichash_state hash;
     /* The setup's fingerprint, as mf_setup_fingerprint defines it, taken in passing: the files
      * are written in its order (upper-cased paths), and the owner's files only count. */
     struct mf_sha256 fp;
@@ -1363,7 +1363,6 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         f->first_chunk = global;
         f->chunks = (uint32_t)chunks_for(f->size);
         err = source_path(&w, f, path, sizeof path);
-        crypto_generichash_init(&hash, NULL, 0, 32);
         bool owners = !mf_package_programmer_file(f->path);
         if (owners) {
             char up[ENTRY_PATH];
@@ -1384,7 +1383,6 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
                 say(message, "%.200s: cannot read: %s", path, mf_strerror(err));
                 break;
             }
-            crypto_generichash_update(&hash, plain, n);
             if (owners)
                 mf_sha256_update(&fp, plain, n);
             err = chunk_write(s, global++, f->id, k, f->size, k + 1 == f->chunks, plain, stored);
@@ -1392,7 +1390,6 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
             if (progress)
                 progress(progress_context, done, w.bytes);
         }
-        crypto_generichash_final(&hash, f->digest, 32);
         entry_encode(f, table + (size_t)i * ENTRY_SIZE);
     }
     uint64_t table_first = global;
@@ -1500,8 +1497,10 @@ int mf_secure_is_leftover(struct mf_secure *s, struct mf_area *source, const cha
     w.root = folder;
     w.message = message;
     int err = walk_folder(&w);
-    uint8_t *buf = err ? NULL : malloc(MF_SECURE_CHUNK);
-    if (!err && !buf)
+    /* Every file of the folder is one of the setup's, with its size and its bytes. */
+    uint8_t *theirs = err ? NULL : malloc(LEFTOVER_READ),
+            *mine = err ? NULL : malloc(LEFTOVER_READ);
+    if (!err && (!theirs || !mine))
         err = MF_ENOMEM;
     bool all = !err;
     char path[ENTRY_PATH + 16];
@@ -1511,22 +1510,22 @@ int mf_secure_is_leftover(struct mf_secure *s, struct mf_area *source, const cha
             all = false;
             break;
         }
-        crypto_generichash_state hash;
-        uint8_t digest[32];
-        crypto_generichash_init(&hash, NULL, 0, 32);
         err = source_path(&w, &w.files[i], path, sizeof path);
-        for (uint64_t off = 0; off < ours->size && !err;) {
+        for (uint64_t off = 0; off < ours->size && !err && all;) {
             size_t n =
-                ours->size - off < MF_SECURE_CHUNK ? (size_t)(ours->size - off) : MF_SECURE_CHUNK;
-            err = source->read(source, path, off, buf, n);
-            crypto_generichash_update(&hash, buf, n);
+                ours->size - off < LEFTOVER_READ ? (size_t)(ours->size - off) : LEFTOVER_READ;
+            err = source->read(source, path, off, theirs, n);
+            if (!err)
+                err = secure_read(&s->area, ours->path, off, mine, n);
+            if (!err && memcmp(theirs, mine, n) != 0)
+                all = false;
             off += n;
         }
-        crypto_generichash_final(&hash, digest, 32);
-        if (memcmp(digest, ours->digest, 32) != 0)
-            all = false;
     }
-    free(buf);
+    if (mine)
+        sodium_memzero(mine, LEFTOVER_READ);
+    free(mine);
+    free(theirs);
     free(w.files);
     free(w.pending);
     if (!err)

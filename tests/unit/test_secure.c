@@ -419,8 +419,19 @@ static void test_leftover(void **state)
     assert_int_equal(
         mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
     assert_false(leftover);
-    /* After the folder was removed, any folder is new. */
+    /* The same sizes, other firmware bytes: a new setup too (compared byte for byte). */
     puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "500\r\n");
+    uint8_t *other = calloc(1, 5000);
+    put(&f->fs, "_SECURE/Projects/01_Widget/01_App/app.bin", other, 5000);
+    free(other);
+    assert_int_equal(
+        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
+    assert_false(leftover);
+    make_setup(f, "I", "5", 5000); /* the installed files again */
+    assert_int_equal(
+        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
+    assert_true(leftover);
+    /* After the folder was removed, any folder is new. */
     assert_int_equal(mf_secure_folder_removed(&f->secure), 0);
     assert_int_equal(
         mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);

@@ -2393,6 +2393,16 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
     return finish(fs, err);
 }
 
+/* Erases `count` clusters from `first` on the device and forgets them in the cache. */
+static int cluster_erase(struct mf_fat *fs, uint32_t first, uint32_t count)
+{
+    uint32_t sector = cluster_sector(fs, first);
+    int err = mf_bd_erase(fs->bd, (mf_block_t)sector * fs->blocks_per_sector,
+                          (size_t)count * fs->geo.sectors_per_cluster * fs->blocks_per_sector);
+    cache_forget(fs, sector, count * fs->geo.sectors_per_cluster);
+    return err;
+}
+
 int mf_fat_wipe_free(struct mf_fat *fs)
 {
     int err = commit(fs);
@@ -2410,10 +2420,7 @@ int mf_fat_wipe_free(struct mf_fat *fs)
             continue;
         }
         if (run) {
-            uint32_t first = cluster_sector(fs, run_start);
-            err = mf_bd_erase(fs->bd, (mf_block_t)first * fs->blocks_per_sector,
-                              (size_t)run * fs->geo.sectors_per_cluster * fs->blocks_per_sector);
-            cache_forget(fs, first, run * fs->geo.sectors_per_cluster);
+            err = cluster_erase(fs, run_start, run);
             run = 0;
         }
     }
@@ -2422,16 +2429,58 @@ int mf_fat_wipe_free(struct mf_fat *fs)
     return err;
 }
 
+/* Erases (discards) the clusters of the chain that starts at `cluster`, a run of consecutive
+ * clusters at a time; the chain itself stays as it is. */
+static int chain_erase(struct mf_fat *fs, uint32_t cluster)
+{
+    uint32_t run_start = 0, run = 0;
+    int err = 0;
+    for (uint32_t steps = 0; cluster != FAT_EOC && !err; steps++) {
+        if (steps > fs->geo.cluster_count || !cluster_valid(fs, cluster))
+            return MF_ECORRUPT;
+        uint32_t next;
+        err = fat_get(fs, cluster, &next);
+        if (err)
+            return err;
+        if (next == FAT_FREE)
+            return MF_ECORRUPT;
+        if (run && cluster != run_start + run) {
+            err = cluster_erase(fs, run_start, run);
+            run = 0;
+        }
+        if (!run)
+            run_start = cluster;
+        run++;
+        cluster = next;
+    }
+    if (!err && run)
+        err = cluster_erase(fs, run_start, run);
+    return err;
+}
+
 /* Removes up to `count` files of one folder with two barriers for all of them: every entry
  * first (a cut then leaves lost clusters, never an entry pointing at freed ones), then every
- * chain. */
+ * chain. With `wipe`, each file's clusters are erased before any entry goes, behind a barrier of
+ * their own: the lost clusters a cut may leave then hold nothing of the files. */
 #define REMOVE_BATCH 64u
 
-static int remove_batch(struct mf_fat *fs, char (*paths)[MF_FAT_PATH_MAX], unsigned count)
+static int remove_batch(struct mf_fat *fs, char (*paths)[MF_FAT_PATH_MAX], unsigned count,
+                        bool wipe)
 {
     uint32_t clusters[REMOVE_BATCH];
     unsigned n = 0;
     int err = 0;
+    for (unsigned i = 0; i < count && !err && wipe; i++) {
+        struct lookup l;
+        int r = lookup(fs, paths[i], &l);
+        if (r < 0)
+            err = r;
+        else if (r > 0 && !l.is_root && !entry_is_dir(l.f.entry) &&
+                 !entry_open(fs, l.f.sector, l.f.offset) && entry_cluster(fs, l.f.entry))
+            err = chain_erase(fs, entry_cluster(fs, l.f.entry));
+    }
+    if (!err && wipe)
+        err = commit(fs);
     for (unsigned i = 0; i < count && !err; i++) {
         struct lookup l;
         int r = lookup(fs, paths[i], &l);
@@ -2458,7 +2507,7 @@ static int remove_batch(struct mf_fat *fs, char (*paths)[MF_FAT_PATH_MAX], unsig
     return finish(fs, err);
 }
 
-int mf_fat_remove_tree(struct mf_fat *fs, const char *path)
+static int remove_tree(struct mf_fat *fs, const char *path, bool wipe)
 {
     /* A stack of folder paths; each round empties the folder on top of it of files and pushes
      * its first subfolder, or removes it when it is empty. */
@@ -2502,7 +2551,7 @@ int mf_fat_remove_tree(struct mf_fat *fs, const char *path)
         }
         if (nfiles) {
             /* Files first, a batch at a time; then the folder is listed again. */
-            err = remove_batch(fs, files, nfiles);
+            err = remove_batch(fs, files, nfiles, wipe);
             free(files);
             if (err)
                 return err;
@@ -2521,4 +2570,14 @@ int mf_fat_remove_tree(struct mf_fat *fs, const char *path)
         depth--;
     }
     return 0;
+}
+
+int mf_fat_remove_tree(struct mf_fat *fs, const char *path)
+{
+    return remove_tree(fs, path, false);
+}
+
+int mf_fat_remove_tree_wiped(struct mf_fat *fs, const char *path)
+{
+    return remove_tree(fs, path, true);
 }

@@ -211,6 +211,12 @@ int mf_fat_remove(struct mf_fat *fs, const char *path);
  * durable step at a time. Bounded by MF_FAT_DEPTH_MAX; no recursion. */
 int mf_fat_remove_tree(struct mf_fat *fs, const char *path);
 
+/* The same, with each file's clusters erased (discarded) and synced before its entry goes, so
+ * that a cut at any point leaves no byte of the files anywhere but in files still in the tree:
+ * for secret files (the `_SECURE` folder once it is moved). mf_fat_wipe_free afterwards erases
+ * the folders' clusters freed on the way. */
+int mf_fat_remove_tree_wiped(struct mf_fat *fs, const char *path);
+
 /* Erases (discards: afterwards they read as zeros) every free cluster, so that no byte of a deleted
  * file stays readable on the device; then syncs. Used after secret files were deleted. */
 int mf_fat_wipe_free(struct mf_fat *fs);

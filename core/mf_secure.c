@@ -558,8 +558,6 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
 
 /* ---- the area ---- */
 
-#define LEFTOVER_READ (4 * MF_SECURE_CHUNK) /* bytes compared at a time (mf_secure_is_leftover) */
-
 static int secure_read(struct mf_area *area, const char *path, uint64_t offset, void *buffer,
                        size_t length)
 {
@@ -1484,51 +1482,7 @@ out:
     return err;
 }
 
-int mf_secure_is_leftover(struct mf_secure *s, struct mf_area *source, const char *folder,
-                          bool *leftover)
+bool mf_secure_removal_pending(const struct mf_secure *s)
 {
-    *leftover = false;
-    if (!s->present || s->state.folder_removed)
-        return 0;
-    char message[MF_SECURE_MESSAGE_MAX] = "";
-    struct walk w;
-    memset(&w, 0, sizeof w);
-    w.source = source;
-    w.root = folder;
-    w.message = message;
-    int err = walk_folder(&w);
-    /* Every file of the folder is one of the setup's, with its size and its bytes. */
-    uint8_t *theirs = err ? NULL : malloc(LEFTOVER_READ),
-            *mine = err ? NULL : malloc(LEFTOVER_READ);
-    if (!err && (!theirs || !mine))
-        err = MF_ENOMEM;
-    bool all = !err;
-    char path[ENTRY_PATH + 16];
-    for (uint32_t i = 0; i < w.count && all && !err; i++) {
-        const struct mf_secure_file *ours = lookup(s, w.files[i].path);
-        if (!ours || ours->size != w.files[i].size) {
-            all = false;
-            break;
-        }
-        err = source_path(&w, &w.files[i], path, sizeof path);
-        for (uint64_t off = 0; off < ours->size && !err && all;) {
-            size_t n =
-                ours->size - off < LEFTOVER_READ ? (size_t)(ours->size - off) : LEFTOVER_READ;
-            err = source->read(source, path, off, theirs, n);
-            if (!err)
-                err = secure_read(&s->area, ours->path, off, mine, n);
-            if (!err && memcmp(theirs, mine, n) != 0)
-                all = false;
-            off += n;
-        }
-    }
-    if (mine)
-        sodium_memzero(mine, LEFTOVER_READ);
-    free(mine);
-    free(theirs);
-    free(w.files);
-    free(w.pending);
-    if (!err)
-        *leftover = all;
-    return err;
+    return s->present && !s->state.folder_removed;
 }

@@ -146,11 +146,11 @@ int mf_secure_set_limit(struct mf_secure *secure, int project, uint64_t limit, c
 int mf_secure_record_head(struct mf_secure *secure, uint64_t seq, const uint8_t hash[32],
                           uint64_t recorded, char *message);
 
-/* Is `folder` of `source` what is left of the folder this setup came from (every file in it is
- * one of the setup's, byte for byte), while its deletion is still pending? Then the caller must
- * finish deleting it, never move it again. */
-int mf_secure_is_leftover(struct mf_secure *secure, struct mf_area *source, const char *folder,
-                          bool *leftover);
+/* Is the removal of the folder this setup came from still pending (installed, and
+ * mf_secure_folder_removed not yet recorded)? Then whatever `_SECURE` holds is what is left of
+ * that folder (a cut during its removal may have erased or garbled any part of it): the caller
+ * finishes removing it and wiping the free space, and never moves it again. */
+bool mf_secure_removal_pending(const struct mf_secure *secure);
 
 /* Records that the folder is gone and wiped. */
 int mf_secure_folder_removed(struct mf_secure *secure);

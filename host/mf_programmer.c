@@ -393,12 +393,13 @@ static void move_progress(void *context, uint64_t done, uint64_t total)
                    (unsigned long long)total);
 }
 
-/* The `_SECURE` folder of a setup that is installed: deleted, its bytes wiped from the free
- * space, and that recorded. A cut at any point is finished at the next start. */
+/* The `_SECURE` folder of a setup that is installed: every file erased, then deleted, the
+ * free space wiped, and that recorded. A cut at any point is finished at the next start
+ * (boot_secure), and no byte of the files is left on the public area in between. */
 static int finish_removal(struct mf_programmer *p)
 {
     pthread_mutex_lock(&p->public_mutex);
-    int err = mf_fat_remove_tree(&p->fat, MF_SECURE_FOLDER);
+    int err = mf_fat_remove_tree_wiped(&p->fat, MF_SECURE_FOLDER);
     if (!err || err == MF_ENOENT)
         err = mf_fat_wipe_free(&p->fat);
     pthread_mutex_unlock(&p->public_mutex);
@@ -636,6 +637,15 @@ static void boot_secure(struct mf_programmer *p)
         return;
     }
     p->secure_open = true;
+    if (mf_secure_removal_pending(&p->secure)) {
+        /* A cut after the setup was installed, before the removal of its folder was recorded:
+         * whatever `_SECURE` holds now (maybe nothing, maybe files erased or garbled in part) is
+         * what is left of it, removed and wiped; never moved again. In either mode. */
+        log_stderr(p, 0, "finishing the removal of a _SECURE folder already moved");
+        if (!finish_removal(p))
+            mf_flashlog_write(&p->log, "finished removing the _SECURE folder already moved");
+        return;
+    }
     struct mf_area_entry e;
     if (p->area.area.stat(&p->area.area, MF_SECURE_FOLDER, &e) != 0 || !e.is_dir)
         return;
@@ -679,14 +689,6 @@ static void boot_secure(struct mf_programmer *p)
             &p->log, "installed the sealed package %s: %u files, setup %s..., owner %s",
             package + strlen(MF_SECURE_FOLDER) + 1, p->secure.file_count, fp, k.fingerprint);
         finish_removal(p);
-        return;
-    }
-    bool leftover = false;
-    err = mf_secure_is_leftover(&p->secure, &p->area.area, MF_SECURE_FOLDER, &leftover);
-    if (!err && leftover) {
-        log_stderr(p, 0, "finishing the removal of a _SECURE folder already moved");
-        if (!finish_removal(p))
-            mf_flashlog_write(&p->log, "finished removing the _SECURE folder already moved");
         return;
     }
     if (p->mode == MF_MODE_FILEACCESS)

@@ -400,44 +400,22 @@ static void test_bad_counter_file_is_refused_before_erasing(void **state)
     assert_memory_equal(key, f->anchor.state.key, 32);
 }
 
-static void test_leftover(void **state)
+/* After an install, the removal of its folder is pending until recorded, across reopening:
+ * whatever `_SECURE` then holds is what is left of it (the caller removes it, never moves it). */
+static void test_removal_pending(void **state)
 {
     struct fixture *f = *state;
     make_setup(f, "I", "5", 5000);
+    assert_false(mf_secure_removal_pending(&f->secure)); /* nothing installed */
     install(f);
-    bool leftover;
-    assert_int_equal(
-        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
-    assert_true(leftover);
-    /* Half deleted: still a leftover. */
-    assert_int_equal(mf_fat_remove(&f->fs, "_SECURE/FLASHER.INI"), 0);
-    assert_int_equal(
-        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
-    assert_true(leftover);
-    /* A changed file: a new setup. */
-    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "900\r\n");
-    assert_int_equal(
-        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
-    assert_false(leftover);
-    /* The same sizes, other firmware bytes: a new setup too (compared byte for byte). */
-    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "500\r\n");
-    uint8_t *other = calloc(1, 5000);
-    put(&f->fs, "_SECURE/Projects/01_Widget/01_App/app.bin", other, 5000);
-    free(other);
-    assert_int_equal(
-        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
-    assert_false(leftover);
-    make_setup(f, "I", "5", 5000); /* the installed files again */
-    assert_int_equal(
-        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
-    assert_true(leftover);
-    /* After the folder was removed, any folder is new. */
+    assert_true(mf_secure_removal_pending(&f->secure));
+    reopen(f, 0);
+    assert_true(mf_secure_removal_pending(&f->secure));
     assert_int_equal(mf_secure_folder_removed(&f->secure), 0);
-    assert_int_equal(
-        mf_secure_is_leftover(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, &leftover), 0);
-    assert_false(leftover);
+    assert_false(mf_secure_removal_pending(&f->secure));
     reopen(f, 0);
     assert_true(f->secure.state.folder_removed);
+    assert_false(mf_secure_removal_pending(&f->secure));
 }
 
 /* ---- power cut at every write of the move ---- */
@@ -677,8 +655,7 @@ static void test_power_cut_during_authorization(void **state)
                              .setup = auth_setup,
                              .run = auth_run,
                              .check = auth_check};
-    struct mf_sweep_options options = {
-        .modes = MF_FAULTBD_CUT_ALL & ~MF_FAULTBD_CUT_GARBLE, .seeds = 2, .pairs = true};
+    struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_ALL, .seeds = 2, .pairs = true};
     struct mf_sweep_result result;
     assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
     assert_true(result.write_points >= 5);
@@ -701,6 +678,134 @@ static void test_power_cut_during_authorization(void **state)
         }
     }
     mf_setup_free(&c.setup);
+}
+
+/* ---- power cut at every write of the _SECURE folder's removal after the move ---- */
+
+#define REMOVAL_MARKER "PLAINTEXT-OF-THE-MOVED-SETUP"
+
+struct removal_cut {
+    struct fixture *f;
+    uint8_t *public_snapshot; /* the public area as the move left it: _SECURE still there */
+    uint8_t *secure_snapshot; /* the secure area then: its removal not yet recorded */
+};
+
+/* A firmware with the marker in every 512-byte piece: any sector of it left anywhere shows. */
+static void marked(struct fixture *f, const char *path, size_t size, unsigned seed)
+{
+    uint8_t *b = malloc(size);
+    for (size_t i = 0; i < size; i++)
+        b[i] = (uint8_t)(i * 13 + seed);
+    for (size_t o = 0; o + 100 + sizeof REMOVAL_MARKER < size; o += 512)
+        memcpy(b + o + 100, REMOVAL_MARKER, sizeof REMOVAL_MARKER - 1);
+    put(&f->fs, path, b, size);
+    free(b);
+}
+
+static int removal_setup(void *context, const struct mf_bd *medium)
+{
+    struct removal_cut *c = context;
+    return mf_bd_prog(medium, 0, c->public_snapshot, PUBLIC_BLOCKS);
+}
+
+/* What the daemon does after a move (finish_removal). */
+static int removal_run(void *context, const struct mf_bd *bd)
+{
+    (void)context;
+    struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (!err)
+        err = mf_fat_remove_tree_wiped(&fs, MF_SECURE_FOLDER);
+    if (!err)
+        err = mf_fat_wipe_free(&fs);
+    return err;
+}
+
+/* The next start (boot_secure): the removal is not recorded, so whatever `_SECURE` holds is
+ * removed as what is left of the installed folder; then the free space is wiped. Afterwards no
+ * byte of the moved files may be anywhere on the public area. */
+static int removal_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
+{
+    struct removal_cut *c = context;
+    struct fixture *f = c->f;
+    memcpy(f->secure_mem, c->secure_snapshot, SECURE_BLOCKS * 512u);
+    mf_secure_close(&f->secure);
+    struct mf_secure_config config = config_of(f, &f->secure_ram.bd);
+    int err = mf_secure_open(&f->secure, &config, f->message);
+    if (err || !f->secure.present || f->secure.state.folder_removed) {
+        fprintf(stderr, "cut %llu: the secure area after the move: %d %s\n",
+                (unsigned long long)point->cut_at, err, f->message);
+        return err ? err : MF_EVERIFY;
+    }
+    struct mf_fat fs;
+    err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err) {
+        fprintf(stderr, "cut %llu (%s): the public area does not mount: %s\n",
+                (unsigned long long)point->cut_at, mf_faultbd_cut_mode_name(point->mode),
+                mf_strerror(err));
+        return err;
+    }
+    if (!mf_secure_removal_pending(&f->secure)) {
+        fprintf(stderr, "cut %llu: what is left of _SECURE would be moved as a new setup\n",
+                (unsigned long long)point->cut_at);
+        return MF_EVERIFY;
+    }
+    struct mf_fat_stat st;
+    if (mf_fat_stat(&fs, MF_SECURE_FOLDER, &st) == 0 && st.is_dir)
+        err = mf_fat_remove_tree_wiped(&fs, MF_SECURE_FOLDER);
+    if (!err)
+        err = mf_fat_wipe_free(&fs);
+    if (err) {
+        fprintf(stderr, "cut %llu (%s): finishing the removal: %s\n",
+                (unsigned long long)point->cut_at, mf_faultbd_cut_mode_name(point->mode),
+                mf_strerror(err));
+        return err;
+    }
+    static uint8_t medium[PUBLIC_BLOCKS * 512u];
+    err = mf_bd_read(bd, 0, medium, PUBLIC_BLOCKS);
+    if (!err && medium_contains(medium, sizeof medium, REMOVAL_MARKER)) {
+        fprintf(stderr, "cut %llu (%s): plaintext of the moved setup is still on the medium\n",
+                (unsigned long long)point->cut_at, mf_faultbd_cut_mode_name(point->mode));
+        return MF_EVERIFY;
+    }
+    return err;
+}
+
+/* The removal erases every file before its entry goes: a cut anywhere leaves no plaintext behind
+ * once the next start has finished it (with mf_fat_remove_tree, lost clusters kept it). */
+static void test_power_cut_during_the_removal(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "R", "5", 100);
+    marked(f, "_SECURE/Projects/01_Widget/01_App/app.bin", 40000, 1);
+    char path[96];
+    for (unsigned i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "_SECURE/Projects/01_Widget/01_App/extra%u.bin", i);
+        marked(f, path, 1500 + 700 * i, 2 + i);
+    }
+    install(f);
+    struct removal_cut c = {.f = f,
+                            .public_snapshot = malloc(PUBLIC_BLOCKS * 512u),
+                            .secure_snapshot = malloc(SECURE_BLOCKS * 512u)};
+    assert_true(medium_contains(f->public_mem, PUBLIC_BLOCKS * 512u, REMOVAL_MARKER));
+    memcpy(c.public_snapshot, f->public_mem, PUBLIC_BLOCKS * 512u);
+    memcpy(c.secure_snapshot, f->secure_mem, SECURE_BLOCKS * 512u);
+    struct mf_sweep sweep = {.name = "_SECURE removal",
+                             .block_size = 512,
+                             .block_count = PUBLIC_BLOCKS,
+                             .context = &c,
+                             .setup = removal_setup,
+                             .run = removal_run,
+                             .check = removal_check};
+    /* Garbled directory sectors are beyond what a FAT volume survives (the FAT sweeps leave
+     * them out too): fsck.fat's ground. */
+    struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_ALL & ~MF_FAULTBD_CUT_GARBLE,
+                                       .seeds = 2};
+    struct mf_sweep_result result;
+    assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
+    assert_true(result.write_points >= 10);
+    free(c.public_snapshot);
+    free(c.secure_snapshot);
 }
 
 static int install_origin(struct fixture *f, const struct mf_secure_origin *origin)
@@ -811,13 +916,15 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_bad_counter_file_is_refused_before_erasing,
                                         setup_fixture, teardown_fixture),
-        cmocka_unit_test_setup_teardown(test_leftover, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_removal_pending, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_origin_pin_and_mark, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_limits_and_record_head, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_the_move, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_power_cut_during_the_removal, setup_fixture,
                                         teardown_fixture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

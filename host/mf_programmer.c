@@ -1061,6 +1061,16 @@ int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_conf
     int err = open_storage(p, error);
     if (err)
         goto fail;
+    if (p->config.tpm) {
+        /* --tpm names the trust anchor: without a TPM there the programmer does not start (a
+         * keystore instead would silently weaken what the owner relies on). */
+        err = open_anchor(p);
+        if (err) {
+            say(error, "--tpm %s: %s", p->config.tpm,
+                p->anchor.error[0] ? p->anchor.error : mf_strerror(err));
+            goto fail;
+        }
+    }
     p->slot_count = p->config.slots;
     for (unsigned i = 0; i < p->slot_count; i++) {
         struct mf_slot_worker *w = &p->workers[i];

@@ -822,13 +822,14 @@ int mf_secure_open(struct mf_secure *s, const struct mf_secure_config *config, c
     for (unsigned slot = 0; slot < 2; slot++) {
         if (dev_read(s, header_off(s, slot), buf, span) != 0)
             continue;
-        if (!header_valid(s, buf))
-            continue;
+        /* A newer format is told before its MAC is checked: it may derive its keys otherwise. */
         uint16_t version = (uint16_t)(buf[8] | buf[9] << 8);
-        if (version > MF_SECURE_VERSION) {
+        if (memcmp(buf, header_magic, 8) == 0 && version > MF_SECURE_VERSION) {
             newer_version = version;
             continue;
         }
+        if (!header_valid(s, buf))
+            continue;
         uint8_t digest[32];
         crypto_hash_sha256(digest, buf, HEADER_SIZE);
         bool matches = as.has_digest && sodium_memcmp(digest, as.digest, 32) == 0;
@@ -854,7 +855,9 @@ int mf_secure_open(struct mf_secure *s, const struct mf_secure_config *config, c
     free(buf);
     if (chosen < 0) {
         if (newer_version) {
-            say(message, "secure area: format %d is newer than this programmer reads (%u)",
+            say(message,
+                "secure area: written in format %d, newer than this programmer reads (%u): "
+                "update mintflash",
                 newer_version, MF_SECURE_VERSION);
             return MF_EVERSION;
         }

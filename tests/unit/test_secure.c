@@ -318,14 +318,20 @@ static void test_tampering_is_refused(void **state)
                                          20000, buf, sizeof buf),
                      MF_EAUTH);
     memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
-    /* The header. */
+    /* The header. A refusal leaves the trust anchor as it was (key, digest, counter). */
+    struct mf_anchor_state anchor_before = f->anchor.state;
+    uint64_t counter_before = f->anchor.counter;
     f->secure_mem[20] ^= 1;
     reopen(f, MF_EAUTH);
+    assert_memory_equal(&anchor_before, &f->anchor.state, sizeof anchor_before);
+    assert_int_equal(counter_before, f->anchor.counter);
     memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
     /* Both state records. */
     f->secure_mem[1024 + 100] ^= 1;
     f->secure_mem[5120 + 100] ^= 1;
     reopen(f, MF_EAUTH);
+    assert_memory_equal(&anchor_before, &f->anchor.state, sizeof anchor_before);
+    assert_int_equal(counter_before, f->anchor.counter);
     memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
     reopen(f, 0);
     assert_true(f->secure.present);
@@ -341,6 +347,31 @@ static void test_tampering_is_refused(void **state)
     reopen(f, MF_EAUTH);
     assert_non_null(strstr(f->message, "counter"));
     free(copy);
+}
+
+/* A secure area written by a newer format is refused as such (not as damaged), before its MAC,
+ * and the trust anchor is left as it was. */
+static void test_newer_format_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "V", "5", 3000);
+    install(f);
+    struct mf_anchor_state before = f->anchor.state;
+    uint64_t counter = f->anchor.counter;
+    unsigned changed = 0;
+    for (unsigned slot = 0; slot < 2; slot++) {
+        uint8_t *h = f->secure_mem + (size_t)slot * 512u; /* the two header blocks */
+        if (memcmp(h, "MFSECURE", 8) == 0) {
+            h[8] = (uint8_t)(MF_SECURE_VERSION + 1);
+            h[9] = 0;
+            changed++;
+        }
+    }
+    assert_true(changed >= 1);
+    reopen(f, MF_EVERSION);
+    assert_non_null(strstr(f->message, "newer than this programmer reads"));
+    assert_memory_equal(&before, &f->anchor.state, sizeof before);
+    assert_int_equal(counter, f->anchor.counter);
 }
 
 static void test_reinstall_erases_the_old_setup(void **state)
@@ -910,6 +941,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_k1, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k4, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_newer_format_is_refused, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reinstall_erases_the_old_setup, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_too_big_is_refused_before_erasing, setup_fixture,

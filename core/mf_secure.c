@@ -1172,7 +1172,7 @@ static int precheck(struct mf_secure *s, struct walk *w, uint32_t *reservation,
         int project = -1;
         if (!at_root) {
             for (uint32_t k = 0; k < s->project_count; k++) {
-                char want[ENTRY_PATH + 16];
+                char want[2 * ENTRY_PATH + 16];
                 snprintf(want, sizeof want, "Projects/%s/%s", s->projects[k].folder, base);
                 if (path_compare(want, f->path) == 0)
                     project = (int)k;

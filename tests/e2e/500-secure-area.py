@@ -115,3 +115,26 @@ with Daemon(size="32M") as d:
         check(MARK not in f.read(), "still no plaintext after removal")
     check(d.stop() == 0, "clean exit")
 print("ok")
+
+# Starting in file access mode never moves anything: a second `_SECURE` stays in the public area
+# and the secure area keeps the first setup; the next start in stand-alone mode moves it.
+SECOND = b"SECOND-SETUP-MARKER-0b3e"
+with Daemon(size="32M") as d:
+    t, u = d.tcp(), d.unix()
+    check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
+    secure_setup(t, count=5)
+    reboot(t)
+    first = info(u)
+    check(first["AREA"] == "SECURE" and first["CYCLES_LEFT"] == "5", "first setup: %r" % first)
+    secure_setup(t, count=9, marker=SECOND)
+    check(u.command("#REBOOT FILEACCESS", timeout=120) == ["#ACK", "#OK"], "file access mode")
+    fa = info(u)
+    check(fa["MODE"] == "FILEACCESS" and fa["MOVE_ERROR"] == "", "file access mode: %r" % fa)
+    with open(d.storage, "rb") as f:
+        check(SECOND in f.read(), "the second _SECURE is still in the public area, unmoved")
+    check(u.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "stand-alone mode")
+    again = info(u)
+    check(again["AREA"] == "SECURE" and again["CYCLES_LEFT"] == "9" and
+          again["SETUP"] != first["SETUP"], "moved at the stand-alone start: %r" % again)
+    with open(d.storage, "rb") as f:
+        check(SECOND not in f.read(), "no plaintext of the second setup is left")

@@ -111,6 +111,8 @@ with Daemon(size="32M") as d:
     t = d.tcp()
     r = t.command("#AUTO")
     check(r[-1].startswith("#ERR216:") and "authentication" in r[-1], "tampered chunk: %r" % r)
+    log = get(t, "FLASHER.LOG").decode()
+    check("authentication" in log.splitlines()[-1], "the tampered chunk is logged: %r" % log[-400:])
     check(d.stop() == 0, "stop")
 
 # Killed in the middle of the move: the next start ends with the new setup, whole.

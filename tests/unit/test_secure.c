@@ -12,6 +12,7 @@
 #include "mf_secure.h"
 #include "mf_setup.h"
 #include "mf_sweep.h"
+#include "mf_testutil.h"
 
 #include <setjmp.h>
 #include <sodium.h>
@@ -533,6 +534,13 @@ static void test_power_cut_during_the_move(void **state)
     install(f);
     mf_secure_close(&f->secure);
     make_setup(f, "NEW", "9", 24000);
+    if (mf_test_soak()) {
+        /* make soak: a large setup (many chunks, clusters and write points) */
+        uint8_t *big = malloc(768u << 10);
+        randombytes_buf(big, 768u << 10);
+        put(&f->fs, "_SECURE/Projects/01_Widget/data.bin", big, 768u << 10);
+        free(big);
+    }
     struct cut c = {.f = f, .before = f->anchor};
     memcpy(c.old_key, f->anchor.state.key, 32);
     struct mf_sweep sweep = {.name = "secure move",
@@ -814,6 +822,8 @@ static void test_power_cut_during_the_removal(void **state)
         snprintf(path, sizeof path, "_SECURE/Projects/01_Widget/01_App/extra%u.bin", i);
         marked(f, path, 1500 + 700 * i, 2 + i);
     }
+    if (mf_test_soak()) /* make soak: a large file too (many clusters, long chains) */
+        marked(f, "_SECURE/Projects/01_Widget/data.bin", 1u << 20, 9);
     install(f);
     struct removal_cut c = {.f = f,
                             .public_snapshot = malloc(PUBLIC_BLOCKS * 512u),

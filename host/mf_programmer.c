@@ -888,7 +888,7 @@ static void apply_tokens(struct mf_programmer *p)
         return;
     pthread_mutex_lock(&p->tokens_mutex);
     for (unsigned round = 0; round < 64; round++) {
-        char name[MF_AREA_NAME_MAX] = "";
+        char name[MF_FAT_NAME_UTF8_MAX] = "";
         struct mf_fat_dir dir;
         struct mf_fat_stat st;
         pthread_mutex_lock(&p->public_mutex);

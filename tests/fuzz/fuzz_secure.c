@@ -70,7 +70,7 @@ static int walk_entry(void *context, const struct mf_area_entry *e)
         return 0;
     if (e->is_dir) {
         if (w->pending_count < 32)
-            snprintf(w->pending[w->pending_count++], 256, "%s", path);
+            memcpy(w->pending[w->pending_count++], path, strlen(path) + 1); /* < 256, above */
         return 0;
     }
     if (++w->files > 64)

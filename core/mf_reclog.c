@@ -69,12 +69,14 @@ static int find_current(struct mf_fat *fs, unsigned *current, bool *found)
     return err;
 }
 
-/* The newest record in the files that is ours and for this setup, and where it ends. */
+/* The newest record in the files that is ours, and where it ends. The chain is the
+ * programmer's, across setups: a new setup's records go on from the old one's. */
 struct newest {
-    bool any_line; /* the files hold a complete line */
-    bool found;    /* the newest record signed by us is for this setup */
-    bool ours;     /* a record signed by us was found (any setup), or the files hold none:
-                      `file`/`end` say where the last good line ends */
+    bool any_line;   /* the files hold a complete line */
+    bool found;      /* a record signed by us was found (any setup) */
+    bool same_setup; /* ... and it is for the installed setup */
+    bool ours;       /* found, or the files hold no record at all:
+                        `file`/`end` say where the last good line ends */
     struct mf_record record;
     uint8_t hash[32];
     unsigned file; /* the RECORDS file it is in */
@@ -145,7 +147,8 @@ static int scan_file(struct mf_reclog *log, unsigned number, struct newest *out,
         if (end - start <= MF_RECORD_LINE_MAX &&
             our_record(log, tail + start, end - start, out, &same)) {
             out->ours = true;
-            out->found = same;
+            out->found = true;
+            out->same_setup = same;
             out->file = number;
             out->end = *size - take + (uint32_t)end;
             break;
@@ -341,11 +344,16 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
     char smessage[MF_SECURE_MESSAGE_MAX];
     bool is_head = newest.found && newest.record.seq == st->record_seq &&
                    sodium_memcmp(newest.hash, st->record_hash, 32) == 0;
-    bool after_head = newest.found && newest.record.seq == st->record_seq + 1 &&
+    bool after_head = newest.found && newest.same_setup &&
+                      newest.record.seq == st->record_seq + 1 &&
                       sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0;
-    /* No record of this setup yet, and what ends the files is ours (or nothing): */
+    /* No record of this setup yet and none of ours in the files: a chain starts at 1. */
     bool fresh = st->record_seq == 0 && newest.ours && !newest.found;
-    if ((is_head || after_head || fresh) && newest.trailing) {
+    /* No record of this setup yet, but the files end with one of ours (an earlier setup's, when
+     * the install could not carry the chain's head over: a cut during it): the chain goes on
+     * from that record. */
+    bool adopt = st->record_seq == 0 && newest.found && !after_head;
+    if ((is_head || after_head || fresh || adopt) && newest.trailing) {
         /* The remains of an append the power cut short: never a record, so they go. */
         mf_lock_take(&config->fs_lock);
         err = cut_trailing(log, &newest);
@@ -365,7 +373,13 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
             goto out;
         }
     }
-    if (after_head) {
+    if (adopt) {
+        err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded, smessage);
+        if (err) {
+            say(message, "production records: %s", smessage);
+            goto out;
+        }
+    } else if (after_head) {
         /* Appended, but the power went before its head was recorded: it is the head now. */
         uint64_t cycles = newest.record.result == MF_RECORD_GAP ? 0 : 1;
         err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded + cycles,

@@ -1319,6 +1319,13 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     err = precheck(&next, &w, &reservation, &st, message);
     if (err)
         goto out;
+    /* The production records are the programmer's one chain across setups: the new setup's go on
+     * from the old one's newest, so that deleting an earlier setup's records shows as records
+     * missing from the chain (docs/internals/owner.md). */
+    if (s->present) {
+        st.record_seq = s->state.record_seq;
+        memcpy(st.record_hash, s->state.record_hash, 32);
+    }
 
     /* The old setup goes first, for good: its key leaves the anchor. The digest is cleared
      * before (a cut in between leaves the old setup whole, its header taken again at the next

@@ -306,6 +306,80 @@ static void test_deleted_newest_gives_a_gap(void **state)
     assert_non_null(strstr(notes, "production records 1 to 8 are missing"));
 }
 
+/* A new setup's records go on from the old setup's newest: one chain, intact; deleting the
+ * earlier setup's records shows as records missing at the chain's start. */
+static void test_chain_goes_on_across_setups(void **state)
+{
+    struct fixture *f = *state;
+    open_log(f, NULL);
+    for (unsigned i = 0; i < 3; i++)
+        append(f, 1, i, true);
+    uint8_t first_setup[32];
+    memcpy(first_setup, f->secure.fingerprint, 32);
+    put(&f->fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n"); /* another setup */
+    mf_secure_close(&f->secure);
+    install(f);
+    assert_memory_not_equal(first_setup, f->secure.fingerprint, 32);
+    assert_int_equal(f->secure.state.record_seq, 3);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    assert_string_equal(notes, "");
+    append(f, 1, 5000, true);
+    assert_int_equal(f->secure.state.record_seq, 4);
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.records, 4);
+    assert_int_equal(v.total_count, 2); /* totals per setup */
+    mf_record_verifier_free(&v);
+    /* The first setup's records deleted (the file rewritten with the newest line only). */
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(&f->fs, &file, "RECORDS.000", MF_FAT_O_RDWR), 0);
+    uint32_t size = mf_fat_size(&file);
+    char *text = malloc(size);
+    assert_int_equal(mf_fat_read(&f->fs, &file, text, size), (int)size);
+    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+    char *last = text;
+    for (char *p = text; p < text + size - 1; p++) {
+        if (*p == '\n')
+            last = p + 1;
+    }
+    char *keep = strndup(last, (size_t)(text + size - last));
+    put(&f->fs, "RECORDS.000", keep);
+    free(keep);
+    free(text);
+    verify_all(f, &v);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.chain_breaks, 1);
+    mf_record_verifier_free(&v);
+}
+
+/* A setup installed without the chain's head (a cut during its install): the chain goes on
+ * from the newest record of ours in the files all the same. */
+static void test_chain_adopts_the_newest_record(void **state)
+{
+    struct fixture *f = *state;
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    append(f, 1, 2, true);
+    put(&f->fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n");
+    mf_secure_close(&f->secure);
+    install(f);
+    static const uint8_t zeros[32];
+    assert_int_equal(mf_secure_record_head(&f->secure, 0, zeros, 0, f->message), 0);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    assert_string_equal(notes, "");
+    assert_int_equal(f->secure.state.record_seq, 2);
+    append(f, 1, 3, true);
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.records, 3);
+    assert_int_equal(v.chains, 1);
+    mf_record_verifier_free(&v);
+}
+
 static void test_edited_newest_gives_a_gap(void **state)
 {
     struct fixture *f = *state;
@@ -548,6 +622,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_files_roll_over, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_torn_line_is_cut, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_deleted_newest_gives_a_gap, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_chain_goes_on_across_setups, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_chain_adopts_the_newest_record, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_edited_newest_gives_a_gap, setup_fixture,
                                         teardown_fixture),

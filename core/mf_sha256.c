@@ -33,6 +33,18 @@ static bool cpu_has_sha(void)
     return (c & (1u << 19)) && (c & (1u << 9)); /* SSE4.1, SSSE3 */
 }
 
+/* Unaligned 16-byte load and store. The intrinsics take a pointer to an unaligned vector type;
+ * going through `void *` says so without a cast that claims 16-byte alignment. */
+static inline __m128i load_16(const void *p)
+{
+    return _mm_loadu_si128(p);
+}
+
+static inline void store_16(void *p, __m128i v)
+{
+    _mm_storeu_si128(p, v);
+}
+
 /* Compresses `blocks` 64-byte blocks into h[]. The state is held as the instructions want it:
  * one register with A, B, E, F and one with C, D, G, H. Each group of four rounds takes four
  * message words: the first four groups from the block, later ones from the schedule
@@ -41,8 +53,8 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void
 compress_native(uint32_t h[8], const uint8_t *data, size_t blocks)
 {
     const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-    __m128i dcba = _mm_loadu_si128((const __m128i *)&h[0]);
-    __m128i hgfe = _mm_loadu_si128((const __m128i *)&h[4]);
+    __m128i dcba = load_16(&h[0]);
+    __m128i hgfe = load_16(&h[4]);
     __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
     __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
     __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
@@ -53,14 +65,14 @@ compress_native(uint32_t h[8], const uint8_t *data, size_t blocks)
         for (unsigned g = 0; g < 16; g++) {
             __m128i m;
             if (g < 4) {
-                m = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * g)), byte_swap);
+                m = _mm_shuffle_epi8(load_16(data + 16 * g), byte_swap);
             } else {
                 __m128i t = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
                 t = _mm_add_epi32(t, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
                 m = _mm_sha256msg2_epu32(t, w[(g + 3) & 3]);
             }
             w[g & 3] = m;
-            __m128i k = _mm_loadu_si128((const __m128i *)&round_constants[4 * g]);
+            __m128i k = load_16(&round_constants[4 * g]);
             __m128i wk = _mm_add_epi32(m, k);
             cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
             wk = _mm_shuffle_epi32(wk, 0x0E);
@@ -73,8 +85,8 @@ compress_native(uint32_t h[8], const uint8_t *data, size_t blocks)
     __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
     dcba = _mm_blend_epi16(feba, dchg, 0xF0);
     hgfe = _mm_alignr_epi8(dchg, feba, 8);
-    _mm_storeu_si128((__m128i *)&h[0], dcba);
-    _mm_storeu_si128((__m128i *)&h[4], hgfe);
+    store_16(&h[0], dcba);
+    store_16(&h[4], hgfe);
 }
 #endif
 

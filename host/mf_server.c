@@ -29,9 +29,12 @@ struct mf_session {
     char *out;
     size_t out_len, out_cap;
     bool dead;
-    uint64_t pending; /* slots still running this connection's programming command */
-    bool multi;       /* that command answers in the multi-module forms */
-    bool noinfo;
+    /* Slots running this connection's programming commands. A command may start on idle slots
+     * while earlier ones run (the reference's multi-module rule); from then on all of them
+     * answer in the multi-module forms until #DONE. */
+    uint64_t pending;
+    bool multi;      /* the running slots answer #STATUS:<slot>:..., #RESULT:<slot>:..., #DONE */
+    uint64_t noinfo; /* slots started with NOINFO: no #STATUS lines */
     bool system_pending;
     enum mf_phase last_phase[MF_SLOTS_MAX];
     /* Poll thread only: */
@@ -111,6 +114,8 @@ static struct mf_session *find_session(struct mf_server *s, uint64_t id)
 
 static int protocol_error(const struct mf_cycle_result *r)
 {
+    if (r->error == MF_ENOMEM)
+        return MF_PERR_MEMORY;
     switch (r->failure) {
     case MF_FAIL_NO_SETUP:
         return MF_PERR_NO_SETUP;
@@ -171,7 +176,7 @@ static void on_event(void *context, uint64_t origin, const struct mf_cycle_event
     struct mf_session *ss = find_session(s, origin);
     unsigned slot = ev->slot;
     if (ss && slot >= 1 && slot <= MF_SLOTS_MAX && (ss->pending >> (slot - 1) & 1)) {
-        if (!ss->noinfo && ss->last_phase[slot - 1] != ev->phase) {
+        if (!(ss->noinfo >> (slot - 1) & 1) && ss->last_phase[slot - 1] != ev->phase) {
             ss->last_phase[slot - 1] = ev->phase;
             if (ss->multi)
                 snprintf(line, sizeof line, "#STATUS:%u:%s", slot, mf_phase_name(ev->phase));
@@ -341,10 +346,12 @@ static const char *phase_of(struct mf_server *s, unsigned slot)
     enum mf_mode mode;
     bool init;
     mf_programmer_mode(s->programmer, &mode, &init);
-    if (mode == MF_MODE_FILEACCESS)
-        return "FILEACCESS";
+    /* Starting up first: a client that waits for the end of INITIALIZING may then send
+     * whatever the mode allows. */
     if (init)
         return "INITIALIZING";
+    if (mode == MF_MODE_FILEACCESS)
+        return "FILEACCESS";
     struct mf_slot_state st;
     mf_programmer_slot_state(s->programmer, slot, &st);
     return mf_phase_name(st.phase);
@@ -389,6 +396,8 @@ static int submit_error(int err)
     switch (err) {
     case MF_EBUSY:
         return MF_PERR_BUSY;
+    case MF_ENOMEM:
+        return MF_PERR_MEMORY;
     case MF_EPERM:
         return MF_PERR_FILE_ACCESS_MODE;
     case MF_ENOENT:
@@ -402,59 +411,146 @@ static int submit_error(int err)
     }
 }
 
-static void cmd_cycle(struct mf_server *s, struct mf_session *ss, enum mf_proto_command cmd,
-                      const char *args)
+/* Parses "<slot>[,<slot>...]" (decimal; blanks around the commas allowed) from the first
+ * `length` bytes of `text` into `mask`. Returns 0, MF_EINVAL (not a slot list) or MF_ERANGE (a
+ * slot the programmer does not have). */
+static int parse_slots(const struct mf_server *s, const char *text, size_t length, uint64_t *mask)
 {
-    struct mf_cycle_request req = {0};
-    bool noinfo = false;
-    switch (cmd) {
-    case MF_CMD_AUTO:
-        req.action = MF_ACTION_AUTO;
-        break;
-    case MF_CMD_ERASE:
-        req.action = MF_ACTION_ERASE;
-        break;
-    case MF_CMD_PROGRAM:
-        req.action = MF_ACTION_PROGRAM;
-        break;
-    case MF_CMD_VERIFY:
-        req.action = MF_ACTION_VERIFY;
-        break;
-    default:
-        req.action = MF_ACTION_START;
-        break;
+    uint64_t m = 0;
+    size_t i = 0;
+    for (;;) {
+        while (i < length && text[i] == ' ')
+            i++;
+        unsigned v = 0, digits = 0;
+        for (; i < length && text[i] >= '0' && text[i] <= '9'; i++, digits++) {
+            if (digits < 4)
+                v = v * 10 + (unsigned)(text[i] - '0');
+        }
+        if (!digits)
+            return MF_EINVAL;
+        if (digits > 3 || v < 1 || v > slot_count(s))
+            return MF_ERANGE;
+        m |= 1ull << (v - 1);
+        while (i < length && text[i] == ' ')
+            i++;
+        if (i == length)
+            break;
+        if (text[i] != ',')
+            return MF_EINVAL;
+        i++;
     }
-    /* Options: NOINFO anywhere; NOPATCH and PATCH <line> (the rest of the line) for #AUTO. */
+    *mask = m;
+    return 0;
+}
+
+/* A word naming slots: `*` (the connection's selection) or a slot list. Returns as parse_slots. */
+static int slot_word(const struct mf_server *s, const struct mf_session *ss, const char *word,
+                     size_t length, uint64_t *mask)
+{
+    if (length == 1 && *word == '*') {
+        *mask = ss->selected;
+        return 0;
+    }
+    return parse_slots(s, word, length, mask);
+}
+
+/* What a programming command's words ask for (`#AUTO NOINFO NOPATCH 1,2`). */
+struct cycle_words {
+    struct mf_cycle_request request;
+    bool noinfo;
+    bool named;   /* `*` or slot numbers given: those slots, multi-module replies */
+    uint64_t run; /* the slots named */
+};
+
+/* Reads the words after the command: NOINFO; for #AUTO also NOPATCH and PATCH [<slots>] <line>
+ * (the line is the rest); `*` or a slot list, as the reference's ATE takes them (`#AUTO *`,
+ * `#AUTO NOPATCH 1`). Replies #NACK itself and returns false on a bad word. */
+static bool cycle_words(struct mf_server *s, struct mf_session *ss, enum mf_proto_command cmd,
+                        const char *args, struct cycle_words *cw)
+{
     const char *p = args;
-    while (*p) {
+    int err = 0;
+    while (*p && !err) {
         const char *w = p;
         while (*p && *p != ' ' && *p != '\t')
             p++;
         size_t n = (size_t)(p - w);
         while (*p == ' ' || *p == '\t')
             p++;
-        if (n == 6 && strncasecmp(w, "NOINFO", 6) == 0)
-            noinfo = true;
-        else if (cmd == MF_CMD_AUTO && n == 7 && strncasecmp(w, "NOPATCH", 7) == 0)
-            req.no_patch = true;
-        else if (cmd == MF_CMD_AUTO && n == 5 && strncasecmp(w, "PATCH", 5) == 0 && *p) {
-            req.patch_line = p;
-            break;
-        } else {
+        uint64_t mask = 0;
+        if (n == 6 && strncasecmp(w, "NOINFO", 6) == 0) {
+            cw->noinfo = true;
+        } else if (cmd == MF_CMD_AUTO && n == 7 && strncasecmp(w, "NOPATCH", 7) == 0) {
+            cw->request.no_patch = true;
+        } else if (cmd == MF_CMD_AUTO && n == 5 && strncasecmp(w, "PATCH", 5) == 0) {
+            /* `PATCH <slots> <line>`: a first word without ':' with more text after it. */
+            size_t k = strcspn(p, " \t");
+            const char *after = p + k + strspn(p + k, " \t");
+            if (*after && !memchr(p, ':', k) && (err = slot_word(s, ss, p, k, &mask)) == 0) {
+                cw->named = true;
+                cw->run |= mask;
+                p = after;
+            }
+            if (err == MF_ERANGE)
+                break;
+            if (!*p) {
+                reply(s, ss, "#NACK:ERR%03d:PATCH needs a patch line", MF_PERR_ARGUMENT);
+                return false;
+            }
+            cw->request.patch_line = p;
+            return true;
+        } else if ((err = slot_word(s, ss, w, n, &mask)) == 0) {
+            cw->named = true;
+            cw->run |= mask;
+        } else if (err == MF_EINVAL) {
             reply(s, ss, "#NACK:ERR%03d:Unknown option '%.*s'", MF_PERR_ARGUMENT, (int)n, w);
-            return;
+            return false;
         }
     }
+    if (err) {
+        reply(s, ss, "#NACK:ERR%03d:Slots are 1 to %u", MF_PERR_ARGUMENT, slot_count(s));
+        return false;
+    }
+    return true;
+}
+
+static void cmd_cycle(struct mf_server *s, struct mf_session *ss, enum mf_proto_command cmd,
+                      const char *args)
+{
+    struct cycle_words cw = {0};
+    switch (cmd) {
+    case MF_CMD_AUTO:
+        cw.request.action = MF_ACTION_AUTO;
+        break;
+    case MF_CMD_ERASE:
+        cw.request.action = MF_ACTION_ERASE;
+        break;
+    case MF_CMD_PROGRAM:
+        cw.request.action = MF_ACTION_PROGRAM;
+        break;
+    case MF_CMD_VERIFY:
+        cw.request.action = MF_ACTION_VERIFY;
+        break;
+    default:
+        cw.request.action = MF_ACTION_START;
+        break;
+    }
+    if (!cycle_words(s, ss, cmd, args, &cw))
+        return;
+    uint64_t run = cw.named ? cw.run : ss->selected;
+    unsigned count = (unsigned)__builtin_popcountll(run);
+    /* Only this connection's worker callbacks clear `pending` meanwhile, and only the poll thread
+     * sets it: a slot seen idle here stays free of this connection's commands. */
     pthread_mutex_lock(&s->lock);
-    bool running = ss->pending != 0;
+    uint64_t own = run & ss->pending;
     pthread_mutex_unlock(&s->lock);
-    if (running) {
-        reply(s, ss, "#NACK:ERR%03d:Busy (a command of this connection is running)", MF_PERR_BUSY);
+    if (own) {
+        reply(s, ss, "#NACK:ERR%03d:Busy (slot %u runs a command of this connection)", MF_PERR_BUSY,
+              (unsigned)__builtin_ctzll(own) + 1);
         return;
     }
-    unsigned count = selected_count(ss);
     if (count == 1) {
-        unsigned slot = (unsigned)__builtin_ctzll(ss->selected) + 1;
+        unsigned slot = (unsigned)__builtin_ctzll(run) + 1;
         struct mf_slot_state st;
         mf_programmer_slot_state(s->programmer, slot, &st);
         if (st.busy) {
@@ -464,36 +560,34 @@ static void cmd_cycle(struct mf_server *s, struct mf_session *ss, enum mf_proto_
     }
     pthread_mutex_lock(&s->lock);
     queue_line(s, ss, "#ACK");
-    ss->multi = count > 1;
-    ss->noinfo = noinfo;
-    for (unsigned i = 0; i < MF_SLOTS_MAX; i++)
-        ss->last_phase[i] = MF_PHASE_READY;
+    /* Joining slots that still run: every one of them answers per slot from this #ACK on. */
+    ss->multi = ss->pending || cw.named || count > 1;
+    ss->noinfo = cw.noinfo ? ss->noinfo | run : ss->noinfo & ~run;
+    for (unsigned i = 0; i < MF_SLOTS_MAX; i++) {
+        if (run >> i & 1)
+            ss->last_phase[i] = MF_PHASE_READY;
+    }
+    ss->pending |= run; /* all before the first worker can finish: #DONE only after the last */
     pthread_mutex_unlock(&s->lock);
     for (unsigned slot = 1; slot <= slot_count(s); slot++) {
-        if (!(ss->selected >> (slot - 1) & 1))
+        if (!(run >> (slot - 1) & 1))
             continue;
         char error[MF_PROGRAMMER_TEXT_MAX];
+        int err = mf_programmer_submit(s->programmer, slot, &cw.request, ss->id, error);
+        if (!err)
+            continue;
+        char line[MF_PROGRAMMER_TEXT_MAX + 32];
         pthread_mutex_lock(&s->lock);
-        ss->pending |= 1ull << (slot - 1); /* before the worker can finish */
+        ss->pending &= ~(1ull << (slot - 1));
+        if (ss->multi)
+            snprintf(line, sizeof line, "#RESULT:%u:#ERR%03d:%s", slot, submit_error(err), error);
+        else
+            snprintf(line, sizeof line, "#ERR%03d:%s", submit_error(err), error);
+        queue_line(s, ss, line);
+        if (ss->multi && !ss->pending)
+            queue_line(s, ss, "#DONE");
         pthread_mutex_unlock(&s->lock);
-        int err = mf_programmer_submit(s->programmer, slot, &req, ss->id, error);
-        if (err) {
-            char line[MF_PROGRAMMER_TEXT_MAX + 32];
-            pthread_mutex_lock(&s->lock);
-            ss->pending &= ~(1ull << (slot - 1));
-            if (ss->multi)
-                snprintf(line, sizeof line, "#RESULT:%u:#ERR%03d:%s", slot, submit_error(err),
-                         error);
-            else
-                snprintf(line, sizeof line, "#ERR%03d:%s", submit_error(err), error);
-            queue_line(s, ss, line);
-            pthread_mutex_unlock(&s->lock);
-        }
     }
-    pthread_mutex_lock(&s->lock);
-    if (ss->multi && !ss->pending)
-        queue_line(s, ss, "#DONE");
-    pthread_mutex_unlock(&s->lock);
 }
 
 static void cmd_selmodule(struct mf_server *s, struct mf_session *ss, const char *args)
@@ -502,27 +596,12 @@ static void cmd_selmodule(struct mf_server *s, struct mf_session *ss, const char
     if (strcmp(args, "*") == 0) {
         mask = slot_count(s) == 64 ? ~0ull : (1ull << slot_count(s)) - 1;
     } else {
-        const char *p = args;
-        while (*p) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p || v < 1 || v > (long)slot_count(s)) {
+        int err = parse_slots(s, args, strlen(args), &mask);
+        if (err) {
+            if (err == MF_ERANGE)
                 reply(s, ss, "#NACK:ERR%03d:Slots are 1 to %u", MF_PERR_ARGUMENT, slot_count(s));
-                return;
-            }
-            mask |= 1ull << (v - 1);
-            p = end;
-            while (*p == ' ')
-                p++;
-            if (*p == ',')
-                p++;
-            else if (*p) {
+            else
                 reply(s, ss, "#NACK:ERR%03d:Expected <slot>[,<slot>...]", MF_PERR_ARGUMENT);
-                return;
-            }
-        }
-        if (!mask) {
-            reply(s, ss, "#NACK:ERR%03d:Expected <slot>[,<slot>...]", MF_PERR_ARGUMENT);
             return;
         }
     }
@@ -857,6 +936,12 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
 {
     const char *args;
     enum mf_proto_command cmd = mf_proto_parse(line, &args);
+    /* The reference spells it #BAUDRATE<n>, without a blank (unverified): both are taken. */
+    if (cmd == MF_CMD_UNKNOWN && strncasecmp(line, "#BAUDRATE", 9) == 0 && line[9] >= '0' &&
+        line[9] <= '9') {
+        cmd = MF_CMD_BAUDRATE;
+        args = line + 9;
+    }
     if (s->config.verbose >= 2)
         fprintf(stderr, "mintflashd: session %llu: %s\n", (unsigned long long)ss->id, line);
     if (cmd == MF_CMD_UNKNOWN) {

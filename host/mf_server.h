@@ -1,6 +1,7 @@
 /* The daemon's channels: TCP, a UNIX socket (the stand-in for USB) and a serial line, served by
  * one poll loop; one session per connection speaks the ASCII protocol (docs/protocol.md) against
- * the programmer. Worker threads report through mf_server_sink(); the loop writes their lines. */
+ * the programmer, with programming commands running on several slots at once. Worker threads
+ * report through mf_server_sink(); the loop writes their lines. */
 #ifndef MF_SERVER_H
 #define MF_SERVER_H
 
@@ -11,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Connections at once, the serial line's included; one more gets "#ERR008:Too many connections"
+ * and is closed (docs/protocol.md). */
 #define MF_SERVER_CLIENTS_MAX 256u
 #define MF_SERVER_OUTPUT_MAX  (1u << 20) /* bytes queued for one client before it is dropped */
 #define MF_SERVER_TEXT_MAX    320u

@@ -1,5 +1,6 @@
 """The serial channel, for real over a pseudo-terminal pair made by socat: 9600 8N1 at start,
-the protocol as on TCP, #BAUDRATE switching the line, and #BAUDRATE refused on TCP."""
+the protocol as on TCP, #BAUDRATE switching the line (also spelt #BAUDRATE<n>, as the reference
+does), and #BAUDRATE refused on TCP."""
 import os
 import subprocess
 import sys
@@ -69,12 +70,18 @@ try:
             pass
         os.write(fd, b"#BAUDRATE 12345\r")
         check(line().startswith("#NACK:ERR210:"), "unknown baud rate")
-        os.write(fd, b"#BAUDRATE 115200\r")
-        check(line() == "#ACK" and line() == "#OK", "BAUDRATE accepted")
-        time.sleep(0.2)
-        set_speed(termios.B115200)
-        os.write(fd, b"#STATUS\r")
-        check(line() == "#ACK" and line() == "#STATUS:READY", "STATUS after the switch")
+        def switch(command, speed, what):
+            """Sends a #BAUDRATE command, then talks at the new speed."""
+            os.write(fd, command + b"\r")
+            check(line() == "#ACK" and line() == "#OK", what + " accepted")
+            time.sleep(0.2)
+            set_speed(speed)
+            os.write(fd, b"#STATUS\r")
+            check(line() == "#ACK" and line() == "#STATUS:READY", "STATUS after " + what)
+
+        switch(b"#BAUDRATE 115200", termios.B115200, "#BAUDRATE 115200")
+        # The reference's spelling without a blank switches back.
+        switch(b"#BAUDRATE9600", termios.B9600, "#BAUDRATE9600")
         # Not on TCP.
         c = d.tcp()
         check(c.command("#BAUDRATE 115200") == ["#ACK", "#ERR215:#BAUDRATE applies to the "

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <termios.h>
 #include <time.h>
@@ -37,9 +38,11 @@
 #define GDB_OUTPUT_MAX       160u        /* bytes of monitor output kept for messages */
 #define GDB_OUTPUT_PACKETS   65536u      /* console output packets of one monitor command */
 #define GDB_INCLUDES_MAX     8u          /* xi:include documents followed per description */
+#define GDB_REGISTERS_MAX    512u        /* registers before xPSR counted for its 'g' place */
 #define GDB_SERIAL_SETTLE_MS 100u        /* wait for a stop reply after the connect interrupt */
 
-enum gdb_transport { GDB_TCP, GDB_SERIAL };
+/* GDB_FD: a connected stream socket handed in by the caller (mf_gdb_open_fd). */
+enum gdb_transport { GDB_TCP, GDB_SERIAL, GDB_FD };
 
 struct span {
     uint64_t start, end;
@@ -51,6 +54,7 @@ struct gdb {
     char port[16];
     char device[MF_GDB_SPEC_MAX];
     speed_t baud;
+    int handed_fd; /* GDB_FD: the socket until the first connect takes it, then -1 */
     struct mf_rsp_options options;
     struct mf_gdb_stats stats;
 
@@ -167,6 +171,13 @@ static void transport_close(struct gdb *g)
 
 /* ---- transport ---- */
 
+static int timed_out(struct gdb *g, struct mf_target *t, uint32_t timeout, const char *op)
+{
+    g->broken = true;
+    TSAY(t, "%s: no reply from the GDB server within %u ms to '%s'", op, timeout, g->what);
+    return MF_ETIMEOUT;
+}
+
 static int wait_fd(struct gdb *g, struct mf_target *t, short events, uint64_t deadline,
                    uint32_t timeout, const char *op)
 {
@@ -177,11 +188,8 @@ static int wait_fd(struct gdb *g, struct mf_target *t, short events, uint64_t de
             return MF_ECANCELED;
         }
         uint64_t now = now_ms();
-        if (now >= deadline) {
-            g->broken = true;
-            TSAY(t, "%s: no reply from the GDB server within %u ms to '%s'", op, timeout, g->what);
-            return MF_ETIMEOUT;
-        }
+        if (now >= deadline)
+            return timed_out(g, t, timeout, op);
         uint64_t left = deadline - now;
         struct pollfd p = {.fd = g->fd, .events = events};
         int r = poll(&p, 1, left < GDB_POLL_STEP_MS ? (int)left : GDB_POLL_STEP_MS);
@@ -201,8 +209,9 @@ static int send_bytes(struct gdb *g, struct mf_target *t, const uint8_t *data, s
     uint64_t deadline = now_ms() + timeout;
     size_t done = 0;
     while (done < length) {
-        ssize_t n = g->transport == GDB_TCP ? send(g->fd, data + done, length - done, MSG_NOSIGNAL)
-                                            : write(g->fd, data + done, length - done);
+        ssize_t n = g->transport != GDB_SERIAL
+                        ? send(g->fd, data + done, length - done, MSG_NOSIGNAL)
+                        : write(g->fd, data + done, length - done);
         if (n > 0) {
             done += (size_t)n;
             continue;
@@ -224,11 +233,14 @@ static int send_bytes(struct gdb *g, struct mf_target *t, const uint8_t *data, s
     return 0;
 }
 
-/* Reads what is there (at least one byte) into g->in. */
+/* Reads what is there (at least one byte) into g->in. The deadline holds even while bytes keep
+ * coming: a server that streams acks, stop replies or console output answers nothing. */
 static int fill_in(struct gdb *g, struct mf_target *t, uint64_t deadline, uint32_t timeout,
                    const char *op)
 {
     for (;;) {
+        if (now_ms() >= deadline)
+            return timed_out(g, t, timeout, op);
         ssize_t n = read(g->fd, g->in, sizeof g->in);
         if (n > 0) {
             g->in_length = (size_t)n;
@@ -322,8 +334,18 @@ static int open_serial(struct gdb *g, struct mf_target *t)
 
 static int open_tcp(struct gdb *g, struct mf_target *t)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *list = NULL;
+    /* An address needs no lookup. A name goes to the system's resolver, which cannot be bounded
+     * by our timeout nor cancelled (its own timeouts apply, resolv.conf's `timeout` and
+     * `attempts`): docs/targets.md advises addresses on a production line. */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
+                    *list = NULL;
     int r = getaddrinfo(g->host, g->port, &hints, &list);
+    if (r == EAI_NONAME) {
+        hints.ai_flags = AI_NUMERICSERV;
+        r = getaddrinfo(g->host, g->port, &hints, &list);
+    }
     if (r != 0) {
         TSAY(t, "connect: %s:%s: %s", g->host, g->port, gai_strerror(r));
         return MF_EINVAL;
@@ -370,6 +392,25 @@ static int open_tcp(struct gdb *g, struct mf_target *t)
         TSAY(t, "connect: no GDB server at %s:%s (%s)", g->host, g->port,
              last ? strerror(last) : "cannot connect");
     return err;
+}
+
+/* Takes the socket handed to mf_gdb_open_fd: it serves one connection. */
+static int open_fd(struct gdb *g, struct mf_target *t)
+{
+    if (g->handed_fd < 0) {
+        TSAY(t, "connect: the connection given to the programmer was used up (closed)");
+        return MF_EBADF;
+    }
+    g->fd = g->handed_fd;
+    g->handed_fd = -1;
+    int flags = fcntl(g->fd, F_GETFL);
+    if (flags < 0 || fcntl(g->fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        TSAY(t, "connect: the connection given to the programmer is not usable: %s",
+             strerror(errno));
+        transport_close(g);
+        return MF_EBADF;
+    }
+    return 0;
 }
 
 /* ---- packets ---- */
@@ -424,12 +465,13 @@ static bool unsolicited_stop(const struct mf_rsp_decoder *d)
            (p[0] == 'T' || d->length == 3);
 }
 
-/* Waits for a reply packet to the request already sent (and acks it). `frame` and `frame_length`
- * are the request as sent, for resending on '-'. */
-static int await(struct gdb *g, struct mf_target *t, const char *op, const uint8_t *frame,
-                 size_t frame_length, uint32_t timeout, bool want_reply)
+/* Waits until `deadline` for a reply packet to the request already sent (and acks it). `frame`
+ * and `frame_length` are the request as sent, for resending on '-'; `timeout` is what messages
+ * name. */
+static int await_until(struct gdb *g, struct mf_target *t, const char *op, const uint8_t *frame,
+                       size_t frame_length, uint64_t deadline, uint32_t timeout, bool want_reply)
 {
-    uint64_t deadline = now_ms() + timeout, garbage = g->decoder.garbage;
+    uint64_t garbage = g->decoder.garbage;
     unsigned resends = 0, bad = 0;
     bool acked = g->no_ack || frame == NULL;
     if (acked && !want_reply)
@@ -495,6 +537,12 @@ static int await(struct gdb *g, struct mf_target *t, const char *op, const uint8
             break; /* an interrupt byte: not ours to act on */
         }
     }
+}
+
+static int await(struct gdb *g, struct mf_target *t, const char *op, const uint8_t *frame,
+                 size_t frame_length, uint32_t timeout, bool want_reply)
+{
+    return await_until(g, t, op, frame, frame_length, now_ms() + timeout, timeout, want_reply);
 }
 
 /* Frames the payload at g->tx + 1 + head (length bytes) and exchanges it. */
@@ -615,7 +663,9 @@ static int monitor(struct gdb *g, struct mf_target *t, const char *op, const cha
     memcpy(payload, "qRcmd,", 6);
     mf_rsp_hex_encode(payload + 6, (const uint8_t *)command, length);
     g->stats.monitor++;
+    /* One deadline for the whole command: console output does not extend it. */
     uint32_t timeout = long_timeout(g);
+    uint64_t deadline = now_ms() + timeout;
     int err = exchange_at(g, t, op, GDB_HEAD_MAX, 6 + 2 * length, timeout, true);
     char output[GDB_OUTPUT_MAX] = "";
     /* Console output ('O' packets) comes before the final reply. */
@@ -627,8 +677,11 @@ static int monitor(struct gdb *g, struct mf_target *t, const char *op, const cha
             return MF_EPROTO;
         }
         collect_output(g->reply + 1, g->reply_length - 1, output, sizeof output);
-        err = await(g, t, op, NULL, 0, timeout, true);
+        err = await_until(g, t, op, NULL, 0, deadline, timeout, true);
     }
+    if (err == MF_ETIMEOUT && outputs)
+        TSAY(t, "%s: 'monitor %.*s' did not finish within %u ms (%u output packets: %s)", op,
+             (int)length, command, timeout, outputs, output);
     if (err)
         return err;
     if (reply_is(g, "OK"))
@@ -1037,7 +1090,9 @@ static int gdb_connect(struct mf_target *t)
         TSAY(t, "connect: cancelled");
         return MF_ECANCELED;
     }
-    int err = g->transport == GDB_TCP ? open_tcp(g, t) : open_serial(g, t);
+    int err = g->transport == GDB_TCP  ? open_tcp(g, t)
+              : g->transport == GDB_FD ? open_fd(g, t)
+                                       : open_serial(g, t);
     if (err)
         return err;
     g->connected = true;
@@ -1346,39 +1401,132 @@ static int gdb_protect(struct mf_target *t, unsigned level)
     return err ? err : run_steps(g, t, "protect", g->options.protect, level);
 }
 
-/* The register number of xPSR from the target description (one level of xi:include followed,
- * as QEMU and OpenOCD need); -1 when unknown. */
-static int status_register(struct gdb *g, struct mf_target *t)
+/* Where xPSR is, from the target description. */
+struct xpsr_place {
+    int regnum;    /* -1: the description does not name it (or there is none) */
+    unsigned bits; /* its size */
+    size_t offset; /* bytes before it in a 'g' reply: the registers numbered below it */
+    bool offset_known;
+};
+
+/* The registers met before xPSR, for its place in a 'g' reply. */
+struct register_walk {
+    unsigned next; /* GDB's numbering, carried across documents */
+    unsigned count;
+    bool overflow;
+    uint16_t regnum[GDB_REGISTERS_MAX], bits[GDB_REGISTERS_MAX];
+    struct xpsr_place *xpsr;
+};
+
+/* A decimal attribute of at most `max`: 0 absent (*value unchanged), 1 read, -1 malformed. */
+static int attr_number(const struct mf_rsp_xml_tag *tag, const char *name, uint64_t max,
+                       uint64_t *value)
 {
-    if (!g->features.features)
+    const char *v;
+    size_t n;
+    if (mf_rsp_xml_attr(tag, name, &v, &n) != 1)
+        return 0;
+    uint64_t x = 0;
+    if (n == 0 || n > 10)
         return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10u + (uint64_t)(v[i] - '0');
+    }
+    if (x > max)
+        return -1;
+    *value = x;
+    return 1;
+}
+
+/* Walks the <reg> elements of a description from *pos, numbered as GDB numbers them (the regnum
+ * attribute, else one more than the last). Returns 2 at xPSR, 1 after an <xi:include> (its href
+ * in `include`), 0 at the end, MF_EFORMAT for what it cannot read. */
+static int walk_registers(const char *xml, size_t length, size_t *pos, struct register_walk *w,
+                          char *include, size_t include_size)
+{
+    include[0] = '\0';
+    struct mf_rsp_xml_tag tag;
+    for (;;) {
+        int r = mf_rsp_xml_next(xml, length, pos, &tag);
+        if (r <= 0)
+            return r;
+        if (tag.closing)
+            continue;
+        const char *v;
+        size_t n;
+        if (mf_rsp_xml_is(&tag, "xi:include")) {
+            if (mf_rsp_xml_attr(&tag, "href", &v, &n) != 1 || n == 0 || n >= include_size)
+                return MF_EFORMAT;
+            memcpy(include, v, n);
+            include[n] = '\0';
+            return 1;
+        }
+        if (!mf_rsp_xml_is(&tag, "reg"))
+            continue;
+        uint64_t number = w->next, bits = 0;
+        if (attr_number(&tag, "regnum", 0xFFFFu, &number) < 0 ||
+            attr_number(&tag, "bitsize", 4096u, &bits) < 0)
+            return MF_EFORMAT;
+        w->next = (unsigned)number + 1;
+        if (mf_rsp_xml_attr(&tag, "name", &v, &n) == 1 && n == 4 &&
+            strncasecmp(v, "xpsr", 4) == 0) {
+            w->xpsr->regnum = (int)number;
+            w->xpsr->bits = (unsigned)bits;
+            return 2;
+        }
+        if (w->count == GDB_REGISTERS_MAX) {
+            w->overflow = true;
+            continue;
+        }
+        w->regnum[w->count] = (uint16_t)number;
+        w->bits[w->count++] = (uint16_t)bits;
+    }
+}
+
+/* xPSR's number and its place in a 'g' reply from the target description (one level of
+ * xi:include followed, as QEMU and OpenOCD need; includes inside an included document are
+ * skipped). In a 'g' reply the registers follow each other in number order, each as large as
+ * the description says, so xPSR comes after every register numbered below it; registers the
+ * description lists after xPSR are not counted. */
+static void find_xpsr(struct gdb *g, struct mf_target *t, struct xpsr_place *place)
+{
+    *place = (struct xpsr_place){.regnum = -1};
+    if (!g->features.features)
+        return;
     char *top = g->xml, *sub = g->xml + GDB_XML_MAX;
     size_t top_length, sub_length, pos = 0;
     if (read_object(g, t, "start", "features", "target.xml", top, &top_length))
-        return -1;
-    unsigned next = 0, regnum, bits;
+        return;
+    struct register_walk walk = {.xpsr = place}, *w = &walk;
     char include[64], nested[64];
+    int r = 0;
     for (unsigned includes = 0; includes <= GDB_INCLUDES_MAX; includes++) {
-        int r = mf_rsp_tdesc_find(top, top_length, &pos, "xpsr", &next, &regnum, &bits, include,
-                                  sizeof include);
-        if (r == 1)
-            return (int)regnum;
-        if (r < 0 || !include[0])
-            return -1;
+        r = walk_registers(top, top_length, &pos, w, include, sizeof include);
+        if (r != 1)
+            break;
         if (read_object(g, t, "start", "features", include, sub, &sub_length))
-            return -1;
+            return;
         size_t sub_pos = 0;
-        /* Includes inside the included document are skipped (their registers are not counted). */
         for (unsigned k = 0; k <= GDB_INCLUDES_MAX; k++) {
-            r = mf_rsp_tdesc_find(sub, sub_length, &sub_pos, "xpsr", &next, &regnum, &bits, nested,
-                                  sizeof nested);
-            if (r == 1)
-                return (int)regnum;
-            if (r < 0 || !nested[0])
+            r = walk_registers(sub, sub_length, &sub_pos, w, nested, sizeof nested);
+            if (r != 1)
                 break;
         }
+        if (r != 0)
+            break;
     }
-    return -1;
+    if (r != 2) {
+        place->regnum = -1;
+        return;
+    }
+    size_t bits = 0;
+    for (unsigned i = 0; i < w->count; i++)
+        bits += (int)w->regnum[i] < place->regnum ? w->bits[i] : 0u;
+    /* Registers the walk could not keep, or sizes that are not whole bytes: unknown place. */
+    place->offset_known = !w->overflow && bits % 8 == 0;
+    place->offset = bits / 8;
 }
 
 /* Writes a 32-bit register with P (the value in target order: little-endian on Cortex-M). */
@@ -1395,9 +1543,18 @@ static int write_register(struct gdb *g, struct mf_target *t, unsigned number, u
     return expect_ok(g, t, "start");
 }
 
+static void put_register(char *hex, uint32_t value)
+{
+    uint8_t bytes[4];
+    for (int i = 0; i < 4; i++)
+        bytes[i] = (uint8_t)(value >> (8 * i));
+    mf_rsp_hex_encode(hex, bytes, 4);
+}
+
 /* Without P: read all registers with g, change SP and PC (r13, r15: the first registers of every
- * ARM layout), write them back with G. */
-static int write_sp_pc_g(struct gdb *g, struct mf_target *t, uint32_t sp, uint32_t pc)
+ * ARM layout) and, when `xpsr` is known, xPSR, and write them back with G. */
+static int write_registers_g(struct gdb *g, struct mf_target *t, uint32_t sp, uint32_t pc,
+                             const struct xpsr_place *xpsr, uint32_t xpsr_value)
 {
     int err = request(g, t, "start", short_timeout(g), "g");
     if (err)
@@ -1410,15 +1567,20 @@ static int write_sp_pc_g(struct gdb *g, struct mf_target *t, uint32_t sp, uint32
         TSAY(t, "start: the registers do not fit a packet of %u bytes", g->packet_size);
         return MF_EPROTO;
     }
+    if (xpsr && (!xpsr->offset_known || xpsr->bits != 32 || 2 * (xpsr->offset + 4) > n)) {
+        /* Without the Thumb bit the application would fault at its first instruction. */
+        TSAY(t,
+             "start: cannot place xPSR (register %d, %u bits) in the server's %zu bytes of 'g' "
+             "registers",
+             xpsr->regnum, xpsr->bits, n / 2);
+        return MF_EPROTO;
+    }
     payload[0] = 'G';
     memcpy(payload + 1, g->reply, n);
-    uint8_t bytes[4];
-    for (int i = 0; i < 4; i++)
-        bytes[i] = (uint8_t)(sp >> (8 * i));
-    mf_rsp_hex_encode(payload + 1 + 13 * 8, bytes, 4);
-    for (int i = 0; i < 4; i++)
-        bytes[i] = (uint8_t)(pc >> (8 * i));
-    mf_rsp_hex_encode(payload + 1 + 15 * 8, bytes, 4);
+    put_register(payload + 1 + 13 * 8, sp);
+    put_register(payload + 1 + 15 * 8, pc);
+    if (xpsr)
+        put_register(payload + 1 + 2 * xpsr->offset, xpsr_value);
     err = exchange_at(g, t, "start", GDB_HEAD_MAX, 1 + n, short_timeout(g), true);
     return err ? err : expect_ok(g, t, "start");
 }
@@ -1434,15 +1596,18 @@ static int start_vector(struct gdb *g, struct mf_target *t)
                   (uint32_t)vector[3] << 24;
     uint32_t pc = (uint32_t)vector[4] | (uint32_t)vector[5] << 8 | (uint32_t)vector[6] << 16 |
                   (uint32_t)vector[7] << 24;
-    /* The vector holds the Thumb bit; the PC register does not, xPSR's T bit carries it. */
-    int xpsr = status_register(g, t);
+    /* The vector holds the Thumb bit; the PC register does not, xPSR's T bit carries it (on both
+     * paths, when the description names xPSR). */
+    struct xpsr_place xpsr;
+    find_xpsr(g, t, &xpsr);
+    bool thumb = xpsr.regnum >= 0 && (pc & 1u);
     err = write_register(g, t, 13, sp);
     if (!err)
         err = write_register(g, t, 15, pc & ~1u);
     if (err == MF_ENOTSUP && g->p_refused)
-        err = write_sp_pc_g(g, t, sp, pc & ~1u);
-    else if (!err && xpsr >= 0 && (pc & 1u))
-        err = write_register(g, t, (unsigned)xpsr, 1u << 24);
+        err = write_registers_g(g, t, sp, pc & ~1u, thumb ? &xpsr : NULL, 1u << 24);
+    else if (!err && thumb)
+        err = write_register(g, t, (unsigned)xpsr.regnum, 1u << 24);
     return err ? err : resume(g, t, "start");
 }
 
@@ -1612,6 +1777,8 @@ static void gdb_free(struct gdb *g)
 {
     if (!g)
         return;
+    if (g->handed_fd >= 0)
+        close(g->handed_fd);
     free(g->tx);
     free(g->rx);
     free(g->reply);
@@ -1620,18 +1787,31 @@ static void gdb_free(struct gdb *g)
     free(g);
 }
 
-int mf_gdb_open(struct mf_target *target, const char *spec, const struct mf_rsp_options *options)
+/* Allocates the context; `spec` NULL: the socket `fd` (mf_gdb_open_fd), taken over even on
+ * failure. */
+static int gdb_new(struct mf_target *target, const char *spec, int fd,
+                   const struct mf_rsp_options *options)
 {
     target->ops = NULL;
     target->context = NULL;
     target->error[0] = '\0';
     struct gdb *g = calloc(1, sizeof *g);
     if (!g) {
+        if (!spec && fd >= 0)
+            close(fd);
         TSAY(target, "gdb: out of memory");
         return MF_ENOMEM;
     }
     g->fd = -1;
-    int err = parse_spec(g, target, spec ? spec : "");
+    g->handed_fd = spec ? -1 : fd;
+    int err = 0;
+    if (spec)
+        err = parse_spec(g, target, spec);
+    else if (fd < 0) {
+        TSAY(target, "gdb: no connection given");
+        err = MF_EINVAL;
+    } else
+        g->transport = GDB_FD;
     if (err) {
         gdb_free(g);
         return err;
@@ -1652,6 +1832,16 @@ int mf_gdb_open(struct mf_target *target, const char *spec, const struct mf_rsp_
     target->ops = &gdb_ops;
     target->context = g;
     return 0;
+}
+
+int mf_gdb_open(struct mf_target *target, const char *spec, const struct mf_rsp_options *options)
+{
+    return gdb_new(target, spec ? spec : "", -1, options);
+}
+
+int mf_gdb_open_fd(struct mf_target *target, int fd, const struct mf_rsp_options *options)
+{
+    return gdb_new(target, NULL, fd, options);
 }
 
 void mf_gdb_close(struct mf_target *target)

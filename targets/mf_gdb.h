@@ -2,7 +2,8 @@
  * J-Link GDB Server, QEMU), reached over TCP or a serial port, driven with the remote serial
  * protocol of core/mf_rsp. It implements struct mf_target_ops; see docs/targets.md for the servers
  * and docs/internals/gdb.md for how it works. One connection per slot, opened by connect and closed
- * by disconnect; every wait is bounded by a timeout and watches target->cancel. */
+ * by disconnect; every wait on the server is bounded by a timeout and watches target->cancel
+ * (a host name's lookup is the system resolver's, see mf_gdb_open). */
 #ifndef MF_GDB_H
 #define MF_GDB_H
 
@@ -40,12 +41,21 @@ struct mf_gdb_stats {
 };
 
 /* Makes `target` a gdb device for `spec`: "gdb:tcp:HOST:PORT" (HOST may be empty for
- * 127.0.0.1, or an [IPv6] address) or "gdb:serial:DEVICE[:BAUD]". Sets target->ops and
+ * 127.0.0.1, or an [IPv6] address; an address is used as it is, a name is looked up at each
+ * connect by the system's resolver, whose wait our timeouts and cancel do not bound) or
+ * "gdb:serial:DEVICE[:BAUD]". Sets target->ops and
  * ->context (allocated here, with the packet buffers; release with mf_gdb_close). Nothing is
  * opened before connect. `options` (the job's [gdb] settings) may be NULL for the defaults; it
  * is copied. Errors: MF_EINVAL for a malformed spec or an unknown baud rate, MF_ENOMEM; the text
  * is in target->error. */
 int mf_gdb_open(struct mf_target *target, const char *spec, const struct mf_rsp_options *options);
+
+/* As mf_gdb_open, on a connection the caller made: `fd`, a connected stream socket (tests and the
+ * fuzz target hand in one end of a socketpair). It is taken over in every case (closed on
+ * failure, by disconnect, or by mf_gdb_close when never used) and made non-blocking. It serves
+ * one connect: a later connect fails with MF_EBADF. Errors: MF_EINVAL for a negative fd,
+ * MF_ENOMEM. */
+int mf_gdb_open_fd(struct mf_target *target, int fd, const struct mf_rsp_options *options);
 
 /* Disconnects if needed and frees the context; target->ops and ->context become NULL. Safe on a
  * target that mf_gdb_open failed on, or that is closed. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -39,6 +40,7 @@ struct mf_fakegdb {
     bool flash_open;
     unsigned packets;
     bool nak_done, corrupt_done, expect_resend;
+    unsigned fault_seen; /* packets that matched fault_prefix */
     uint8_t packet[FAKE_PACKET_CAP];
     size_t packet_length;
     uint8_t reply[FAKE_REPLY_CAP];
@@ -140,7 +142,10 @@ static int write_all(int fd, const void *data, size_t n)
 {
     const uint8_t *p = data;
     while (n) {
-        ssize_t w = write(fd, p, n);
+        /* send: a client that went away must not end the test with SIGPIPE. */
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == ENOTSOCK)
+            w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && errno == EAGAIN) {
@@ -246,6 +251,67 @@ static void xfer(struct mf_fakegdb *f, const char *text, const char *args, const
     }
     size_t n = total - off < len ? total - off : (size_t)len;
     reply_binary(f, off + n >= total ? 'l' : 'm', (const uint8_t *)text + off, n);
+}
+
+/* Sends `text` as console output (an 'O' packet); -1 when the client went away. */
+static int send_output(struct mf_fakegdb *f, const char *text)
+{
+    reply_hex(f, (const uint8_t *)text, strlen(text));
+    memmove(f->reply + 1, f->reply, f->reply_length);
+    f->reply[0] = 'O';
+    f->reply_length++;
+    return send_reply(f);
+}
+
+/* Sleeps `ms` without holding the lock; false when the server is to stop. */
+static bool pause_unlocked(struct mf_fakegdb *f, uint32_t ms)
+{
+    pthread_mutex_unlock(&f->lock);
+    struct pollfd q = {.fd = f->wake[0], .events = POLLIN};
+    int r = poll(&q, 1, (int)ms);
+    pthread_mutex_lock(&f->lock);
+    return r == 0;
+}
+
+/* A slow monitor command: its output in monitor_drips 'O' packets, monitor_drip_ms apart. False
+ * when the client went away or the server is to stop. */
+static bool drip(struct mf_fakegdb *f, const char *text)
+{
+    for (unsigned i = 0; i < f->config.monitor_drips; i++) {
+        if (!pause_unlocked(f, f->config.monitor_drip_ms))
+            return false;
+        char out[64];
+        snprintf(out, sizeof out, "%.20s: still busy (%u)\n", text, i + 1);
+        if (send_output(f, out))
+            return false;
+    }
+    return true;
+}
+
+/* Acks without end instead of a reply: up to 10 s, until the client goes away or the server is
+ * to stop. */
+static void ack_flood(struct mf_fakegdb *f)
+{
+    uint8_t acks[4096];
+    memset(acks, '+', sizeof acks);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    pthread_mutex_unlock(&f->lock);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= 10)
+            break;
+        struct pollfd q[2] = {{.fd = f->fd, .events = POLLOUT},
+                              {.fd = f->wake[0], .events = POLLIN}};
+        if (poll(q, 2, 100) < 0 || q[1].revents)
+            break;
+        if (q[0].revents & (POLLERR | POLLHUP))
+            break;
+        if ((q[0].revents & POLLOUT) && send(f->fd, acks, sizeof acks, MSG_NOSIGNAL) < 0 &&
+            errno != EAGAIN && errno != EINTR)
+            break;
+    }
+    pthread_mutex_lock(&f->lock);
 }
 
 /* Handles f->packet, leaving the reply in f->reply; false: no reply at all (continue). */
@@ -401,14 +467,12 @@ static bool handle(struct mf_fakegdb *f)
         text[k] = '\0';
         f->stats.monitor++;
         log_monitor(f, text);
+        if (f->config.monitor_drips && !drip(f, text))
+            return false;
         /* Console output first, as servers do, then the result. */
         char out[600];
         snprintf(out, sizeof out, "%s: %s\n", strncmp(text, "fail", 4) ? "ok" : "boom", text);
-        reply_hex(f, (const uint8_t *)out, strlen(out));
-        memmove(f->reply + 1, f->reply, f->reply_length);
-        f->reply[0] = 'O';
-        f->reply_length++;
-        if (send_reply(f))
+        if (send_output(f, out))
             return false;
         set_reply(f, "%s", strncmp(text, "fail", 4) ? "OK" : "E01");
     } else if (p[0] == 'P') {
@@ -434,8 +498,13 @@ static bool handle(struct mf_fakegdb *f)
             f->stats.xpsr = value;
         set_reply(f, "OK");
     } else if (f->packet_length == 1 && p[0] == 'g') {
+        /* r0..r15 and xPSR, as QEMU sends them once the client read its description. */
         uint8_t regs[17 * 4] = {0};
-        regs[16 * 4 + 3] = 0x01; /* xPSR: Thumb */
+        const uint32_t model[3][2] = {{13, f->stats.sp}, {15, f->stats.pc}, {16, f->stats.xpsr}};
+        for (int r = 0; r < 3; r++) {
+            for (int b = 0; b < 4; b++)
+                regs[model[r][0] * 4 + (uint32_t)b] = (uint8_t)(model[r][1] >> (8 * b));
+        }
         reply_hex(f, regs, sizeof regs);
     } else if (p[0] == 'G') {
         if (f->packet_length != 1 + 17 * 8) {
@@ -449,6 +518,8 @@ static bool handle(struct mf_fakegdb *f)
             (uint32_t)v[52] | (uint32_t)v[53] << 8 | (uint32_t)v[54] << 16 | (uint32_t)v[55] << 24;
         f->stats.pc =
             (uint32_t)v[60] | (uint32_t)v[61] << 8 | (uint32_t)v[62] << 16 | (uint32_t)v[63] << 24;
+        f->stats.xpsr =
+            (uint32_t)v[64] | (uint32_t)v[65] << 8 | (uint32_t)v[66] << 16 | (uint32_t)v[67] << 24;
         f->stats.g_writes++;
         set_reply(f, "OK");
     } else if ((f->packet_length == 1 && p[0] == 'c') || starts(f, "vCont;c")) {
@@ -500,11 +571,17 @@ static int on_packet(struct mf_fakegdb *f, size_t frame_size)
         f->stats.largest = (uint32_t)frame_size;
     const struct mf_fakegdb_config *c = &f->config;
     int result = 0;
-    if (c->stall_at && f->packets >= c->stall_at)
+    enum mf_fakegdb_fault fault = MF_FAKEGDB_NO_FAULT;
+    if (c->fault && c->fault_prefix && !f->stalled && starts(f, c->fault_prefix) &&
+        ++f->fault_seen > c->fault_skip) {
+        fault = c->fault;
+        f->stats.faults++;
+    }
+    if ((c->stall_at && f->packets >= c->stall_at) || fault == MF_FAKEGDB_STALL)
         f->stalled = true;
     if (f->stalled)
         goto out;
-    if (c->close_at && f->packets == c->close_at) {
+    if ((c->close_at && f->packets == c->close_at) || fault == MF_FAKEGDB_CLOSE) {
         result = -1;
         goto out;
     }
@@ -519,8 +596,12 @@ static int on_packet(struct mf_fakegdb *f, size_t frame_size)
         result = -1;
         goto out;
     }
-    if (c->flood_at && f->packets == c->flood_at) {
+    if ((c->flood_at && f->packets == c->flood_at) || fault == MF_FAKEGDB_FLOOD) {
         noise(f, 100u << 10);
+        goto out;
+    }
+    if (c->ack_flood_at && f->packets == c->ack_flood_at) {
+        ack_flood(f);
         goto out;
     }
     if (c->garbage_at && f->packets == c->garbage_at)
@@ -528,7 +609,7 @@ static int on_packet(struct mf_fakegdb *f, size_t frame_size)
     if (frame_size > c->packet_size) {
         f->stats.oversize++;
         set_reply(f, "E01");
-    } else if (c->nonsense_at && f->packets == c->nonsense_at) {
+    } else if ((c->nonsense_at && f->packets == c->nonsense_at) || fault == MF_FAKEGDB_NONSENSE) {
         set_reply(f, "Zzz?");
     } else if (!handle(f)) {
         goto out;
@@ -549,7 +630,7 @@ static bool serve(struct mf_fakegdb *f)
     if (f->pty_fd < 0)
         f->running = false;
     f->no_ack = f->stalled = f->flash_open = false;
-    f->packets = 0;
+    f->packets = f->fault_seen = 0;
     f->nak_done = f->corrupt_done = f->expect_resend = false;
     f->frame_length = 0;
     if (f->config.stop_on_connect && f->pty_fd < 0) {
@@ -680,6 +761,10 @@ static void *fake_main(void *arg)
         int fd = accept(f->listen_fd, NULL, NULL);
         if (fd < 0)
             continue;
+        /* The '+' and the reply are two writes: without this, Nagle holds the reply back until
+         * the client's delayed ACK (40 ms per exchange in acknowledged mode). */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         f->fd = fd;
         pthread_mutex_lock(&f->lock);
         f->stats.connections++;
@@ -759,15 +844,28 @@ struct mf_fakegdb *mf_fakegdb_start(const struct mf_fakegdb_config *config, bool
         }
         snprintf(f->spec, sizeof f->spec, "gdb:serial:%s", ptsname(f->pty_fd));
     } else {
-        f->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7F000001)};
-        socklen_t len = sizeof sa;
-        if (f->listen_fd < 0 || bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa) ||
-            listen(f->listen_fd, 4) || getsockname(f->listen_fd, (struct sockaddr *)&sa, &len)) {
+        union {
+            struct sockaddr any;
+            struct sockaddr_in v4;
+            struct sockaddr_in6 v6;
+        } sa = {0};
+        socklen_t len = config->ipv6 ? sizeof sa.v6 : sizeof sa.v4;
+        if (config->ipv6)
+            sa.v6 =
+                (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        else
+            sa.v4 =
+                (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7F000001)};
+        f->listen_fd = socket(sa.any.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (f->listen_fd < 0 || bind(f->listen_fd, &sa.any, len) || listen(f->listen_fd, 4) ||
+            getsockname(f->listen_fd, &sa.any, &len)) {
             perror("fakegdb: listen");
             goto fail;
         }
-        snprintf(f->spec, sizeof f->spec, "gdb:tcp:127.0.0.1:%u", ntohs(sa.sin_port));
+        if (config->ipv6)
+            snprintf(f->spec, sizeof f->spec, "gdb:tcp:[::1]:%u", ntohs(sa.v6.sin6_port));
+        else
+            snprintf(f->spec, sizeof f->spec, "gdb:tcp:127.0.0.1:%u", ntohs(sa.v4.sin_port));
     }
     if (pthread_create(&f->thread, NULL, fake_main, f) != 0)
         goto fail;
@@ -849,6 +947,16 @@ int mf_fakegdb_wait_closed(struct mf_fakegdb *f, unsigned closed)
         nanosleep(&ts, NULL);
     }
     return -1;
+}
+
+void mf_fakegdb_fault_at(struct mf_fakegdb *f, const char *prefix, unsigned skip,
+                         enum mf_fakegdb_fault fault)
+{
+    pthread_mutex_lock(&f->lock);
+    f->config.fault_prefix = prefix;
+    f->config.fault_skip = skip;
+    f->config.fault = fault;
+    pthread_mutex_unlock(&f->lock);
 }
 
 void mf_fakegdb_faults(struct mf_fakegdb *f, unsigned stall_at, unsigned close_at)

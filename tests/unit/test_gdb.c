@@ -9,6 +9,8 @@
 #include "mf_gdb.h"
 #include "mf_target.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -427,9 +431,17 @@ static void test_acks_and_retransmission(void **state)
     rig_stop(&r);
 }
 
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* Runs the fault at packet `at` during a read after connect; checks code and text, that the
- * next operation fails fast, that disconnect works and that a new connection works. */
-static void fault_case(struct mf_fakegdb_config c, int code, const char *text)
+ * next operation fails fast, that disconnect works and that a new connection works. Returns how
+ * long the reads took until the fault ended them (ms). */
+static uint64_t fault_case(struct mf_fakegdb_config c, int code, const char *text)
 {
     struct mf_rsp_options o;
     mf_rsp_options_init(&o);
@@ -439,9 +451,11 @@ static void fault_case(struct mf_fakegdb_config c, int code, const char *text)
     uint8_t back[16];
     OK(r.target.ops->connect(&r.target));
     int err = 0;
+    uint64_t started = ms_now();
     /* The fault is set at packet 6: a few reads reach it. */
     for (int i = 0; i < 6 && !err; i++)
         err = r.target.ops->read(&r.target, 0, back, sizeof back);
+    uint64_t took = ms_now() - started;
     expect_error(&r, err, code, text);
     expect_error(&r, r.target.ops->read(&r.target, 0, back, sizeof back), MF_EIO, "lost earlier");
     assert_int_equal(r.target.ops->disconnect(&r.target), 0);
@@ -457,6 +471,7 @@ static void fault_case(struct mf_fakegdb_config c, int code, const char *text)
     mf_fakegdb_stats(r.fake, &s);
     assert_true(s.connections > connections);
     rig_stop(&r);
+    return took;
 }
 
 static void test_fault_stall(void **state)
@@ -489,6 +504,18 @@ static void test_fault_nonsense(void **state)
     struct mf_fakegdb_config c = qemu_like();
     c.nonsense_at = 6;
     fault_case(c, MF_EPROTO, "answered 'Zzz?' to 'm0,10'");
+}
+
+/* Bytes that keep coming are no reply: a server that streams acks without end is timed out like
+ * a silent one (it streams for 10 s; the timeout is 200 ms). */
+static void test_fault_endless_acks(void **state)
+{
+    (void)state;
+    struct mf_fakegdb_config c = qemu_like();
+    c.ack_flood_at = 6;
+    uint64_t took = fault_case(c, MF_ETIMEOUT, "no reply from the GDB server within 200 ms");
+    if (took > 3000)
+        fail_msg("the reads took %llu ms: the timeout did not hold", (unsigned long long)took);
 }
 
 static void test_fault_bad_checksum_no_ack(void **state)
@@ -644,12 +671,44 @@ static void test_monitor_commands(void **state)
     rig_stop(&r);
 }
 
-static void test_start_without_p(void **state)
+/* One deadline for the whole monitor command: output that keeps coming, each packet well inside
+ * the timeout, does not extend it. */
+static void test_monitor_output_does_not_extend_the_deadline(void **state)
 {
     (void)state;
+    struct mf_fakegdb_config c = openocd_like();
+    c.monitor = true;
+    c.monitor_drip_ms = 100;
+    c.monitor_drips = 30; /* 3 s of output before the result */
+    struct mf_rsp_options o;
+    char why[160];
+    mf_rsp_options_init(&o);
+    o.long_timeout_ms = 400;
+    assert_int_equal(mf_rsp_options_set(&o, "unlock", "monitor slow unlock", why, sizeof why), 0);
+    struct rig r;
+    rig_start(&r, &c, false, &o);
+    OK(r.target.ops->connect(&r.target));
+    uint64_t started = ms_now();
+    int err = r.target.ops->unlock(&r.target);
+    uint64_t took = ms_now() - started;
+    expect_error(&r, err, MF_ETIMEOUT, "'monitor slow unlock' did not finish within 400 ms");
+    assert_non_null(strstr(r.target.error, "slow unlock: still busy (1)"));
+    if (took > 1500)
+        fail_msg("the command took %llu ms with a timeout of 400 ms", (unsigned long long)took);
+    expect_error(&r, r.target.ops->erase(&r.target, 0, 1024), MF_EIO, "lost earlier");
+    OK(r.target.ops->disconnect(&r.target));
+    rig_stop(&r);
+}
+
+/* Programs a vector table and starts the application on a server that refuses P (so g/G), with
+ * `description` as its target.xml (NULL: none); returns the start's result, the server's view in
+ * `s`. */
+static int start_with_g(const char *description, enum mf_start_mode mode,
+                        struct mf_fakegdb_stats *s, char *error, size_t error_size)
+{
     struct mf_fakegdb_config c = qemu_like();
     c.refuse_p = true;
-    c.target_xml = NULL; /* no description: xPSR is left alone */
+    c.target_xml = description;
     struct rig r;
     rig_start(&r, &c, false, NULL);
     uint8_t data[16];
@@ -657,16 +716,65 @@ static void test_start_without_p(void **state)
     OK(r.target.ops->connect(&r.target));
     OK(r.target.ops->erase(&r.target, 0, 1024));
     OK(r.target.ops->program(&r.target, 0, data, sizeof data));
-    OK(r.target.ops->start(&r.target, MF_START_RESET)); /* no run command: the vector start */
+    int err = r.target.ops->start(&r.target, mode);
+    snprintf(error, error_size, "%s", r.target.error);
     OK(r.target.ops->disconnect(&r.target));
     assert_int_equal(mf_fakegdb_wait_closed(r.fake, 1), 0);
+    mf_fakegdb_stats(r.fake, s);
+    rig_stop(&r);
+    return err;
+}
+
+static void test_start_without_p(void **state)
+{
+    (void)state;
     struct mf_fakegdb_stats s;
-    mf_fakegdb_stats(r.fake, &s);
+    char error[MF_TARGET_ERROR_MAX];
+    /* No run command: the reset start is the vector start. No description: xPSR is unknown and
+     * left as it was. */
+    assert_int_equal(start_with_g(NULL, MF_START_RESET, &s, error, sizeof error), 0);
     assert_int_equal(s.g_writes, 1);
     assert_int_equal(s.sp, 0x2000FE00u);
     assert_int_equal(s.pc, 0x140u);
+    assert_int_equal(s.xpsr, 0);
     assert_int_equal(s.continues, 1);
-    rig_stop(&r);
+
+    /* A description that names xPSR: the Thumb bit goes in with G, at xPSR's place in the 'g'
+     * registers (after r0..r15: QEMU numbers it 25, and 16..24 take no room). */
+    assert_int_equal(start_with_g(qemu_target, MF_START_VECTOR, &s, error, sizeof error), 0);
+    assert_int_equal(s.registers_written, 0);
+    assert_int_equal(s.g_writes, 1);
+    assert_int_equal(s.sp, 0x2000FE00u);
+    assert_int_equal(s.pc, 0x140u);
+    assert_int_equal(s.xpsr, 1u << 24);
+    assert_int_equal(s.continues, 1);
+}
+
+/* A description that puts xPSR past the 'g' registers the server sends (a 64-bit register
+ * before it): no G with the Thumb bit in the wrong place, no start, a clear error. */
+static const char wide_target[] =
+    "<target><feature name=\"org.gnu.gdb.arm.m-profile\"><reg name=\"r0\" bitsize=\"32\"/>"
+    "<reg name=\"r1\" bitsize=\"32\"/><reg name=\"r2\" bitsize=\"32\"/>"
+    "<reg name=\"r3\" bitsize=\"32\"/><reg name=\"r4\" bitsize=\"32\"/>"
+    "<reg name=\"r5\" bitsize=\"32\"/><reg name=\"r6\" bitsize=\"32\"/>"
+    "<reg name=\"r7\" bitsize=\"32\"/><reg name=\"r8\" bitsize=\"32\"/>"
+    "<reg name=\"r9\" bitsize=\"32\"/><reg name=\"r10\" bitsize=\"32\"/>"
+    "<reg name=\"r11\" bitsize=\"32\"/><reg name=\"r12\" bitsize=\"32\"/>"
+    "<reg name=\"sp\" bitsize=\"32\"/><reg name=\"lr\" bitsize=\"32\"/>"
+    "<reg name=\"pc\" bitsize=\"32\"/><reg name=\"d0\" bitsize=\"64\"/>"
+    "<reg name=\"xPSR\" bitsize=\"32\"/></feature></target>";
+
+static void test_start_without_p_xpsr_out_of_reach(void **state)
+{
+    (void)state;
+    struct mf_fakegdb_stats s;
+    char error[MF_TARGET_ERROR_MAX];
+    assert_int_equal(start_with_g(wide_target, MF_START_VECTOR, &s, error, sizeof error),
+                     MF_EPROTO);
+    if (!strstr(error, "cannot place xPSR (register 17, 32 bits) in the server's 68 bytes"))
+        fail_msg("error: %s", error);
+    assert_int_equal(s.g_writes, 0);
+    assert_int_equal(s.continues, 0);
 }
 
 static void test_serial_transport(void **state)
@@ -758,6 +866,95 @@ static void test_specs(void **state)
     mf_gdb_close(&t);
 }
 
+/* An IPv6 address and a host name (looked up, as no address) both reach the server. */
+static void test_tcp_hosts(void **state)
+{
+    (void)state;
+    struct mf_fakegdb_config c = qemu_like();
+    c.ipv6 = true;
+    struct rig r;
+    rig_start(&r, &c, false, NULL);
+    assert_non_null(strstr(mf_fakegdb_spec(r.fake), "gdb:tcp:[::1]:"));
+    uint8_t got[8];
+    OK(r.target.ops->connect(&r.target));
+    OK(r.target.ops->read_uid(&r.target, got, 8));
+    assert_memory_equal(got, uid, 8);
+    OK(r.target.ops->disconnect(&r.target));
+    rig_stop(&r);
+
+    c.ipv6 = false;
+    struct mf_fakegdb *fake = mf_fakegdb_start(&c, false);
+    assert_non_null(fake);
+    char spec[64];
+    const char *port = strrchr(mf_fakegdb_spec(fake), ':') + 1;
+    snprintf(spec, sizeof spec, "gdb:tcp:localhost:%s", port);
+    struct mf_target t = {0};
+    assert_int_equal(mf_gdb_open(&t, spec, NULL), 0);
+    t.profile = &profile;
+    if (t.ops->connect(&t))
+        fail_msg("%s: %s", spec, t.error);
+    assert_int_equal(t.ops->disconnect(&t), 0);
+    mf_gdb_close(&t);
+    snprintf(spec, sizeof spec, "gdb:tcp:no-such-host.invalid:%s", port);
+    assert_int_equal(mf_gdb_open(&t, spec, NULL), 0);
+    t.profile = &profile;
+    assert_int_equal(t.ops->connect(&t), MF_EINVAL);
+    assert_non_null(strstr(t.error, "no-such-host.invalid"));
+    mf_gdb_close(&t);
+    mf_fakegdb_stop(fake);
+}
+
+/* Frames `payload` as the server would. */
+static size_t frame(char *out, size_t size, const char *payload)
+{
+    unsigned sum = 0;
+    for (const char *p = payload; *p; p++)
+        sum += (unsigned char)*p;
+    return (size_t)snprintf(out, size, "$%s#%02x", payload, sum & 0xFFu);
+}
+
+/* A connection handed in (one end of a socketpair, the server's replies written beforehand):
+ * it serves one connect, and is closed by disconnect or by close when never used. */
+static void test_handed_connection(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    char script[256];
+    size_t n = 0;
+    n += frame(script + n, sizeof script - n, "PacketSize=400");
+    n += frame(script + n, sizeof script - n, "S05");
+    n += frame(script + n, sizeof script - n, "dead23247d2a0001");
+    assert_int_equal(write(sv[1], script, n), (ssize_t)n);
+    struct mf_target t = {0};
+    assert_int_equal(mf_gdb_open_fd(&t, sv[0], NULL), 0);
+    t.profile = &profile;
+    uint8_t got[8];
+    if (t.ops->connect(&t) || t.ops->read_uid(&t, got, 8))
+        fail_msg("%s", t.error);
+    assert_memory_equal(got, uid, 8);
+    assert_int_equal(t.ops->disconnect(&t), 0);
+    char sent[256] = "";
+    ssize_t k = read(sv[1], sent, sizeof sent - 1);
+    assert_true(k > 0);
+    assert_non_null(strstr(sent, "$qSupported:"));
+    assert_non_null(strstr(sent, "$m2000ff00,8#"));
+    assert_int_equal(t.ops->connect(&t), MF_EBADF);
+    assert_non_null(strstr(t.error, "used up"));
+    mf_gdb_close(&t);
+    close(sv[1]);
+
+    /* Never connected: close closes it. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(mf_gdb_open_fd(&t, sv[0], NULL), 0);
+    mf_gdb_close(&t);
+    char byte;
+    assert_int_equal(read(sv[1], &byte, 1), 0); /* the other end is gone */
+    close(sv[1]);
+    assert_int_equal(mf_gdb_open_fd(&t, -1, NULL), MF_EINVAL);
+    assert_false(mf_gdb_is(&t));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -774,13 +971,18 @@ int main(void)
         cmocka_unit_test(test_fault_disconnect),
         cmocka_unit_test(test_fault_flood),
         cmocka_unit_test(test_fault_nonsense),
+        cmocka_unit_test(test_fault_endless_acks),
         cmocka_unit_test(test_fault_bad_checksum_no_ack),
         cmocka_unit_test(test_fault_refusals),
         cmocka_unit_test(test_cancel_while_waiting),
         cmocka_unit_test(test_monitor_commands),
+        cmocka_unit_test(test_monitor_output_does_not_extend_the_deadline),
         cmocka_unit_test(test_start_without_p),
+        cmocka_unit_test(test_start_without_p_xpsr_out_of_reach),
         cmocka_unit_test(test_serial_transport),
         cmocka_unit_test(test_specs),
+        cmocka_unit_test(test_tcp_hosts),
+        cmocka_unit_test(test_handed_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include "mf_server.h"
 #include "remote.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -188,7 +189,13 @@ static int config_item(void *context, const struct mf_ini_item *item)
     }
     char *value = o->config_strings[o->config_count++];
     snprintf(value, 512, "%s", item->value);
-    if (apply(o, item->key, value)) {
+    /* Keys in any case, as in FLASHER.INI: `Slots = 2` is `slots = 2`. */
+    char key[64];
+    size_t n = 0;
+    for (; item->key[n] && n + 1 < sizeof key; n++)
+        key[n] = (char)tolower((unsigned char)item->key[n]);
+    key[n] = '\0';
+    if (apply(o, key, value)) {
         fprintf(stderr, "mintflashd: %s:%u: in the setting above\n", c->path, item->line);
         return MF_EFORMAT;
     }

@@ -140,9 +140,9 @@ try:
                 "size = 16M\n"
                 "tcp = 127.0.0.1:0\n"
                 "socket = %s/mintflashd.sock\n"
-                "slots = 2\n"
+                "Slots = 2\n"
                 "sim-dir = %s/sim\n"
-                "sim-speed = 0\n"
+                "SIM-SPEED = 0\n"
                 "nbd = off\n"
                 "verbose = 2\n" % (conf_dir, conf_dir, conf_dir))
     env = base_env(HOME=home, XDG_DATA_HOME=data, XDG_RUNTIME_DIR=runtime)
@@ -152,7 +152,7 @@ try:
     check(os.path.getsize(os.path.join(conf_dir, "storage.img")) == 16 << 20, "size = 16M")
     port = int(re.search(r"listening on tcp 127\.0\.0\.1:(\d+)", log_text(log)).group(1))
     c = tcp(port)
-    check("#INFO:SLOTS=2" in c.command("#INFO"), "slots = 2")
+    check("#INFO:SLOTS=2" in c.command("#INFO"), "Slots = 2 (names in any case)")
     check(re.search(r"mintflashd: session \d+: #INFO", log_text(log)), "verbose = 2 logs commands")
     c.close()
     stop(proc)

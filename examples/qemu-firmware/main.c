@@ -1,13 +1,20 @@
 /* A small Cortex-M3 firmware for QEMU's lm3s6965evb board, programmed by mintflash in its
- * end-to-end test: prints a greeting, its serial number, its UID and the UID signature bytes on
- * UART0, reading them from the fixed addresses of layout.h, then sleeps. No C library. */
+ * end-to-end tests: prints a greeting, its serial number, its UID and the UID signature bytes on
+ * UART0, reading them from the fixed addresses of layout.h, how often it started since power-on
+ * and whether the board was reset before this start, then idles. No C library. */
 #include "layout.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define UART_DR      (*(volatile uint32_t *)(UART0_BASE + 0x000u))
 #define UART_FR      (*(volatile uint32_t *)(UART0_BASE + 0x018u))
 #define UART_FR_TXFF (1u << 5)
+/* SysTick's reload register: 0 after a reset. Each start leaves a mark in it (the timer stays
+ * off), so a start without a reset (SP and PC set by a debugger) finds the mark. */
+#define SYST_RVR     (*(volatile uint32_t *)0xE000E014u)
+#define SYST_MARK    0x00A5C3E1u /* 24 bits */
+#define BOOT_MAGIC   0x4D46424Fu
 
 extern uint32_t __stack_top, __data_load, __data_start, __data_end, __bss_start, __bss_end;
 
@@ -51,11 +58,22 @@ static void put_decimal(uint32_t v)
 
 /* Kept in .data so that the start-up copy is exercised too. */
 static char greeting[] = "Hello from mintflash on QEMU lm3s6965evb\r\n";
-static uint32_t boots;
+
+/* Starts since power-on: in RAM that the start-up code leaves alone, so it survives a reset;
+ * the magic word tells a count from power-on garbage. */
+static struct {
+    uint32_t magic, count;
+} boot_record __attribute__((section(".noinit")));
 
 int main(void)
 {
-    boots++;
+    if (boot_record.magic != BOOT_MAGIC) {
+        boot_record.magic = BOOT_MAGIC;
+        boot_record.count = 0;
+    }
+    boot_record.count++;
+    bool reset = SYST_RVR != SYST_MARK;
+    SYST_RVR = SYST_MARK;
     put_text(greeting);
     const volatile uint8_t *s = (const volatile uint8_t *)SERIAL_ADDRESS;
     uint32_t serial =
@@ -67,10 +85,13 @@ int main(void)
     put_text("\r\nsig: ");
     put_hex((const volatile uint8_t *)SIGNATURE_ADDRESS, SIGNATURE_LENGTH);
     put_text("\r\nboots: ");
-    put_decimal(boots);
+    put_decimal(boot_record.count);
+    put_text(reset ? "\r\nstarted: after a reset" : "\r\nstarted: without a reset");
     put_text("\r\ndone\r\n");
+    /* A busy loop, not wfi: QEMU does not wake a CPU that sleeps in wfi when a debugger sets its
+     * PC, so a vector start of a board that already runs this image would never begin. */
     for (;;)
-        __asm__ volatile("wfi");
+        ;
 }
 
 void reset_handler(void)

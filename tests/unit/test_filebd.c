@@ -1,7 +1,8 @@
 /* File-backed block device on real files in a private temp folder: sparse creation, sizes,
  * read/write round trips, erase reading zero (and freeing space), the lock against a second
  * writer (also seen by util-linux flock(1), a tool nobody here wrote), read-only opens, and the
- * error codes and messages for missing, odd, shrunk and non-file paths. */
+ * error codes and messages for missing, odd, shrunk and non-file paths. And a real block device:
+ * a loop device over an image file, where one can be set up (root, losetup); skipped otherwise. */
 #include "mf_bd.h"
 #include "mf_err.h"
 #include "mf_filebd.h"
@@ -25,6 +26,7 @@
 struct dirs {
     char *dir;
     char *image;
+    char loop[64]; /* a loop device this test set up, detached by teardown; "" when none */
 };
 
 static int setup(void **state)
@@ -45,6 +47,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct dirs *d = *state;
+    if (d->loop[0]) {
+        /* Only the device this test attached, by its name. */
+        struct mf_test_output out;
+        if (mf_test_runf(&out, "losetup -d '%s'", d->loop) != 0 || out.status != 0)
+            fprintf(stderr, "could not detach %s: %s", d->loop, out.err ? out.err : "");
+        mf_test_output_free(&out);
+    }
     int rc = mf_test_rmtree(d->dir);
     free(d->image);
     free(d->dir);
@@ -248,6 +257,85 @@ static void test_read_only(void **state)
     assert_int_equal(mf_filebd_close(&f), 0);
 }
 
+/* A real block device: a loop device over an 8 MiB image file. The kernel gives the geometry;
+ * writes reach the backing file; erase reads zero; read-only opens read; a second writer is
+ * refused; create uses the device in place, its first `size` bytes, and refuses more than it
+ * holds. Skipped (cmocka skip, exit 77 for CTest) without root or a loop device. */
+static void test_loop_device(void **state)
+{
+    struct dirs *d = *state;
+    if (geteuid() != 0) {
+        print_message("skipped: a loop device needs root\n");
+        skip();
+    }
+    assert_int_equal(mf_test_write_file(d->image, "", 0), 0);
+    assert_int_equal(truncate(d->image, 8 * MIB), 0);
+    char *q = mf_test_shell_quote(d->image);
+    struct mf_test_output out;
+    int err = mf_test_runf(&out, "losetup --find --show %s", q);
+    free(q);
+    if (err || out.status != 0 || strncmp(out.out, "/dev/", 5) != 0 ||
+        strlen(out.out) >= sizeof d->loop) {
+        print_message("skipped: losetup could not set up a loop device: %s\n",
+                      out.err ? out.err : "");
+        mf_test_output_free(&out);
+        skip();
+    }
+    snprintf(d->loop, sizeof d->loop, "%.*s", (int)strcspn(out.out, "\n"), out.out);
+    mf_test_output_free(&out);
+
+    struct mf_filebd f, other;
+    assert_int_equal(mf_filebd_open(&f, d->loop, false), 0);
+    assert_true(f.block_device);
+    assert_true(f.bd.block_size >= 512);
+    assert_int_equal(mf_bd_size(&f.bd), 8 * MIB);
+    uint32_t bs = f.bd.block_size;
+
+    /* A second writer, and a reader while it writes, are refused. */
+    assert_int_equal(mf_filebd_open(&other, d->loop, false), MF_EBUSY);
+    assert_int_equal(mf_filebd_open(&other, d->loop, true), MF_EBUSY);
+
+    static uint8_t data[64 * 1024], back[64 * 1024];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 13 + i / 4096 + 1);
+    mf_block_t at = (1 * MIB) / bs;
+    assert_int_equal(mf_bd_prog(&f.bd, at, data, sizeof data / bs), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    /* Erase two blocks in the middle: they read zero, their neighbours keep their bytes. */
+    assert_int_equal(mf_bd_erase(&f.bd, at + 4, 2), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    assert_int_equal(mf_bd_read(&f.bd, at, back, sizeof back / bs), 0);
+    memset(data + 4 * bs, 0, 2 * bs);
+    assert_memory_equal(back, data, sizeof data);
+    assert_int_equal(mf_bd_read(&f.bd, f.bd.block_count, back, 1), MF_EINVAL);
+    assert_int_equal(mf_filebd_close(&f), 0);
+
+    /* The bytes went through the device to the backing file. */
+    char *image;
+    size_t size;
+    assert_int_equal(mf_test_read_file(d->image, &image, &size), 0);
+    assert_int_equal(size, 8 * MIB);
+    assert_memory_equal(image + MIB, data, sizeof data);
+    free(image);
+
+    assert_int_equal(mf_filebd_open(&f, d->loop, true), 0);
+    assert_int_equal(mf_bd_read(&f.bd, at, back, sizeof back / bs), 0);
+    assert_memory_equal(back, data, sizeof data);
+    assert_int_equal(mf_bd_prog(&f.bd, at, data, 1), MF_EROFS);
+    assert_int_equal(mf_filebd_close(&f), 0);
+
+    /* Create: in place, the first `size` bytes or all of it, never more than it holds. */
+    assert_int_equal(mf_filebd_create(&f, d->loop, 16 * MIB, true), MF_ENOSPC);
+    assert_int_equal(mf_filebd_create(&f, d->loop, 4 * MIB, true), 0);
+    assert_int_equal(mf_bd_size(&f.bd), 4 * MIB);
+    assert_int_equal(mf_bd_read(&f.bd, at, back, 1), 0);
+    assert_memory_equal(back, data, bs); /* nothing erased by create */
+    assert_int_equal(mf_filebd_close(&f), 0);
+    assert_int_equal(mf_filebd_create(&f, d->loop, 0, true), 0);
+    assert_int_equal(mf_bd_size(&f.bd), 8 * MIB);
+    assert_int_equal(mf_filebd_close(&f), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +345,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_device, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,8 @@ struct cycle {
     const struct mf_project *project;
     const struct mf_cycle_request *request;
     struct mf_cycle_result *result;
-    const struct mf_job *job; /* current job */
+    const struct mf_job *job;       /* current job */
+    const struct mf_datafile *file; /* the data file a pass reads now */
     int job_index;
     enum mf_phase phase;
     enum pass_kind pass;
@@ -71,6 +72,7 @@ static void fail(struct cycle *c, int err, const char *fmt, ...)
     if (r->error)
         return;
     r->error = err;
+    r->failed_job = c->job ? c->job_index : -1;
     r->failure = err == MF_EAUTH                                     ? MF_FAIL_SECURE
                  : err == MF_ECANCELED                               ? MF_FAIL_CANCELED
                  : err == MF_EEXHAUSTED                              ? MF_FAIL_EXHAUSTED
@@ -322,6 +324,29 @@ static bool overlay_in_job(const struct cycle *c, const struct mf_overlay *o, in
     return c->project->jobs[job].patches;
 }
 
+/* What is wrong with the line of SNList.txt or Patches.txt that Serial.txt number `serial` selects.
+ * The reference selects lines counting from 0; the message names the line as an editor (and every
+ * job.ini error) counts, from 1, and says which number selected it. */
+static void fail_line(struct cycle *c, int err, const char *path, uint64_t serial,
+                      const char *used_up, const char *parse_error)
+{
+    /* serial < UINT64_MAX: authorize() refuses a serial number that cannot advance first. */
+    unsigned long long index = (unsigned long long)serial;
+    char line[24];
+    snprintf(line, sizeof line, "%llu", index + 1);
+    const char *why = err == MF_EFORMAT ? parse_error : mf_strerror(err);
+    char text[64];
+    if (err == MF_ENOENT) {
+        snprintf(text, sizeof text, "no such line (%s)", used_up);
+        why = text;
+    } else if (err == MF_EFBIG) {
+        snprintf(text, sizeof text, "line %s is longer than %u characters", line, MF_TEXT_LINE_MAX);
+        why = text;
+    }
+    fail(c, err, "%s:%s (Serial.txt %llu selects it, counting lines from 0): %s", path, line, index,
+         why);
+}
+
 /* Takes the count and the serial number of this device, durably, under the authorization lock.
  * Everything that could refuse the device is checked before anything is written. */
 static int authorize(struct cycle *c)
@@ -375,10 +400,7 @@ static int authorize(struct cycle *c)
             if (!err)
                 err = mf_snlist_parse(line, listed, len, perr);
             if (err) {
-                fail(c, err, "%s line %llu: %s", path, (unsigned long long)serial,
-                     err == MF_ENOENT    ? "no such line (the list is used up)"
-                     : err == MF_EFORMAT ? perr
-                                         : mf_strerror(err));
+                fail_line(c, err, path, serial, "the list is used up", perr);
                 goto out;
             }
             list_bytes = listed;
@@ -386,9 +408,15 @@ static int authorize(struct cycle *c)
     }
     char perr[MF_PATCH_ERROR_MAX];
     if (c->request->patch_line) {
-        err = mf_patch_parse(c->request->patch_line, &patch_line, perr);
+        err = strlen(c->request->patch_line) > MF_TEXT_LINE_MAX
+                  ? MF_EFBIG
+                  : mf_patch_parse(c->request->patch_line, &patch_line, perr);
         if (err) {
-            fail(c, err, "#AUTO PATCH: %s", perr);
+            if (err == MF_EFBIG)
+                fail(c, err, "#AUTO PATCH: the line is longer than %u characters",
+                     MF_TEXT_LINE_MAX);
+            else
+                fail(c, err, "#AUTO PATCH: %s", perr);
             goto out;
         }
         patches = &patch_line;
@@ -399,10 +427,7 @@ static int authorize(struct cycle *c)
         if (!err)
             err = mf_patch_parse(line, &patch_line, perr);
         if (err) {
-            fail(c, err, "%s line %llu: %s", path, (unsigned long long)serial,
-                 err == MF_ENOENT    ? "no such line (the patches are used up)"
-                 : err == MF_EFORMAT ? perr
-                                     : mf_strerror(err));
+            fail_line(c, err, path, serial, "the patches are used up", perr);
             goto out;
         }
         patches = &patch_line;
@@ -739,6 +764,40 @@ static int pass_data(void *context, uint64_t address, const uint8_t *bytes, size
     return 0;
 }
 
+/* The sink of a data file's records: bytes another file of the job wins ([job] overlap) are left
+ * out, the rest goes to the window. */
+static int pass_file_data(void *context, uint64_t address, const uint8_t *bytes, size_t length,
+                          uint64_t where)
+{
+    struct cycle *c = context;
+    const struct mf_datafile *f = c->file;
+    if (!f->excluded_count)
+        return pass_data(c, address, bytes, length, where);
+    uint64_t end = address + length, at = address;
+    /* The first range left out that ends after `address`. */
+    size_t lo = 0, hi = f->excluded_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->excluded[mid].end <= address)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < f->excluded_count && at < end; i++) {
+        const struct mf_range *x = &f->excluded[i];
+        if (x->start >= end)
+            break;
+        if (x->start > at) {
+            int err = pass_data(c, at, bytes + (at - address), (size_t)(x->start - at), where);
+            if (err)
+                return err;
+        }
+        if (x->end > at)
+            at = x->end;
+    }
+    return at < end ? pass_data(c, at, bytes + (at - address), (size_t)(end - at), where) : 0;
+}
+
 /* One pass over the job's data and overlays: program it or verify it. */
 static int run_pass(struct cycle *c, enum pass_kind kind)
 {
@@ -755,16 +814,17 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
     }
     phase(c, kind == PASS_PROGRAM ? MF_PHASE_PROGRAMMING : MF_PHASE_VERIFYING,
           job->data_bytes + (c->exclude_overlays ? 0 : overlay_bytes));
-    struct mf_image_sink sink = {pass_data, NULL, c};
+    struct mf_image_sink sink = {pass_file_data, NULL, c};
     for (unsigned i = 0; i < job->file_count; i++) {
         const struct mf_datafile *f = &job->files[i];
         int err;
+        c->file = f;
         if (f->held) {
             size_t n;
             const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
             err = 0;
             for (size_t k = 0; k < n && !err; k++)
-                err = pass_data(c, seg[k].address, seg[k].data, (size_t)seg[k].size, 0);
+                err = pass_file_data(c, seg[k].address, seg[k].data, (size_t)seg[k].size, 0);
         } else {
             struct mf_area_entry e;
             err = c->env->area->stat(c->env->area, f->path, &e);
@@ -1063,6 +1123,19 @@ static const char *action_name(enum mf_cycle_action a)
     return names[a];
 }
 
+/* Appends ` "name"` for job `j` to `out` (`size` bytes, NUL-terminated; cut when full). */
+static void add_job_name(const struct cycle *c, unsigned j, char *out, size_t size)
+{
+    size_t n = strlen(out);
+    if (n < size)
+        snprintf(out + n, size - n, " \"%s\"", c->project->jobs[j].name);
+}
+
+/* One FLASHER.LOG line per cycle (the layout docs/jobs.md documents):
+ *   slot S ACTION project "P" uid U serial N OK (timings)[, L left], job "J1" "J2" ...
+ *   slot S ACTION project "P" uid U serial N ERROR what[ (count consumed)] (timings)[, L left],
+ *       job "J" | job -
+ * The job field comes last so that older readers of the fields before it keep working. */
 static void log_result(struct cycle *c)
 {
     struct mf_flashlog *log = c->env->log;
@@ -1077,18 +1150,28 @@ static void log_result(struct cycle *c)
     char left[32] = "";
     if (r->has_remaining)
         snprintf(left, sizeof left, ", %llu left", (unsigned long long)r->remaining);
-    if (!r->error)
-        mf_flashlog_write(log,
-                          "slot %u %s project \"%s\" uid %s serial %s OK (Total %u.%03us, Erase "
-                          "%u.%03us, Prog %u.%03us, Verify %u.%03us)%s",
-                          c->slot->number, action_name(c->request->action), project, uid, serial,
-                          r->total_ms / 1000, r->total_ms % 1000, r->erase_ms / 1000,
-                          r->erase_ms % 1000, r->program_ms / 1000, r->program_ms % 1000,
-                          r->verify_ms / 1000, r->verify_ms % 1000, left);
+    char jobs[MF_PROJECT_JOBS_MAX * (MF_SETUP_NAME_MAX + 3) + 1] = "";
+    if (r->error && r->failed_job >= 0) {
+        add_job_name(c, (unsigned)r->failed_job, jobs, sizeof jobs);
+    } else if (!r->error && c->request->action == MF_ACTION_START) {
+        add_job_name(c, c->project->job_count - 1, jobs, sizeof jobs); /* its start mode */
+    } else if (!r->error) {
+        for (unsigned j = 0; j < c->project->job_count; j++)
+            add_job_name(c, j, jobs, sizeof jobs);
+    }
+    char result[MF_CYCLE_MESSAGE_MAX + 32];
+    if (r->error)
+        snprintf(result, sizeof result, "ERROR %s%s", r->message,
+                 r->consumed ? " (count consumed)" : "");
     else
-        mf_flashlog_write(log, "slot %u %s project \"%s\" uid %s serial %s ERROR %s%s",
-                          c->slot->number, action_name(c->request->action), project, uid, serial,
-                          r->message, r->consumed ? " (count consumed)" : "");
+        snprintf(result, sizeof result, "OK");
+    mf_flashlog_write(log,
+                      "slot %u %s project \"%s\" uid %s serial %s %s (Total %u.%03us, Erase "
+                      "%u.%03us, Prog %u.%03us, Verify %u.%03us)%s, job%s",
+                      c->slot->number, action_name(c->request->action), project, uid, serial,
+                      result, r->total_ms / 1000, r->total_ms % 1000, r->erase_ms / 1000,
+                      r->erase_ms % 1000, r->program_ms / 1000, r->program_ms % 1000,
+                      r->verify_ms / 1000, r->verify_ms % 1000, left, jobs[0] ? jobs : " -");
 }
 
 int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
@@ -1103,6 +1186,7 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     struct cycle *c = &cycle;
     struct mf_target *t = slot->target;
     memset(result, 0, sizeof *result);
+    result->failed_job = -1;
     atomic_store(&t->cancel, 0); /* a cancel meant for an earlier cycle does not stop this one */
     uint64_t started = now(c);
     slot->overlay_count = 0;

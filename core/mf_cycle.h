@@ -84,6 +84,8 @@ struct mf_cycle_result {
     int error;                          /* 0 or the MF_E* code of the failure */
     enum mf_cycle_failure failure;      /* where it failed */
     char message[MF_CYCLE_MESSAGE_MAX]; /* what failed, for the log and the protocol */
+    int failed_job;                     /* index of the job the failure came in, -1 when it came
+                                           outside the jobs (setup, count, connect) or none */
     bool consumed;                      /* a count was taken (the target was to be modified) */
     bool has_serial;
     uint64_t serial; /* the Serial.txt number this device took */

@@ -13,7 +13,9 @@
 
 #define MF_FLASHLOG_NAME     "FLASHER.LOG"
 #define MF_FLASHLOG_OLD_NAME "FLASHER.OLD"
-#define MF_FLASHLOG_LINE_MAX 512u /* bytes of one line, with its CR LF */
+/* Bytes of one line, with its CR LF: a cycle's line holds a message (MF_CYCLE_MESSAGE_MAX), the
+ * project's name and up to 16 job names of up to 63 bytes each. */
+#define MF_FLASHLOG_LINE_MAX 2048u
 
 struct mf_flashlog {
     struct mf_fat *fs;               /* the public area */

@@ -114,12 +114,7 @@ bool mf_package_path_ok(const char *path, size_t length)
 
 bool mf_package_programmer_file(const char *path)
 {
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (mf_ini_name_is(base, MF_FILE_CNTDOWN) || mf_ini_name_is(base, MF_FILE_SERIAL))
-        return true;
-    return !slash && (mf_ini_name_is(base, MF_FILE_FLASHER_INI) ||
-                      mf_ini_name_is(base, "FLASHER.LOG") || mf_ini_name_is(base, "FLASHER.OLD"));
+    return mf_setup_programmer_file(path); /* the setup id is the setup's fingerprint */
 }
 
 /* Feeds one file's name and size to the setup id (mf_setup_fingerprint's layout). */

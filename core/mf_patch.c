@@ -96,7 +96,8 @@ int mf_patch_parse(const char *line, struct mf_patch_line *out, char *message)
         return MF_EFORMAT;
     }
     if (count < 1 || count > MF_PATCHES_MAX) {
-        snprintf(message, MF_PATCH_ERROR_MAX, "%llu patches: from 1 to %u are allowed",
+        snprintf(message, MF_PATCH_ERROR_MAX,
+                 "NumPatches is 0x%llX: a line holds from 1 to %u patches",
                  (unsigned long long)count, MF_PATCHES_MAX);
         return MF_EFORMAT;
     }
@@ -110,8 +111,10 @@ int mf_patch_parse(const char *line, struct mf_patch_line *out, char *message)
             return MF_EFORMAT;
         }
         if (length < 1 || length > MF_PATCH_BYTES_MAX) {
-            snprintf(message, MF_PATCH_ERROR_MAX, "patch %u: %llu bytes: from 1 to %u allowed",
-                     i + 1, (unsigned long long)length, MF_PATCH_BYTES_MAX);
+            snprintf(message, MF_PATCH_ERROR_MAX,
+                     "patch %u: NumBytes is 0x%llX (%llu): a patch holds from 1 to %u (0x%X) bytes",
+                     i + 1, (unsigned long long)length, (unsigned long long)length,
+                     MF_PATCH_BYTES_MAX, MF_PATCH_BYTES_MAX);
             return MF_EFORMAT;
         }
         if (patch->address + length < patch->address) {

@@ -9,9 +9,13 @@
 
 #include <stdint.h>
 
-#define MF_PATCHES_MAX     8u    /* patches per line (the reference allows 4) */
-#define MF_PATCH_BYTES_MAX 64u   /* bytes per patch (the reference allows 32) */
-#define MF_TEXT_LINE_MAX   1024u /* bytes of one line of Patches.txt or SNList.txt */
+#define MF_PATCHES_MAX     8u  /* patches per line (the reference allows 4) */
+#define MF_PATCH_BYTES_MAX 64u /* bytes per patch (the reference allows 32) */
+/* Characters of one line of Patches.txt or SNList.txt (without its line end). A full line of
+ * ours, 8 patches of 64 bytes at 16-digit addresses, is 1193 characters; the reference's 4 of 32
+ * about 300: what is left is room for spaces. The protocol's #AUTO PATCH line is bounded by
+ * MF_PROTO_LINE_MAX (2048) as a whole, so a full line fits there too. */
+#define MF_TEXT_LINE_MAX   2048u
 #define MF_PATCH_ERROR_MAX 128u
 
 struct mf_patch {
@@ -25,9 +29,10 @@ struct mf_patch_line {
     unsigned count;
 };
 
-/* Reads line `index` (from 0) of the text file `path`: its text without the line end into `line`
- * (MF_TEXT_LINE_MAX + 1 bytes, NUL-terminated). MF_ENOENT when the file has fewer lines,
- * MF_EFBIG when the line is longer than MF_TEXT_LINE_MAX. Lines end in LF, CR LF or CR. */
+/* Reads line `index` (counting from 0, as Serial.txt selects it) of the text file `path`: its text
+ * without the line end into `line` (MF_TEXT_LINE_MAX + 1 bytes, NUL-terminated). MF_ENOENT when
+ * the file has fewer lines, MF_EFBIG when that line is longer than MF_TEXT_LINE_MAX characters
+ * (other lines may be of any length). Lines end in LF, CR LF or CR. */
 int mf_text_line(struct mf_area *area, const char *path, uint64_t index, char *line);
 
 /* Parses "<NumPatches>,<Addr>,<NumBytes>:<Data>[,<Addr>,<NumBytes>:<Data>]..." (all hex, data two

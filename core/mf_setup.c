@@ -4,8 +4,10 @@
 
 #include "mf_datafile.h"
 #include "mf_err.h"
+#include "mf_flashlog.h"
 #include "mf_ini.h"
 #include "mf_owner.h"
+#include "mf_reclog.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -47,11 +49,34 @@ const char *mf_setup_display_name(const char *folder_name)
     return folder_name;
 }
 
+enum mf_public_file mf_setup_public_file(const char *name)
+{
+    static const char token[] = ".mft";
+    size_t n = strlen(name), t = sizeof token - 1;
+    if (mf_ini_name_is(name, MF_FLASHLOG_NAME) || mf_ini_name_is(name, MF_FLASHLOG_OLD_NAME))
+        return MF_PUBLIC_LOG;
+    if (mf_reclog_is_name(name))
+        return MF_PUBLIC_RECORDS;
+    if (n > t && mf_ini_name_is(name + n - t, token))
+        return MF_PUBLIC_TOKEN;
+    return MF_PUBLIC_OTHER;
+}
+
 bool mf_setup_public_allowed(const char *name, bool is_dir)
 {
     if (is_dir)
-        return mf_ini_name_is(name, "_SECURE");
-    return mf_ini_name_is(name, "FLASHER.LOG") || mf_ini_name_is(name, "FLASHER.OLD");
+        return mf_ini_name_is(name, MF_DIR_SECURE_INPUT);
+    return mf_setup_public_file(name) != MF_PUBLIC_OTHER;
+}
+
+bool mf_setup_programmer_file(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (mf_ini_name_is(base, MF_FILE_CNTDOWN) || mf_ini_name_is(base, MF_FILE_SERIAL))
+        return true;
+    return !slash && (mf_ini_name_is(base, MF_FILE_FLASHER_INI) ||
+                      mf_setup_public_file(base) == MF_PUBLIC_LOG);
 }
 
 bool mf_project_takes_serial(const struct mf_project *p)
@@ -70,6 +95,13 @@ const char *mf_verify_mode_name(enum mf_verify_mode mode)
 }
 
 /* ---- values ---- */
+
+/* [job] overlap: the words of `mintflash image --overlap`, in the order of enum mf_image_overlap.
+ */
+static const char *const overlap_names[] = {"error", "last", "first"};
+_Static_assert(MF_IMAGE_OVERLAP_ERROR == 0 && MF_IMAGE_OVERLAP_LAST_WINS == 1 &&
+                   MF_IMAGE_OVERLAP_FIRST_WINS == 2,
+               "overlap_names follows enum mf_image_overlap");
 
 static int parse_u64(const char *text, uint64_t *value)
 {
@@ -335,6 +367,12 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
                 return job_bad_value(c, item, "yes or no");
             return 0;
         }
+        if (mf_ini_name_is(k, "overlap")) {
+            if (parse_choice(v, overlap_names, 3, &choice))
+                return job_bad_value(c, item, "error, first or last");
+            job->overlap = (enum mf_image_overlap)choice;
+            return 0;
+        }
     } else if (mf_ini_name_is(s, "file")) {
         if (c->file_section != item->section_number) {
             if (job->file_count == MF_JOB_FILES_MAX) {
@@ -351,6 +389,7 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
             if (!*v || strlen(v) >= MF_SETUP_NAME_MAX)
                 return job_bad_value(c, item, "a file name (1 to 63 bytes)");
             strcpy(f->name, v);
+            f->line = item->line;
             return 0;
         }
         if (mf_ini_name_is(k, "format")) {
@@ -499,6 +538,7 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
     s->profile = job->profile;
     s->ordered = true;
     struct mf_image_sink sink = {scan_data, NULL, s};
+    struct mf_image_config config = {.overlap = job->overlap};
     int err = mf_datafile_stream(setup->area, f->path, f->format, f->base, f->size, &sink, buffer,
                                  buffer_size, &ierr);
     if (err) {
@@ -516,7 +556,7 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
     f->held = malloc(sizeof *f->held);
     if (!f->held)
         return MF_ENOMEM;
-    mf_image_init(f->held, NULL);
+    mf_image_init(f->held, &config); /* records of one file that overlap: as the job says */
     struct area_file af = {setup->area, f->path};
     err = mf_image_load(f->held, f->path, f->format, f->format == MF_IMAGE_FORMAT_BIN ? f->base : 0,
                         area_file_read, &af, f->size, &ierr);
@@ -539,47 +579,178 @@ struct owned_range {
     unsigned owner;
 };
 
-static int owned_compare(const void *a, const void *b)
+/* One end of an owned range, for the sweep over all files' ranges. */
+struct edge {
+    uint64_t at;
+    unsigned owner;
+    bool opens;
+};
+
+static int edge_compare(const void *a, const void *b)
 {
-    const struct owned_range *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
+    const struct edge *x = a, *y = b;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    if (x->opens != y->opens)
+        return x->opens ? 1 : -1; /* a range that ends where another starts does not overlap it */
+    return x->owner < y->owner ? -1 : x->owner > y->owner;
 }
 
-/* Merges the files' ranges into the job's. Overlaps between files are an error; so is a write
- * unit (the smallest programmable piece) shared by two files, since flash cannot program it
- * twice. */
-static int merge_ranges(struct mf_job *job, struct owned_range *all, size_t count, char *message)
+/* Finds the record of a data file that holds `address`, for messages. */
+struct locate {
+    uint64_t address;
+    uint64_t record; /* address of that record's first byte */
+    uint64_t where;  /* its line (HEX, S-record) or file offset (ELF, raw binary) */
+    bool found;
+};
+
+static int locate_data(void *context, uint64_t address, const uint8_t *bytes, size_t length,
+                       uint64_t where)
 {
-    if (count) /* a job of per-device bytes alone has no data: `all` is NULL */
-        qsort(all, count, sizeof *all, owned_compare);
-    job->ranges = malloc((count ? count : 1) * sizeof *job->ranges);
-    if (!job->ranges)
+    (void)bytes;
+    struct locate *l = context;
+    if (l->address < address || l->address - address >= length)
+        return 0;
+    l->record = address;
+    l->where = where;
+    l->found = true;
+    return MF_ECANCELED; /* found: no need to read further */
+}
+
+/* "line 12" or "offset 0x1F0": where `address` comes from in file `f` (read again: this is only
+ * for an error message). */
+static void data_place(struct mf_setup *setup, struct loader *ld, const struct mf_datafile *f,
+                       uint64_t address, char *out, size_t size)
+{
+    struct locate l = {.address = address};
+    struct mf_image_sink sink = {locate_data, NULL, &l};
+    struct mf_image_error ierr;
+    mf_datafile_stream(setup->area, f->path, f->format, f->base, f->size, &sink, ld->buffer,
+                       ld->buffer_size, &ierr);
+    if (!l.found)
+        snprintf(out, size, "place unknown");
+    else if (f->format == MF_IMAGE_FORMAT_IHEX || f->format == MF_IMAGE_FORMAT_SREC)
+        snprintf(out, size, "line %llu", (unsigned long long)l.where);
+    else
+        snprintf(out, size, "offset 0x%llX", (unsigned long long)(l.where + address - l.record));
+}
+
+/* Adds [start, end) to the ranges file `f` leaves out (they arrive in ascending order). */
+static int exclude(struct mf_datafile *f, uint64_t start, uint64_t end)
+{
+    if (f->excluded_count && f->excluded[f->excluded_count - 1].end == start) {
+        f->excluded[f->excluded_count - 1].end = end;
+        return 0;
+    }
+    struct mf_range *r = realloc(f->excluded, (f->excluded_count + 1) * sizeof *r);
+    if (!r)
         return MF_ENOMEM;
-    job->range_count = 0;
+    f->excluded = r;
+    f->excluded[f->excluded_count++] = (struct mf_range){start, end};
+    return 0;
+}
+
+/* Merges the files' ranges into the job's. Where two files hold data for the same address, the
+ * job's `overlap` decides: an error (naming both files, their job.ini lines and the places in
+ * them), or the file listed first or last wins and the other leaves those bytes out. After that,
+ * no write unit (the smallest programmable piece) may hold bytes of two files: flash cannot
+ * program it twice. */
+static int merge_ranges(struct mf_setup *setup, struct loader *ld, struct mf_job *job,
+                        const struct job_ini *c, const struct owned_range *all, size_t count,
+                        char *message)
+{
+    _Static_assert(MF_JOB_FILES_MAX <= 32, "the files of a job fit a mask");
+    job->ranges = malloc((count ? count : 1) * sizeof *job->ranges);
+    struct edge *edges = count ? malloc(2 * count * sizeof *edges) : NULL;
+    int err = 0;
+    if (!job->ranges || (count && !edges)) {
+        err = MF_ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < count; i++) {
-        if (i > 0 && all[i].owner != all[i - 1].owner) {
-            const struct mf_flash_region *r = mf_profile_region(job->profile, all[i].start);
-            uint64_t unit = r ? r->write_size : 1;
-            if (all[i].start < all[i - 1].end) {
-                say(message, "%s: %s and %s both hold data for 0x%llX", job->folder,
-                    job->files[all[i - 1].owner].name, job->files[all[i].owner].name,
-                    (unsigned long long)all[i].start);
-                return MF_ECONFLICT;
-            }
-            if (all[i].start / unit == (all[i - 1].end - 1) / unit) {
+        edges[2 * i] = (struct edge){all[i].start, all[i].owner, true};
+        edges[2 * i + 1] = (struct edge){all[i].end, all[i].owner, false};
+    }
+    if (count) /* a job of per-device bytes alone has no data */
+        qsort(edges, 2 * count, sizeof *edges, edge_compare);
+    job->range_count = 0;
+    job->data_bytes = 0;
+    uint32_t active = 0;                 /* the files holding data from here on */
+    struct owned_range last = {0, 0, 0}; /* the run the previous winner wrote */
+    bool has_last = false, resolved = false;
+    char where_a[40], where_b[40];
+    for (size_t i = 0; i < 2 * count;) {
+        uint64_t at = edges[i].at;
+        for (; i < 2 * count && edges[i].at == at; i++) {
+            if (edges[i].opens)
+                active |= 1u << edges[i].owner;
+            else
+                active &= ~(1u << edges[i].owner);
+        }
+        if (!active || i == 2 * count)
+            continue;
+        uint64_t next = edges[i].at; /* [at, next): the files in `active` hold data */
+        unsigned first = (unsigned)__builtin_ctz(active);
+        unsigned winner = first;
+        if (active & (active - 1)) {
+            unsigned second = (unsigned)__builtin_ctz(active & (active - 1));
+            if (job->overlap == MF_IMAGE_OVERLAP_ERROR) {
+                const struct mf_datafile *a = &job->files[first], *b = &job->files[second];
+                data_place(setup, ld, a, at, where_a, sizeof where_a);
+                data_place(setup, ld, b, at, where_b, sizeof where_b);
                 say(message,
-                    "%s: %s and %s share the write unit at 0x%llX; put that data in one file",
-                    job->folder, job->files[all[i - 1].owner].name, job->files[all[i].owner].name,
-                    (unsigned long long)(all[i].start / unit * unit));
-                return MF_ECONFLICT;
+                    "%s: overlapping data at 0x%llX-0x%llX: %s %s (job.ini line %u) and %s %s "
+                    "(job.ini line %u); [job] overlap = first or last says which wins",
+                    c->path, (unsigned long long)at, (unsigned long long)(next - 1), a->name,
+                    where_a, a->line, b->name, where_b, b->line);
+                err = MF_ECONFLICT;
+                goto out;
+            }
+            winner = job->overlap == MF_IMAGE_OVERLAP_FIRST_WINS
+                         ? first
+                         : 31u - (unsigned)__builtin_clz(active);
+            for (unsigned k = 0; k < job->file_count && !err; k++) {
+                if (k != winner && (active >> k & 1))
+                    err = exclude(&job->files[k], at, next);
+            }
+            resolved = true;
+            if (err)
+                goto out;
+        }
+        if (job->range_count && job->ranges[job->range_count - 1].end == at)
+            job->ranges[job->range_count - 1].end = next;
+        else
+            job->ranges[job->range_count++] = (struct mf_range){at, next};
+        job->data_bytes += next - at;
+        if (has_last && last.owner == winner && last.end == at) {
+            last.end = next;
+            continue;
+        }
+        if (has_last && last.owner != winner) {
+            const struct mf_flash_region *r = mf_profile_region(job->profile, at);
+            uint64_t unit = r ? r->write_size : 1;
+            if (at / unit == (last.end - 1) / unit) {
+                const struct mf_datafile *a = &job->files[last.owner], *b = &job->files[winner];
+                data_place(setup, ld, a, last.end - 1, where_a, sizeof where_a);
+                data_place(setup, ld, b, at, where_b, sizeof where_b);
+                say(message,
+                    "%s: %s %s (job.ini line %u) and %s %s (job.ini line %u) share the "
+                    "%llu-byte write unit at 0x%llX%s%s; flash programs it once: put that data "
+                    "in one file",
+                    c->path, a->name, where_a, a->line, b->name, where_b, b->line,
+                    (unsigned long long)unit, (unsigned long long)(at / unit * unit),
+                    resolved ? " after overlap = " : "",
+                    resolved ? overlap_names[job->overlap] : "");
+                err = MF_ECONFLICT;
+                goto out;
             }
         }
-        if (job->range_count && job->ranges[job->range_count - 1].end == all[i].start)
-            job->ranges[job->range_count - 1].end = all[i].end;
-        else
-            job->ranges[job->range_count++] = (struct mf_range){all[i].start, all[i].end};
+        last = (struct owned_range){at, next, winner};
+        has_last = true;
     }
-    return 0;
+out:
+    free(edges);
+    return err;
 }
 
 /* ---- projects and jobs ---- */
@@ -830,10 +1001,9 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
             }
         }
         free(s.ranges);
-        job->data_bytes += f->bytes;
     }
     if (!err)
-        err = merge_ranges(job, all, count, message);
+        err = merge_ranges(setup, ld, job, &c, all, count, message);
     free(all);
     return err;
 }
@@ -1011,6 +1181,7 @@ static void free_job(struct mf_job *job)
             mf_image_free(job->files[i].held);
             free(job->files[i].held);
         }
+        free(job->files[i].excluded);
     }
     free(job->ranges);
 }
@@ -1069,15 +1240,6 @@ static void upper_path(const char *in, char *out)
     out[i] = '\0';
 }
 
-/* Files the programmer changes itself are not part of what the owner installed. */
-static bool programmer_file(const char *name, bool at_root)
-{
-    if (mf_ini_name_is(name, MF_FILE_CNTDOWN) || mf_ini_name_is(name, MF_FILE_SERIAL))
-        return true;
-    return at_root && (mf_ini_name_is(name, MF_FILE_FLASHER_INI) ||
-                       mf_ini_name_is(name, "FLASHER.LOG") || mf_ini_name_is(name, "FLASHER.OLD"));
-}
-
 static int walk_entry(void *context, const struct mf_area_entry *entry)
 {
     struct walk *w = context;
@@ -1102,7 +1264,7 @@ static int walk_entry(void *context, const struct mf_area_entry *entry)
         w->depth[w->pending_count++] = w->dir_depth + 1;
         return 0;
     }
-    if (programmer_file(entry->name, w->dir[0] == '\0'))
+    if (mf_setup_programmer_file(path)) /* not part of what the owner installed */
         return 0;
     if (w->count == FINGERPRINT_FILES_MAX)
         return MF_EFBIG;

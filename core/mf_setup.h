@@ -57,6 +57,11 @@ struct mf_datafile {
     /* Files whose records do not ascend are loaded once and held sorted here; others are
      * streamed from the area in every cycle. */
     struct mf_image *held;
+    /* Where another file of the job wins ([job] overlap = first | last): sorted, disjoint ranges
+     * of this file's data that a cycle leaves out. Empty (NULL) without overlaps. */
+    struct mf_range *excluded;
+    size_t excluded_count;
+    unsigned line; /* of its `path` in job.ini, for messages */
 };
 
 struct mf_job {
@@ -68,6 +73,10 @@ struct mf_job {
     unsigned protect;         /* readout protection level set at the end; 0 = none */
     enum mf_start_mode start; /* 0 = do not start */
     bool patches;             /* apply Patches.txt lines (and #AUTO PATCH data) */
+    /* Which file wins where two hold data for the same address: none (an error, the default),
+     * the one listed first or the one listed last in job.ini (also within one file: the record
+     * later in the file for `last`), as `mintflash image --overlap` decides. */
+    enum mf_image_overlap overlap;
     struct mf_datafile files[MF_JOB_FILES_MAX];
     unsigned file_count;
     bool serial; /* program the serial number */
@@ -79,9 +88,9 @@ struct mf_job {
     bool signature;
     uint64_t signature_address;
     uint8_t signature_seed[32];
-    struct mf_range *ranges; /* what the files load: sorted, merged */
+    struct mf_range *ranges; /* what the files load: sorted, merged, overlaps resolved */
     size_t range_count;
-    uint64_t data_bytes;
+    uint64_t data_bytes; /* bytes of `ranges`: what a cycle programs besides per-device bytes */
     struct mf_rsp_options gdb; /* [gdb]: how a GDB server reaches the device */
 };
 
@@ -135,10 +144,36 @@ int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *inde
 /* The selected project, or NULL when the setup has none. */
 const struct mf_project *mf_setup_project(const struct mf_setup *setup);
 
-/* The files the programmer itself writes into the public area, and the inputs it consumes there
- * at start (`_SECURE`): the only names allowed at the public area's root while the secure area
- * holds a setup (any other file or folder is a conflict: which setup should run?). */
+/* The public area's allow-list: the one fixed, documented list (docs/jobs.md, "Files the
+ * programmer writes") of the files the programmer itself keeps at the public area's root, whatever
+ * area the setup lives in:
+ *   MF_PUBLIC_LOG      FLASHER.LOG and FLASHER.OLD (written)
+ *   MF_PUBLIC_RECORDS  RECORDS.000 .. RECORDS.999, the production records (written)
+ *   MF_PUBLIC_TOKEN    *.mft, top-up tokens (read there, applied or refused, and deleted)
+ * Names compare ignoring case; `name` is a name at the root, not a path. */
+enum mf_public_file {
+    MF_PUBLIC_OTHER = 0, /* not the programmer's: the user's, or a conflict (below) */
+    MF_PUBLIC_LOG,
+    MF_PUBLIC_RECORDS,
+    MF_PUBLIC_TOKEN,
+};
+enum mf_public_file mf_setup_public_file(const char *name);
+
+#define MF_DIR_SECURE_INPUT "_SECURE" /* the folder the programmer moves into the secure area */
+
+/* The conflict rule's list: while the secure area holds a setup, the public area's root may hold
+ * only the allow-list's files (mf_setup_public_file) and the `_SECURE` folder, the input the
+ * programmer consumes at start; any other file or folder is a conflict (which setup should
+ * run?). */
 bool mf_setup_public_allowed(const char *name, bool is_dir);
+
+/* Does the setup's fingerprint (and a package's setup id) leave out the file at `path` ("a/b/c")?
+ * Every Cntdown.txt and Serial.txt (counters the programmer changes), and at the root
+ * FLASHER.INI (its Project line) and the allow-list's log files (MF_PUBLIC_LOG). Production
+ * records and tokens count where they appear: a setup never holds them (records are written
+ * beside a setup in the secure area; tokens are deleted once read), and the setup id's layout
+ * (docs/owner-tools.md) stays as it was. */
+bool mf_setup_programmer_file(const char *path);
 
 /* Does a cycle of this project take a serial number (it has Serial.txt, and a job programs one
  * or SNList.txt / Patches.txt need it to select their line)? */

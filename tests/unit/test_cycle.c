@@ -15,6 +15,7 @@
 #include "mf_testutil.h"
 #include "mf_uidsig.h"
 
+#include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -100,6 +101,20 @@ static uint64_t number(struct mf_fat *fs, const char *path)
     uint64_t v = strtoull(text, NULL, 10);
     free(text);
     return v;
+}
+
+/* Does some line of `text` match the extended regular expression `pattern` in whole? */
+static bool line_matches(const char *text, const char *pattern)
+{
+    regex_t re;
+    char anchored[1024];
+    snprintf(anchored, sizeof anchored, "^%s\r$", pattern);
+    assert_int_equal(regcomp(&re, anchored, REG_EXTENDED | REG_NEWLINE | REG_NOSUB), 0);
+    bool found = regexec(&re, text, 0, NULL, 0) == 0;
+    regfree(&re);
+    if (!found)
+        fprintf(stderr, "no line matches /%s/ in:\n%s", pattern, text);
+    return found;
 }
 
 /* Deterministic firmware bytes. */
@@ -240,11 +255,20 @@ static void test_auto_programs_data_and_serial(void **state)
     char *text = get(&f->fs, "Projects/01_Widget/Cntdown.txt");
     assert_string_equal(text, "2\r\n"); /* the owner's line end is kept */
     free(text);
+    /* The documented layout: time, slot, command, project, UID, serial, result, timings, cycles
+     * left, and the jobs run. */
     char *log = get(&f->fs, "FLASHER.LOG");
     assert_non_null(log);
-    assert_non_null(strstr(log, "slot 1 AUTO project \"Widget\""));
-    assert_non_null(strstr(log, "serial 1000 OK (Total"));
-    assert_non_null(strstr(log, ", 2 left\r\n"));
+    char uid[25];
+    for (unsigned i = 0; i < 12; i++)
+        snprintf(uid + 2 * i, 3, "%02X", r.uid[i]);
+    char pattern[512];
+    snprintf(pattern, sizeof pattern,
+             "2025-11-2[34] [0-9]{2}:[0-9]{2}:[0-9]{2} slot 1 AUTO project \"Widget\" uid %s "
+             "serial 1000 OK \\(Total [0-9]+\\.[0-9]{3}s, Erase [0-9]+\\.[0-9]{3}s, Prog "
+             "[0-9]+\\.[0-9]{3}s, Verify [0-9]+\\.[0-9]{3}s\\), 2 left, job \"App\"",
+             uid);
+    assert_true(line_matches(log, pattern));
     free(log);
 }
 
@@ -380,8 +404,95 @@ static void test_patches_by_serial_line(void **state)
     assert_int_equal(mf_sim_replace(f->sim_dir, 1, NULL, NULL, NULL, NULL, 0), 0);
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ENOENT);
     assert_false(r.consumed);
-    assert_non_null(strstr(r.message, "Patches.txt line 4"));
+    /* Named as an editor counts lines (and job.ini errors do), with the number that selected it
+     * (the reference counts from 0). */
+    assert_string_equal(r.message, "Projects/01_Widget/Patches.txt:5 (Serial.txt 4 selects it, "
+                                   "counting lines from 0): no such line (the patches are used "
+                                   "up)");
     assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 7);
+}
+
+/* A Patches.txt line of 8 patches of 64 bytes, each `address` + 0x100 * i, 16-digit addresses
+ * and blanks around the items: the longest line of ours, 1193 characters without the blanks. */
+static size_t full_patch_line(char *out, size_t size, unsigned patches, unsigned bytes)
+{
+    size_t n = (size_t)snprintf(out, size, "%X", patches);
+    for (unsigned i = 0; i < patches; i++) {
+        n += (size_t)snprintf(out + n, size - n, " , %016X , %X : ", 0x08004000u + 0x100u * i,
+                              bytes);
+        for (unsigned k = 0; k < bytes; k++)
+            n += (size_t)snprintf(out + n, size - n, "%02X", (unsigned)(i * 64 + k) & 0xFF);
+    }
+    return n;
+}
+
+/* The limits of a Patches.txt line: 8 patches of 64 bytes work from the file and inline; a ninth
+ * patch, a 65th byte and a line longer than MF_TEXT_LINE_MAX are refused with what is wrong and
+ * where, before anything is taken. */
+static void test_patch_line_limits(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "10", "0");
+    static char text[4 * MF_TEXT_LINE_MAX];
+    size_t n = full_patch_line(text, sizeof text, 8, 64);
+    assert_true(n > 1193 && n <= MF_TEXT_LINE_MAX);
+    text[n++] = '\n';
+    n += full_patch_line(text + n, sizeof text - n, 9, 1); /* line 2: nine patches */
+    text[n++] = '\n';
+    n += full_patch_line(text + n, sizeof text - n, 1, 65); /* line 3: 65 bytes */
+    text[n++] = '\n';
+    memset(text + n, ' ', MF_TEXT_LINE_MAX); /* line 4: blanks past the limit, then a patch */
+    n += MF_TEXT_LINE_MAX;
+    n += (size_t)snprintf(text + n, sizeof text - n, "1,8004000,1:00\n");
+    put(&f->fs, "Projects/01_Widget/Patches.txt", text, n);
+    assert_int_equal(load(f), 0);
+
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    for (unsigned i = 0; i < 8; i++) {
+        for (unsigned k = 0; k < 64; k++)
+            assert_int_equal(mem[0x4000 + 0x100 * i + k], (i * 64 + k) & 0xFF);
+        assert_int_equal(mem[0x4000 + 0x100 * i + 64], 0xFF);
+    }
+    free(mem);
+
+    static const char *const refused[] = {
+        "Projects/01_Widget/Patches.txt:2 (Serial.txt 1 selects it, counting lines from 0): "
+        "NumPatches is 0x9: a line holds from 1 to 8 patches",
+        "Projects/01_Widget/Patches.txt:3 (Serial.txt 2 selects it, counting lines from 0): "
+        "patch 1: NumBytes is 0x41 (65): a patch holds from 1 to 64 (0x40) bytes",
+        "Projects/01_Widget/Patches.txt:4 (Serial.txt 3 selects it, counting lines from 0): "
+        "line 4 is longer than 2048 characters",
+    };
+    for (unsigned i = 0; i < 3; i++) {
+        char serial[8];
+        snprintf(serial, sizeof serial, "%u\r\n", i + 1);
+        puts_(&f->fs, "Projects/01_Widget/Serial.txt", serial);
+        assert_int_equal(mf_sim_replace(f->sim_dir, 1, NULL, NULL, NULL, NULL, 0), 0);
+        int err = cycle(f, 0, MF_ACTION_AUTO, &r);
+        assert_int_equal(err, i == 2 ? MF_EFBIG : MF_EFORMAT);
+        assert_string_equal(r.message, refused[i]);
+        assert_false(r.consumed);
+        assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), i + 1);
+    }
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 9);
+
+    /* The same limits inline (#AUTO PATCH): the full line works, one character more than a line
+     * holds is refused. */
+    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "0");
+    n = full_patch_line(text, sizeof text, 8, 64);
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = text};
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[1], &req, &r), 0);
+    mem = flash(f, 2, &size);
+    assert_int_equal(mem[0x4000 + 0x700 + 63], (7 * 64 + 63) & 0xFF);
+    free(mem);
+    memset(text + n, ' ', MF_TEXT_LINE_MAX + 1 - n);
+    text[MF_TEXT_LINE_MAX + 1] = '\0';
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), MF_EFBIG);
+    assert_string_equal(r.message, "#AUTO PATCH: the line is longer than 2048 characters");
+    assert_false(r.consumed);
 }
 
 static void test_bad_inline_patch_is_refused(void **state)
@@ -436,8 +547,13 @@ static void test_verify_failure_consumes_the_count(void **state)
     assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
     assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 101);
     char *log = get(&f->fs, "FLASHER.LOG");
-    assert_non_null(strstr(log, "serial 100 ERROR job App: verify failed"));
-    assert_non_null(strstr(log, "(count consumed)"));
+    /* An error line has the timings too, and the job that failed. */
+    assert_true(line_matches(log, "[-0-9]{10} [:0-9]{8} slot 1 AUTO project \"Widget\" uid "
+                                  "[0-9A-F]{24} serial 100 ERROR job App: verify failed at "
+                                  "0x8000123 \\(expected 0x[0-9A-F]{2}, read 0x[0-9A-F]{2}\\) "
+                                  "\\(count consumed\\) \\(Total [0-9]+\\.[0-9]{3}s, Erase "
+                                  "[0-9]+\\.[0-9]{3}s, Prog [0-9]+\\.[0-9]{3}s, Verify "
+                                  "[0-9]+\\.[0-9]{3}s\\), 4 left, job \"App\""));
     free(log);
 }
 
@@ -633,11 +749,139 @@ static void test_setup_errors_name_file_line_and_key(void **state)
     expect_setup_error(f,
                        "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
                        "[file]\npath = app.bin\naddress = 0x08000020\n",
-                       "both hold data for 0x8000020");
+                       "Projects/P/J/job.ini: overlapping data at 0x8000020-0x800003F: app.bin "
+                       "offset 0x20 (job.ini line 4) and app.bin offset 0x0 (job.ini line "
+                       "7); [job] overlap = first or last says which wins");
+    expect_setup_error(f, "[job]\ndevice = SIM-F1-64K\noverlap = both\n",
+                       "job.ini:3: [job] overlap: 'both' is not error, first or last");
     expect_setup_error(f,
                        "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
                        "[serial]\naddress = 0x08000100\n",
                        "Serial.txt is missing");
+}
+
+/* An Intel HEX file of `len` bytes at `address` (below 4 GiB), 16 bytes per record after an
+ * extended linear address record: the data for address + 16 * k is on line k + 2. */
+static void hex_file(char *out, size_t size, uint32_t address, const uint8_t *data, size_t len)
+{
+    size_t n = (size_t)snprintf(
+        out, size, ":02000004%04X%02X\n", address >> 16,
+        (0x100u - ((6u + (address >> 24) + ((address >> 16) & 0xFF)) & 0xFFu)) & 0xFFu);
+    for (size_t at = 0; at < len; at += 16) {
+        unsigned count = len - at < 16 ? (unsigned)(len - at) : 16;
+        unsigned low = (unsigned)((address + at) & 0xFFFF);
+        unsigned sum = count + (low >> 8) + (low & 0xFF);
+        n += (size_t)snprintf(out + n, size - n, ":%02X%04X00", count, low);
+        for (unsigned i = 0; i < count; i++) {
+            n += (size_t)snprintf(out + n, size - n, "%02X", data[at + i]);
+            sum += data[at + i];
+        }
+        n += (size_t)snprintf(out + n, size - n, "%02X\n", (0x100u - (sum & 0xFFu)) & 0xFFu);
+    }
+    snprintf(out + n, size - n, ":00000001FF\n");
+}
+
+/* Writes Projects/P/J/job.ini: [job] with SIM-F1-64K and the `settings` line(s), then `files`;
+ * loads the setup and returns the project. */
+static const struct mf_project *overlap_job(struct fixture *f, const char *settings,
+                                            const char *files)
+{
+    char job[512];
+    snprintf(job, sizeof job, "[job]\ndevice = SIM-F1-64K\n%s\n%s", settings, files);
+    puts_(&f->fs, "Projects/P/J/job.ini", job);
+    assert_int_equal(load(f), 0);
+    return mf_setup_project(&f->setup);
+}
+
+/* [job] overlap: where files hold data for the same address, an error naming both files, their
+ * job.ini lines and the places in them; or the file listed first (last) wins, the other's bytes
+ * are left out in programming and verifying, and only what remains must not share a write unit.
+ * Three files: a.bin [0, 0x100), b.hex [0x80, 0x180), c.bin [0xC0, 0xD0). */
+static void test_overlap_first_or_last_wins(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t a[0x101], b[0x100], c[0x10];
+    firmware(a, sizeof a, 21);
+    firmware(b, sizeof b, 22);
+    firmware(c, sizeof c, 23);
+    static char hex[8192];
+    hex_file(hex, sizeof hex, FLASH_BASE + 0x80, b, sizeof b);
+    put(&f->fs, "Projects/P/J/a.bin", a, 0x100);
+    puts_(&f->fs, "Projects/P/J/b.hex", hex);
+    put(&f->fs, "Projects/P/J/c.bin", c, sizeof c);
+    static const char files[] = "[file]\n"                /* 4 */
+                                "path = a.bin\n"          /* 5 */
+                                "address = 0x08000000\n"  /* 6 */
+                                "[file]\n"                /* 7 */
+                                "path = b.hex\n"          /* 8 */
+                                "[file]\n"                /* 9 */
+                                "path = c.bin\n"          /* 10 */
+                                "address = 0x080000C0\n"; /* 11 */
+
+    /* No overlap key: an error, before any device is touched. */
+    const struct mf_project *p = overlap_job(f, "; no overlap key", files);
+    assert_int_equal(p->error, MF_ECONFLICT);
+    assert_string_equal(p->message,
+                        "Projects/P/J/job.ini: overlapping data at 0x8000080-0x80000BF: a.bin "
+                        "offset 0x80 (job.ini line 5) and b.hex line 2 (job.ini line 8); [job] "
+                        "overlap = first or last says which wins");
+
+    static const char *const cases[][2] = {
+        {"last", "crc"}, {"last", "readback"}, {"first", "crc"}, {"first", "readback"}};
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char settings[64];
+        snprintf(settings, sizeof settings, "overlap = %s\nverify = %s", cases[i][0], cases[i][1]);
+        p = overlap_job(f, settings, files);
+        if (p->error)
+            fail_msg("%s: %s", settings, p->message);
+        assert_int_equal(p->jobs[0].range_count, 1);
+        assert_int_equal(p->jobs[0].data_bytes, 0x180);
+        assert_int_equal(
+            mf_sim_replace(f->sim_dir, 1, mf_profile_find("SIM-F1-64K"), NULL, NULL, NULL, 0), 0);
+        struct mf_cycle_result r;
+        if (cycle(f, 0, MF_ACTION_AUTO, &r))
+            fail_msg("%s: %s", settings, r.message);
+        /* Verifying alone reads the same resolution back. */
+        assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
+        size_t size;
+        uint8_t *mem = flash(f, 1, &size);
+        uint8_t want[0x190];
+        memset(want, 0xFF, sizeof want);
+        if (strcmp(cases[i][0], "last") == 0) {
+            memcpy(want, a, 0x80);
+            memcpy(want + 0x80, b, 0x100);
+            memcpy(want + 0xC0, c, 0x10);
+        } else {
+            memcpy(want + 0x80, b, 0x100);
+            memcpy(want, a, 0x100);
+        }
+        assert_memory_equal(mem, want, sizeof want);
+        free(mem);
+    }
+
+    /* What remains after the resolution may not share a write unit (2 bytes here): a.bin one
+     * byte longer ends inside the unit where b.hex goes on under `first`; `last` has b.hex start
+     * on a unit of its own. */
+    put(&f->fs, "Projects/P/J/a.bin", a, 0x101);
+    p = overlap_job(f, "overlap = first", files);
+    assert_int_equal(p->error, MF_ECONFLICT);
+    assert_string_equal(p->message,
+                        "Projects/P/J/job.ini: a.bin offset 0x100 (job.ini line 5) and b.hex "
+                        "line 10 (job.ini line 8) share the 2-byte write unit at 0x8000100 after "
+                        "overlap = first; flash programs it once: put that data in one file");
+    assert_int_equal(overlap_job(f, "overlap = last", files)->error, 0);
+
+    /* Without an overlap, a shared write unit is refused as before. */
+    put(&f->fs, "Projects/P/J/a.bin", a, 0x81);
+    hex_file(hex, sizeof hex, FLASH_BASE + 0x81, b, 0x7F);
+    puts_(&f->fs, "Projects/P/J/b.hex", hex);
+    put(&f->fs, "Projects/P/J/c.bin", c, 0); /* empty: no data */
+    p = overlap_job(f, "overlap = last", files);
+    assert_int_equal(p->error, MF_ECONFLICT);
+    assert_string_equal(p->message,
+                        "Projects/P/J/job.ini: a.bin offset 0x80 (job.ini line 5) and b.hex line 2 "
+                        "(job.ini line 8) share the 2-byte write unit at 0x8000080; flash programs "
+                        "it once: put that data in one file");
 }
 
 /* Several slots drawing from one count: never more devices than counts, never a serial twice. */
@@ -1025,6 +1269,9 @@ static void test_signature_across_jobs(void **state)
 struct cut_case {
     uint8_t *image; /* the volume with the setup, before the cycle */
     char *sim_dir;
+    /* Both counts (root 5, project 7), serial 1, and the SNList.txt and Patches.txt lines it
+     * selects; else the project's count alone (5) and serial 100. */
+    bool both;
 };
 
 static int cut_setup(void *context, const struct mf_bd *medium)
@@ -1075,6 +1322,46 @@ static int cut_run(void *context, const struct mf_bd *bd)
     return err;
 }
 
+/* Each count at most one lower than before (and exactly one lower when the device was modified),
+ * the serial number past the one the device took, and what the device holds is that serial
+ * number's SNList.txt and Patches.txt line. */
+static int cut_check_both(const struct cut_case *cc, const struct mf_sweep_point *point,
+                          bool modified, uint64_t project, uint64_t root, uint64_t serial)
+{
+    uint64_t most_project = modified ? 6 : 7, most_root = modified ? 4 : 5;
+    if (project > most_project || project + 1 < most_project || root > most_root ||
+        root + 1 < most_root || serial < (modified ? 2u : 1u) || serial > 2) {
+        fprintf(stderr,
+                "cut at %llu: project count %llu (%llu..%llu), root count %llu (%llu..%llu), "
+                "serial %llu, device %s\n",
+                (unsigned long long)point->cut_at, (unsigned long long)project,
+                (unsigned long long)(most_project - 1), (unsigned long long)most_project,
+                (unsigned long long)root, (unsigned long long)(most_root - 1),
+                (unsigned long long)most_root, (unsigned long long)serial,
+                modified ? "modified" : "untouched");
+        return MF_EVERIFY;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/slot1/flash.bin", cc->sim_dir);
+    char *mem;
+    size_t size;
+    int err = mf_test_read_file(path, &mem, &size);
+    if (err || size < 0x10000)
+        return err ? err : MF_EIO;
+    /* Programmed or still erased; never another line's bytes. */
+    bool serial_ok = memcmp(mem + 0xF000, "\x22\x22\x22\x22", 4) == 0 ||
+                     memcmp(mem + 0xF000, "\xFF\xFF\xFF\xFF", 4) == 0;
+    bool patch_ok = memcmp(mem + 0x100, "\xA5\x5A", 2) == 0 ||
+                    ((uint8_t)mem[0x100] == 0xFF && (uint8_t)mem[0x101] == 0xFF);
+    free(mem);
+    if (!serial_ok || !patch_ok) {
+        fprintf(stderr, "cut at %llu: the device holds bytes of another line\n",
+                (unsigned long long)point->cut_at);
+        return MF_EVERIFY;
+    }
+    return 0;
+}
+
 static int cut_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
 {
     struct cut_case *cc = context;
@@ -1084,12 +1371,14 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
         fprintf(stderr, "volume does not mount: %s\n", mf_strerror(err));
         return err;
     }
-    uint64_t count, serial;
+    uint64_t count, serial, root = 0;
     err = mf_numfile_read(&fs, "Projects/01_Widget/Cntdown.txt", MF_NUMFILE_STRICT, UINT32_MAX,
                           &count);
     if (!err)
         err = mf_numfile_read(&fs, "Projects/01_Widget/Serial.txt", MF_NUMFILE_LEADING, UINT64_MAX,
                               &serial);
+    if (!err && cc->both)
+        err = mf_numfile_read(&fs, "Cntdown.txt", MF_NUMFILE_STRICT, UINT32_MAX, &root);
     if (err) {
         fprintf(stderr, "count or serial unreadable: %s\n", mf_strerror(err));
         return err;
@@ -1102,6 +1391,8 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
         return err;
     }
     bool modified = info.counters.programmed_bytes > 0 || info.counters.sector_erases > 0;
+    if (cc->both)
+        return cut_check_both(cc, point, modified, count, root, serial);
     /* Never more cycles than before minus the devices modified; never a serial number twice. */
     uint64_t most = modified ? 4 : 5;
     if (count > most || serial < (modified ? 101u : 100u)) {
@@ -1120,24 +1411,63 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
     return 0;
 }
 
-static void test_power_cut_during_authorization(void **state)
+/* Cuts the power at every write of one cycle from the setup in cc->image (every mode's seeds
+ * twice); every check must hold. Returns the cycle's write points. */
+static uint64_t cut_sweep(struct cut_case *cc, const char *name)
 {
-    struct fixture *f = *state;
-    basic_setup(f, "5", "100\r\n");
-    assert_int_equal(mf_fat_sync(&f->fs), 0);
-    struct cut_case cc = {.image = f->memory, .sim_dir = f->sim_dir};
-    struct mf_sweep sweep = {.name = "cycle authorization",
+    struct mf_sweep sweep = {.name = name,
                              .block_size = 512,
                              .block_count = DISK_BLOCKS,
-                             .context = &cc,
+                             .context = cc,
                              .setup = cut_setup,
                              .run = cut_run,
                              .check = cut_check};
     struct mf_sweep_options options = {.seeds = 2};
     struct mf_sweep_result result;
     assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
-    assert_true(result.write_points >= 6); /* serial, count and log each write */
     assert_int_equal(result.failures, 0);
+    return result.write_points;
+}
+
+static void test_power_cut_during_authorization(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100\r\n");
+    assert_int_equal(mf_fat_sync(&f->fs), 0);
+    struct cut_case cc = {.image = f->memory, .sim_dir = f->sim_dir};
+    /* serial, count and log each write */
+    assert_true(cut_sweep(&cc, "cycle authorization") >= 6);
+}
+
+/* The same with a count at the root and one in the project (a cycle takes one from each) and
+ * the SNList.txt and Patches.txt lines the serial number selects. */
+static void test_power_cut_with_both_counts_and_lines(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "7\r\n", "1\r\n");
+    puts_(&f->fs, "Cntdown.txt", "5\n");
+    puts_(&f->fs, "Projects/01_Widget/SNList.txt", "11111111\r\n22222222\r\n33333333\r\n");
+    puts_(&f->fs, "Projects/01_Widget/Patches.txt",
+          "1,8000100,2:1111\r\n1,8000100,2:A55A\r\n1,8000100,2:3333\r\n");
+    assert_int_equal(mf_fat_sync(&f->fs), 0);
+    struct cut_case cc = {.image = f->memory, .sim_dir = f->sim_dir, .both = true};
+    /* serial, two counts and the log each write */
+    assert_true(cut_sweep(&cc, "cycle authorization, root and project counts") >= 8);
+    /* Without a cut, the cycle does what the checks expect of a modified device. */
+    assert_int_equal(load(f), 0);
+    assert_int_equal(
+        mf_sim_replace(f->sim_dir, 1, mf_profile_find("SIM-F1-64K"), NULL, NULL, NULL, 0), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(r.serial, 1);
+    assert_int_equal(number(&f->fs, "Cntdown.txt"), 4);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 6);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 2);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_memory_equal(mem + 0xF000, "\x22\x22\x22\x22", 4);
+    assert_memory_equal(mem + 0x100, "\xA5\x5A", 2);
+    free(mem);
 }
 
 int main(void)
@@ -1171,6 +1501,9 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_setup_errors_name_file_line_and_key, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_overlap_first_or_last_wins, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_patch_line_limits, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_slots_share_counts_exactly, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup_fixture, teardown_fixture),
@@ -1187,6 +1520,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_signature_across_jobs, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_power_cut_with_both_counts_and_lines, setup_fixture,
                                         teardown_fixture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

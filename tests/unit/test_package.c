@@ -1230,6 +1230,16 @@ static void test_programmer_files(void **state)
     assert_true(mf_package_programmer_file("Projects/x/serial.txt"));
     assert_false(mf_package_programmer_file("Projects/x/serial.txt.bak"));
     assert_false(mf_package_programmer_file("SNList.txt"));
+    /* The setup id leaves out the allow-list's log files only: production records and tokens
+     * count where a package holds them (the documented layout, docs/owner-tools.md). */
+    assert_false(mf_package_programmer_file("RECORDS.000"));
+    assert_false(mf_package_programmer_file("more.mft"));
+    /* One rule with the setup's fingerprint. */
+    static const char *const paths[] = {"FLASHER.INI",   "flasher.log", "FLASHER.OLD",
+                                        "a/FLASHER.LOG", "Cntdown.txt", "P/x/Serial.txt",
+                                        "RECORDS.001",   "x.mft",       "app.hex"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        assert_int_equal(mf_package_programmer_file(paths[i]), mf_setup_programmer_file(paths[i]));
 }
 
 int main(void)

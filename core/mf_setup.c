@@ -8,6 +8,7 @@
 #include "mf_ini.h"
 #include "mf_owner.h"
 #include "mf_reclog.h"
+#include "mf_secure.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -65,7 +66,7 @@ enum mf_public_file mf_setup_public_file(const char *name)
 bool mf_setup_public_allowed(const char *name, bool is_dir)
 {
     if (is_dir)
-        return mf_ini_name_is(name, MF_DIR_SECURE_INPUT);
+        return mf_ini_name_is(name, MF_SECURE_FOLDER);
     return mf_setup_public_file(name) != MF_PUBLIC_OTHER;
 }
 

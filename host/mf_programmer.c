@@ -282,13 +282,6 @@ static bool ends_with(const char *name, const char *suffix)
     return n > m && mf_ini_name_is(name + n - m, suffix);
 }
 
-/* Besides FLASHER.LOG/OLD and `_SECURE`: the production records and top-up tokens. */
-static bool public_allowed(const char *name, bool is_dir)
-{
-    return mf_setup_public_allowed(name, is_dir) ||
-           (!is_dir && (mf_reclog_is_name(name) || ends_with(name, ".mft")));
-}
-
 static void apply_tokens(struct mf_programmer *p);
 static void open_records(struct mf_programmer *p);
 
@@ -304,7 +297,7 @@ static int conflict_check(void *context, char *message)
     if (p->fat_mounted) {
         err = mf_fat_opendir(&p->fat, &dir, "");
         while (!err && (r = mf_fat_readdir(&p->fat, &dir, &st)) == 1) {
-            if (!public_allowed(st.name, st.is_dir)) {
+            if (!mf_setup_public_allowed(st.name, st.is_dir)) {
                 sayn(message, MF_CYCLE_MESSAGE_MAX,
                      "the public area holds %s '%.100s' while the secure area holds a setup: "
                      "it is not clear which to use (remove it)",
@@ -894,7 +887,7 @@ static void apply_tokens(struct mf_programmer *p)
         pthread_mutex_lock(&p->public_mutex);
         int err = mf_fat_opendir(&p->fat, &dir, "");
         while (!err && mf_fat_readdir(&p->fat, &dir, &st) == 1) {
-            if (!st.is_dir && ends_with(st.name, ".mft")) {
+            if (!st.is_dir && mf_setup_public_file(st.name) == MF_PUBLIC_TOKEN) {
                 snprintf(name, sizeof name, "%s", st.name);
                 break;
             }

@@ -12,6 +12,7 @@
 #include "mf_flashlog.h"
 #include "mf_keystore.h"
 #include "mf_owner.h"
+#include "mf_patch.h"
 #include "mf_reclog.h"
 #include "mf_tpm.h"
 #include "mf_nbdserver.h"
@@ -71,7 +72,7 @@ struct mf_slot_worker {
     uint64_t done, total;
     uint64_t origin;
     struct mf_cycle_request request;
-    char patch_line[1024];
+    char patch_line[MF_TEXT_LINE_MAX + 2]; /* one more than a line holds: core refuses it */
     bool has_result;
     enum mf_cycle_action last_action;
     struct mf_cycle_result result;

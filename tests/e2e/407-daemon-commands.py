@@ -152,3 +152,18 @@ with Daemon(slots=2) as d:
               cmd)
     check(d.stop() == 0, "clean exit")
 print("ok")
+
+# The fullest inline #AUTO PATCH line: 8 patches of 64 bytes at 16-digit addresses (1193
+# characters, more than a line held before).
+with Daemon() as d:
+    c = d.tcp()
+    fw = simple_project(c, count=5, serial=0, size=20000)
+    full = "8" + "".join(",%016X,40:%s" % (0x08001000 + 0x100 * k, ("%02X" % (0x10 + k)) * 64)
+                         for k in range(8))
+    check(len(full) > 1024, "a line longer than the old 1024-byte buffer: %d" % len(full))
+    r = c.command("#AUTO PATCH " + full)
+    check(r[-1].startswith("#OK (Total "), "#AUTO PATCH with 8 x 64 bytes %r" % r)
+    mem = sim_flash(d, 1)
+    check(all(mem[0x1000 + 0x100 * k:0x1000 + 0x100 * k + 64] == bytes([0x10 + k]) * 64
+              for k in range(8)), "every byte of the 8 patches is programmed")
+    check(counters() == (4, 1), "the full line takes a count and a serial number")

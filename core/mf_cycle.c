@@ -1209,7 +1209,7 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
             goto done;
         }
     }
-    c->stage = MF_FAIL_SETUP;
+    c->stage = c->project->data_file_error ? MF_FAIL_DATA_FILE : MF_FAIL_SETUP;
     if (c->project->error) {
         fail(c, c->project->error, "%s", c->project->message);
         goto done;

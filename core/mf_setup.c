@@ -967,6 +967,7 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
             err = MF_EISDIR;
         if (err) {
             say(message, "%s: [file] %s: %s", c.path, f->name, mf_strerror(err));
+            p->data_file_error = err != MF_ENAMETOOLONG;
             break;
         }
         f->size = e.size;
@@ -974,6 +975,7 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
             err = mf_datafile_detect(setup->area, f->path, f->size, &f->format);
             if (err) {
                 say(message, "%s: %s", f->path, mf_strerror(err));
+                p->data_file_error = true;
                 break;
             }
         }

@@ -107,6 +107,8 @@ struct mf_project {
     uint64_t serial_increment;
     int error; /* 0, or why the project cannot run (then `message` says) */
     char message[MF_SETUP_ERROR_MAX];
+    bool data_file_error; /* that is a data file that cannot be opened or read (the protocol's
+                             102, "Data file could not be opened"), not the setup's text */
 };
 
 struct mf_setup {

@@ -1,7 +1,8 @@
 """A failing cycle ends in the documented error number (docs/protocol.md): the sim device's fault
 knobs give 205 (verify), 206 (connect), 207 (erase, program) and 213 (timeout); a data file
-whose bytes change on the storage after the setup was loaded gives 102; a job that names a
-missing data file or an unknown device gives 204 at once. #RESULT repeats the error, the count is
+whose bytes change on the storage after the setup was loaded, and a job that names a missing data
+file, give 102 (the reference's "Data file could not be opened"); an unknown device gives 204 at
+once. #RESULT repeats the error, the count is
 taken exactly when docs/jobs.md says, and FLASHER.LOG records each failure."""
 import os
 import re
@@ -73,12 +74,13 @@ with Daemon() as d:
     put(c, JOB + "app.hex", text)
     expect(c, None, None, r"^#OK \(Total ", 1)
 
-    # A setup that cannot run: 204 at once, nothing taken, the same text in #INFO's PROBLEM.
+    # A setup that cannot run: at once, nothing taken, the same text in #INFO's PROBLEM. A data
+    # file that cannot be opened is 102, the rest of the setup's problems 204.
     put(c, JOB + "job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = gone.bin\n"
         "address = 0x8000000\n")
-    final = expect(c, None, None, r"^#ERR204:Projects/01_W/01_App/job\.ini: \[file\] gone\.bin: "
+    final = expect(c, None, None, r"^#ERR102:Projects/01_W/01_App/job\.ini: \[file\] gone\.bin: "
                    r"no such file or directory$", 0)
-    check("#INFO:PROBLEM=" + final[len("#ERR204:"):] in c.command("#INFO"), "#INFO says why")
+    check("#INFO:PROBLEM=" + final[len("#ERR102:"):] in c.command("#INFO"), "#INFO says why")
     put(c, JOB + "job.ini", "[job]\ndevice = SIM-NOPE\n[file]\npath = app.hex\n")
     expect(c, None, None, r"^#ERR204:Projects/01_W/01_App/job\.ini:2: \[job\] device: 'SIM-NOPE' "
            r"is not a known device profile", 0)

@@ -651,6 +651,15 @@ void mf_rsp_options_init(struct mf_rsp_options *options)
     memset(options, 0, sizeof *options);
 }
 
+bool mf_rsp_options_equal(const struct mf_rsp_options *a, const struct mf_rsp_options *b)
+{
+    return strcmp(a->connect, b->connect) == 0 && strcmp(a->halt, b->halt) == 0 &&
+           strcmp(a->reset, b->reset) == 0 && strcmp(a->unlock, b->unlock) == 0 &&
+           strcmp(a->mass_erase, b->mass_erase) == 0 && strcmp(a->protect, b->protect) == 0 &&
+           strcmp(a->run, b->run) == 0 && a->timeout_ms == b->timeout_ms &&
+           a->long_timeout_ms == b->long_timeout_ms;
+}
+
 int mf_rsp_step_next(const char *list, size_t *pos, struct mf_rsp_step *step)
 {
     size_t i = *pos, len = strlen(list);

@@ -215,6 +215,9 @@ struct mf_rsp_options {
 /* Clears every field: all defaults. */
 void mf_rsp_options_init(struct mf_rsp_options *options);
 
+/* Do both say the same (every command list and both timeouts)? */
+bool mf_rsp_options_equal(const struct mf_rsp_options *a, const struct mf_rsp_options *b);
+
 /* Sets one job.ini key of the [gdb] section: connect, halt, reset, unlock, mass_erase, protect,
  * run (command lists), timeout, long_timeout (milliseconds, 1..MF_RSP_TIMEOUT_MAX). MF_EINVAL for
  * an unknown key, MF_EFORMAT for a bad value; `error` (may be NULL) then says why in a phrase

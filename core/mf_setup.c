@@ -270,6 +270,7 @@ struct job_ini {
      * of its two keys (0 = not given). */
     unsigned signature_section, signature_line, signature_address_line, signature_key_line;
     char signature_key[MF_SETUP_NAME_MAX]; /* the key file as job.ini names it */
+    unsigned gdb_line;                     /* line of the first [gdb] key, 0 = none */
 };
 
 static int job_bad_value(struct job_ini *c, const struct mf_ini_item *item, const char *expected)
@@ -441,6 +442,8 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
     } else if (mf_ini_name_is(s, "gdb")) {
         /* How a GDB server reaches this device (docs/targets.md); other back ends ignore it. */
         char why[160];
+        if (!c->gdb_line)
+            c->gdb_line = item->line;
         int err = mf_rsp_options_set(&job->gdb, k, v, why, sizeof why);
         if (err == MF_EINVAL)
             say(c->message, "%s:%u: unknown key '%s' in [gdb]", c->path, item->line, k);
@@ -913,6 +916,15 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
     }
     if (!c.has_device) {
         say(message, "%s: [job] device is missing", c.path);
+        return MF_EFORMAT;
+    }
+    /* One connection serves the whole cycle, set up by the first job's [gdb]: a later job's that
+     * says otherwise would be silently ignored. */
+    if (job != &p->jobs[0] && c.gdb_line && !mf_rsp_options_equal(&job->gdb, &p->jobs[0].gdb)) {
+        say(message,
+            "%s:%u: [gdb] differs from the first job's (%s): one connection serves the cycle, "
+            "set up by the first job's [gdb]",
+            c.path, c.gdb_line, p->jobs[0].folder);
         return MF_EFORMAT;
     }
     if (job->protect > job->profile->protect_levels) {

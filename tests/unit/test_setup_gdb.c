@@ -17,7 +17,25 @@
 
 static uint8_t medium[2048 * 512];
 
+static void put(struct mf_fat *fs, const char *path, const char *text)
+{
+    struct mf_fat_file f;
+    assert_int_equal(mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
+    assert_int_equal(mf_fat_write(fs, &f, text, (uint32_t)strlen(text)), (int)strlen(text));
+    assert_int_equal(mf_fat_close(fs, &f), 0);
+}
+
+/* A project of one job, or two when `second` is not NULL (Projects/01_W/02_More). */
+static void load2(const char *job_ini, const char *second, struct mf_setup *setup,
+                  struct mf_fat *fs);
+
 static void load(const char *job_ini, struct mf_setup *setup, struct mf_fat *fs)
+{
+    load2(job_ini, NULL, setup, fs);
+}
+
+static void load2(const char *job_ini, const char *second, struct mf_setup *setup,
+                  struct mf_fat *fs)
 {
     static struct mf_rambd ram;
     memset(medium, 0, sizeof medium);
@@ -28,12 +46,11 @@ static void load(const char *job_ini, struct mf_setup *setup, struct mf_fat *fs)
     assert_int_equal(mf_fat_mkdir(fs, "Projects"), 0);
     assert_int_equal(mf_fat_mkdir(fs, "Projects/01_W"), 0);
     assert_int_equal(mf_fat_mkdir(fs, "Projects/01_W/01_App"), 0);
-    struct mf_fat_file f;
-    assert_int_equal(
-        mf_fat_open(fs, &f, "Projects/01_W/01_App/job.ini", MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
-    assert_int_equal(mf_fat_write(fs, &f, job_ini, (uint32_t)strlen(job_ini)),
-                     (int)strlen(job_ini));
-    assert_int_equal(mf_fat_close(fs, &f), 0);
+    put(fs, "Projects/01_W/01_App/job.ini", job_ini);
+    if (second) {
+        assert_int_equal(mf_fat_mkdir(fs, "Projects/01_W/02_More"), 0);
+        put(fs, "Projects/01_W/02_More/job.ini", second);
+    }
     static struct mf_area_fat area;
     mf_area_fat_init(&area, fs, NULL);
     static uint8_t buffer[16384];
@@ -91,11 +108,47 @@ static void test_gdb_errors_name_line_and_key(void **state)
     }
 }
 
+/* One connection serves the cycle, set up by the first job's [gdb]: a later job may repeat it or
+ * leave it out, but one that says otherwise is refused, naming its line. */
+static void test_later_job_gdb_must_match(void **state)
+{
+    (void)state;
+    static const char first[] =
+        "[job]\ndevice = SIM-F4-1M\n[gdb]\nconnect = attach 1\ntimeout = 2500\n";
+    static const struct {
+        const char *second, *want; /* want NULL: accepted */
+    } cases[] = {
+        {"[job]\ndevice = SIM-F4-1M\n", NULL},
+        {"[job]\ndevice = SIM-F4-1M\n[gdb]\ntimeout = 2500\nconnect = attach 1\n", NULL},
+        {"[job]\ndevice = SIM-F4-1M\n[gdb]\nconnect = attach 2\ntimeout = 2500\n",
+         "Projects/01_W/02_More/job.ini:4: [gdb] differs from the first job's "
+         "(Projects/01_W/01_App): one connection serves the cycle"},
+        {"[job]\ndevice = SIM-F4-1M\n[gdb]\nconnect = attach 1\n",
+         "Projects/01_W/02_More/job.ini:4: [gdb] differs from the first job's"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mf_setup setup;
+        struct mf_fat fs;
+        load2(first, cases[i].second, &setup, &fs);
+        const struct mf_project *p = &setup.projects[0];
+        if (!cases[i].want) {
+            if (p->error)
+                fail_msg("case %zu: refused: %s", i, p->message);
+            assert_int_equal(p->job_count, 2);
+        } else if (!p->error || strncmp(p->message, cases[i].want, strlen(cases[i].want)) != 0) {
+            fail_msg("case %zu: %s", i, p->error ? p->message : "accepted");
+        }
+        mf_setup_free(&setup);
+        mf_fat_unmount(&fs);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gdb_keys_reach_the_job),
         cmocka_unit_test(test_gdb_errors_name_line_and_key),
+        cmocka_unit_test(test_later_job_gdb_must_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

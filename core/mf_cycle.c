@@ -79,7 +79,9 @@ static void fail(struct cycle *c, int err, const char *fmt, ...)
                  : err == MF_EVERIFY                                 ? MF_FAIL_VERIFY
                  : err == MF_ETIMEOUT && c->stage >= MF_FAIL_CONNECT ? MF_FAIL_TIMEOUT
                  : err == MF_EACCES && c->stage >= MF_FAIL_CONNECT   ? MF_FAIL_PROTECTED
-                                                                     : c->stage;
+                 /* while verifying, anything but a mismatch is the target's (a link lost) */
+                 : c->stage == MF_FAIL_VERIFY ? MF_FAIL_TARGET
+                                              : c->stage;
     size_t n = 0;
     if (c->job)
         n = (size_t)snprintf(r->message, sizeof r->message, "job %s: ", c->job->name);

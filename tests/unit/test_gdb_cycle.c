@@ -305,7 +305,6 @@ static const struct mf_sim_faults sim_program_timeout = {
 static const struct mf_sim_faults sim_crc_timeout = {
     .timeout = {MF_SIM_FAULT_ALWAYS, MF_SIM_PHASE_CRC}};
 static const struct mf_sim_faults sim_program_fails = {.program = {MF_SIM_FAULT_ALWAYS, 0}};
-static const struct mf_sim_faults sim_verify_fails = {.flip = {MF_SIM_FAULT_ALWAYS, 0x100}};
 
 /* After the erase: the program pass meets the fault (QEMU-like: the erase is written lazily, so
  * the first X is the first change; OpenOCD-like: vFlashErase came first, vFlashWrite fails). */
@@ -333,7 +332,8 @@ static void test_fault_after_erase(void **state)
 }
 
 /* After the program pass: the verify pass meets the fault (its first request is qCRC, which the
- * QEMU-like server does not support; then the read-back's m, or vFlashDone and qCRC). */
+ * QEMU-like server does not support; then the read-back's m, or vFlashDone and qCRC). A link
+ * lost or garbled while verifying is the target's failure (#ERR207), not a mismatch (#ERR205). */
 static void test_fault_after_program(void **state)
 {
     (void)state;
@@ -341,18 +341,18 @@ static void test_fault_after_program(void **state)
         {"stall at qCRC", false, "qCRC", 0, MF_FAKEGDB_STALL, MF_ETIMEOUT, MF_FAIL_TIMEOUT,
          "verify: CRC at 0x0: no reply from the GDB server within 600 ms to 'qCRC:0,",
          &sim_crc_timeout, true},
-        {"death at the read-back", false, "m0,", 0, MF_FAKEGDB_CLOSE, MF_EIO, MF_FAIL_VERIFY,
-         "the GDB server closed the connection (waiting for the reply to 'm0,", &sim_verify_fails,
+        {"death at the read-back", false, "m0,", 0, MF_FAKEGDB_CLOSE, MF_EIO, MF_FAIL_TARGET,
+         "the GDB server closed the connection (waiting for the reply to 'm0,", &sim_program_fails,
          false},
-        {"garbage at the read-back", false, "m0,", 0, MF_FAKEGDB_FLOOD, MF_EPROTO, MF_FAIL_VERIFY,
-         "the GDB server answered garbage (", &sim_verify_fails, false},
+        {"garbage at the read-back", false, "m0,", 0, MF_FAKEGDB_FLOOD, MF_EPROTO, MF_FAIL_TARGET,
+         "the GDB server answered garbage (", &sim_program_fails, false},
         {"stall at vFlashDone", true, "vFlashDone", 0, MF_FAKEGDB_STALL, MF_ETIMEOUT,
          MF_FAIL_TIMEOUT, "no reply from the GDB server within 600 ms to 'vFlashDone'",
          &sim_crc_timeout, true},
-        {"death at qCRC", true, "qCRC", 0, MF_FAKEGDB_CLOSE, MF_EIO, MF_FAIL_VERIFY,
-         "verify: CRC at 0x0: the GDB server closed the connection", &sim_verify_fails, false},
-        {"nonsense to qCRC", true, "qCRC", 0, MF_FAKEGDB_NONSENSE, MF_EPROTO, MF_FAIL_VERIFY,
-         "verify: CRC at 0x0: the GDB server answered 'Zzz?' to 'qCRC:0,", &sim_verify_fails,
+        {"death at qCRC", true, "qCRC", 0, MF_FAKEGDB_CLOSE, MF_EIO, MF_FAIL_TARGET,
+         "verify: CRC at 0x0: the GDB server closed the connection", &sim_program_fails, false},
+        {"nonsense to qCRC", true, "qCRC", 0, MF_FAKEGDB_NONSENSE, MF_EPROTO, MF_FAIL_TARGET,
+         "verify: CRC at 0x0: the GDB server answered 'Zzz?' to 'qCRC:0,", &sim_program_fails,
          false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

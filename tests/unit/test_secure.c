@@ -822,6 +822,11 @@ static void test_power_cut_during_the_removal(void **state)
         snprintf(path, sizeof path, "_SECURE/Projects/01_Widget/01_App/extra%u.bin", i);
         marked(f, path, 1500 + 700 * i, 2 + i);
     }
+    /* More files in one folder than a removal batch takes (64): cuts at a batch's edge too. */
+    for (unsigned i = 0; i < 70; i++) {
+        snprintf(path, sizeof path, "_SECURE/Projects/01_Widget/Many/part%02u.bin", i);
+        marked(f, path, 600, 20 + i);
+    }
     if (mf_test_soak()) /* make soak: a large file too (many clusters, long chains) */
         marked(f, "_SECURE/Projects/01_Widget/data.bin", 1u << 20, 9);
     install(f);

@@ -233,6 +233,30 @@ static int flasher_ini_item(void *context, const struct mf_ini_item *item)
     return MF_EFORMAT;
 }
 
+/* DEVICES.INI: the setup's own device profiles, before any job names one. */
+static int load_devices_ini(struct mf_setup *setup, struct loader *ld, char *message)
+{
+    size_t len;
+    int err = read_small(setup->area, MF_FILE_DEVICES_INI, ld->text, sizeof ld->text, &len);
+    if (err == MF_ENOENT)
+        return 0;
+    if (err) {
+        say(message, "%s: %s", MF_FILE_DEVICES_INI,
+            err == MF_EFBIG ? "larger than 16 KiB" : mf_strerror(err));
+        return err;
+    }
+    setup->devices = malloc(sizeof *setup->devices);
+    if (!setup->devices) {
+        say(message, "out of memory");
+        return MF_ENOMEM;
+    }
+    char why[MF_DEVICES_MESSAGE_MAX];
+    err = mf_devices_parse(setup->devices, ld->text, len, why);
+    if (err)
+        say(message, "%s", why);
+    return err;
+}
+
 static int load_flasher_ini(struct mf_setup *setup, struct loader *ld, char *message)
 {
     size_t len;
@@ -271,6 +295,7 @@ struct job_ini {
     unsigned signature_section, signature_line, signature_address_line, signature_key_line;
     char signature_key[MF_SETUP_NAME_MAX]; /* the key file as job.ini names it */
     unsigned gdb_line;                     /* line of the first [gdb] key, 0 = none */
+    const struct mf_devices *devices;      /* the setup's own profiles, or NULL */
 };
 
 static int job_bad_value(struct job_ini *c, const struct mf_ini_item *item, const char *expected)
@@ -330,10 +355,11 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
     uint64_t n;
     if (mf_ini_name_is(s, "job")) {
         if (mf_ini_name_is(k, "device")) {
-            job->profile = mf_profile_find(v);
+            job->profile = mf_devices_find(c->devices, v);
             if (!job->profile)
                 return job_bad_value(c, item,
-                                     "a known device profile (see `mintflash sim profiles`)");
+                                     "a known device profile (see `mintflash sim profiles`, "
+                                     "or describe it in DEVICES.INI)");
             c->has_device = true;
             return 0;
         }
@@ -886,6 +912,7 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
     struct job_ini c;
     memset(&c, 0, sizeof c);
     c.job = job;
+    c.devices = setup->devices;
     c.message = message;
     job->patches = true;
     job->serial_length = 4;
@@ -1210,6 +1237,8 @@ void mf_setup_free(struct mf_setup *setup)
     free(setup->projects);
     setup->projects = NULL;
     setup->project_count = 0;
+    free(setup->devices);
+    setup->devices = NULL;
 }
 
 int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *index)
@@ -1373,6 +1402,8 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
 {
     struct mf_area *area = setup->area;
     int err = load_flasher_ini(setup, ld, message);
+    if (!err)
+        err = load_devices_ini(setup, ld, message);
     if (err)
         return err;
 

@@ -6,6 +6,7 @@
 #define MF_SETUP_H
 
 #include "mf_area.h"
+#include "mf_devices.h"
 #include "mf_image.h"
 #include "mf_profile.h"
 #include "mf_rsp.h"
@@ -113,6 +114,7 @@ struct mf_project {
 
 struct mf_setup {
     struct mf_area *area;
+    struct mf_devices *devices;  /* DEVICES.INI's profiles (allocated), NULL without one */
     struct mf_project *projects; /* allocated */
     unsigned project_count;
     unsigned selected;                     /* index into projects */

@@ -21,6 +21,7 @@
 #include "mf_sim.h"
 #include "mf_target.h"
 #include "mf_testutil.h"
+#include "mf_worker_thread.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -141,10 +142,16 @@ static int setup_make(struct bench_setup *b, const uint8_t *image, size_t size, 
     if (!err && secure) {
         mf_rambd_init(&b->secure_ram, b->secure_mem, 512, SECURE_DISK / 512);
         mf_ramanchor_init(&b->anchor);
+        /* As the daemon does: a worker thread shares the decryption of long reads. */
+        static struct mf_worker_thread worker;
+        static bool worker_started;
+        if (!worker_started)
+            worker_started = mf_worker_thread_start(&worker) == 0;
         struct mf_secure_config c = {.bd = &b->secure_ram.bd,
                                      .anchor = &b->anchor.anchor,
                                      .random = entropy,
-                                     .reservation = 1};
+                                     .reservation = 1,
+                                     .worker = worker_started ? &worker.worker : NULL};
         err = mf_secure_open(&b->secure, &c, message);
         if (!err)
             err = mf_secure_install(&b->secure, &b->public_area.area, MF_SECURE_FOLDER, NULL, NULL,

@@ -16,6 +16,7 @@
 #define MF_SECURE_H
 
 #include "mf_anchor.h"
+#include "mf_worker.h"
 #include "mf_area.h"
 #include "mf_bd.h"
 
@@ -75,6 +76,9 @@ struct mf_secure_config {
     uint32_t reservation; /* K when FLASHER.INI does not set [CONFIG] Reservation (>= 1) */
     struct mf_lock lock;  /* guards the state record: its own lock, taken inside the job
                              engine's authorization lock, never around it */
+    /* Optional: a helper thread that decrypts half of a long read while the reader decrypts the
+     * other half (reads from several slots share it; one that finds it busy does it all). */
+    const struct mf_worker *worker;
 };
 
 /* An open secure area. Treat as opaque. */

@@ -15,6 +15,7 @@
 #include "mf_patch.h"
 #include "mf_reclog.h"
 #include "mf_tpm.h"
+#include "mf_worker_thread.h"
 #include "mf_nbdserver.h"
 #include "mf_secure.h"
 #include "mf_setup.h"
@@ -103,6 +104,8 @@ struct mf_programmer {
     bool anchor_open;
     struct mf_secure secure;
     bool secure_open;
+    struct mf_worker_thread decrypt_worker; /* shares long secure-area reads (mf_secure.h) */
+    bool decrypt_worker_started;
     struct mf_owner_identity identity; /* made at the first start, kept in the trust anchor */
     bool has_identity;
     char pinned[MF_OWNER_FINGERPRINT_SIZE];  /* the pinned owner's fingerprint, "" */

@@ -13,6 +13,7 @@
 #include "mf_setup.h"
 #include "mf_sweep.h"
 #include "mf_testutil.h"
+#include "mf_worker_thread.h"
 
 #include <setjmp.h>
 #include <sodium.h>
@@ -373,6 +374,80 @@ static void test_newer_format_is_refused(void **state)
     assert_non_null(strstr(f->message, "newer than this programmer reads"));
     assert_memory_equal(&before, &f->anchor.state, sizeof before);
     assert_int_equal(counter, f->anchor.counter);
+}
+
+/* The worker thread, counting the jobs it takes. */
+static struct {
+    struct mf_worker_thread thread;
+    unsigned jobs;
+} counted;
+
+static bool counted_try_start(void *context, void (*fn)(void *arg), void *arg)
+{
+    (void)context;
+    bool taken = counted.thread.worker.try_start(counted.thread.worker.context, fn, arg);
+    counted.jobs += taken;
+    return taken;
+}
+
+static void counted_wait(void *context)
+{
+    (void)context;
+    counted.thread.worker.wait(counted.thread.worker.context);
+}
+
+/* With a worker thread, long reads are decrypted in two halves at once: the same bytes at every
+ * offset and length, and a tampered chunk in either half still fails, also when the worker is
+ * busy with another reader's job. */
+static void test_reads_with_a_worker(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "W", "5", 60000);
+    install(f);
+    static const char path[] = "Projects/01_Widget/01_App/app.bin";
+    uint8_t *plain = malloc(60000), *got = malloc(60000);
+    assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, plain, 60000), 0);
+    assert_int_equal(mf_worker_thread_start(&counted.thread), 0);
+    counted.jobs = 0;
+    struct mf_worker_thread *tp = &counted.thread;
+    const struct mf_worker w = {NULL, counted_try_start, counted_wait};
+    mf_secure_close(&f->secure);
+    struct mf_secure_config c = config_of(f, &f->secure_ram.bd);
+    c.worker = &w;
+    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+    static const struct {
+        uint32_t offset, length;
+    } reads[] = {{0, 60000}, {0, 49152}, {16384, 32768}, {100, 50000}, {16384, 43616}, {0, 1}};
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        memset(got, 0xEE, 60000);
+        assert_int_equal(
+            f->secure.area.read(&f->secure.area, path, reads[i].offset, got, reads[i].length), 0);
+        assert_memory_equal(got, plain + reads[i].offset, reads[i].length);
+    }
+    assert_int_equal(counted.jobs, 5); /* the reads with two whole chunks or more */
+    /* The worker busy with someone else's job: this reader does it all. */
+    assert_true(tp->worker.try_start(tp->worker.context, (void (*)(void *))free, NULL));
+    unsigned before = counted.jobs;
+    assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, got, 60000), 0);
+    assert_memory_equal(got, plain, 60000);
+    assert_int_equal(counted.jobs, before);
+    tp->worker.wait(tp->worker.context);
+    /* A flipped byte in the first chunk (the worker's half) and in the third (the reader's). */
+    uint8_t *copy = malloc(SECURE_BLOCKS * 512u);
+    memcpy(copy, f->secure_mem, SECURE_BLOCKS * 512u);
+    for (unsigned chunk = 0; chunk < 3; chunk += 2) {
+        /* Chunks in path order: FLASHER.INI is chunk 0, app.bin from chunk 1 on (16896 bytes
+         * stored each, from byte 9216). */
+        f->secure_mem[9216 + (1 + chunk) * 16896 + 200] ^= 0x01;
+        assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, got, 60000), MF_EAUTH);
+        memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
+    }
+    assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, got, 60000), 0);
+    mf_secure_close(&f->secure);
+    mf_worker_thread_stop(tp);
+    free(copy);
+    free(plain);
+    free(got);
 }
 
 static void test_reinstall_erases_the_old_setup(void **state)
@@ -958,6 +1033,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_newer_format_is_refused, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_reads_with_a_worker, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reinstall_erases_the_old_setup, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_too_big_is_refused_before_erasing, setup_fixture,

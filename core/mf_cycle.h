@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define MF_WINDOW_SIZE       (64u << 10) /* bytes collected before they are programmed */
-#define MF_SLOT_IO_SIZE      (64u << 10) /* bytes read from a data file at a time */
+#define MF_SLOT_IO_SIZE      (256u << 10) /* bytes read from a data file at a time */
 #define MF_OVERLAYS_MAX      (MF_PATCHES_MAX + 2u * MF_PROJECT_JOBS_MAX) /* + serial, signature */
 #define MF_CYCLE_MESSAGE_MAX 256u
 #define MF_ERASE_LIST_MAX    (MF_WINDOW_SIZE / 16u)
@@ -128,7 +128,7 @@ struct mf_overlay {
     unsigned patch; /* 1-based number of the patch in its line (MF_OVERLAY_PATCH) */
 };
 
-/* One slot's state and working memory (about 100 KiB); the caller owns it. */
+/* One slot's state and working memory (about 330 KiB); the caller owns it. */
 struct mf_slot {
     unsigned number; /* 1-based */
     struct mf_target *target;

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOAD_BUFFER_SIZE (64u << 10)
+#define LOAD_BUFFER_SIZE (256u << 10)
 
 static void say(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int refresh_setup(struct mf_programmer *p, char *error);

@@ -20,7 +20,8 @@ def normalize(text):
     text = re.sub(r"0x[0-9A-F]{8}", "0xSIGNATURE", text)
     text = re.sub(r"\b[0-9A-F]{4}-[0-9A-F]{4}\b", "VOLUME-ID", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2}", "DATE", text)
-    text = re.sub(r"\d{2}:\d{2}(:\d{2})?", "TIME", text)
+    # mdir writes the hour without a leading zero, right-aligned: " 0:02" as "14:02".
+    text = re.sub(r" *\b\d{1,2}:\d{2}(:\d{2})?", " TIME", text)
     lines = [line.rstrip() for line in text.split("\n")]
     while lines and not lines[-1]:
         lines.pop()

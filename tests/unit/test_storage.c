@@ -2,7 +2,8 @@
  * and hostile tables, I/O errors, and power cuts at every write point (and every pair of
  * points) of init, secure_create, secure_remove and recovery. After any cut, open + recover must
  * give a READY layout that is either the old one, untouched, or the new one, wiped, whose
- * public FAT mounts and agrees with the partition table. */
+ * public FAT mounts and agrees with the partition table. The sweeps run on 4 MiB; under
+ * MF_SOAK=1 also on 64 MiB and on 640 MiB with 4 KiB sectors (see sweep_one). */
 #include "mf_bd.h"
 #include "mf_crc32.h"
 #include "mf_err.h"
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -31,7 +33,7 @@
 #define NEW_ID    0x0E1E1E1Eu
 #define DISK_SIG  0x5151AAAAu
 #define KEEP_PATH "/keep.bin"
-#define KEEP_SIZE (1536u * 1024u) /* reaches into the second half of a 4 MiB storage */
+#define CHUNK     (256u * 1024u) /* bytes the helpers below read or write at a time */
 
 static struct mf_fat volume; /* large: not on the stack */
 
@@ -143,11 +145,12 @@ static int write_file(const struct mf_bd *pub, const char *path, uint8_t fill, u
         return err;
     struct mf_fat_file f;
     err = mf_fat_open(&volume, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC);
-    uint8_t chunk[4096];
+    static uint8_t chunk[CHUNK];
     memset(chunk, fill, sizeof chunk);
     for (uint32_t done = 0; !err && done < size; done += sizeof chunk) {
-        int w = mf_fat_write(&volume, &f, chunk, sizeof chunk);
-        err = w < 0 ? w : 0;
+        uint32_t n = size - done < sizeof chunk ? size - done : (uint32_t)sizeof chunk;
+        int w = mf_fat_write(&volume, &f, chunk, n);
+        err = w < 0 ? w : w == (int)n ? 0 : MF_ENOSPC;
     }
     if (!err)
         err = mf_fat_close(&volume, &f);
@@ -162,15 +165,17 @@ static int file_intact(const char *path, uint8_t fill, uint32_t size)
     int err = mf_fat_open(&volume, &f, path, MF_FAT_O_RDONLY);
     if (err)
         return check_fail("%s: %s", path, mf_strerror(err));
-    uint8_t chunk[4096];
+    static uint8_t chunk[CHUNK], want[CHUNK];
+    memset(want, fill, sizeof want);
     uint32_t total = 0;
     int n;
     while ((n = mf_fat_read(&volume, &f, chunk, sizeof chunk)) > 0) {
-        for (int i = 0; i < n; i++) {
-            if (chunk[i] != fill) {
-                mf_fat_close(&volume, &f);
-                return check_fail("%s: byte %u is 0x%02X", path, total + (uint32_t)i, chunk[i]);
-            }
+        if (memcmp(chunk, want, (size_t)n) != 0) {
+            int i = 0;
+            while (chunk[i] == fill)
+                i++;
+            mf_fat_close(&volume, &f);
+            return check_fail("%s: byte %u is 0x%02X", path, total + (uint32_t)i, chunk[i]);
         }
         total += (uint32_t)n;
     }
@@ -194,38 +199,74 @@ static int root_empty(void)
     return 0;
 }
 
-/* No block of the device holds the junk of the old contents. */
-static int no_junk(const struct mf_bd *bd)
+/* Calls `each` for every block of `bd`, read CHUNK bytes at a time; stops at its first error. */
+static int each_block(const struct mf_bd *bd, const char *what,
+                      int (*each)(const uint8_t *block, uint32_t size, mf_block_t number,
+                                  const void *arg),
+                      const void *arg)
 {
-    uint8_t block[4096];
-    for (mf_block_t b = 0; b < bd->block_count; b++) {
-        int err = mf_bd_read(bd, b, block, 1);
+    static uint8_t chunk[CHUNK];
+    size_t per_read = sizeof chunk / bd->block_size;
+    for (mf_block_t b = 0; b < bd->block_count; b += per_read) {
+        size_t count = bd->block_count - b < per_read ? (size_t)(bd->block_count - b) : per_read;
+        int err = mf_bd_read(bd, b, chunk, count);
         if (err)
-            return check_fail("read block %llu: %s", (unsigned long long)b, mf_strerror(err));
-        bool junk = true;
-        for (uint32_t i = 0; i < bd->block_size && junk; i++)
-            junk = block[i] == JUNK;
-        if (junk)
-            return check_fail("block %llu still holds old data after a wipe",
-                              (unsigned long long)b);
+            return check_fail("%s: reading block %llu: %s", what, (unsigned long long)b,
+                              mf_strerror(err));
+        for (size_t i = 0; i < count; i++) {
+            err = each(chunk + i * bd->block_size, bd->block_size, b + i, arg);
+            if (err)
+                return err;
+        }
     }
     return 0;
 }
 
+static int not_junk(const uint8_t *block, uint32_t size, mf_block_t number, const void *arg)
+{
+    (void)arg;
+    static uint8_t junk[MF_STORAGE_BLOCK_MAX];
+    if (junk[0] != JUNK)
+        memset(junk, JUNK, sizeof junk);
+    if (memcmp(block, junk, size) == 0)
+        return check_fail("block %llu still holds old data after a wipe",
+                          (unsigned long long)number);
+    return 0;
+}
+
+/* No block of the device holds the junk of the old contents. */
+static int no_junk(const struct mf_bd *bd)
+{
+    return each_block(bd, "wiped device", not_junk, NULL);
+}
+
+struct expected_value {
+    uint8_t value;
+    const char *what;
+};
+
+static int is_value(const uint8_t *block, uint32_t size, mf_block_t number, const void *arg)
+{
+    const struct expected_value *e = arg;
+    static uint8_t want[MF_STORAGE_BLOCK_MAX];
+    static int filled = -1;
+    if (filled != e->value) {
+        memset(want, e->value, sizeof want);
+        filled = e->value;
+    }
+    if (memcmp(block, want, size) == 0)
+        return 0;
+    uint32_t i = 0;
+    while (block[i] == e->value)
+        i++;
+    return check_fail("%s: byte %u of block %llu is 0x%02X, not 0x%02X", e->what, i,
+                      (unsigned long long)number, block[i], e->value);
+}
+
 static int all_value(const struct mf_bd *bd, uint8_t value, const char *what)
 {
-    uint8_t block[4096];
-    for (mf_block_t b = 0; b < bd->block_count; b++) {
-        int err = mf_bd_read(bd, b, block, 1);
-        if (err)
-            return check_fail("%s block %llu: %s", what, (unsigned long long)b, mf_strerror(err));
-        for (uint32_t i = 0; i < bd->block_size; i++) {
-            if (block[i] != value)
-                return check_fail("%s: byte %u of block %llu is 0x%02X, not 0x%02X", what, i,
-                                  (unsigned long long)b, block[i], value);
-        }
-    }
-    return 0;
+    struct expected_value e = {value, what};
+    return each_block(bd, what, is_value, &e);
 }
 
 /* ---- plan and type bytes ---- */
@@ -633,13 +674,29 @@ static void test_io_errors(void **state)
 
 enum operation { OP_INIT, OP_SECURE_CREATE, OP_SECURE_REMOVE };
 
+/* A device a sweep runs on. */
+struct image {
+    uint64_t bytes;
+    uint32_t block_size;
+};
+
 struct scenario {
     enum operation op;
     bool blank;       /* the device starts blank (else: a READY storage with old contents) */
     bool old_secure;  /* the old layout has a secure area */
     bool new_secure;  /* the new one has */
     bool atomic_only; /* false: non-atomic cut modes, weaker check (see check_any) */
+    /* Set by sweep_one for each image. */
+    struct image image;
+    unsigned fat_seen; /* bits (1 << FAT type): public FATs the checks found READY */
 };
+
+/* The old public area holds a file of this size: without a secure area it reaches into the
+ * second half of the storage (what a secure area would take). */
+static uint32_t keep_size(const struct scenario *sc)
+{
+    return sc->old_secure ? 512 * 1024 : (uint32_t)(sc->image.bytes / 8 * 3);
+}
 
 static int setup_old(void *context, const struct mf_bd *medium)
 {
@@ -653,14 +710,17 @@ static int setup_old(void *context, const struct mf_bd *medium)
                                    .label = "OLD"};
     int err = mf_storage_init(&st, medium, &o);
     if (!err)
-        err = write_file(mf_storage_public_area(&st), KEEP_PATH, JUNK,
-                         sc->old_secure ? 512 * 1024 : KEEP_SIZE);
+        err = write_file(mf_storage_public_area(&st), KEEP_PATH, JUNK, keep_size(sc));
     if (!err && sc->old_secure) {
         const struct mf_bd *sec = mf_storage_secure_area(&st);
-        uint8_t junk[BS];
+        static uint8_t junk[CHUNK];
         memset(junk, JUNK, sizeof junk);
-        for (mf_block_t b = 0; b < sec->block_count && !err; b++)
-            err = mf_bd_prog(sec, b, junk, 1);
+        size_t per_prog = sizeof junk / sec->block_size;
+        for (mf_block_t b = 0; b < sec->block_count && !err; b += per_prog) {
+            size_t count =
+                sec->block_count - b < per_prog ? (size_t)(sec->block_count - b) : per_prog;
+            err = mf_bd_prog(sec, b, junk, count);
+        }
     }
     return err;
 }
@@ -696,7 +756,7 @@ static int check_consistent(void *context, const struct mf_bd *bd,
                             const struct mf_sweep_point *point)
 {
     (void)point;
-    const struct scenario *sc = context;
+    struct scenario *sc = context;
     struct mf_storage st;
     int err = mf_storage_open(&st, bd);
     if (err) {
@@ -713,8 +773,10 @@ static int check_consistent(void *context, const struct mf_bd *bd,
         return check_fail("neither the old nor the new storage (ours %d, volume id %08X)", st.ours,
                           st.mbr.record.volume_id);
     err = verify_ready(&st, bd, is_new ? sc->new_secure : sc->old_secure);
+    if (!err)
+        sc->fat_seen |= 1u << mf_fat_geometry(&volume)->type;
     if (!err && is_old)
-        err = file_intact(KEEP_PATH, JUNK, sc->old_secure ? 512 * 1024 : KEEP_SIZE);
+        err = file_intact(KEEP_PATH, JUNK, keep_size(sc));
     if (!err && is_old && sc->old_secure)
         err = all_value(mf_storage_secure_area(&st), JUNK, "old secure area");
     if (!err && is_new)
@@ -734,7 +796,7 @@ static int check_consistent(void *context, const struct mf_bd *bd,
  * fail cleanly. Whatever opens as ours and READY after recovery must be fully consistent. */
 static int check_any(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
 {
-    (void)context;
+    struct scenario *sc = context;
     (void)point;
     struct mf_storage st;
     int err = mf_storage_open(&st, bd);
@@ -746,32 +808,85 @@ static int check_any(void *context, const struct mf_bd *bd, const struct mf_swee
         return 0;
     if (st.interrupted && (err = mf_storage_recover(&st)) != 0)
         return check_fail("recover: %s (%s)", mf_strerror(err), st.reason);
-    return unmount(verify_ready(&st, bd, st.layout.secure_count != 0));
+    err = verify_ready(&st, bd, st.layout.secure_count != 0);
+    if (!err)
+        sc->fat_seen |= 1u << mf_fat_geometry(&volume)->type;
+    return unmount(err);
 }
 
-static void sweep_one(const char *name, struct scenario *sc, bool pairs)
+/* The public FAT mf_storage_init makes on `image` (as mkfs.fat would choose). */
+static enum mf_fat_type expected_fat(const struct image *image, bool secure)
+{
+    uint64_t public_bytes = secure ? image->bytes / 2 - MIB : image->bytes - MIB;
+    if (image->bytes <= 4 * MIB)
+        return MF_FAT12;
+    return public_bytes >= 512ull * MIB ? MF_FAT32 : MF_FAT16;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void sweep_image(const char *name, struct scenario *sc, bool pairs)
 {
     struct mf_sweep sweep = {
         .name = name,
-        .block_size = BS,
-        .block_count = 4 * MIB / BS,
+        .block_size = sc->image.block_size,
+        .block_count = sc->image.bytes / sc->image.block_size,
         .context = sc,
         .setup = setup_old,
         .run = run_op,
         .check = sc->atomic_only ? check_consistent : check_any,
     };
+    bool large = sc->image.bytes > 4 * MIB;
     struct mf_sweep_options options = {
         .modes = sc->atomic_only ? MF_FAULTBD_CUT_ATOMIC
                                  : MF_FAULTBD_CUT_TORN_BYTES | MF_FAULTBD_CUT_GARBLE,
         .seed = mf_test_seed(name, 0x5707A6E),
-        .seeds = sc->atomic_only ? 2 : 4,
+        /* Large images: one seed (8 under MF_SOAK=1), so that a soak stays within minutes. */
+        .seeds = large             ? 1
+                 : sc->atomic_only ? 2
+                                   : 4,
         .pairs = pairs,
     };
     struct mf_sweep_result result;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    sc->fat_seen = 0;
     int err = mf_sweep_run(&sweep, &options, &result);
+    fprintf(stderr, "sweep %s: %llu MiB, %u-byte sectors, %.1f s\n", name,
+            (unsigned long long)(sc->image.bytes / MIB), sc->image.block_size,
+            seconds_since(&start));
     if (err)
         fail_msg("sweep %s: %s; first failure: %s", name, mf_strerror(err), result.first_reason);
     assert_true(result.cuts >= result.write_points);
+    /* The image's own FAT types were reached: the new layout's, and (where every cut keeps the
+     * old layout readable until the switch) the old one's. */
+    unsigned want = 1u << expected_fat(&sc->image, sc->new_secure);
+    if (!sc->blank && sc->atomic_only)
+        want |= 1u << expected_fat(&sc->image, sc->old_secure);
+    if ((sc->fat_seen & want) != want)
+        fail_msg("sweep %s: the checks found FATs 0x%x, expected 0x%x", name, sc->fat_seen, want);
+}
+
+/* A sweep on 4 MiB; under MF_SOAK=1 also on 64 MiB (FAT16) and on 640 MiB with 4 KiB sectors
+ * (FAT32 without a secure area, FAT16 with one), the largest without pairs. */
+static void sweep_one(const char *name, struct scenario *sc, bool pairs)
+{
+    sc->image = (struct image){4 * MIB, BS};
+    sweep_image(name, sc, pairs);
+    if (!mf_test_soak())
+        return;
+    char large[64];
+    snprintf(large, sizeof large, "%s-64m", name);
+    sc->image = (struct image){64 * MIB, BS};
+    sweep_image(large, sc, pairs);
+    snprintf(large, sizeof large, "%s-640m-4k", name);
+    sc->image = (struct image){640ull * MIB, 4096};
+    sweep_image(large, sc, false);
 }
 
 static void test_sweep_init_blank(void **state)

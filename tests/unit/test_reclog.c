@@ -3,7 +3,8 @@
  * a power cut is cut off; deleted or edited newest records give a GAP record; a record appended
  * before a cut of the head is taken as the head; consumed cycles without a record and cycles the
  * anchor's counter proves are noted; a full public area refuses before anything is written; and
- * a power cut at every write of an append leaves a chain the verifier calls intact. */
+ * a power cut at every write of an append leaves a chain the verifier calls intact (under
+ * MF_SOAK=1 also 64 appends on 32 MiB, RECORDS.000 pre-filled to just below its size limit). */
 #include "mf_area.h"
 #include "mf_err.h"
 #include "mf_fat.h"
@@ -16,6 +17,7 @@
 #include "mf_secure.h"
 #include "mf_setup.h"
 #include "mf_sweep.h"
+#include "mf_testutil.h"
 
 #include <setjmp.h>
 #include <sodium.h>
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -153,10 +156,11 @@ static void append(struct fixture *f, unsigned slot, uint64_t serial, bool ok)
         fail_msg("append: %d %s", err, f->message);
 }
 
-/* Reads every RECORDS file in order into the verifier; returns the number of files. */
-static unsigned verify_all(struct fixture *f, struct mf_record_verifier *v)
+/* Reads every RECORDS file in order into the verifier `v` (already set up), the first `skip`
+ * bytes (`skip_lines` lines) of RECORDS.000 left out; returns the number of files. */
+static unsigned verify_from(struct fixture *f, struct mf_record_verifier *v, uint32_t skip,
+                            uint64_t skip_lines)
 {
-    mf_record_verifier_init(v, &f->id.pub, NULL, NULL);
     unsigned files = 0;
     for (unsigned n = 0; n < MF_RECLOG_FILES_MAX; n++) {
         char name[16];
@@ -168,8 +172,9 @@ static unsigned verify_all(struct fixture *f, struct mf_record_verifier *v)
         char *text = malloc(size + 1);
         assert_int_equal(mf_fat_read(&f->fs, &file, text, size), (int)size);
         mf_fat_close(&f->fs, &file);
-        uint64_t line = 1;
-        for (char *p = text, *end; p < text + size; p = end + 1, line++) {
+        uint32_t from = n == 0 && skip <= size ? skip : 0;
+        uint64_t line = n == 0 ? skip_lines + 1 : 1;
+        for (char *p = text + from, *end; p < text + size; p = end + 1, line++) {
             end = memchr(p, '\n', (size_t)(text + size - p));
             if (!end)
                 end = text + size;
@@ -179,6 +184,13 @@ static unsigned verify_all(struct fixture *f, struct mf_record_verifier *v)
         files++;
     }
     return files;
+}
+
+/* Reads every RECORDS file in order into the verifier; returns the number of files. */
+static unsigned verify_all(struct fixture *f, struct mf_record_verifier *v)
+{
+    mf_record_verifier_init(v, &f->id.pub, NULL, NULL);
+    return verify_from(f, v, 0, 0);
 }
 
 static void test_append_and_verify(void **state)
@@ -479,31 +491,52 @@ static void test_full_public_area(void **state)
 
 /* ---- power cut at every write of appends ---- */
 
+#define LARGE_PUBLIC_BLOCKS 65536u /* 32 MiB */
+
 struct cut_ctx {
     struct fixture *f;
     uint8_t *secure_snapshot;
     struct mf_ramanchor anchor_snapshot;
     struct mf_fat fs;
-    unsigned appended; /* records fully appended in the run (head recorded) */
+    mf_block_t public_blocks;
+    uint8_t *public_image; /* the public area to start from; NULL: a freshly formatted one */
+    uint32_t file_max;     /* 0: MF_RECORD_FILE_MAX */
+    unsigned appends;      /* per run */
+    /* RECORDS.000 as the setup left it, and the verifier after its lines (prefix_bytes 0:
+     * none), so that a check verifies only what the run added. */
+    char *prefix;
+    uint32_t prefix_bytes;
+    uint64_t prefix_lines;
+    struct mf_record_verifier prefix_verifier;
+    unsigned most_files; /* most RECORDS files a check found */
 };
 
 static int cut_setup(void *context, const struct mf_bd *medium)
 {
-    (void)context;
+    struct cut_ctx *c = context;
+    if (c->public_image)
+        return mf_bd_prog(medium, 0, c->public_image, c->public_blocks);
     struct mf_fat_format_options o = {.volume_id = 9};
     return mf_fat_format(medium, &o);
 }
 
-static int cut_run(void *context, const struct mf_bd *bd)
+/* The secure area and the anchor as they were before the sweep (a fresh power-up). */
+static int restore_secure(struct cut_ctx *c)
 {
-    struct cut_ctx *c = context;
     struct fixture *f = c->f;
     memcpy(f->secure_mem, c->secure_snapshot, (size_t)SECURE_BLOCKS * 512);
     f->anchor = c->anchor_snapshot;
     mf_secure_close(&f->secure);
     struct mf_secure_config sc = {
         .bd = &f->secure_ram.bd, .anchor = &f->anchor.anchor, .random = entropy, .reservation = 1};
-    int err = mf_secure_open(&f->secure, &sc, f->message);
+    return mf_secure_open(&f->secure, &sc, f->message);
+}
+
+static int cut_run(void *context, const struct mf_bd *bd)
+{
+    struct cut_ctx *c = context;
+    struct fixture *f = c->f;
+    int err = restore_secure(c);
     if (err)
         return err;
     err = mf_fat_mount(&c->fs, bd, NULL, NULL);
@@ -511,15 +544,40 @@ static int cut_run(void *context, const struct mf_bd *bd)
         return err;
     struct mf_reclog_config rc = config_of(f);
     rc.fs = &c->fs;
-    rc.file_max = 1500; /* a roll-over inside the run */
+    rc.file_max = c->file_max;
     err = mf_reclog_open(&f->log, &rc, NULL, f->message);
-    for (unsigned i = 0; i < 6 && !err; i++) {
+    for (unsigned i = 0; i < c->appends && !err; i++) {
         struct mf_reclog_entry e = {
             .project = "A", .slot = 1, .has_serial = true, .serial = i, .ok = true};
         err = mf_reclog_append(&f->log, &e, f->message);
     }
     int uerr = mf_fat_unmount(&c->fs);
     return err ? err : uerr;
+}
+
+/* A copy of the verifier `from` that goes on independently: its state is held by value but for
+ * the totals, which get their own copy (sized by the verifier's own capacity field). */
+static void verifier_copy(struct mf_record_verifier *to, const struct mf_record_verifier *from)
+{
+    *to = *from;
+    to->totals = malloc(from->total_capacity * sizeof *to->totals);
+    assert_non_null(to->totals);
+    memcpy(to->totals, from->totals, from->total_count * sizeof *to->totals);
+}
+
+/* RECORDS.000 still begins with the setup's records, byte for byte. */
+static bool prefix_intact(struct cut_ctx *c)
+{
+    struct mf_fat_file file;
+    if (mf_fat_open(&c->fs, &file, "RECORDS.000", MF_FAT_O_RDONLY) != 0)
+        return false;
+    char *text = malloc(c->prefix_bytes);
+    assert_non_null(text);
+    int got = mf_fat_read(&c->fs, &file, text, c->prefix_bytes);
+    mf_fat_close(&c->fs, &file);
+    bool same = got == (int)c->prefix_bytes && memcmp(text, c->prefix, c->prefix_bytes) == 0;
+    free(text);
+    return same;
 }
 
 static int cut_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *point)
@@ -534,7 +592,7 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
     }
     struct mf_reclog_config rc = config_of(f);
     rc.fs = &c->fs;
-    rc.file_max = 1500;
+    rc.file_max = c->file_max;
     if (getenv("MF_RECLOG_DUMP")) {
         for (unsigned n = 0; n < 3; n++) {
             char name[16];
@@ -561,12 +619,25 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
         mf_fat_unmount(&c->fs);
         return err;
     }
+    if (c->prefix_bytes && !prefix_intact(c)) {
+        fprintf(stderr, "records sweep: the setup's records in RECORDS.000 changed\n");
+        mf_fat_unmount(&c->fs);
+        return MF_ECORRUPT;
+    }
     /* Every record whose head was recorded is in the files, chained: the verifier says intact. */
     struct mf_fat saved = f->fs;
     f->fs = c->fs;
     struct mf_record_verifier v;
-    verify_all(f, &v);
+    unsigned files;
+    if (c->prefix_bytes) {
+        verifier_copy(&v, &c->prefix_verifier);
+        files = verify_from(f, &v, c->prefix_bytes, c->prefix_lines);
+    } else {
+        files = verify_all(f, &v);
+    }
     f->fs = saved;
+    if (files > c->most_files)
+        c->most_files = files;
     /* Intact; or, when a cut left a file whose FAT entries lag its size (the FAT's own crash
      * semantics: fsck.fat repairs that), one torn line kept at that file's end. */
     bool intact = v.chain_breaks == 0 && v.bad_signatures == 0 && v.foreign == 0 && v.gaps == 0 &&
@@ -588,29 +659,120 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
     return intact ? 0 : MF_ECORRUPT;
 }
 
-static void test_power_cut_during_appends(void **state)
+static double seconds_since(const struct timespec *start)
 {
-    struct fixture *f = *state;
-    struct cut_ctx c = {.f = f};
-    c.secure_snapshot = malloc((size_t)SECURE_BLOCKS * 512);
-    memcpy(c.secure_snapshot, f->secure_mem, (size_t)SECURE_BLOCKS * 512);
-    c.anchor_snapshot = f->anchor;
-    struct mf_sweep sweep = {.name = "records append",
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static struct mf_sweep_result append_sweep(struct cut_ctx *c, const char *name)
+{
+    struct mf_sweep sweep = {.name = name,
                              .block_size = 512,
-                             .block_count = 2048,
-                             .context = &c,
+                             .block_count = c->public_blocks,
+                             .context = c,
                              .setup = cut_setup,
                              .run = cut_run,
                              .check = cut_check};
     struct mf_sweep_options o = {.modes = MF_FAULTBD_CUT_ATOMIC};
     struct mf_sweep_result r;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     int err = mf_sweep_run(&sweep, &o, &r);
-    free(c.secure_snapshot);
+    printf("sweep %s: %llu write points, %llu cuts checked, %.1f s\n", name,
+           (unsigned long long)r.write_points, (unsigned long long)r.cuts, seconds_since(&start));
     assert_int_equal(err, 0);
     assert_int_equal(r.failures, 0);
+    return r;
+}
+
+/* A 32 MiB public area whose RECORDS.000 has room for about one more record at the real file
+ * size limit: c->public_image, c->prefix and the verifier after it. The records are made by
+ * the fixture's secure area, whose state becomes the sweep's snapshot. */
+static void prefill(struct cut_ctx *c)
+{
+    struct fixture *f = c->f;
+    assert_int_equal(restore_secure(c), 0);
+    c->public_blocks = LARGE_PUBLIC_BLOCKS;
+    c->public_image = calloc(LARGE_PUBLIC_BLOCKS, 512);
+    assert_non_null(c->public_image);
+    struct mf_rambd ram;
+    mf_rambd_init(&ram, c->public_image, 512, LARGE_PUBLIC_BLOCKS);
+    struct mf_fat_format_options o = {.volume_id = 9};
+    assert_int_equal(mf_fat_format(&ram.bd, &o), 0);
+    assert_int_equal(mf_fat_mount(&c->fs, &ram.bd, NULL, NULL), 0);
+    struct mf_reclog_config rc = config_of(f);
+    rc.fs = &c->fs;
+    assert_int_equal(mf_reclog_open(&f->log, &rc, NULL, f->message), 0);
+    uint32_t size = 0, line = 0;
+    for (uint64_t serial = 1000000; size + 2 * line <= MF_RECORD_FILE_MAX; serial++) {
+        struct mf_reclog_entry e = {
+            .project = "A", .slot = 3, .has_serial = true, .serial = serial, .ok = true};
+        int err = mf_reclog_append(&f->log, &e, f->message);
+        if (err)
+            fail_msg("prefill: %s", f->message);
+        struct mf_fat_stat st;
+        assert_int_equal(mf_fat_stat(&c->fs, "RECORDS.000", &st), 0);
+        line = st.size - size;
+        size = st.size;
+    }
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&c->fs, "RECORDS.001", &st), MF_ENOENT);
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(&c->fs, &file, "RECORDS.000", MF_FAT_O_RDONLY), 0);
+    c->prefix = malloc(size);
+    assert_non_null(c->prefix);
+    assert_int_equal(mf_fat_read(&c->fs, &file, c->prefix, size), (int)size);
+    mf_fat_close(&c->fs, &file);
+    assert_int_equal(mf_fat_unmount(&c->fs), 0);
+    c->prefix_bytes = size;
+
+    struct mf_fat saved = f->fs;
+    assert_int_equal(mf_fat_mount(&f->fs, &ram.bd, NULL, NULL), 0);
+    verify_all(f, &c->prefix_verifier);
+    mf_fat_unmount(&f->fs);
+    f->fs = saved;
+    assert_true(mf_record_verifier_intact(&c->prefix_verifier));
+    assert_int_equal(c->prefix_verifier.verified, f->secure.state.record_seq);
+    c->prefix_lines = c->prefix_verifier.lines;
+    printf("records prefill: RECORDS.000 holds %llu records, %u bytes (limit %u)\n",
+           (unsigned long long)c->prefix_lines, size, MF_RECORD_FILE_MAX);
+
+    memcpy(c->secure_snapshot, f->secure_mem, (size_t)SECURE_BLOCKS * 512);
+    c->anchor_snapshot = f->anchor;
+}
+
+/* Six appends on 1 MiB with a 1500-byte file limit (a roll-over inside the run); under
+ * MF_SOAK=1 also 64 appends on 32 MiB at the real limit, RECORDS.000 pre-filled to just below
+ * it. */
+static void test_power_cut_during_appends(void **state)
+{
+    struct fixture *f = *state;
+    struct cut_ctx c = {.f = f, .public_blocks = 2048, .file_max = 1500, .appends = 6};
+    c.secure_snapshot = malloc((size_t)SECURE_BLOCKS * 512);
+    memcpy(c.secure_snapshot, f->secure_mem, (size_t)SECURE_BLOCKS * 512);
+    c.anchor_snapshot = f->anchor;
+    struct mf_sweep_result r = append_sweep(&c, "records append");
     assert_true(r.write_points > 10);
-    printf("sweep records append: %llu write points, %llu cuts checked\n",
-           (unsigned long long)r.write_points, (unsigned long long)r.cuts);
+    assert_true(c.most_files >= 2);
+    if (mf_test_soak()) {
+        uint64_t small_points = r.write_points;
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        c.file_max = 0;
+        c.appends = 64;
+        c.most_files = 0;
+        prefill(&c);
+        printf("records prefill: %.1f s\n", seconds_since(&start));
+        r = append_sweep(&c, "records append, 32 MiB, RECORDS.000 nearly full");
+        assert_true(r.write_points > 8 * small_points);
+        assert_int_equal(c.most_files, 2); /* the roll-over happened in the run */
+        free(c.public_image);
+        free(c.prefix);
+        mf_record_verifier_free(&c.prefix_verifier);
+    }
+    free(c.secure_snapshot);
 }
 
 int main(void)

@@ -902,8 +902,9 @@ static void test_power_cut_during_the_removal(void **state)
         snprintf(path, sizeof path, "_SECURE/Projects/01_Widget/Many/part%02u.bin", i);
         marked(f, path, 600, 20 + i);
     }
-    if (mf_test_soak()) /* make soak: a large file too (many clusters, long chains) */
-        marked(f, "_SECURE/Projects/01_Widget/data.bin", 1u << 20, 9);
+    if (mf_test_soak()) /* make soak: a large file too (many clusters, long chains; the 70 small
+                            files take a 16 KiB chunk each in the secure area) */
+        marked(f, "_SECURE/Projects/01_Widget/data.bin", 512u << 10, 9);
     install(f);
     struct removal_cut c = {.f = f,
                             .public_snapshot = malloc(PUBLIC_BLOCKS * 512u),

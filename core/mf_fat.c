@@ -2338,6 +2338,32 @@ int mf_fat_remove(struct mf_fat *fs, const char *path)
     return finish(fs, err);
 }
 
+int mf_fat_remove_alias(struct mf_fat *fs, const char *path, const char *other)
+{
+    struct lookup l, o;
+    int r = lookup(fs, path, &l);
+    if (r == 0)
+        return MF_ENOENT;
+    if (r > 0)
+        r = lookup(fs, other, &o);
+    if (r == 0)
+        return MF_ENOENT;
+    if (r < 0)
+        return r;
+    if (l.is_root || o.is_root || entry_is_dir(l.f.entry) || entry_is_dir(o.f.entry))
+        return MF_EISDIR;
+    uint32_t c = entry_cluster(fs, l.f.entry);
+    if (c == 0 || c != entry_cluster(fs, o.f.entry) ||
+        (l.f.sector == o.f.sector && l.f.offset == o.f.offset))
+        return MF_EINVAL; /* not two names of the same clusters */
+    if (entry_open(fs, l.f.sector, l.f.offset))
+        return MF_EBUSY;
+    int err = dir_remove(fs, &l.f);
+    if (!err)
+        err = commit(fs);
+    return finish(fs, err);
+}
+
 int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
 {
     struct lookup src, dst;

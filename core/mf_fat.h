@@ -207,6 +207,11 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path);
 /* Removes a file (MF_EISDIR for a folder, MF_EBUSY while it is open). */
 int mf_fat_remove(struct mf_fat *fs, const char *path);
 
+/* Removes the name `path` of a file whose clusters `other` (another name) holds too, as a power
+ * cut in the middle of a rename leaves them (both entries written, the old one not yet removed):
+ * the clusters stay with `other`. MF_EINVAL when the two do not share their first cluster. */
+int mf_fat_remove_alias(struct mf_fat *fs, const char *path, const char *other);
+
 /* Removes a folder and everything in it (files first, then the folders, deepest first), one
  * durable step at a time. Bounded by MF_FAT_DEPTH_MAX; no recursion. */
 int mf_fat_remove_tree(struct mf_fat *fs, const char *path);

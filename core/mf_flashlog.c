@@ -30,10 +30,27 @@ static int rotate(struct mf_fat *fs)
     return mf_fat_rename(fs, MF_FLASHLOG_NAME, MF_FLASHLOG_OLD_NAME);
 }
 
+/* A cut during rotate's rename can leave FLASHER.LOG and FLASHER.OLD naming the same clusters:
+ * the rename is finished (the clusters stay FLASHER.OLD's) before anything else, else the next
+ * rotation would free them under FLASHER.OLD's name and lose the log. */
+static int finish_rename(struct mf_fat *fs)
+{
+    struct mf_fat_stat cur, old;
+    if (mf_fat_stat(fs, MF_FLASHLOG_NAME, &cur) != 0 ||
+        mf_fat_stat(fs, MF_FLASHLOG_OLD_NAME, &old) != 0)
+        return 0;
+    if (cur.first_cluster == 0 || cur.first_cluster != old.first_cluster)
+        return 0;
+    return mf_fat_remove_alias(fs, MF_FLASHLOG_NAME, MF_FLASHLOG_OLD_NAME);
+}
+
 static int append(struct mf_flashlog *log, const char *line, uint32_t len)
 {
     struct mf_fat_stat st;
-    int err = mf_fat_stat(log->fs, MF_FLASHLOG_NAME, &st);
+    int err = finish_rename(log->fs);
+    if (err)
+        return err;
+    err = mf_fat_stat(log->fs, MF_FLASHLOG_NAME, &st);
     if (!err && st.size + len > log->max_bytes) {
         err = rotate(log->fs);
         if (err == MF_EBUSY)

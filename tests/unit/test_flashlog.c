@@ -4,6 +4,7 @@
 #include "mf_fat.h"
 #include "mf_flashlog.h"
 #include "mf_rambd.h"
+#include "mf_sweep.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -123,12 +124,111 @@ static void test_rotation_waits_for_an_open_log(void **state)
     assert_true(st.size > 4096); /* the deferred rotation took the long log along */
 }
 
+/* ---- a power cut at every write of a rotation ---- */
+
+static char full_log[4096]; /* FLASHER.LOG as the setup leaves it, one line short of rotating */
+static uint32_t full_size;
+
+static int rotation_setup(void *context, const struct mf_bd *medium)
+{
+    (void)context;
+    struct mf_fat_format_options o = {.volume_id = 9};
+    struct mf_fat fs;
+    int err = mf_fat_format(medium, &o);
+    if (!err)
+        err = mf_fat_mount(&fs, medium, NULL, NULL);
+    if (err)
+        return err;
+    struct mf_flashlog log;
+    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
+    char text[200];
+    memset(text, 'z', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    for (unsigned i = 0; i < 18 && !err; i++)
+        err = mf_flashlog_write(&log, "%u %s", i, text);
+    char *got = err ? NULL : slurp(&fs, MF_FLASHLOG_NAME, &full_size);
+    if (got)
+        memcpy(full_log, got, full_size);
+    free(got);
+    return err ? err : mf_fat_unmount(&fs);
+}
+
+/* The line that rotates FLASHER.LOG into FLASHER.OLD. */
+static int rotation_run(void *context, const struct mf_bd *bd)
+{
+    (void)context;
+    struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return err;
+    struct mf_flashlog log;
+    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
+    char text[400];
+    memset(text, 'r', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    return mf_flashlog_write(&log, "rotating %s", text);
+}
+
+/* After the cut the programmer starts and logs again (a rotation, when the first did not finish
+ * it): the full log is then FLASHER.OLD, byte for byte, and it shares no cluster with the new
+ * FLASHER.LOG. (Without finishing an interrupted rename, the second rotation freed the clusters
+ * both names held and the new line overwrote them.) */
+static int rotation_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *p)
+{
+    (void)context;
+    struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return err;
+    struct mf_flashlog log;
+    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
+    char text[400];
+    memset(text, 'a', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    err = mf_flashlog_write(&log, "after %s", text);
+    if (err)
+        return err;
+    uint32_t old_size, cur_size;
+    char *old = slurp(&fs, MF_FLASHLOG_OLD_NAME, &old_size);
+    char *cur = slurp(&fs, MF_FLASHLOG_NAME, &cur_size);
+    struct mf_fat_stat a, b;
+    bool shared = mf_fat_stat(&fs, MF_FLASHLOG_OLD_NAME, &a) == 0 &&
+                  mf_fat_stat(&fs, MF_FLASHLOG_NAME, &b) == 0 && a.first_cluster == b.first_cluster;
+    bool whole = old && old_size == full_size && memcmp(old, full_log, full_size) == 0;
+    bool newest = cur && strstr(cur, " after aaa") != NULL;
+    if (!whole || shared || !newest)
+        fprintf(stderr, "cut %llu (%s): FLASHER.OLD %s, %s, the new line %s\n",
+                (unsigned long long)p->cut_at, mf_faultbd_cut_mode_name(p->mode),
+                whole ? "whole" : "not the full log", shared ? "shares its clusters" : "its own",
+                newest ? "there" : "missing");
+    free(old);
+    free(cur);
+    return whole && !shared && newest ? 0 : MF_EVERIFY;
+}
+
+static void test_power_cut_during_rotation(void **state)
+{
+    (void)state;
+    struct mf_sweep sweep = {.name = "FLASHER.LOG rotation",
+                             .block_size = 512,
+                             .block_count = BLOCKS,
+                             .setup = rotation_setup,
+                             .run = rotation_run,
+                             .check = rotation_check};
+    struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_ALL & ~MF_FAULTBD_CUT_GARBLE,
+                                       .seeds = 2};
+    struct mf_sweep_result result;
+    assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
+    assert_true(result.write_points >= 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_line_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_waits_for_an_open_log, setup, teardown),
+        cmocka_unit_test(test_power_cut_during_rotation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -605,8 +605,8 @@ static bool name_equal(const char *a, size_t a_len, const char *b)
     return true;
 }
 
-int mf_rsp_tdesc_find(const char *xml, size_t length, size_t *pos, const char *name, unsigned *next,
-                      unsigned *regnum, unsigned *bitsize, char *include, size_t include_size)
+int mf_rsp_tdesc_walk(const char *xml, size_t length, size_t *pos, unsigned *next,
+                      mf_rsp_reg_fn each, void *context, char *include, size_t include_size)
 {
     if (include_size)
         include[0] = '\0';
@@ -624,7 +624,7 @@ int mf_rsp_tdesc_find(const char *xml, size_t length, size_t *pos, const char *n
                 return MF_EFORMAT;
             memcpy(include, v, n);
             include[n] = '\0';
-            return 0;
+            return 1;
         }
         if (!mf_rsp_xml_is(&tag, "reg"))
             continue;
@@ -636,12 +636,37 @@ int mf_rsp_tdesc_find(const char *xml, size_t length, size_t *pos, const char *n
             (xml_number(v, n, &bits) || bits > 4096u))
             return MF_EFORMAT;
         *next = (unsigned)number + 1;
-        if (mf_rsp_xml_attr(&tag, "name", &v, &n) == 1 && name_equal(v, n, name)) {
-            *regnum = (unsigned)number;
-            *bitsize = (unsigned)bits;
-            return 1;
+        if (mf_rsp_xml_attr(&tag, "name", &v, &n) != 1) {
+            v = "";
+            n = 0;
         }
+        if (each(context, v, n, (unsigned)number, (unsigned)bits))
+            return 2;
     }
+}
+
+struct find_reg {
+    const char *name;
+    unsigned *regnum, *bitsize;
+};
+
+static bool find_reg_each(void *context, const char *name, size_t name_length, unsigned regnum,
+                          unsigned bitsize)
+{
+    struct find_reg *f = context;
+    if (!name_equal(name, name_length, f->name))
+        return false;
+    *f->regnum = regnum;
+    *f->bitsize = bitsize;
+    return true;
+}
+
+int mf_rsp_tdesc_find(const char *xml, size_t length, size_t *pos, const char *name, unsigned *next,
+                      unsigned *regnum, unsigned *bitsize, char *include, size_t include_size)
+{
+    struct find_reg f = {name, regnum, bitsize};
+    int r = mf_rsp_tdesc_walk(xml, length, pos, next, find_reg_each, &f, include, include_size);
+    return r == 2 ? 1 : r == 1 ? 0 : r;
 }
 
 /* ---- options ---- */

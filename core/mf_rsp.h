@@ -177,6 +177,20 @@ int mf_rsp_parse_memory_map(const char *xml, size_t length, struct mf_rsp_memory
 /* The region of the map holding `address`, or NULL. */
 const struct mf_rsp_memory *mf_rsp_map_find(const struct mf_rsp_memory_map *map, uint64_t address);
 
+/* Called for each <reg> of a target description: its name (not NUL-terminated, "" when it has
+ * none), its number and size in bits. Returning true stops the walk. */
+typedef bool (*mf_rsp_reg_fn)(void *context, const char *name, size_t name_length, unsigned regnum,
+                              unsigned bitsize);
+
+/* Walks the <reg> elements of a target description from *pos, numbered as GDB numbers them:
+ * each takes *next (or its regnum attribute) and *next becomes that + 1, carried across
+ * documents. Returns 2 when `each` stopped the walk, 1 at an <xi:include href=...> (copied into
+ * `include`, NUL-terminated; *pos is left after it, so that the caller can walk the included
+ * document with the same *next and come back), 0 at the end ("" in `include`), MF_EFORMAT for
+ * malformed XML or an href longer than include_size - 1. */
+int mf_rsp_tdesc_walk(const char *xml, size_t length, size_t *pos, unsigned *next,
+                      mf_rsp_reg_fn each, void *context, char *include, size_t include_size);
+
 /* Walks a target description for the number of register `name` (case-insensitive), carrying the
  * register numbering in *next across documents: each <reg> takes *next (or its regnum attribute)
  * and *next becomes that + 1. Returns 1 with *regnum and *bitsize when found; 0 when not, with the

@@ -1418,71 +1418,31 @@ struct register_walk {
     struct xpsr_place *xpsr;
 };
 
-/* A decimal attribute of at most `max`: 0 absent (*value unchanged), 1 read, -1 malformed. */
-static int attr_number(const struct mf_rsp_xml_tag *tag, const char *name, uint64_t max,
-                       uint64_t *value)
+/* One <reg> of the walk: xPSR stops it, the others before it are kept for its place. */
+static bool register_each(void *context, const char *name, size_t name_length, unsigned regnum,
+                          unsigned bitsize)
 {
-    const char *v;
-    size_t n;
-    if (mf_rsp_xml_attr(tag, name, &v, &n) != 1)
-        return 0;
-    uint64_t x = 0;
-    if (n == 0 || n > 10)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return -1;
-        x = x * 10u + (uint64_t)(v[i] - '0');
+    struct register_walk *w = context;
+    if (name_length == 4 && strncasecmp(name, "xpsr", 4) == 0) {
+        w->xpsr->regnum = (int)regnum;
+        w->xpsr->bits = bitsize;
+        return true;
     }
-    if (x > max)
-        return -1;
-    *value = x;
-    return 1;
+    if (w->count == GDB_REGISTERS_MAX)
+        w->overflow = true;
+    else {
+        w->regnum[w->count] = (uint16_t)regnum;
+        w->bits[w->count++] = (uint16_t)bitsize;
+    }
+    return false;
 }
 
-/* Walks the <reg> elements of a description from *pos, numbered as GDB numbers them (the regnum
- * attribute, else one more than the last). Returns 2 at xPSR, 1 after an <xi:include> (its href
- * in `include`), 0 at the end, MF_EFORMAT for what it cannot read. */
+/* Walks the <reg> elements of a description from *pos (mf_rsp_tdesc_walk): 2 at xPSR, 1 after an
+ * <xi:include> (its href in `include`), 0 at the end, MF_EFORMAT for what it cannot read. */
 static int walk_registers(const char *xml, size_t length, size_t *pos, struct register_walk *w,
                           char *include, size_t include_size)
 {
-    include[0] = '\0';
-    struct mf_rsp_xml_tag tag;
-    for (;;) {
-        int r = mf_rsp_xml_next(xml, length, pos, &tag);
-        if (r <= 0)
-            return r;
-        if (tag.closing)
-            continue;
-        const char *v;
-        size_t n;
-        if (mf_rsp_xml_is(&tag, "xi:include")) {
-            if (mf_rsp_xml_attr(&tag, "href", &v, &n) != 1 || n == 0 || n >= include_size)
-                return MF_EFORMAT;
-            memcpy(include, v, n);
-            include[n] = '\0';
-            return 1;
-        }
-        if (!mf_rsp_xml_is(&tag, "reg"))
-            continue;
-        uint64_t number = w->next, bits = 0;
-        if (attr_number(&tag, "regnum", 0xFFFFu, &number) < 0 ||
-            attr_number(&tag, "bitsize", 4096u, &bits) < 0)
-            return MF_EFORMAT;
-        w->next = (unsigned)number + 1;
-        if (mf_rsp_xml_attr(&tag, "name", &v, &n) == 1 && n == 4 &&
-            strncasecmp(v, "xpsr", 4) == 0) {
-            w->xpsr->regnum = (int)number;
-            w->xpsr->bits = (unsigned)bits;
-            return 2;
-        }
-        if (w->count == GDB_REGISTERS_MAX) {
-            w->overflow = true;
-            continue;
-        }
-        w->regnum[w->count] = (uint16_t)number;
-        w->bits[w->count++] = (uint16_t)bits;
-    }
+    return mf_rsp_tdesc_walk(xml, length, pos, &w->next, register_each, w, include, include_size);
 }
 
 /* xPSR's number and its place in a 'g' reply from the target description (one level of

@@ -657,9 +657,14 @@ static int window_run(struct cycle *c, uint32_t off, uint32_t len)
     t->error[0] = '\0';
     if (c->pass == PASS_PROGRAM) {
         int err = t->ops->program(t, addr, s->window + off, len);
-        if (err)
-            fail(c, err, "program at 0x%llX: %s", (unsigned long long)addr, target_text(c, err));
-        else if (c->runs_valid)
+        if (err) {
+            /* The sim names the byte that failed itself ("program at 0x...: ..."). */
+            const char *text = target_text(c, err);
+            if (strncmp(text, "program at 0x", 13) == 0)
+                fail(c, err, "%s", text);
+            else
+                fail(c, err, "program at 0x%llX: %s", (unsigned long long)addr, text);
+        } else if (c->runs_valid)
             run_record(c, addr, s->window + off, len, bits_test(s->touched, off, len, true));
         return err;
     }

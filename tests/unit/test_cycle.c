@@ -639,6 +639,9 @@ static void test_program_failure_after_authorization(void **state)
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EIO);
     assert_true(r.consumed);
+    /* The sim names the failing byte; the engine does not say it twice. */
+    assert_string_equal(r.message, "job App: program at 0x080003e8: I/O error after 1000 bytes "
+                                   "(fault injected)");
     assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
     assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 101); /* a gap at 100 */
 }

@@ -805,6 +805,19 @@ static int pass_file_data(void *context, uint64_t address, const uint8_t *bytes,
     return at < end ? pass_data(c, at, bytes + (at - address), (size_t)(end - at), where) : 0;
 }
 
+/* The bytes a pass of the current job goes over: its data, and its overlays unless they are not
+ * compared (verify alone). */
+static uint64_t pass_total(const struct cycle *c)
+{
+    const struct mf_slot *s = c->slot;
+    uint64_t total = c->job->data_bytes;
+    for (unsigned i = 0; i < s->overlay_count && !c->exclude_overlays; i++) {
+        if (overlay_in_job(c, &s->overlays[i], c->job_index))
+            total += s->overlays[i].length;
+    }
+    return total;
+}
+
 /* One pass over the job's data and overlays: program it or verify it. */
 static int run_pass(struct cycle *c, enum pass_kind kind)
 {
@@ -813,14 +826,9 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
     c->pass = kind;
     c->stage = kind == PASS_VERIFY ? MF_FAIL_VERIFY : MF_FAIL_TARGET;
     s->window_open = false;
-    uint64_t overlay_bytes = 0;
-    for (unsigned i = 0; i < s->overlay_count; i++) {
+    for (unsigned i = 0; i < s->overlay_count; i++)
         s->overlays[i].pass = s->overlays[i].done;
-        if (overlay_in_job(c, &s->overlays[i], c->job_index))
-            overlay_bytes += s->overlays[i].length;
-    }
-    phase(c, kind == PASS_PROGRAM ? MF_PHASE_PROGRAMMING : MF_PHASE_VERIFYING,
-          job->data_bytes + (c->exclude_overlays ? 0 : overlay_bytes));
+    phase(c, kind == PASS_PROGRAM ? MF_PHASE_PROGRAMMING : MF_PHASE_VERIFYING, pass_total(c));
     struct mf_image_sink sink = {pass_file_data, NULL, c};
     for (unsigned i = 0; i < job->file_count; i++) {
         const struct mf_datafile *f = &job->files[i];
@@ -887,16 +895,10 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
  * differing byte where the device can be read. */
 static int verify_runs(struct cycle *c)
 {
-    struct mf_slot *s = c->slot;
     struct mf_target *t = c->target;
     c->pass = PASS_VERIFY;
     c->stage = MF_FAIL_VERIFY;
-    uint64_t total = c->job->data_bytes;
-    for (unsigned i = 0; i < s->overlay_count; i++) {
-        if (overlay_in_job(c, &s->overlays[i], c->job_index))
-            total += s->overlays[i].length;
-    }
-    phase(c, MF_PHASE_VERIFYING, total);
+    phase(c, MF_PHASE_VERIFYING, pass_total(c));
     for (size_t i = 0; i < c->run_count; i++) {
         const struct run_crc *run = &c->runs[i];
         int err = cancelled(c);

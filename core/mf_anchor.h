@@ -8,6 +8,7 @@
 #define MF_ANCHOR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define MF_ANCHOR_KEY_SIZE      32u
@@ -16,6 +17,7 @@
 #define MF_ANCHOR_IDENTITY_SIZE 64u /* X25519 secret key, then Ed25519 seed */
 #define MF_ANCHOR_OWNER_SIZE    32u /* an owner's Ed25519 public key */
 #define MF_ANCHOR_ERROR_MAX     192u
+#define MF_ANCHOR_NOTE_MAX      4096u /* the largest note an anchor keeps with its counter */
 
 struct mf_anchor_state {
     bool has_key;
@@ -51,6 +53,16 @@ struct mf_anchor {
     /* Adds one; the new value is durable and returned. A TPM that rate-limits its NV writes
      * answers MF_EBUSY ("retry later"), never a false success. */
     int (*counter_increment)(struct mf_anchor *anchor, uint64_t *value);
+
+    /* Optional (NULL, with note_max 0, when the back end cannot: the TPM). A note is opaque
+     * bytes (the secure area's newest state record, sealed) kept together with the counter:
+     * counter_increment_note adds one to the counter and replaces the note in one durable,
+     * atomic write (after a power cut both are old or both new); read_note gives the note kept
+     * with the counter's current value (*size 0: none). Any other write may drop the note. */
+    size_t note_max;
+    int (*counter_increment_note)(struct mf_anchor *anchor, const uint8_t *note, size_t size,
+                                  uint64_t *value);
+    int (*read_note)(struct mf_anchor *anchor, uint8_t *note, size_t *size);
 
     /* A digest that identifies this anchor's counter (TPM: the NV index's name; keystore: the
      * file's random id). The secure area records it when a setup is installed and refuses to run

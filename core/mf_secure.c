@@ -364,16 +364,40 @@ static int state_decode(const uint8_t *plain, struct mf_secure_state *st)
     return 0;
 }
 
-/* Writes `st` into the slot after the newest one (the newest stays until this one is durable). */
-static int state_write(struct mf_secure *s, const struct mf_secure_state *st)
+/* `st` sealed as a state record: a fresh nonce, then XChaCha20-Poly1305 under the state key
+ * with the install nonce as associated data. */
+static void state_seal(const struct mf_secure *s, const struct mf_secure_state *st,
+                       uint8_t record[STATE_SIZE])
 {
-    uint8_t plain[STATE_PLAIN], record[STATE_SIZE];
+    uint8_t plain[STATE_PLAIN];
     state_encode(st, plain);
-    memset(record, 0, sizeof record);
+    memset(record, 0, STATE_SIZE);
     s->config.random(s->config.random_context, record, STATE_NONCE);
     crypto_aead_xchacha20poly1305_ietf_encrypt(record + STATE_NONCE, NULL, plain, STATE_PLAIN,
                                                s->header + 160, 16, NULL, record, s->state_key);
     sodium_memzero(plain, sizeof plain);
+}
+
+/* A sealed record (from the medium or the anchor's note) opened: 0, or nonzero when it does
+ * not authenticate or decode. */
+static int state_unseal(const struct mf_secure *s, const uint8_t *record,
+                        struct mf_secure_state *st)
+{
+    uint8_t plain[STATE_PLAIN];
+    int err = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, record + STATE_NONCE,
+                                                         STATE_PLAIN + STATE_TAG, s->header + 160,
+                                                         16, record, s->state_key);
+    if (!err)
+        err = state_decode(plain, st);
+    sodium_memzero(plain, sizeof plain);
+    return err;
+}
+
+/* Writes the sealed `record` of `st` into the slot after the newest one (the newest stays
+ * until this one is durable), synced when `durable`; then `st` is the state. */
+static int state_put(struct mf_secure *s, const struct mf_secure_state *st,
+                     const uint8_t record[STATE_SIZE], bool durable)
+{
     unsigned slot = s->state_slot ^ 1u;
     uint64_t span = round_up(STATE_SIZE, block(s));
     uint8_t *buf = calloc(1, span);
@@ -382,7 +406,7 @@ static int state_write(struct mf_secure *s, const struct mf_secure_state *st)
     memcpy(buf, record, STATE_SIZE);
     int err = dev_write(s, state_off(s, slot), buf, span);
     free(buf);
-    if (!err)
+    if (!err && durable)
         err = mf_bd_sync(s->config.bd);
     if (err)
         return err;
@@ -391,23 +415,31 @@ static int state_write(struct mf_secure *s, const struct mf_secure_state *st)
     return 0;
 }
 
+/* Writes `st` durably (see state_put). */
+static int state_write(struct mf_secure *s, const struct mf_secure_state *st)
+{
+    uint8_t record[STATE_SIZE];
+    state_seal(s, st, record);
+    return state_put(s, st, record, true);
+}
+
+/* The newest state: of the two slots on the medium and the anchor's note (a state the anchor
+ * keeps with its counter, see secure_take), the valid one with the highest sequence; on a tie
+ * the medium's. */
 static int state_read(struct mf_secure *s, char *message)
 {
     uint64_t span = round_up(STATE_SIZE, block(s));
+    if (span < MF_ANCHOR_NOTE_MAX)
+        span = MF_ANCHOR_NOTE_MAX;
     uint8_t *buf = malloc(span);
-    uint8_t plain[STATE_PLAIN];
     if (!buf)
         return MF_ENOMEM;
     bool found = false;
+    struct mf_secure_state st;
     for (unsigned slot = 0; slot < 2; slot++) {
-        struct mf_secure_state st;
-        if (dev_read(s, state_off(s, slot), buf, span) != 0)
+        if (dev_read(s, state_off(s, slot), buf, round_up(STATE_SIZE, block(s))) != 0)
             continue;
-        if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, buf + STATE_NONCE,
-                                                       STATE_PLAIN + STATE_TAG, s->header + 160, 16,
-                                                       buf, s->state_key) != 0)
-            continue;
-        if (state_decode(plain, &st) != 0)
+        if (state_unseal(s, buf, &st) != 0)
             continue;
         if (!found || st.seq > s->state.seq) {
             s->state = st;
@@ -415,8 +447,21 @@ static int state_read(struct mf_secure *s, char *message)
             found = true;
         }
     }
+    struct mf_anchor *a = s->config.anchor;
+    size_t size = 0;
+    int err = a->read_note ? a->read_note(a, buf, &size) : 0;
+    if (err) {
+        free(buf);
+        say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
+        return err;
+    }
+    /* A note of another install does not authenticate (another key, another nonce). */
+    if (size == STATE_SIZE && state_unseal(s, buf, &st) == 0 && (!found || st.seq > s->state.seq)) {
+        s->state = st;
+        found = true;
+    }
     free(buf);
-    sodium_memzero(plain, sizeof plain);
+    sodium_memzero(&st, sizeof st);
     if (!found) {
         say(message, "secure area: no state record passes authentication (damaged or tampered)");
         return MF_EAUTH;
@@ -519,19 +564,6 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     uint64_t missing = mf_secure_missing(s, v);
     uint64_t n = s->state.total_used + missing + 1; /* this cycle's number */
     uint64_t covered = (v - s->counter_base) * s->reservation;
-    if (n > covered) {
-        /* A new reservation, durable in the anchor before any of its cycles is used. */
-        err = a->counter_increment(a, &v);
-        if (err) {
-            /* Whether it counted is unknown: read it afresh next time. */
-            s->counter_known = false;
-            say(message, "trust anchor: %s%s", a->error[0] ? a->error : mf_strerror(err),
-                err == MF_EBUSY ? " (retry later)" : "");
-            mf_lock_give(&s->config.lock);
-            return err;
-        }
-        s->counter_value = v;
-    }
     struct mf_secure_state st = s->state;
     st.seq++;
     if (missing) {
@@ -549,7 +581,30 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     if (st.projects[index].has_serial && mf_project_takes_serial(p))
         st.projects[index].serial_next += p->serial_increment;
     st.total_used = n;
-    err = state_write(s, &st);
+    uint8_t record[STATE_SIZE];
+    state_seal(s, &st, record);
+    bool noted = false;
+    if (n > covered) {
+        /* A new reservation, durable in the anchor before any of its cycles is used. An anchor
+         * that keeps a note takes the new state with it in the same write: then that write is
+         * the cycle's only sync, the medium's copy follows unsynced (state_read picks the
+         * newer), and a restored older image loses nothing the anchor saw. */
+        noted = a->counter_increment_note && a->note_max >= STATE_SIZE;
+        err = noted ? a->counter_increment_note(a, record, STATE_SIZE, &v)
+                    : a->counter_increment(a, &v);
+        if (err) {
+            /* Whether it counted is unknown: read it afresh next time. */
+            s->counter_known = false;
+            say(message, "trust anchor: %s%s", a->error[0] ? a->error : mf_strerror(err),
+                err == MF_EBUSY ? " (retry later)" : "");
+            mf_lock_give(&s->config.lock);
+            return err;
+        }
+        s->counter_value = v;
+    }
+    err = state_put(s, &st, record, !noted);
+    if (err && noted)
+        s->state = st; /* durable in the anchor all the same: the medium's copy failed */
     mf_lock_give(&s->config.lock);
     if (err)
         say(message, "secure area: cannot record the cycle: %s", mf_strerror(err));

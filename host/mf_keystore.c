@@ -1,7 +1,7 @@
 /* The `keystore` trust anchor (see mf_keystore.h and docs/internals/anchor.md): two slots of
- * 512 bytes in a private file; every update is one pwrite of a whole slot plus fdatasync, and
- * a key or identity change rewrites both slots one after the other so no stale copy keeps the
- * old secret. */
+ * 512 bytes in a private file, then a note area for each; every update is one pwrite of a whole
+ * slot (after its note area, when it has a note) plus one fdatasync, and a key or identity
+ * change rewrites both slots one after the other so no stale copy keeps the old secret. */
 #include "mf_keystore.h"
 #include "mf_le.h"
 
@@ -33,18 +33,22 @@
 #define KS_OFF_IDENTITY        112u
 #define KS_OFF_OWNER           176u
 #define KS_OFF_MARK            208u
-#define KS_OFF_RESERVED        216u
+#define KS_OFF_NOTE_SIZE       216u
+#define KS_OFF_NOTE_CRC        220u
+#define KS_OFF_RESERVED        224u
 #define KS_OFF_CHECKSUM        (MF_KEYSTORE_SLOT_SIZE - 4u)
 #define KS_FLAG_KEY            0x1u
 #define KS_FLAG_DIGEST         0x2u
 #define KS_FLAG_IDENTITY       0x4u
 #define KS_FLAG_OWNER          0x8u
-#define KS_FLAGS_KNOWN         (KS_FLAG_KEY | KS_FLAG_DIGEST | KS_FLAG_IDENTITY | KS_FLAG_OWNER)
+#define KS_FLAG_NOTE           0x10u /* version 2 only */
+#define KS_FLAGS_V1            (KS_FLAG_KEY | KS_FLAG_DIGEST | KS_FLAG_IDENTITY | KS_FLAG_OWNER)
+#define KS_FLAGS_KNOWN         (KS_FLAGS_V1 | KS_FLAG_NOTE)
 #define KS_CREATE_ATTEMPTS     8
 #define MF_KEYSTORE_SHOWN_PATH 96 /* paths in messages: the anchor's error text is short */
 
 _Static_assert(KS_OFF_IDENTITY + MF_ANCHOR_IDENTITY_SIZE == KS_OFF_OWNER, "slot layout");
-_Static_assert(KS_OFF_OWNER + MF_ANCHOR_OWNER_SIZE + 8u == KS_OFF_RESERVED, "slot layout");
+_Static_assert(KS_OFF_OWNER + MF_ANCHOR_OWNER_SIZE + 8u == KS_OFF_NOTE_SIZE, "slot layout");
 _Static_assert(KS_OFF_RESERVED < KS_OFF_CHECKSUM, "slot layout");
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -101,15 +105,22 @@ static int errno_code(int error)
 
 /* ---- slot format ---- */
 
+static off_t note_offset(unsigned index)
+{
+    return (off_t)MF_KEYSTORE_FILE_SIZE_V1 + (off_t)index * MF_KEYSTORE_NOTE_SIZE;
+}
+
+/* A slot with a note is version 2, any other version 1: a version 1 reader must refuse it as
+ * newer, never take it for a damaged slot and fall back to the older one. */
 void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
                              uint8_t raw[MF_KEYSTORE_SLOT_SIZE])
 {
     memset(raw, 0, MF_KEYSTORE_SLOT_SIZE);
     memcpy(raw, KS_MAGIC, KS_MAGIC_SIZE);
-    mf_put_le32(raw + KS_OFF_VERSION, MF_KEYSTORE_VERSION);
+    mf_put_le32(raw + KS_OFF_VERSION, slot->has_note ? MF_KEYSTORE_VERSION : 1u);
     uint32_t flags = (slot->has_key ? KS_FLAG_KEY : 0) | (slot->has_digest ? KS_FLAG_DIGEST : 0) |
                      (slot->has_identity ? KS_FLAG_IDENTITY : 0) |
-                     (slot->has_owner ? KS_FLAG_OWNER : 0);
+                     (slot->has_owner ? KS_FLAG_OWNER : 0) | (slot->has_note ? KS_FLAG_NOTE : 0);
     mf_put_le32(raw + KS_OFF_FLAGS, flags);
     mf_put_le64(raw + KS_OFF_SEQUENCE, slot->sequence);
     mf_put_le64(raw + KS_OFF_COUNTER, slot->counter);
@@ -124,6 +135,10 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
     if (slot->has_owner)
         memcpy(raw + KS_OFF_OWNER, slot->owner, MF_ANCHOR_OWNER_SIZE);
     mf_put_le64(raw + KS_OFF_MARK, slot->package_mark);
+    if (slot->has_note) {
+        mf_put_le32(raw + KS_OFF_NOTE_SIZE, slot->note_size);
+        mf_put_le32(raw + KS_OFF_NOTE_CRC, slot->note_crc);
+    }
     mf_put_le32(raw + KS_OFF_CHECKSUM, mf_crc32_update(0, raw, KS_OFF_CHECKSUM));
 }
 
@@ -135,11 +150,17 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
     /* The checksum first: a torn slot may carry any version number. */
     if (mf_le32(raw + KS_OFF_CHECKSUM) != mf_crc32_update(0, raw, KS_OFF_CHECKSUM))
         return MF_ECORRUPT;
-    if (mf_le32(raw + KS_OFF_VERSION) != MF_KEYSTORE_VERSION)
+    uint32_t version = mf_le32(raw + KS_OFF_VERSION);
+    if (version != 1 && version != MF_KEYSTORE_VERSION)
         return MF_EVERSION;
     uint32_t flags = mf_le32(raw + KS_OFF_FLAGS);
     uint64_t sequence = mf_le64(raw + KS_OFF_SEQUENCE);
-    if ((flags & ~KS_FLAGS_KNOWN) != 0 || sequence == 0 ||
+    bool has_note = (flags & KS_FLAG_NOTE) != 0;
+    uint32_t note_size = mf_le32(raw + KS_OFF_NOTE_SIZE);
+    if ((flags & ~(version == 1 ? KS_FLAGS_V1 : KS_FLAGS_KNOWN)) != 0 || sequence == 0 ||
+        has_note != (version == MF_KEYSTORE_VERSION) ||
+        (has_note ? note_size == 0 || note_size > MF_KEYSTORE_NOTE_SIZE
+                  : !all_zero(raw + KS_OFF_NOTE_SIZE, KS_OFF_RESERVED - KS_OFF_NOTE_SIZE)) ||
         !all_zero(raw + KS_OFF_RESERVED, KS_OFF_CHECKSUM - KS_OFF_RESERVED))
         return MF_ECORRUPT;
     if ((!(flags & KS_FLAG_KEY) && !all_zero(raw + KS_OFF_KEY, MF_ANCHOR_KEY_SIZE)) ||
@@ -160,7 +181,22 @@ int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE], struct mf_
     slot->has_owner = (flags & KS_FLAG_OWNER) != 0;
     memcpy(slot->owner, raw + KS_OFF_OWNER, MF_ANCHOR_OWNER_SIZE);
     slot->package_mark = mf_le64(raw + KS_OFF_MARK);
+    slot->has_note = has_note;
+    slot->note_size = has_note ? note_size : 0;
+    slot->note_crc = has_note ? mf_le32(raw + KS_OFF_NOTE_CRC) : 0;
     return 0;
+}
+
+/* A slot with a note is valid only with its note whole: torn, the write did not happen. */
+static int check_note(const uint8_t *file, size_t size, unsigned index,
+                      const struct mf_keystore_slot *slot)
+{
+    if (!slot->has_note)
+        return 0;
+    if (size != MF_KEYSTORE_FILE_SIZE)
+        return MF_ECORRUPT;
+    const uint8_t *note = file + note_offset(index);
+    return mf_crc32_update(0, note, slot->note_size) == slot->note_crc ? 0 : MF_ECORRUPT;
 }
 
 /* True when both slots hold the same secrets (key and identity): the stale slot of a single-slot
@@ -179,15 +215,18 @@ int mf_keystore_decode(const uint8_t *file, size_t size, struct mf_keystore_slot
     *current = 0;
     if (damaged)
         *damaged = false;
-    if (size != MF_KEYSTORE_FILE_SIZE) {
-        set_error(error, error_size, "not a mintflash keystore (%zu bytes, expected %u)", size,
-                  MF_KEYSTORE_FILE_SIZE);
+    if (size != MF_KEYSTORE_FILE_SIZE && size != MF_KEYSTORE_FILE_SIZE_V1) {
+        set_error(error, error_size, "not a mintflash keystore (%zu bytes, expected %u or %u)",
+                  size, MF_KEYSTORE_FILE_SIZE, MF_KEYSTORE_FILE_SIZE_V1);
         return MF_EFORMAT;
     }
     struct mf_keystore_slot slots[2];
     int rc[2];
-    for (unsigned i = 0; i < 2; i++)
+    for (unsigned i = 0; i < 2; i++) {
         rc[i] = mf_keystore_decode_slot(file + i * MF_KEYSTORE_SLOT_SIZE, &slots[i]);
+        if (rc[i] == 0)
+            rc[i] = check_note(file, size, i, &slots[i]);
+    }
 
     int err = 0;
     if (rc[0] == MF_EVERSION || rc[1] == MF_EVERSION) {
@@ -199,8 +238,8 @@ int mf_keystore_decode(const uint8_t *file, size_t size, struct mf_keystore_slot
         set_error(error, error_size,
                   "both slots are damaged (slot 0: %s, slot 1: %s): no valid copy of the trust "
                   "anchor is left",
-                  rc[0] == MF_EFORMAT ? "no keystore magic" : "bad checksum or fields",
-                  rc[1] == MF_EFORMAT ? "no keystore magic" : "bad checksum or fields");
+                  rc[0] == MF_EFORMAT ? "no keystore magic" : "bad checksum, fields or note",
+                  rc[1] == MF_EFORMAT ? "no keystore magic" : "bad checksum, fields or note");
         err = MF_ECORRUPT;
     } else if (rc[0] == 0 && rc[1] == 0) {
         unsigned newer = slots[1].sequence > slots[0].sequence ? 1u : 0u;
@@ -452,10 +491,16 @@ static int ks_fail(struct mf_keystore *ks, int err, const char *fmt, ...)
     return err;
 }
 
-/* Writes `slot` into slot `index` and makes it durable: one pwrite and one fdatasync. */
+/* Writes `slot` into slot `index` (and `note`, its note, into the slot's note area first) and
+ * makes it durable: one or two pwrites and one fdatasync. The slot's CRC of the note makes the
+ * pair atomic: whichever of the two writes a power cut leaves torn, the slot is not valid. */
 static int ks_write_slot(struct mf_keystore *ks, const struct mf_keystore_slot *slot,
-                         unsigned index)
+                         const uint8_t *note, unsigned index)
 {
+    if (slot->has_note && write_all(ks->fd, note, slot->note_size, note_offset(index)) != 0) {
+        int e = errno;
+        return ks_fail(ks, errno_code(e), "write of note %u: %s", index, strerror(e));
+    }
     uint8_t raw[MF_KEYSTORE_SLOT_SIZE];
     mf_keystore_encode_slot(slot, raw);
     int rc = write_all(ks->fd, raw, sizeof raw, (off_t)index * MF_KEYSTORE_SLOT_SIZE);
@@ -471,8 +516,10 @@ static int ks_write_slot(struct mf_keystore *ks, const struct mf_keystore_slot *
 }
 
 /* Makes `next` the state: into the older slot with sequence + 1; with `both`, then also into
- * the other slot with sequence + 2, so that neither slot keeps the previous secrets. */
-static int ks_commit(struct mf_keystore *ks, struct mf_keystore_slot *next, bool both)
+ * the other slot with sequence + 2, so that neither slot keeps the previous secrets. `note` is
+ * next's note (may be ks->note itself), used when next->has_note. */
+static int ks_commit(struct mf_keystore *ks, struct mf_keystore_slot *next, const uint8_t *note,
+                     bool both)
 {
     if (ks->fd < 0)
         return ks_fail(ks, MF_EBADF, "keystore is closed");
@@ -480,14 +527,16 @@ static int ks_commit(struct mf_keystore *ks, struct mf_keystore_slot *next, bool
         return ks_fail(ks, MF_ERANGE, "sequence number exhausted");
     unsigned older = 1u - ks->current;
     next->sequence = ks->state.sequence + 1;
-    int err = ks_write_slot(ks, next, older);
+    int err = ks_write_slot(ks, next, note, older);
     if (err)
         return err;
     ks->current = older;
     ks->state = *next;
+    if (next->has_note && note != ks->note)
+        memcpy(ks->note, note, next->note_size);
     if (both) {
         next->sequence++;
-        err = ks_write_slot(ks, next, 1u - older);
+        err = ks_write_slot(ks, next, ks->note, 1u - older);
         if (err)
             return err;
         ks->current = 1u - older;
@@ -517,11 +566,13 @@ static int ks_write_key(struct mf_anchor *anchor, const uint8_t *key)
     struct mf_keystore *ks = anchor->context;
     struct mf_keystore_slot next = ks->state;
     next.has_key = key != NULL;
+    next.has_note = false; /* a new key is a new setup: the note was the old one's */
+    next.note_size = next.note_crc = 0;
     if (key)
         memcpy(next.key, key, MF_ANCHOR_KEY_SIZE);
     else
         sodium_memzero(next.key, sizeof next.key);
-    int err = ks_commit(ks, &next, true);
+    int err = ks_commit(ks, &next, ks->note, true);
     sodium_memzero(&next, sizeof next);
     return err;
 }
@@ -535,7 +586,7 @@ static int ks_write_digest(struct mf_anchor *anchor, const uint8_t *digest)
         memcpy(next.digest, digest, MF_ANCHOR_DIGEST_SIZE);
     else
         memset(next.digest, 0, sizeof next.digest);
-    int err = ks_commit(ks, &next, false);
+    int err = ks_commit(ks, &next, ks->note, false);
     sodium_memzero(&next, sizeof next);
     return err;
 }
@@ -550,7 +601,7 @@ static int ks_write_owner(struct mf_anchor *anchor, const uint8_t *owner, uint64
     else
         memset(next.owner, 0, sizeof next.owner);
     next.package_mark = package_mark;
-    int err = ks_commit(ks, &next, false);
+    int err = ks_commit(ks, &next, ks->note, false);
     sodium_memzero(&next, sizeof next);
     return err;
 }
@@ -573,11 +624,45 @@ static int ks_counter_increment(struct mf_anchor *anchor, uint64_t *value)
         return ks_fail(ks, MF_ERANGE, "counter at its maximum");
     struct mf_keystore_slot next = ks->state;
     next.counter++;
-    int err = ks_commit(ks, &next, false);
+    int err = ks_commit(ks, &next, ks->note, false);
     sodium_memzero(&next, sizeof next);
     if (!err)
         *value = ks->state.counter;
     return err;
+}
+
+static int ks_counter_increment_note(struct mf_anchor *anchor, const uint8_t *note, size_t size,
+                                     uint64_t *value)
+{
+    struct mf_keystore *ks = anchor->context;
+    *value = 0;
+    if (size == 0 || size > MF_KEYSTORE_NOTE_SIZE)
+        return ks_fail(ks, MF_EINVAL, "a note of %zu bytes (1 to %u)", size, MF_KEYSTORE_NOTE_SIZE);
+    if (ks->state.counter == UINT64_MAX)
+        return ks_fail(ks, MF_ERANGE, "counter at its maximum");
+    struct mf_keystore_slot next = ks->state;
+    next.counter++;
+    next.has_note = true;
+    next.note_size = (uint32_t)size;
+    next.note_crc = mf_crc32_update(0, note, size);
+    int err = ks_commit(ks, &next, note, false);
+    sodium_memzero(&next, sizeof next);
+    if (!err)
+        *value = ks->state.counter;
+    return err;
+}
+
+static int ks_read_note(struct mf_anchor *anchor, uint8_t *note, size_t *size)
+{
+    struct mf_keystore *ks = anchor->context;
+    *size = 0;
+    if (ks->fd < 0)
+        return ks_fail(ks, MF_EBADF, "keystore is closed");
+    if (ks->state.has_note) {
+        memcpy(note, ks->note, ks->state.note_size);
+        *size = ks->state.note_size;
+    }
+    return 0;
 }
 
 static int ks_binding(struct mf_anchor *anchor, uint8_t binding[MF_ANCHOR_BINDING_SIZE])
@@ -616,7 +701,7 @@ static int ks_write_identity(struct mf_anchor *anchor,
     struct mf_keystore_slot next = ks->state;
     next.has_identity = true;
     memcpy(next.identity, secret, MF_ANCHOR_IDENTITY_SIZE);
-    int err = ks_commit(ks, &next, true);
+    int err = ks_commit(ks, &next, ks->note, true);
     sodium_memzero(&next, sizeof next);
     return err;
 }
@@ -639,13 +724,14 @@ static int ks_read_file(struct mf_keystore *ks, uint8_t *raw, size_t *size)
     struct stat st;
     if (fstat(ks->fd, &st) != 0)
         return ks_fail(ks, errno_code(errno), "cannot stat: %s", strerror(errno));
-    if (st.st_size != (off_t)MF_KEYSTORE_FILE_SIZE) {
+    if (st.st_size != (off_t)MF_KEYSTORE_FILE_SIZE &&
+        st.st_size != (off_t)MF_KEYSTORE_FILE_SIZE_V1) {
         *size = st.st_size < 0 ? 0 : (size_t)st.st_size;
         return 0; /* the decoder names the size */
     }
-    size_t done = 0;
-    while (done < MF_KEYSTORE_FILE_SIZE) {
-        ssize_t n = pread(ks->fd, raw + done, MF_KEYSTORE_FILE_SIZE - done, (off_t)done);
+    size_t want = (size_t)st.st_size, done = 0;
+    while (done < want) {
+        ssize_t n = pread(ks->fd, raw + done, want - done, (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -672,6 +758,16 @@ static int ks_load(struct mf_keystore *ks)
         sodium_memzero(raw, sizeof raw);
         return ks_fail(ks, err, "%s", text);
     }
+    if (ks->state.has_note)
+        memcpy(ks->note, raw + note_offset(ks->current), ks->state.note_size);
+    if (size == MF_KEYSTORE_FILE_SIZE_V1) {
+        /* A version 1 file: room for the notes, durable before any slot refers to one. */
+        if (ftruncate(ks->fd, (off_t)MF_KEYSTORE_FILE_SIZE) != 0 || fsync(ks->fd) != 0) {
+            int e = errno;
+            sodium_memzero(raw, sizeof raw);
+            return ks_fail(ks, errno_code(e), "cannot make room for notes: %s", strerror(e));
+        }
+    }
     struct mf_keystore_slot other;
     int other_rc =
         damaged ? MF_ECORRUPT
@@ -682,7 +778,7 @@ static int ks_load(struct mf_keystore *ks)
      * the wipe complete. */
     if (other_rc != 0 || !same_secrets(&ks->state, &other)) {
         struct mf_keystore_slot next = ks->state;
-        err = ks_commit(ks, &next, false);
+        err = ks_commit(ks, &next, ks->note, false);
         sodium_memzero(&next, sizeof next);
     }
     sodium_memzero(&other, sizeof other);
@@ -699,6 +795,9 @@ static void ks_fill_anchor(struct mf_keystore *ks, struct mf_anchor *anchor)
     anchor->write_owner = ks_write_owner;
     anchor->counter_read = ks_counter_read;
     anchor->counter_increment = ks_counter_increment;
+    anchor->note_max = MF_KEYSTORE_NOTE_SIZE;
+    anchor->counter_increment_note = ks_counter_increment_note;
+    anchor->read_note = ks_read_note;
     anchor->binding = ks_binding;
     anchor->read_identity = ks_read_identity;
     anchor->write_identity = ks_write_identity;
@@ -724,6 +823,7 @@ int mf_keystore_open(struct mf_keystore *ks, const char *path, bool create,
         memset(&fresh, 0, sizeof fresh);
         randombytes_buf(fresh.id, sizeof fresh.id);
         uint8_t raw[MF_KEYSTORE_FILE_SIZE];
+        memset(raw, 0, sizeof raw); /* the note areas: empty */
         /* Both slots valid from the start (sequences 1 and 2), so a fresh keystore has no
          * damaged slot to repair. */
         fresh.sequence = 1;

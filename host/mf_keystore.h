@@ -1,7 +1,9 @@
 /* The `keystore` trust anchor: a small file of mode 0600 outside the storage image, the stand-in
  * for an MCU's internal flash. Two fixed-size slots, each a complete copy of the state with a
- * sequence number and a checksum; an update rewrites the older slot, so a torn write always
- * leaves the other one. Format and crash-consistency argument: docs/internals/anchor.md. */
+ * sequence number and a checksum, then one note area per slot (the anchor's note, written with
+ * its slot and covered by a CRC in it); an update rewrites the older slot (and its note area)
+ * with one fdatasync, so a torn write always leaves the other one. Format and crash-consistency
+ * argument: docs/internals/anchor.md. */
 #ifndef MF_KEYSTORE_H
 #define MF_KEYSTORE_H
 
@@ -11,10 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MF_KEYSTORE_SLOT_SIZE 512u
-#define MF_KEYSTORE_FILE_SIZE (2u * MF_KEYSTORE_SLOT_SIZE)
-#define MF_KEYSTORE_ID_SIZE   16u
-#define MF_KEYSTORE_VERSION   1u /* format version written in every slot */
+#define MF_KEYSTORE_SLOT_SIZE    512u
+#define MF_KEYSTORE_NOTE_SIZE    MF_ANCHOR_NOTE_MAX /* one note area per slot, after both slots */
+#define MF_KEYSTORE_FILE_SIZE_V1 (2u * MF_KEYSTORE_SLOT_SIZE) /* version 1: slots only */
+#define MF_KEYSTORE_FILE_SIZE    (2u * MF_KEYSTORE_SLOT_SIZE + 2u * MF_KEYSTORE_NOTE_SIZE)
+#define MF_KEYSTORE_ID_SIZE      16u
+#define MF_KEYSTORE_VERSION      2u /* format version written in every slot (1 is read too) */
 
 /* What one slot holds. Secrets that are absent are all zero, in memory and in the file. */
 struct mf_keystore_slot {
@@ -30,14 +34,18 @@ struct mf_keystore_slot {
     uint64_t package_mark;
     bool has_identity;
     uint8_t identity[MF_ANCHOR_IDENTITY_SIZE];
+    bool has_note;      /* the slot's note area holds a note of note_size bytes ... */
+    uint32_t note_size; /* ... 1 .. MF_KEYSTORE_NOTE_SIZE */
+    uint32_t note_crc;  /* ... whose CRC-32 is this (a torn note makes the slot invalid) */
 };
 
 struct mf_keystore {
-    int fd;                        /* -1 when closed; holds an exclusive flock while open */
-    unsigned current;              /* index (0 or 1) of the slot that holds `state` */
-    struct mf_keystore_slot state; /* the newest valid slot: what the anchor answers from */
-    struct mf_anchor *anchor;      /* the anchor filled by open; its `error` gets the texts */
-    char path[96];                 /* for messages, shortened ("...tail") when longer */
+    int fd;                              /* -1 when closed; holds an exclusive flock while open */
+    unsigned current;                    /* index (0 or 1) of the slot that holds `state` */
+    struct mf_keystore_slot state;       /* the newest valid slot: what the anchor answers from */
+    uint8_t note[MF_KEYSTORE_NOTE_SIZE]; /* its note (state.has_note) */
+    struct mf_anchor *anchor;            /* the anchor filled by open; its `error` gets the texts */
+    char path[96];                       /* for messages, shortened ("...tail") when longer */
 };
 
 /* Opens the keystore at `path` and fills `anchor` (name "keystore", context = ks) with its
@@ -47,7 +55,8 @@ struct mf_keystore {
  * half-made keystore; the folder must exist. An exclusive lock is held until close: a second
  * program gets MF_EBUSY. At open, a damaged slot, or a slot still holding an older key or
  * identity than the newest one (a crash between the two writes of a key change), is rewritten
- * from the newest one, so that a crypto-erase is complete after any crash.
+ * from the newest one, so that a crypto-erase is complete after any crash. A version 1 file
+ * (slots only) is extended with empty note areas, synced, before anything else.
  * Errors, with the reason and the path in anchor->error: MF_ENOENT (no file and !create, or no
  * such folder), MF_EACCES (permissions wider than 0600, another owner, a symbolic link, not a
  * regular file), MF_EBUSY, MF_EFORMAT (not a keystore: wrong size), MF_ECORRUPT (no valid slot,
@@ -69,10 +78,12 @@ void mf_keystore_encode_slot(const struct mf_keystore_slot *slot,
 int mf_keystore_decode_slot(const uint8_t raw[MF_KEYSTORE_SLOT_SIZE],
                             struct mf_keystore_slot *slot);
 
-/* Chooses the state from a whole keystore file's bytes: the valid slot with the higher
- * sequence; `*current` gets its index and `*damaged` (may be NULL) whether the other slot is
- * invalid. Errors as mf_keystore_open (MF_EFORMAT, MF_ECORRUPT, MF_EVERSION), with a text in
- * `error` (error_size bytes, may be 0). No I/O: this is what the fuzz target exercises. */
+/* Chooses the state from a whole keystore file's bytes (MF_KEYSTORE_FILE_SIZE, or the
+ * MF_KEYSTORE_FILE_SIZE_V1 of a version 1 file, which has no notes): the valid slot with the
+ * higher sequence, where a slot whose note does not match its CRC is not valid; `*current` gets
+ * its index and `*damaged` (may be NULL) whether the other slot is invalid. Errors as
+ * mf_keystore_open (MF_EFORMAT, MF_ECORRUPT, MF_EVERSION), with a text in `error` (error_size
+ * bytes, may be 0). No I/O: this is what the fuzz target exercises. */
 int mf_keystore_decode(const uint8_t *file, size_t size, struct mf_keystore_slot *state,
                        unsigned *current, bool *damaged, char *error, size_t error_size);
 

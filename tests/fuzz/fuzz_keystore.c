@@ -1,7 +1,9 @@
 /* Fuzz target: the keystore file decoder (host/mf_keystore) on hostile bytes. The first input
- * byte is a mode: bit 0 / bit 1 recompute the checksum of slot 0 / slot 1 before decoding, so
- * that the fuzzer reaches the checks behind the CRC; the rest is the file. Properties: a slot
- * that decodes re-encodes to the very same bytes, and a decoded file's state is one of its valid
+ * byte is a mode: bit 0 / bit 1 recompute the checksum of slot 0 / slot 1 before decoding, bit 2
+ * / bit 3 first put the CRC of the slot's note area (as much as the slot says) into slot 0 / 1,
+ * so that the fuzzer reaches the checks behind the CRCs; the rest is the file. Properties: a
+ * slot that decodes re-encodes to the very same bytes; a slot with a note counts as valid only
+ * in a file with note areas and with its note's CRC; a decoded file's state is one of its valid
  * slots, the one with the higher sequence, never with a lower counter than the other. */
 #include "mf_crc32.h"
 #include "mf_err.h"
@@ -21,6 +23,29 @@ static void fix_checksum(uint8_t *slot)
         slot[MF_KEYSTORE_SLOT_SIZE - 4 + i] = (uint8_t)(crc >> (8 * i));
 }
 
+/* The note area of slot `i` (a file of MF_KEYSTORE_FILE_SIZE bytes). */
+static uint8_t *note_of(uint8_t *file, unsigned i)
+{
+    return file + MF_KEYSTORE_FILE_SIZE_V1 + (size_t)i * MF_KEYSTORE_NOTE_SIZE;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Slot `i`'s note CRC field (byte 220) set to its note area's CRC, for the size at byte 216. */
+static void fix_note(uint8_t *file, unsigned i)
+{
+    uint8_t *slot = file + (size_t)i * MF_KEYSTORE_SLOT_SIZE;
+    uint32_t n = le32(slot + 216);
+    if (n == 0 || n > MF_KEYSTORE_NOTE_SIZE)
+        return;
+    uint32_t crc = mf_crc32_update(0, note_of(file, i), n);
+    for (unsigned k = 0; k < 4; k++)
+        slot[220 + k] = (uint8_t)(crc >> (8 * k));
+}
+
 static bool same_slot(const struct mf_keystore_slot *a, const struct mf_keystore_slot *b)
 {
     return a->sequence == b->sequence && a->counter == b->counter &&
@@ -28,7 +53,8 @@ static bool same_slot(const struct mf_keystore_slot *a, const struct mf_keystore
            memcmp(a->key, b->key, sizeof a->key) == 0 && a->has_digest == b->has_digest &&
            memcmp(a->digest, b->digest, sizeof a->digest) == 0 &&
            a->has_identity == b->has_identity &&
-           memcmp(a->identity, b->identity, sizeof a->identity) == 0;
+           memcmp(a->identity, b->identity, sizeof a->identity) == 0 &&
+           a->has_note == b->has_note && a->note_size == b->note_size && a->note_crc == b->note_crc;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -42,7 +68,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!file)
         return 0;
     memcpy(file, data, size);
-    if (size == MF_KEYSTORE_FILE_SIZE) {
+    bool sized = size == MF_KEYSTORE_FILE_SIZE || size == MF_KEYSTORE_FILE_SIZE_V1;
+    if (sized) {
+        if ((mode & 4) && size == MF_KEYSTORE_FILE_SIZE)
+            fix_note(file, 0);
+        if ((mode & 8) && size == MF_KEYSTORE_FILE_SIZE)
+            fix_note(file, 1);
         if (mode & 1)
             fix_checksum(file);
         if (mode & 2)
@@ -51,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct mf_keystore_slot slots[2];
     int rc[2] = {MF_EFORMAT, MF_EFORMAT};
-    if (size == MF_KEYSTORE_FILE_SIZE) {
+    if (sized) {
         for (unsigned i = 0; i < 2; i++) {
             const uint8_t *raw = file + i * MF_KEYSTORE_SLOT_SIZE;
             rc[i] = mf_keystore_decode_slot(raw, &slots[i]);
@@ -60,6 +91,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 mf_keystore_encode_slot(&slots[i], again);
                 if (memcmp(again, raw, sizeof again) != 0)
                     abort();
+                /* A note must be there, whole. */
+                if (slots[i].has_note &&
+                    (size != MF_KEYSTORE_FILE_SIZE ||
+                     mf_crc32_update(0, note_of(file, i), slots[i].note_size) != slots[i].note_crc))
+                    rc[i] = MF_ECORRUPT;
             }
         }
     }

@@ -47,6 +47,7 @@ static int write_key(struct mf_anchor *a, const uint8_t *key)
     int err = write_point(r, &apply);
     if (apply) {
         r->state.has_key = key != NULL;
+        r->note_size = 0; /* a new key is a new setup (as the keystore does) */
         if (key)
             memcpy(r->state.key, key, MF_ANCHOR_KEY_SIZE);
         else
@@ -105,6 +106,34 @@ static int counter_increment(struct mf_anchor *a, uint64_t *value)
     return err;
 }
 
+static int counter_increment_note(struct mf_anchor *a, const uint8_t *note, size_t size,
+                                  uint64_t *value)
+{
+    struct mf_ramanchor *r = of(a);
+    if (size == 0 || size > sizeof r->note)
+        return MF_EINVAL;
+    bool apply;
+    int err = write_point(r, &apply);
+    if (apply) {
+        r->counter++;
+        memcpy(r->note, note, size);
+        r->note_size = size;
+    }
+    *value = r->counter;
+    return err;
+}
+
+static int read_note(struct mf_anchor *a, uint8_t *note, size_t *size)
+{
+    struct mf_ramanchor *r = of(a);
+    *size = 0;
+    if (off(r))
+        return MF_EPOWERLOSS;
+    memcpy(note, r->note, r->note_size);
+    *size = r->note_size;
+    return 0;
+}
+
 static int binding(struct mf_anchor *a, uint8_t out[MF_ANCHOR_BINDING_SIZE])
 {
     crypto_hash_sha256(out, of(a)->id, sizeof of(a)->id);
@@ -138,6 +167,14 @@ static void close_anchor(struct mf_anchor *a)
     (void)a;
 }
 
+void mf_ramanchor_no_notes(struct mf_ramanchor *r)
+{
+    r->anchor.note_max = 0;
+    r->anchor.counter_increment_note = NULL;
+    r->anchor.read_note = NULL;
+    r->note_size = 0;
+}
+
 void mf_ramanchor_init(struct mf_ramanchor *r)
 {
     memset(r, 0, sizeof *r);
@@ -151,6 +188,9 @@ void mf_ramanchor_init(struct mf_ramanchor *r)
         .write_owner = write_owner,
         .counter_read = counter_read,
         .counter_increment = counter_increment,
+        .note_max = sizeof r->note,
+        .counter_increment_note = counter_increment_note,
+        .read_note = read_note,
         .binding = binding,
         .read_identity = read_identity,
         .write_identity = write_identity,

@@ -1,7 +1,8 @@
 /* A trust anchor in memory, for tests of the secure area: the same contract as the keystore and
- * TPM back ends (every write atomic), plus knobs to fail or cut the power at a chosen anchor write
- * (together with a fault-injecting block device, so that a sweep can cut between a storage write
- * and an anchor write) and to roll the counter back, as no real anchor allows. */
+ * TPM back ends (every write atomic; notes as the keystore keeps them, unless switched off), plus
+ * knobs to fail or cut the power at a chosen anchor write (together with a fault-injecting block
+ * device, so that a sweep can cut between a storage write and an anchor write) and to roll the
+ * counter back, as no real anchor allows. */
 #ifndef MF_RAMANCHOR_H
 #define MF_RAMANCHOR_H
 
@@ -18,6 +19,8 @@ struct mf_ramanchor {
     uint8_t id[16];
     bool has_identity;
     uint8_t identity[MF_ANCHOR_IDENTITY_SIZE];
+    uint8_t note[MF_ANCHOR_NOTE_MAX]; /* kept with the counter (as the keystore does) */
+    size_t note_size;
     /* Knobs. */
     struct mf_faultbd *power; /* when set: powered off -> every call fails MF_EPOWERLOSS */
     uint64_t writes;          /* anchor writes so far (key, digest, counter, identity) */
@@ -26,7 +29,10 @@ struct mf_ramanchor {
     unsigned cut_mode;        /* MF_FAULTBD_CUT_* for the storage at that moment */
 };
 
-/* A fresh anchor: no key, no digest, counter 0, a random id. */
+/* A fresh anchor: no key, no digest, counter 0, a random id; it keeps notes. */
 void mf_ramanchor_init(struct mf_ramanchor *ram);
+
+/* From here on the anchor keeps no notes (as the TPM back end): note_max 0, no note calls. */
+void mf_ramanchor_no_notes(struct mf_ramanchor *ram);
 
 #endif

@@ -470,7 +470,7 @@ static void test_damaged_slots(void **state)
     /* A slot of a newer format version is never skipped over. */
     memcpy(raw, good, sizeof raw);
     uint8_t *p = raw + (1u - newest) * MF_KEYSTORE_SLOT_SIZE;
-    p[8] = 2;
+    p[8] = MF_KEYSTORE_VERSION + 1;
     uint32_t crc = mf_crc32_update(0, p, MF_KEYSTORE_SLOT_SIZE - 4);
     for (unsigned i = 0; i < 4; i++)
         p[MF_KEYSTORE_SLOT_SIZE - 4 + i] = (uint8_t)(crc >> (8 * i));
@@ -491,6 +491,79 @@ static void test_damaged_slots(void **state)
     assert_int_equal(mf_keystore_decode_slot(one, &slot), MF_ECORRUPT);
 }
 
+/* Notes: kept with the counter across reopening and other writes, dropped by a key change,
+ * bounded in size; a version 1 file (slots only) opens, keeps its state and gets its note
+ * areas. */
+static void test_notes(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_keystore ks;
+    struct mf_anchor a;
+    assert_int_equal(mf_keystore_open(&ks, f->path, true, &a), 0);
+    assert_int_equal(a.note_max, MF_ANCHOR_NOTE_MAX);
+    uint8_t key[MF_ANCHOR_KEY_SIZE], note[MF_ANCHOR_NOTE_MAX + 8], got[MF_ANCHOR_NOTE_MAX];
+    fill_pattern(key, sizeof key, 3);
+    assert_int_equal(a.write_key(&a, key), 0);
+    uint64_t value;
+    assert_int_equal(a.counter_increment(&a, &value), 0);
+    size_t size = 1;
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_int_equal(size, 0);
+    /* A version 1 file: what this keystore was before its first note. */
+    a.close(&a);
+    uint8_t raw[MF_KEYSTORE_FILE_SIZE];
+    read_raw(f->path, raw);
+    write_raw(f->path, raw, MF_KEYSTORE_FILE_SIZE_V1);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_size, MF_KEYSTORE_FILE_SIZE);
+    assert_int_equal(a.counter_read(&a, &value), 0);
+    assert_int_equal(value, 1);
+
+    randombytes_buf(note, sizeof note);
+    assert_int_equal(a.counter_increment_note(&a, note, 0, &value), MF_EINVAL);
+    assert_int_equal(a.counter_increment_note(&a, note, MF_ANCHOR_NOTE_MAX + 1, &value), MF_EINVAL);
+    expect_error(&a, "note of");
+    assert_int_equal(a.counter_increment_note(&a, note, 3000, &value), 0);
+    assert_int_equal(value, 2);
+    /* Other writes keep it, reopening too. */
+    uint8_t digest[MF_ANCHOR_DIGEST_SIZE];
+    fill_pattern(digest, sizeof digest, 4);
+    assert_int_equal(a.write_digest(&a, digest), 0);
+    a.close(&a);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_int_equal(size, 3000);
+    assert_memory_equal(got, note, 3000);
+    assert_int_equal(a.counter_increment_note(&a, note + 5, MF_ANCHOR_NOTE_MAX, &value), 0);
+    a.close(&a);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_int_equal(size, MF_ANCHOR_NOTE_MAX);
+    assert_memory_equal(got, note + 5, MF_ANCHOR_NOTE_MAX);
+    assert_int_equal(a.counter_read(&a, &value), 0);
+    assert_int_equal(value, 3);
+    /* Slots with notes in a file cut to version 1's size: no valid slot is left. */
+    a.close(&a);
+    read_raw(f->path, raw);
+    write_raw(f->path, raw, MF_KEYSTORE_FILE_SIZE_V1);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), MF_ECORRUPT);
+    expect_error(&a, "both slots are damaged");
+    write_raw(f->path, raw, sizeof raw);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    /* A new key is a new setup: its note is gone. */
+    fill_pattern(key, sizeof key, 5);
+    assert_int_equal(a.write_key(&a, key), 0);
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_int_equal(size, 0);
+    a.close(&a);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_int_equal(size, 0);
+    a.close(&a);
+}
+
 /* ---- crash simulation: every write torn or garbled at each byte ---- */
 
 struct snapshot {
@@ -501,6 +574,8 @@ struct snapshot {
     uint8_t digest[MF_ANCHOR_DIGEST_SIZE];
     bool has_identity;
     uint8_t identity[MF_ANCHOR_IDENTITY_SIZE];
+    size_t note_size;
+    uint8_t note[MF_ANCHOR_NOTE_MAX];
 };
 
 static void take_snapshot(struct mf_anchor *a, struct snapshot *s)
@@ -514,6 +589,7 @@ static void take_snapshot(struct mf_anchor *a, struct snapshot *s)
     memcpy(s->digest, st.digest, sizeof s->digest);
     assert_int_equal(a->counter_read(a, &s->counter), 0);
     assert_int_equal(a->read_identity(a, s->identity, &s->has_identity), 0);
+    assert_int_equal(a->read_note(a, s->note, &s->note_size), 0);
 }
 
 static bool same_snapshot(const struct snapshot *x, const struct snapshot *y)
@@ -521,16 +597,30 @@ static bool same_snapshot(const struct snapshot *x, const struct snapshot *y)
     return memcmp(x, y, sizeof *x) == 0;
 }
 
-enum op { OP_INCREMENT, OP_DIGEST, OP_KEY, OP_KEY_ERASE, OP_IDENTITY };
+enum op { OP_INCREMENT, OP_INCREMENT_NOTE, OP_DIGEST, OP_KEY, OP_KEY_ERASE, OP_IDENTITY };
+
+/* The note written by OP_INCREMENT_NOTE with `seed`: its size varies with the seed, its bytes
+ * are random (a pattern would contain the keys' patterns, which the wipe checks look for). */
+static size_t op_note(uint8_t seed, uint8_t note[MF_ANCHOR_NOTE_MAX])
+{
+    size_t size = 1000u + (size_t)seed * 389u % (MF_ANCHOR_NOTE_MAX - 1000u);
+    for (size_t i = 0; i < size; i++)
+        note[i] = (uint8_t)rng_next();
+    return size;
+}
 
 static void run_op(struct mf_anchor *a, enum op op, uint8_t seed)
 {
     uint8_t buf[MF_ANCHOR_IDENTITY_SIZE];
     fill_pattern(buf, sizeof buf, seed);
     uint64_t value;
+    uint8_t note[MF_ANCHOR_NOTE_MAX];
     switch (op) {
     case OP_INCREMENT:
         assert_int_equal(a->counter_increment(a, &value), 0);
+        break;
+    case OP_INCREMENT_NOTE:
+        assert_int_equal(a->counter_increment_note(a, note, op_note(seed, note), &value), 0);
         break;
     case OP_DIGEST:
         assert_int_equal(a->write_digest(a, buf), 0);
@@ -575,23 +665,32 @@ static int check_image(const char *path, const uint8_t *image, const struct snap
     return is_new ? 1 : 0;
 }
 
-/* Every prefix of the slot write (a torn write) and every single garbled byte. */
-static void sweep_write(const char *path, const uint8_t *before, const uint8_t *after,
-                        unsigned slot, const struct snapshot *old, const struct snapshot *new,
-                        bool allow_old, const char *what, int *news)
+/* Every prefix of the write of bytes [base, base + size) from `before` to `after` (a torn
+ * write) and every single garbled byte of it; `step` > 1 takes every step-th prefix and byte. */
+static void sweep_range(const char *path, const uint8_t *before, const uint8_t *after, size_t base,
+                        size_t size, size_t step, const struct snapshot *old,
+                        const struct snapshot *new, bool allow_old, const char *what, int *news)
 {
     uint8_t image[MF_KEYSTORE_FILE_SIZE];
-    size_t base = (size_t)slot * MF_KEYSTORE_SLOT_SIZE;
-    for (size_t k = 0; k <= MF_KEYSTORE_SLOT_SIZE; k++) {
+    for (size_t k = 0; k <= size; k += (k + step > size && k < size) ? size - k : step) {
         memcpy(image, before, sizeof image);
         memcpy(image + base, after + base, k);
-        *news += check_image(path, image, old, new, allow_old, what, k);
+        *news += check_image(path, image, old, new, allow_old || k < size, what, k);
     }
-    for (size_t k = 0; k < MF_KEYSTORE_SLOT_SIZE; k++) {
+    for (size_t k = 0; k < size; k += step) {
         memcpy(image, after, sizeof image);
         image[base + k] ^= (uint8_t)(1u + (rng_next() % 255u));
         *news += check_image(path, image, old, new, true, what, k);
     }
+}
+
+/* The write of one slot. */
+static void sweep_write(const char *path, const uint8_t *before, const uint8_t *after,
+                        unsigned slot, const struct snapshot *old, const struct snapshot *new,
+                        bool allow_old, const char *what, int *news)
+{
+    sweep_range(path, before, after, (size_t)slot * MF_KEYSTORE_SLOT_SIZE, MF_KEYSTORE_SLOT_SIZE, 1,
+                old, new, allow_old, what, news);
 }
 
 static void crash_one(const char *path, enum op op, uint8_t seed, const char *what)
@@ -616,7 +715,22 @@ static void crash_one(const char *path, enum op op, uint8_t seed, const char *wh
 
     int news = 0;
     bool both = op == OP_KEY || op == OP_KEY_ERASE || op == OP_IDENTITY;
-    if (!both) {
+    if (!both && new.note_size) {
+        /* Two writes, the note area then the slot, with one fdatasync: either may reach the
+         * medium first, and either may be torn. */
+        size_t note = MF_KEYSTORE_FILE_SIZE_V1 + (size_t)older * MF_KEYSTORE_NOTE_SIZE;
+        size_t slot = (size_t)older * MF_KEYSTORE_SLOT_SIZE;
+        uint8_t middle[MF_KEYSTORE_FILE_SIZE];
+        memcpy(middle, before, sizeof middle); /* the note first */
+        memcpy(middle + note, after + note, MF_KEYSTORE_NOTE_SIZE);
+        sweep_range(path, before, middle, note, MF_KEYSTORE_NOTE_SIZE, 7, &old, &old, true, what,
+                    &news);
+        sweep_write(path, middle, after, older, &old, &new, true, what, &news);
+        memcpy(middle, before, sizeof middle); /* the slot first */
+        memcpy(middle + slot, after + slot, MF_KEYSTORE_SLOT_SIZE);
+        sweep_range(path, middle, after, note, MF_KEYSTORE_NOTE_SIZE, 7, &old, &new, true, what,
+                    &news);
+    } else if (!both) {
         assert_memory_equal(before + (1u - older) * MF_KEYSTORE_SLOT_SIZE,
                             after + (1u - older) * MF_KEYSTORE_SLOT_SIZE, MF_KEYSTORE_SLOT_SIZE);
         sweep_write(path, before, after, older, &old, &new, true, what, &news);
@@ -670,7 +784,9 @@ static void test_crash_torn_writes(void **state)
     crash_one(f->path, OP_INCREMENT, 1, "increment");
     crash_one(f->path, OP_KEY, 2, "first key");
     crash_one(f->path, OP_INCREMENT, 3, "increment with a key");
-    crash_one(f->path, OP_DIGEST, 4, "digest");
+    crash_one(f->path, OP_INCREMENT_NOTE, 9, "increment with a note");
+    crash_one(f->path, OP_INCREMENT_NOTE, 10, "increment with another note");
+    crash_one(f->path, OP_DIGEST, 4, "digest with a note");
     crash_one(f->path, OP_KEY, 5, "key change");
     crash_one(f->path, OP_IDENTITY, 6, "identity");
     crash_one(f->path, OP_INCREMENT, 7, "increment with an identity");
@@ -806,6 +922,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_change_wipes_old_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counter_monotonic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_torn_writes, setup_fast, teardown),
         cmocka_unit_test_setup_teardown(test_crash_killed_child, setup, teardown),
     };

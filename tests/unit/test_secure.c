@@ -296,6 +296,145 @@ static void test_rollback_k4(void **state)
     rollback(*state, 4);
 }
 
+/* ---- the anchor's note: the state kept with the counter ---- */
+
+/* The project called `folder` in `setup`. */
+static unsigned project_named(const struct mf_setup *setup, const char *folder)
+{
+    for (unsigned i = 0; i < setup->project_count; i++) {
+        if (strstr(setup->projects[i].folder, folder))
+            return i;
+    }
+    fail_msg("no project %s", folder);
+    return 0;
+}
+
+static int take_on(struct fixture *f, struct mf_setup *setup, unsigned project, struct mf_tally *t)
+{
+    char msg[MF_AREA_MESSAGE_MAX];
+    int err = f->secure.area.peek(&f->secure.area, setup, project, t, msg);
+    if (!err)
+        err = f->secure.area.take(&f->secure.area, setup, project, t, msg);
+    return err;
+}
+
+static void expect_left(struct fixture *f, struct mf_setup *setup, unsigned project, uint64_t left,
+                        uint64_t serial)
+{
+    char msg[MF_AREA_MESSAGE_MAX];
+    struct mf_tally t;
+    assert_int_equal(f->secure.area.peek(&f->secure.area, setup, project, &t, msg), 0);
+    if (t.project_left != left || t.serial != serial)
+        fail_msg("project %u: %llu left, serial %llu; expected %llu and %llu", project,
+                 (unsigned long long)t.project_left, (unsigned long long)t.serial,
+                 (unsigned long long)left, (unsigned long long)serial);
+}
+
+/* At K = 1 with an anchor that keeps a note, a cycle's authorization is one anchor write and
+ * no sync of the medium, and a power cut that drops every unsynced write of the medium loses
+ * nothing. Without notes (the TPM) it is one anchor write and one sync. */
+static void one_write_per_cycle(struct fixture *f, bool notes)
+{
+    if (!notes)
+        mf_ramanchor_no_notes(&f->anchor);
+    make_setup(f, "N", "10\r\n", 1000);
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    mf_secure_close(&f->secure);
+    static uint8_t cache[128 * 512];
+    struct mf_faultbd_config fc = {.cache = cache, .cache_size = sizeof cache};
+    struct mf_faultbd fb;
+    mf_faultbd_init(&fb, &f->secure_ram.bd, &fc);
+    struct mf_secure_config c = config_of(f, &fb.bd);
+    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+    uint64_t writes = f->anchor.writes;
+    struct mf_tally t;
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(f->anchor.writes - writes, 3);
+    assert_int_equal(fb.counters.syncs, notes ? 0 : 3);
+    assert_int_equal(fb.counters.forced_flushes, 0);
+    mf_secure_close(&f->secure);
+    mf_faultbd_cut_now(&fb, MF_FAULTBD_CUT_DROP);
+    mf_faultbd_reset(&fb);
+    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+    expect_left(f, &setup, 0, 7, 503);
+    mf_secure_close(&f->secure);
+    mf_setup_free(&setup);
+}
+
+static void test_one_anchor_write_per_cycle(void **state)
+{
+    one_write_per_cycle(*state, true);
+}
+
+static void test_one_anchor_write_and_one_sync_without_notes(void **state)
+{
+    one_write_per_cycle(*state, false);
+}
+
+/* A restored older image at K = 1: with the note, every project's count and serial number is
+ * exactly what was used; without it, the cycles the counter proves are charged to every project
+ * (docs/security.md). Then both state records on the medium destroyed: the note alone opens it;
+ * without a note that is refused. */
+static void rollback_two_projects(struct fixture *f, bool notes)
+{
+    if (!notes)
+        mf_ramanchor_no_notes(&f->anchor);
+    make_setup(f, "R", "10\r\n", 1000);
+    puts_(&f->fs, "_SECURE/Projects/02_Gadget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = ../../01_Widget/01_App/app.bin\n"
+          "address = 0x08000000\n[serial]\naddress = 0x0800F000\n");
+    puts_(&f->fs, "_SECURE/Projects/02_Gadget/Cntdown.txt", "5\r\n");
+    puts_(&f->fs, "_SECURE/Projects/02_Gadget/Serial.txt", "900\r\n");
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    unsigned widget = project_named(&setup, "01_Widget"),
+             gadget = project_named(&setup, "02_Gadget");
+    struct mf_tally t;
+    assert_int_equal(take_on(f, &setup, widget, &t), 0);
+    uint8_t *snapshot = malloc(SECURE_BLOCKS * 512u);
+    memcpy(snapshot, f->secure_mem, SECURE_BLOCKS * 512u);
+    assert_int_equal(take_on(f, &setup, widget, &t), 0);
+    assert_int_equal(take_on(f, &setup, gadget, &t), 0);
+    assert_int_equal(take_on(f, &setup, widget, &t), 0);
+    memcpy(f->secure_mem, snapshot, SECURE_BLOCKS * 512u);
+    reopen(f, 0);
+    if (notes) {
+        expect_left(f, &setup, widget, 7, 503);
+        expect_left(f, &setup, gadget, 4, 901);
+    } else {
+        /* 4 cycles proven, 1 recorded: 3 charged to each project. */
+        expect_left(f, &setup, widget, 6, 504);
+        expect_left(f, &setup, gadget, 2, 903);
+    }
+    assert_int_equal(take_on(f, &setup, gadget, &t), 0);
+    /* Both state records on the medium destroyed (state records: after the two headers). */
+    memset(f->secure_mem + 2 * 512, 0x5a, 2 * 4096);
+    if (notes) {
+        reopen(f, 0);
+        expect_left(f, &setup, widget, 7, 503);
+        expect_left(f, &setup, gadget, 3, 902);
+    } else {
+        reopen(f, MF_EAUTH);
+        assert_non_null(strstr(f->message, "no state record"));
+    }
+    free(snapshot);
+    mf_setup_free(&setup);
+}
+
+static void test_rollback_with_a_note_is_exact(void **state)
+{
+    rollback_two_projects(*state, true);
+}
+
+static void test_rollback_without_a_note_charges_every_project(void **state)
+{
+    rollback_two_projects(*state, false);
+}
+
 static void test_tampering_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -672,6 +811,7 @@ struct auth_cut {
     uint64_t anchor_cut;
     bool anchor_after;
     bool fresh; /* the next run starts from the restored medium: the anchor too */
+    unsigned k; /* the reservation */
 };
 
 /* The medium starts as the installed setup left it. */
@@ -737,9 +877,9 @@ static int auth_check(void *context, const struct mf_bd *bd, const struct mf_swe
         return err;
     /* 20 cycles before; `completed` devices certainly authorized, one more maybe per cut. Never
      * more cycles left than 20 minus the completed ones; at most the rest of one reservation
-     * (K = 3) lost per cut; serial numbers never behind the completed ones. */
+     * (K) lost per cut; serial numbers never behind the completed ones. */
     uint64_t cuts = point->second_run ? 2 : 1;
-    uint64_t most = 20 - c->completed, least = most >= 3 * cuts ? most - 3 * cuts : 0;
+    uint64_t most = 20 - c->completed, least = most >= c->k * cuts ? most - c->k * cuts : 0;
     if (t.project_left > most || t.project_left < least || t.serial < 100 + c->completed) {
         fprintf(stderr,
                 "cut %llu/%llu (%s): %u completed, %llu left (allowed %llu..%llu), serial %llu\n",
@@ -752,14 +892,17 @@ static int auth_check(void *context, const struct mf_bd *bd, const struct mf_swe
     return 0;
 }
 
-static void test_power_cut_during_authorization(void **state)
+/* At K = 3 (anchor writes with notes every third cycle, synced state records between) and at
+ * K = 1 (every cycle one anchor write with its note, the medium's state records unsynced). */
+static void power_cut_during_authorization(struct fixture *f, unsigned k)
 {
-    struct fixture *f = *state;
     make_setup(f, "AUTH", "20", 3000);
     puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "100\r\n");
-    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 3\n");
+    char ini[64];
+    snprintf(ini, sizeof ini, "[CONFIG]\nReservation = %u\n", k);
+    puts_(&f->fs, "_SECURE/FLASHER.INI", ini);
     install(f);
-    struct auth_cut c = {.f = f, .before = f->anchor, .fresh = true};
+    struct auth_cut c = {.f = f, .before = f->anchor, .fresh = true, .k = k};
     load_setup(f, &c.setup);
     mf_secure_close(&f->secure);
     struct mf_sweep sweep = {.name = "secure authorization",
@@ -774,7 +917,7 @@ static void test_power_cut_during_authorization(void **state)
     assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
     assert_true(result.write_points >= 5);
     /* And at every anchor write (the reservations), landed or not. */
-    for (unsigned m = 1; m <= 2; m++) {
+    for (unsigned m = 1; m <= (k == 1 ? 5u : 2u); m++) {
         for (int after = 0; after < 2; after++) {
             static uint8_t medium[SECURE_BLOCKS * 512u];
             memcpy(medium, f->secure_mem, sizeof medium);
@@ -792,6 +935,16 @@ static void test_power_cut_during_authorization(void **state)
         }
     }
     mf_setup_free(&c.setup);
+}
+
+static void test_power_cut_during_authorization(void **state)
+{
+    power_cut_during_authorization(*state, 3);
+}
+
+static void test_power_cut_during_authorization_k1(void **state)
+{
+    power_cut_during_authorization(*state, 1);
 }
 
 /* ---- power cut at every write of the _SECURE folder's removal after the move ---- */
@@ -1031,6 +1184,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counts_and_serials, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k1, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k4, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_one_anchor_write_per_cycle, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_one_anchor_write_and_one_sync_without_notes,
+                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_rollback_with_a_note_is_exact, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_rollback_without_a_note_charges_every_project,
+                                        setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_newer_format_is_refused, setup_fixture,
                                         teardown_fixture),
@@ -1046,6 +1207,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits_and_record_head, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_the_move, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_power_cut_during_authorization_k1, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_authorization, setup_fixture,
                                         teardown_fixture),

@@ -253,6 +253,36 @@ static void overlay_name(const struct cycle *c, const struct mf_overlay *o, char
 
 /* Builds the overlays of this device: each job's serial number and signature, and the patch
  * line. `serial` is the Serial.txt number the device takes, 0 when it takes none. */
+/* A new overlay of the slot for `length` bytes at `address` (bytes zero). */
+static struct mf_overlay *overlay_add(struct mf_slot *slot, uint64_t address, uint32_t length,
+                                      int job, enum mf_overlay_kind kind)
+{
+    struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
+    memset(o, 0, sizeof *o);
+    o->address = address;
+    o->length = length;
+    o->job = job;
+    o->kind = kind;
+    return o;
+}
+
+/* Verify alone compares no serial number and no signature (docs/protocol.md, #VERIFY): their
+ * places, as overlays that exclude_overlays leaves out of the comparison, also where they lie
+ * over the data. Patches are not known afterwards: their bytes are compared as data. */
+static void device_bytes_places(struct cycle *c)
+{
+    struct mf_slot *slot = c->slot;
+    slot->overlay_count = 0;
+    for (unsigned j = 0; j < c->project->job_count; j++) {
+        const struct mf_job *job = &c->project->jobs[j];
+        if (job->serial)
+            overlay_add(slot, job->serial_address, job->serial_length, (int)j, MF_OVERLAY_SERIAL);
+        if (job->signature)
+            overlay_add(slot, job->signature_address, MF_SIGNATURE_SIZE, (int)j,
+                        MF_OVERLAY_SIGNATURE);
+    }
+}
+
 static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *listed,
                           const struct mf_patch_line *patches)
 {
@@ -261,23 +291,15 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
     for (unsigned j = 0; j < c->project->job_count; j++) {
         const struct mf_job *job = &c->project->jobs[j];
         if (job->serial) {
-            struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
-            memset(o, 0, sizeof *o);
-            o->address = job->serial_address;
-            o->length = job->serial_length;
-            o->job = (int)j;
-            o->kind = MF_OVERLAY_SERIAL;
+            struct mf_overlay *o = overlay_add(slot, job->serial_address, job->serial_length,
+                                               (int)j, MF_OVERLAY_SERIAL);
             int err = encode_serial(c, job, serial, listed, o->bytes);
             if (err)
                 return err;
         }
         if (job->signature) {
-            struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
-            memset(o, 0, sizeof *o);
-            o->address = job->signature_address;
-            o->length = MF_SIGNATURE_SIZE;
-            o->job = (int)j;
-            o->kind = MF_OVERLAY_SIGNATURE;
+            struct mf_overlay *o = overlay_add(slot, job->signature_address, MF_SIGNATURE_SIZE,
+                                               (int)j, MF_OVERLAY_SIGNATURE);
             int err = sign_device(c, job, serial, o->bytes);
             if (err)
                 return err;
@@ -291,13 +313,8 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
                  (unsigned long long)p->address, p->length, profile->name);
             return MF_ERANGE;
         }
-        struct mf_overlay *o = &slot->overlays[slot->overlay_count++];
-        memset(o, 0, sizeof *o);
-        o->address = p->address;
-        o->length = p->length;
+        struct mf_overlay *o = overlay_add(slot, p->address, p->length, -1, MF_OVERLAY_PATCH);
         memcpy(o->bytes, p->bytes, p->length);
-        o->job = -1;
-        o->kind = MF_OVERLAY_PATCH;
         o->patch = i + 1;
     }
     /* Two per-device fields must not claim the same byte. */
@@ -587,16 +604,36 @@ static void window_overlays(struct cycle *c, bool alone)
     }
 }
 
-/* Compares device memory with the window bytes [off, off + len); MF_EVERIFY names the first
- * differing address. */
-static int verify_readback(struct cycle *c, uint32_t off, uint32_t len)
+/* What a run programs or verifies: `len` bytes for `address`, `bytes[i]` for the address
+ * `address + i`; with `touched`, only bytes whose bit `off + i` is set there count (the others,
+ * inside a write unit, hold whatever the device has); without, all of them. */
+struct run_bytes {
+    uint64_t address;
+    const uint8_t *bytes;
+    uint32_t len;
+    const uint8_t *touched;
+    uint32_t off;
+};
+
+/* The run's bytes [0, len) of the window at `off`. */
+static struct run_bytes window_bytes(const struct mf_slot *s, uint32_t off, uint32_t len)
 {
-    struct mf_slot *s = c->slot;
+    return (struct run_bytes){s->window_start + off, s->window + off, len, s->touched, off};
+}
+
+static bool run_counts(const struct run_bytes *r, uint32_t i)
+{
+    return !r->touched || bit(r->touched, r->off + i);
+}
+
+/* Compares device memory with the run's bytes; MF_EVERIFY names the first differing address. */
+static int verify_readback(struct cycle *c, const struct run_bytes *r)
+{
     struct mf_target *t = c->target;
     uint8_t buf[1024];
-    for (uint32_t done = 0; done < len;) {
-        uint32_t n = len - done < sizeof buf ? len - done : (uint32_t)sizeof buf;
-        uint64_t addr = s->window_start + off + done;
+    for (uint32_t done = 0; done < r->len;) {
+        uint32_t n = r->len - done < sizeof buf ? r->len - done : (uint32_t)sizeof buf;
+        uint64_t addr = r->address + done;
         t->error[0] = '\0';
         int err = t->ops->read(t, addr, buf, n);
         if (err) {
@@ -604,19 +641,18 @@ static int verify_readback(struct cycle *c, uint32_t off, uint32_t len)
                  target_text(c, err));
             return err;
         }
-        /* Bytes inside a write unit that nothing touched hold whatever the device has; a block
-         * that is all touched and equal is passed in one comparison. */
-        if (bits_test(s->touched, off + done, n, true) &&
-            memcmp(buf, s->window + off + done, n) == 0) {
+        /* A block that is all compared and equal is passed in one comparison. */
+        if ((!r->touched || bits_test(r->touched, r->off + done, n, true)) &&
+            memcmp(buf, r->bytes + done, n) == 0) {
             done += n;
             continue;
         }
         for (uint32_t i = 0; i < n; i++) {
-            if (!bit(s->touched, off + done + i))
+            if (!run_counts(r, done + i))
                 continue;
-            if (buf[i] != s->window[off + done + i]) {
+            if (buf[i] != r->bytes[done + i]) {
                 fail(c, MF_EVERIFY, "verify failed at 0x%llX (expected 0x%02X, read 0x%02X)",
-                     (unsigned long long)(addr + i), s->window[off + done + i], buf[i]);
+                     (unsigned long long)(addr + i), r->bytes[done + i], buf[i]);
                 return MF_EVERIFY;
             }
         }
@@ -648,15 +684,17 @@ static void run_record(struct cycle *c, uint64_t addr, const uint8_t *bytes, uin
         (struct run_crc){addr, len, mf_target_crc(MF_TARGET_CRC_INIT, bytes, len), 0};
 }
 
-/* Programs or verifies one run of write units [off, off + len) of the window. */
-static int window_run(struct cycle *c, uint32_t off, uint32_t len)
+/* Programs or verifies one run of whole write units. */
+static int run_bytes_do(struct cycle *c, const struct run_bytes *r)
 {
-    struct mf_slot *s = c->slot;
     struct mf_target *t = c->target;
-    uint64_t addr = s->window_start + off;
+    uint64_t addr = r->address;
+    uint32_t len = r->len;
+    /* Only runs whose every byte is known can be kept (program) or compared by CRC (verify). */
+    bool all = !r->touched || bits_test(r->touched, r->off, len, true);
     t->error[0] = '\0';
     if (c->pass == PASS_PROGRAM) {
-        int err = t->ops->program(t, addr, s->window + off, len);
+        int err = t->ops->program(t, addr, r->bytes, len);
         if (err) {
             /* The sim names the byte that failed itself ("program at 0x...: ..."). */
             const char *text = target_text(c, err);
@@ -665,32 +703,30 @@ static int window_run(struct cycle *c, uint32_t off, uint32_t len)
             else
                 fail(c, err, "program at 0x%llX: %s", (unsigned long long)addr, text);
         } else if (c->runs_valid)
-            run_record(c, addr, s->window + off, len, bits_test(s->touched, off, len, true));
+            run_record(c, addr, r->bytes, len, all);
         return err;
     }
-    /* Verify: only runs whose every byte is known can be compared by CRC. */
-    bool all = bits_test(s->touched, off, len, true);
     if (!c->verify_readback && t->ops->crc && all) {
         uint32_t crc;
         int err = t->ops->crc(t, addr, len, &crc);
         if (err == MF_EACCES || err == MF_ENOTSUP)
-            return verify_readback(c, off, len);
+            return verify_readback(c, r);
         if (err) {
             fail(c, err, "verify: CRC at 0x%llX: %s", (unsigned long long)addr,
                  target_text(c, err));
             return err;
         }
-        if (crc == mf_target_crc(MF_TARGET_CRC_INIT, s->window + off, len))
+        if (crc == mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, len))
             return 0;
         /* Find the first difference when the device lets us read it. */
-        int rerr = verify_readback(c, off, len);
+        int rerr = verify_readback(c, r);
         if (rerr)
             return rerr;
         fail(c, MF_EVERIFY, "verify failed at 0x%llX+%u (CRC mismatch)", (unsigned long long)addr,
              len);
         return MF_EVERIFY;
     }
-    return verify_readback(c, off, len);
+    return verify_readback(c, r);
 }
 
 /* Programs or verifies what the window collected, write unit by write unit, and closes it. */
@@ -732,7 +768,8 @@ static int window_flush(struct cycle *c, bool alone)
             off = next / unit * unit > start ? next / unit * unit : start + unit;
             continue;
         }
-        err = window_run(c, start, end - start);
+        struct run_bytes run = window_bytes(s, start, end - start);
+        err = run_bytes_do(c, &run);
         if (err)
             return err;
         off = end;
@@ -740,6 +777,43 @@ static int window_flush(struct cycle *c, bool alone)
     if (c->pass == PASS_PROGRAM && c->runs_valid && c->run_count > 0)
         c->runs[c->run_count - 1].placed += s->window_placed;
     c->done += s->window_placed;
+    emit(c);
+    return 0;
+}
+
+/* Can the window at `start` be programmed or verified straight from data that fills all of it?
+ * Only when it lies in one flash region in whole write units and no overlay of the job falls
+ * into it: then there is nothing to collect, lay over or leave out. */
+static bool window_direct(const struct cycle *c, uint64_t start)
+{
+    const struct mf_slot *s = c->slot;
+    const struct mf_flash_region *r = mf_profile_region(c->job->profile, start);
+    if (!r || r->size < MF_WINDOW_SIZE || start - r->start > r->size - MF_WINDOW_SIZE ||
+        r->write_size == 0 || MF_WINDOW_SIZE % r->write_size != 0 ||
+        (start - r->start) % r->write_size != 0)
+        return false;
+    for (unsigned i = 0; i < s->overlay_count; i++) {
+        const struct mf_overlay *o = &s->overlays[i];
+        if (overlay_in_job(c, o, c->job_index) && o->address < start + MF_WINDOW_SIZE &&
+            o->address + o->length > start)
+            return false;
+    }
+    return true;
+}
+
+/* A whole window of data programmed or verified from where it is (see window_direct). */
+static int window_from(struct cycle *c, uint64_t start, const uint8_t *bytes)
+{
+    int err = cancelled(c);
+    if (err)
+        return err;
+    struct run_bytes run = {start, bytes, MF_WINDOW_SIZE, NULL, 0};
+    err = run_bytes_do(c, &run);
+    if (err)
+        return err;
+    if (c->pass == PASS_PROGRAM && c->runs_valid && c->run_count > 0)
+        c->runs[c->run_count - 1].placed += MF_WINDOW_SIZE;
+    c->done += MF_WINDOW_SIZE;
     emit(c);
     return 0;
 }
@@ -757,6 +831,16 @@ static int pass_data(void *context, uint64_t address, const uint8_t *bytes, size
             int err = window_flush(c, false);
             if (err)
                 return err;
+            if (address == start && length >= MF_WINDOW_SIZE && window_direct(c, start)) {
+                /* Nothing to collect: no copy into the window. */
+                err = window_from(c, start, bytes);
+                if (err)
+                    return err;
+                address += MF_WINDOW_SIZE;
+                bytes += MF_WINDOW_SIZE;
+                length -= MF_WINDOW_SIZE;
+                continue;
+            }
             window_open(c, start);
         }
         uint32_t off = (uint32_t)(address - start);
@@ -1274,6 +1358,8 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
         err = authorize(c);
         if (err)
             goto done;
+    } else if (c->exclude_overlays) {
+        device_bytes_places(c);
     }
     c->stage = MF_FAIL_TARGET;
     if (modifies(request->action)) {

@@ -533,6 +533,68 @@ static void test_snlist_line(void **state)
     assert_false(r.consumed);
 }
 
+/* Whole 64 KiB windows of data go to the device straight from the data read (no copy into the
+ * window); a window with an overlay (the serial number) or only partly covered is collected as
+ * before. The device holds exactly the data, the serial number and nothing else; a bit that
+ * flips in a window sent straight is found by the CRC verify and by the readback verify, with
+ * its address. */
+static void whole_windows(struct fixture *f, const char *verify, uint32_t flip)
+{
+    size_t n = 0x40000 + 0x123; /* windows 0, 1 and 3 whole, 2 with the serial, 4 partly */
+    uint8_t *app = malloc(n);
+    firmware(app, n, 9);
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
+    char job[256];
+    snprintf(job, sizeof job,
+             "[job]\ndevice = SIM-F4-1M\nverify = %s\n[file]\npath = app.bin\n"
+             "address = 0x08000000\n[serial]\naddress = 0x08020010\n",
+             verify);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", job);
+    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "4660\r\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    if (flip) {
+        mf_sim_close(&f->target[0]);
+        struct mf_sim_options o = {.faults.flip = {MF_SIM_FAULT_ALWAYS, FLASH_BASE + flip}};
+        assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+        assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
+        char want[64];
+        snprintf(want, sizeof want, "verify failed at 0x%X ", FLASH_BASE + flip);
+        if (!strstr(r.message, want))
+            fail_msg("\"%s\" does not name 0x%X", r.message, FLASH_BASE + flip);
+        free(app);
+        return;
+    }
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    memcpy(app + 0x20010, "\x34\x12\x00\x00", 4);
+    assert_memory_equal(mem, app, n);
+    for (size_t i = n; i < 0x60000; i++)
+        assert_int_equal(mem[i], 0xFF);
+    free(mem);
+    /* A verify alone passes over the same windows and leaves the serial number out, also where
+     * it lies over the data (docs/protocol.md, #VERIFY). */
+    if (cycle(f, 0, MF_ACTION_VERIFY, &r) != 0)
+        fail_msg("verify alone: %s", r.message);
+    free(app);
+}
+
+static void test_whole_windows_from_the_data(void **state)
+{
+    whole_windows(*state, "crc", 0);
+}
+
+static void test_whole_windows_crc_finds_a_flipped_bit(void **state)
+{
+    whole_windows(*state, "crc", 0x30123);
+}
+
+static void test_whole_windows_readback_finds_a_flipped_bit(void **state)
+{
+    whole_windows(*state, "readback", 0x1FFFF);
+}
+
 static void test_verify_failure_consumes_the_count(void **state)
 {
     struct fixture *f = *state;
@@ -1724,6 +1786,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_inline_patch_is_refused, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_snlist_line, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_whole_windows_from_the_data, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_whole_windows_crc_finds_a_flipped_bit, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_whole_windows_readback_finds_a_flipped_bit,
+                                        setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_verify_failure_consumes_the_count, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_crc_verify_reads_the_data_once, setup_fixture,

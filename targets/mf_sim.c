@@ -1280,19 +1280,32 @@ static int sim_unlock(struct mf_target *t)
     return save_device(s->dir_fd, s->ini_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
 }
 
-/* Offset of the first byte of `data` that `flash` cannot take, or `length`. Programming only moves
- * bits away from their erased state (clears them when erased is 0xFF): a bit that is already
- * programmed (differs from `erased`) must keep its value. 64 bytes at a time without a branch
- * inside (the compiler vectorises it), then eight and one to find the byte: this is a hot loop
- * of a cycle. */
-static size_t first_not_erased(const uint8_t *flash, const uint8_t *data, size_t length,
-                               uint8_t erased)
+/* The NOR check, byte by byte from `i`: offset of the first byte of `data` that `flash` cannot
+ * take, or `length`. Programming only moves bits away from their erased state (clears them when
+ * erased is 0xFF): a bit that is already programmed (differs from `erased`) must keep its value. */
+static size_t first_not_erased_from(const uint8_t *flash, const uint8_t *data, size_t i,
+                                    size_t length, uint8_t erased)
+{
+    for (; i < length; i++) {
+        if ((flash[i] ^ erased) & (flash[i] ^ data[i]))
+            return i;
+    }
+    return length;
+}
+
+/* Blocks of 256 bytes are checked without a branch inside (the compiler vectorises the loop,
+ * inlined into a caller built for wider vectors where the CPU has them), then the failing block
+ * byte by byte: a hot loop of a cycle. */
+#define NOR_BLOCK 256u
+
+static inline __attribute__((always_inline)) size_t
+first_not_erased_blocks(const uint8_t *flash, const uint8_t *data, size_t length, uint8_t erased)
 {
     const uint64_t erased8 = erased * 0x0101010101010101ull;
     size_t i = 0;
-    for (; i + 64 <= length; i += 64) {
+    for (; i + NOR_BLOCK <= length; i += NOR_BLOCK) {
         uint64_t bad = 0;
-        for (size_t k = 0; k < 64; k += 8) {
+        for (size_t k = 0; k < NOR_BLOCK; k += 8) {
             uint64_t old, new;
             memcpy(&old, flash + i + k, 8);
             memcpy(&new, data + i + k, 8);
@@ -1301,18 +1314,25 @@ static size_t first_not_erased(const uint8_t *flash, const uint8_t *data, size_t
         if (bad)
             break;
     }
-    for (; i + 8 <= length; i += 8) {
-        uint64_t old, new;
-        memcpy(&old, flash + i, 8);
-        memcpy(&new, data + i, 8);
-        if ((old ^ erased8) & (old ^ new))
-            break;
-    }
-    for (; i < length; i++) {
-        if ((flash[i] ^ erased) & (flash[i] ^ data[i]))
-            return i;
-    }
-    return length;
+    return first_not_erased_from(flash, data, i, length, erased);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) static size_t
+first_not_erased_avx2(const uint8_t *flash, const uint8_t *data, size_t length, uint8_t erased)
+{
+    return first_not_erased_blocks(flash, data, length, erased);
+}
+#endif
+
+static size_t first_not_erased(const uint8_t *flash, const uint8_t *data, size_t length,
+                               uint8_t erased)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (__builtin_cpu_supports("avx2"))
+        return first_not_erased_avx2(flash, data, length, erased);
+#endif
+    return first_not_erased_blocks(flash, data, length, erased);
 }
 
 /* Programs `length` bytes after the NOR check; the flash is unchanged when the check fails. */

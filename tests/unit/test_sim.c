@@ -227,6 +227,20 @@ static void test_nor_rules(void **state)
     expect_error(r, r->target.ops->program(&r->target, F4_BASE + 0x100, big, sizeof big),
                  MF_EVERIFY, "program at 0x08000114: byte not erased (0x00 -> 0x01)");
 
+    /* And in the blocks the check takes at a time, and in the tail after them. */
+    static uint8_t large[4096 + 40];
+    memset(large, 0xFF, sizeof large);
+    large[0xA37] = 0x5A;
+    large[4096 + 33] = 0x00;
+    program(r, F4_BASE + 0x1000, large, sizeof large);
+    large[0xA37] = 0x5B;
+    expect_error(r, r->target.ops->program(&r->target, F4_BASE + 0x1000, large, sizeof large),
+                 MF_EVERIFY, "program at 0x08001a37: byte not erased (0x5A -> 0x5B)");
+    large[0xA37] = 0x5A;
+    large[4096 + 33] = 0x80;
+    expect_error(r, r->target.ops->program(&r->target, F4_BASE + 0x1000, large, sizeof large),
+                 MF_EVERIFY, "program at 0x08002021: byte not erased (0x00 -> 0x80)");
+
     /* Clearing more bits works, and so does writing the same bytes again. */
     const uint8_t cleared[8] = {0x10, 0x30, 0x56, 0x00, 0x00, 0x7E, 0x0F, 0x00};
     program(r, F4_BASE + 0x10, cleared, sizeof cleared);

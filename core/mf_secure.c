@@ -789,6 +789,14 @@ static int secure_fingerprint(struct mf_area *area, uint8_t fingerprint[32])
     return 0;
 }
 
+/* The setup was installed by this open, which sealed every chunk from the bytes it read, kept
+ * the file table it wrote and took the fingerprint in passing: what a later open reads. */
+static bool secure_just_installed(struct mf_area *area)
+{
+    const struct mf_secure *s = area->context;
+    return s->present && s->installed_here;
+}
+
 static void area_init(struct mf_secure *s)
 {
     s->area = (struct mf_area){
@@ -800,6 +808,7 @@ static void area_init(struct mf_secure *s)
         .peek = secure_peek,
         .take = secure_take,
         .fingerprint = secure_fingerprint,
+        .just_installed = secure_just_installed,
     };
 }
 
@@ -1690,6 +1699,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         goto out;
     }
     s->present = true;
+    s->installed_here = true;
 out:
     free(w.files);
     free(w.pending);

@@ -495,6 +495,33 @@ static void test_install_with_a_worker(void **state)
     free(extra);
 }
 
+/* Right after its install the load takes a raw binary's ranges from its size, without reading it
+ * back: a chunk damaged since (here on purpose) goes unnoticed by that load, but a cycle's read
+ * refuses it, and the load of the next open reads every chunk and reports it. */
+static void test_load_after_install_reads_no_raw_binary(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "J", "5", 60000);
+    install(f);
+    /* app.bin's third chunk (FLASHER.INI is chunk 0, app.bin from chunk 1 on). */
+    f->secure_mem[9216 + 3 * 16896 + 200] ^= 0x01;
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    assert_int_equal(setup.project_count, 1);
+    assert_int_equal(setup.projects[0].error, 0);
+    uint8_t *got = malloc(60000);
+    assert_int_equal(
+        f->secure.area.read(&f->secure.area, "Projects/01_Widget/01_App/app.bin", 0, got, 60000),
+        MF_EAUTH);
+    mf_setup_free(&setup);
+    reopen(f, 0);
+    load_setup(f, &setup);
+    assert_int_equal(setup.projects[0].error, MF_EAUTH);
+    assert_non_null(strstr(setup.projects[0].message, "app.bin"));
+    mf_setup_free(&setup);
+    free(got);
+}
+
 static void test_reinstall_erases_the_old_setup(void **state)
 {
     struct fixture *f = *state;
@@ -1087,6 +1114,8 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reads_with_a_worker, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_install_with_a_worker, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_load_after_install_reads_no_raw_binary, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reinstall_erases_the_old_setup, setup_fixture,
                                         teardown_fixture),

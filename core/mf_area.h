@@ -81,6 +81,13 @@ struct mf_area {
      * every file (the secure area records it at install, under its MAC). 0, or an error: then
      * it is computed. */
     int (*fingerprint)(struct mf_area *area, uint8_t fingerprint[32]);
+
+    /* Optional (may be NULL): true when this process wrote every file of the area itself from
+     * bytes it had just read, and nothing has changed them since (the secure area right after its
+     * install). Reading them back at load would only read what it wrote, from the page cache;
+     * so a load takes a raw binary's ranges from its size (mf_datafile_scan). A cycle still reads
+     * (and the secure area authenticates) every byte it programs; the next start reads all. */
+    bool (*just_installed)(struct mf_area *area);
 };
 
 /* The public area: an area over a mounted FAT volume, serialised by `lock` (copied). */

@@ -29,9 +29,10 @@ int mf_datafile_detect(struct mf_area *area, const char *path, uint64_t size,
     return 0;
 }
 
-int mf_datafile_stream(struct mf_area *area, const char *path, enum mf_image_format format,
-                       uint64_t base, uint64_t size, const struct mf_image_sink *sink,
-                       uint8_t *buffer, size_t buffer_size, struct mf_image_error *err)
+/* With `read_raw` false, a raw binary is not read: the sink gets NULL bytes. */
+static int stream(struct mf_area *area, const char *path, enum mf_image_format format,
+                  uint64_t base, uint64_t size, const struct mf_image_sink *sink, uint8_t *buffer,
+                  size_t buffer_size, bool read_raw, struct mf_image_error *err)
 {
     mf_image_error_clear(err);
     if (format == MF_IMAGE_FORMAT_ELF) {
@@ -50,7 +51,8 @@ int mf_datafile_stream(struct mf_area *area, const char *path, enum mf_image_for
         return MF_EINVAL;
     for (uint64_t offset = 0; offset < size;) {
         size_t n = size - offset < buffer_size ? (size_t)(size - offset) : buffer_size;
-        int e = area->read(area, path, offset, buffer, n);
+        bool read = read_raw || format != MF_IMAGE_FORMAT_BIN;
+        int e = read ? area->read(area, path, offset, buffer, n) : 0;
         if (e) {
             mf_image_error_offset(err, offset, "cannot read: %s", mf_strerror(e));
             return e;
@@ -63,7 +65,7 @@ int mf_datafile_stream(struct mf_area *area, const char *path, enum mf_image_for
             mf_image_error_offset(err, offset, "address past 2^64 - 1");
             e = MF_ERANGE;
         } else {
-            e = sink->data(sink->context, base + offset, buffer, n, offset);
+            e = sink->data(sink->context, base + offset, read ? buffer : NULL, n, offset);
             if (e)
                 e = mf_image_error_sink(err, 0, offset, e);
         }
@@ -76,4 +78,18 @@ int mf_datafile_stream(struct mf_area *area, const char *path, enum mf_image_for
     if (format == MF_IMAGE_FORMAT_SREC)
         return mf_srec_finish(&parser.srec, err);
     return 0;
+}
+
+int mf_datafile_stream(struct mf_area *area, const char *path, enum mf_image_format format,
+                       uint64_t base, uint64_t size, const struct mf_image_sink *sink,
+                       uint8_t *buffer, size_t buffer_size, struct mf_image_error *err)
+{
+    return stream(area, path, format, base, size, sink, buffer, buffer_size, true, err);
+}
+
+int mf_datafile_scan(struct mf_area *area, const char *path, enum mf_image_format format,
+                     uint64_t base, uint64_t size, const struct mf_image_sink *sink,
+                     uint8_t *buffer, size_t buffer_size, struct mf_image_error *err)
+{
+    return stream(area, path, format, base, size, sink, buffer, buffer_size, false, err);
 }

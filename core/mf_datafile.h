@@ -17,4 +17,11 @@ int mf_datafile_stream(struct mf_area *area, const char *path, enum mf_image_for
                        uint64_t base, uint64_t size, const struct mf_image_sink *sink,
                        uint8_t *buffer, size_t buffer_size, struct mf_image_error *err);
 
+/* The same for a sink that wants the addresses only: a raw binary's records follow from its size,
+ * so it is not read and the sink gets them with `bytes` NULL (in the same pieces). The other
+ * formats are read and parsed as above. */
+int mf_datafile_scan(struct mf_area *area, const char *path, enum mf_image_format format,
+                     uint64_t base, uint64_t size, const struct mf_image_sink *sink,
+                     uint8_t *buffer, size_t buffer_size, struct mf_image_error *err);
+
 #endif

@@ -2281,21 +2281,30 @@ static int dir_empty(struct mf_fat *fs, uint32_t cluster)
     return r < 0 ? r : r == 0;
 }
 
-int mf_fat_rmdir(struct mf_fat *fs, const char *path)
+/* Looks up the folder `path` to be removed: not the root, a folder, its first cluster valid. */
+static int lookup_removable_folder(struct mf_fat *fs, const char *path, struct lookup *l,
+                                   uint32_t *cluster)
 {
-    struct lookup l;
-    int r = lookup(fs, path, &l);
+    int r = lookup(fs, path, l);
     if (r < 0)
         return r;
     if (r == 0)
         return MF_ENOENT;
-    if (l.is_root)
+    if (l->is_root)
         return MF_EBUSY;
-    if (!entry_is_dir(l.f.entry))
+    if (!entry_is_dir(l->f.entry))
         return MF_ENOTDIR;
-    uint32_t c = entry_cluster(fs, l.f.entry);
-    if (!cluster_valid(fs, c))
-        return MF_ECORRUPT;
+    *cluster = entry_cluster(fs, l->f.entry);
+    return cluster_valid(fs, *cluster) ? 0 : MF_ECORRUPT;
+}
+
+int mf_fat_rmdir(struct mf_fat *fs, const char *path)
+{
+    struct lookup l;
+    uint32_t c;
+    int r = lookup_removable_folder(fs, path, &l, &c);
+    if (r)
+        return r;
     r = dir_empty(fs, c);
     if (r < 0)
         return r;
@@ -2429,37 +2438,50 @@ static int cluster_erase(struct mf_fat *fs, uint32_t first, uint32_t count)
     return err;
 }
 
+/* Clusters to erase, gathered into runs of consecutive ones: one device call per run, also
+ * across files that lie one after the other. */
+struct erase_run {
+    uint32_t first, count;
+};
+
+static int erase_run_end(struct mf_fat *fs, struct erase_run *run)
+{
+    int err = run->count ? cluster_erase(fs, run->first, run->count) : 0;
+    run->count = 0;
+    return err;
+}
+
+static int erase_run_add(struct mf_fat *fs, struct erase_run *run, uint32_t cluster)
+{
+    int err = 0;
+    if (run->count && cluster != run->first + run->count)
+        err = erase_run_end(fs, run);
+    if (!run->count)
+        run->first = cluster;
+    run->count++;
+    return err;
+}
+
 int mf_fat_wipe_free(struct mf_fat *fs)
 {
     int err = commit(fs);
-    uint32_t run_start = 0, run = 0;
-    for (uint32_t c = 2; !err && c < fs->geo.cluster_count + 3; c++) {
-        uint32_t raw = 1;
-        if (c < fs->geo.cluster_count + 2)
-            err = fat_read_raw(fs, c, &raw);
-        if (err)
-            break;
-        if (raw == 0) {
-            if (!run)
-                run_start = c;
-            run++;
-            continue;
-        }
-        if (run) {
-            err = cluster_erase(fs, run_start, run);
-            run = 0;
-        }
+    struct erase_run run = {0, 0};
+    for (uint32_t c = 2; !err && c < fs->geo.cluster_count + 2; c++) {
+        uint32_t raw;
+        err = fat_read_raw(fs, c, &raw);
+        if (!err && raw == 0)
+            err = erase_run_add(fs, &run, c);
     }
+    if (!err)
+        err = erase_run_end(fs, &run);
     if (!err)
         err = mf_bd_sync(fs->bd);
     return err;
 }
 
-/* Erases (discards) the clusters of the chain that starts at `cluster`, a run of consecutive
- * clusters at a time; the chain itself stays as it is. */
-static int chain_erase(struct mf_fat *fs, uint32_t cluster)
+/* Adds the clusters of the chain that starts at `cluster` to `run`; the chain itself stays. */
+static int chain_erase(struct mf_fat *fs, uint32_t cluster, struct erase_run *run)
 {
-    uint32_t run_start = 0, run = 0;
     int err = 0;
     for (uint32_t steps = 0; cluster != FAT_EOC && !err; steps++) {
         if (steps > fs->geo.cluster_count || !cluster_valid(fs, cluster))
@@ -2470,132 +2492,128 @@ static int chain_erase(struct mf_fat *fs, uint32_t cluster)
             return err;
         if (next == FAT_FREE)
             return MF_ECORRUPT;
-        if (run && cluster != run_start + run) {
-            err = cluster_erase(fs, run_start, run);
-            run = 0;
-        }
-        if (!run)
-            run_start = cluster;
-        run++;
+        err = erase_run_add(fs, run, cluster);
         cluster = next;
     }
-    if (!err && run)
-        err = cluster_erase(fs, run_start, run);
     return err;
 }
 
-/* Removes up to `count` files of one folder with two barriers for all of them: every entry
- * first (a cut then leaves lost clusters, never an entry pointing at freed ones), then every
- * chain. With `wipe`, each file's clusters are erased before any entry goes, behind a barrier of
- * their own: the lost clusters a cut may leave then hold nothing of the files. */
-#define REMOVE_BATCH 64u
+/* Entries removed whose chains are freed once the removals are durable: a cut then leaves lost
+ * clusters, never an entry pointing at freed ones. A full list is committed and freed (one
+ * barrier per REMOVE_PENDING entries, whatever folders they are in). */
+#define REMOVE_PENDING 64u
 
-static int remove_batch(struct mf_fat *fs, char (*paths)[MF_FAT_PATH_MAX], unsigned count,
-                        bool wipe)
+struct removal {
+    uint32_t chains[REMOVE_PENDING];
+    unsigned count;
+};
+
+static int removal_release(struct mf_fat *fs, struct removal *rm)
 {
-    uint32_t clusters[REMOVE_BATCH];
-    unsigned n = 0;
-    int err = 0;
-    for (unsigned i = 0; i < count && !err && wipe; i++) {
-        struct lookup l;
-        int r = lookup(fs, paths[i], &l);
-        if (r < 0)
-            err = r;
-        else if (r > 0 && !l.is_root && !entry_is_dir(l.f.entry) &&
-                 !entry_open(fs, l.f.sector, l.f.offset) && entry_cluster(fs, l.f.entry))
-            err = chain_erase(fs, entry_cluster(fs, l.f.entry));
-    }
-    if (!err && wipe)
-        err = commit(fs);
-    for (unsigned i = 0; i < count && !err; i++) {
-        struct lookup l;
-        int r = lookup(fs, paths[i], &l);
-        if (r < 0)
-            err = r;
-        else if (r == 0)
-            continue;
-        else if (l.is_root || entry_is_dir(l.f.entry))
-            err = MF_EISDIR;
-        else if (entry_open(fs, l.f.sector, l.f.offset))
-            err = MF_EBUSY;
-        else {
-            clusters[n++] = entry_cluster(fs, l.f.entry);
-            err = dir_remove(fs, &l.f);
-        }
-    }
-    if (!err)
-        err = commit(fs);
-    for (unsigned i = 0; i < n && !err; i++) {
-        if (clusters[i] == 0)
-            continue;
-        err = cluster_valid(fs, clusters[i]) ? chain_free(fs, clusters[i]) : MF_ECORRUPT;
-    }
-    return finish(fs, err);
+    int err = commit(fs);
+    for (unsigned i = 0; i < rm->count && !err; i++)
+        err = cluster_valid(fs, rm->chains[i]) ? chain_free(fs, rm->chains[i]) : MF_ECORRUPT;
+    rm->count = 0;
+    return err;
 }
 
+static int removal_add(struct mf_fat *fs, struct removal *rm, const struct found *f)
+{
+    int err = rm->count == REMOVE_PENDING ? removal_release(fs, rm) : 0;
+    if (!err)
+        err = dir_remove(fs, f);
+    uint32_t cluster = entry_cluster(fs, f->entry);
+    if (!err && cluster)
+        rm->chains[rm->count++] = cluster;
+    return err;
+}
+
+/* One folder of a tree being walked: where its listing goes on, and its own entry. */
+struct tree_level {
+    struct dir_iter it;
+    struct found self;
+};
+
+/* Walks the folder `top` (its entry) depth first, without recursion: with `rm`, removes each
+ * file's entry, and each folder's once its listing has ended (deepest first, `top` last); else
+ * adds each file's clusters to `run`. Bounded: depth MF_FAT_DEPTH_MAX, a folder inside itself
+ * and more entries than the volume can hold are reported as damage. */
+static int tree_walk(struct mf_fat *fs, const struct found *top, struct removal *rm,
+                     struct erase_run *run)
+{
+    struct tree_level *stack = malloc((MF_FAT_DEPTH_MAX + 1) * sizeof *stack);
+    if (!stack)
+        return MF_ENOMEM;
+    uint64_t limit = (uint64_t)fs->geo.cluster_count * (cluster_bytes(fs) / DIRENT_SIZE) + 65536u;
+    unsigned depth = 1;
+    stack[0].self = *top;
+    dir_iter_init(&stack[0].it, entry_cluster(fs, top->entry), 0);
+    int err = 0;
+    for (uint64_t steps = 0; depth > 0 && !err; steps++) {
+        struct tree_level *level = &stack[depth - 1];
+        struct found f;
+        int r = steps > limit ? MF_ECORRUPT : dir_next(fs, &level->it, &f);
+        if (r < 0) {
+            err = r;
+        } else if (r == 0) {
+            err = rm ? removal_add(fs, rm, &level->self) : 0;
+            depth--;
+        } else if (entry_is_dir(f.entry)) {
+            uint32_t c = entry_cluster(fs, f.entry);
+            err = cluster_valid(fs, c) ? 0 : MF_ECORRUPT;
+            for (unsigned i = 0; i < depth && !err; i++) {
+                if (stack[i].it.first_cluster == c)
+                    err = MF_ECORRUPT; /* a loop in the folders */
+            }
+            if (!err && depth > MF_FAT_DEPTH_MAX)
+                err = MF_ENAMETOOLONG;
+            if (!err) {
+                stack[depth].self = f;
+                dir_iter_init(&stack[depth].it, c, 0);
+                depth++;
+            }
+        } else if (entry_open(fs, f.sector, f.offset)) {
+            err = MF_EBUSY;
+        } else if (rm) {
+            err = removal_add(fs, rm, &f);
+        } else if (entry_cluster(fs, f.entry)) {
+            err = chain_erase(fs, entry_cluster(fs, f.entry), run);
+        }
+    }
+    free(stack);
+    return err;
+}
+
+/* With `wipe`, every file's clusters in the whole tree are erased first, behind one barrier, so
+ * that no entry goes before the bytes it points at are gone: whatever a cut leaves (entries,
+ * lost clusters) holds nothing of the files. Then the entries go, files before their folders,
+ * and the chains are freed a list at a time (struct removal). */
 static int remove_tree(struct mf_fat *fs, const char *path, bool wipe)
 {
-    /* A stack of folder paths; each round empties the folder on top of it of files and pushes
-     * its first subfolder, or removes it when it is empty. */
-    static const size_t max = MF_FAT_PATH_MAX;
-    char stack[MF_FAT_DEPTH_MAX + 1][MF_FAT_PATH_MAX];
-    unsigned depth = 0;
-    if (strlen(path) >= max)
-        return MF_ENAMETOOLONG;
-    strcpy(stack[depth++], path);
-    for (unsigned rounds = 0; depth > 0; rounds++) {
-        if (rounds > 4u * 65536u * MF_FAT_DEPTH_MAX)
-            return MF_ECORRUPT; /* a volume that never empties: a loop in its folders */
-        char *top = stack[depth - 1];
-        struct mf_fat_dir dir;
-        struct mf_fat_stat st;
-        int err = mf_fat_opendir(fs, &dir, top);
-        if (err)
-            return err;
-        char sub[MF_FAT_PATH_MAX] = "";
-        char(*files)[MF_FAT_PATH_MAX] = malloc(REMOVE_BATCH * sizeof *files);
-        if (!files)
-            return MF_ENOMEM;
-        unsigned nfiles = 0;
-        int r;
-        while (nfiles < REMOVE_BATCH && (r = mf_fat_readdir(fs, &dir, &st)) == 1) {
-            char child[MF_FAT_PATH_MAX];
-            if ((size_t)snprintf(child, sizeof child, "%s/%s", top, st.name) >= sizeof child) {
-                free(files);
-                return MF_ENAMETOOLONG;
-            }
-            if (st.is_dir) {
-                if (!sub[0])
-                    strcpy(sub, child);
-                continue;
-            }
-            strcpy(files[nfiles++], child);
-        }
-        if (nfiles < REMOVE_BATCH && r < 0) {
-            free(files);
-            return r;
-        }
-        if (nfiles) {
-            /* Files first, a batch at a time; then the folder is listed again. */
-            err = remove_batch(fs, files, nfiles, wipe);
-            free(files);
-            if (err)
-                return err;
-            continue;
-        }
-        free(files);
-        if (sub[0]) {
-            if (depth > MF_FAT_DEPTH_MAX)
-                return MF_ENAMETOOLONG;
-            strcpy(stack[depth++], sub);
-            continue;
-        }
-        err = mf_fat_rmdir(fs, top);
-        if (err)
-            return err;
-        depth--;
+    struct lookup l;
+    uint32_t cluster;
+    int err = lookup_removable_folder(fs, path, &l, &cluster);
+    if (err)
+        return err;
+    struct removal rm = {.count = 0};
+    if (wipe) {
+        struct erase_run run = {0, 0};
+        err = tree_walk(fs, &l.f, NULL, &run);
+        if (!err)
+            err = erase_run_end(fs, &run);
+        if (!err)
+            err = commit(fs);
     }
-    return 0;
+    if (!err)
+        err = tree_walk(fs, &l.f, &rm, NULL);
+    if (!err || (err != MF_EIO && err != MF_EPOWERLOSS)) {
+        /* Also after a refusal (an open file): what was removed so far is committed and its
+         * chains freed, as each step keeps the volume consistent. */
+        int rerr = removal_release(fs, &rm);
+        if (!err)
+            err = rerr;
+    }
+    return finish(fs, err);
 }
 
 int mf_fat_remove_tree(struct mf_fat *fs, const char *path)

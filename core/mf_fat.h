@@ -212,14 +212,18 @@ int mf_fat_remove(struct mf_fat *fs, const char *path);
  * the clusters stay with `other`. MF_EINVAL when the two do not share their first cluster. */
 int mf_fat_remove_alias(struct mf_fat *fs, const char *path, const char *other);
 
-/* Removes a folder and everything in it (files first, then the folders, deepest first), one
- * durable step at a time. Bounded by MF_FAT_DEPTH_MAX; no recursion. */
+/* Removes a folder and everything in it (files first, each folder after its contents), without
+ * recursion (bounded by MF_FAT_DEPTH_MAX). Entries go before the clusters they point at are
+ * freed, behind a barrier for up to 64 entries at a time, whatever folders they are in: a cut
+ * leaves lost clusters at worst, never an entry pointing at freed ones. MF_EBUSY for the root
+ * or a file that is open (what was removed before it stays removed). */
 int mf_fat_remove_tree(struct mf_fat *fs, const char *path);
 
-/* The same, with each file's clusters erased (discarded) and synced before its entry goes, so
- * that a cut at any point leaves no byte of the files anywhere but in files still in the tree:
- * for secret files (the `_SECURE` folder once it is moved). mf_fat_wipe_free afterwards erases
- * the folders' clusters freed on the way. */
+/* The same, with every file's clusters in the whole tree erased (discarded) and synced before the
+ * first entry goes, so that a cut at any point leaves no byte of the files anywhere but in files
+ * still in the tree: for secret files (the `_SECURE` folder once it is moved). Consecutive
+ * clusters are erased with one device call, also across files. mf_fat_wipe_free afterwards
+ * erases the folders' clusters freed on the way. */
 int mf_fat_remove_tree_wiped(struct mf_fat *fs, const char *path);
 
 /* Erases (discards: afterwards they read as zeros) every free cluster, so that no byte of a deleted

@@ -170,18 +170,17 @@ static void chunk_nonce(const struct mf_secure *s, uint64_t global,
     mf_put_le64(nonce + 16, global);
 }
 
-/* Encrypts MF_SECURE_CHUNK bytes of `plain` and writes them as chunk `global`. `stored` is a
- * buffer of stored_chunk() bytes. */
-static int chunk_write(struct mf_secure *s, uint64_t global, uint32_t file_id, uint32_t index,
+/* Encrypts MF_SECURE_CHUNK bytes of `plain` as chunk `global` into `stored` (stored_chunk()
+ * bytes, the padding zeroed). */
+static void chunk_seal(const struct mf_secure *s, uint64_t global, uint32_t file_id, uint32_t index,
                        uint64_t size, bool last, const uint8_t *plain, uint8_t *stored)
 {
     uint8_t ad[17], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
     chunk_ad(ad, file_id, index, size, last);
     chunk_nonce(s, global, nonce);
-    memset(stored, 0, stored_chunk(s));
+    memset(stored + MF_SECURE_CHUNK + TAG, 0, stored_chunk(s) - MF_SECURE_CHUNK - TAG);
     crypto_aead_xchacha20poly1305_ietf_encrypt(stored, NULL, plain, MF_SECURE_CHUNK, ad, sizeof ad,
                                                NULL, nonce, s->file_key);
-    return dev_write(s, data_off(s) + global * stored_chunk(s), stored, stored_chunk(s));
 }
 
 /* Reads and authenticates chunk `global`; the plaintext is released only when its tag holds. */
@@ -845,6 +844,14 @@ static int secure_fingerprint(struct mf_area *area, uint8_t fingerprint[32])
     return 0;
 }
 
+/* The setup was installed by this open, which sealed every chunk from the bytes it read, kept
+ * the file table it wrote and took the fingerprint in passing: what a later open reads. */
+static bool secure_just_installed(struct mf_area *area)
+{
+    const struct mf_secure *s = area->context;
+    return s->present && s->installed_here;
+}
+
 static void area_init(struct mf_secure *s)
 {
     s->area = (struct mf_area){
@@ -856,6 +863,7 @@ static void area_init(struct mf_secure *s)
         .peek = secure_peek,
         .take = secure_take,
         .fingerprint = secure_fingerprint,
+        .just_installed = secure_just_installed,
     };
 }
 
@@ -1371,6 +1379,164 @@ static int check_origin(struct mf_secure *s, const struct mf_secure_origin *orig
     return 0;
 }
 
+/* The install's chunks go through two batches: while the worker (when there is one and it is
+ * free) seals one and writes it with one device call, this thread reads and hashes the next.
+ * The chunks reach the device in their order either way; the header follows only after all of
+ * them are written and synced. */
+#define INSTALL_BATCH 16u /* chunks per batch: 256 KiB of plaintext */
+
+struct batch_chunk {
+    uint32_t file_id, index;
+    uint64_t size;
+    bool last;
+};
+
+struct chunk_batch {
+    const struct mf_secure *s;
+    uint64_t global; /* the first chunk's number; the others follow */
+    uint32_t count;
+    struct batch_chunk chunks[INSTALL_BATCH];
+    uint8_t *plain;  /* INSTALL_BATCH chunks of plaintext, one after the other */
+    uint8_t *stored; /* INSTALL_BATCH stored chunks */
+    int err;
+};
+
+static void chunk_batch_write(void *context)
+{
+    struct chunk_batch *b = context;
+    const struct mf_secure *s = b->s;
+    for (uint32_t i = 0; i < b->count; i++) {
+        const struct batch_chunk *c = &b->chunks[i];
+        chunk_seal(s, b->global + i, c->file_id, c->index, c->size, c->last,
+                   b->plain + (size_t)i * MF_SECURE_CHUNK, b->stored + i * stored_chunk(s));
+    }
+    b->err = dev_write(s, data_off(s) + b->global * stored_chunk(s), b->stored,
+                       b->count * stored_chunk(s));
+}
+
+struct install_pipe {
+    const struct mf_worker *worker;
+    struct chunk_batch batch[2];
+    unsigned filling;   /* the batch being filled; the other may be with the worker */
+    bool other_at_work; /* the worker has the other batch */
+};
+
+static int pipe_open(struct install_pipe *p, const struct mf_secure *s)
+{
+    memset(p, 0, sizeof *p);
+    p->worker = s->config.worker;
+    for (unsigned i = 0; i < 2; i++) {
+        p->batch[i].s = s;
+        p->batch[i].plain = malloc((size_t)INSTALL_BATCH * MF_SECURE_CHUNK);
+        p->batch[i].stored = malloc(INSTALL_BATCH * stored_chunk(s));
+        if (!p->batch[i].plain || !p->batch[i].stored)
+            return MF_ENOMEM;
+    }
+    return 0;
+}
+
+/* Waits for the worker's batch, if any: its error. */
+static int pipe_wait(struct install_pipe *p)
+{
+    if (!p->other_at_work)
+        return 0;
+    p->worker->wait(p->worker->context);
+    p->other_at_work = false;
+    return p->batch[p->filling ^ 1u].err;
+}
+
+/* Room for `*room` more chunks (at least one) of the filling batch: their plaintext. A full batch
+ * is handed over first. */
+static int pipe_room(struct install_pipe *p, uint32_t *room, uint8_t **plain)
+{
+    struct chunk_batch *b = &p->batch[p->filling];
+    if (b->count == INSTALL_BATCH) {
+        int err = pipe_wait(p);
+        if (err)
+            return err;
+        const struct mf_worker *w = p->worker;
+        if (w && w->try_start(w->context, chunk_batch_write, b)) {
+            p->other_at_work = true;
+        } else {
+            chunk_batch_write(b);
+            if (b->err)
+                return b->err;
+        }
+        uint64_t next = b->global + b->count;
+        p->filling ^= 1u;
+        b = &p->batch[p->filling];
+        b->global = next;
+        b->count = 0;
+    }
+    *room = INSTALL_BATCH - b->count;
+    *plain = b->plain + (size_t)b->count * MF_SECURE_CHUNK;
+    return 0;
+}
+
+/* The next `n` chunks of the filling batch (their plaintext in place) belong to `file_id` from
+ * chunk `index` on. */
+static void pipe_add(struct install_pipe *p, uint32_t n, uint32_t file_id, uint32_t index,
+                     uint64_t size, uint32_t chunks)
+{
+    struct chunk_batch *b = &p->batch[p->filling];
+    for (uint32_t i = 0; i < n; i++)
+        b->chunks[b->count++] =
+            (struct batch_chunk){file_id, index + i, size, index + i + 1 == chunks};
+}
+
+/* Writes what is left and waits for it; then, and on every return, the plaintext is wiped. */
+static int pipe_close(struct install_pipe *p, int err)
+{
+    int werr = pipe_wait(p);
+    struct chunk_batch *b = &p->batch[p->filling];
+    if (!err && !werr && b->count) {
+        chunk_batch_write(b);
+        werr = b->err;
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        if (p->batch[i].plain)
+            sodium_memzero(p->batch[i].plain, (size_t)INSTALL_BATCH * MF_SECURE_CHUNK);
+        free(p->batch[i].plain);
+        free(p->batch[i].stored);
+    }
+    return err ? err : werr;
+}
+
+/* Reads the file `path` of `f` (its chunks from chunk 0) from `source` into the pipe, in as few
+ * reads as the batches allow, hashing its bytes into `fp` when given. A read error is said in
+ * `message`. */
+static int pipe_file(struct install_pipe *p, struct mf_area *source, const char *path,
+                     const struct mf_secure_file *f, struct mf_sha256 *fp, uint64_t *done,
+                     uint64_t total, mf_secure_progress_fn progress, void *progress_context,
+                     char *message)
+{
+    for (uint32_t k = 0; k < f->chunks;) {
+        uint32_t room;
+        uint8_t *plain;
+        int err = pipe_room(p, &room, &plain);
+        if (err)
+            return err;
+        uint32_t n = f->chunks - k < room ? f->chunks - k : room;
+        uint64_t off = (uint64_t)k * MF_SECURE_CHUNK;
+        size_t bytes = f->size - off < (uint64_t)n * MF_SECURE_CHUNK ? (size_t)(f->size - off)
+                                                                     : (size_t)n * MF_SECURE_CHUNK;
+        memset(plain + bytes, 0, (size_t)n * MF_SECURE_CHUNK - bytes);
+        err = source->read(source, path, off, plain, bytes);
+        if (err) {
+            say(message, "%.200s: cannot read: %s", path, mf_strerror(err));
+            return err;
+        }
+        if (fp)
+            mf_sha256_update(fp, plain, bytes);
+        pipe_add(p, n, f->id, k, f->size, f->chunks);
+        k += n;
+        *done += bytes;
+        if (progress)
+            progress(progress_context, *done, total);
+    }
+    return 0;
+}
+
 int mf_secure_install(struct mf_secure *s, struct mf_area *source, const char *folder,
                       mf_secure_progress_fn progress, void *progress_context, char *message)
 {
@@ -1461,15 +1627,11 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
     memset(h, 0, HEADER_SIZE);
     s->config.random(s->config.random_context, h + 160, 16); /* nonce prefix, state AD */
 
-    uint8_t *plain = malloc(MF_SECURE_CHUNK), *stored = malloc(stored_chunk(s));
+    struct install_pipe pipe;
     uint8_t *table = calloc(chunks_for(table_bytes) ? chunks_for(table_bytes) : 1, MF_SECURE_CHUNK);
-    if (!plain || !stored || !table) {
-        free(plain);
-        free(stored);
-        free(table);
+    err = pipe_open(&pipe, s);
+    if (!err && !table)
         err = MF_ENOMEM;
-        goto out;
-    }
     uint64_t global = 0, done = 0;
     char path[ENTRY_PATH + 16];
     /* The setup's fingerprint, as mf_setup_fingerprint defines it, taken in passing: the files
@@ -1481,6 +1643,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         f->id = i + 1;
         f->first_chunk = global;
         f->chunks = (uint32_t)chunks_for(f->size);
+        global += f->chunks;
         err = source_path(&w, f, path, sizeof path);
         bool owners = !mf_package_programmer_file(f->path);
         if (owners) {
@@ -1493,32 +1656,26 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
             mf_sha256_update(&fp, (const uint8_t *)up, len + 1);
             mf_sha256_update(&fp, size, sizeof size);
         }
-        for (uint32_t k = 0; k < f->chunks && !err; k++) {
-            uint64_t off = (uint64_t)k * MF_SECURE_CHUNK;
-            size_t n = f->size - off < MF_SECURE_CHUNK ? (size_t)(f->size - off) : MF_SECURE_CHUNK;
-            memset(plain, 0, MF_SECURE_CHUNK);
-            err = source->read(source, path, off, plain, n);
-            if (err) {
-                say(message, "%.200s: cannot read: %s", path, mf_strerror(err));
-                break;
-            }
-            if (owners)
-                mf_sha256_update(&fp, plain, n);
-            err = chunk_write(s, global++, f->id, k, f->size, k + 1 == f->chunks, plain, stored);
-            done += n;
-            if (progress)
-                progress(progress_context, done, w.bytes);
-        }
+        if (!err)
+            err = pipe_file(&pipe, source, path, f, owners ? &fp : NULL, &done, w.bytes, progress,
+                            progress_context, message);
         entry_encode(f, table + (size_t)i * ENTRY_SIZE);
     }
     uint64_t table_first = global;
     uint32_t table_chunks = (uint32_t)chunks_for(table_bytes);
-    for (uint32_t k = 0; k < table_chunks && !err; k++)
-        err = chunk_write(s, global++, 0, k, table_bytes, k + 1 == table_chunks,
-                          table + (size_t)k * MF_SECURE_CHUNK, stored);
-    sodium_memzero(plain, MF_SECURE_CHUNK);
-    free(plain);
-    free(stored);
+    for (uint32_t k = 0; k < table_chunks && !err;) {
+        uint32_t room;
+        uint8_t *plain;
+        err = pipe_room(&pipe, &room, &plain);
+        uint32_t n = table_chunks - k < room ? table_chunks - k : room;
+        if (!err) {
+            memcpy(plain, table + (size_t)k * MF_SECURE_CHUNK, (size_t)n * MF_SECURE_CHUNK);
+            pipe_add(&pipe, n, 0, k, table_bytes, table_chunks);
+            k += n;
+        }
+    }
+    global += table_chunks;
+    err = pipe_close(&pipe, err);
     free(table);
     if (err) {
         if (!message[0])
@@ -1597,6 +1754,7 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         goto out;
     }
     s->present = true;
+    s->installed_here = true;
 out:
     free(w.files);
     free(w.pending);

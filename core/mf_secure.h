@@ -102,6 +102,7 @@ struct mf_secure {
     uint32_t project_count;
     struct mf_secure_state state;
     unsigned state_slot; /* slot of the newest state record */
+    bool installed_here; /* installed by this open (mf_secure_install): see just_installed */
     struct mf_area area; /* the files, for mf_setup and the job engine */
 };
 

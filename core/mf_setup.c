@@ -569,8 +569,10 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
     s->ordered = true;
     struct mf_image_sink sink = {scan_data, NULL, s};
     struct mf_image_config config = {.overlap = job->overlap};
-    int err = mf_datafile_stream(setup->area, f->path, f->format, f->base, f->size, &sink, buffer,
-                                 buffer_size, &ierr);
+    struct mf_area *area = setup->area;
+    bool unread = area->just_installed && area->just_installed(area);
+    int err = (unread ? mf_datafile_scan : mf_datafile_stream)(
+        area, f->path, f->format, f->base, f->size, &sink, buffer, buffer_size, &ierr);
     if (err) {
         const char *why = s->err.text[0] ? s->err.text
                           : ierr.text[0] ? ierr.text

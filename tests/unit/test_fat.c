@@ -4,6 +4,7 @@
 #include "mf_bd.h"
 #include "mf_err.h"
 #include "mf_fat.h"
+#include "mf_faultbd.h"
 #include "mf_rambd.h"
 #include "mf_testutil.h"
 
@@ -705,6 +706,84 @@ static void test_remove(void **state)
     expect_missing("gone.bin");
 }
 
+/* A tree of 16 folders, each with a file and a subfolder holding two more, all 8.3 names. */
+static void make_tree(const char *top, uint8_t *data, uint32_t size)
+{
+    check(mf_fat_mkdir(&fs, top));
+    for (unsigned i = 0; i < 16; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s/P%02u", top, i);
+        check(mf_fat_mkdir(&fs, path));
+        snprintf(path, sizeof path, "%s/P%02u/CNT.TXT", top, i);
+        write_file(path, "5\r\n", 3);
+        snprintf(path, sizeof path, "%s/P%02u/APP", top, i);
+        check(mf_fat_mkdir(&fs, path));
+        snprintf(path, sizeof path, "%s/P%02u/APP/A.BIN", top, i);
+        data[0] = (uint8_t)i;
+        write_file(path, data, size);
+        snprintf(path, sizeof path, "%s/P%02u/APP/J.INI", top, i);
+        write_file(path, "[job]\n", 6);
+    }
+}
+
+/* A tree goes with a few barriers, not a few per folder: the wiped removal erases every file
+ * first (files that lie one after the other with one device call) behind one sync, then removes
+ * the entries of up to 64 files and folders, whatever folders they are in, behind one more. The
+ * files are gone, every cluster is free again, and no byte of them is left on the device. */
+static void test_remove_tree_barriers(void **state)
+{
+    (void)state;
+    uint64_t empty = free_bytes();
+    uint32_t size = 3 * cluster_size();
+    uint8_t *data = malloc(size);
+    memset(data, 0xA5, size);
+    for (unsigned pass = 0; pass < 2; pass++) {
+        unsigned wiped = pass == 0; /* first: a plain removal leaves the bytes in free space */
+        make_tree("TREE", data, size);
+        check(mf_fat_unmount(&fs));
+        struct mf_faultbd fb;
+        mf_faultbd_init(&fb, &ram.bd, NULL);
+        check(mf_fat_mount(&fs, &fb.bd, test_clock, NULL));
+        mf_faultbd_reset_counters(&fb);
+        if (wiped)
+            check(mf_fat_remove_tree_wiped(&fs, "TREE"));
+        else
+            check(mf_fat_remove_tree(&fs, "TREE"));
+        /* 81 entries: two lists of removals, each behind a barrier (the second's commit also
+         * puts one between the first's freed chains and its entries), and the last commit; the
+         * wiped removal one more after the erases, of two runs per folder (CNT.TXT alone, then
+         * A.BIN and J.INI, which follow each other). The removal one folder at a time took
+         * about 160. */
+        const struct mf_faultbd_counters *n = mf_faultbd_counters(&fb);
+        if (n->syncs > 4u + wiped)
+            fail_msg("[%s] %s: %llu syncs", current->name, wiped ? "wiped" : "plain",
+                     (unsigned long long)n->syncs);
+        assert_true(n->erases <= (wiped ? 32u : 0u));
+        check(mf_fat_unmount(&fs));
+        check(mf_fat_mount(&fs, &ram.bd, test_clock, NULL));
+        expect_missing("TREE");
+        assert_int_equal(free_bytes(), empty);
+        if (wiped) {
+            uint8_t run[64];
+            memset(run, 0xA5, sizeof run);
+            size_t total = (size_t)current->blocks * current->block_size;
+            for (size_t i = 0; i + sizeof run <= total; i += sizeof run)
+                assert_true(memcmp(memory + i, run, sizeof run) != 0);
+        }
+    }
+    make_tree("TREE", data, size);
+    struct mf_fat_file file;
+    check(mf_fat_open(&fs, &file, "TREE/P03/APP/A.BIN", MF_FAT_O_RDONLY));
+    check_is(mf_fat_remove_tree(&fs, "TREE"), MF_EBUSY);
+    check(mf_fat_close(&fs, &file));
+    check_is(mf_fat_remove_tree(&fs, "/"), MF_EBUSY);
+    check_is(mf_fat_remove_tree(&fs, "TREE/P03/APP/A.BIN"), MF_ENOTDIR);
+    check(mf_fat_remove_tree(&fs, "TREE"));
+    check_is(mf_fat_remove_tree(&fs, "TREE"), MF_ENOENT);
+    assert_int_equal(free_bytes(), empty);
+    free(data);
+}
+
 static void test_rename_and_move(void **state)
 {
     (void)state;
@@ -1349,6 +1428,7 @@ int main(void)
         ALL_FLAVOURS(test_two_handles_on_one_file),
         ALL_FLAVOURS(test_mkdir_rmdir),
         ALL_FLAVOURS(test_remove),
+        ALL_FLAVOURS(test_remove_tree_barriers),
         ALL_FLAVOURS(test_rename_and_move),
         ALL_FLAVOURS(test_readdir_listing),
         ALL_FLAVOURS(test_space_accounting),

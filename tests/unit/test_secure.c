@@ -589,6 +589,78 @@ static void test_reads_with_a_worker(void **state)
     free(got);
 }
 
+/* The install seals and writes every other batch of chunks on the worker while it reads and
+ * hashes the next: the setup reads back byte for byte after a reopen, its fingerprint is the one
+ * computed over its files, also when the worker is busy with another job all along. */
+static void test_install_with_a_worker(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "I", "5", 600000); /* 37 chunks: three batches */
+    uint8_t *extra = malloc(70000);
+    randombytes_buf(extra, 70000);
+    put(&f->fs, "_SECURE/Projects/01_Widget/extra.bin", extra, 70000);
+    assert_int_equal(mf_worker_thread_start(&counted.thread), 0);
+    struct mf_worker_thread *tp = &counted.thread;
+    const struct mf_worker w = {NULL, counted_try_start, counted_wait};
+    for (unsigned busy = 0; busy < 2; busy++) {
+        counted.jobs = 0;
+        if (busy)
+            assert_true(tp->worker.try_start(tp->worker.context, (void (*)(void *))free, NULL));
+        mf_secure_close(&f->secure);
+        struct mf_secure_config c = config_of(f, &f->secure_ram.bd);
+        c.worker = &w;
+        assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+        int err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                                    f->message);
+        if (err)
+            fail_msg("install: %d %s", err, f->message);
+        if (busy) {
+            assert_int_equal(counted.jobs, 0);
+            tp->worker.wait(tp->worker.context);
+        } else {
+            assert_true(counted.jobs >= 2); /* every full batch but the last */
+        }
+        reopen(f, 0);
+        assert_true(f->secure.present);
+        same_file(f, "Projects/01_Widget/01_App/app.bin");
+        same_file(f, "Projects/01_Widget/extra.bin");
+        same_file(f, "FLASHER.INI");
+        static uint8_t buffer[16384];
+        uint8_t computed[32];
+        assert_int_equal(mf_setup_fingerprint(&f->secure.area, buffer, sizeof buffer, computed), 0);
+        assert_memory_equal(computed, f->secure.fingerprint, 32);
+    }
+    mf_worker_thread_stop(tp);
+    free(extra);
+}
+
+/* Right after its install the load takes a raw binary's ranges from its size, without reading it
+ * back: a chunk damaged since (here on purpose) goes unnoticed by that load, but a cycle's read
+ * refuses it, and the load of the next open reads every chunk and reports it. */
+static void test_load_after_install_reads_no_raw_binary(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "J", "5", 60000);
+    install(f);
+    /* app.bin's third chunk (FLASHER.INI is chunk 0, app.bin from chunk 1 on). */
+    f->secure_mem[9216 + 3 * 16896 + 200] ^= 0x01;
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    assert_int_equal(setup.project_count, 1);
+    assert_int_equal(setup.projects[0].error, 0);
+    uint8_t *got = malloc(60000);
+    assert_int_equal(
+        f->secure.area.read(&f->secure.area, "Projects/01_Widget/01_App/app.bin", 0, got, 60000),
+        MF_EAUTH);
+    mf_setup_free(&setup);
+    reopen(f, 0);
+    load_setup(f, &setup);
+    assert_int_equal(setup.projects[0].error, MF_EAUTH);
+    assert_non_null(strstr(setup.projects[0].message, "app.bin"));
+    mf_setup_free(&setup);
+    free(got);
+}
+
 static void test_reinstall_erases_the_old_setup(void **state)
 {
     struct fixture *f = *state;
@@ -748,6 +820,12 @@ static void test_power_cut_during_the_move(void **state)
     install(f);
     mf_secure_close(&f->secure);
     make_setup(f, "NEW", "9", 24000);
+    /* More chunks than one batch of the install's pipeline (16): a cut between two batches' writes
+     * and inside a long one. */
+    uint8_t *extra = malloc(300u << 10);
+    randombytes_buf(extra, 300u << 10);
+    put(&f->fs, "_SECURE/Projects/01_Widget/extra.bin", extra, 300u << 10);
+    free(extra);
     if (mf_test_soak()) {
         /* make soak: a large setup (many chunks, clusters and write points) */
         uint8_t *big = malloc(768u << 10);
@@ -1196,6 +1274,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_format_is_refused, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reads_with_a_worker, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_install_with_a_worker, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_load_after_install_reads_no_raw_binary, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reinstall_erases_the_old_setup, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_too_big_is_refused_before_erasing, setup_fixture,

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MF_WINDOW_SIZE       (64u << 10) /* bytes collected before they are programmed */
+#define MF_WINDOW_SIZE       (64u << 10)  /* bytes collected before they are programmed */
 #define MF_SLOT_IO_SIZE      (256u << 10) /* bytes read from a data file at a time */
 #define MF_OVERLAYS_MAX      (MF_PATCHES_MAX + 2u * MF_PROJECT_JOBS_MAX) /* + serial, signature */
 #define MF_CYCLE_MESSAGE_MAX 256u

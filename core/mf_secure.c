@@ -39,7 +39,8 @@
 #define HEADER_OWNER      192u
 #define HEADER_MARK       224u
 #define HEADER_FLAG_OWNER 1u
-_Static_assert(STATE_RECORDS + 48u <= STATE_PLAIN, "state layout");
+#define STATE_FORFEITED   (STATE_RECORDS + 48u)
+_Static_assert(STATE_FORFEITED + 8u <= STATE_PLAIN, "state layout");
 _Static_assert(HEADER_MARK + 8u <= HEADER_MAC_AT, "header layout");
 
 static const uint8_t header_magic[8] = {'M', 'F', 'S', 'E', 'C', 'U', 'R', 'E'};
@@ -325,6 +326,7 @@ static void state_encode(const struct mf_secure_state *st, uint8_t *plain)
     mf_put_le64(plain + STATE_RECORDS, st->record_seq);
     memcpy(plain + STATE_RECORDS + 8, st->record_hash, 32);
     mf_put_le64(plain + STATE_RECORDS + 40, st->recorded);
+    mf_put_le64(plain + STATE_FORFEITED, st->forfeited);
     for (uint32_t i = 0; i < st->project_count; i++) {
         uint8_t *q = plain + 48 + 32 * i;
         mf_put_le64(q, st->projects[i].used);
@@ -350,6 +352,7 @@ static int state_decode(const uint8_t *plain, struct mf_secure_state *st)
     st->record_seq = mf_le64(plain + STATE_RECORDS);
     memcpy(st->record_hash, plain + STATE_RECORDS + 8, 32);
     st->recorded = mf_le64(plain + STATE_RECORDS + 40);
+    st->forfeited = mf_le64(plain + STATE_FORFEITED); /* zero in records written before it */
     if (st->project_count > MF_SECURE_PROJECTS_MAX)
         return MF_ECORRUPT;
     for (uint32_t i = 0; i < st->project_count; i++) {
@@ -470,13 +473,19 @@ static int state_read(struct mf_secure *s, char *message)
 
 /* ---- counts ---- */
 
+/* The cycles of the anchor's counter the state accounts for: devices and forfeited cycles. */
+static uint64_t accounted(const struct mf_secure_state *st)
+{
+    return st->total_used + st->forfeited;
+}
+
 uint64_t mf_secure_missing(const struct mf_secure *s, uint64_t counter)
 {
     uint64_t taken = counter > s->counter_base ? counter - s->counter_base : 0;
     /* Reservations before the last one were used up before it was taken; the last one was
      * taken for a cycle that may have consumed its count before a cut. */
     uint64_t proven = taken ? (taken - 1) * s->reservation + 1 : 0;
-    return proven > s->state.total_used ? proven - s->state.total_used : 0;
+    return proven > accounted(&s->state) ? proven - accounted(&s->state) : 0;
 }
 
 /* The anchor's counter. Only this programmer advances it, and only under the state's lock, so
@@ -561,10 +570,19 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     if (err)
         return err;
     uint64_t missing = mf_secure_missing(s, v);
-    uint64_t n = s->state.total_used + missing + 1; /* this cycle's number */
     uint64_t covered = (v - s->counter_base) * s->reservation;
     struct mf_secure_state st = s->state;
     st.seq++;
+    /* A run uses only reservations it took itself: the first cycle after an open forfeits what
+     * is left of the reservation in progress. Else a restored copy of the storage, made while
+     * the programmer was off, would let every run after it use that reservation's rest again:
+     * K - 1 more devices per restore, without end. Forfeited cycles are no devices: they count
+     * against the counter, never against a limit, and take no serial number. */
+    uint64_t forfeit = 0;
+    if (!s->run_reserved && covered > accounted(&st) + missing)
+        forfeit = covered - accounted(&st) - missing;
+    st.forfeited += forfeit;
+    uint64_t n = accounted(&st) + missing + 1; /* this cycle's number on the counter */
     if (missing) {
         /* Cycles the anchor proves but the state lost: charged to every project, and their
          * serial numbers skip ahead, so that none is handed out twice. */
@@ -579,16 +597,19 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     st.projects[index].used++;
     if (st.projects[index].has_serial && mf_project_takes_serial(p))
         st.projects[index].serial_next += p->serial_increment;
-    st.total_used = n;
+    st.total_used += missing + 1;
     uint8_t record[STATE_SIZE];
     state_seal(s, &st, record);
     bool noted = false;
     if (n > covered) {
-        /* A new reservation, durable in the anchor before any of its cycles is used. An anchor
-         * that keeps a note takes the new state with it in the same write: then that write is
-         * the cycle's only sync, the medium's copy follows unsynced (state_read picks the
-         * newer), and a restored older image loses nothing the anchor saw. */
-        noted = a->counter_increment_note && a->note_max >= STATE_SIZE;
+        /* A new reservation, durable in the anchor before any of its cycles is used. At K = 1
+         * an anchor that keeps a note takes the new state with it in the same write: then that
+         * write is the cycle's only sync, the medium's copy follows unsynced (state_read picks
+         * the newer), and a restored older image loses nothing the anchor saw. Not beyond
+         * K = 1: a note from the start of a reservation would stand in for a restored image's
+         * record exactly where the counter proves no more, so the devices made after it would
+         * be lost from the count at every restore (the forfeit above cannot catch them). */
+        noted = s->reservation == 1 && a->counter_increment_note && a->note_max >= STATE_SIZE;
         err = noted ? a->counter_increment_note(a, record, STATE_SIZE, &v)
                     : a->counter_increment(a, &v);
         if (err) {
@@ -600,6 +621,7 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
             return err;
         }
         s->counter_value = v;
+        s->run_reserved = true;
     }
     err = state_put(s, &st, record, !noted);
     if (err && noted)
@@ -1032,7 +1054,7 @@ int mf_secure_open(struct mf_secure *s, const struct mf_secure_config *config, c
     err = load_table(s, message);
     if (!err)
         err = state_read(s, message);
-    if (!err && s->state.total_used > (v - s->counter_base) * s->reservation) {
+    if (!err && accounted(&s->state) > (v - s->counter_base) * s->reservation) {
         say(message, "secure area: more cycles used than the trust anchor's counter allows");
         err = MF_EAUTH;
     }

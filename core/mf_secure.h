@@ -53,6 +53,9 @@ struct mf_secure_state {
     uint8_t record_hash[32];
     uint64_t recorded;
     uint64_t total_used; /* cycles of all projects */
+    /* Cycles of reservations left unused by earlier runs (see forfeit in mf_secure.c): they count
+     * against the anchor's counter, never against a limit, and are no device. */
+    uint64_t forfeited;
     bool root_limited;
     uint64_t root_limit;
     bool folder_removed; /* the `_SECURE` folder this setup came from is gone (and wiped) */
@@ -102,6 +105,7 @@ struct mf_secure {
     uint32_t project_count;
     struct mf_secure_state state;
     unsigned state_slot; /* slot of the newest state record */
+    bool run_reserved;   /* this open took a reservation of its own (see secure_take) */
     bool installed_here; /* installed by this open (mf_secure_install): see just_installed */
     struct mf_area area; /* the files, for mf_setup and the job engine */
 };
@@ -167,8 +171,9 @@ int mf_secure_erase(struct mf_anchor *anchor, char *message);
 int mf_secure_selected(const struct mf_secure *secure);
 int mf_secure_select(struct mf_secure *secure, int project, char *message);
 
-/* Cycles the anchor proves were used beyond what the state record says (after a restored older
- * image or a cut between the counter and the state), charged to every project. */
+/* Cycles the anchor proves were used beyond what the state record says (its devices and
+ * forfeited cycles: after a restored older image or a cut between the counter and the state),
+ * charged to every project. */
 uint64_t mf_secure_missing(const struct mf_secure *secure, uint64_t counter);
 
 #endif

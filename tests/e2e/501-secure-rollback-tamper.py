@@ -1,6 +1,7 @@
 """What a factory holding the storage medium can try, through the daemon with the keystore trust
 anchor: restoring an earlier copy of the whole storage image after programming some devices
-(K = 1: not one device more; K = 4: at most the rest of one reservation), flipping bytes of the
+(K = 1: not one device more; K = 4: at most the rest of one reservation, however often the same
+copy is restored), flipping bytes of the
 secure partition (refused and logged, no plaintext), and killing the daemon in the middle of the
 `_SECURE` move (the next start finishes it: the new setup, whole, and the folder gone)."""
 import json
@@ -42,6 +43,18 @@ def program(client, n):
         check(r[-1].startswith("#OK"), "cycle: %r" % r)
 
 
+def program_some(client, n):
+    """Up to n cycles, until one is refused; how many completed."""
+    done = 0
+    for _ in range(n):
+        r = client.command("#AUTO")
+        if not r[-1].startswith("#OK"):
+            check(r[-1].startswith("#ERR201"), "refused as exhausted: %r" % r)
+            break
+        done += 1
+    return done
+
+
 def rollback(reservation):
     work = __import__("tempfile").mkdtemp(prefix="mf-rollback-")
     try:
@@ -69,6 +82,19 @@ def rollback(reservation):
               % (reservation, gained, reservation - 1))
         if reservation == 1:
             check(int(i["NEXT_SERIAL"]) >= serial_before, "no serial number again: %r" % i)
+        # The same copy restored again and again, a few devices each time: each start takes a
+        # reservation of its own, so all of it together gives at most K - 1 devices more.
+        made = 5
+        for _ in range(6):
+            made += program_some(t, 2)
+            check(d.stop() == 0, "stop")
+            shutil.copy(os.path.join(work, "copy.img"), d.storage)
+            d.start()
+            t = d.tcp()
+        made += program_some(t, 20)
+        check(made <= 10 + reservation - 1,
+              "K=%d: %d devices from a count of 10 with the copy restored 7 times"
+              % (reservation, made))
         check(d.stop() == 0, "stop")
     finally:
         if d.proc and d.proc.poll() is None:

@@ -286,6 +286,69 @@ static void rollback(struct fixture *f, uint32_t reservation)
     mf_setup_free(&setup);
 }
 
+/* A setup with a count of 10 installed at reservation `k`, and loaded. */
+static void install_counted(struct fixture *f, const char *tag, unsigned k, struct mf_setup *setup)
+{
+    make_setup(f, tag, "10\r\n", 1000);
+    char ini[64];
+    snprintf(ini, sizeof ini, "[CONFIG]\nReservation = %u\n", k);
+    puts_(&f->fs, "_SECURE/FLASHER.INI", ini);
+    install(f);
+    load_setup(f, setup);
+}
+
+/* K = 4: the factory restores the same older copy of the storage again and again, using the
+ * rest of one reservation each time. Every run takes a reservation of its own, so the devices
+ * beyond the limit stay below K in all, however often it restores (before: K - 1 more each time).
+ */
+static void test_repeated_restores_k4(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_setup setup;
+    install_counted(f, "RR", 4, &setup);
+    struct mf_tally t;
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    unsigned made = 1;
+    uint8_t *snapshot = malloc(SECURE_BLOCKS * 512u);
+    memcpy(snapshot, f->secure_mem, SECURE_BLOCKS * 512u);
+    for (unsigned round = 0; round < 20; round++) {
+        reopen(f, 0);
+        for (unsigned i = 0; i < 2 && take_one(f, &setup, &t) == 0; i++)
+            made++;
+        memcpy(f->secure_mem, snapshot, SECURE_BLOCKS * 512u);
+    }
+    reopen(f, 0);
+    while (take_one(f, &setup, &t) == 0)
+        made++;
+    if (made > 10 + 3)
+        fail_msg("%u devices from a count of 10 at K = 4", made);
+    free(snapshot);
+    mf_setup_free(&setup);
+}
+
+/* What a run forfeits is no device: ten starts with one device each use the count of 10 exactly,
+ * with consecutive serial numbers, one reservation per start. */
+static void test_restarts_forfeit_no_device(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_setup setup;
+    install_counted(f, "RS", 4, &setup);
+    uint64_t counter = f->anchor.counter;
+    struct mf_tally t;
+    for (unsigned i = 0; i < 10; i++) {
+        reopen(f, 0);
+        assert_int_equal(take_one(f, &setup, &t), 0);
+        assert_int_equal(t.project_left, 10 - i);
+        assert_int_equal(t.serial, 500 + i);
+        assert_int_equal(f->anchor.counter, counter + i + 1);
+    }
+    reopen(f, 0);
+    assert_int_equal(take_one(f, &setup, &t), MF_EEXHAUSTED);
+    assert_int_equal(f->secure.state.total_used, 10);
+    assert_int_equal(f->secure.state.forfeited, 9 * 3); /* every start after the first */
+    mf_setup_free(&setup);
+}
+
 static void test_rollback_k1(void **state)
 {
     rollback(*state, 1);
@@ -1262,6 +1325,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counts_and_serials, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k1, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k4, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_repeated_restores_k4, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_restarts_forfeit_no_device, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_one_anchor_write_per_cycle, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_one_anchor_write_and_one_sync_without_notes,

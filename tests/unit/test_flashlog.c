@@ -153,20 +153,27 @@ static int rotation_setup(void *context, const struct mf_bd *medium)
     return err ? err : mf_fat_unmount(&fs);
 }
 
+/* Mounts `bd` into `fs` and logs "<label> " and 399 times `fill` (a line that rotates a full log
+ * of the 4 KiB limit). */
+static int log_long_line(const struct mf_bd *bd, struct mf_fat *fs, const char *label, char fill)
+{
+    int err = mf_fat_mount(fs, bd, NULL, NULL);
+    if (err)
+        return err;
+    struct mf_flashlog log;
+    mf_flashlog_init(&log, fs, NULL, 4096, fixed_clock, NULL);
+    char text[400];
+    memset(text, fill, sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    return mf_flashlog_write(&log, "%s %s", label, text);
+}
+
 /* The line that rotates FLASHER.LOG into FLASHER.OLD. */
 static int rotation_run(void *context, const struct mf_bd *bd)
 {
     (void)context;
     struct mf_fat fs;
-    int err = mf_fat_mount(&fs, bd, NULL, NULL);
-    if (err)
-        return err;
-    struct mf_flashlog log;
-    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
-    char text[400];
-    memset(text, 'r', sizeof text - 1);
-    text[sizeof text - 1] = '\0';
-    return mf_flashlog_write(&log, "rotating %s", text);
+    return log_long_line(bd, &fs, "rotating", 'r');
 }
 
 /* After the cut the programmer starts and logs again (a rotation, when the first did not finish
@@ -177,15 +184,7 @@ static int rotation_check(void *context, const struct mf_bd *bd, const struct mf
 {
     (void)context;
     struct mf_fat fs;
-    int err = mf_fat_mount(&fs, bd, NULL, NULL);
-    if (err)
-        return err;
-    struct mf_flashlog log;
-    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
-    char text[400];
-    memset(text, 'a', sizeof text - 1);
-    text[sizeof text - 1] = '\0';
-    err = mf_flashlog_write(&log, "after %s", text);
+    int err = log_long_line(bd, &fs, "after", 'a');
     if (err)
         return err;
     uint32_t old_size, cur_size;

@@ -217,5 +217,6 @@ void mf_area_fat_init(struct mf_area_fat *area, struct mf_fat *fs, const struct 
         .read_number = fat_read_number,
         .peek = fat_peek,
         .take = fat_take,
+        .hold_max = MF_AREA_HOLD_DEFAULT,
     };
 }

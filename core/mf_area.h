@@ -12,8 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MF_AREA_NAME_MAX    256u /* bytes of one name, with the NUL */
-#define MF_AREA_MESSAGE_MAX 256u /* bytes of an error text, with the NUL */
+#define MF_AREA_NAME_MAX     256u /* bytes of one name, with the NUL */
+#define MF_AREA_MESSAGE_MAX  256u /* bytes of an error text, with the NUL */
+/* Bytes of data files a setup loaded from the public area keeps in memory (mf_area.hold_max). */
+#define MF_AREA_HOLD_DEFAULT (16u << 20)
 
 struct mf_setup;
 
@@ -88,6 +90,12 @@ struct mf_area {
      * so a load takes a raw binary's ranges from its size (mf_datafile_scan). A cycle still reads
      * (and the secure area authenticates) every byte it programs; the next start reads all. */
     bool (*just_installed)(struct mf_area *area);
+
+    /* Bytes of data files a setup loaded from this area may keep in memory between cycles, so
+     * that a cycle programs from memory instead of reading (and parsing) the file again: the
+     * public area MF_AREA_HOLD_DEFAULT; 0 keeps only what must be held (records out of order).
+     * The secure area holds nothing more: its plaintext lives only as long as a cycle needs it. */
+    uint64_t hold_max;
 };
 
 /* The public area: an area over a mounted FAT volume, serialised by `lock` (copied). */

@@ -220,6 +220,7 @@ static bool in_flash(const struct mf_profile *profile, uint64_t start, uint64_t 
     return r && end - r->start <= r->size;
 }
 
+_Static_assert(MF_WINDOW_SIZE == MF_SETUP_CRC_WINDOW, "held window CRCs are per cycle window");
 _Static_assert(MF_SIGNATURE_SIZE == MF_UIDSIG_SIZE && MF_SIGNATURE_SIZE <= MF_PATCH_BYTES_MAX,
                "a signature is one overlay");
 
@@ -613,12 +614,13 @@ struct run_bytes {
     uint32_t len;
     const uint8_t *touched;
     uint32_t off;
+    const uint32_t *crc; /* mf_target_crc of all `len` bytes when known (held data), or NULL */
 };
 
 /* The run's bytes [0, len) of the window at `off`. */
 static struct run_bytes window_bytes(const struct mf_slot *s, uint32_t off, uint32_t len)
 {
-    return (struct run_bytes){s->window_start + off, s->window + off, len, s->touched, off};
+    return (struct run_bytes){s->window_start + off, s->window + off, len, s->touched, off, NULL};
 }
 
 static bool run_counts(const struct run_bytes *r, uint32_t i)
@@ -663,8 +665,7 @@ static int verify_readback(struct cycle *c, const struct run_bytes *r)
 
 /* Keeps a programmed run for verify_runs(); a run with bytes nobody placed (they hold whatever
  * the device has) or no memory for the list sends the verify pass back to the data. */
-static void run_record(struct cycle *c, uint64_t addr, const uint8_t *bytes, uint32_t len,
-                       bool all_placed)
+static void run_record(struct cycle *c, const struct run_bytes *r, bool all_placed)
 {
     if (!all_placed) {
         c->runs_valid = false;
@@ -680,8 +681,8 @@ static void run_record(struct cycle *c, uint64_t addr, const uint8_t *bytes, uin
         c->runs = grown;
         c->run_cap = cap;
     }
-    c->runs[c->run_count++] =
-        (struct run_crc){addr, len, mf_target_crc(MF_TARGET_CRC_INIT, bytes, len), 0};
+    uint32_t crc = r->crc ? *r->crc : mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, r->len);
+    c->runs[c->run_count++] = (struct run_crc){r->address, r->len, crc, 0};
 }
 
 /* Programs or verifies one run of whole write units. */
@@ -703,7 +704,7 @@ static int run_bytes_do(struct cycle *c, const struct run_bytes *r)
             else
                 fail(c, err, "program at 0x%llX: %s", (unsigned long long)addr, text);
         } else if (c->runs_valid)
-            run_record(c, addr, r->bytes, len, all);
+            run_record(c, r, all);
         return err;
     }
     if (!c->verify_readback && t->ops->crc && all) {
@@ -716,7 +717,7 @@ static int run_bytes_do(struct cycle *c, const struct run_bytes *r)
                  target_text(c, err));
             return err;
         }
-        if (crc == mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, len))
+        if (crc == (r->crc ? *r->crc : mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, len)))
             return 0;
         /* Find the first difference when the device lets us read it. */
         int rerr = verify_readback(c, r);
@@ -807,7 +808,10 @@ static int window_from(struct cycle *c, uint64_t start, const uint8_t *bytes)
     int err = cancelled(c);
     if (err)
         return err;
-    struct run_bytes run = {start, bytes, MF_WINDOW_SIZE, NULL, 0};
+    /* Held data comes with the window's CRC. */
+    const struct mf_held_crc *held =
+        c->file && c->file->window_crcs ? mf_datafile_window_crc(c->file, start, bytes) : NULL;
+    struct run_bytes run = {start, bytes, MF_WINDOW_SIZE, NULL, 0, held ? &held->crc : NULL};
     err = run_bytes_do(c, &run);
     if (err)
         return err;

@@ -605,6 +605,121 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
     return err;
 }
 
+/* The CRC of every whole aligned window of a held file's bytes (see struct mf_held_crc). */
+static int window_crcs(struct mf_datafile *f)
+{
+    size_t n, count = 0;
+    const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
+    for (int fill = 0; fill < 2; fill++) {
+        for (size_t i = 0; i < n; i++) {
+            uint64_t end = seg[i].address + seg[i].size;
+            uint64_t a =
+                (seg[i].address + MF_SETUP_CRC_WINDOW - 1) & ~(uint64_t)(MF_SETUP_CRC_WINDOW - 1);
+            for (; a >= seg[i].address && a < end && end - a >= MF_SETUP_CRC_WINDOW;
+                 a += MF_SETUP_CRC_WINDOW) {
+                if (fill) {
+                    const uint8_t *bytes = seg[i].data + (a - seg[i].address);
+                    f->window_crcs[count] = (struct mf_held_crc){
+                        a, bytes, mf_target_crc(MF_TARGET_CRC_INIT, bytes, MF_SETUP_CRC_WINDOW)};
+                }
+                count++;
+            }
+        }
+        if (fill || count == 0)
+            break;
+        f->window_crcs = malloc(count * sizeof *f->window_crcs);
+        if (!f->window_crcs)
+            return MF_ENOMEM;
+        f->window_crc_count = count;
+        count = 0;
+    }
+    return 0;
+}
+
+const struct mf_held_crc *mf_datafile_window_crc(const struct mf_datafile *f, uint64_t address,
+                                                 const uint8_t *bytes)
+{
+    size_t lo = 0, hi = f->window_crc_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->window_crcs[mid].address < address)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < f->window_crc_count && f->window_crcs[lo].address == address &&
+        f->window_crcs[lo].bytes == bytes)
+        return &f->window_crcs[lo];
+    return NULL;
+}
+
+/* Loads the ordered data file `f` of `job` into memory (it was scanned: its bytes are known). */
+static int hold_file(struct mf_setup *setup, const struct mf_job *job, struct mf_datafile *f)
+{
+    struct mf_image_config config = {.overlap = job->overlap};
+    struct mf_image_error ierr;
+    struct area_file af = {setup->area, f->path};
+    struct mf_image *img = malloc(sizeof *img);
+    if (!img)
+        return MF_ENOMEM;
+    mf_image_init(img, &config);
+    int err = mf_image_load(img, f->path, f->format, f->format == MF_IMAGE_FORMAT_BIN ? f->base : 0,
+                            area_file_read, &af, f->size, &ierr);
+    if (!err)
+        err = mf_image_finish(img, &ierr);
+    if (!err && mf_image_size(img) != f->bytes)
+        err = MF_ECONFLICT; /* not what the scan found: leave it to the cycle to say */
+    if (err) {
+        mf_image_free(img);
+        free(img);
+        return err;
+    }
+    f->held = img;
+    return 0;
+}
+
+/* Keeps data files in memory while they fit the area's hold_max: the selected project's first,
+ * then the others in order. A file that cannot be held (no memory, a read error) is streamed by
+ * every cycle instead, which reports its errors then. Then the window CRCs of every held file. */
+static int hold_files(struct mf_setup *setup)
+{
+    uint64_t used = 0, max = setup->area->hold_max;
+    for (unsigned i = 0; i < setup->project_count; i++) {
+        const struct mf_project *p = &setup->projects[i];
+        for (unsigned j = 0; j < p->job_count; j++) {
+            for (unsigned k = 0; k < p->jobs[j].file_count; k++)
+                used += p->jobs[j].files[k].held ? p->jobs[j].files[k].bytes : 0;
+        }
+    }
+    for (unsigned n = 0; n <= setup->project_count; n++) {
+        unsigned i = n == 0 ? setup->selected : n - 1;
+        if ((n > 0 && i == setup->selected) || i >= setup->project_count)
+            continue;
+        struct mf_project *p = &setup->projects[i];
+        for (unsigned j = 0; j < p->job_count && !p->error; j++) {
+            struct mf_job *job = &p->jobs[j];
+            for (unsigned k = 0; k < job->file_count; k++) {
+                struct mf_datafile *f = &job->files[k];
+                if (f->held || used > max || f->bytes > max - used)
+                    continue;
+                if (hold_file(setup, job, f) == 0)
+                    used += f->bytes;
+            }
+        }
+    }
+    for (unsigned i = 0; i < setup->project_count; i++) {
+        struct mf_project *p = &setup->projects[i];
+        for (unsigned j = 0; j < p->job_count; j++) {
+            for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
+                struct mf_datafile *f = &p->jobs[j].files[k];
+                if (f->held && !f->window_crcs && window_crcs(f) == MF_ENOMEM)
+                    return MF_ENOMEM;
+            }
+        }
+    }
+    return 0;
+}
+
 /* A range and the index of the file it came from. */
 struct owned_range {
     uint64_t start, end;
@@ -1225,6 +1340,7 @@ static void free_job(struct mf_job *job)
             mf_image_free(job->files[i].held);
             free(job->files[i].held);
         }
+        free(job->files[i].window_crcs);
         free(job->files[i].excluded);
     }
     free(job->ranges);
@@ -1468,7 +1584,10 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
             setup->selected_name, MF_DIR_PROJECTS);
         return MF_ENOENT;
     }
-    return 0;
+    err = hold_files(setup);
+    if (err)
+        say(message, "out of memory keeping the data files");
+    return err;
 }
 
 int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer, size_t buffer_size,

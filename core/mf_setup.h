@@ -43,6 +43,18 @@ enum mf_serial_encoding {
     MF_SERIAL_ASCII_HEX, /* upper-case hex digits, zero-padded on the left */
 };
 
+/* Data files held in memory get the CRC of each whole window of this many bytes, aligned to it
+ * (the job engine's MF_WINDOW_SIZE). */
+#define MF_SETUP_CRC_WINDOW (64u << 10)
+
+/* The CRC (mf_target_crc, from MF_TARGET_CRC_INIT) of the MF_SETUP_CRC_WINDOW bytes at `bytes`,
+ * the held data for `address`. */
+struct mf_held_crc {
+    uint64_t address;
+    const uint8_t *bytes;
+    uint32_t crc;
+};
+
 /* [start, end) */
 struct mf_range {
     uint64_t start, end;
@@ -55,9 +67,13 @@ struct mf_datafile {
     uint64_t base;  /* raw binary load address */
     uint64_t size;  /* file size */
     uint64_t bytes; /* data bytes it loads */
-    /* Files whose records do not ascend are loaded once and held sorted here; others are
-     * streamed from the area in every cycle. */
+    /* Files whose records do not ascend are loaded once and held sorted here; so are the others
+     * while they fit the area's hold_max (mf_area), the selected project's first. A cycle
+     * streams the rest from the area. */
     struct mf_image *held;
+    /* Of a held file: the CRC of each whole aligned window of its bytes, by address. */
+    struct mf_held_crc *window_crcs;
+    size_t window_crc_count;
     /* Where another file of the job wins ([job] overlap = first | last): sorted, disjoint ranges
      * of this file's data that a cycle leaves out. Empty (NULL) without overlaps. */
     struct mf_range *excluded;
@@ -142,6 +158,10 @@ void mf_setup_free(struct mf_setup *setup);
 int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_size,
                          uint8_t fingerprint[32]);
 
+/* The CRC of the held window of `f` at `address` when `bytes` points at that window's held bytes,
+ * else NULL. */
+const struct mf_held_crc *mf_datafile_window_crc(const struct mf_datafile *f, uint64_t address,
+                                                 const uint8_t *bytes);
 /* Finds a project by name, with or without its NN_ prefix, case-insensitively. */
 int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *index);
 

@@ -736,6 +736,8 @@ static void boot(struct mf_programmer *p)
         log_stderr(p, 0, "%s", p->state_message);
     } else {
         mf_area_fat_init(&p->area, &p->fat, &p->public_lock);
+        if (p->config.hold_set)
+            p->area.area.hold_max = p->config.hold;
         mf_flashlog_init(&p->log, &p->fat, &p->public_lock, 1024u * 1024u, mf_clock_local, NULL);
         if (ensure_identity(p) != 0 && !p->storage.layout.secure_count)
             mf_flashlog_write(&p->log, "no identity: trust anchor: %s", p->anchor.error);

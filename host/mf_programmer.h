@@ -41,6 +41,8 @@ struct mf_programmer_config {
     unsigned target_count;             /* 0: "sim" for every slot */
     const char *sim_dir;               /* folder of the sim devices */
     double sim_speed;                  /* sim time scale: 0 none, 1 realistic */
+    uint64_t hold;                     /* bytes of public-area data files kept in memory, when */
+    bool hold_set;                     /* set; else MF_AREA_HOLD_DEFAULT (mf_area.hold_max) */
     enum mf_mode mode;                 /* at start */
     const char *nbd_listen;            /* file access mode: "HOST:PORT" of the NBD export */
     int verbose;                       /* 0 normal, 1 more, 2 debug */

@@ -56,6 +56,8 @@ static void usage(FILE *out)
         "  --sim-dir DIR        folder of the simulated devices\n"
         "                       (default: $XDG_DATA_HOME/mintflash/sim)\n"
         "  --sim-speed X        time scale of simulated devices: 0 none, 1 realistic (default)\n"
+        "  --hold MIB           memory for data files of the public area's setup, kept between\n"
+        "                       cycles (default 16; 0: read them from the storage every cycle)\n"
         "  --config FILE        read options from FILE (lines: option = value)\n"
         "  -v, --verbose        log more (twice: every command)\n"
         "  --version            print the version\n"
@@ -70,6 +72,7 @@ struct options {
     const char *targets[MF_SLOTS_MAX];
     unsigned target_count;
     double sim_speed;
+    uint64_t hold; /* bytes */
     bool file_access;
     int verbose;
     /* Strings from a config file live here. */
@@ -158,6 +161,13 @@ static int apply(struct options *o, const char *name, const char *value)
             return -1;
         }
         o->sim_speed = v;
+    } else if (strcmp(name, "hold") == 0) {
+        unsigned long v = strtoul(value, &end, 10);
+        if (*end || end == value || v > 4096) {
+            fprintf(stderr, "mintflashd: --hold %s: MiB from 0 to 4096\n", value);
+            return -1;
+        }
+        o->hold = (uint64_t)v << 20;
     } else if (strcmp(name, "file-access") == 0)
         o->file_access = strcmp(value, "no") != 0 && strcmp(value, "0") != 0;
     else if (strcmp(name, "verbose") == 0)
@@ -235,17 +245,28 @@ int main(int argc, char **argv)
     o.nbd = "127.0.0.1:10809";
     o.slots = 1;
     o.sim_speed = 1.0;
+    o.hold = MF_AREA_HOLD_DEFAULT;
 
     static const struct option longopts[] = {
-        {"storage", required_argument, NULL, 0},   {"size", required_argument, NULL, 0},
-        {"keystore", required_argument, NULL, 0},  {"tpm", required_argument, NULL, 0},
-        {"tcp", required_argument, NULL, 0},       {"socket", required_argument, NULL, 0},
-        {"serial", required_argument, NULL, 0},    {"nbd", required_argument, NULL, 0},
-        {"file-access", no_argument, NULL, 0},     {"slots", required_argument, NULL, 0},
-        {"target", required_argument, NULL, 0},    {"sim-dir", required_argument, NULL, 0},
-        {"sim-speed", required_argument, NULL, 0}, {"config", required_argument, NULL, 0},
-        {"verbose", no_argument, NULL, 'v'},       {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"storage", required_argument, NULL, 0},
+        {"size", required_argument, NULL, 0},
+        {"keystore", required_argument, NULL, 0},
+        {"tpm", required_argument, NULL, 0},
+        {"tcp", required_argument, NULL, 0},
+        {"socket", required_argument, NULL, 0},
+        {"serial", required_argument, NULL, 0},
+        {"nbd", required_argument, NULL, 0},
+        {"file-access", no_argument, NULL, 0},
+        {"slots", required_argument, NULL, 0},
+        {"target", required_argument, NULL, 0},
+        {"sim-dir", required_argument, NULL, 0},
+        {"sim-speed", required_argument, NULL, 0},
+        {"config", required_argument, NULL, 0},
+        {"hold", required_argument, NULL, 0},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     bool keystore_set = false;
     for (;;) {
@@ -298,6 +319,8 @@ int main(int argc, char **argv)
         .target_count = o.target_count,
         .sim_dir = o.sim_dir,
         .sim_speed = o.sim_speed,
+        .hold = o.hold,
+        .hold_set = true,
         .mode = o.file_access ? MF_MODE_FILEACCESS : MF_MODE_STANDALONE,
         .nbd_listen = o.nbd,
         .verbose = o.verbose,

@@ -12,6 +12,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$D" --version | grep -qx 'mintflashd 0\.1\.0' || fail "--version"
 "$D" --help | grep -q -- '--file-access' || fail "--help"
 "$D" --slots 0 2>"$dir/err"; [ $? -eq 2 ] && grep -q 'from 1 to 64' "$dir/err" || fail "--slots 0"
+"$D" --hold 1x 2>"$dir/err"; [ $? -eq 2 ] && grep -qx 'mintflashd: --hold 1x: MiB from 0 to 4096' "$dir/err" || fail "--hold 1x"
+"$D" --hold 4097 2>"$dir/err"; [ $? -eq 2 ] && grep -q 'MiB from 0 to 4096' "$dir/err" || fail "--hold 4097"
 "$D" --bogus 2>/dev/null; [ $? -eq 2 ] || fail "unknown option"
 "$D" --size 12Q 2>"$dir/err"; [ $? -eq 2 ] && grep -q 'expected a size' "$dir/err" || fail "--size"
 "$D" --target nope --storage "$dir/a.img" --tcp off --socket "$dir/a.sock" --size 8M 2>"$dir/err"

@@ -538,9 +538,11 @@ static void test_snlist_line(void **state)
  * before. The device holds exactly the data, the serial number and nothing else; a bit that
  * flips in a window sent straight is found by the CRC verify and by the readback verify, with
  * its address. */
-static void whole_windows(struct fixture *f, const char *verify, uint32_t flip)
+static void whole_windows(struct fixture *f, const char *verify, uint32_t flip, bool held)
 {
-    size_t n = 0x40000 + 0x123; /* windows 0, 1 and 3 whole, 2 with the serial, 4 partly */
+    if (!held)
+        f->area.area.hold_max = 0; /* every cycle reads the file */
+    size_t n = 0x40000 + 0x123;    /* windows 0, 1 and 3 whole, 2 with the serial, 4 partly */
     uint8_t *app = malloc(n);
     firmware(app, n, 9);
     put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
@@ -552,6 +554,7 @@ static void whole_windows(struct fixture *f, const char *verify, uint32_t flip)
     puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", job);
     puts_(&f->fs, "Projects/01_Widget/Serial.txt", "4660\r\n");
     assert_int_equal(load(f), 0);
+    assert_true((mf_setup_project(&f->setup)->jobs[0].files[0].held != NULL) == held);
     struct mf_cycle_result r;
     if (flip) {
         mf_sim_close(&f->target[0]);
@@ -582,17 +585,27 @@ static void whole_windows(struct fixture *f, const char *verify, uint32_t flip)
 
 static void test_whole_windows_from_the_data(void **state)
 {
-    whole_windows(*state, "crc", 0);
+    whole_windows(*state, "crc", 0, true);
+}
+
+static void test_whole_windows_streamed(void **state)
+{
+    whole_windows(*state, "crc", 0, false);
 }
 
 static void test_whole_windows_crc_finds_a_flipped_bit(void **state)
 {
-    whole_windows(*state, "crc", 0x30123);
+    whole_windows(*state, "crc", 0x30123, true);
+}
+
+static void test_whole_windows_streamed_crc_finds_a_flipped_bit(void **state)
+{
+    whole_windows(*state, "crc", 0x30123, false);
 }
 
 static void test_whole_windows_readback_finds_a_flipped_bit(void **state)
 {
-    whole_windows(*state, "readback", 0x1FFFF);
+    whole_windows(*state, "readback", 0x1FFFF, true);
 }
 
 static void test_verify_failure_consumes_the_count(void **state)
@@ -638,19 +651,27 @@ static int counting_read(struct mf_area *area, const char *path, uint64_t offset
     return c->inner->read(c->inner, path, offset, buffer, length);
 }
 
+/* From now on the fixture's cycles read through `counter`, counting the basic setup's app.bin. */
+static void count_reads(struct fixture *f, struct counting_area *counter)
+{
+    *counter = (struct counting_area){.inner = &f->area.area,
+                                      .path = "Projects/01_Widget/01_App/app.bin"};
+    counter->area = f->area.area;
+    counter->area.read = counting_read;
+    f->env.area = &counter->area;
+}
+
 /* Verify by CRC checks what the program pass wrote against the device's CRCs: the data file is
  * read once per cycle. A readback verify, and verify alone, read it again. A CRC mismatch still
  * names the first differing byte (test_verify_failure_consumes_the_count). */
 static void test_crc_verify_reads_the_data_once(void **state)
 {
     struct fixture *f = *state;
+    f->area.area.hold_max = 0; /* streamed: kept in memory, it is not read at all (below) */
     basic_setup(f, "5", "100");
     assert_int_equal(load(f), 0);
-    struct counting_area counter = {.inner = &f->area.area,
-                                    .path = "Projects/01_Widget/01_App/app.bin"};
-    counter.area = f->area.area;
-    counter.area.read = counting_read;
-    f->env.area = &counter.area;
+    struct counting_area counter;
+    count_reads(f, &counter);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
     assert_int_equal(counter.bytes, 3000);
@@ -673,6 +694,104 @@ static void test_crc_verify_reads_the_data_once(void **state)
     uint8_t *bytes = flash(f, 1, &size);
     assert_memory_equal(bytes, app, sizeof app);
     free(bytes);
+}
+
+/* A setup in the public area keeps its data files in memory (mf_area.hold_max): no cycle reads
+ * them, whatever the action and the verify mode; the devices get the data all the same. */
+static void test_held_data_is_not_read_by_cycles(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    assert_non_null(mf_setup_project(&f->setup)->jobs[0].files[0].held);
+    struct counting_area counter;
+    count_reads(f, &counter);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.bin\n"
+          "address = 0x08000000\n");
+    assert_int_equal(load(f), 0);
+    f->env.area = &counter.area;
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(counter.bytes, 0);
+    uint8_t app[3000];
+    firmware(app, sizeof app, 7);
+    for (unsigned slot = 1; slot <= 2; slot++) {
+        size_t size;
+        uint8_t *bytes = flash(f, slot, &size);
+        assert_memory_equal(bytes, app, sizeof app);
+        free(bytes);
+    }
+}
+
+/* The CRC of each whole window of held data is taken at the load: bytes that change in memory
+ * afterwards (a bit flip in RAM) are programmed, but the verify finds them and names the window
+ * (the device holds what was sent, so reading it back finds no other difference). */
+static void test_held_data_changed_in_memory_fails_verify(void **state)
+{
+    struct fixture *f = *state;
+    size_t n = 0x20000;
+    uint8_t *app = malloc(n);
+    firmware(app, n, 13);
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n");
+    assert_int_equal(load(f), 0);
+    const struct mf_datafile *file = &mf_setup_project(&f->setup)->jobs[0].files[0];
+    assert_non_null(file->held);
+    assert_int_equal(file->window_crc_count, 2);
+    size_t count;
+    const struct mf_image_segment *seg = mf_image_segments(file->held, &count);
+    assert_int_equal(count, 1);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    ((uint8_t *)seg[0].data)[0x10005] ^= 0x40;
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), MF_EVERIFY);
+    if (!strstr(r.message, "verify failed at 0x8010000+65536 (CRC mismatch)"))
+        fail_msg("\"%s\" does not name the window", r.message);
+    free(app);
+}
+
+/* What is held is bounded by hold_max: the selected project's files first, then the others in
+ * order, each file whole or not at all; files over the limit are streamed, and all run. */
+static void test_held_data_bounded_selected_first(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const names[] = {"01_A", "02_B", "03_C"};
+    uint8_t app[40000];
+    for (unsigned i = 0; i < 3; i++) {
+        char path[128];
+        firmware(app, sizeof app, 20 + i);
+        snprintf(path, sizeof path, "Projects/%s/01_App/app.bin", names[i]);
+        put(&f->fs, path, app, sizeof app);
+        snprintf(path, sizeof path, "Projects/%s/01_App/job.ini", names[i]);
+        puts_(&f->fs, path,
+              "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
+    }
+    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = 02_B\n");
+    f->area.area.hold_max = 2 * sizeof app - 1; /* room for one file */
+    assert_int_equal(load(f), 0);
+    assert_null(f->setup.projects[0].jobs[0].files[0].held);
+    assert_non_null(f->setup.projects[1].jobs[0].files[0].held);
+    assert_null(f->setup.projects[2].jobs[0].files[0].held);
+    f->area.area.hold_max = 2 * sizeof app;
+    assert_int_equal(load(f), 0);
+    assert_non_null(f->setup.projects[0].jobs[0].files[0].held);
+    assert_non_null(f->setup.projects[1].jobs[0].files[0].held);
+    assert_null(f->setup.projects[2].jobs[0].files[0].held);
+    /* Held or not, every project programs its own data. */
+    for (unsigned i = 0; i < 3; i++) {
+        f->setup.selected = i;
+        struct mf_cycle_result r;
+        assert_int_equal(cycle(f, i, MF_ACTION_AUTO, &r), 0);
+        size_t size;
+        uint8_t *bytes = flash(f, i + 1, &size);
+        firmware(app, sizeof app, 20 + i);
+        assert_memory_equal(bytes, app, sizeof app);
+        free(bytes);
+    }
 }
 
 static void test_connect_failure_consumes_nothing(void **state)
@@ -1788,13 +1907,23 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snlist_line, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_whole_windows_from_the_data, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_whole_windows_streamed, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_whole_windows_crc_finds_a_flipped_bit, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_whole_windows_streamed_crc_finds_a_flipped_bit,
+                                        setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_whole_windows_readback_finds_a_flipped_bit,
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_verify_failure_consumes_the_count, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_crc_verify_reads_the_data_once, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_data_is_not_read_by_cycles, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_data_changed_in_memory_fails_verify,
+                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_data_bounded_selected_first, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_connect_failure_consumes_nothing, setup_fixture,
                                         teardown_fixture),

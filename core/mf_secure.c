@@ -19,6 +19,7 @@
 
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -634,53 +635,71 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
 
 /* ---- the area ---- */
 
-/* Whole chunks [first, first + count) of a file, decrypted into `out` one after the other. */
-struct chunk_run {
+/* Whole chunks [first, first + count) of a file, decrypted into `out`, shared between the reader
+ * and the worker: each takes the next chunk not yet taken until none is left. */
+struct chunk_share {
     const struct mf_secure *s;
     const struct mf_secure_file *f;
     uint32_t first, count;
     uint8_t *out;
-    uint8_t *stored; /* a stored_chunk() buffer of its own */
+    atomic_uint next; /* the next chunk to take, from 0; count or more: none left */
+};
+
+/* One side's share: its own stored_chunk() buffer, and its first failure. */
+struct chunk_taker {
+    struct chunk_share *share;
+    uint8_t *stored;
+    uint32_t failed_at; /* UINT32_MAX: none */
     int err;
 };
 
-static void chunk_run_read(void *context)
+static void chunk_take(void *context)
 {
-    struct chunk_run *r = context;
-    r->err = 0;
-    for (uint32_t i = 0; i < r->count && !r->err; i++) {
-        uint32_t index = r->first + i;
-        r->err =
-            chunk_read(r->s, r->f->first_chunk + index, r->f->id, index, r->f->size,
-                       index + 1 == r->f->chunks, r->out + (size_t)i * MF_SECURE_CHUNK, r->stored);
+    struct chunk_taker *t = context;
+    struct chunk_share *sh = t->share;
+    t->err = 0;
+    t->failed_at = UINT32_MAX;
+    for (;;) {
+        unsigned i = atomic_fetch_add_explicit(&sh->next, 1, memory_order_relaxed);
+        if (i >= sh->count)
+            break;
+        uint32_t index = sh->first + i;
+        int err = chunk_read(sh->s, sh->f->first_chunk + index, sh->f->id, index, sh->f->size,
+                             index + 1 == sh->f->chunks, sh->out + (size_t)i * MF_SECURE_CHUNK,
+                             t->stored);
+        if (err) {
+            t->err = err;
+            t->failed_at = i;
+            atomic_store_explicit(&sh->next, sh->count, memory_order_relaxed); /* both stop */
+            break;
+        }
     }
 }
 
-/* `count` whole chunks from `first` into `out`: the first half by the worker when it is free
- * (and another stored buffer can be had), the rest here, at the same time. */
+/* `count` whole chunks from `first` into `out`, shared with the worker when it is free (and
+ * another stored buffer can be had). A worker whose thread has not begun by the time the reader
+ * has taken every chunk is withdrawn rather than waited for: a busy second core costs nothing. */
 static int read_chunks(const struct mf_secure *s, const struct mf_secure_file *f, uint32_t first,
                        uint32_t count, uint8_t *out, uint8_t *stored, uint8_t **stored2)
 {
     const struct mf_worker *w = s->config.worker;
-    struct chunk_run theirs = {s, f, first, count / 2, out, NULL, 0};
-    struct chunk_run mine = {s, f, first, count, out, stored, 0};
+    struct chunk_share share = {s, f, first, count, out, 0};
+    struct chunk_taker theirs = {&share, NULL, UINT32_MAX, 0};
+    struct chunk_taker mine = {&share, stored, UINT32_MAX, 0};
     bool shared = false;
     if (w && count >= 2 && (*stored2 || (*stored2 = malloc(stored_chunk(s))) != NULL)) {
         theirs.stored = *stored2;
-        shared = w->try_start(w->context, chunk_run_read, &theirs);
+        shared = w->try_start(w->context, chunk_take, &theirs);
     }
-    if (shared) {
-        mine.first = first + theirs.count;
-        mine.count = count - theirs.count;
-        mine.out = out + (size_t)theirs.count * MF_SECURE_CHUNK;
-    }
-    chunk_run_read(&mine);
-    if (shared) {
+    chunk_take(&mine);
+    if (shared && !(w->withdraw && w->withdraw(w->context)))
         w->wait(w->context);
-        if (theirs.err)
-            return theirs.err; /* the earlier chunk's failure first */
-    }
-    return mine.err;
+    else
+        theirs.err = 0; /* it never ran */
+    /* The earlier chunk's failure first. */
+    if (theirs.err && theirs.failed_at < mine.failed_at)
+        return theirs.err;
+    return mine.err ? mine.err : theirs.err;
 }
 
 static int secure_read(struct mf_area *area, const char *path, uint64_t offset, void *buffer,

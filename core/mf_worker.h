@@ -14,6 +14,11 @@ struct mf_worker {
     bool (*try_start)(void *context, void (*fn)(void *arg), void *arg);
     /* Returns once the job started by this caller's try_start has finished. */
     void (*wait)(void *context);
+    /* Optional (may be NULL): takes back the job started by this caller's try_start if the
+     * worker has not begun it (its thread had no core yet): then it never runs, the worker is
+     * free again, and true is returned. False when it has begun: wait() for it. For a caller
+     * that can do the job's share itself rather than wait for a thread to be scheduled. */
+    bool (*withdraw)(void *context);
 };
 
 #endif

@@ -55,10 +55,24 @@ static void wait_job(void *context)
     pthread_mutex_unlock(&w->mutex);
 }
 
+static bool withdraw(void *context)
+{
+    struct mf_worker_thread *w = context;
+    pthread_mutex_lock(&w->mutex);
+    bool not_begun = w->fn && !w->running; /* the thread takes fn and sets running at once */
+    if (not_begun) {
+        w->fn = NULL;
+        w->owned = false;
+    }
+    pthread_mutex_unlock(&w->mutex);
+    return not_begun;
+}
+
 int mf_worker_thread_start(struct mf_worker_thread *w)
 {
     memset(w, 0, sizeof *w);
-    w->worker = (struct mf_worker){.context = w, .try_start = try_start, .wait = wait_job};
+    w->worker = (struct mf_worker){
+        .context = w, .try_start = try_start, .wait = wait_job, .withdraw = withdraw};
     pthread_mutex_init(&w->mutex, NULL);
     pthread_cond_init(&w->cond, NULL);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)

@@ -598,21 +598,30 @@ static void counted_wait(void *context)
     counted.thread.worker.wait(counted.thread.worker.context);
 }
 
-/* With a worker thread, long reads are decrypted in two halves at once: the same bytes at every
- * offset and length, and a tampered chunk in either half still fails, also when the worker is
- * busy with another reader's job. */
+#define WORKER_FILE "Projects/01_Widget/01_App/app.bin"
+
+/* Installs a setup whose WORKER_FILE has 60000 bytes (four chunks) and returns them (to free). */
+static uint8_t *worker_setup(struct fixture *f)
+{
+    make_setup(f, "W", "5", 60000);
+    install(f);
+    uint8_t *plain = malloc(60000);
+    assert_int_equal(f->secure.area.read(&f->secure.area, WORKER_FILE, 0, plain, 60000), 0);
+    return plain;
+}
+
+/* With a worker thread, long reads are decrypted by the reader and the worker at once: the same
+ * bytes at every offset and length, and a tampered chunk in either half still fails, also when the
+ * worker is busy with another reader's job. */
 static void test_reads_with_a_worker(void **state)
 {
     struct fixture *f = *state;
-    make_setup(f, "W", "5", 60000);
-    install(f);
-    static const char path[] = "Projects/01_Widget/01_App/app.bin";
-    uint8_t *plain = malloc(60000), *got = malloc(60000);
-    assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, plain, 60000), 0);
+    static const char path[] = WORKER_FILE;
+    uint8_t *got = malloc(60000), *plain = worker_setup(f);
     assert_int_equal(mf_worker_thread_start(&counted.thread), 0);
     counted.jobs = 0;
     struct mf_worker_thread *tp = &counted.thread;
-    const struct mf_worker w = {NULL, counted_try_start, counted_wait};
+    const struct mf_worker w = {NULL, counted_try_start, counted_wait, NULL};
     mf_secure_close(&f->secure);
     struct mf_secure_config c = config_of(f, &f->secure_ram.bd);
     c.worker = &w;
@@ -652,6 +661,83 @@ static void test_reads_with_a_worker(void **state)
     free(got);
 }
 
+/* A worker of this test's own, driven by `mode`: LATE takes a job but runs it only when waited
+ * for (its thread never got a core in time); EAGER runs it at once, before the reader goes on. */
+static struct {
+    enum { LATE, EAGER } mode;
+    void (*fn)(void *);
+    void *arg;
+    unsigned runs, withdrawn;
+} fake;
+
+static bool fake_try_start(void *context, void (*fn)(void *arg), void *arg)
+{
+    (void)context;
+    if (fake.mode == EAGER) {
+        fn(arg);
+        fake.runs++;
+        return true;
+    }
+    fake.fn = fn;
+    fake.arg = arg;
+    return true;
+}
+
+static void fake_wait(void *context)
+{
+    (void)context;
+    if (fake.fn) {
+        fake.fn(fake.arg);
+        fake.runs++;
+    }
+    fake.fn = NULL;
+}
+
+static bool fake_withdraw(void *context)
+{
+    (void)context;
+    if (!fake.fn)
+        return false;
+    fake.fn = NULL;
+    fake.withdrawn++;
+    return true;
+}
+
+/* Reads share their chunks with the worker by taking the next one in turn: a worker that begins
+ * late finds the reader did them all (and one not begun is withdrawn: never run), one that runs
+ * first does them all; the bytes are the same, and a tampered chunk fails whoever takes it. */
+static void test_reads_with_a_late_or_eager_worker(void **state)
+{
+    struct fixture *f = *state;
+    static const char path[] = WORKER_FILE;
+    uint8_t *got = malloc(60000), *plain = worker_setup(f);
+    uint8_t *copy = malloc(SECURE_BLOCKS * 512u);
+    memcpy(copy, f->secure_mem, SECURE_BLOCKS * 512u);
+    for (unsigned round = 0; round < 3; round++) {
+        memset(&fake, 0, sizeof fake);
+        fake.mode = round == 2 ? EAGER : LATE;
+        const struct mf_worker w = {NULL, fake_try_start, fake_wait,
+                                    round == 0 ? fake_withdraw : NULL};
+        mf_secure_close(&f->secure);
+        struct mf_secure_config c = config_of(f, &f->secure_ram.bd);
+        c.worker = &w;
+        assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+        memset(got, 0xEE, 60000);
+        assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, got, 60000), 0);
+        assert_memory_equal(got, plain, 60000);
+        /* withdrawn: never run; late without withdraw: run once, with nothing left to do */
+        assert_int_equal(fake.withdrawn, round == 0 ? 1 : 0);
+        assert_int_equal(fake.runs, round == 0 ? 0 : 1);
+        f->secure_mem[9216 + 2 * 16896 + 200] ^= 0x01; /* app.bin's second chunk */
+        assert_int_equal(f->secure.area.read(&f->secure.area, path, 0, got, 60000), MF_EAUTH);
+        memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
+    }
+    reopen(f, 0); /* without the worker of this scope */
+    free(copy);
+    free(plain);
+    free(got);
+}
+
 /* The install seals and writes every other batch of chunks on the worker while it reads and
  * hashes the next: the setup reads back byte for byte after a reopen, its fingerprint is the one
  * computed over its files, also when the worker is busy with another job all along. */
@@ -664,7 +750,7 @@ static void test_install_with_a_worker(void **state)
     put(&f->fs, "_SECURE/Projects/01_Widget/extra.bin", extra, 70000);
     assert_int_equal(mf_worker_thread_start(&counted.thread), 0);
     struct mf_worker_thread *tp = &counted.thread;
-    const struct mf_worker w = {NULL, counted_try_start, counted_wait};
+    const struct mf_worker w = {NULL, counted_try_start, counted_wait, NULL};
     for (unsigned busy = 0; busy < 2; busy++) {
         counted.jobs = 0;
         if (busy)
@@ -1338,6 +1424,10 @@ int main(void)
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_newer_format_is_refused, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_reads_with_a_late_or_eager_worker, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_reads_with_a_late_or_eager_worker, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reads_with_a_worker, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_install_with_a_worker, setup_fixture,

@@ -1,6 +1,6 @@
 /* The platform's worker thread (host/mf_worker_thread.h): a job runs on another thread while the
  * caller goes on, wait() returns once it is done, a second caller finds it busy until the first
- * waited, and stop ends the thread. */
+ * waited, a job not yet begun can be withdrawn, and stop ends the thread. */
 #include "mf_worker_thread.h"
 
 #include <pthread.h>
@@ -67,11 +67,48 @@ static void test_busy_until_waited(void **state)
     mf_worker_thread_stop(&t);
 }
 
+/* A job taken back before the thread began it never runs and leaves the worker free; one the
+ * thread began cannot be taken back and is waited for. Both happen, whichever the scheduler
+ * picks in each round; the rounds that withdrew are checked against a job run after them. */
+static void test_withdraw_before_it_begins(void **state)
+{
+    (void)state;
+    struct mf_worker_thread t;
+    assert_int_equal(mf_worker_thread_start(&t), 0);
+    const struct mf_worker *w = &t.worker;
+    unsigned withdrawn = 0;
+    for (int i = 0; i < 2000; i++) {
+        struct job j = {0}, after = {0};
+        assert_true(w->try_start(w->context, run, &j));
+        if (w->withdraw(w->context)) {
+            withdrawn++;
+            assert_true(w->try_start(w->context, run, &after)); /* free again */
+            w->wait(w->context);
+            assert_int_equal(after.done, 1);
+            assert_int_equal(j.done, 0); /* the worker runs jobs in turn: it never had it */
+        } else {
+            w->wait(w->context);
+            assert_int_equal(j.done, 1);
+        }
+    }
+    /* Finished: nothing to take back. */
+    struct job j = {0};
+    assert_true(w->try_start(w->context, run, &j));
+    while (!j.done)
+        usleep(1000);
+    usleep(1000);
+    assert_false(w->withdraw(w->context));
+    w->wait(w->context);
+    mf_worker_thread_stop(&t);
+    print_message("withdrawn in %u of 2000 rounds\n", withdrawn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs_run_on_the_worker),
         cmocka_unit_test(test_busy_until_waited),
+        cmocka_unit_test(test_withdraw_before_it_begins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -261,22 +261,32 @@ const struct mf_flash_region *mf_profile_region(const struct mf_profile *profile
     return NULL;
 }
 
-void mf_region_sector(const struct mf_flash_region *region, uint64_t address, uint64_t *start,
-                      uint32_t *size)
+uint32_t mf_region_sector_index(const struct mf_flash_region *region, uint64_t address,
+                                uint64_t *start, uint32_t *size)
 {
     assert(address >= region->start && address - region->start < region->size);
     uint64_t at = region->start;
+    uint32_t index = 0;
     for (unsigned g = 0; g < region->group_count; g++) {
         const struct mf_sector_group *grp = &region->groups[g];
         uint64_t span = (uint64_t)grp->size * grp->count;
         if (address < at + span) {
-            *start = at + (address - at) / grp->size * grp->size;
+            uint64_t n = (address - at) / grp->size;
+            *start = at + n * grp->size;
             *size = grp->size;
-            return;
+            return index + (uint32_t)n;
         }
         at += span;
+        index += grp->count;
     }
     assert(0 && "region groups do not cover its size");
+    return index;
+}
+
+void mf_region_sector(const struct mf_flash_region *region, uint64_t address, uint64_t *start,
+                      uint32_t *size)
+{
+    mf_region_sector_index(region, address, start, size);
 }
 
 uint32_t mf_region_sector_count(const struct mf_flash_region *region)

@@ -60,6 +60,10 @@ const struct mf_flash_region *mf_profile_region(const struct mf_profile *profile
 void mf_region_sector(const struct mf_flash_region *region, uint64_t address, uint64_t *start,
                       uint32_t *size);
 
+/* mf_region_sector, also returning that sector's index in the region (0 for its first sector). */
+uint32_t mf_region_sector_index(const struct mf_flash_region *region, uint64_t address,
+                                uint64_t *start, uint32_t *size);
+
 /* Number of sectors of a region. */
 uint32_t mf_region_sector_count(const struct mf_flash_region *region);
 

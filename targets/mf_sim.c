@@ -25,6 +25,8 @@
 #define SIM_FILL_CHUNK    16384u         /* bytes written per call when creating flash.bin */
 #define SIM_SLEEP_STEP_NS 5000000l       /* longest sleep between two looks at target->cancel */
 #define SIM_DELAY_MAX_NS  (3600.0 * 1e9) /* one delay never exceeds an hour, whatever the scale */
+#define SIM_CLEAN_SECTORS 65536u         /* most sectors tracked as known erased (256 KiB) */
+#define SIM_CLEAN_NONE    UINT32_MAX     /* clean_from of a sector not erased in this connection */
 
 enum sim_knob { KNOB_CONNECT, KNOB_ERASE, KNOB_PROGRAM, KNOB_FLIP, KNOB_TIMEOUT, KNOB_COUNT };
 
@@ -70,11 +72,23 @@ struct sim {
 
     /* Between connect and disconnect: */
     bool connected;
-    int dir_fd; /* the slot folder, flock'ed: one programmer per slot */
-    int ini_fd; /* device.ini, rewritten in place */
+    int dir_fd;        /* the slot folder, flock'ed: one programmer per slot */
+    int ini_fd;        /* device.ini, rewritten in place */
+    size_t ini_length; /* its bytes as last read or written through ini_fd (SIZE_MAX: unknown) */
     uint64_t region_offset[MF_PROFILE_FLASH_REGIONS]; /* of each region in flash.bin */
     struct sim_device device;
     uint64_t programmed_now; /* bytes programmed since connect */
+
+    /* What this connection knows to be erased, so that a program there needs no NOR check: per
+     * sector (the regions' sectors one after the other, region i's from region_first_sector[i]),
+     * the offset in the sector from which every byte still holds the erased value since this
+     * connection erased it; SIM_CLEAN_NONE where nothing is known. Forgotten at each connect:
+     * flash.bin may be edited between cycles. Without tracking (a profile of more than
+     * SIM_CLEAN_SECTORS sectors, or no memory) every program is checked. */
+    bool clean_tracked;
+    uint32_t *clean_from; /* allocated at the first connect, kept to mf_sim_close */
+    uint32_t clean_capacity;
+    uint32_t region_first_sector[MF_PROFILE_FLASH_REGIONS];
 };
 
 /* ---- small helpers ---- */
@@ -580,9 +594,10 @@ static int read_small_file(int dir_fd, const char *name, char *buffer, size_t si
 
 /* Loads <slot>/device.ini. MF_ENOENT when it does not exist (no device in the slot); MF_ECONFLICT
  * (without a text) when it holds a device of another profile than `expected` (may be NULL). With
- * `ini_fd`, device.ini is left open for writing there on success. */
+ * `ini_fd`, device.ini is left open for writing there on success and `ini_length` gets its size. */
 static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile *expected,
-                       struct sim_device *device, int *ini_fd, char *error, size_t error_size)
+                       struct sim_device *device, int *ini_fd, size_t *ini_length, char *error,
+                       size_t error_size)
 {
     char text[MF_SIM_INI_MAX];
     size_t length = 0;
@@ -601,10 +616,12 @@ static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile
     char path[320];
     say(path, sizeof path, "%s/device.ini", slot_dir);
     err = ini_parse_device(text, length, path, expected, device, error, error_size);
-    if (fd >= 0 && err)
+    if (fd >= 0 && err) {
         close(fd);
-    else if (fd >= 0)
+    } else if (fd >= 0) {
         *ini_fd = fd;
+        *ini_length = length;
+    }
     return err;
 }
 
@@ -639,11 +656,12 @@ static int write_all(int fd, const void *data, size_t size)
 }
 
 /* Writes device.ini as a whole: in place through `ini_fd` when it is open (during a connection:
- * one write, no new inode; a rename per cycle costs milliseconds on ext4), else as a new file
- * renamed over the old one. Not fsync'ed: a simulated device needs to survive its programmer's
- * crash, not the host's power loss. */
-static int save_device(int dir_fd, int ini_fd, const char *slot_dir, const struct sim_device *d,
-                       char *error, size_t error_size)
+ * one write, no new inode; a rename per cycle costs milliseconds on ext4), cut to the new text only
+ * when `*ini_length` (its length as last read or written) is longer, else as a new file renamed
+ * over the old one (`ini_length` may then be NULL). Not fsync'ed: a simulated device needs to
+ * survive its programmer's crash, not the host's power loss. */
+static int save_device(int dir_fd, int ini_fd, size_t *ini_length, const char *slot_dir,
+                       const struct sim_device *d, char *error, size_t error_size)
 {
     char text[4096];
     size_t used = 0;
@@ -690,8 +708,10 @@ static int save_device(int dir_fd, int ini_fd, const char *slot_dir, const struc
             else
                 done += (size_t)n;
         }
-        if (!err && ftruncate(ini_fd, (off_t)used) != 0)
+        if (!err && *ini_length > used && ftruncate(ini_fd, (off_t)used) != 0)
             err = errno_code(errno);
+        /* After a failure the length is unknown: the next rewrite cuts. */
+        *ini_length = err ? SIZE_MAX : used;
         if (err)
             say(error, error_size, "%s/device.ini: writing failed (%s)", slot_dir,
                 mf_strerror(err));
@@ -731,17 +751,22 @@ static char *slot_path(const char *sim_dir, unsigned slot)
 static int slot_lock(const char *sim_dir, const char *slot_dir, unsigned slot, bool create,
                      int *dir_fd, char *error, size_t error_size)
 {
-    if (create && mkdir(sim_dir, 0755) != 0 && errno != EEXIST) {
-        int err = errno_code(errno);
-        say(error, error_size, "%s: cannot create the folder (%m)", sim_dir);
-        return err;
-    }
-    if (create && mkdir(slot_dir, 0755) != 0 && errno != EEXIST) {
-        int err = errno_code(errno);
-        say(error, error_size, "%s: cannot create the folder (%m)", slot_dir);
-        return err;
-    }
+    /* The folders exist at every connect but a slot's first: no mkdir then. When the open fails,
+     * creating both and opening again gives the errors (and texts) of a mkdir before the open. */
     int fd = open(slot_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && create) {
+        if (mkdir(sim_dir, 0755) != 0 && errno != EEXIST) {
+            int err = errno_code(errno);
+            say(error, error_size, "%s: cannot create the folder (%m)", sim_dir);
+            return err;
+        }
+        if (mkdir(slot_dir, 0755) != 0 && errno != EEXIST) {
+            int err = errno_code(errno);
+            say(error, error_size, "%s: cannot create the folder (%m)", slot_dir);
+            return err;
+        }
+        fd = open(slot_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
     if (fd < 0) {
         int err = errno_code(errno);
         if (err == MF_ENOENT && !create)
@@ -803,7 +828,7 @@ static int create_device(int dir_fd, const char *slot_dir, const struct mf_profi
     device->profile = profile;
     say(device->profile_name, sizeof device->profile_name, "%s", profile->name);
     memcpy(device->uid, uid, profile->uid_length);
-    return save_device(dir_fd, -1, slot_dir, device, error, error_size);
+    return save_device(dir_fd, -1, NULL, slot_dir, device, error, error_size);
 }
 
 /* Opens flash.bin and checks its size against the profile; `st` gets its status. */
@@ -902,7 +927,8 @@ static int fault_fired(struct sim *s, struct mf_target *t, enum sim_knob k)
     f->arg = 0;
     if (s->option_knob[k])
         return 0;
-    return save_device(s->dir_fd, s->ini_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, t->error,
+                       sizeof t->error);
 }
 
 /* Sleeps `us` microseconds times the scale, looking at target->cancel every few milliseconds. */
@@ -1015,6 +1041,7 @@ static void sim_release(struct sim *s)
     s->ini_fd = -1;
     s->dir_fd = -1;
     s->connected = false;
+    s->clean_tracked = false;
 }
 
 static void sim_unmap(struct sim *s)
@@ -1058,6 +1085,44 @@ static int map_flash(struct sim *s, struct mf_target *t, const struct mf_profile
     return 0;
 }
 
+/* Forgets what was known erased (a new connection: flash.bin may have been edited or replaced
+ * since) and sizes the table for `profile`; without memory, or for a profile of too many sectors,
+ * there is no tracking and every program is checked. */
+static void clean_reset(struct sim *s, const struct mf_profile *profile)
+{
+    s->clean_tracked = false;
+    uint32_t total = 0;
+    for (unsigned i = 0; i < profile->flash_count; i++) {
+        uint32_t count = mf_region_sector_count(&profile->flash[i]);
+        if (count > SIM_CLEAN_SECTORS - total)
+            return;
+        s->region_first_sector[i] = total;
+        total += count;
+    }
+    if (total == 0)
+        return;
+    if (total > s->clean_capacity) {
+        free(s->clean_from);
+        s->clean_capacity = 0;
+        s->clean_from = malloc((size_t)total * sizeof *s->clean_from);
+        if (!s->clean_from)
+            return;
+        s->clean_capacity = total;
+    }
+    /* Every byte 0xFF: SIM_CLEAN_NONE. */
+    memset(s->clean_from, 0xFF, (size_t)total * sizeof *s->clean_from);
+    s->clean_tracked = true;
+}
+
+/* The sector of region `ri` that holds `address` (its start and size), and its clean_from, or
+ * NULL without tracking. */
+static uint32_t *sector_at(struct sim *s, unsigned ri, uint64_t address, uint64_t *start,
+                           uint32_t *size)
+{
+    uint32_t index = mf_region_sector_index(&s->device.profile->flash[ri], address, start, size);
+    return s->clean_tracked ? &s->clean_from[s->region_first_sector[ri] + index] : NULL;
+}
+
 static int sim_disconnect(struct mf_target *t)
 {
     struct sim *s = t->context;
@@ -1069,7 +1134,8 @@ static int sim_disconnect(struct mf_target *t)
         utc_now(d->last_program, sizeof d->last_program);
     }
     char error[MF_TARGET_ERROR_MAX];
-    int err = save_device(s->dir_fd, s->ini_fd, s->slot_dir, d, error, sizeof error);
+    int err =
+        save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, d, error, sizeof error);
     sim_release(s);
     if (err)
         memcpy(t->error, error, sizeof error);
@@ -1094,15 +1160,16 @@ static int sim_connect(struct mf_target *t)
         return err;
 
     struct sim_device *d = &s->device;
-    err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, t->error, sizeof t->error);
+    err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, &s->ini_length, t->error,
+                      sizeof t->error);
     if (err == MF_ENOENT) {
         uint8_t uid[MF_PROFILE_UID_MAX];
         err = new_uid(&s->options, s->slot, profile, uid, t->error, sizeof t->error);
         if (!err)
             err = create_device(s->dir_fd, s->slot_dir, profile, uid, d, t->error, sizeof t->error);
         if (!err)
-            err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, t->error,
-                              sizeof t->error);
+            err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, &s->ini_length,
+                              t->error, sizeof t->error);
     }
     if (err == MF_ECONFLICT)
         TSAY(t, "slot %u holds a %s, the job needs %s", s->slot, d->profile_name, profile->name);
@@ -1117,6 +1184,7 @@ static int sim_connect(struct mf_target *t)
         s->region_offset[i] = offset;
         offset += profile->flash[i].size;
     }
+    clean_reset(s, profile);
     s->connected = true;
     s->programmed_now = 0;
 
@@ -1163,8 +1231,9 @@ static int sim_read_uid(struct mf_target *t, uint8_t *uid, uint32_t length)
     return 0;
 }
 
-/* Erased value everywhere, with the erase time of each sector (so a cancel stops between sectors).
- * `sectors` counts the erased sectors. */
+/* Erased value everywhere, with the erase time of each sector (so a cancel stops between sectors),
+ * each sector then known erased for the rest of the connection. `sectors` counts the erased
+ * sectors. Eager: other processes see flash.bin change at once (docs/targets.md). */
 static int erase_span(struct sim *s, struct mf_target *t, const char *op, unsigned region_index,
                       uint64_t address, uint64_t length, uint64_t *sectors)
 {
@@ -1177,11 +1246,13 @@ static int erase_span(struct sim *s, struct mf_target *t, const char *op, unsign
     for (uint32_t i = 0; i < sector_count && address < end; i++) {
         uint64_t start;
         uint32_t size;
-        mf_region_sector(r, address, &start, &size);
+        uint32_t *clean = sector_at(s, region_index, address, &start, &size);
         int err = sim_wait(s, t, (double)erase_us * (double)size / 1024.0, op);
         if (err)
             return err;
         memset(base + (start - r->start), r->erased_value, size);
+        if (clean)
+            *clean = 0;
         ++*sectors;
         address = start + size;
     }
@@ -1277,7 +1348,8 @@ static int sim_unlock(struct mf_target *t)
         return err;
     s->device.protection = 0;
     s->device.counters.unlocks++;
-    return save_device(s->dir_fd, s->ini_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, t->error,
+                       sizeof t->error);
 }
 
 /* The NOR check, byte by byte from `i`: offset of the first byte of `data` that `flash` cannot
@@ -1335,15 +1407,34 @@ static size_t first_not_erased(const uint8_t *flash, const uint8_t *data, size_t
     return first_not_erased_blocks(flash, data, length, erased);
 }
 
-/* Programs `length` bytes after the NOR check; the flash is unchanged when the check fails. */
-static int program_bytes(struct mf_target *t, const struct mf_flash_region *region,
-                         uint64_t address, uint8_t *flash, const uint8_t *data, size_t length)
+/* Programs `length` bytes at `address` of region `ri` (at `flash` in the mapping) after the NOR
+ * check; the flash is unchanged when the check fails. Bytes at or past their sector's clean_from
+ * are known erased and not checked. Each sector's clean_from moves past the request's bytes in it
+ * as the check goes, so a refused request may leave some moved: too high only costs a check. */
+static int program_bytes(struct sim *s, struct mf_target *t, unsigned ri, uint64_t address,
+                         uint8_t *flash, const uint8_t *data, size_t length)
 {
-    size_t bad = first_not_erased(flash, data, length, region->erased_value);
-    if (bad < length) {
-        TSAY(t, "program at 0x%08llx: byte not erased (0x%02X -> 0x%02X)",
-             (unsigned long long)(address + bad), flash[bad], data[bad]);
-        return MF_EVERIFY;
+    uint8_t erased = s->device.profile->flash[ri].erased_value;
+    /* Bounded: each step takes the rest of the request, with tracking up to a sector's end. */
+    for (size_t done = 0; done < length;) {
+        uint64_t start;
+        uint32_t size;
+        uint32_t *clean = sector_at(s, ri, address + done, &start, &size);
+        uint64_t from = address + done - start; /* offset in the sector */
+        size_t n = length - done;
+        if (clean && size - from < n)
+            n = (size_t)(size - from);
+        if (!clean || from < *clean) {
+            size_t bad = done + first_not_erased(flash + done, data + done, n, erased);
+            if (bad < done + n) {
+                TSAY(t, "program at 0x%08llx: byte not erased (0x%02X -> 0x%02X)",
+                     (unsigned long long)(address + bad), flash[bad], data[bad]);
+                return MF_EVERIFY;
+            }
+        }
+        if (clean && *clean != SIM_CLEAN_NONE && from + n > *clean)
+            *clean = (uint32_t)(from + n);
+        done += n;
     }
     memcpy(flash, data, length);
     return 0;
@@ -1380,7 +1471,7 @@ static int sim_program(struct mf_target *t, uint64_t address, const void *data, 
     if (f && s->programmed_now + length > f->arg) {
         uint64_t room = f->arg > s->programmed_now ? f->arg - s->programmed_now : 0;
         size_t n = (size_t)(room - room % r->write_size);
-        err = program_bytes(t, r, address, bytes, data, n);
+        err = program_bytes(s, t, ri, address, bytes, data, n);
         if (err)
             return err;
         s->programmed_now += n;
@@ -1392,7 +1483,7 @@ static int sim_program(struct mf_target *t, uint64_t address, const void *data, 
              (unsigned long long)(address + n), (unsigned long long)s->programmed_now);
         return MF_EIO;
     }
-    err = program_bytes(t, r, address, bytes, data, length);
+    err = program_bytes(s, t, ri, address, bytes, data, length);
     if (err)
         return err;
     s->programmed_now += length;
@@ -1481,7 +1572,8 @@ static int sim_protect(struct mf_target *t, unsigned level)
     }
     s->device.protection = level;
     s->device.counters.protects++;
-    return save_device(s->dir_fd, s->ini_fd, s->slot_dir, &s->device, t->error, sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, t->error,
+                       sizeof t->error);
 }
 
 static int sim_start(struct mf_target *t, enum mf_start_mode mode)
@@ -1567,6 +1659,7 @@ void mf_sim_close(struct mf_target *target)
     if (target->ops == &sim_ops && s) {
         sim_disconnect(target);
         sim_unmap(s);
+        free(s->clean_from);
         free(s->sim_dir);
         free(s->slot_dir);
         free(s);
@@ -1594,7 +1687,7 @@ int mf_sim_replace(const char *sim_dir, unsigned slot, const struct mf_profile *
     int err = slot_lock(sim_dir, slot_dir, slot, profile != NULL, &dir_fd, error, error_size);
     struct sim_device device = {0};
     if (!err && !profile) {
-        err = load_device(dir_fd, slot_dir, NULL, &device, NULL, error, error_size);
+        err = load_device(dir_fd, slot_dir, NULL, &device, NULL, NULL, error, error_size);
         if (err == MF_ENOENT)
             say(error, error_size, "slot %u holds no device: name the profile of the new one",
                 slot);
@@ -1639,7 +1732,7 @@ int mf_sim_inspect(const char *sim_dir, unsigned slot, struct mf_sim_info *info,
         goto done;
     }
     struct sim_device d = {0};
-    err = load_device(dir_fd, slot_dir, NULL, &d, NULL, error, error_size);
+    err = load_device(dir_fd, slot_dir, NULL, &d, NULL, NULL, error, error_size);
     if (err == MF_ENOENT)
         say(error, error_size, "slot %u holds no device (%s has no device.ini)", slot, slot_dir);
     if (!err)

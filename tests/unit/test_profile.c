@@ -29,13 +29,17 @@ static void check_region(const struct mf_profile *p, const struct mf_flash_regio
         fail_msg("%s: sectors add up to %llu, the region is %llu", p->name, (unsigned long long)sum,
                  (unsigned long long)r->size);
     assert_int_equal(mf_region_sector_count(r), sectors);
-    /* Walking the sectors by mf_region_sector covers the region without gaps. */
+    /* Walking the sectors by mf_region_sector covers the region without gaps, and
+     * mf_region_sector_index numbers them in order. */
     uint64_t at = r->start;
     for (uint32_t n = 0; n < sectors; n++) {
-        uint64_t start;
-        uint32_t size;
+        uint64_t start, last_start;
+        uint32_t size, last_size;
         mf_region_sector(r, at + 1, &start, &size);
         assert_int_equal(start, at);
+        assert_int_equal(mf_region_sector_index(r, at + size - 1, &last_start, &last_size), n);
+        assert_int_equal(last_start, at);
+        assert_int_equal(last_size, size);
         assert_true(mf_profile_region(p, at) == r);
         at += size;
     }

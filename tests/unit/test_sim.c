@@ -889,6 +889,311 @@ static void test_two_regions(void **state)
     assert_non_null(strstr(error, "unknown profile 'TEST-2R'"));
 }
 
+/* ---- What a connection knows to be erased (docs/internals/sim.md): after an erase the sim skips
+ * the NOR check where nothing was programmed since; every case below must still be refused. */
+
+/* A program the NOR rules refuse: MF_EVERIFY with `text`, the flash unchanged. */
+static void program_refused(struct rig *r, uint64_t address, const uint8_t *data, uint32_t length,
+                            const char *text)
+{
+    uint8_t *before = malloc(length), *after = malloc(length);
+    assert_non_null(before);
+    assert_non_null(after);
+    read_flash(r, address, before, length);
+    expect_error(r, r->target.ops->program(&r->target, address, data, length), MF_EVERIFY, text);
+    read_flash(r, address, after, length);
+    assert_memory_equal(before, after, length);
+    free(before);
+    free(after);
+}
+
+/* `length` bytes of `fill`, with `value` at `at` (when inside). */
+static void fill_with(uint8_t *data, size_t length, uint8_t fill, size_t at, uint8_t value)
+{
+    memset(data, fill, length);
+    if (at < length)
+        data[at] = value;
+}
+
+static void test_erased_then_programmed(void **state)
+{
+    struct rig *r = *state;
+    rig_connect(r, 1, f4());
+    const struct mf_target_ops *ops = r->target.ops;
+    uint8_t first[256], second[256], back[256];
+    fill_with(first, sizeof first, 0xFF, 0x37, 0x12);
+    fill_with(second, sizeof second, 0xFF, 0x37, 0x34);
+
+    /* The same bytes twice after an erase: the second program needs bits set. */
+    assert_int_equal(ops->erase(&r->target, F4_BASE, 16u << 10), 0);
+    program(r, F4_BASE, first, sizeof first);
+    program_refused(r, F4_BASE, second, sizeof second,
+                    "program at 0x08000037: byte not erased (0x12 -> 0x34)");
+    read_flash(r, F4_BASE, back, sizeof back);
+    assert_memory_equal(back, first, sizeof first);
+
+    /* The end of a sector, then its start (erased: fine), then the end again (refused). */
+    const uint64_t sector1 = F4_BASE + 0x4000, end1 = F4_BASE + 0x8000;
+    assert_int_equal(ops->erase(&r->target, sector1, 16u << 10), 0);
+    program(r, end1 - sizeof first, first, sizeof first);
+    program(r, sector1, first, sizeof first);
+    program(r, sector1 + 0x2000, first, sizeof first); /* between the two: still erased */
+    program_refused(r, end1 - sizeof second, second, sizeof second,
+                    "program at 0x08007f37: byte not erased (0x12 -> 0x34)");
+    program_refused(r, sector1 + 0x2000, second, sizeof second, "at 0x08006037");
+    program_refused(r, sector1, second, sizeof second, "at 0x08004037");
+    /* Clearing more bits stays allowed, as it was before the erase was remembered. */
+    fill_with(second, sizeof second, 0xFF, 0x37, 0x02);
+    program(r, end1 - sizeof second, second, sizeof second);
+    read_flash(r, end1 - sizeof back, back, sizeof back);
+    assert_memory_equal(back, second, sizeof second);
+
+    /* Erasing again forgets the programmed bytes: any value goes. */
+    assert_int_equal(ops->erase(&r->target, sector1, 16u << 10), 0);
+    fill_with(second, sizeof second, 0xFF, 0x37, 0x34);
+    program(r, end1 - sizeof second, second, sizeof second);
+    program(r, sector1, second, sizeof second);
+}
+
+static void test_erased_across_sectors(void **state)
+{
+    struct rig *r = *state;
+    rig_connect(r, 1, f4());
+    const struct mf_target_ops *ops = r->target.ops;
+    /* Sector 3 (0x0800C000) has programmed bytes and is not erased in this connection; sector 2
+     * (0x08008000) is. A program over both is refused as a whole: sector 2's part stays erased. */
+    const uint8_t zeros[4] = {0};
+    program(r, 0x0800C010, zeros, sizeof zeros);
+    assert_int_equal(ops->erase(&r->target, 0x08008000, 16u << 10), 0);
+    static uint8_t data[512], back[512];
+    memset(data, 0x5A, sizeof data);
+    program_refused(r, 0x0800BF00, data, sizeof data,
+                    "program at 0x0800c010: byte not erased (0x00 -> 0x5A)");
+    read_flash(r, 0x0800BF00, back, 256);
+    assert_true(all_bytes(back, 256, 0xFF));
+    program(r, 0x0800BF00, data, 256); /* the part in sector 2 alone */
+    program(r, 0x0800C014, data, 16);  /* sector 3 past the mark: erased bytes */
+
+    /* Both sectors erased: one program over the bound, then each side is known programmed. */
+    assert_int_equal(ops->erase(&r->target, 0x08008000, 32u << 10), 0);
+    program(r, 0x0800BF00, data, sizeof data);
+    read_flash(r, 0x0800BF00, back, sizeof back);
+    assert_memory_equal(back, data, sizeof data);
+    uint8_t other[16];
+    memset(other, 0xA5, sizeof other);
+    program_refused(r, 0x0800BFF0, other, sizeof other,
+                    "program at 0x0800bff0: byte not erased (0x5A -> 0xA5)");
+    program_refused(r, 0x0800C0F0, other, sizeof other,
+                    "program at 0x0800c0f0: byte not erased (0x5A -> 0xA5)");
+    program(r, 0x0800C100, other, sizeof other); /* past the program: still erased */
+
+    /* Sector 4 (64 KiB) erased, sector 5 not, with a mark at its start; the refused byte of a
+     * long program that ends in sector 5 is named there. */
+    program(r, 0x08020000, zeros, sizeof zeros);
+    assert_int_equal(ops->erase(&r->target, 0x08010000, 64u << 10), 0);
+    static uint8_t large[0x10000 + 64];
+    memset(large, 0x33, sizeof large);
+    program_refused(r, 0x08010000 + 64, large, sizeof large,
+                    "program at 0x08020000: byte not erased (0x00 -> 0x33)");
+    read_flash(r, 0x08010000, back, sizeof back);
+    assert_true(all_bytes(back, sizeof back, 0xFF));
+}
+
+/* Writes `value` at `offset` of a slot's flash.bin, as `dd conv=notrunc` would between cycles. */
+static void poke_flash(struct rig *r, unsigned slot, long offset, uint8_t value)
+{
+    char *path = slot_file(r, slot, "flash.bin");
+    FILE *file = fopen(path, "r+b");
+    assert_non_null(file);
+    assert_int_equal(fseek(file, offset, SEEK_SET), 0);
+    assert_int_equal(fputc(value, file), value);
+    assert_int_equal(fclose(file), 0);
+    free(path);
+}
+
+static void test_erased_then_edited_between_cycles(void **state)
+{
+    struct rig *r = *state;
+    rig_connect(r, 1, f4());
+    const struct mf_target_ops *ops = r->target.ops;
+    assert_int_equal(ops->erase(&r->target, F4_BASE, 16u << 10), 0);
+    assert_int_equal(ops->erase_chip(&r->target), 0);
+    assert_int_equal(ops->disconnect(&r->target), 0);
+    poke_flash(r, 1, 0x40, 0x00);
+    poke_flash(r, 1, 0x20000 + 0x10, 0x0F);
+    /* The same programmer, flash.bin still mapped: what the last connection erased is checked
+     * again. */
+    assert_int_equal(ops->connect(&r->target), 0);
+    uint8_t data[256];
+    memset(data, 0x5A, sizeof data);
+    program_refused(r, F4_BASE, data, sizeof data,
+                    "program at 0x08000040: byte not erased (0x00 -> 0x5A)");
+    program_refused(r, F4_BASE + 0x20000, data, sizeof data,
+                    "program at 0x08020010: byte not erased (0x0F -> 0x5A)");
+    program(r, F4_BASE + 0x100, data, sizeof data);
+}
+
+static void test_mass_erase_then_programmed(void **state)
+{
+    struct rig *r = *state;
+    rig_connect(r, 1, f4());
+    const struct mf_target_ops *ops = r->target.ops;
+    uint8_t data[64], more[64], back[64];
+    fill_with(data, sizeof data, 0x5A, 64, 0);
+    fill_with(more, sizeof more, 0x5A, 9, 0xA5);
+    program(r, F4_BASE + 0x80000, more, sizeof more);
+
+    assert_int_equal(ops->erase_chip(&r->target), 0);
+    program(r, F4_BASE + 0x80000, data, sizeof data);
+    program_refused(r, F4_BASE + 0x80000, more, sizeof more,
+                    "program at 0x08080009: byte not erased (0x5A -> 0xA5)");
+
+    assert_int_equal(ops->protect(&r->target, 1), 0);
+    assert_int_equal(ops->unlock(&r->target), 0);
+    read_flash(r, F4_BASE + 0x80000, back, sizeof back);
+    assert_true(all_bytes(back, sizeof back, 0xFF));
+    program(r, F4_BASE + 0xFFFC0, data, sizeof data);
+    program_refused(r, F4_BASE + 0xFFFC0, more, sizeof more, "at 0x080fffc9");
+    read_flash(r, F4_BASE + 0xFFFC0, back, sizeof back);
+    assert_memory_equal(back, data, sizeof data);
+}
+
+/* The program fault writes bytes before failing, the flip fault changes one after: both are
+ * programmed bytes for the NOR check that follows. */
+static void test_erased_then_faults(void **state)
+{
+    struct rig *r = *state;
+    r->options.faults.program = (struct mf_sim_fault){MF_SIM_FAULT_ONCE, 8};
+    r->options.faults.flip = (struct mf_sim_fault){MF_SIM_FAULT_ALWAYS, F4_BASE + 0x102};
+    rig_connect(r, 1, f4());
+    const struct mf_target_ops *ops = r->target.ops;
+    assert_int_equal(ops->erase(&r->target, F4_BASE, 16u << 10), 0);
+    uint8_t zeros[16] = {0}, data[16];
+    memset(data, 0x5A, sizeof data);
+    expect_error(r, ops->program(&r->target, F4_BASE, zeros, sizeof zeros), MF_EIO,
+                 "I/O error after 8 bytes");
+    program_refused(r, F4_BASE, data, 8, "program at 0x08000000: byte not erased (0x00 -> 0x5A)");
+    program(r, F4_BASE + 8, data, 8);
+
+    program(r, F4_BASE + 0x100, zeros, 4);
+    uint8_t back[4];
+    read_flash(r, F4_BASE + 0x100, back, sizeof back);
+    const uint8_t flipped[4] = {0x00, 0x00, 0x01, 0x00}, needs_bit[4] = {0x00, 0x00, 0x02, 0x00};
+    assert_memory_equal(back, flipped, sizeof flipped);
+    program_refused(r, F4_BASE + 0x100, needs_bit, sizeof needs_bit,
+                    "program at 0x08000102: byte not erased (0x01 -> 0x02)");
+}
+
+/* Two regions: each has its own sectors (and erased value) in what the sim remembers. */
+static void test_erased_two_regions(void **state)
+{
+    struct rig *r = *state;
+    rig_connect(r, 1, &two_regions);
+    const struct mf_target_ops *ops = r->target.ops;
+    const uint8_t data[8] = {1, 2, 3, 4, 5, 6, 7, 8}, more[8] = {2, 2, 3, 4, 5, 6, 7, 8};
+    const uint8_t lower[8] = {0xF0, 2, 3, 4, 5, 6, 7, 8};
+    program(r, 0x1000, data, sizeof data);
+    program(r, 0x10100, data, sizeof data);
+    /* Region 2's first sector erased: region 1's first sector and region 2's second are not. */
+    assert_int_equal(ops->erase(&r->target, 0x10000, 0x100), 0);
+    program_refused(r, 0x1000, lower, sizeof lower, "program at 0x00001000: byte not erased");
+    program_refused(r, 0x10100, more, sizeof more, "program at 0x00010100: byte not erased");
+    program(r, 0x10000, data, sizeof data);
+    /* Erased value 0x00: setting bits programs, clearing one needs an erase. */
+    program_refused(r, 0x10000, more, sizeof more,
+                    "program at 0x00010000: byte not erased (0x01 -> 0x02)");
+    assert_int_equal(ops->erase_chip(&r->target), 0);
+    program(r, 0x1000, lower, sizeof lower);
+    program(r, 0x10100, more, sizeof more);
+    program_refused(r, 0x10100, data, sizeof data, "(0x02 -> 0x01)");
+    program_refused(r, 0x1000, data, sizeof data, "(0xF0 -> 0x01)");
+}
+
+/* device.ini is rewritten in place: a shorter text leaves nothing of the longer one behind. */
+static void test_ini_rewrite_shorter(void **state)
+{
+    struct rig *r = *state;
+    rig_connect(r, 1, f4());
+    const struct mf_target_ops *ops = r->target.ops;
+    assert_int_equal(ops->disconnect(&r->target), 0);
+    edit_ini(r, 1, "program = off", "program = 0x000000000000000000000000000000004 once");
+    edit_ini(r, 1, "timeout = off\n",
+             "timeout = off\n; a note left by an operator, longer than anything the programmer "
+             "writes back in its place: the rewrite must not leave its tail behind\n");
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(ops->connect(&r->target), 0);
+        if (round == 0) {
+            /* The knob fires: device.ini is rewritten during the connection. */
+            const uint8_t zeros[8] = {0};
+            expect_error(r, ops->program(&r->target, F4_BASE, zeros, sizeof zeros), MF_EIO,
+                         "fault injected");
+            assert_true(ini_has(r, 1, "program = off\n"));
+        }
+        assert_int_equal(ops->disconnect(&r->target), 0);
+        size_t size;
+        char *text = read_slot_file(r, 1, "device.ini", &size);
+        const char *last = "\ntimeout = off\n";
+        if (size < strlen(last) || strcmp(text + size - strlen(last), last) != 0 ||
+            strstr(text, "operator") || strstr(text, "0x000"))
+            fail_msg("device.ini after round %d:\n%s", round, text);
+        free(text);
+        struct mf_sim_info info;
+        char error[160];
+        if (mf_sim_inspect(r->dir, 1, &info, error, sizeof error) != 0)
+            fail_msg("%s", error);
+        assert_int_equal(info.faults.program.mode, MF_SIM_FAULT_OFF);
+        assert_int_equal(info.counters.programmed_bytes, 4);
+    }
+}
+
+/* Connect makes the sim folder and the slot folder when they are missing, and says why it
+ * cannot. */
+static void test_connect_makes_folders(void **state)
+{
+    struct rig *r = *state;
+    char *fresh = mf_test_path(r->dir, "fresh");
+    struct mf_target t = {0};
+    assert_int_equal(mf_sim_open(&t, fresh, 2, &r->options), 0);
+    t.profile = f4();
+    assert_int_equal(t.ops->connect(&t), 0);
+    assert_int_equal(t.ops->disconnect(&t), 0);
+    assert_int_equal(t.ops->connect(&t), 0); /* the folders exist now */
+    mf_sim_close(&t);
+    char *ini = mf_test_path(fresh, "slot2/device.ini");
+    struct stat st;
+    assert_int_equal(stat(ini, &st), 0);
+    free(ini);
+
+    /* A file where the slot folder should be; a file as the sim folder; no parent folder. */
+    char *slot3 = mf_test_path(fresh, "slot3");
+    assert_int_equal(mf_test_write_file(slot3, "x", 1), 0);
+    free(slot3);
+    assert_int_equal(mf_sim_open(&t, fresh, 3, &r->options), 0);
+    t.profile = f4();
+    assert_int_equal(t.ops->connect(&t), MF_ENOTDIR);
+    assert_non_null(strstr(t.error, "fresh/slot3: Not a directory"));
+    mf_sim_close(&t);
+
+    char *plain = mf_test_path(r->dir, "plain");
+    assert_int_equal(mf_test_write_file(plain, "x", 1), 0);
+    assert_int_equal(mf_sim_open(&t, plain, 1, &r->options), 0);
+    t.profile = f4();
+    assert_int_equal(t.ops->connect(&t), MF_ENOTDIR);
+    assert_non_null(strstr(t.error, "plain/slot1: cannot create the folder (Not a directory)"));
+    mf_sim_close(&t);
+    free(plain);
+
+    char *deep = mf_test_path(r->dir, "missing/sims");
+    assert_int_equal(mf_sim_open(&t, deep, 1, &r->options), 0);
+    t.profile = f4();
+    assert_int_equal(t.ops->connect(&t), MF_ENOENT);
+    assert_non_null(
+        strstr(t.error, "missing/sims: cannot create the folder (No such file or directory)"));
+    mf_sim_close(&t);
+    free(deep);
+    free(fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -910,6 +1215,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel_slots, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_slot_listing, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_two_regions, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_erased_then_programmed, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_erased_across_sectors, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_erased_then_edited_between_cycles, rig_setup,
+                                        rig_teardown),
+        cmocka_unit_test_setup_teardown(test_mass_erase_then_programmed, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_erased_then_faults, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_erased_two_regions, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_ini_rewrite_shorter, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_makes_folders, rig_setup, rig_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -185,6 +185,7 @@ struct loader {
     char jobs[MF_PROJECT_JOBS_MAX + 1][MF_AREA_NAME_MAX];
     uint8_t *buffer;
     size_t buffer_size;
+    uint64_t held; /* data bytes held in memory so far (hold_files) */
 };
 
 struct flasher_ini {
@@ -495,7 +496,21 @@ struct scan {
     size_t count, capacity;
     uint64_t last_end, bytes;
     bool started, ordered;
+    /* The file's data kept as it is scanned, while `bytes` stays within `capture_max` (NULL
+     * once it does not, or memory ran out): then it need not be read again to be held. */
+    struct mf_image *capture;
+    uint32_t capture_source;
+    uint64_t capture_max;
 };
+
+static void capture_drop(struct scan *s)
+{
+    if (s->capture) {
+        mf_image_free(s->capture);
+        free(s->capture);
+        s->capture = NULL;
+    }
+}
 
 static int scan_push(struct scan *s, uint64_t start, uint64_t end)
 {
@@ -544,6 +559,10 @@ static int scan_data(void *context, uint64_t address, const uint8_t *bytes, size
     s->started = true;
     s->last_end = end;
     s->bytes += length;
+    if (s->capture &&
+        (s->bytes > s->capture_max ||
+         mf_image_add(s->capture, s->capture_source, address, bytes, length, where, NULL) != 0))
+        capture_drop(s);
     return s->ordered ? scan_push(s, address, end) : 0;
 }
 
@@ -560,8 +579,9 @@ static int area_file_read(void *context, uint64_t offset, void *buffer, size_t l
 
 /* Scans one data file: its ranges (appended to `ranges`), whether it can be streamed, and that
  * it lies in flash. Unordered files are loaded and held. */
-static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_datafile *f,
-                     uint8_t *buffer, size_t buffer_size, struct scan *s, char *message)
+static int scan_file(struct mf_setup *setup, struct loader *ld, struct mf_job *job,
+                     struct mf_datafile *f, uint8_t *buffer, size_t buffer_size, struct scan *s,
+                     char *message)
 {
     struct mf_image_error ierr;
     memset(s, 0, sizeof *s);
@@ -571,9 +591,18 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
     struct mf_image_config config = {.overlap = job->overlap};
     struct mf_area *area = setup->area;
     bool unread = area->just_installed && area->just_installed(area);
+    /* Kept as it is read when it may be held (hold_files): no second read then. */
+    uint64_t max = area->hold_max;
+    if (!unread && ld->held < max && (s->capture = malloc(sizeof *s->capture)) != NULL) {
+        mf_image_init(s->capture, &config);
+        s->capture_max = max - ld->held;
+        if (mf_image_add_source(s->capture, f->path, f->format, &s->capture_source, NULL))
+            capture_drop(s);
+    }
     int err = (unread ? mf_datafile_scan : mf_datafile_stream)(
         area, f->path, f->format, f->base, f->size, &sink, buffer, buffer_size, &ierr);
     if (err) {
+        capture_drop(s);
         const char *why = s->err.text[0] ? s->err.text
                           : ierr.text[0] ? ierr.text
                                          : mf_strerror(err);
@@ -581,22 +610,33 @@ static int scan_file(struct mf_setup *setup, struct mf_job *job, struct mf_dataf
         return err;
     }
     f->bytes = s->bytes;
+    if (s->capture && mf_image_finish(s->capture, NULL) == 0) {
+        f->held = s->capture; /* sorted and merged, overlaps resolved as the job says */
+        f->held_by_choice = s->ordered;
+        s->capture = NULL;
+        ld->held += f->bytes;
+    }
+    capture_drop(s);
     if (s->ordered)
         return 0;
-    /* Records out of address order: hold the file sorted in memory. */
+    /* Records out of address order: hold the file sorted in memory, whatever the limit. */
     s->count = 0;
-    f->held = malloc(sizeof *f->held);
-    if (!f->held)
-        return MF_ENOMEM;
-    mf_image_init(f->held, &config); /* records of one file that overlap: as the job says */
-    struct area_file af = {setup->area, f->path};
-    err = mf_image_load(f->held, f->path, f->format, f->format == MF_IMAGE_FORMAT_BIN ? f->base : 0,
-                        area_file_read, &af, f->size, &ierr);
-    if (!err)
-        err = mf_image_finish(f->held, &ierr);
-    if (err) {
-        say(message, "%s", ierr.text[0] ? ierr.text : mf_strerror(err));
-        return err;
+    if (!f->held) {
+        f->held = malloc(sizeof *f->held);
+        if (!f->held)
+            return MF_ENOMEM;
+        mf_image_init(f->held, &config); /* records of one file that overlap: as the job says */
+        struct area_file af = {setup->area, f->path};
+        err = mf_image_load(f->held, f->path, f->format,
+                            f->format == MF_IMAGE_FORMAT_BIN ? f->base : 0, area_file_read, &af,
+                            f->size, &ierr);
+        if (!err)
+            err = mf_image_finish(f->held, &ierr);
+        if (err) {
+            say(message, "%s", ierr.text[0] ? ierr.text : mf_strerror(err));
+            return err;
+        }
+        ld->held += f->bytes;
     }
     size_t n;
     const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
@@ -678,32 +718,61 @@ static int hold_file(struct mf_setup *setup, const struct mf_job *job, struct mf
     return 0;
 }
 
-/* Keeps data files in memory while they fit the area's hold_max: the selected project's first,
- * then the others in order. A file that cannot be held (no memory, a read error) is streamed by
- * every cycle instead, which reports its errors then. Then the window CRCs of every held file. */
-static int hold_files(struct mf_setup *setup)
+/* Releases a file held by choice (not one whose records are out of order). */
+static void unhold(struct mf_datafile *f)
 {
-    uint64_t used = 0, max = setup->area->hold_max;
-    for (unsigned i = 0; i < setup->project_count; i++) {
-        const struct mf_project *p = &setup->projects[i];
-        for (unsigned j = 0; j < p->job_count; j++) {
-            for (unsigned k = 0; k < p->jobs[j].file_count; k++)
-                used += p->jobs[j].files[k].held ? p->jobs[j].files[k].bytes : 0;
-        }
+    if (f->held && f->held_by_choice) {
+        mf_image_free(f->held);
+        free(f->held);
+        f->held = NULL;
+        f->held_by_choice = false;
     }
-    for (unsigned n = 0; n <= setup->project_count; n++) {
-        unsigned i = n == 0 ? setup->selected : n - 1;
-        if ((n > 0 && i == setup->selected) || i >= setup->project_count)
-            continue;
-        struct mf_project *p = &setup->projects[i];
-        for (unsigned j = 0; j < p->job_count && !p->error; j++) {
-            struct mf_job *job = &p->jobs[j];
-            for (unsigned k = 0; k < job->file_count; k++) {
-                struct mf_datafile *f = &job->files[k];
-                if (f->held || used > max || f->bytes > max - used)
+}
+
+/* Bytes of the ordered files of project `p` that are not held. */
+static uint64_t unheld_bytes(const struct mf_project *p)
+{
+    uint64_t n = 0;
+    for (unsigned j = 0; j < p->job_count; j++) {
+        for (unsigned k = 0; k < p->jobs[j].file_count; k++)
+            n += p->jobs[j].files[k].held ? 0 : p->jobs[j].files[k].bytes;
+    }
+    return n;
+}
+
+/* The scan kept data files while they fit the area's hold_max, in the projects' order. The
+ * selected project goes first: when its files did not all fit, the other projects' files held
+ * by choice are let go, the last loaded first, until they do, and its files are read again into
+ * memory. A file that cannot be held then (no memory, a read error) is streamed by every cycle,
+ * which reports its errors. Then the window CRCs of every held file. */
+static int hold_files(struct mf_setup *setup, struct loader *ld)
+{
+    uint64_t max = setup->area->hold_max;
+    struct mf_project *sel =
+        setup->selected < setup->project_count ? &setup->projects[setup->selected] : NULL;
+    uint64_t want = sel && !sel->error ? unheld_bytes(sel) : 0;
+    if (want > 0 && want <= max) {
+        for (unsigned i = setup->project_count; i-- > 0 && ld->held + want > max;) {
+            struct mf_project *p = &setup->projects[i];
+            for (unsigned j = 0; p != sel && j < p->job_count; j++) {
+                for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
+                    struct mf_datafile *f = &p->jobs[j].files[k];
+                    if (f->held && f->held_by_choice) {
+                        ld->held -= f->bytes;
+                        unhold(f);
+                    }
+                }
+            }
+        }
+        for (unsigned j = 0; j < sel->job_count; j++) {
+            for (unsigned k = 0; k < sel->jobs[j].file_count; k++) {
+                struct mf_datafile *f = &sel->jobs[j].files[k];
+                if (f->held || ld->held > max || f->bytes > max - ld->held)
                     continue;
-                if (hold_file(setup, job, f) == 0)
-                    used += f->bytes;
+                if (hold_file(setup, &sel->jobs[j], f) == 0) {
+                    f->held_by_choice = true;
+                    ld->held += f->bytes;
+                }
             }
         }
     }
@@ -1147,7 +1216,7 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
             break;
         }
         struct scan s;
-        err = scan_file(setup, job, f, ld->buffer, ld->buffer_size, &s, message);
+        err = scan_file(setup, ld, job, f, ld->buffer, ld->buffer_size, &s, message);
         if (!err && s.count) {
             struct owned_range *a = realloc(all, (count + s.count) * sizeof *a);
             if (!a) {
@@ -1584,7 +1653,7 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
             setup->selected_name, MF_DIR_PROJECTS);
         return MF_ENOENT;
     }
-    err = hold_files(setup);
+    err = hold_files(setup, ld);
     if (err)
         say(message, "out of memory keeping the data files");
     return err;
@@ -1604,6 +1673,7 @@ int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer,
     }
     ld->buffer = buffer;
     ld->buffer_size = buffer_size;
+    ld->held = 0;
     int err = load(setup, ld, message);
     free(ld);
     if (err)

@@ -71,6 +71,7 @@ struct mf_datafile {
      * while they fit the area's hold_max (mf_area), the selected project's first. A cycle
      * streams the rest from the area. */
     struct mf_image *held;
+    bool held_by_choice; /* held because it fit hold_max (its records are in order) */
     /* Of a held file: the CRC of each whole aligned window of its bytes, by address. */
     struct mf_held_crc *window_crcs;
     size_t window_crc_count;

@@ -654,8 +654,8 @@ static int counting_read(struct mf_area *area, const char *path, uint64_t offset
 /* From now on the fixture's cycles read through `counter`, counting the basic setup's app.bin. */
 static void count_reads(struct fixture *f, struct counting_area *counter)
 {
-    *counter = (struct counting_area){.inner = &f->area.area,
-                                      .path = "Projects/01_Widget/01_App/app.bin"};
+    *counter =
+        (struct counting_area){.inner = &f->area.area, .path = "Projects/01_Widget/01_App/app.bin"};
     counter->area = f->area.area;
     counter->area.read = counting_read;
     f->env.area = &counter->area;
@@ -706,6 +706,15 @@ static void test_held_data_is_not_read_by_cycles(void **state)
     assert_non_null(mf_setup_project(&f->setup)->jobs[0].files[0].held);
     struct counting_area counter;
     count_reads(f, &counter);
+    /* The load reads the file twice (the scan, which keeps it, and the fingerprint) and its
+     * head once, for the format. */
+    mf_setup_free(&f->setup);
+    f->loaded = false;
+    assert_int_equal(
+        mf_setup_load(&f->setup, &counter.area, f->buffer, sizeof f->buffer, f->message), 0);
+    f->loaded = true;
+    assert_int_equal(counter.bytes, 2 * 3000 + MF_IMAGE_DETECT_BYTES);
+    counter.bytes = 0;
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
     assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
@@ -856,9 +865,11 @@ static void test_erase_verify_start_actions(void **state)
 }
 
 /* A HEX file whose records go backwards is held in memory and still programmed exactly. */
-static void test_unordered_hex_and_several_jobs(void **state)
+/* An Intel HEX file written from the highest address down is held sorted, also when it does not
+ * fit the hold limit (`hold_max`): its records out of order leave no other way. */
+static void unordered_hex(struct fixture *f, uint64_t hold_max)
 {
-    struct fixture *f = *state;
+    f->area.area.hold_max = hold_max;
     /* Records written from the highest address down. */
     char hex[4096] = ":020000040800F2\n";
     uint8_t data[256];
@@ -889,6 +900,8 @@ static void test_unordered_hex_and_several_jobs(void **state)
     assert_int_equal(p->error, 0);
     assert_int_equal(p->job_count, 2);
     assert_non_null(p->jobs[1].files[0].held);
+    assert_false(p->jobs[1].files[0].held_by_choice);
+    assert_true((p->jobs[0].files[0].held != NULL) == (hold_max >= sizeof boot));
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
     assert_false(r.consumed); /* no Cntdown.txt: unlimited, nothing to take */
@@ -898,6 +911,16 @@ static void test_unordered_hex_and_several_jobs(void **state)
     assert_memory_equal(mem + 0x4000, data, sizeof data);
     assert_int_equal(mem[0x4100], 0xFF);
     free(mem);
+}
+
+static void test_unordered_hex_and_several_jobs(void **state)
+{
+    unordered_hex(*state, MF_AREA_HOLD_DEFAULT);
+}
+
+static void test_unordered_hex_beyond_the_hold_limit(void **state)
+{
+    unordered_hex(*state, 100); /* the HEX file's capture stops at its 7th record */
 }
 
 static void expect_setup_error(struct fixture *f, const char *job_ini, const char *fragment)
@@ -1932,6 +1955,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_verify_start_actions, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_unordered_hex_and_several_jobs, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_unordered_hex_beyond_the_hold_limit, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_setup_errors_name_file_line_and_key, setup_fixture,
                                         teardown_fixture),

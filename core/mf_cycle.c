@@ -810,7 +810,7 @@ static int window_from(struct cycle *c, uint64_t start, const uint8_t *bytes)
         return err;
     /* Held data comes with the window's CRC. */
     const struct mf_held_crc *held =
-        c->file && c->file->window_crcs ? mf_datafile_window_crc(c->file, start, bytes) : NULL;
+        c->file && c->file->blocks ? mf_datafile_window_crc(c->file, start, bytes) : NULL;
     struct run_bytes run = {start, bytes, MF_WINDOW_SIZE, NULL, 0, held ? &held->crc : NULL};
     err = run_bytes_do(c, &run);
     if (err)
@@ -906,6 +906,44 @@ static uint64_t pass_total(const struct cycle *c)
     return total;
 }
 
+/* Does [start, start + length) meet a range file `f` leaves out? */
+static bool excluded_meets(const struct mf_datafile *f, uint64_t start, uint64_t length)
+{
+    for (size_t i = 0; i < f->excluded_count; i++) {
+        if (f->excluded[i].start < start + length && start < f->excluded[i].end)
+            return true;
+    }
+    return false;
+}
+
+/* Held data against the CRCs taken at its load, where the device's CRC will not be compared with
+ * them: all of it unless this job verifies by CRC on a device that computes one; then only the
+ * blocks that do not go to the device as whole windows (partial ones, those with per-device bytes
+ * or left-out ranges). A bit that flipped in memory since the load would otherwise go into every
+ * device from then on; so the cycle stops, as for a data file that can no longer be read. */
+static int held_check(struct cycle *c, const struct mf_datafile *f, enum pass_kind kind)
+{
+    enum mf_cycle_action a = c->request->action;
+    bool verified = c->job->verify == MF_VERIFY_CRC && c->target->ops->crc &&
+                    (a == MF_ACTION_AUTO || kind == PASS_VERIFY);
+    for (size_t i = 0; i < f->block_count; i++) {
+        const struct mf_held_crc *b = &f->blocks[i];
+        if (verified && b->length == MF_WINDOW_SIZE && window_direct(c, b->address) &&
+            !excluded_meets(f, b->address, b->length))
+            continue;
+        if (mf_target_crc(MF_TARGET_CRC_INIT, b->bytes, b->length) != b->crc) {
+            c->stage = MF_FAIL_DATA_FILE;
+            fail(c, MF_ECORRUPT,
+                 "%s: the data held in memory for 0x%llX-0x%llX changed since the setup was "
+                 "loaded",
+                 f->path, (unsigned long long)b->address,
+                 (unsigned long long)(b->address + b->length - 1));
+            return MF_ECORRUPT;
+        }
+    }
+    return 0;
+}
+
 /* One pass over the job's data and overlays: program it or verify it. */
 static int run_pass(struct cycle *c, enum pass_kind kind)
 {
@@ -925,7 +963,7 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
         if (f->held) {
             size_t n;
             const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
-            err = 0;
+            err = held_check(c, f, kind);
             for (size_t k = 0; k < n && !err; k++)
                 err = pass_file_data(c, seg[k].address, seg[k].data, (size_t)seg[k].size, 0);
         } else {

@@ -645,32 +645,32 @@ static int scan_file(struct mf_setup *setup, struct loader *ld, struct mf_job *j
     return err;
 }
 
-/* The CRC of every whole aligned window of a held file's bytes (see struct mf_held_crc). */
-static int window_crcs(struct mf_datafile *f)
+/* The CRCs of a held file's bytes, block by block (see struct mf_held_crc). */
+static int held_blocks(struct mf_datafile *f)
 {
     size_t n, count = 0;
     const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
     for (int fill = 0; fill < 2; fill++) {
         for (size_t i = 0; i < n; i++) {
-            uint64_t end = seg[i].address + seg[i].size;
-            uint64_t a =
-                (seg[i].address + MF_SETUP_CRC_WINDOW - 1) & ~(uint64_t)(MF_SETUP_CRC_WINDOW - 1);
-            for (; a >= seg[i].address && a < end && end - a >= MF_SETUP_CRC_WINDOW;
-                 a += MF_SETUP_CRC_WINDOW) {
+            uint64_t a = seg[i].address, end = seg[i].address + seg[i].size;
+            while (a < end) {
+                uint64_t next = (a | (MF_SETUP_CRC_WINDOW - 1)) + 1; /* the next window's start */
+                uint32_t len = (uint32_t)(next - a < end - a ? next - a : end - a);
                 if (fill) {
                     const uint8_t *bytes = seg[i].data + (a - seg[i].address);
-                    f->window_crcs[count] = (struct mf_held_crc){
-                        a, bytes, mf_target_crc(MF_TARGET_CRC_INIT, bytes, MF_SETUP_CRC_WINDOW)};
+                    f->blocks[count] = (struct mf_held_crc){
+                        a, bytes, len, mf_target_crc(MF_TARGET_CRC_INIT, bytes, len)};
                 }
                 count++;
+                a += len;
             }
         }
         if (fill || count == 0)
             break;
-        f->window_crcs = malloc(count * sizeof *f->window_crcs);
-        if (!f->window_crcs)
+        f->blocks = malloc(count * sizeof *f->blocks);
+        if (!f->blocks)
             return MF_ENOMEM;
-        f->window_crc_count = count;
+        f->block_count = count;
         count = 0;
     }
     return 0;
@@ -679,17 +679,17 @@ static int window_crcs(struct mf_datafile *f)
 const struct mf_held_crc *mf_datafile_window_crc(const struct mf_datafile *f, uint64_t address,
                                                  const uint8_t *bytes)
 {
-    size_t lo = 0, hi = f->window_crc_count;
+    size_t lo = 0, hi = f->block_count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (f->window_crcs[mid].address < address)
+        if (f->blocks[mid].address < address)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (lo < f->window_crc_count && f->window_crcs[lo].address == address &&
-        f->window_crcs[lo].bytes == bytes)
-        return &f->window_crcs[lo];
+    if (lo < f->block_count && f->blocks[lo].address == address && f->blocks[lo].bytes == bytes &&
+        f->blocks[lo].length == MF_SETUP_CRC_WINDOW)
+        return &f->blocks[lo];
     return NULL;
 }
 
@@ -744,7 +744,7 @@ static uint64_t unheld_bytes(const struct mf_project *p)
  * selected project goes first: when its files did not all fit, the other projects' files held
  * by choice are let go, the last loaded first, until they do, and its files are read again into
  * memory. A file that cannot be held then (no memory, a read error) is streamed by every cycle,
- * which reports its errors. Then the window CRCs of every held file. */
+ * which reports its errors. Then the CRCs of every held file's blocks. */
 static int hold_files(struct mf_setup *setup, struct loader *ld)
 {
     uint64_t max = setup->area->hold_max;
@@ -781,8 +781,10 @@ static int hold_files(struct mf_setup *setup, struct loader *ld)
         for (unsigned j = 0; j < p->job_count; j++) {
             for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
                 struct mf_datafile *f = &p->jobs[j].files[k];
-                if (f->held && !f->window_crcs && window_crcs(f) == MF_ENOMEM)
-                    return MF_ENOMEM;
+                /* Without its CRCs a file is not held by choice: streamed, it cannot change
+                 * in memory between cycles. */
+                if (f->held && !f->blocks && held_blocks(f) == MF_ENOMEM)
+                    unhold(f);
             }
         }
     }
@@ -1409,7 +1411,7 @@ static void free_job(struct mf_job *job)
             mf_image_free(job->files[i].held);
             free(job->files[i].held);
         }
-        free(job->files[i].window_crcs);
+        free(job->files[i].blocks);
         free(job->files[i].excluded);
     }
     free(job->ranges);

@@ -43,15 +43,17 @@ enum mf_serial_encoding {
     MF_SERIAL_ASCII_HEX, /* upper-case hex digits, zero-padded on the left */
 };
 
-/* Data files held in memory get the CRC of each whole window of this many bytes, aligned to it
- * (the job engine's MF_WINDOW_SIZE). */
+/* Data files held in memory get a CRC per window of this many bytes, aligned to it (the job
+ * engine's MF_WINDOW_SIZE). */
 #define MF_SETUP_CRC_WINDOW (64u << 10)
 
-/* The CRC (mf_target_crc, from MF_TARGET_CRC_INIT) of the MF_SETUP_CRC_WINDOW bytes at `bytes`,
- * the held data for `address`. */
+/* The CRC (mf_target_crc, from MF_TARGET_CRC_INIT), taken at the load, of one block of a held
+ * file: its `length` bytes at `bytes` for `address`, the part of one held segment that lies in
+ * one MF_SETUP_CRC_WINDOW-aligned window (the whole window, or less at a segment's ends). */
 struct mf_held_crc {
     uint64_t address;
     const uint8_t *bytes;
+    uint32_t length;
     uint32_t crc;
 };
 
@@ -72,9 +74,12 @@ struct mf_datafile {
      * streams the rest from the area. */
     struct mf_image *held;
     bool held_by_choice; /* held because it fit hold_max (its records are in order) */
-    /* Of a held file: the CRC of each whole aligned window of its bytes, by address. */
-    struct mf_held_crc *window_crcs;
-    size_t window_crc_count;
+    /* Of a held file: the CRCs of all its bytes, block by block in address order. A cycle
+     * checks the blocks whose bytes the device's CRC will not be compared with (a bit that
+     * flipped in memory would otherwise go into every device), and uses the others' CRCs as
+     * what it sends. NULL only for a file out of order when memory ran out. */
+    struct mf_held_crc *blocks;
+    size_t block_count;
     /* Where another file of the job wins ([job] overlap = first | last): sorted, disjoint ranges
      * of this file's data that a cycle leaves out. Empty (NULL) without overlaps. */
     struct mf_range *excluded;
@@ -159,7 +164,7 @@ void mf_setup_free(struct mf_setup *setup);
 int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_size,
                          uint8_t fingerprint[32]);
 
-/* The CRC of the held window of `f` at `address` when `bytes` points at that window's held bytes,
+/* The block of `f` that is the whole window at `address` when `bytes` points at its held bytes,
  * else NULL. */
 const struct mf_held_crc *mf_datafile_window_crc(const struct mf_datafile *f, uint64_t address,
                                                  const uint8_t *bytes);

@@ -735,32 +735,89 @@ static void test_held_data_is_not_read_by_cycles(void **state)
     }
 }
 
-/* The CRC of each whole window of held data is taken at the load: bytes that change in memory
- * afterwards (a bit flip in RAM) are programmed, but the verify finds them and names the window
- * (the device holds what was sent, so reading it back finds no other difference). */
-static void test_held_data_changed_in_memory_fails_verify(void **state)
+/* A held file of 0x20000 + 0x123 bytes at the flash's start (two whole windows and a partial
+ * one), with `extra` in its job.ini; after one good cycle, byte `at` of the held copy flips (a
+ * bit that went bad in memory). The next cycle (`action`) must fail with `error`, its message
+ * holding `text`: never program the flipped byte into a device and call it good. */
+static void held_flip(struct fixture *f, const char *extra, uint32_t at,
+                      enum mf_cycle_action action, int error, const char *text)
 {
-    struct fixture *f = *state;
-    size_t n = 0x20000;
+    size_t n = 0x20123;
     uint8_t *app = malloc(n);
     firmware(app, n, 13);
     put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
-          "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n");
+    char job[256];
+    snprintf(job, sizeof job,
+             "[job]\ndevice = SIM-F4-1M\n%s[file]\npath = app.bin\naddress = 0x08000000\n%s",
+             strncmp(extra, "verify", 6) == 0 ? extra : "",
+             strncmp(extra, "verify", 6) == 0 ? "" : extra);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", job);
+    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "7\r\n");
     assert_int_equal(load(f), 0);
     const struct mf_datafile *file = &mf_setup_project(&f->setup)->jobs[0].files[0];
     assert_non_null(file->held);
-    assert_int_equal(file->window_crc_count, 2);
+    assert_int_equal(file->block_count, 3); /* two whole windows, the 0x123 bytes after them */
     size_t count;
     const struct mf_image_segment *seg = mf_image_segments(file->held, &count);
     assert_int_equal(count, 1);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
-    ((uint8_t *)seg[0].data)[0x10005] ^= 0x40;
-    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), MF_EVERIFY);
-    if (!strstr(r.message, "verify failed at 0x8010000+65536 (CRC mismatch)"))
-        fail_msg("\"%s\" does not name the window", r.message);
+    ((uint8_t *)seg[0].data)[at] ^= 0x40;
+    assert_int_equal(cycle(f, 1, action, &r), error);
+    if (!strstr(r.message, text))
+        fail_msg("\"%s\" does not say \"%s\"", r.message, text);
+    assert_int_equal(r.failure, error == MF_EVERIFY ? MF_FAIL_VERIFY : MF_FAIL_DATA_FILE);
+    if (error != MF_EVERIFY) {
+        /* Stopped before the program pass: nothing of the file reached the (blank) device. */
+        size_t size;
+        uint8_t *mem = flash(f, 2, &size);
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(mem[k], 0xFF);
+        free(mem);
+    }
     free(app);
+}
+
+/* A whole window sent as held goes with the CRC taken at the load: the device's CRC differs. */
+static void test_held_flip_in_a_whole_window(void **state)
+{
+    held_flip(*state, "", 0x10005, MF_ACTION_AUTO, MF_EVERIFY,
+              "verify failed at 0x8010000+65536 (CRC mismatch)");
+}
+
+/* Programmed without a verify, the same window is checked before anything is programmed. */
+static void test_held_flip_programmed_alone(void **state)
+{
+    held_flip(*state, "", 0x10005, MF_ACTION_PROGRAM, MF_ECORRUPT,
+              "for 0x8010000-0x801FFFF changed");
+}
+
+/* The partial window at the end, the window holding the serial number, and every window when the
+ * verify reads back or there is none, are checked against the load's CRCs before anything is
+ * programmed. */
+static void test_held_flip_in_a_partial_window(void **state)
+{
+    held_flip(*state, "", 0x20100, MF_ACTION_AUTO, MF_ECORRUPT,
+              "app.bin: the data held in memory for 0x8020000-0x8020122 changed since the setup "
+              "was loaded");
+}
+
+static void test_held_flip_in_the_serial_window(void **state)
+{
+    held_flip(*state, "[serial]\naddress = 0x08010010\n", 0x10005, MF_ACTION_AUTO, MF_ECORRUPT,
+              "for 0x8010000-0x801FFFF changed");
+}
+
+static void test_held_flip_with_readback_verify(void **state)
+{
+    held_flip(*state, "verify = readback\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT,
+              "for 0x8000000-0x800FFFF changed");
+}
+
+static void test_held_flip_without_verify(void **state)
+{
+    held_flip(*state, "verify = none\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT,
+              "for 0x8000000-0x800FFFF changed");
 }
 
 /* What is held is bounded by hold_max: the selected project's files first, then the others in
@@ -1944,8 +2001,18 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_data_is_not_read_by_cycles, setup_fixture,
                                         teardown_fixture),
-        cmocka_unit_test_setup_teardown(test_held_data_changed_in_memory_fails_verify,
-                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_in_a_whole_window, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_programmed_alone, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_in_a_partial_window, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_in_the_serial_window, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_with_readback_verify, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_without_verify, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_data_bounded_selected_first, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_connect_failure_consumes_nothing, setup_fixture,

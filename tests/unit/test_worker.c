@@ -4,6 +4,7 @@
 #include "mf_worker_thread.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +15,7 @@
 
 struct job {
     pthread_t ran_on;
-    volatile int done;
+    atomic_int done; /* read by the test while the worker may write it */
     unsigned sleep_us;
 };
 

@@ -1057,19 +1057,8 @@ int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_conf
     }
     /* Without the thread, secure-area reads decrypt in line: slower, the same. */
     p->decrypt_worker_started = mf_worker_thread_start(&p->decrypt_worker) == 0;
-    int err = open_storage(p, error);
-    if (err)
-        goto fail;
-    if (p->config.tpm) {
-        /* --tpm names the trust anchor: without a TPM there the programmer does not start (a
-         * keystore instead would silently weaken what the owner relies on). */
-        err = open_anchor(p);
-        if (err) {
-            say(error, "--tpm %s: %s", p->config.tpm,
-                p->anchor.error[0] ? p->anchor.error : mf_strerror(err));
-            goto fail;
-        }
-    }
+    /* The targets first: a bad --target is refused before the storage is created or opened. */
+    int err = 0;
     p->slot_count = p->config.slots;
     for (unsigned i = 0; i < p->slot_count; i++) {
         struct mf_slot_worker *w = &p->workers[i];
@@ -1089,6 +1078,22 @@ int mf_programmer_start(struct mf_programmer *p, const struct mf_programmer_conf
         if (err)
             goto fail;
         mf_slot_init(w->slot, w->number, &w->target);
+    }
+    err = open_storage(p, error);
+    if (err)
+        goto fail;
+    if (p->config.tpm) {
+        /* --tpm names the trust anchor: without a TPM there the programmer does not start (a
+         * keystore instead would silently weaken what the owner relies on). */
+        err = open_anchor(p);
+        if (err) {
+            say(error, "--tpm %s: %s", p->config.tpm,
+                p->anchor.error[0] ? p->anchor.error : mf_strerror(err));
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < p->slot_count; i++) {
+        struct mf_slot_worker *w = &p->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             say(error, "cannot start the thread of slot %u", w->number);
             err = MF_ENOMEM;

@@ -429,9 +429,10 @@ static int ini_device_key(struct ini_state *st, const struct mf_ini_item *item)
             d->profile = mf_profile_find(v);
         st->has_profile = true;
     } else if (mf_ini_name_is(item->key, "uid")) {
-        size_t n = strlen(v);
-        if (n == 0 || n % 2 != 0 || n / 2 > MF_PROFILE_UID_MAX) {
-            say(st->message, sizeof st->message, "uid must be 2 to %u hex digits, in pairs",
+        size_t n = strlen(v); /* empty: a part without a UID (DEVICES.INI may describe one) */
+        if (n % 2 != 0 || n / 2 > MF_PROFILE_UID_MAX) {
+            say(st->message, sizeof st->message,
+                "uid must be 2 to %u hex digits, in pairs (empty: the part has none)",
                 2 * MF_PROFILE_UID_MAX);
             return MF_EFORMAT;
         }

@@ -18,6 +18,10 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$D" --size 12Q 2>"$dir/err"; [ $? -eq 2 ] && grep -q 'expected a size' "$dir/err" || fail "--size"
 "$D" --target nope --storage "$dir/a.img" --tcp off --socket "$dir/a.sock" --size 8M 2>"$dir/err"
 [ $? -eq 1 ] && grep -q "target 'nope': unknown" "$dir/err" || fail "bad target: $(cat "$dir/err")"
+"$D" --target gdb:tcp:host --storage "$dir/a.img" --tcp off --socket off --size 8M 2>"$dir/err"
+[ $? -eq 1 ] && grep -q "slot 1: gdb: 'gdb:tcp:host' is not gdb:tcp:HOST:PORT$" "$dir/err" ||
+    fail "bad gdb spec: $(cat "$dir/err")"
+[ ! -e "$dir/a.img" ] || fail "a refused target created the storage image"
 "$D" --storage "$dir/p.img" --tcp 127.0.0.1:99999 --socket off 2>"$dir/err"
 [ $? -eq 1 ] && grep -q 'port must be a number from 0 to 65535' "$dir/err" || fail "bad port"
 [ ! -e "$dir/p.img" ] || fail "a refused start touched the storage"

@@ -889,6 +889,28 @@ static void test_two_regions(void **state)
     assert_non_null(strstr(error, "unknown profile 'TEST-2R'"));
 }
 
+/* A part without a UID (DEVICES.INI may describe one): device.ini says `uid =` with nothing
+ * after it, and the device connects again and again. */
+static void test_part_without_uid(void **state)
+{
+    struct rig *r = *state;
+    struct mf_profile no_uid = two_regions;
+    no_uid.name = "TEST-NOUID";
+    no_uid.uid_length = 0;
+    no_uid.uid_address = 0;
+    for (int i = 0; i < 3; i++) {
+        rig_connect(r, 1, &no_uid);
+        const uint8_t data[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+        if (i == 0)
+            program(r, 0x1000, data, 8);
+        assert_int_equal(r->target.ops->disconnect(&r->target), 0);
+    }
+    size_t size;
+    char *ini = read_slot_file(r, 1, "device.ini", &size);
+    assert_non_null(strstr(ini, "\nuid = \n"));
+    free(ini);
+}
+
 /* ---- What a connection knows to be erased (docs/internals/sim.md): after an erase the sim skips
  * the NOR check where nothing was programmed since; every case below must still be refused. */
 
@@ -1214,6 +1236,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slot_lock, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_parallel_slots, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_slot_listing, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_part_without_uid, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_two_regions, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_erased_then_programmed, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_erased_across_sectors, rig_setup, rig_teardown),

@@ -3,6 +3,8 @@
  * (mapped shared, so other processes see every programmed byte at once) and device.ini. */
 #include "mf_sim.h"
 
+#include "mf_devices.h"
+
 #include "mf_crc32.h"
 #include "mf_err.h"
 #include "mf_ini.h"
@@ -366,6 +368,7 @@ void mf_sim_fault_format(const char *key, const struct mf_sim_fault *fault, char
 struct ini_state {
     struct sim_device *device;
     const struct mf_profile *expected; /* may be NULL */
+    const struct mf_devices *devices;  /* a setup's parts besides the built-in ones; may be NULL */
     uint8_t uid[MF_PROFILE_UID_MAX];
     size_t uid_length;
     bool has_profile, has_uid, has_protection;
@@ -426,7 +429,7 @@ static int ini_device_key(struct ini_state *st, const struct mf_ini_item *item)
         if (st->expected && mf_ini_name_is(v, st->expected->name))
             d->profile = st->expected;
         else
-            d->profile = mf_profile_find(v);
+            d->profile = mf_devices_find(st->devices, v); /* a built-in one without devices */
         st->has_profile = true;
     } else if (mf_ini_name_is(item->key, "uid")) {
         size_t n = strlen(v); /* empty: a part without a UID (DEVICES.INI may describe one) */
@@ -516,13 +519,13 @@ static int ini_handler(void *context, const struct mf_ini_item *item)
 
 /* Parses device.ini text into `device`. MF_EFORMAT with "<path>:<line>: <why>" in `error`;
  * MF_ECONFLICT (device->profile_name set, no text) when the device is not of the `expected` profile
- * (may be NULL). */
+ * (may be NULL). Profiles: as load_device. */
 static int ini_parse_device(const char *text, size_t length, const char *path,
-                            const struct mf_profile *expected, struct sim_device *device,
-                            char *error, size_t error_size)
+                            const struct mf_profile *expected, const struct mf_devices *devices,
+                            struct sim_device *device, char *error, size_t error_size)
 {
     memset(device, 0, sizeof *device);
-    struct ini_state st = {.device = device, .expected = expected};
+    struct ini_state st = {.device = device, .expected = expected, .devices = devices};
     struct mf_ini_error ie;
     int err = mf_ini_parse(text, length, ini_handler, &st, &ie);
     if (err) {
@@ -594,11 +597,12 @@ static int read_small_file(int dir_fd, const char *name, char *buffer, size_t si
 }
 
 /* Loads <slot>/device.ini. MF_ENOENT when it does not exist (no device in the slot); MF_ECONFLICT
- * (without a text) when it holds a device of another profile than `expected` (may be NULL). With
- * `ini_fd`, device.ini is left open for writing there on success and `ini_length` gets its size. */
+ * (without a text) when it holds a device of another profile than `expected` (may be NULL). Its
+ * profile is `expected`, one of `devices` (may be NULL) or a built-in one. With `ini_fd`,
+ * device.ini is left open for writing there on success and `ini_length` gets its size. */
 static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile *expected,
-                       struct sim_device *device, int *ini_fd, size_t *ini_length, char *error,
-                       size_t error_size)
+                       const struct mf_devices *devices, struct sim_device *device, int *ini_fd,
+                       size_t *ini_length, char *error, size_t error_size)
 {
     char text[MF_SIM_INI_MAX];
     size_t length = 0;
@@ -616,7 +620,7 @@ static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile
     }
     char path[320];
     say(path, sizeof path, "%s/device.ini", slot_dir);
-    err = ini_parse_device(text, length, path, expected, device, error, error_size);
+    err = ini_parse_device(text, length, path, expected, devices, device, error, error_size);
     if (fd >= 0 && err) {
         close(fd);
     } else if (fd >= 0) {
@@ -1161,15 +1165,15 @@ static int sim_connect(struct mf_target *t)
         return err;
 
     struct sim_device *d = &s->device;
-    err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, &s->ini_length, t->error,
-                      sizeof t->error);
+    err = load_device(s->dir_fd, s->slot_dir, profile, NULL, d, &s->ini_fd, &s->ini_length,
+                      t->error, sizeof t->error);
     if (err == MF_ENOENT) {
         uint8_t uid[MF_PROFILE_UID_MAX];
         err = new_uid(&s->options, s->slot, profile, uid, t->error, sizeof t->error);
         if (!err)
             err = create_device(s->dir_fd, s->slot_dir, profile, uid, d, t->error, sizeof t->error);
         if (!err)
-            err = load_device(s->dir_fd, s->slot_dir, profile, d, &s->ini_fd, &s->ini_length,
+            err = load_device(s->dir_fd, s->slot_dir, profile, NULL, d, &s->ini_fd, &s->ini_length,
                               t->error, sizeof t->error);
     }
     if (err == MF_ECONFLICT)
@@ -1675,6 +1679,13 @@ int mf_sim_replace(const char *sim_dir, unsigned slot, const struct mf_profile *
                    const uint8_t *uid, const struct mf_sim_options *options, char *error,
                    size_t error_size)
 {
+    return mf_sim_replace_in(NULL, sim_dir, slot, profile, uid, options, error, error_size);
+}
+
+int mf_sim_replace_in(const struct mf_devices *devices, const char *sim_dir, unsigned slot,
+                      const struct mf_profile *profile, const uint8_t *uid,
+                      const struct mf_sim_options *options, char *error, size_t error_size)
+{
     if (slot < 1 || slot > MF_SIM_SLOT_MAX) {
         say(error, error_size, "slot %u is not in 1..%u", slot, MF_SIM_SLOT_MAX);
         return MF_EINVAL;
@@ -1688,7 +1699,7 @@ int mf_sim_replace(const char *sim_dir, unsigned slot, const struct mf_profile *
     int err = slot_lock(sim_dir, slot_dir, slot, profile != NULL, &dir_fd, error, error_size);
     struct sim_device device = {0};
     if (!err && !profile) {
-        err = load_device(dir_fd, slot_dir, NULL, &device, NULL, NULL, error, error_size);
+        err = load_device(dir_fd, slot_dir, NULL, devices, &device, NULL, NULL, error, error_size);
         if (err == MF_ENOENT)
             say(error, error_size, "slot %u holds no device: name the profile of the new one",
                 slot);
@@ -1712,6 +1723,12 @@ int mf_sim_replace(const char *sim_dir, unsigned slot, const struct mf_profile *
 int mf_sim_inspect(const char *sim_dir, unsigned slot, struct mf_sim_info *info, char *error,
                    size_t error_size)
 {
+    return mf_sim_inspect_in(NULL, sim_dir, slot, info, error, error_size);
+}
+
+int mf_sim_inspect_in(const struct mf_devices *devices, const char *sim_dir, unsigned slot,
+                      struct mf_sim_info *info, char *error, size_t error_size)
+{
     memset(info, 0, sizeof *info);
     if (slot < 1 || slot > MF_SIM_SLOT_MAX) {
         say(error, error_size, "slot %u is not in 1..%u", slot, MF_SIM_SLOT_MAX);
@@ -1733,7 +1750,7 @@ int mf_sim_inspect(const char *sim_dir, unsigned slot, struct mf_sim_info *info,
         goto done;
     }
     struct sim_device d = {0};
-    err = load_device(dir_fd, slot_dir, NULL, &d, NULL, NULL, error, error_size);
+    err = load_device(dir_fd, slot_dir, NULL, devices, &d, NULL, NULL, error, error_size);
     if (err == MF_ENOENT)
         say(error, error_size, "slot %u holds no device (%s has no device.ini)", slot, slot_dir);
     if (!err)

@@ -128,6 +128,15 @@ int mf_sim_replace(const char *sim_dir, unsigned slot, const struct mf_profile *
 int mf_sim_inspect(const char *sim_dir, unsigned slot, struct mf_sim_info *info, char *error,
                    size_t error_size);
 
+/* mf_sim_replace and mf_sim_inspect for a slot whose part may be one a setup describes in its
+ * DEVICES.INI (`devices`, may be NULL) besides the built-in profiles. */
+struct mf_devices;
+int mf_sim_replace_in(const struct mf_devices *devices, const char *sim_dir, unsigned slot,
+                      const struct mf_profile *profile, const uint8_t *uid,
+                      const struct mf_sim_options *options, char *error, size_t error_size);
+int mf_sim_inspect_in(const struct mf_devices *devices, const char *sim_dir, unsigned slot,
+                      struct mf_sim_info *info, char *error, size_t error_size);
+
 /* The slot numbers that have a folder slot<N> under `sim_dir`, ascending, at most `max` of them
  * (*count tells how many were found, also beyond `max`). MF_ENOENT when sim_dir is missing. */
 int mf_sim_slots(const char *sim_dir, unsigned *slots, size_t max, size_t *count, char *error,

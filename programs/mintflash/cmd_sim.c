@@ -3,10 +3,12 @@
  * printed formats are documented in docs/targets.md; scripts rely on them. */
 #include "cli.h"
 
+#include "mf_devices.h"
 #include "mf_err.h"
 #include "mf_profile.h"
 #include "mf_sim.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,7 +16,8 @@
 
 static const char sim_usage_text[] =
     "usage: mintflash sim replace --sim-dir DIR [--slot N] [--profile NAME] [--uid HEX]\n"
-    "       mintflash sim show --sim-dir DIR [--slot N]\n"
+    "                             [--devices FILE]\n"
+    "       mintflash sim show --sim-dir DIR [--slot N] [--devices FILE]\n"
     "       mintflash sim profiles\n"
     "\n"
     "Simulated devices live in DIR/slot<N>/ (flash.bin: the raw flash; device.ini: profile,\n"
@@ -30,12 +33,16 @@ static const char sim_usage_text[] =
     "  --sim-dir DIR   the folder of the simulated devices\n"
     "  --slot N        one slot, 1..999\n"
     "  --profile NAME  profile of the new device (see 'mintflash sim profiles')\n"
-    "  --uid HEX       UID of the new device (one slot only; default: random)\n";
+    "  --uid HEX       UID of the new device (one slot only; default: random)\n"
+    "  --devices FILE  a setup's DEVICES.INI: the parts it describes, besides the built-in\n"
+    "                  profiles, for --profile and for the devices in the slots\n";
 
 struct sim_args {
     const char *sim_dir;
     unsigned slot; /* 0: every slot */
     const struct mf_profile *profile;
+    const char *profile_name;   /* --profile, resolved once --devices is read */
+    struct mf_devices *devices; /* --devices FILE (a setup's DEVICES.INI), or NULL */
     uint8_t uid[MF_PROFILE_UID_MAX];
     size_t uid_length;
     bool has_uid;
@@ -85,6 +92,33 @@ static bool sim_option_allowed(const char *allowed, const char *option)
     return false;
 }
 
+/* --devices FILE: a setup's DEVICES.INI, whose parts a slot may hold besides the built-in ones. */
+static int sim_read_devices(const char *path, struct sim_args *a)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mf_cli_error("%s: %s", path, strerror(errno));
+        return 1;
+    }
+    static char text[64 * 1024];
+    size_t n = fread(text, 1, sizeof text, f);
+    bool more = n == sizeof text && fgetc(f) != EOF;
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed || more) {
+        mf_cli_error("%s: %s", path, failed ? "cannot read it" : "larger than 64 KiB");
+        return 1;
+    }
+    static struct mf_devices devices;
+    char message[MF_DEVICES_MESSAGE_MAX];
+    if (mf_devices_parse(&devices, text, n, message) != 0) {
+        mf_cli_error("%s: %s", path, message);
+        return 1;
+    }
+    a->devices = &devices;
+    return 0;
+}
+
 /* Parses argv[2..] against the options `allowed` (a string naming them); 0 or an exit status. */
 static int sim_parse(int argc, char **argv, const char *allowed, struct sim_args *a)
 {
@@ -107,10 +141,11 @@ static int sim_parse(int argc, char **argv, const char *allowed, struct sim_args
                 return sim_usage_error("bad slot '%s' (1..%u)", value, MF_SIM_SLOT_MAX);
             a->slot = (unsigned)n;
         } else if (strcmp(opt, "--profile") == 0) {
-            a->profile = mf_profile_find(value);
-            if (!a->profile)
-                return sim_usage_error("unknown profile '%s' (see 'mintflash sim profiles')",
-                                       value);
+            a->profile_name = value;
+        } else if (strcmp(opt, "--devices") == 0) {
+            int status = sim_read_devices(value, a);
+            if (status)
+                return status;
         } else if (strcmp(opt, "--uid") == 0) {
             if (sim_parse_uid(value, a) != 0)
                 return sim_usage_error("bad UID '%s' (hex digits in pairs, at most %u bytes)",
@@ -121,6 +156,12 @@ static int sim_parse(int argc, char **argv, const char *allowed, struct sim_args
     }
     if (sim_option_allowed(allowed, "--sim-dir") && !a->sim_dir)
         return sim_usage_error("'sim %s' needs --sim-dir DIR", argv[1]);
+    if (a->profile_name) {
+        a->profile = mf_devices_find(a->devices, a->profile_name);
+        if (!a->profile)
+            return sim_usage_error("unknown profile '%s' (see 'mintflash sim profiles'%s)",
+                                   a->profile_name, a->devices ? " and --devices" : "");
+    }
     return 0;
 }
 
@@ -163,7 +204,7 @@ static int sim_replace(const struct sim_args *a)
         char error[MF_TARGET_ERROR_MAX];
         const struct mf_profile *profile = a->profile;
         struct mf_sim_info info;
-        if (!profile && mf_sim_inspect(a->sim_dir, slots[i], &info, NULL, 0) == 0)
+        if (!profile && mf_sim_inspect_in(a->devices, a->sim_dir, slots[i], &info, NULL, 0) == 0)
             profile = info.profile;
         if (a->has_uid && profile && a->uid_length != profile->uid_length) {
             mf_cli_error("slot %u: --uid has %zu bytes, a %s has %u", slots[i], a->uid_length,
@@ -171,10 +212,10 @@ static int sim_replace(const struct sim_args *a)
             status = 1;
             continue;
         }
-        int err = mf_sim_replace(a->sim_dir, slots[i], profile, a->has_uid ? a->uid : NULL, NULL,
-                                 error, sizeof error);
+        int err = mf_sim_replace_in(a->devices, a->sim_dir, slots[i], profile,
+                                    a->has_uid ? a->uid : NULL, NULL, error, sizeof error);
         if (err == 0)
-            err = mf_sim_inspect(a->sim_dir, slots[i], &info, error, sizeof error);
+            err = mf_sim_inspect_in(a->devices, a->sim_dir, slots[i], &info, error, sizeof error);
         if (err) {
             mf_cli_error("%s", error);
             status = 1;
@@ -245,7 +286,7 @@ static int sim_show(const struct sim_args *a)
     for (size_t i = 0; i < count; i++) {
         char error[MF_TARGET_ERROR_MAX];
         struct mf_sim_info info;
-        if (mf_sim_inspect(a->sim_dir, slots[i], &info, error, sizeof error) != 0) {
+        if (mf_sim_inspect_in(a->devices, a->sim_dir, slots[i], &info, error, sizeof error) != 0) {
             mf_cli_error("%s", error);
             status = 1;
             continue;
@@ -311,11 +352,11 @@ int mf_cli_sim(int argc, char **argv)
     struct sim_args a;
     int status;
     if (strcmp(argv[1], "replace") == 0) {
-        status = sim_parse(argc, argv, "--sim-dir --slot --profile --uid", &a);
+        status = sim_parse(argc, argv, "--sim-dir --slot --profile --uid --devices", &a);
         return status ? status : sim_replace(&a);
     }
     if (strcmp(argv[1], "show") == 0) {
-        status = sim_parse(argc, argv, "--sim-dir --slot", &a);
+        status = sim_parse(argc, argv, "--sim-dir --slot --devices", &a);
         return status ? status : sim_show(&a);
     }
     if (strcmp(argv[1], "profiles") == 0) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `mintflash sim`: profiles, replace (one slot, every slot, another profile, a given UID) and show
-# (counters, faults, bytes not erased) against the files of the slot folders.
+# (counters, faults, bytes not erased) against the files of the slot folders; parts from a
+# DEVICES.INI with --devices.
 set -euo pipefail
 
 mintflash="$MF_BUILD/mintflash"
@@ -95,4 +96,38 @@ run 0 sim replace --sim-dir "$sims" --profile SIM-F1-64K
 run 0 sim show --sim-dir "$sims"
 [ "$(grep -c '^profile: SIM-F1-64K$' "$tmp/out")" = 2 ] || fail "replace --profile did not apply to all"
 [ "$(stat -c %s "$sims/slot2/flash.bin")" = 65536 ] || fail "slot 2 flash.bin is not 64 KiB"
+
+# Parts a setup describes in its DEVICES.INI (docs/jobs.md): with --devices, replace and show
+# know them; without, show names the part it does not know. One part has no UID.
+cat >"$tmp/DEVICES.INI" <<'INI'
+[ACME-DUAL]
+flash = 0x00000000 16x4K
+flash = 0x00100000 8x16K
+write_size = 8
+erased = 0x00
+uid = 0x1FFF7590 12
+[ACME-NOUID]
+flash = 0x08000000 4x1K
+write_size = 4
+INI
+run 2 sim replace --sim-dir "$sims" --slot 1 --profile ACME-DUAL
+grep -q "unknown profile 'ACME-DUAL'" "$tmp/err" || fail "replace without --devices"
+run 0 sim replace --sim-dir "$sims" --slot 1 --profile ACME-DUAL --devices "$tmp/DEVICES.INI"
+grep -q '^slot 1: new ACME-DUAL, uid [0-9A-F]\{24\}$' "$tmp/out" || fail "replace ACME-DUAL"
+[ "$(stat -c %s "$sims/slot1/flash.bin")" = $((16 * 4096 + 8 * 16384)) ] ||
+    fail "ACME-DUAL flash.bin has the wrong size"
+run 1 sim show --sim-dir "$sims" --slot 1
+grep -q "unknown profile 'ACME-DUAL'" "$tmp/err" || fail "show without --devices"
+run 0 sim show --sim-dir "$sims" --slot 1 --devices "$tmp/DEVICES.INI"
+has "$tmp/out" "profile: ACME-DUAL"
+has "$tmp/out" "not_erased: 0"
+run 0 sim replace --sim-dir "$sims" --slot 1 --devices "$tmp/DEVICES.INI" # keeps its part
+grep -q '^slot 1: new ACME-DUAL, ' "$tmp/out" || fail "replace kept no ACME-DUAL"
+run 0 sim replace --sim-dir "$sims" --slot 2 --profile acme-nouid --devices "$tmp/DEVICES.INI"
+has "$tmp/out" "slot 2: new ACME-NOUID, uid "
+run 0 sim show --sim-dir "$sims" --slot 2 --devices "$tmp/DEVICES.INI"
+has "$tmp/out" "uid: "
+printf '[BAD]\nwrite_size = 6\n' >"$tmp/BAD.INI"
+run 1 sim show --sim-dir "$sims" --devices "$tmp/BAD.INI"
+grep -q "BAD.INI: DEVICES.INI:[0-9]*: " "$tmp/err" || fail "a bad --devices file: $(cat "$tmp/err")"
 echo "ok"

@@ -663,6 +663,27 @@ static int verify_readback(struct cycle *c, const struct run_bytes *r)
     return 0;
 }
 
+/* Held data that no longer matches the CRC its load took: the cycle stops, as for a data file
+ * that can no longer be read (a bit that flipped in memory would go into every device). */
+static int held_changed(struct cycle *c, uint64_t address, uint32_t length)
+{
+    c->stage = MF_FAIL_DATA_FILE;
+    fail(c, MF_ECORRUPT,
+         "%s: the data held in memory for 0x%llX-0x%llX changed since the setup was loaded",
+         c->file ? c->file->path : "a data file", (unsigned long long)address,
+         (unsigned long long)(address + length - 1));
+    return MF_ECORRUPT;
+}
+
+/* A readback instead of the CRC a device refused (protected, or a GDB server without qCRC): the
+ * bytes it compares with, when held ones were sent with the load's CRC, must still match that. */
+static int verify_readback_held(struct cycle *c, const struct run_bytes *r)
+{
+    if (r->crc && mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, r->len) != *r->crc)
+        return held_changed(c, r->address, r->len);
+    return verify_readback(c, r);
+}
+
 /* Keeps a programmed run for verify_runs(); a run with bytes nobody placed (they hold whatever
  * the device has) or no memory for the list sends the verify pass back to the data. */
 static void run_record(struct cycle *c, const struct run_bytes *r, bool all_placed)
@@ -711,7 +732,7 @@ static int run_bytes_do(struct cycle *c, const struct run_bytes *r)
         uint32_t crc;
         int err = t->ops->crc(t, addr, len, &crc);
         if (err == MF_EACCES || err == MF_ENOTSUP)
-            return verify_readback(c, r);
+            return verify_readback_held(c, r);
         if (err) {
             fail(c, err, "verify: CRC at 0x%llX: %s", (unsigned long long)addr,
                  target_text(c, err));
@@ -931,15 +952,8 @@ static int held_check(struct cycle *c, const struct mf_datafile *f, enum pass_ki
         if (verified && b->length == MF_WINDOW_SIZE && window_direct(c, b->address) &&
             !excluded_meets(f, b->address, b->length))
             continue;
-        if (mf_target_crc(MF_TARGET_CRC_INIT, b->bytes, b->length) != b->crc) {
-            c->stage = MF_FAIL_DATA_FILE;
-            fail(c, MF_ECORRUPT,
-                 "%s: the data held in memory for 0x%llX-0x%llX changed since the setup was "
-                 "loaded",
-                 f->path, (unsigned long long)b->address,
-                 (unsigned long long)(b->address + b->length - 1));
-            return MF_ECORRUPT;
-        }
+        if (mf_target_crc(MF_TARGET_CRC_INIT, b->bytes, b->length) != b->crc)
+            return held_changed(c, b->address, b->length);
     }
     return 0;
 }

@@ -735,6 +735,16 @@ static void test_held_data_is_not_read_by_cycles(void **state)
     }
 }
 
+/* The CRC of a device that refuses it at run time (a GDB server without qCRC, say). */
+static int crc_refused(struct mf_target *t, uint64_t address, uint64_t length, uint32_t *crc)
+{
+    (void)t;
+    (void)address;
+    (void)length;
+    (void)crc;
+    return MF_ENOTSUP;
+}
+
 /* A held file of 0x20000 + 0x123 bytes at the flash's start (two whole windows and a partial
  * one), with `extra` in its job.ini; after one good cycle, byte `at` of the held copy flips (a
  * bit that went bad in memory). The next cycle (`action`) must fail with `error`, its message
@@ -767,7 +777,7 @@ static void held_flip(struct fixture *f, const char *extra, uint32_t at,
     if (!strstr(r.message, text))
         fail_msg("\"%s\" does not say \"%s\"", r.message, text);
     assert_int_equal(r.failure, error == MF_EVERIFY ? MF_FAIL_VERIFY : MF_FAIL_DATA_FILE);
-    if (error != MF_EVERIFY) {
+    if (error != MF_EVERIFY && action != MF_ACTION_VERIFY && f->target[1].ops->crc != crc_refused) {
         /* Stopped before the program pass: nothing of the file reached the (blank) device. */
         size_t size;
         uint8_t *mem = flash(f, 2, &size);
@@ -812,6 +822,18 @@ static void test_held_flip_with_readback_verify(void **state)
 {
     held_flip(*state, "verify = readback\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT,
               "for 0x8000000-0x800FFFF changed");
+}
+
+/* Such a device is read back instead: the held bytes it is compared with are checked against
+ * the load's CRC first (the flipped byte was programmed: the verify catches it). */
+static void test_held_flip_when_the_device_refuses_the_crc(void **state)
+{
+    struct fixture *f = *state;
+    static struct mf_target_ops ops;
+    ops = *f->target[1].ops;
+    ops.crc = crc_refused;
+    f->target[1].ops = &ops;
+    held_flip(f, "", 0x10005, MF_ACTION_AUTO, MF_ECORRUPT, "for 0x8010000-0x801FFFF changed");
 }
 
 static void test_held_flip_without_verify(void **state)
@@ -2011,6 +2033,8 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_flip_with_readback_verify, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_when_the_device_refuses_the_crc,
+                                        setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_flip_without_verify, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_data_bounded_selected_first, setup_fixture,

@@ -830,10 +830,12 @@ static void test_held_flip_when_the_device_refuses_the_crc(void **state)
 {
     struct fixture *f = *state;
     static struct mf_target_ops ops;
-    ops = *f->target[1].ops;
+    const struct mf_target_ops *sim = f->target[1].ops;
+    ops = *sim;
     ops.crc = crc_refused;
     f->target[1].ops = &ops;
     held_flip(f, "", 0x10005, MF_ACTION_AUTO, MF_ECORRUPT, "for 0x8010000-0x801FFFF changed");
+    f->target[1].ops = sim; /* mf_sim_close knows its own */
 }
 
 static void test_held_flip_without_verify(void **state)

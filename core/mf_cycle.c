@@ -937,23 +937,37 @@ static bool excluded_meets(const struct mf_datafile *f, uint64_t start, uint64_t
     return false;
 }
 
-/* Held data against the CRCs taken at its load, where the device's CRC will not be compared with
- * them: all of it unless this job verifies by CRC on a device that computes one; then only the
- * blocks that do not go to the device as whole windows (partial ones, those with per-device bytes
- * or left-out ranges). A bit that flipped in memory since the load would otherwise go into every
- * device from then on; so the cycle stops, as for a data file that can no longer be read. */
-static int held_check(struct cycle *c, const struct mf_datafile *f, enum pass_kind kind)
+/* Will the device's CRC of the job's whole windows be compared with what the load took (the
+ * program pass's runs, or a verify alone)? Else held data is checked in memory. */
+static bool held_verified(const struct cycle *c, const struct mf_job *job)
 {
     enum mf_cycle_action a = c->request->action;
-    bool verified = c->job->verify == MF_VERIFY_CRC && c->target->ops->crc &&
-                    (a == MF_ACTION_AUTO || kind == PASS_VERIFY);
+    return job->verify == MF_VERIFY_CRC && c->target->ops->crc &&
+           (a == MF_ACTION_AUTO || a == MF_ACTION_VERIFY);
+}
+
+/* Held data against the CRCs taken at its load, in two steps. Before anything is reserved or the
+ * device touched (`early`): every block but the whole windows a CRC verify will vouch for, so
+ * that a bit flipped in memory since the load costs no count and no device. In the pass, once
+ * the device's own bytes are known (`!early`): those whole windows that do not go to the device
+ * as they are after all (per-device bytes or left-out ranges in them). A block that no longer
+ * matches stops the cycle, as a data file that can no longer be read does: otherwise the flip
+ * would go into every device from then on. */
+static int held_check(struct cycle *c, const struct mf_job *job, const struct mf_datafile *f,
+                      bool early)
+{
+    bool verified = held_verified(c, job);
     for (size_t i = 0; i < f->block_count; i++) {
         const struct mf_held_crc *b = &f->blocks[i];
-        if (verified && b->length == MF_WINDOW_SIZE && window_direct(c, b->address) &&
-            !excluded_meets(f, b->address, b->length))
+        bool vouched = verified && b->length == MF_WINDOW_SIZE;
+        if (early ? vouched
+                  : !vouched || (window_direct(c, b->address) &&
+                                 !excluded_meets(f, b->address, b->length)))
             continue;
-        if (mf_target_crc(MF_TARGET_CRC_INIT, b->bytes, b->length) != b->crc)
+        if (mf_target_crc(MF_TARGET_CRC_INIT, b->bytes, b->length) != b->crc) {
+            c->file = f;
             return held_changed(c, b->address, b->length);
+        }
     }
     return 0;
 }
@@ -977,7 +991,7 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
         if (f->held) {
             size_t n;
             const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
-            err = held_check(c, f, kind);
+            err = held_check(c, c->job, f, false);
             for (size_t k = 0; k < n && !err; k++)
                 err = pass_file_data(c, seg[k].address, seg[k].data, (size_t)seg[k].size, 0);
         } else {
@@ -1362,6 +1376,15 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     if (c->project->error) {
         fail(c, c->project->error, "%s", c->project->message);
         goto done;
+    }
+    if (request->action != MF_ACTION_ERASE && request->action != MF_ACTION_START) {
+        for (unsigned j = 0; j < c->project->job_count && !err; j++) {
+            const struct mf_job *job = &c->project->jobs[j];
+            for (unsigned k = 0; k < job->file_count && !err; k++)
+                err = job->files[k].blocks ? held_check(c, job, &job->files[k], true) : 0;
+        }
+        if (err)
+            goto done;
     }
     c->stage = MF_FAIL_STORAGE;
     /* No device is touched unless a count is left for it: a reservation under the lock keeps

@@ -634,6 +634,9 @@ static int scan_file(struct mf_setup *setup, struct loader *ld, struct mf_job *j
             err = mf_image_finish(f->held, &ierr);
         if (err) {
             say(message, "%s", ierr.text[0] ? ierr.text : mf_strerror(err));
+            mf_image_free(f->held); /* unfinished: nothing may look at it */
+            free(f->held);
+            f->held = NULL;
             return err;
         }
         ld->held += f->bytes;
@@ -740,18 +743,54 @@ static uint64_t unheld_bytes(const struct mf_project *p)
     return n;
 }
 
-/* The scan kept data files while they fit the area's hold_max, in the projects' order. The
- * selected project goes first: when its files did not all fit, the other projects' files held
- * by choice are let go, the last loaded first, until they do, and its files are read again into
- * memory. A file that cannot be held then (no memory, a read error) is streamed by every cycle,
- * which reports its errors. Then the CRCs of every held file's blocks. */
-static int hold_files(struct mf_setup *setup, struct loader *ld)
+/* Reads into memory the files of project `p` that are not held and fit what is left. */
+static void hold_project(struct mf_setup *setup, struct loader *ld, struct mf_project *p)
 {
     uint64_t max = setup->area->hold_max;
+    for (unsigned j = 0; j < p->job_count; j++) {
+        for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
+            struct mf_datafile *f = &p->jobs[j].files[k];
+            if (f->held || ld->held > max || f->bytes > max - ld->held)
+                continue;
+            if (hold_file(setup, &p->jobs[j], f) == 0) {
+                f->held_by_choice = true;
+                ld->held += f->bytes;
+            }
+        }
+    }
+}
+
+/* The scan kept data files while they fit the area's hold_max, in the projects' order. Projects
+ * that cannot run let theirs go. The selected project goes first: when its files did not all
+ * fit and letting the others' go makes room, they are let go, the last loaded first, until its
+ * files fit, and those are read again into memory; room left over goes to the others' files in
+ * order. A file that cannot be held (no memory, a read error) is streamed by every cycle, which
+ * reports its errors. Then the CRCs of every held file's blocks. */
+static int hold_files(struct mf_setup *setup, struct loader *ld)
+{
+    uint64_t max = setup->area->hold_max, evictable = 0;
     struct mf_project *sel =
         setup->selected < setup->project_count ? &setup->projects[setup->selected] : NULL;
+    /* A project that cannot run keeps nothing by choice; the others' count toward making room. */
+    for (unsigned i = 0; i < setup->project_count; i++) {
+        struct mf_project *p = &setup->projects[i];
+        for (unsigned j = 0; j < p->job_count; j++) {
+            for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
+                struct mf_datafile *f = &p->jobs[j].files[k];
+                if (!f->held || !f->held_by_choice)
+                    continue;
+                if (p->error) {
+                    ld->held -= f->bytes;
+                    unhold(f);
+                } else if (p != sel) {
+                    evictable += f->bytes;
+                }
+            }
+        }
+    }
     uint64_t want = sel && !sel->error ? unheld_bytes(sel) : 0;
-    if (want > 0 && want <= max) {
+    /* Only when letting the others go makes room: files out of order stay whatever happens. */
+    if (want > 0 && want <= max && ld->held - evictable <= max - want) {
         for (unsigned i = setup->project_count; i-- > 0 && ld->held + want > max;) {
             struct mf_project *p = &setup->projects[i];
             for (unsigned j = 0; p != sel && j < p->job_count; j++) {
@@ -764,17 +803,12 @@ static int hold_files(struct mf_setup *setup, struct loader *ld)
                 }
             }
         }
-        for (unsigned j = 0; j < sel->job_count; j++) {
-            for (unsigned k = 0; k < sel->jobs[j].file_count; k++) {
-                struct mf_datafile *f = &sel->jobs[j].files[k];
-                if (f->held || ld->held > max || f->bytes > max - ld->held)
-                    continue;
-                if (hold_file(setup, &sel->jobs[j], f) == 0) {
-                    f->held_by_choice = true;
-                    ld->held += f->bytes;
-                }
-            }
-        }
+        hold_project(setup, ld, sel);
+    }
+    /* Room that projects which cannot run left: the others' files that fit now, in order. */
+    for (unsigned i = 0; i < setup->project_count; i++) {
+        if (!setup->projects[i].error)
+            hold_project(setup, ld, &setup->projects[i]);
     }
     for (unsigned i = 0; i < setup->project_count; i++) {
         struct mf_project *p = &setup->projects[i];

@@ -188,6 +188,10 @@ static void *worker_main(void *arg)
             record_cycle(p, w, &env, &result);
 
         pthread_mutex_lock(&p->state_lock);
+        /* Data kept in memory that no longer matches its load (a flipped bit): the next cycle
+         * loads the setup afresh from the storage instead of failing again. */
+        if (result.failure == MF_FAIL_DATA_FILE && result.error == MF_ECORRUPT)
+            p->files_changed = true;
         w->result = result;
         w->last_action = request.action;
         w->has_result = true;

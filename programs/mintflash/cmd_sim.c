@@ -112,7 +112,11 @@ static int sim_read_devices(const char *path, struct sim_args *a)
     static struct mf_devices devices;
     char message[MF_DEVICES_MESSAGE_MAX];
     if (mf_devices_parse(&devices, text, n, message) != 0) {
-        mf_cli_error("%s: %s", path, message);
+        /* "DEVICES.INI:7: why" names the file it was given: "PATH:7: why". */
+        size_t skip = strncmp(message, MF_FILE_DEVICES_INI ":", strlen(MF_FILE_DEVICES_INI) + 1)
+                          ? 0
+                          : strlen(MF_FILE_DEVICES_INI);
+        mf_cli_error("%s%s%s", path, skip ? "" : ": ", message + skip);
         return 1;
     }
     a->devices = &devices;

@@ -745,12 +745,18 @@ static int crc_refused(struct mf_target *t, uint64_t address, uint64_t length, u
     return MF_ENOTSUP;
 }
 
+/* Where a flip in held data is found: before anything is reserved or connected (no count, no
+ * device), in the program pass (the count taken, the device erased, nothing of the file on it),
+ * or by the verify (the device programmed). */
+enum found { EARLY, IN_PASS, BY_VERIFY };
+
 /* A held file of 0x20000 + 0x123 bytes at the flash's start (two whole windows and a partial
- * one), with `extra` in its job.ini; after one good cycle, byte `at` of the held copy flips (a
- * bit that went bad in memory). The next cycle (`action`) must fail with `error`, its message
- * holding `text`: never program the flipped byte into a device and call it good. */
+ * one), with `extra` in its job.ini and a count of 10; after one good cycle, byte `at` of the
+ * held copy flips (a bit that went bad in memory). The next cycle (`action`, slot 2's new
+ * device) must fail with `error` where `found` says, its message holding `text`: never program
+ * the flipped byte into a device and call it good. */
 static void held_flip(struct fixture *f, const char *extra, uint32_t at,
-                      enum mf_cycle_action action, int error, const char *text)
+                      enum mf_cycle_action action, int error, enum found found, const char *text)
 {
     size_t n = 0x20123;
     uint8_t *app = malloc(n);
@@ -763,6 +769,7 @@ static void held_flip(struct fixture *f, const char *extra, uint32_t at,
              strncmp(extra, "verify", 6) == 0 ? "" : extra);
     puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", job);
     puts_(&f->fs, "Projects/01_Widget/Serial.txt", "7\r\n");
+    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
     assert_int_equal(load(f), 0);
     const struct mf_datafile *file = &mf_setup_project(&f->setup)->jobs[0].files[0];
     assert_non_null(file->held);
@@ -776,9 +783,19 @@ static void held_flip(struct fixture *f, const char *extra, uint32_t at,
     assert_int_equal(cycle(f, 1, action, &r), error);
     if (!strstr(r.message, text))
         fail_msg("\"%s\" does not say \"%s\"", r.message, text);
-    assert_int_equal(r.failure, error == MF_EVERIFY ? MF_FAIL_VERIFY : MF_FAIL_DATA_FILE);
-    if (error != MF_EVERIFY && action != MF_ACTION_VERIFY && f->target[1].ops->crc != crc_refused) {
-        /* Stopped before the program pass: nothing of the file reached the (blank) device. */
+    assert_int_equal(r.failure, found == BY_VERIFY && error == MF_EVERIFY ? MF_FAIL_VERIFY
+                                                                          : MF_FAIL_DATA_FILE);
+    assert_int_equal(r.consumed, found != EARLY && action != MF_ACTION_VERIFY);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), r.consumed ? 8 : 9);
+    char path[512];
+    snprintf(path, sizeof path, "%s/slot2/flash.bin", f->sim_dir);
+    FILE *device = fopen(path, "rb");
+    if (found == EARLY && device)
+        fail_msg("the device was connected");
+    if (device)
+        fclose(device);
+    if (found == IN_PASS) {
+        /* Stopped before the program pass: nothing of the file reached the device. */
         size_t size;
         uint8_t *mem = flash(f, 2, &size);
         for (size_t k = 0; k < n; k++)
@@ -791,14 +808,14 @@ static void held_flip(struct fixture *f, const char *extra, uint32_t at,
 /* A whole window sent as held goes with the CRC taken at the load: the device's CRC differs. */
 static void test_held_flip_in_a_whole_window(void **state)
 {
-    held_flip(*state, "", 0x10005, MF_ACTION_AUTO, MF_EVERIFY,
+    held_flip(*state, "", 0x10005, MF_ACTION_AUTO, MF_EVERIFY, BY_VERIFY,
               "verify failed at 0x8010000+65536 (CRC mismatch)");
 }
 
 /* Programmed without a verify, the same window is checked before anything is programmed. */
 static void test_held_flip_programmed_alone(void **state)
 {
-    held_flip(*state, "", 0x10005, MF_ACTION_PROGRAM, MF_ECORRUPT,
+    held_flip(*state, "", 0x10005, MF_ACTION_PROGRAM, MF_ECORRUPT, EARLY,
               "for 0x8010000-0x801FFFF changed");
 }
 
@@ -807,7 +824,7 @@ static void test_held_flip_programmed_alone(void **state)
  * programmed. */
 static void test_held_flip_in_a_partial_window(void **state)
 {
-    held_flip(*state, "", 0x20100, MF_ACTION_AUTO, MF_ECORRUPT,
+    held_flip(*state, "", 0x20100, MF_ACTION_AUTO, MF_ECORRUPT, EARLY,
               "app.bin: the data held in memory for 0x8020000-0x8020122 changed since the setup "
               "was loaded");
 }
@@ -815,12 +832,12 @@ static void test_held_flip_in_a_partial_window(void **state)
 static void test_held_flip_in_the_serial_window(void **state)
 {
     held_flip(*state, "[serial]\naddress = 0x08010010\n", 0x10005, MF_ACTION_AUTO, MF_ECORRUPT,
-              "for 0x8010000-0x801FFFF changed");
+              IN_PASS, "for 0x8010000-0x801FFFF changed");
 }
 
 static void test_held_flip_with_readback_verify(void **state)
 {
-    held_flip(*state, "verify = readback\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT,
+    held_flip(*state, "verify = readback\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT, EARLY,
               "for 0x8000000-0x800FFFF changed");
 }
 
@@ -834,13 +851,14 @@ static void test_held_flip_when_the_device_refuses_the_crc(void **state)
     ops = *sim;
     ops.crc = crc_refused;
     f->target[1].ops = &ops;
-    held_flip(f, "", 0x10005, MF_ACTION_AUTO, MF_ECORRUPT, "for 0x8010000-0x801FFFF changed");
+    held_flip(f, "", 0x10005, MF_ACTION_AUTO, MF_ECORRUPT, BY_VERIFY,
+              "for 0x8010000-0x801FFFF changed");
     f->target[1].ops = sim; /* mf_sim_close knows its own */
 }
 
 static void test_held_flip_without_verify(void **state)
 {
-    held_flip(*state, "verify = none\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT,
+    held_flip(*state, "verify = none\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT, EARLY,
               "for 0x8000000-0x800FFFF changed");
 }
 
@@ -871,6 +889,19 @@ static void test_held_data_bounded_selected_first(void **state)
     assert_non_null(f->setup.projects[0].jobs[0].files[0].held);
     assert_non_null(f->setup.projects[1].jobs[0].files[0].held);
     assert_null(f->setup.projects[2].jobs[0].files[0].held);
+    /* A project that cannot run keeps nothing by choice: its job's second file is not raw
+     * binary as it says (no address), so the first one, scanned and kept, is let go. */
+    puts_(&f->fs, "Projects/01_A/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+          "[file]\npath = app.bin\nformat = bin\n");
+    assert_int_equal(load(f), 0);
+    assert_int_not_equal(f->setup.projects[0].error, 0);
+    assert_null(f->setup.projects[0].jobs[0].files[0].held);
+    assert_non_null(f->setup.projects[1].jobs[0].files[0].held);
+    assert_non_null(f->setup.projects[2].jobs[0].files[0].held); /* the room A left */
+    puts_(&f->fs, "Projects/01_A/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
+    assert_int_equal(load(f), 0);
     /* Held or not, every project programs its own data. */
     for (unsigned i = 0; i < 3; i++) {
         f->setup.selected = i;

@@ -1559,8 +1559,36 @@ static int upper_compare(const void *a, const void *b)
     return strcmp(x, y);
 }
 
-int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_size,
-                         uint8_t fingerprint[32])
+/* A raw binary `setup` holds whose bytes are those of the file at `path` (`size` bytes): one
+ * segment of the whole file at its load address. NULL when there is none. */
+static const uint8_t *held_file_bytes(const struct mf_setup *setup, const char *path, uint64_t size)
+{
+    char want[MF_SETUP_PATH_MAX], have[MF_SETUP_PATH_MAX];
+    upper_path(path, want);
+    for (unsigned i = 0; setup && i < setup->project_count; i++) {
+        const struct mf_project *p = &setup->projects[i];
+        for (unsigned j = 0; j < p->job_count; j++) {
+            for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
+                const struct mf_datafile *f = &p->jobs[j].files[k];
+                if (!f->held || f->format != MF_IMAGE_FORMAT_BIN || f->size != size || size == 0)
+                    continue;
+                size_t n;
+                const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
+                if (n != 1 || seg[0].address != f->base || seg[0].size != size)
+                    continue;
+                upper_path(f->path, have);
+                if (strcmp(want, have) == 0)
+                    return seg[0].data;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* mf_setup_fingerprint; the raw binaries `held` (may be NULL) keeps are hashed from memory
+ * instead of being read again. */
+static int fingerprint_of(struct mf_area *area, const struct mf_setup *held, uint8_t *buffer,
+                          size_t buffer_size, uint8_t fingerprint[32])
 {
     struct walk w;
     memset(&w, 0, sizeof w);
@@ -1602,6 +1630,11 @@ int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_si
                 size[k] = (uint8_t)(list[i].size >> (8 * k));
             mf_sha256_update(&st, (const uint8_t *)up, strlen(up) + 1);
             mf_sha256_update(&st, size, sizeof size);
+            const uint8_t *kept = held_file_bytes(held, list[i].path, list[i].size);
+            if (kept) {
+                mf_sha256_update(&st, kept, (size_t)list[i].size);
+                continue;
+            }
             for (uint64_t off = 0; off < list[i].size && !err;) {
                 size_t n =
                     list[i].size - off < buffer_size ? (size_t)(list[i].size - off) : buffer_size;
@@ -1619,6 +1652,12 @@ int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_si
     free(w.pending);
     free(w.depth);
     return err;
+}
+
+int mf_setup_fingerprint(struct mf_area *area, uint8_t *buffer, size_t buffer_size,
+                         uint8_t fingerprint[32])
+{
+    return fingerprint_of(area, NULL, buffer, buffer_size, fingerprint);
 }
 
 static int load(struct mf_setup *setup, struct loader *ld, char *message)
@@ -1678,7 +1717,7 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
         }
     }
     if (!area->fingerprint || area->fingerprint(area, setup->fingerprint) != 0)
-        err = mf_setup_fingerprint(area, ld->buffer, ld->buffer_size, setup->fingerprint);
+        err = fingerprint_of(area, setup, ld->buffer, ld->buffer_size, setup->fingerprint);
     if (err) {
         say(message, "cannot read the setup's files: %s", mf_strerror(err));
         return err;

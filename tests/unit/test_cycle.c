@@ -706,14 +706,18 @@ static void test_held_data_is_not_read_by_cycles(void **state)
     assert_non_null(mf_setup_project(&f->setup)->jobs[0].files[0].held);
     struct counting_area counter;
     count_reads(f, &counter);
-    /* The load reads the file twice (the scan, which keeps it, and the fingerprint) and its
-     * head once, for the format. */
+    /* The load reads the file once (the scan, which keeps it; the fingerprint hashes what it
+     * kept) and its head once, for the format. The fingerprint is the one read from the files. */
     mf_setup_free(&f->setup);
     f->loaded = false;
     assert_int_equal(
         mf_setup_load(&f->setup, &counter.area, f->buffer, sizeof f->buffer, f->message), 0);
     f->loaded = true;
-    assert_int_equal(counter.bytes, 2 * 3000 + MF_IMAGE_DETECT_BYTES);
+    assert_int_equal(counter.bytes, 3000 + MF_IMAGE_DETECT_BYTES);
+    uint8_t read_back[32];
+    assert_int_equal(mf_setup_fingerprint(&f->area.area, f->buffer, sizeof f->buffer, read_back),
+                     0);
+    assert_memory_equal(read_back, f->setup.fingerprint, 32);
     counter.bytes = 0;
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
@@ -860,6 +864,29 @@ static void test_held_flip_without_verify(void **state)
 {
     held_flip(*state, "verify = none\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT, EARLY,
               "for 0x8000000-0x800FFFF changed");
+}
+
+/* The load's fingerprint takes held raw binaries from memory: the same as read from the files,
+ * also where job.ini spells a name in another case than the folder. */
+static void test_fingerprint_from_held_data(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t app[5000], boot[700];
+    firmware(app, sizeof app, 31);
+    firmware(boot, sizeof boot, 32);
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    put(&f->fs, "Projects/01_Widget/01_App/boot.bin", boot, sizeof boot);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = APP.BIN\naddress = 0x08001000\n"
+          "[file]\npath = boot.bin\naddress = 0x08000000\n");
+    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "3\r\n");
+    assert_int_equal(load(f), 0);
+    assert_int_equal(mf_setup_project(&f->setup)->error, 0);
+    assert_non_null(mf_setup_project(&f->setup)->jobs[0].files[0].held);
+    uint8_t read_back[32];
+    assert_int_equal(mf_setup_fingerprint(&f->area.area, f->buffer, sizeof f->buffer, read_back),
+                     0);
+    assert_memory_equal(read_back, f->setup.fingerprint, 32);
 }
 
 /* What is held is bounded by hold_max: the selected project's files first, then the others in
@@ -2071,6 +2098,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_held_flip_without_verify, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_data_bounded_selected_first, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_fingerprint_from_held_data, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_connect_failure_consumes_nothing, setup_fixture,
                                         teardown_fixture),

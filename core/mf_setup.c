@@ -732,8 +732,7 @@ static void unhold(struct mf_datafile *f)
     }
 }
 
-/* Bytes of the ordered files of project `p` that are not held. */
-static uint64_t unheld_bytes(const struct mf_project *p)
+uint64_t mf_project_unheld_bytes(const struct mf_project *p)
 {
     uint64_t n = 0;
     for (unsigned j = 0; j < p->job_count; j++) {
@@ -788,7 +787,7 @@ static int hold_files(struct mf_setup *setup, struct loader *ld)
             }
         }
     }
-    uint64_t want = sel && !sel->error ? unheld_bytes(sel) : 0;
+    uint64_t want = sel && !sel->error ? mf_project_unheld_bytes(sel) : 0;
     /* Only when letting the others go makes room: files out of order stay whatever happens. */
     if (want > 0 && want <= max && ld->held - evictable <= max - want) {
         for (unsigned i = setup->project_count; i-- > 0 && ld->held + want > max;) {

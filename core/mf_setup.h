@@ -207,6 +207,9 @@ bool mf_setup_programmer_file(const char *path);
  * or SNList.txt / Patches.txt need it to select their line)? */
 bool mf_project_takes_serial(const struct mf_project *project);
 
+/* Data bytes of the project's files that its setup does not hold in memory (mf_area.hold_max):
+ * every cycle reads them from the area. */
+uint64_t mf_project_unheld_bytes(const struct mf_project *project);
 /* Strips an NN_ prefix (digits and one underscore) from a folder name. */
 const char *mf_setup_display_name(const char *folder_name);
 

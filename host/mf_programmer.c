@@ -366,6 +366,15 @@ static void load_setup(struct mf_programmer *p)
                 log_stderr(p, 0, "project %s cannot run: %s", p->setup.projects[i].name,
                            p->setup.projects[i].message);
         }
+        uint64_t unheld = proj && !proj->error && !p->from_secure && area->hold_max
+                              ? mf_project_unheld_bytes(proj)
+                              : 0;
+        if (unheld)
+            log_stderr(p, 0,
+                       "project %s: %llu KiB of its data files are not kept in memory (--hold "
+                       "%llu MiB): every cycle reads them from the storage",
+                       proj->name, (unsigned long long)((unheld + 1023) >> 10),
+                       (unsigned long long)(area->hold_max >> 20));
         p->log.max_bytes = p->setup.log_max_bytes;
     } else {
         log_stderr(p, 0, "no usable setup: %s", p->setup_message);
@@ -1465,6 +1474,9 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
         if (err) {
             say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
         } else {
+            /* Memory goes to the selected project first: a load with the new choice gives it. */
+            if (!p->from_secure && p->area.area.hold_max && mf_project_unheld_bytes(proj))
+                p->files_changed = true;
             p->setup.selected = index;
             snprintf(p->setup.selected_name, sizeof p->setup.selected_name, "%s", folder);
             mf_flashlog_write(&p->log, "project \"%s\" selected", proj->name);

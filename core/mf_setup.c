@@ -1558,30 +1558,67 @@ static int upper_compare(const void *a, const void *b)
     return strcmp(x, y);
 }
 
-/* A raw binary `setup` holds whose bytes are those of the file at `path` (`size` bytes): one
- * segment of the whole file at its load address. NULL when there is none. */
-static const uint8_t *held_file_bytes(const struct mf_setup *setup, const char *path, uint64_t size)
+/* A raw binary a setup holds whole (one segment of the whole file at its load address): its
+ * upper-cased path, size and bytes. */
+struct kept_file {
+    char path[MF_SETUP_PATH_MAX];
+    uint64_t size;
+    const uint8_t *data;
+};
+
+static int kept_compare(const void *a, const void *b)
 {
-    char want[MF_SETUP_PATH_MAX], have[MF_SETUP_PATH_MAX];
-    upper_path(path, want);
-    for (unsigned i = 0; setup && i < setup->project_count; i++) {
-        const struct mf_project *p = &setup->projects[i];
-        for (unsigned j = 0; j < p->job_count; j++) {
-            for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
-                const struct mf_datafile *f = &p->jobs[j].files[k];
-                if (!f->held || f->format != MF_IMAGE_FORMAT_BIN || f->size != size || size == 0)
-                    continue;
-                size_t n;
-                const struct mf_image_segment *seg = mf_image_segments(f->held, &n);
-                if (n != 1 || seg[0].address != f->base || seg[0].size != size)
-                    continue;
-                upper_path(f->path, have);
-                if (strcmp(want, have) == 0)
-                    return seg[0].data;
+    return strcmp(((const struct kept_file *)a)->path, ((const struct kept_file *)b)->path);
+}
+
+/* The raw binaries `setup` (may be NULL) holds whole, sorted by path; NULL (and *count 0) when
+ * there are none, or no memory: then every file is read. */
+static struct kept_file *kept_files(const struct mf_setup *setup, size_t *count)
+{
+    struct kept_file *list = NULL;
+    *count = 0;
+    for (int fill = 0; fill < 2 && setup; fill++) {
+        size_t n = 0;
+        for (unsigned i = 0; i < setup->project_count; i++) {
+            const struct mf_project *p = &setup->projects[i];
+            for (unsigned j = 0; j < p->job_count; j++) {
+                for (unsigned k = 0; k < p->jobs[j].file_count; k++) {
+                    const struct mf_datafile *f = &p->jobs[j].files[k];
+                    size_t segs = 0;
+                    const struct mf_image_segment *seg =
+                        f->held && f->format == MF_IMAGE_FORMAT_BIN && f->size
+                            ? mf_image_segments(f->held, &segs)
+                            : NULL;
+                    if (segs != 1 || seg[0].address != f->base || seg[0].size != f->size)
+                        continue;
+                    if (fill) {
+                        upper_path(f->path, list[n].path);
+                        list[n].size = f->size;
+                        list[n].data = seg[0].data;
+                    }
+                    n++;
+                }
             }
         }
+        if (fill) {
+            qsort(list, n, sizeof *list, kept_compare);
+            *count = n;
+        } else if (n == 0 || (list = malloc(n * sizeof *list)) == NULL) {
+            break;
+        }
     }
-    return NULL;
+    return list;
+}
+
+/* The bytes of the file at `path` (`size` bytes) among `kept`, or NULL. */
+static const uint8_t *kept_bytes(const struct kept_file *kept, size_t count, const char *path,
+                                 uint64_t size)
+{
+    struct kept_file key;
+    upper_path(path, key.path);
+    const struct kept_file *k =
+        count ? bsearch(&key, kept, count, sizeof *kept, kept_compare) : NULL;
+    return k && k->size == size ? k->data : NULL;
 }
 
 /* mf_setup_fingerprint; the raw binaries `held` (may be NULL) keeps are hashed from memory
@@ -1619,6 +1656,8 @@ static int fingerprint_of(struct mf_area *area, const struct mf_setup *held, uin
         }
         if (w.count)
             qsort(list, w.count, sizeof *list, upper_compare);
+        size_t keep_count;
+        struct kept_file *keep = kept_files(held, &keep_count);
         struct mf_sha256 st;
         mf_sha256_init(&st);
         for (size_t i = 0; i < w.count && !err; i++) {
@@ -1629,7 +1668,7 @@ static int fingerprint_of(struct mf_area *area, const struct mf_setup *held, uin
                 size[k] = (uint8_t)(list[i].size >> (8 * k));
             mf_sha256_update(&st, (const uint8_t *)up, strlen(up) + 1);
             mf_sha256_update(&st, size, sizeof size);
-            const uint8_t *kept = held_file_bytes(held, list[i].path, list[i].size);
+            const uint8_t *kept = kept_bytes(keep, keep_count, list[i].path, list[i].size);
             if (kept) {
                 mf_sha256_update(&st, kept, (size_t)list[i].size);
                 continue;
@@ -1644,6 +1683,7 @@ static int fingerprint_of(struct mf_area *area, const struct mf_setup *held, uin
             }
         }
         mf_sha256_final(&st, fingerprint);
+        free(keep);
     }
     free(list);
     free(w.paths);

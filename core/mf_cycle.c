@@ -675,13 +675,14 @@ static int held_changed(struct cycle *c, uint64_t address, uint32_t length)
     return MF_ECORRUPT;
 }
 
-/* A readback instead of the CRC a device refused (protected, or a GDB server without qCRC): the
- * bytes it compares with, when held ones were sent with the load's CRC, must still match that. */
-static int verify_readback_held(struct cycle *c, const struct run_bytes *r)
+/* Held bytes sent with the load's CRC must still match it before a readback compares the device
+ * with them (after a CRC the device refused, or that differed: then the change in memory is the
+ * cause, and the daemon loads the setup afresh instead of failing every device). */
+static int held_intact(struct cycle *c, const struct run_bytes *r)
 {
     if (r->crc && mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, r->len) != *r->crc)
         return held_changed(c, r->address, r->len);
-    return verify_readback(c, r);
+    return 0;
 }
 
 /* Keeps a programmed run for verify_runs(); a run with bytes nobody placed (they hold whatever
@@ -732,7 +733,7 @@ static int run_bytes_do(struct cycle *c, const struct run_bytes *r)
         uint32_t crc;
         int err = t->ops->crc(t, addr, len, &crc);
         if (err == MF_EACCES || err == MF_ENOTSUP)
-            return verify_readback_held(c, r);
+            return held_intact(c, r) ? MF_ECORRUPT : verify_readback(c, r);
         if (err) {
             fail(c, err, "verify: CRC at 0x%llX: %s", (unsigned long long)addr,
                  target_text(c, err));
@@ -741,7 +742,9 @@ static int run_bytes_do(struct cycle *c, const struct run_bytes *r)
         if (crc == (r->crc ? *r->crc : mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, len)))
             return 0;
         /* Find the first difference when the device lets us read it. */
-        int rerr = verify_readback(c, r);
+        int rerr = held_intact(c, r);
+        if (!rerr)
+            rerr = verify_readback(c, r);
         if (rerr)
             return rerr;
         fail(c, MF_EVERIFY, "verify failed at 0x%llX+%u (CRC mismatch)", (unsigned long long)addr,
@@ -961,8 +964,8 @@ static int held_check(struct cycle *c, const struct mf_job *job, const struct mf
         const struct mf_held_crc *b = &f->blocks[i];
         bool vouched = verified && b->length == MF_WINDOW_SIZE;
         if (early ? vouched
-                  : !vouched || (window_direct(c, b->address) &&
-                                 !excluded_meets(f, b->address, b->length)))
+                  : !vouched ||
+                        (window_direct(c, b->address) && !excluded_meets(f, b->address, b->length)))
             continue;
         if (mf_target_crc(MF_TARGET_CRC_INIT, b->bytes, b->length) != b->crc) {
             c->file = f;

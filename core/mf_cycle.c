@@ -949,13 +949,14 @@ static bool held_verified(const struct cycle *c, const struct mf_job *job)
            (a == MF_ACTION_AUTO || a == MF_ACTION_VERIFY);
 }
 
-/* Held data against the CRCs taken at its load, in two steps. Before anything is reserved or the
- * device touched (`early`): every block but the whole windows a CRC verify will vouch for, so
- * that a bit flipped in memory since the load costs no count and no device. In the pass, once
- * the device's own bytes are known (`!early`): those whole windows that do not go to the device
- * as they are after all (per-device bytes or left-out ranges in them). A block that no longer
- * matches stops the cycle, as a data file that can no longer be read does: otherwise the flip
- * would go into every device from then on. */
+/* Held data against the CRCs taken at its load: every block but the whole windows that go to the
+ * device as they are with the load's CRC, for a CRC verify to vouch for them. Before anything is
+ * reserved or the device touched (`early`, when the device's own bytes are not known yet: every
+ * whole window counts as vouched for), so that a bit flipped in memory since the load costs no
+ * count and no device; then at the start of each pass, and once the job's last pass has used
+ * them, so that no flip between the checks goes unseen. A block that no longer matches stops
+ * the cycle, as a data file that can no longer be read does: otherwise the flip would go into
+ * every device from then on. */
 static int held_check(struct cycle *c, const struct mf_job *job, const struct mf_datafile *f,
                       bool early)
 {
@@ -963,9 +964,8 @@ static int held_check(struct cycle *c, const struct mf_job *job, const struct mf
     for (size_t i = 0; i < f->block_count; i++) {
         const struct mf_held_crc *b = &f->blocks[i];
         bool vouched = verified && b->length == MF_WINDOW_SIZE;
-        if (early ? vouched
-                  : !vouched ||
-                        (window_direct(c, b->address) && !excluded_meets(f, b->address, b->length)))
+        if (vouched &&
+            (early || (window_direct(c, b->address) && !excluded_meets(f, b->address, b->length))))
             continue;
         if (mf_target_crc(MF_TARGET_CRC_INIT, b->bytes, b->length) != b->crc) {
             c->file = f;
@@ -1248,6 +1248,9 @@ static int run_job(struct cycle *c)
         err = c->runs_valid ? verify_runs(c) : run_pass(c, PASS_VERIFY);
         c->result->verify_ms += (uint32_t)(now(c) - started);
     }
+    /* The held bytes the passes used, once more now that they are done with them. */
+    for (unsigned k = 0; k < job->file_count && !err && action != MF_ACTION_ERASE; k++)
+        err = job->files[k].blocks ? held_check(c, job, &job->files[k], false) : 0;
     if (!err) {
         /* The overlays this job laid down are done for the jobs after it. */
         for (unsigned i = 0; i < c->slot->overlay_count; i++)

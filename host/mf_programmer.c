@@ -191,7 +191,7 @@ static void *worker_main(void *arg)
         /* Data kept in memory that no longer matches its load (a flipped bit): the next cycle
          * loads the setup afresh from the storage instead of failing again. */
         if (result.failure == MF_FAIL_DATA_FILE && result.error == MF_ECORRUPT)
-            p->files_changed = true;
+            p->files_changed = p->reload_setup = true;
         w->result = result;
         w->last_action = request.action;
         w->has_result = true;
@@ -1239,10 +1239,11 @@ static int refresh_setup(struct mf_programmer *p, char *error)
         return MF_EBUSY;
     }
     p->files_changed = false;
-    if (p->from_secure)
+    if (p->from_secure && !p->reload_setup)
         apply_tokens(p); /* the setup is in the secure area: only tokens can have arrived */
     else
         load_setup(p);
+    p->reload_setup = false;
     return 0;
 }
 

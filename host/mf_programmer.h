@@ -128,6 +128,8 @@ struct mf_programmer {
     enum mf_mode mode;
     bool initializing;
     bool files_changed;
+    bool reload_setup; /* with files_changed: load the setup afresh, also in the secure area (its
+                          data kept in memory no longer matches its load) */
     char state_message[MF_PROGRAMMER_TEXT_MAX]; /* why the programmer cannot run, "" if it can */
     int state_error; /* its kind: MF_EAUTH for the secure area and the trust anchor, MF_EIO */
     struct mf_nbdserver nbd; /* the export of file access mode */

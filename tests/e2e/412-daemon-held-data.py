@@ -2,7 +2,8 @@
 the held copy of the firmware in the running mintflashd (found through its debug information).
 The next #AUTO fails with #ERR102 naming the block, takes no count and leaves the device
 untouched; the daemon then loads the setup afresh from the storage, so the cycle after it
-programs the right bytes (skipped where gdb cannot reach the daemon's memory: no gdb, ptrace not
+programs the right bytes, in the public area and, for a file held there (records out of order),
+in the secure area (skipped where gdb cannot reach the daemon's memory: no gdb, ptrace not
 permitted, no debug information). Then --hold 1: the selected project is the one kept, #SELECT
 moves the memory to the new choice, a project larger than the limit is said in the log."""
 import os
@@ -31,6 +32,21 @@ def gdb(pid, *commands):
 GDB = shutil.which("gdb") or shutil.which("gdb-multiarch")  # either attaches to a host process
 
 
+def flip(pid, offset, was):
+    """Flips bit 6 of the byte at `offset` of the held copy of the first project's first file,
+    found through the daemon's debug information (block 0 of the file); the byte was `was`. A
+    reason when gdb cannot, else None."""
+    held = "main::programmer.setup.projects[0].jobs[0].files[0].blocks[0].bytes"
+    out = gdb(pid, "set var *(unsigned char *)(%s + %d) ^= 0x40" % (held, offset),
+              "print *(unsigned char *)(%s + %d)" % (held, offset))
+    if out.returncode != 0 or not re.search(r"^\$1 = ", out.stdout, re.M):
+        return ("gdb cannot reach the held data (ptrace not permitted, or no debug information): "
+                "%s" % (out.stderr.strip().splitlines() or [""])[-1])
+    got = int(re.search(r"^\$1 = (\d+)", out.stdout, re.M).group(1))
+    check(got == was ^ 0x40, "gdb flipped bit 6 of the held byte: %r" % out.stdout)
+    return None
+
+
 def flipped_bit():
     """The first part; a reason when gdb cannot do its share, else None."""
     if not GDB:
@@ -46,15 +62,9 @@ def flipped_bit():
         check(r[-1].startswith("#OK (Total "), "a good cycle first: %r" % r)
         check(number(c, "Projects/01_W/Cntdown.txt") == 9, "one count taken")
 
-        # The held copy, found through the daemon's debug information: block 0 of the file.
-        held = "main::programmer.setup.projects[0].jobs[0].files[0].blocks[0].bytes"
-        out = gdb(d.proc.pid, "set var *(unsigned char *)(%s + %d) ^= 0x40" % (held, MARK_AT),
-                  "print *(unsigned char *)(%s + %d)" % (held, MARK_AT))
-        if out.returncode != 0 or not re.search(r"^\$1 = ", out.stdout, re.M):
-            return ("gdb cannot reach the held data (ptrace not permitted, or no debug "
-                    "information): %s" % (out.stderr.strip().splitlines() or [""])[-1])
-        got = int(re.search(r"^\$1 = (\d+)", out.stdout, re.M).group(1))
-        check(got == fw[MARK_AT] ^ 0x40, "gdb flipped bit 6 of the held byte: %r" % out.stdout)
+        why = flip(d.proc.pid, MARK_AT, fw[MARK_AT])
+        if why:
+            return why
 
         with open(os.path.join(d.sim_dir, "slot1", "flash.bin"), "r+b") as f:
             f.write(b"\xff" * SIZE)  # the next device: blank
@@ -74,7 +84,42 @@ def flipped_bit():
     return None
 
 
-skipped = flipped_bit()
+def hex_record(address, data, kind=0):
+    body = bytes([len(data), (address >> 8) & 0xFF, address & 0xFF, kind]) + data
+    return ":%s%02X\n" % (body.hex().upper(), -sum(body) & 0xFF)
+
+
+def flipped_bit_secure():
+    """The same in the secure area, where only a file whose records are out of order is held:
+    after the 102 the daemon loads the setup afresh from the secure area too."""
+    if not GDB:
+        return "no gdb"
+    fw = firmware(64, seed=29)
+    text = (hex_record(0, b"\x08\x00", 4) + hex_record(0x20, fw[32:]) + hex_record(0, fw[:32]) +
+            hex_record(0, b"", 1))
+    with Daemon(size="32M") as d:
+        c, local = d.tcp(), d.unix()
+        check(local.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
+        put(c, "_SECURE/" + JOB + "app.hex", text)
+        put(c, "_SECURE/" + JOB + "job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.hex\n")
+        put(c, "_SECURE/Projects/01_W/Cntdown.txt", "10\r\n")
+        check(c.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "the move at the restart")
+        check(c.command("#AUTO")[-1].startswith("#OK (Total "), "a good cycle first")
+        why = flip(d.proc.pid, 5, fw[5])
+        if why:
+            return why
+        r = c.command("#AUTO")
+        check(re.match(r"^#ERR102:Projects/01_W/01_App/app\.hex: the data held in memory for "
+                       r"0x8000000-0x800003F changed since the setup was loaded$", r[-1]),
+              "secure area: the bad bit is found: %r" % r)
+        r = c.command("#AUTO")
+        check(r[-1].startswith("#OK (Total "), "secure area: after the reload: %r" % r)
+        check(sim_flash(d, 1)[:64] == fw, "the device holds the firmware")
+        check(d.stop() == 0, "clean exit")
+    return None
+
+
+skipped = flipped_bit() or flipped_bit_secure()
 
 # The memory goes to the selected project (--hold 1: one of two 600 KiB projects fits). The one
 # selected at the load is kept; #SELECT of the other has the next cycle load the setup afresh so

@@ -862,6 +862,52 @@ static void test_held_flip_when_the_device_refuses_the_crc(void **state)
     f->target[1].ops = sim; /* mf_sim_close knows its own */
 }
 
+/* A bit that flips while the program pass runs (after its checks), in a block programmed later,
+ * with no verify pass to check again (a readback's pass would, at its start): the check after
+ * the job's passes finds it. */
+static uint8_t *flip_in_program; /* the held byte the next program call flips first */
+static const struct mf_target_ops *sim_ops;
+
+static int program_then_flip(struct mf_target *t, uint64_t address, const void *data,
+                             uint32_t length)
+{
+    if (flip_in_program)
+        *flip_in_program ^= 0x40;
+    flip_in_program = NULL;
+    return sim_ops->program(t, address, data, length);
+}
+
+static void test_held_flip_during_the_program_pass(void **state)
+{
+    struct fixture *f = *state;
+    size_t n = 0x20123;
+    uint8_t *app = malloc(n);
+    firmware(app, n, 17);
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F4-1M\nverify = none\n[file]\npath = app.bin\n"
+          "address = 0x08000000\n");
+    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+    assert_int_equal(load(f), 0);
+    size_t count;
+    const struct mf_image_segment *seg =
+        mf_image_segments(mf_setup_project(&f->setup)->jobs[0].files[0].held, &count);
+    static struct mf_target_ops ops;
+    sim_ops = f->target[0].ops;
+    ops = *sim_ops;
+    ops.program = program_then_flip;
+    f->target[0].ops = &ops;
+    flip_in_program = (uint8_t *)seg[0].data + 0x20100;
+    struct mf_cycle_result r;
+    int err = cycle(f, 0, MF_ACTION_AUTO, &r);
+    f->target[0].ops = sim_ops; /* mf_sim_close knows its own */
+    assert_int_equal(err, MF_ECORRUPT);
+    assert_int_equal(r.failure, MF_FAIL_DATA_FILE);
+    assert_true(r.consumed);
+    assert_non_null(strstr(r.message, "for 0x8020000-0x8020122 changed since the setup"));
+    free(app);
+}
+
 static void test_held_flip_without_verify(void **state)
 {
     held_flip(*state, "verify = none\n", 0x5, MF_ACTION_AUTO, MF_ECORRUPT, EARLY,
@@ -2097,6 +2143,8 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_flip_when_the_device_refuses_the_crc,
                                         setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_held_flip_during_the_program_pass, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_flip_without_verify, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_held_data_bounded_selected_first, setup_fixture,

@@ -765,7 +765,7 @@ static void hold_project(struct mf_setup *setup, struct loader *ld, struct mf_pr
  * files fit, and those are read again into memory; room left over goes to the others' files in
  * order. A file that cannot be held (no memory, a read error) is streamed by every cycle, which
  * reports its errors. Then the CRCs of every held file's blocks. */
-static int hold_files(struct mf_setup *setup, struct loader *ld)
+static void hold_files(struct mf_setup *setup, struct loader *ld)
 {
     uint64_t max = setup->area->hold_max, evictable = 0;
     struct mf_project *sel =
@@ -821,7 +821,6 @@ static int hold_files(struct mf_setup *setup, struct loader *ld)
             }
         }
     }
-    return 0;
 }
 
 /* A range and the index of the file it came from. */
@@ -1767,10 +1766,8 @@ static int load(struct mf_setup *setup, struct loader *ld, char *message)
             setup->selected_name, MF_DIR_PROJECTS);
         return MF_ENOENT;
     }
-    err = hold_files(setup, ld);
-    if (err)
-        say(message, "out of memory keeping the data files");
-    return err;
+    hold_files(setup, ld);
+    return 0;
 }
 
 int mf_setup_load(struct mf_setup *setup, struct mf_area *area, uint8_t *buffer, size_t buffer_size,

@@ -975,6 +975,15 @@ static int held_check(struct cycle *c, const struct mf_job *job, const struct mf
     return 0;
 }
 
+/* held_check on every file of the job (a file not held has no blocks). */
+static int held_check_job(struct cycle *c, const struct mf_job *job, bool early)
+{
+    int err = 0;
+    for (unsigned k = 0; k < job->file_count && !err; k++)
+        err = held_check(c, job, &job->files[k], early);
+    return err;
+}
+
 /* One pass over the job's data and overlays: program it or verify it. */
 static int run_pass(struct cycle *c, enum pass_kind kind)
 {
@@ -1249,8 +1258,8 @@ static int run_job(struct cycle *c)
         c->result->verify_ms += (uint32_t)(now(c) - started);
     }
     /* The held bytes the passes used, once more now that they are done with them. */
-    for (unsigned k = 0; k < job->file_count && !err && action != MF_ACTION_ERASE; k++)
-        err = job->files[k].blocks ? held_check(c, job, &job->files[k], false) : 0;
+    if (!err && action != MF_ACTION_ERASE)
+        err = held_check_job(c, job, false);
     if (!err) {
         /* The overlays this job laid down are done for the jobs after it. */
         for (unsigned i = 0; i < c->slot->overlay_count; i++)
@@ -1384,11 +1393,8 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
         goto done;
     }
     if (request->action != MF_ACTION_ERASE && request->action != MF_ACTION_START) {
-        for (unsigned j = 0; j < c->project->job_count && !err; j++) {
-            const struct mf_job *job = &c->project->jobs[j];
-            for (unsigned k = 0; k < job->file_count && !err; k++)
-                err = job->files[k].blocks ? held_check(c, job, &job->files[k], true) : 0;
-        }
+        for (unsigned j = 0; j < c->project->job_count && !err; j++)
+            err = held_check_job(c, &c->project->jobs[j], true);
         if (err)
             goto done;
     }

@@ -29,6 +29,7 @@
 #define SIM_DELAY_MAX_NS  (3600.0 * 1e9) /* one delay never exceeds an hour, whatever the scale */
 #define SIM_CLEAN_SECTORS 65536u         /* most sectors tracked as known erased (256 KiB) */
 #define SIM_CLEAN_NONE    UINT32_MAX     /* clean_from of a sector not erased in this connection */
+#define SIM_INI_TEXT_MAX  4096u          /* device.ini as written here fits (save_device checks) */
 
 enum sim_knob { KNOB_CONNECT, KNOB_ERASE, KNOB_PROGRAM, KNOB_FLIP, KNOB_TIMEOUT, KNOB_COUNT };
 
@@ -80,6 +81,15 @@ struct sim {
     uint64_t region_offset[MF_PROFILE_FLASH_REGIONS]; /* of each region in flash.bin */
     struct sim_device device;
     uint64_t programmed_now; /* bytes programmed since connect */
+
+    /* Kept from one connection to the next: device.ini's text as this programmer last wrote or
+     * parsed it, which `device` holds (known_length 0: nothing known), so that a connect finding
+     * the same text needs no parse; and the slot folder (dir_fd stays open, unlocked between
+     * connections), opened again when the path no longer leads to it. */
+    char known_text[SIM_INI_TEXT_MAX];
+    size_t known_length;
+    dev_t dir_dev;
+    ino_t dir_ino;
 
     /* What this connection knows to be erased, so that a program there needs no NOR check: per
      * sector (the regions' sectors one after the other, region i's from region_first_sector[i]),
@@ -599,10 +609,14 @@ static int read_small_file(int dir_fd, const char *name, char *buffer, size_t si
 /* Loads <slot>/device.ini. MF_ENOENT when it does not exist (no device in the slot); MF_ECONFLICT
  * (without a text) when it holds a device of another profile than `expected` (may be NULL). Its
  * profile is `expected`, one of `devices` (may be NULL) or a built-in one. With `ini_fd`,
- * device.ini is left open for writing there on success and `ini_length` gets its size. */
+ * device.ini is left open for writing there on success and `ini_length` gets its size. With
+ * `known` (SIM_INI_TEXT_MAX bytes; may be NULL): a text equal to its first `*known_length` bytes
+ * is not parsed, `device` holding it already; a text parsed without error becomes the new known
+ * one, and `*known_length` is 0 after any error. */
 static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile *expected,
                        const struct mf_devices *devices, struct sim_device *device, int *ini_fd,
-                       size_t *ini_length, char *error, size_t error_size)
+                       size_t *ini_length, char *known, size_t *known_length, char *error,
+                       size_t error_size)
 {
     char text[MF_SIM_INI_MAX];
     size_t length = 0;
@@ -618,9 +632,21 @@ static int load_device(int dir_fd, const char *slot_dir, const struct mf_profile
             err == MF_ENOENT ? "missing" : mf_strerror(err));
         return err;
     }
+    if (known && *known_length == length && length && memcmp(known, text, length) == 0) {
+        if (fd >= 0) {
+            *ini_fd = fd;
+            *ini_length = length;
+        }
+        return 0;
+    }
     char path[320];
     say(path, sizeof path, "%s/device.ini", slot_dir);
     err = ini_parse_device(text, length, path, expected, devices, device, error, error_size);
+    if (known) {
+        *known_length = !err && length <= SIM_INI_TEXT_MAX ? length : 0;
+        if (*known_length)
+            memcpy(known, text, length);
+    }
     if (fd >= 0 && err) {
         close(fd);
     } else if (fd >= 0) {
@@ -664,11 +690,15 @@ static int write_all(int fd, const void *data, size_t size)
  * one write, no new inode; a rename per cycle costs milliseconds on ext4), cut to the new text only
  * when `*ini_length` (its length as last read or written) is longer, else as a new file renamed
  * over the old one (`ini_length` may then be NULL). Not fsync'ed: a simulated device needs to
- * survive its programmer's crash, not the host's power loss. */
+ * survive its programmer's crash, not the host's power loss. With `known` (may be NULL), the text
+ * written goes there too (load_device), `*known_length` 0 when writing failed. */
 static int save_device(int dir_fd, int ini_fd, size_t *ini_length, const char *slot_dir,
-                       const struct sim_device *d, char *error, size_t error_size)
+                       const struct sim_device *d, char *known, size_t *known_length, char *error,
+                       size_t error_size)
 {
-    char text[4096];
+    if (known)
+        *known_length = 0;
+    char text[SIM_INI_TEXT_MAX];
     size_t used = 0;
     const struct mf_profile *p = d->profile;
     put(text, sizeof text, &used,
@@ -720,6 +750,10 @@ static int save_device(int dir_fd, int ini_fd, size_t *ini_length, const char *s
         if (err)
             say(error, error_size, "%s/device.ini: writing failed (%s)", slot_dir,
                 mf_strerror(err));
+        else if (known) {
+            memcpy(known, text, used);
+            *known_length = used;
+        }
         return err;
     }
     int fd = openat(dir_fd, "device.ini.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -833,7 +867,7 @@ static int create_device(int dir_fd, const char *slot_dir, const struct mf_profi
     device->profile = profile;
     say(device->profile_name, sizeof device->profile_name, "%s", profile->name);
     memcpy(device->uid, uid, profile->uid_length);
-    return save_device(dir_fd, -1, NULL, slot_dir, device, error, error_size);
+    return save_device(dir_fd, -1, NULL, slot_dir, device, NULL, NULL, error, error_size);
 }
 
 /* Opens flash.bin and checks its size against the profile; `st` gets its status. */
@@ -932,8 +966,8 @@ static int fault_fired(struct sim *s, struct mf_target *t, enum sim_knob k)
     f->arg = 0;
     if (s->option_knob[k])
         return 0;
-    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, t->error,
-                       sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, s->known_text,
+                       &s->known_length, t->error, sizeof t->error);
 }
 
 /* Sleeps `us` microseconds times the scale, looking at target->cancel every few milliseconds. */
@@ -1037,16 +1071,57 @@ static int protected_access(struct sim *s, struct mf_target *t, const char *op, 
 }
 
 /* Ends a connection: closes device.ini and unlocks the slot. The mapping of flash.bin stays. */
+/* Ends a connection (or a connect that failed): device.ini closed, the slot folder unlocked but
+ * kept open for the next connect (slot_relock). */
 static void sim_release(struct sim *s)
 {
     if (s->ini_fd >= 0)
         close(s->ini_fd);
     if (s->dir_fd >= 0)
-        close(s->dir_fd);
+        flock(s->dir_fd, LOCK_UN);
     s->ini_fd = -1;
-    s->dir_fd = -1;
     s->connected = false;
     s->clean_tracked = false;
+}
+
+/* Locks the slot folder for a connection: the one kept open since the last while the path still
+ * leads to it (one stat instead of an open and a close per cycle), else opened (and made) anew. */
+static int slot_relock(struct sim *s, struct mf_target *t)
+{
+    struct stat st;
+    if (s->dir_fd >= 0) {
+        if (stat(s->slot_dir, &st) == 0 && st.st_dev == s->dir_dev && st.st_ino == s->dir_ino) {
+            while (flock(s->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+                if (errno == EINTR)
+                    continue;
+                int busy = errno == EWOULDBLOCK;
+                int err = busy ? MF_EBUSY : errno_code(errno);
+                if (busy)
+                    TSAY(t, "slot %u is in use by another programmer (%s is locked)", s->slot,
+                         s->slot_dir);
+                else
+                    TSAY(t, "%s: cannot lock (%m)", s->slot_dir);
+                return err;
+            }
+            return 0;
+        }
+        close(s->dir_fd);
+        s->dir_fd = -1;
+        s->known_length = 0; /* another folder: its device.ini is another device's */
+    }
+    int err =
+        slot_lock(s->sim_dir, s->slot_dir, s->slot, true, &s->dir_fd, t->error, sizeof t->error);
+    if (!err && fstat(s->dir_fd, &st) != 0) {
+        err = errno_code(errno);
+        TSAY(t, "%s: %m", s->slot_dir);
+        close(s->dir_fd);
+        s->dir_fd = -1;
+    }
+    if (!err) {
+        s->dir_dev = st.st_dev;
+        s->dir_ino = st.st_ino;
+    }
+    return err;
 }
 
 static void sim_unmap(struct sim *s)
@@ -1139,8 +1214,8 @@ static int sim_disconnect(struct mf_target *t)
         utc_now(d->last_program, sizeof d->last_program);
     }
     char error[MF_TARGET_ERROR_MAX];
-    int err =
-        save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, d, error, sizeof error);
+    int err = save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, d, s->known_text,
+                          &s->known_length, error, sizeof error);
     sim_release(s);
     if (err)
         memcpy(t->error, error, sizeof error);
@@ -1160,13 +1235,16 @@ static int sim_connect(struct mf_target *t)
         return err;
     if (cancel_requested(t))
         return cancelled(t, "connect");
-    err = slot_lock(s->sim_dir, s->slot_dir, s->slot, true, &s->dir_fd, t->error, sizeof t->error);
+    err = slot_relock(s, t);
     if (err)
         return err;
 
     struct sim_device *d = &s->device;
+    /* The device as the last connection left it needs no parse (if of the job's profile). */
+    if (d->profile != profile)
+        s->known_length = 0;
     err = load_device(s->dir_fd, s->slot_dir, profile, NULL, d, &s->ini_fd, &s->ini_length,
-                      t->error, sizeof t->error);
+                      s->known_text, &s->known_length, t->error, sizeof t->error);
     if (err == MF_ENOENT) {
         uint8_t uid[MF_PROFILE_UID_MAX];
         err = new_uid(&s->options, s->slot, profile, uid, t->error, sizeof t->error);
@@ -1174,7 +1252,7 @@ static int sim_connect(struct mf_target *t)
             err = create_device(s->dir_fd, s->slot_dir, profile, uid, d, t->error, sizeof t->error);
         if (!err)
             err = load_device(s->dir_fd, s->slot_dir, profile, NULL, d, &s->ini_fd, &s->ini_length,
-                              t->error, sizeof t->error);
+                              s->known_text, &s->known_length, t->error, sizeof t->error);
     }
     if (err == MF_ECONFLICT)
         TSAY(t, "slot %u holds a %s, the job needs %s", s->slot, d->profile_name, profile->name);
@@ -1353,8 +1431,8 @@ static int sim_unlock(struct mf_target *t)
         return err;
     s->device.protection = 0;
     s->device.counters.unlocks++;
-    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, t->error,
-                       sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, s->known_text,
+                       &s->known_length, t->error, sizeof t->error);
 }
 
 /* The NOR check, byte by byte from `i`: offset of the first byte of `data` that `flash` cannot
@@ -1577,8 +1655,8 @@ static int sim_protect(struct mf_target *t, unsigned level)
     }
     s->device.protection = level;
     s->device.counters.protects++;
-    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, t->error,
-                       sizeof t->error);
+    return save_device(s->dir_fd, s->ini_fd, &s->ini_length, s->slot_dir, &s->device, s->known_text,
+                       &s->known_length, t->error, sizeof t->error);
 }
 
 static int sim_start(struct mf_target *t, enum mf_start_mode mode)
@@ -1664,6 +1742,8 @@ void mf_sim_close(struct mf_target *target)
     if (target->ops == &sim_ops && s) {
         sim_disconnect(target);
         sim_unmap(s);
+        if (s->dir_fd >= 0)
+            close(s->dir_fd);
         free(s->clean_from);
         free(s->sim_dir);
         free(s->slot_dir);
@@ -1699,7 +1779,8 @@ int mf_sim_replace_in(const struct mf_devices *devices, const char *sim_dir, uns
     int err = slot_lock(sim_dir, slot_dir, slot, profile != NULL, &dir_fd, error, error_size);
     struct sim_device device = {0};
     if (!err && !profile) {
-        err = load_device(dir_fd, slot_dir, NULL, devices, &device, NULL, NULL, error, error_size);
+        err = load_device(dir_fd, slot_dir, NULL, devices, &device, NULL, NULL, NULL, NULL, error,
+                          error_size);
         if (err == MF_ENOENT)
             say(error, error_size, "slot %u holds no device: name the profile of the new one",
                 slot);
@@ -1750,7 +1831,8 @@ int mf_sim_inspect_in(const struct mf_devices *devices, const char *sim_dir, uns
         goto done;
     }
     struct sim_device d = {0};
-    err = load_device(dir_fd, slot_dir, NULL, devices, &d, NULL, NULL, error, error_size);
+    err =
+        load_device(dir_fd, slot_dir, NULL, devices, &d, NULL, NULL, NULL, NULL, error, error_size);
     if (err == MF_ENOENT)
         say(error, error_size, "slot %u holds no device (%s has no device.ini)", slot, slot_dir);
     if (!err)

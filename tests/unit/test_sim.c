@@ -1168,6 +1168,62 @@ static void test_ini_rewrite_shorter(void **state)
     }
 }
 
+/* A programmer keeps the slot folder and what device.ini said from one connection to the next:
+ * an edit between cycles (also one that keeps the file's length) and a slot folder replaced by
+ * another are still seen at the next connect, and the lock is the new folder's. */
+static void test_kept_between_connections(void **state)
+{
+    struct rig *r = *state;
+    rig_connect(r, 1, f4());
+    const struct mf_target_ops *ops = r->target.ops;
+    assert_int_equal(ops->disconnect(&r->target), 0);
+    assert_int_equal(ops->connect(&r->target), 0);
+    assert_int_equal(ops->disconnect(&r->target), 0);
+    assert_true(ini_has(r, 1, "connects = 2\n"));
+
+    /* The same length, another value: parsed again. */
+    edit_ini(r, 1, "connects = 2\n", "connects = 7\n");
+    assert_int_equal(ops->connect(&r->target), 0);
+    assert_int_equal(ops->disconnect(&r->target), 0);
+    assert_true(ini_has(r, 1, "connects = 8\n"));
+    edit_ini(r, 1, "connect = off", "connect = once");
+    expect_error(r, ops->connect(&r->target), MF_EIO, "fault injected");
+    assert_true(ini_has(r, 1, "connect = off\n"));
+    assert_int_equal(ops->connect(&r->target), 0);
+    uint8_t uid_before[12], uid_after[12];
+    assert_int_equal(ops->read_uid(&r->target, uid_before, sizeof uid_before), 0);
+    assert_int_equal(ops->disconnect(&r->target), 0);
+
+    /* The slot folder moved away and a new device made in its place by another programmer. */
+    char *slot1 = mf_test_path(r->dir, "slot1");
+    char *moved = mf_test_path(r->dir, "slot1.old");
+    assert_int_equal(rename(slot1, moved), 0);
+    struct mf_target other = {0};
+    assert_int_equal(mf_sim_open(&other, r->dir, 1, &r->options), 0);
+    other.profile = f4();
+    assert_int_equal(other.ops->connect(&other), 0);
+    const uint8_t mark[4] = {0x12, 0x34, 0x56, 0x78};
+    assert_int_equal(other.ops->program(&other, F4_BASE, mark, sizeof mark), 0);
+    assert_int_equal(other.ops->disconnect(&other), 0);
+
+    assert_int_equal(ops->connect(&r->target), 0);
+    assert_int_equal(ops->read_uid(&r->target, uid_after, sizeof uid_after), 0);
+    assert_memory_not_equal(uid_before, uid_after, sizeof uid_after);
+    uint8_t back[4];
+    read_flash(r, F4_BASE, back, sizeof back);
+    assert_memory_equal(back, mark, sizeof mark);
+    /* Locked is the folder now at the path, not the one moved away. */
+    expect_error(r, other.ops->connect(&other), MF_EBUSY, NULL);
+    assert_non_null(strstr(other.error, "slot 1 is in use"));
+    assert_int_equal(ops->disconnect(&r->target), 0);
+    assert_true(ini_has(r, 1, "connects = 2\n"));
+    assert_int_equal(other.ops->connect(&other), 0);
+    mf_sim_close(&other);
+    assert_int_equal(mf_test_rmtree(moved), 0);
+    free(moved);
+    free(slot1);
+}
+
 /* Connect makes the sim folder and the slot folder when they are missing, and says why it
  * cannot. */
 static void test_connect_makes_folders(void **state)
@@ -1247,6 +1303,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erased_two_regions, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_ini_rewrite_shorter, rig_setup, rig_teardown),
         cmocka_unit_test_setup_teardown(test_connect_makes_folders, rig_setup, rig_teardown),
+        cmocka_unit_test_setup_teardown(test_kept_between_connections, rig_setup, rig_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -284,6 +284,79 @@ static void device_bytes_places(struct cycle *c)
     }
 }
 
+/* Does `job` program a byte of [start, end): its data or its per-device fields? */
+static bool job_meets(const struct mf_job *job, uint64_t start, uint64_t end)
+{
+    for (size_t i = 0; i < job->range_count; i++) {
+        if (job->ranges[i].start < end && start < job->ranges[i].end)
+            return true;
+    }
+    if (job->serial && job->serial_address < end &&
+        start < job->serial_address + job->serial_length)
+        return true;
+    return job->signature && job->signature_address < end &&
+           start < job->signature_address + MF_SIGNATURE_SIZE;
+}
+
+/* Chooses the job that lays patch `o` down, so that no later job's erase removes it: the last job
+ * whose bytes the patch replaces; else the last job with bytes in the patch's sectors (that job,
+ * or one before it, erased them; the setup refuses a later job erasing a sector an earlier one
+ * uses); else, in sectors nobody uses, the first job that takes patches, which erases them itself.
+ * That job must take patches (`patches = yes`), else the device is refused. */
+static int patch_owner(struct cycle *c, struct mf_overlay *o)
+{
+    const struct mf_project *p = c->project;
+    uint64_t end = o->address + o->length;
+    int owner = -1;
+    for (unsigned j = 0; j < p->job_count; j++) {
+        if (job_meets(&p->jobs[j], o->address, end))
+            owner = (int)j;
+    }
+    for (uint64_t a = o->address; owner < 0 && a < end;) {
+        /* build_overlays checked that the patch lies in one flash region. */
+        const struct mf_flash_region *r = mf_profile_region(p->jobs[0].profile, a);
+        uint64_t start;
+        uint32_t size;
+        mf_region_sector(r, a, &start, &size);
+        int last = -1;
+        for (unsigned j = 0; j < p->job_count; j++) {
+            if (job_meets(&p->jobs[j], start, start + size))
+                last = (int)j;
+        }
+        if (last >= 0 && o->job >= 0 && last != o->job) {
+            fail(c, MF_ECONFLICT,
+                 "patch %u at 0x%llX lies in sectors of two jobs (%s and %s): the later one's "
+                 "erase would remove it",
+                 o->patch, (unsigned long long)o->address, p->jobs[o->job].name,
+                 p->jobs[last].name);
+            return MF_ECONFLICT;
+        }
+        if (last >= 0)
+            o->job = last; /* a sector of the patch not used by anybody goes with it */
+        a = start + size;
+    }
+    if (owner < 0)
+        owner = o->job;
+    if (owner >= 0 && !p->jobs[owner].patches) {
+        fail(c, MF_ECONFLICT,
+             "patch %u at 0x%llX is in the bytes or sectors of job %s, which takes no patches "
+             "(patches = no)",
+             o->patch, (unsigned long long)o->address, p->jobs[owner].name);
+        return MF_ECONFLICT;
+    }
+    for (unsigned j = 0; owner < 0 && j < p->job_count; j++) {
+        if (p->jobs[j].patches)
+            owner = (int)j;
+    }
+    if (owner < 0) {
+        fail(c, MF_ECONFLICT, "patch %u: no job of project %s takes patches (patches = no)",
+             o->patch, p->name);
+        return MF_ECONFLICT;
+    }
+    o->job = owner;
+    return 0;
+}
+
 static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *listed,
                           const struct mf_patch_line *patches)
 {
@@ -317,6 +390,9 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
         struct mf_overlay *o = overlay_add(slot, p->address, p->length, -1, MF_OVERLAY_PATCH);
         memcpy(o->bytes, p->bytes, p->length);
         o->patch = i + 1;
+        int err = patch_owner(c, o);
+        if (err)
+            return err;
     }
     /* Two per-device fields must not claim the same byte. */
     for (unsigned i = 0; i < slot->overlay_count; i++) {
@@ -336,12 +412,11 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
     return 0;
 }
 
-/* Does `job` lay overlay `o` down? */
+/* Does `job` lay overlay `o` down? (A patch's job is chosen by patch_owner.) */
 static bool overlay_in_job(const struct cycle *c, const struct mf_overlay *o, int job)
 {
-    if (o->job >= 0)
-        return o->job == job;
-    return c->project->jobs[job].patches;
+    (void)c;
+    return o->job == job;
 }
 
 /* What is wrong with the line of SNList.txt or Patches.txt that Serial.txt number `serial` selects.

@@ -123,7 +123,7 @@ struct mf_overlay {
     uint8_t bytes[MF_PATCH_BYTES_MAX];
     uint64_t done; /* bit per byte: programmed by an earlier job of this cycle */
     uint64_t pass; /* bit per byte: placed in the current pass */
-    int job;       /* the job it belongs to, or -1 for a patch (any job with patches) */
+    int job;       /* the job that lays it down (for a patch: chosen per device) */
     enum mf_overlay_kind kind;
     unsigned patch; /* 1-based number of the patch in its line (MF_OVERLAY_PATCH) */
 };

@@ -40,6 +40,17 @@ static int join(char *out, const char *dir, const char *name)
     return 0;
 }
 
+/* A name for messages and logs, cut to `size` - 1 bytes when longer (a folder name may have 255).
+ */
+static void copy_name(char *out, size_t size, const char *text)
+{
+    size_t n = 0;
+    while (n + 1 < size && text[n])
+        n++;
+    memcpy(out, text, n);
+    out[n] = '\0';
+}
+
 const char *mf_setup_display_name(const char *folder_name)
 {
     const char *p = folder_name;
@@ -1143,7 +1154,7 @@ static int load_job(struct mf_setup *setup, struct loader *ld, struct mf_project
         say(message, "%s/%s: path too long", p->folder, folder_name);
         return err;
     }
-    snprintf(job->name, sizeof job->name, "%s", mf_setup_display_name(folder_name));
+    copy_name(job->name, sizeof job->name, mf_setup_display_name(folder_name));
     size_t len;
     err = read_small(setup->area, c.path, ld->text, sizeof ld->text, &len);
     if (err) {
@@ -1372,7 +1383,7 @@ static int load_project(struct mf_setup *setup, struct loader *ld, struct mf_pro
         say(message, "%s/%s: path too long", MF_DIR_PROJECTS, folder_name);
         return err;
     }
-    snprintf(p->name, sizeof p->name, "%s", mf_setup_display_name(folder_name));
+    copy_name(p->name, sizeof p->name, mf_setup_display_name(folder_name));
     p->serial_increment = 1;
 
     char(*names)[MF_AREA_NAME_MAX] = ld->jobs;

@@ -497,6 +497,106 @@ static void test_patch_line_limits(void **state)
     assert_false(r.consumed);
 }
 
+/* Two jobs, Boot at 0x08000000 and App at 0x08004000 (2000 bytes: its sectors end at 0x08004800),
+ * `boot_patches` and `app_patches` their `patches =` settings, Serial.txt 1 selecting line 1 of
+ * Patches.txt. */
+static void two_job_patch_setup(struct fixture *f, const char *boot_patches,
+                                const char *app_patches, const char *line)
+{
+    uint8_t boot[1000], app[2000];
+    firmware(boot, sizeof boot, 11);
+    firmware(app, sizeof app, 12);
+    char ini[256];
+    put(&f->fs, "Projects/01_Widget/01_Boot/boot.bin", boot, sizeof boot);
+    snprintf(ini, sizeof ini,
+             "[job]\ndevice = SIM-F1-64K\npatches = %s\n[file]\npath = boot.bin\n"
+             "address = 0x08000000\n",
+             boot_patches);
+    puts_(&f->fs, "Projects/01_Widget/01_Boot/job.ini", ini);
+    put(&f->fs, "Projects/01_Widget/02_App/app.bin", app, sizeof app);
+    snprintf(ini, sizeof ini,
+             "[job]\ndevice = SIM-F1-64K\npatches = %s\n[file]\npath = app.bin\n"
+             "address = 0x08004000\n",
+             app_patches);
+    puts_(&f->fs, "Projects/01_Widget/02_App/job.ini", ini);
+    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "1\r\n");
+    char text[256];
+    snprintf(text, sizeof text, "1,8000000,1:00\r\n%s\r\n", line);
+    puts_(&f->fs, "Projects/01_Widget/Patches.txt", text);
+    assert_int_equal(load(f), 0);
+}
+
+/* A patch is laid by the job whose bytes or sectors it lies in, so that no later job's erase
+ * removes it: in the later job's bytes, in its sector beside its bytes, in nobody's sector, and in
+ * the earlier job's bytes; the device holds both jobs' data and every patch. A patch in the bytes
+ * or sectors of a job with `patches = no`, or with no job taking patches, is refused before
+ * anything is taken. */
+static void test_patches_with_several_jobs(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t boot[1000], app[2000];
+    firmware(boot, sizeof boot, 11);
+    firmware(app, sizeof app, 12);
+    two_job_patch_setup(f, "yes", "yes",
+                        "4,8004010,2:BBBB,80047F0,2:CCCC,800A000,2:DDDD,8000010,2:EEEE");
+    struct mf_cycle_result r;
+    if (cycle(f, 0, MF_ACTION_AUTO, &r) != 0)
+        fail_msg("%s", r.message);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    memcpy(boot + 0x10, "\xEE\xEE", 2);
+    memcpy(app + 0x10, "\xBB\xBB", 2);
+    assert_memory_equal(mem, boot, sizeof boot);
+    assert_memory_equal(mem + 0x4000, app, sizeof app);
+    assert_memory_equal(mem + 0x47F0, "\xCC\xCC", 2);
+    assert_memory_equal(mem + 0xA000, "\xDD\xDD", 2);
+    size_t programmed = 0;
+    for (size_t i = 0; i < size; i++)
+        programmed += mem[i] != 0xFF;
+    size_t expected = 0;
+    for (size_t i = 0; i < sizeof boot; i++)
+        expected += boot[i] != 0xFF;
+    for (size_t i = 0; i < sizeof app; i++)
+        expected += app[i] != 0xFF;
+    assert_int_equal(programmed, expected + 4);
+    free(mem);
+
+    /* The later job takes no patches: a patch in its bytes or its sector is refused (it would be
+     * erased, or laid over a job that wants none); in nobody's sector the first job lays it. */
+    const char *refused[] = {"1,8004010,2:BBBB", "1,80047F0,2:CCCC"};
+    for (size_t i = 0; i < 2; i++) {
+        two_job_patch_setup(f, "yes", "no", refused[i]);
+        assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), MF_ECONFLICT);
+        assert_false(r.consumed);
+        assert_int_equal(r.failure, MF_FAIL_DEVICE_DATA); /* #ERR212 */
+        char want[160];
+        snprintf(want, sizeof want,
+                 "patch 1 at 0x%s is in the bytes or sectors of job App, which takes no patches "
+                 "(patches = no)",
+                 i == 0 ? "8004010" : "80047F0");
+        if (!strstr(r.message, want))
+            fail_msg("'%s' lacks '%s'", r.message, want);
+        assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 10);
+        assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 1);
+    }
+    two_job_patch_setup(f, "yes", "no", "1,800A000,2:DDDD");
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0);
+    mem = flash(f, 2, &size);
+    assert_memory_equal(mem + 0xA000, "\xDD\xDD", 2);
+    firmware(app, sizeof app, 12);
+    assert_memory_equal(mem + 0x4000, app, sizeof app);
+    free(mem);
+
+    two_job_patch_setup(f, "no", "no", "1,800A000,2:DDDD");
+    assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), MF_ECONFLICT);
+    assert_false(r.consumed);
+    assert_non_null(strstr(r.message, "patch 1: no job of project Widget takes patches"));
+    /* #AUTO NOPATCH needs none. */
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .no_patch = true};
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
+}
+
 static void test_bad_inline_patch_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -2111,6 +2211,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_serial_that_does_not_fit_touches_nothing,
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patches_by_serial_line, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_patches_with_several_jobs, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_bad_inline_patch_is_refused, setup_fixture,
                                         teardown_fixture),

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +209,8 @@ static int parse_global(int argc, char **argv, const char **device, const char *
 
 int main(int argc, char **argv)
 {
+    /* A write past a file size limit (ulimit -f) fails with EFBIG, named, instead of killing us. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc >= 2) {
         if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
             (strcmp(argv[1], "help") == 0 && argc == 2)) {

@@ -329,6 +329,8 @@ int main(int argc, char **argv)
     memcpy(pc.targets, o.targets, sizeof o.targets);
 
     signal(SIGPIPE, SIG_IGN);
+    /* A write past a file size limit (ulimit -f) fails with EFBIG, named, instead of killing us. */
+    signal(SIGXFSZ, SIG_IGN);
     static struct mf_programmer programmer;
     char error[MF_PROGRAMMER_TEXT_MAX];
     struct mf_server_config sc = {.tcp = o.tcp,

@@ -212,3 +212,14 @@ grep -q '"secure_area": {"partition": 2' out.txt || fail "secure area lost by re
 run 0 "$mintflash" storage recover cut2.img
 grep -q "nothing to recover" out.txt || fail "second recover: $(cat out.txt)"
 echo "ok interrupted repartition"
+
+# A file size limit (ulimit -f) makes writes fail with EFBIG: a named error and no image left,
+# not a death by SIGXFSZ; the same for the daemon, which makes its image at start.
+run 1 bash -c 'ulimit -f 1024; exec "$0" storage init limited.img --size 8M' "$mintflash"
+stderr_is "mintflash: storage init: limited.img: cannot set the size: File too large"
+[ ! -e limited.img ] || fail "a half-made image was left"
+run 1 bash -c 'ulimit -f 1024; exec "$0" --storage limited.img --size 8M --tcp 127.0.0.1:0 --socket "$PWD/d.sock" --nbd off --sim-dir "$PWD/sim"' "$MF_BUILD/mintflashd"
+grep -q "^mintflashd: limited.img: cannot set the size: File too large$" err.txt ||
+    fail "daemon under ulimit -f: $(cat err.txt)"
+[ ! -e limited.img ] || fail "the daemon left a half-made image"
+echo "ok file size limit"

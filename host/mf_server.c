@@ -700,6 +700,7 @@ static struct mf_fat *public_fat(struct mf_server *s, struct mf_session *ss, int
 static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *name)
 {
     reply(s, ss, "#ACK");
+    ss->file_open = false; /* an open file is closed first, also when this open fails */
     if (!*name || strlen(name) >= sizeof ss->file) {
         reply(s, ss, "#ERR%03d:File open failed (no valid name)", MF_PERR_FILE_OPEN);
         return;

@@ -56,6 +56,9 @@ with Daemon() as d:
 
     # File I/O: the reference's example and our own commands.
     check(c.command("#FREAD 0,4") == ["#ACK", "#ERR255:No file opened"], "FREAD without FOPEN")
+    check(c.command("#FSIZE") == ["#ACK", "#ERR255:No file opened"], "FSIZE without FOPEN")
+    check(c.command("#FWRITE 0,1:41") == ["#ACK", "#ERR255:No file opened"],
+          "FWRITE without FOPEN")
     check(c.command("#FOPEN test.txt") == ["#ACK", "#OK"], "FOPEN creates")
     check(c.command("#FWRITE 0,7:48656C6C6F2021") == ["#ACK", "#OK"], "FWRITE Hello !")
     check(c.command("#FSIZE") == ["#ACK", "#OK:7"], "FSIZE")
@@ -68,10 +71,20 @@ with Daemon() as d:
           "FWRITE over 0x200 bytes")
     check(c.command("#FOPEN test.txt") == ["#ACK", "#OK"], "FOPEN never truncates")
     check(c.command("#FSIZE") == ["#ACK", "#OK:7"], "size kept")
+    # An open that fails closes the file open before it.
+    check(c.command("#FOPEN bad*name")[-1].startswith("#ERR010:File open failed"), "bad name")
+    check(c.command("#FREAD 0,4") == ["#ACK", "#ERR255:No file opened"],
+          "a failed FOPEN closed the file")
+    check(c.command("#FOPEN test.txt") == ["#ACK", "#OK"], "FOPEN again")
     check(c.command("#FCLOSE") == ["#ACK", "#OK"], "FCLOSE")
     check(c.command("#MKDIR sub") == ["#ACK", "#OK"], "MKDIR")
     check(c.command("#MKDIR sub")[-1].startswith("#ERR012:"), "MKDIR twice")
-    put(c, "sub/big.bin", os.urandom(3000))
+    big = os.urandom(3000)
+    put(c, "sub/big.bin", big)
+    check(c.command("#FOPEN sub/big.bin") == ["#ACK", "#OK"], "FOPEN big.bin")
+    check(c.command("#FREAD 10,400") == ["#ACK", "#OK:200:" + big[0x10:0x210].hex()],
+          "FREAD of more than 0x200 bytes reads 0x200")
+    check(c.command("#FCLOSE") == ["#ACK", "#OK"], "FCLOSE big.bin")
     listing = c.command("#FLIST sub")
     check(listing == ["#ACK", "#FLIST:F:bb8:big.bin", "#OK"], "FLIST %r" % listing)
     check(c.command("#RMDIR sub")[-1].startswith("#ERR013:Failed to remove folder"), "RMDIR full")

@@ -91,18 +91,16 @@ int mf_numfile_write(struct mf_fat *fs, const char *path, uint64_t value)
     uint32_t len = 0;
     while (nd)
         text[len++] = digits[--nd];
-    /* Keep the line end the owner's editor wrote after the number (padding may follow it). */
-    bool crlf = false, lf = false;
-    for (uint32_t i = 0; i < size && !lf && !crlf; i++) {
-        if (old[i] == '\n') {
-            crlf = i > 0 && old[i - 1] == '\r';
-            lf = !crlf;
+    /* Keep the line end the owner's editor wrote after the number (padding may follow it):
+     * CR LF, LF or CR alone, whichever comes first. */
+    for (uint32_t i = 0; i < size; i++) {
+        if (old[i] == '\r' || old[i] == '\n') {
+            text[len++] = old[i];
+            if (old[i] == '\r' && i + 1 < size && old[i + 1] == '\n')
+                text[len++] = '\n';
+            break;
         }
     }
-    if (crlf)
-        text[len++] = '\r';
-    if (crlf || lf)
-        text[len++] = '\n';
     if (len > MF_NUMFILE_SIZE_MAX) {
         err = MF_EFBIG;
         goto out;

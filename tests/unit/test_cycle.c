@@ -597,6 +597,31 @@ static void test_patches_with_several_jobs(void **state)
     assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
 }
 
+/* A count or serial number file is rewritten with the line end its owner's editor wrote after the
+ * number (CR LF, LF, a lone CR, or none), then blanks up to its old length. */
+static void test_number_files_keep_their_line_end(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *before;
+        uint64_t value;
+        const char *after;
+    } cases[] = {
+        {"5\r\n", 4, "4\r\n"},   {"5\n", 4, "4\n"},         {"5\r", 4, "4\r"},
+        {"5", 4, "4"},           {"10\r", 9, "9\r "},       {"9\r", 10, "10\r"},
+        {"10\r\n", 9, "9\r\n "}, {"7 \n\r\n", 6, "6\n   "}, {"8\r\r\n", 7, "7\r  "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        puts_(&f->fs, "Cntdown.txt", cases[i].before);
+        assert_int_equal(mf_numfile_write(&f->fs, "Cntdown.txt", cases[i].value), 0);
+        char *text = get(&f->fs, "Cntdown.txt");
+        if (strcmp(text, cases[i].after) != 0)
+            fail_msg("'%s' -> %llu gave '%s', want '%s'", cases[i].before,
+                     (unsigned long long)cases[i].value, text, cases[i].after);
+        free(text);
+    }
+}
+
 static void test_bad_inline_patch_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -2213,6 +2238,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patches_by_serial_line, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patches_with_several_jobs, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_number_files_keep_their_line_end, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_bad_inline_patch_is_refused, setup_fixture,
                                         teardown_fixture),

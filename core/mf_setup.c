@@ -93,7 +93,7 @@ bool mf_setup_programmer_file(const char *path)
 
 bool mf_project_takes_serial(const struct mf_project *p)
 {
-    return p->has_serial && (p->uses_serial || p->has_snlist || p->has_patches);
+    return p->has_serial;
 }
 
 const char *mf_erase_mode_name(enum mf_erase_mode mode)

@@ -203,8 +203,9 @@ bool mf_setup_public_allowed(const char *name, bool is_dir);
  * (docs/owner-tools.md) stays as it was. */
 bool mf_setup_programmer_file(const char *path);
 
-/* Does a cycle of this project take a serial number (it has Serial.txt, and a job programs one
- * or SNList.txt / Patches.txt need it to select their line)? */
+/* Does a cycle of this project take a serial number? Whenever it has Serial.txt: also when no
+ * job programs it, the number advances and FLASHER.LOG names it, so that the log's lines stay
+ * distinguishable (as the reference's ATE does). */
 bool mf_project_takes_serial(const struct mf_project *project);
 
 /* Data bytes of the project's files that its setup does not hold in memory (mf_area.hold_max):

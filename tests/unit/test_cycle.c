@@ -622,6 +622,33 @@ static void test_number_files_keep_their_line_end(void **state)
     }
 }
 
+/* Serial.txt advances in every cycle also when no job programs the number and no list needs it:
+ * FLASHER.LOG names the number each device took (the reference's ATE does so too). */
+static void test_serial_taken_without_a_serial_field(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t app[256];
+    firmware(app, sizeof app, 3);
+    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
+    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "123123-123\r\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_true(r.has_serial);
+    assert_int_equal(r.serial, 123123);
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(r.serial, 123124);
+    char *text = get(&f->fs, "Projects/01_Widget/Serial.txt");
+    assert_string_equal(text, "123125\r\n    ");
+    free(text);
+    char *log = get(&f->fs, "FLASHER.LOG");
+    assert_true(line_matches(
+        log, ".* slot 2 AUTO project \"Widget\" uid [0-9A-F]{24} serial 123124 OK .*"));
+    free(log);
+}
+
 static void test_bad_inline_patch_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -2240,6 +2267,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patches_with_several_jobs, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_number_files_keep_their_line_end, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_serial_taken_without_a_serial_field, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_bad_inline_patch_is_refused, setup_fixture,
                                         teardown_fixture),

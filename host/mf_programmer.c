@@ -348,7 +348,9 @@ static void load_setup(struct mf_programmer *p)
         mf_setup_free(&p->setup);
         p->setup_loaded = false;
     }
-    p->from_secure = p->secure_open && p->secure.present;
+    /* A secure area holding no files (an empty _SECURE was moved) holds no configuration: the
+     * public area's setup runs, as the conflict rule only bites when the secure area has some. */
+    p->from_secure = p->secure_open && p->secure.present && p->secure.file_count > 0;
     struct mf_area *area = p->from_secure ? &p->secure.area : &p->area.area;
     p->setup_error =
         mf_setup_load(&p->setup, area, p->load_buffer, LOAD_BUFFER_SIZE, p->setup_message);
@@ -716,9 +718,10 @@ static void boot_secure(struct mf_programmer *p)
     char fp[17];
     for (int i = 0; i < 8; i++)
         snprintf(fp + 2 * i, 3, "%02x", p->secure.fingerprint[i]);
-    log_stderr(p, 0, "moved _SECURE into the secure area (setup %s...)", fp);
-    mf_flashlog_write(&p->log, "moved _SECURE into the secure area: %u files, setup %s...",
-                      p->secure.file_count, fp);
+    const char *empty = p->secure.file_count ? "" : " (no files: the public area's setup runs)";
+    log_stderr(p, 0, "moved _SECURE into the secure area (setup %s...)%s", fp, empty);
+    mf_flashlog_write(&p->log, "moved _SECURE into the secure area: %u files, setup %s...%s",
+                      p->secure.file_count, fp, empty);
     finish_removal(p);
 }
 
@@ -758,10 +761,16 @@ static void boot(struct mf_programmer *p)
             boot_secure(p);
         } else {
             struct mf_area_entry e;
-            if (p->area.area.stat(&p->area.area, MF_SECURE_FOLDER, &e) == 0 && e.is_dir)
-                log_stderr(p, 0,
-                           "a _SECURE folder, but no secure area: it is an ordinary folder "
-                           "(securearea create makes one)");
+            if (p->area.area.stat(&p->area.area, MF_SECURE_FOLDER, &e) == 0 && e.is_dir) {
+                static const char why[] = "a _SECURE folder, but no secure area: nothing moved, "
+                                          "the folder stays readable in the public area "
+                                          "(securearea create makes one)";
+                log_stderr(p, 0, "%s", why);
+                if (p->mode == MF_MODE_STANDALONE) {
+                    mf_flashlog_write(&p->log, "%s", why);
+                    sayn(p->move_error, sizeof p->move_error, "%s", why);
+                }
+            }
         }
     }
     if (p->mode == MF_MODE_FILEACCESS) {

@@ -1,0 +1,59 @@
+"""`_SECURE` where it cannot or need not become a secure setup: with no secure area the folder is
+not moved, and FLASHER.LOG and #INFO's MOVE_ERROR say so (not only the daemon's stderr); an empty
+`_SECURE` moved into a secure area leaves no configuration there, so the public area's setup runs
+(the spec's conflict rule bites only when the secure area holds configuration/data)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
+from mfdaemon import Daemon, check, get, put, sim_flash, simple_project  # noqa: E402
+
+
+def info(client):
+    return dict(line[6:].split("=", 1) for line in client.command("#INFO") if line.startswith("#INFO:"))
+
+
+def reboot(client):
+    check(client.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
+
+
+# No secure area: the folder stays, and everyone who looks is told.
+with Daemon(size="32M") as d:
+    t = d.tcp()
+    fw = simple_project(t, count=3, serial=100)
+    put(t, "_SECURE/Projects/01_Other/01_App/job.ini", "[job]\ndevice = SIM-F4-1M\n")
+    reboot(t)
+    i = info(t)
+    check(i["AREA"] == "PUBLIC" and i["PROJECT"] == "Widget", "public setup runs: %r" % i)
+    check(i["MOVE_ERROR"].startswith("a _SECURE folder, but no secure area: nothing moved"),
+          "MOVE_ERROR %r" % i["MOVE_ERROR"])
+    log = get(t, "FLASHER.LOG").decode()
+    check("a _SECURE folder, but no secure area: nothing moved, the folder stays readable in the "
+          "public area (securearea create makes one)" in log, "FLASHER.LOG:\n" + log)
+    r = t.command("#AUTO")
+    check(r[-1].startswith("#OK (Total "), "cycle from the public area: %r" % r)
+    check(sim_flash(d, 1)[:len(fw)] == fw, "the public setup's firmware")
+    check(get(t, "_SECURE/Projects/01_Other/01_App/job.ini").startswith(b"[job]"),
+          "the folder is still there")
+
+# An empty _SECURE moved into the secure area: nothing there, the public setup runs.
+with Daemon(size="32M") as d:
+    t, u = d.tcp(), d.unix()
+    check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
+    fw = simple_project(t, count=2, serial=500)
+    check(t.command("#MKDIR _SECURE") == ["#ACK", "#OK"], "empty _SECURE")
+    reboot(t)
+    i = info(t)
+    check(i["AREA"] == "PUBLIC" and i["PROJECT"] == "Widget" and i["CYCLES_LEFT"] == "2",
+          "an empty secure area leaves the public setup running: %r" % i)
+    check(i["MOVE_ERROR"] == "" and "PROBLEM" not in i, "no problem: %r" % i)
+    log = get(t, "FLASHER.LOG").decode()
+    check("moved _SECURE into the secure area: 0 files" in log and
+          "(no files: the public area's setup runs)" in log, "FLASHER.LOG:\n" + log)
+    r = t.command("#AUTO")
+    check(r[-1].startswith("#OK (Total "), "cycle: %r" % r)
+    mem = sim_flash(d, 1)
+    check(mem[:len(fw)] == fw and int.from_bytes(mem[0x40000:0x40004], "little") == 500,
+          "the public setup's firmware and serial number")
+    check(get(t, "Projects/01_Widget/Cntdown.txt").strip() == b"1", "the public count went down")
+print("ok")

@@ -1,12 +1,15 @@
 """`_SECURE` where it cannot or need not become a secure setup: with no secure area the folder is
 not moved, and FLASHER.LOG and #INFO's MOVE_ERROR say so (not only the daemon's stderr); an empty
 `_SECURE` moved into a secure area leaves no configuration there, so the public area's setup runs
-(the spec's conflict rule bites only when the secure area holds configuration/data)."""
+(the spec's conflict rule bites only when the secure area holds configuration/data). And what the
+spec says works from the secure area as from the public one: several jobs, Patches.txt (a patch in
+the later job's bytes) and SNList.txt, with the folder and the count file spelled in other cases
+(`_secure`, `CNTDOWN.TXT`)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, check, get, put, sim_flash, simple_project  # noqa: E402
+from mfdaemon import Daemon, check, firmware, get, put, sim_flash, simple_project  # noqa: E402
 
 
 def info(client):
@@ -56,4 +59,41 @@ with Daemon(size="32M") as d:
     check(mem[:len(fw)] == fw and int.from_bytes(mem[0x40000:0x40004], "little") == 500,
           "the public setup's firmware and serial number")
     check(get(t, "Projects/01_Widget/Cntdown.txt").strip() == b"1", "the public count went down")
+
+# Two jobs, Patches.txt and SNList.txt from the secure area.
+with Daemon(size="32M") as d:
+    t, u = d.tcp(), d.unix()
+    check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
+    boot, app = firmware(4000, seed=5), firmware(6000, seed=6)
+    base = "_secure/Projects/01_Widget/"
+    put(t, base + "01_Boot/boot.bin", boot)
+    put(t, base + "01_Boot/job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = boot.bin\n"
+        "address = 0x08000000\n[serial]\naddress = 0x08003F00\nlength = 4\n")
+    put(t, base + "02_App/app.bin", app)
+    put(t, base + "02_App/job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\n"
+        "address = 0x08020000\n")
+    put(t, base + "CNTDOWN.TXT", "2\r\n")
+    put(t, base + "Serial.txt", "1\r\n")
+    put(t, base + "SNList.txt", "00000000\r\nA1B2C3D4\r\nA5B6C7D8\r\n")
+    put(t, base + "Patches.txt", "1,8000000,1:00\r\n1,8020010,2:BBCC\r\n2,8020020,1:DD,8040000,2:EEFF\r\n")
+    reboot(t)
+    i = info(t)
+    check(i["AREA"] == "SECURE" and i["CYCLES_LEFT"] == "2" and i["NEXT_SERIAL"] == "1",
+          "runs from the secure area: %r" % i)
+    for n in range(2):
+        r = t.command("#AUTO")
+        check(r[-1].startswith("#OK (Total "), "cycle %d: %r" % (n, r))
+        mem = sim_flash(d, 1)
+        want_app = bytearray(app)
+        if n == 0:
+            want_app[0x10:0x12] = b"\xbb\xcc"
+        else:
+            want_app[0x20] = 0xDD
+        check(mem[:len(boot)] == boot, "cycle %d: boot" % n)
+        check(mem[0x20000:0x20000 + len(app)] == bytes(want_app), "cycle %d: app and its patch" % n)
+        check(mem[0x3F00:0x3F04] == (b"\xa1\xb2\xc3\xd4", b"\xa5\xb6\xc7\xd8")[n],
+              "cycle %d: the SNList.txt line" % n)
+        check(mem[0x40000:0x40002] == (b"\xff\xff", b"\xee\xff")[n], "cycle %d: patch in nobody's bytes" % n)
+    r = t.command("#AUTO")
+    check(r[-1].startswith("#ERR201:"), "count used up: %r" % r)
 print("ok")

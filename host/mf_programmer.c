@@ -1496,23 +1496,6 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
     return err;
 }
 
-int mf_programmer_reload(struct mf_programmer *p, char *error)
-{
-    pthread_mutex_lock(&p->state_lock);
-    int err = 0;
-    if (any_busy(p) || p->initializing) {
-        say(error, "a slot is busy");
-        err = MF_EBUSY;
-    } else if (p->mode != MF_MODE_STANDALONE || !p->fat_mounted) {
-        say(error, "not available now");
-        err = MF_EPERM;
-    } else {
-        load_setup(p);
-    }
-    pthread_mutex_unlock(&p->state_lock);
-    return err;
-}
-
 void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info)
 {
     memset(info, 0, sizeof *info);

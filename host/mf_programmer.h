@@ -190,10 +190,6 @@ void mf_programmer_public_release(struct mf_programmer *p);
 /* Selects a project (with or without its NN_ prefix) and records it in FLASHER.INI. */
 int mf_programmer_select(struct mf_programmer *p, const char *name, char *error);
 
-/* Reloads the production setup from the storage (after its files changed). MF_EBUSY while a slot
- * runs. */
-int mf_programmer_reload(struct mf_programmer *p, char *error);
-
 struct mf_programmer_info {
     enum mf_mode mode;
     bool initializing;

@@ -55,6 +55,7 @@ with Daemon() as d:
     check("#INFO:VERSION=0.1.0" in info and "#INFO:MODE=STANDALONE" in info, "INFO keys %r" % info)
 
     # File I/O: the reference's example and our own commands.
+    check(c.command("#CRC") == ["#NACK"], "the legacy #CRC is not taken")
     check(c.command("#FREAD 0,4") == ["#ACK", "#ERR255:No file opened"], "FREAD without FOPEN")
     check(c.command("#FSIZE") == ["#ACK", "#ERR255:No file opened"], "FSIZE without FOPEN")
     check(c.command("#FWRITE 0,1:41") == ["#ACK", "#ERR255:No file opened"],

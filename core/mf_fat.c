@@ -5,6 +5,7 @@
 #include "mf_fat.h"
 #include "mf_le.h"
 
+#include "mf_cp437.h"
 #include "mf_err.h"
 #include "mf_time.h"
 
@@ -425,21 +426,6 @@ static int cluster_zero(struct mf_fat *fs, uint32_t cluster)
 
 /* ---- names ---- */
 
-/* Code page 437, bytes 0x80-0xFF, for short names written by other systems. */
-static const uint16_t cp437_high[128] = {
-    0x00C7, 0x00FC, 0x00E9, 0x00E2, 0x00E4, 0x00E0, 0x00E5, 0x00E7, 0x00EA, 0x00EB, 0x00E8, 0x00EF,
-    0x00EE, 0x00EC, 0x00C4, 0x00C5, 0x00C9, 0x00E6, 0x00C6, 0x00F4, 0x00F6, 0x00F2, 0x00FB, 0x00F9,
-    0x00FF, 0x00D6, 0x00DC, 0x00A2, 0x00A3, 0x00A5, 0x20A7, 0x0192, 0x00E1, 0x00ED, 0x00F3, 0x00FA,
-    0x00F1, 0x00D1, 0x00AA, 0x00BA, 0x00BF, 0x2310, 0x00AC, 0x00BD, 0x00BC, 0x00A1, 0x00AB, 0x00BB,
-    0x2591, 0x2592, 0x2593, 0x2502, 0x2524, 0x2561, 0x2562, 0x2556, 0x2555, 0x2563, 0x2551, 0x2557,
-    0x255D, 0x255C, 0x255B, 0x2510, 0x2514, 0x2534, 0x252C, 0x251C, 0x2500, 0x253C, 0x255E, 0x255F,
-    0x255A, 0x2554, 0x2569, 0x2566, 0x2560, 0x2550, 0x256C, 0x2567, 0x2568, 0x2564, 0x2565, 0x2559,
-    0x2558, 0x2552, 0x2553, 0x256B, 0x256A, 0x2518, 0x250C, 0x2588, 0x2584, 0x258C, 0x2590, 0x2580,
-    0x03B1, 0x00DF, 0x0393, 0x03C0, 0x03A3, 0x03C3, 0x00B5, 0x03C4, 0x03A6, 0x0398, 0x03A9, 0x03B4,
-    0x221E, 0x03C6, 0x03B5, 0x2229, 0x2261, 0x00B1, 0x2265, 0x2264, 0x2320, 0x2321, 0x00F7, 0x2248,
-    0x00B0, 0x2219, 0x00B7, 0x221A, 0x207F, 0x00B2, 0x25A0, 0x00A0,
-};
-
 /* Simple upper-case mapping for the scripts users name files in most: ASCII, Latin-1,
  * Latin Extended-A, Greek and Cyrillic. Other characters compare exactly. */
 static uint16_t upcase16(uint16_t c)
@@ -697,6 +683,16 @@ static uint8_t sfn_checksum(const uint8_t sfn[11])
     return sum;
 }
 
+/* The lower case of a short name's upper-case letter, as the NT case bits ask: ASCII and the
+ * upper-case letters code page 437 has (Latin-1's and Greek's). */
+static uint16_t downcase_sfn(uint16_t c)
+{
+    if ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7) ||
+        (c >= 0x391 && c <= 0x3A9 && c != 0x3A2))
+        return (uint16_t)(c + 32);
+    return c;
+}
+
 /* The name a short entry shows: decoded from code page 437, NT case bits applied. */
 static void sfn_display(const uint8_t *entry, struct name *out)
 {
@@ -712,9 +708,9 @@ static void sfn_display(const uint8_t *entry, struct name *out)
             uint8_t b = entry[i];
             if (i == 0 && b == 0x05)
                 b = 0xE5;
-            uint16_t c = b >= 0x80 ? cp437_high[b - 0x80] : b < 0x20 ? 0xFFFD : b;
-            if ((nt & (part ? NT_LOWER_EXT : NT_LOWER_BASE)) && c >= 'A' && c <= 'Z')
-                c = (uint16_t)(c + 32);
+            uint16_t c = b < 0x20 ? 0xFFFD : mf_cp437_decode(b);
+            if (nt & (part ? NT_LOWER_EXT : NT_LOWER_BASE))
+                c = downcase_sfn(c);
             out->c[k++] = c;
         }
     }

@@ -1,6 +1,8 @@
 /* The protocol's framing and command table (see mf_proto.h). */
 #include "mf_proto.h"
 
+#include "mf_cp437.h"
+
 #include <string.h>
 
 void mf_proto_framer_init(struct mf_proto_framer *framer)
@@ -43,6 +45,17 @@ size_t mf_proto_framer_feed(struct mf_proto_framer *f, const uint8_t *data, size
                 ev = MF_PROTO_NO_COMMAND;
             else
                 continue; /* an empty line */
+            if (ev == MF_PROTO_LINE && !mf_utf8_valid(f->line, f->len)) {
+                /* Bytes beyond ASCII that are not UTF-8 are the reference's code page 437. */
+                char utf8[MF_PROTO_LINE_MAX + 1];
+                size_t n = mf_cp437_to_utf8(f->line, f->len, utf8, sizeof utf8);
+                if (n == SIZE_MAX) {
+                    ev = MF_PROTO_TOO_LONG;
+                } else {
+                    memcpy(f->line, utf8, n);
+                    f->len = n;
+                }
+            }
             if (ev == MF_PROTO_LINE) {
                 f->line[f->len] = '\0';
                 f->has_line = true;
@@ -61,7 +74,7 @@ size_t mf_proto_framer_feed(struct mf_proto_framer *f, const uint8_t *data, size
             if (c != ' ' && c != '\t')
                 f->noise = true;
             continue;
-        } else if ((c < 0x20 && c != '\t') || c >= 0x7F) {
+        } else if ((c < 0x20 && c != '\t') || c == 0x7F) {
             f->bad_char = true;
         }
         if (f->len == MF_PROTO_LINE_MAX) {

@@ -1045,6 +1045,54 @@ static void test_mkfs_4k_sectors_read_by_us(void **state)
     tools_then_ours(16, 1, 32, 3u * MIB, 60, 4096);
 }
 
+/* Short names in code page 437 that mtools stores with the NT lower-case bits and no long name
+ * ("CAFE2É  TXT", flags base and extension) show in lower case, the letters beyond ASCII too, as
+ * Windows and Linux show them (`mdir -b` lowers only ASCII: not compared here); either case
+ * opens them. */
+static void test_cp437_short_names_in_lower_case(void **state)
+{
+    (void)state;
+    char *image = image_path("cp437.img");
+    char *quoted = mf_test_shell_quote(image);
+    char *host = image_path("cp437.txt");
+    assert_int_equal(mf_test_write_file(host, "seven b", 7), 0);
+    char *quoted_host = mf_test_shell_quote(host);
+    struct mf_test_output out = run_ok(
+        "set -e; export " TOOLS_ENV "; rm -f %s; truncate -s 2M %s; mkfs.fat -F 12 %s >/dev/null; "
+        "mcopy -i %s %s '::cafe2é.txt'; mdir -i %s :: | grep -q '^cafe2é   txt'",
+        quoted, quoted, quoted, quoted, quoted_host, quoted);
+    mf_test_output_free(&out);
+    struct file_bd dev;
+    file_bd_open(&dev, image, 0);
+    check(mf_fat_mount(&fs, &dev.bd, NULL, NULL));
+    struct mf_fat_dir dir;
+    check(mf_fat_opendir(&fs, &dir, "/"));
+    struct mf_fat_stat st;
+    unsigned entries = 0;
+    while (mf_fat_readdir(&fs, &dir, &st) == 1) {
+        entries++;
+        assert_string_equal(st.name, "cafe2é.txt");
+        assert_string_equal(st.short_name, "CAFE2?.TXT"); /* no long name; kept ASCII shows */
+    }
+    bool seen = entries == 1;
+    assert_true(seen);
+    const char *names[] = {"cafe2é.txt", "CAFE2É.TXT", "Cafe2É.txt"};
+    for (size_t i = 0; i < 3; i++) {
+        struct mf_fat_file file;
+        check(mf_fat_open(&fs, &file, names[i], MF_FAT_O_RDONLY));
+        char buf[8];
+        assert_int_equal(mf_fat_read(&fs, &file, buf, sizeof buf), 7);
+        assert_memory_equal(buf, "seven b", 7);
+        check(mf_fat_close(&fs, &file));
+    }
+    check(mf_fat_unmount(&fs));
+    file_bd_close(&dev);
+    free(quoted_host);
+    free(host);
+    free(quoted);
+    free(image);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1061,6 +1109,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mkfs_fat16_read_by_us, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mkfs_fat32_read_by_us, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mkfs_4k_sectors_read_by_us, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cp437_short_names_in_lower_case, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(script);

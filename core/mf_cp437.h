@@ -1,0 +1,22 @@
+/* Code page 437: the characters of FAT short names written by other systems, and of the
+ * reference product's file names (docs/protocol.md, "Names beyond ASCII"). Conversions to UTF-8,
+ * which the programmer uses everywhere else. */
+#ifndef MF_CP437_H
+#define MF_CP437_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The Unicode character of a CP437 byte (below 0x80: ASCII; control bytes are their own). */
+uint16_t mf_cp437_decode(uint8_t byte);
+
+/* Is `text` (length bytes) well-formed UTF-8 (no overlong forms, surrogates or values beyond
+ * U+10FFFF)? */
+bool mf_utf8_valid(const char *text, size_t length);
+
+/* Writes the UTF-8 form of the CP437 bytes `in` to `out` (`size` bytes, NUL-terminated); the
+ * length written, or SIZE_MAX when it does not fit (nothing useful is left in `out` then). */
+size_t mf_cp437_to_utf8(const char *in, size_t length, char *out, size_t size);
+
+#endif

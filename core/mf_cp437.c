@@ -21,35 +21,45 @@ uint16_t mf_cp437_decode(uint8_t byte)
     return byte < 0x80 ? byte : high[byte - 0x80];
 }
 
-bool mf_utf8_valid(const char *text, size_t length)
+size_t mf_utf8_decode(const char *text, size_t length, uint32_t *character)
 {
     const uint8_t *p = (const uint8_t *)text;
-    for (size_t i = 0; i < length;) {
-        uint32_t c = p[i];
-        size_t need;
-        uint32_t min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            c &= 0x1F, need = 1, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            c &= 0x0F, need = 2, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            c &= 0x07, need = 3, min = 0x10000;
-        } else {
+    if (length == 0)
+        return 0;
+    uint32_t c = p[0], min;
+    size_t need;
+    if (c < 0x80) {
+        *character = c;
+        return 1;
+    } else if ((c & 0xE0) == 0xC0) {
+        c &= 0x1F, need = 1, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        c &= 0x0F, need = 2, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        c &= 0x07, need = 3, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (length - 1 < need)
+        return 0;
+    for (size_t k = 1; k <= need; k++) {
+        if ((p[k] & 0xC0) != 0x80)
+            return 0;
+        c = c << 6 | (p[k] & 0x3Fu);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *character = c;
+    return need + 1;
+}
+
+bool mf_utf8_valid(const char *text, size_t length)
+{
+    uint32_t c;
+    for (size_t i = 0, n; i < length; i += n) {
+        n = mf_utf8_decode(text + i, length - i, &c);
+        if (!n)
             return false;
-        }
-        if (length - i - 1 < need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-            c = c << 6 | (p[i + k] & 0x3Fu);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return false;
-        i += need + 1;
     }
     return true;
 }

@@ -11,6 +11,11 @@
 /* The Unicode character of a CP437 byte (below 0x80: ASCII; control bytes are their own). */
 uint16_t mf_cp437_decode(uint8_t byte);
 
+/* Decodes the first character of `text` (length bytes) into `*character`: its length in bytes
+ * (1 to 4), or 0 when the text is empty or does not start with well-formed UTF-8 (an overlong
+ * form, a surrogate, a value beyond U+10FFFF, a cut or stray byte). */
+size_t mf_utf8_decode(const char *text, size_t length, uint32_t *character);
+
 /* Is `text` (length bytes) well-formed UTF-8 (no overlong forms, surrogates or values beyond
  * U+10FFFF)? */
 bool mf_utf8_valid(const char *text, size_t length);

@@ -479,29 +479,11 @@ static int utf8_to_utf16(const char *s, size_t len, uint16_t *out, size_t max, s
 {
     size_t k = 0;
     for (size_t i = 0; i < len;) {
-        uint32_t c = (uint8_t)s[i], need, min;
-        if (c < 0x80) {
-            need = 0, min = 0;
-        } else if ((c & 0xE0) == 0xC0) {
-            c &= 0x1F, need = 1, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            c &= 0x0F, need = 2, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            c &= 0x07, need = 3, min = 0x10000;
-        } else {
+        uint32_t c;
+        size_t bytes = mf_utf8_decode(s + i, len - i, &c);
+        if (!bytes)
             return MF_ENAME;
-        }
-        if (need > len - i - 1)
-            return MF_ENAME;
-        for (uint32_t j = 1; j <= need; j++) {
-            uint8_t b = (uint8_t)s[i + j];
-            if ((b & 0xC0) != 0x80)
-                return MF_ENAME;
-            c = c << 6 | (b & 0x3Fu);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return MF_ENAME;
-        i += need + 1;
+        i += bytes;
         if (c >= 0x10000) {
             if (k + 2 > max)
                 return MF_ENAMETOOLONG;

@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 60
 CTEST_ARGS ?=
 
-.PHONY: all bootstrap configure build demo check check-unit check-e2e check-valgrind fuzz soak bench lint format clean
+.PHONY: all bootstrap configure build demo check check-unit check-e2e check-valgrind check-debian13 fuzz soak bench lint format clean
 
 all: build
 
@@ -46,6 +46,10 @@ fuzz: bootstrap build
 # Long sweeps and load tests, not part of `make check`.
 soak: bootstrap build
 	MF_SOAK=1 scripts/soak $(BUILD)
+
+# The README's two commands in a fresh Debian 13 chroot (root; debootstrap). Not part of `check`.
+check-debian13:
+	scripts/check-debian13
 
 bench: bootstrap build
 	scripts/bench $(BUILD)

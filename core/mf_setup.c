@@ -240,8 +240,23 @@ static int flasher_ini_item(void *context, const struct mf_ini_item *item)
         }
         return 0;
     }
-    say(c->message, "%s:%u: unknown key '%s' in [CONFIG]", MF_FILE_FLASHER_INI, item->line,
-        item->key);
+    /* Keys the reference writes or documents for functions this programmer has not (a power-off
+     * timer, a CRC on a display): a FLASHER.INI brought from one runs, and the log says so. */
+    static const char *const reference_keys[] = {"AutoPowerOffOnIdle",
+                                                 "ShowDatCRCAfterProgramming"};
+    for (size_t i = 0; i < sizeof reference_keys / sizeof reference_keys[0]; i++) {
+        if (mf_ini_name_is(item->key, reference_keys[i])) {
+            char *list = c->setup->ignored_keys;
+            size_t used = strlen(list), size = sizeof c->setup->ignored_keys;
+            snprintf(list + used, size - used, "%s%s:%u: %s", used ? ", " : "", MF_FILE_FLASHER_INI,
+                     item->line, reference_keys[i]);
+            return 0;
+        }
+    }
+    say(c->message,
+        "%s:%u: unknown key '%s' in [CONFIG] (known: Project, LogMaxKiB, Reservation; the "
+        "reference's AutoPowerOffOnIdle and ShowDatCRCAfterProgramming are ignored)",
+        MF_FILE_FLASHER_INI, item->line, item->key);
     return MF_EFORMAT;
 }
 

@@ -143,7 +143,10 @@ struct mf_setup {
     bool has_root_cntdown;                 /* Cntdown.txt at the root */
     char selected_name[MF_SETUP_NAME_MAX]; /* FLASHER.INI [CONFIG] Project, "" if unset */
     uint32_t log_max_bytes;                /* FLASHER.INI [CONFIG] LogMaxKiB, in bytes */
-    uint8_t fingerprint[32];               /* mf_setup_fingerprint of the area, at load */
+    /* FLASHER.INI keys of the reference's that have no effect here ("FLASHER.INI:3:
+     * ShowDatCRCAfterProgramming, ..."), for the log; "" when none. */
+    char ignored_keys[MF_SETUP_ERROR_MAX];
+    uint8_t fingerprint[32]; /* mf_setup_fingerprint of the area, at load */
 };
 
 /* Loads and checks the setup at the root of `area`. Returns 0 with every project loaded (a

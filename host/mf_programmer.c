@@ -378,6 +378,12 @@ static void load_setup(struct mf_programmer *p)
                        proj->name, (unsigned long long)((unheld + 1023) >> 10),
                        (unsigned long long)(area->hold_max >> 20));
         p->log.max_bytes = p->setup.log_max_bytes;
+        if (p->setup.ignored_keys[0]) {
+            log_stderr(p, 0, "the reference's keys have no effect here: %s",
+                       p->setup.ignored_keys);
+            mf_flashlog_write(&p->log, "the reference's keys have no effect here: %s",
+                              p->setup.ignored_keys);
+        }
     } else {
         log_stderr(p, 0, "no usable setup: %s", p->setup_message);
     }

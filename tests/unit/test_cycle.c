@@ -649,6 +649,35 @@ static void test_serial_taken_without_a_serial_field(void **state)
     free(log);
 }
 
+/* A FLASHER.INI brought from the reference runs: its keys for functions this programmer has not
+ * are listed for the log and change nothing; a key nobody knows is an error naming the line. */
+static void test_flasher_ini_reference_keys(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "10", "1");
+    puts_(&f->fs, "FLASHER.INI",
+          "[CONFIG]\r\nProject = \"Widget\"\r\nShowDatCRCAfterProgramming = \"1\"\r\n"
+          "AutoPowerOffOnIdle = \"300\"\r\n");
+    if (load(f) != 0)
+        fail_msg("%s", f->message);
+    assert_string_equal(f->setup.ignored_keys,
+                        "FLASHER.INI:3: ShowDatCRCAfterProgramming, FLASHER.INI:4: "
+                        "AutoPowerOffOnIdle");
+    assert_string_equal(mf_setup_project(&f->setup)->name, "Widget");
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+
+    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = Widget\nProjct = Widget\n");
+    assert_int_equal(load(f), MF_EFORMAT);
+    assert_string_equal(f->message,
+                        "FLASHER.INI:3: unknown key 'Projct' in [CONFIG] (known: Project, "
+                        "LogMaxKiB, Reservation; the reference's AutoPowerOffOnIdle and "
+                        "ShowDatCRCAfterProgramming are ignored)");
+    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = Widget\n");
+    assert_int_equal(load(f), 0);
+    assert_string_equal(f->setup.ignored_keys, "");
+}
+
 static void test_bad_inline_patch_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -2269,6 +2298,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_number_files_keep_their_line_end, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_serial_taken_without_a_serial_field, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_flasher_ini_reference_keys, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_bad_inline_patch_is_refused, setup_fixture,
                                         teardown_fixture),

@@ -156,14 +156,24 @@ static int exchange(struct mf_cli_session *s, const char *cmd, const char *line,
 {
     if (session_connect(s))
         return 1;
-    int err = mf_remote_command(&s->remote, line, on_line, ctx, flags, reply);
-    if (err) {
-        cmd_error(s, cmd, "%s", s->remote.error);
-        if (err != MF_EINVAL)
-            mf_remote_close(&s->remote);
-        return 1;
+    uint64_t deadline = mf_clock_ms() + (uint64_t)s->timeout_ms;
+    for (;;) {
+        int err = mf_remote_command(&s->remote, line, on_line, ctx, flags, reply);
+        if (err) {
+            cmd_error(s, cmd, "%s", s->remote.error);
+            if (err != MF_EINVAL)
+                mf_remote_close(&s->remote);
+            return 1;
+        }
+        /* A programmer still starting (just launched, rebooted) takes the command once it has
+         * started, within the timeout; `raw` shows what the programmer says as it is. */
+        bool starting = reply->outcome == MF_REMOTE_NACK && reply->code == 8 &&
+                        strstr(reply->final, "starting up") && !(flags & MF_REMOTE_PASS_ACK);
+        if (!starting || mf_clock_ms() >= deadline || cli_interrupted)
+            return 0;
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
     }
-    return 0;
 }
 
 /* Prints why a reply is not #OK. */

@@ -40,6 +40,7 @@ my %files = ();            # lower-case path => [name as created, data]
 my %dirs = ('' => '');     # lower-case path => name as created
 my @last = ('NONE') x ($slots + 1);
 my $restarting = 0;        # after #REBOOT: the next #STATUS says INITIALIZING
+my $starting = 0;          # commands refused as the daemon does while it starts (#STATUS aside)
 
 sub norm { my $p = shift; $p =~ s{\\}{/}g; $p =~ s{^/+}{}; $p =~ s{/+$}{}; return $p; }
 sub parent { my $p = shift; return $p =~ m{^(.*)/[^/]*$} ? $1 : ''; }
@@ -59,6 +60,11 @@ while (my $c = $server->accept) {
         $arg = '' unless defined $arg;
         my $key = lc norm($arg);
         if ($mode eq 'hangup') { print $c "#ACK\r#STATUS:ERA"; close $c; last; }
+        if ($starting > 0 && $cmd !~ /^#(STATUS|INFO|REBOOT|FDELETE)$/) {
+            $starting--;
+            print $c "#NACK:ERR008:Busy (starting up)\r";
+            next;
+        }
         if ($cmd eq '#STATUS') {
             my $state = $restarting ? 'INITIALIZING' : 'READY';
             $restarting = 0;
@@ -91,8 +97,11 @@ while (my $c = $server->accept) {
             } else {
                 push @out, (map { "#RESULT:$_:$last[$_]" } @sel), '#DONE';
             }
-        } elsif ($cmd eq '#CANCEL' || $cmd eq '#REBOOT') {
+        } elsif ($cmd eq '#CANCEL') {
             @out = ('#OK');
+        } elsif ($cmd eq '#REBOOT') {
+            @out = ('#OK');
+            $starting = exists $files{'never-starts'} ? 1e9 : exists $files{'slow-start'} ? 3 : 0;
         } elsif ($cmd eq '#SELECT') {
             my @hits = grep { m{^projects/(\d+_)?\Q@{[lc $arg]}\E$} } keys %dirs;
             @out = @hits ? ('#OK') : ("#ERR203:No such project: $arg");
@@ -431,6 +440,17 @@ expect_file server.log "#REBOOT
 #STATUS
 #STATUS"
 expect_file out.txt READY
+# A programmer still starting refuses commands (#NACK:ERR008:Busy (starting up)): the commander
+# waits for it, within its timeout; raw shows the refusal as it is.
+: >empty.txt
+run 0 -c 'fwrite empty.txt slow-start; reboot; flist'
+grep -q 'slow-start' out.txt || fail "flist after a slow start: $(cat out.txt)"
+[ "$(grep -c '^#FLIST$' server.log)" = 4 ] || fail "three refusals, then the listing: $(cat server.log)"
+run 1 -c 'reboot; raw #FLIST'
+grep -qx '#NACK:ERR008:Busy (starting up)' out.txt || fail "raw: $(cat out.txt)"
+run 1 --timeout 0.5 -c 'fwrite empty.txt never-starts; reboot; flist'
+grep -q 'Busy (starting up)' err.txt || fail "the timeout ends the wait: $(cat err.txt)"
+run 0 -c 'fdelete never-starts; fdelete slow-start; reboot'
 echo "ok scripts"
 
 # ---- a terminal: #PROGRESS ON and a bar ----

@@ -3,7 +3,7 @@
 # socket: a job uploaded with `fwrite -r`, files read back, cycles until the count-down refuses,
 # FLASHER.LOG, JSON, the local-only commands, reboots into and out of file access mode, and
 # several slots. Skipped (status 77) while the daemon is not built.
-set -euo pipefail
+set -Eeuo pipefail
 
 daemon="$MF_BUILD/mintflashd"
 mintflash="$MF_BUILD/mintflash"
@@ -23,6 +23,9 @@ stop_daemon() {
 }
 trap 'stop_daemon; rm -rf "$work"' EXIT
 cd "$work"
+
+# Any command that fails outside `run` and `fail` (set -e) says where, then the test ends.
+trap 'echo "FAIL: line $LINENO: \"$BASH_COMMAND\" exited with $?" >&2' ERR
 
 fail() {
     echo "FAIL: $*" >&2

@@ -531,8 +531,15 @@ static int ensure_identity(struct mf_programmer *p)
     if (p->has_identity)
         return 0;
     int err = open_anchor(p);
-    if (err)
+    if (err) {
+        /* The programmer runs on (file access, a public-area setup) without an identity, so the
+         * reason must show where the operator looks first, not only in FLASHER.LOG. */
+        log_stderr(p, 0,
+                   "no identity: trust anchor: %s (the secure area and the production records "
+                   "need it)",
+                   p->anchor.error[0] ? p->anchor.error : mf_strerror(err));
         return err;
+    }
     uint8_t secret[MF_ANCHOR_IDENTITY_SIZE];
     bool present = false;
     err = p->anchor.read_identity(&p->anchor, secret, &present);

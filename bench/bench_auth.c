@@ -259,10 +259,11 @@ static int authorize_one(struct bench_secure *b, double *t)
     struct mf_area *area = &b->secure.area;
     char message[MF_AREA_MESSAGE_MAX];
     struct mf_tally tally;
+    enum mf_area_taken taken;
     double t0 = now_s();
     int err = area->peek(area, &b->setup, 0, &tally, message);
     if (!err)
-        err = area->take(area, &b->setup, 0, &tally, message);
+        err = area->take(area, &b->setup, 0, &tally, &taken, message);
     *t = now_s() - t0;
     if (err)
         fprintf(stderr, "bench: authorization failed: %s\n", message);

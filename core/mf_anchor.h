@@ -51,7 +51,8 @@ struct mf_anchor {
     /* The monotonic counter: it never goes down, whatever happens to the storage. */
     int (*counter_read)(struct mf_anchor *anchor, uint64_t *value);
     /* Adds one; the new value is durable and returned. A TPM that rate-limits its NV writes
-     * answers MF_EBUSY ("retry later"), never a false success. */
+     * answers MF_EBUSY ("retry later"), never a false success. On a failure `unchanged` says
+     * what is known (see below). */
     int (*counter_increment)(struct mf_anchor *anchor, uint64_t *value);
 
     /* Optional (NULL, with note_max 0, when the back end cannot: the TPM). A note is opaque
@@ -79,6 +80,12 @@ struct mf_anchor {
     void (*close)(struct mf_anchor *anchor);
 
     char error[MF_ANCHOR_ERROR_MAX]; /* text of the last failure */
+    /* Set by a failed counter_increment or counter_increment_note: true when the back end knows
+     * that nothing it keeps changed (the TPM refused the command, e.g. NV_RATE; the keystore's
+     * write never completed, and a torn slot is never valid), so the counter, the note and the
+     * secure area's count are as before; false when the write may have taken effect (a failed
+     * sync, a TPM answer lost on the way): then only the next start knows. */
+    bool unchanged;
 };
 
 #endif

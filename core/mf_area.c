@@ -177,8 +177,9 @@ static int fat_peek(struct mf_area *area, const struct mf_setup *setup, unsigned
 }
 
 static int fat_take(struct mf_area *area, const struct mf_setup *setup, unsigned project,
-                    const struct mf_tally *tally, char *message)
+                    const struct mf_tally *tally, enum mf_area_taken *taken, char *message)
 {
+    *taken = MF_AREA_TAKEN_NONE;
     const struct mf_project *p = &setup->projects[project];
     char paths[3][MF_SETUP_PATH_MAX + 16];
     number_paths(setup, p, paths);
@@ -195,10 +196,16 @@ static int fat_take(struct mf_area *area, const struct mf_setup *setup, unsigned
                                   : tally->root_left - 1;
         int err = fat_write_number(area, paths[i], value);
         if (err) {
+            /* A count file's write that failed may have landed; the serial number's touches no
+             * count. A count written before stays counted. */
+            if (i != 2 && *taken == MF_AREA_TAKEN_NONE)
+                *taken = MF_AREA_TAKEN_UNKNOWN;
             snprintf(message, MF_AREA_MESSAGE_MAX, "%.200s: cannot %s: %s", paths[i],
                      i == 2 ? "advance" : "count down", mf_strerror(err));
             return err;
         }
+        if (i != 2)
+            *taken = MF_AREA_TAKEN;
     }
     return 0;
 }

@@ -40,6 +40,15 @@ struct mf_tally {
     uint64_t serial;
 };
 
+/* Whether a take counted the cycle. */
+enum mf_area_taken {
+    MF_AREA_TAKEN_NONE,    /* no count was taken: there is none, or the take failed before
+                              anything durable (a serial number may be gone all the same) */
+    MF_AREA_TAKEN,         /* counted, durably */
+    MF_AREA_TAKEN_UNKNOWN, /* a write failed that may have counted it: the next start knows (the
+                              area goes on as if it had not) */
+};
+
 struct mf_area_entry {
     char name[MF_AREA_NAME_MAX];
     bool is_dir;
@@ -74,10 +83,10 @@ struct mf_area {
 
     /* Takes one cycle of the project: the serial number advances by the project's increment,
      * then every applicable count goes down by one, durably, before this returns. `tally` is what
-     * peek returned under the same lock. On an error, whether anything was taken is unknown:
-     * the caller counts the cycle as taken. */
+     * peek returned under the same lock. *taken says whether the cycle was counted, on success
+     * and on an error alike (an error after a durable count leaves it counted). */
     int (*take)(struct mf_area *area, const struct mf_setup *setup, unsigned project,
-                const struct mf_tally *tally, char *message);
+                const struct mf_tally *tally, enum mf_area_taken *taken, char *message);
 
     /* Optional (may be NULL): the setup's fingerprint when the area knows it without reading
      * every file (the secure area records it at install, under its MAC). 0, or an error: then

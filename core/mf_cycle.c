@@ -534,10 +534,11 @@ static int authorize(struct cycle *c)
     /* Durable before the target is touched: the area writes the serial number first, then
      * the counts (a cut in between leaves a gap in the serial numbers, never a repeat). */
     c->stage = MF_FAIL_STORAGE;
-    c->result->consumed = tally.project_limited || tally.root_limited;
-    err = area->take(area, env->setup, index, &tally, message);
+    enum mf_area_taken taken;
+    err = area->take(area, env->setup, index, &tally, &taken, message);
+    c->result->consumed = taken == MF_AREA_TAKEN;
+    c->result->count_unknown = taken == MF_AREA_TAKEN_UNKNOWN;
     if (err) {
-        c->result->consumed = true; /* unknown whether it was written: counted as taken */
         fail(c, err, "%s", message);
         goto out;
     }
@@ -1386,7 +1387,8 @@ static void add_job_name(const struct cycle *c, unsigned j, char *out, size_t si
 
 /* One FLASHER.LOG line per cycle (the layout docs/jobs.md documents):
  *   slot S ACTION project "P" uid U serial N OK (timings)[, L left], job "J1" "J2" ...
- *   slot S ACTION project "P" uid U serial N ERROR what[ (count consumed)] (timings)[, L left],
+ *   slot S ACTION project "P" uid U serial N ERROR what[ (count consumed)| (count perhaps
+ *       consumed)] (timings)[, L left],
  *       job "J" | job -
  * The job field comes last so that older readers of the fields before it keep working. */
 static void log_result(struct cycle *c)
@@ -1415,7 +1417,9 @@ static void log_result(struct cycle *c)
     char result[MF_CYCLE_MESSAGE_MAX + 32];
     if (r->error)
         snprintf(result, sizeof result, "ERROR %s%s", r->message,
-                 r->consumed ? " (count consumed)" : "");
+                 r->consumed        ? " (count consumed)"
+                 : r->count_unknown ? " (count perhaps consumed)"
+                                    : "");
     else
         snprintf(result, sizeof result, "OK");
     mf_flashlog_write(log,

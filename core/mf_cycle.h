@@ -87,6 +87,8 @@ struct mf_cycle_result {
     int failed_job;                     /* index of the job the failure came in, -1 when it came
                                            outside the jobs (setup, count, connect) or none */
     bool consumed;                      /* a count was taken (the target was to be modified) */
+    bool count_unknown; /* the count's write failed in a way that may have taken it (consumed
+                           false): the area goes on as if not, the next start knows */
     bool has_serial;
     uint64_t serial; /* the Serial.txt number this device took */
     uint8_t uid[MF_PROFILE_UID_MAX];

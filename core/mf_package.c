@@ -1108,12 +1108,13 @@ static int package_peek(struct mf_area *area, const struct mf_setup *setup, unsi
 }
 
 static int package_take(struct mf_area *area, const struct mf_setup *setup, unsigned project,
-                        const struct mf_tally *tally, char *message)
+                        const struct mf_tally *tally, enum mf_area_taken *taken, char *message)
 {
     (void)area;
     (void)setup;
     (void)project;
     (void)tally;
+    *taken = MF_AREA_TAKEN_NONE;
     return no_cycles(message);
 }
 

@@ -211,6 +211,33 @@ static int cut_trailing(struct mf_reclog *log, const struct newest *n)
     return err;
 }
 
+/* Why `length` bytes could not be appended to `name`. "No space" from below may come from
+ * elsewhere than the volume's free space (the storage device: an image on a full host file
+ * system; a full FAT12/16 root folder): the advice to delete RECORDS files is only given when the
+ * volume lacks the room. (The daemon names the device's own error when there was one.) Under
+ * fs_lock. */
+static void say_append_error(struct mf_reclog *log, const char *name, size_t length, int err,
+                             char *message)
+{
+    struct mf_fat *fs = log->config.fs;
+    if (err != MF_ENOSPC) {
+        say(message, "production records: cannot append to %s: %s", name, mf_strerror(err));
+        return;
+    }
+    uint64_t free_bytes = 0, total = 0;
+    uint64_t cluster = (uint64_t)fs->geo.bytes_per_sector * fs->geo.sectors_per_cluster;
+    if (mf_fat_space(fs, &free_bytes, &total) == 0 && free_bytes >= length + 2 * cluster)
+        say(message,
+            "production records: cannot append to %s: no room although the public area has "
+            "%llu bytes free (its root folder is full, or the storage refused the write)",
+            name, (unsigned long long)free_bytes);
+    else
+        say(message,
+            "production records: cannot append to %s: the public area is full (export RECORDS "
+            "files and delete old ones, or free space)",
+            name);
+}
+
 /* Appends one formatted line, moving to the next file when this one would pass its limit. */
 static int write_line(struct mf_reclog *log, const char *line, size_t length, char *message)
 {
@@ -242,7 +269,7 @@ static int write_line(struct mf_reclog *log, const char *line, size_t length, ch
     struct mf_fat_file f;
     err = mf_fat_open(fs, &f, name, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_APPEND);
     if (err) {
-        say(message, "production records: cannot open %s: %s", name, mf_strerror(err));
+        say_append_error(log, name, length, err, message);
         return err;
     }
     int n = mf_fat_write(fs, &f, line, (uint32_t)length);
@@ -253,8 +280,7 @@ static int write_line(struct mf_reclog *log, const char *line, size_t length, ch
     int cerr = mf_fat_close(fs, &f);
     err = n < 0 ? n : cerr;
     if (err)
-        say(message, "production records: cannot append to %s: %s", name,
-            err == MF_ENOSPC ? "the public area is full" : mf_strerror(err));
+        say_append_error(log, name, length, err, message);
     return err;
 }
 
@@ -381,9 +407,8 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
         }
     } else if (after_head) {
         /* Appended, but the power went before its head was recorded: it is the head now. */
-        uint64_t cycles = newest.record.result == MF_RECORD_GAP ? 0 : 1;
-        err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded + cycles,
-                                    smessage);
+        err = mf_secure_record_head(secure, newest.record.seq, newest.hash,
+                                    st->recorded + mf_record_cycles(&newest.record), smessage);
         if (err) {
             say(message, "production records: %s", smessage);
             goto out;
@@ -409,21 +434,8 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
                  "production records %llu to %llu are missing or changed (gap record written)",
                  (unsigned long long)gap.gap_first, (unsigned long long)gap.gap_last);
     }
-    /* Cycles that consumed a count but have no record: a power cut during a cycle. */
-    if (st->total_used > st->recorded) {
-        uint64_t n = st->total_used - st->recorded;
-        struct mf_record r;
-        memset(&r, 0, sizeof r);
-        r.result = MF_RECORD_ERR;
-        snprintf(r.note, sizeof r.note, "unrecorded:%llu", (unsigned long long)n);
-        err = append_record(log, &r, n, message);
-        if (err)
-            goto out;
-        note_add(notes, "%llu cycle(s) took a count but have no record (power cut?)",
-                 (unsigned long long)n);
-    }
-    /* Cycles the anchor's counter proves beyond the state: a restored older storage image, or a
-     * cut between the counter and the state. Charged at the next cycle; recorded now. */
+    /* What the anchor's counter proves beyond the state: a restored older storage image, or a
+     * cut between the counter and the state. Charged at the next cycle. */
     uint64_t v;
     err = config->anchor->counter_read(config->anchor, &v);
     if (err) {
@@ -431,18 +443,55 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
         goto out;
     }
     uint64_t missing = mf_secure_missing(secure, v);
-    if (missing > 0 && st->recorded <= st->total_used) {
+    /* Records account for at most the cycles the state shows and the counter proves beyond it
+     * (a record written for a cycle whose state write failed). More is a count of records for
+     * counts never taken (earlier versions recorded a failed count's write as taken): it would
+     * hide as many later cycles without a record, so it goes. */
+    if (st->recorded > st->total_used + missing) {
+        uint64_t excess = st->recorded - st->total_used - missing;
+        err = mf_secure_record_head(secure, st->record_seq, st->record_hash,
+                                    st->total_used + missing, smessage);
+        if (err) {
+            say(message, "production records: %s", smessage);
+            goto out;
+        }
+        note_add(notes,
+                 "%llu production record(s) were counted for cycles that took no count "
+                 "(corrected)",
+                 (unsigned long long)excess);
+    }
+    /* Cycles that consumed a count but have no record: a power cut during a cycle, or a record
+     * that could not be written. */
+    if (st->total_used > st->recorded) {
+        uint64_t n = st->total_used - st->recorded;
         struct mf_record r;
         memset(&r, 0, sizeof r);
         r.result = MF_RECORD_ERR;
-        snprintf(r.note, sizeof r.note, "counter-ahead:%llu", (unsigned long long)missing);
-        err = append_record(log, &r, missing, message);
+        snprintf(r.note, sizeof r.note, MF_RECORD_NOTE_UNRECORDED "%llu", (unsigned long long)n);
+        err = append_record(log, &r, n, message);
+        if (err)
+            goto out;
+        note_add(notes,
+                 "%llu cycle(s) took a count but have no record (a power cut, or a record that "
+                 "could not be written)",
+                 (unsigned long long)n);
+    }
+    /* The counter's cycles that no record accounts for yet (records beyond the state's cycles
+     * account for some of them): recorded now. */
+    uint64_t beyond = st->recorded - st->total_used; /* recorded >= total_used from here */
+    if (missing > beyond) {
+        uint64_t n = missing - beyond;
+        struct mf_record r;
+        memset(&r, 0, sizeof r);
+        r.result = MF_RECORD_ERR;
+        snprintf(r.note, sizeof r.note, MF_RECORD_NOTE_COUNTER_AHEAD "%llu", (unsigned long long)n);
+        err = append_record(log, &r, n, message);
         if (err)
             goto out;
         note_add(notes,
                  "the trust anchor's counter proves %llu cycle(s) more than the secure area "
                  "shows (a restored storage image, or a power cut while a count was taken)",
-                 (unsigned long long)missing);
+                 (unsigned long long)n);
     }
 out:
     if (err)
@@ -459,7 +508,7 @@ int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry,
     }
     struct mf_record r;
     memset(&r, 0, sizeof r);
-    r.result = entry->ok ? MF_RECORD_OK : MF_RECORD_ERR;
+    r.result = entry->ok && !entry->count_unknown ? MF_RECORD_OK : MF_RECORD_ERR;
     snprintf(r.project, sizeof r.project, "%s", entry->project ? entry->project : "");
     r.slot = entry->slot;
     if (entry->uid_length) {
@@ -467,12 +516,22 @@ int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry,
             entry->uid_length < MF_RECORD_UID_MAX ? entry->uid_length : MF_RECORD_UID_MAX;
         memcpy(r.uid, entry->uid, r.uid_length);
     }
-    r.has_serial = entry->has_serial;
+    /* A count that may not have been taken has no serial number of its own: the next cycle may
+     * get the same one. */
+    r.has_serial = entry->has_serial && !entry->count_unknown;
     r.serial = entry->serial;
-    if (entry->note)
+    if (entry->count_unknown)
+        snprintf(r.note, sizeof r.note, "%s", MF_RECORD_NOTE_COUNT_UNKNOWN);
+    else if (entry->note)
         snprintf(r.note, sizeof r.note, "%s", entry->note);
     mf_lock_take(&log->config.lock);
-    int err = append_record(log, &r, 1, message);
+    int err = MF_EBADF;
+    if (!log->open) /* an append failed meanwhile */
+        say(message, "production records: not open");
+    else
+        err = append_record(log, &r, entry->count_unknown ? 0 : 1, message);
+    if (err)
+        log->open = false; /* half-written, or without its head: mf_reclog_open sorts it out */
     mf_lock_give(&log->config.lock);
     return err;
 }

@@ -52,6 +52,9 @@ struct mf_reclog_entry {
     bool has_serial;
     uint64_t serial;
     bool ok;
+    /* The cycle's count may or may not have been taken (mf_cycle_result.count_unknown): the
+     * record says "count-unknown" and accounts for no cycle; ok, serial and note are ignored. */
+    bool count_unknown;
     const char *note; /* NULL or a short text without spaces */
 };
 
@@ -66,7 +69,10 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
                    char *message);
 
 /* Appends the record of one cycle (signed, chained, synced) and then moves the head in the
- * secure area. MF_ENOSPC when the public area cannot take the line: nothing is written. */
+ * secure area. MF_ENOSPC when the public area cannot take the line: nothing is written. After any
+ * failure the log is closed (MF_EBADF for the next append): the line may be half-written, or
+ * written without its head; mf_reclog_open sorts that out, as at a start, and writes the
+ * "unrecorded" record the cycle is then owed. */
 int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry, char *message);
 
 /* Is there room for `records` more records (each counted at its largest, plus a new file's

@@ -225,6 +225,30 @@ static bool parse_gap(const char *note, uint64_t *first, uint64_t *last)
            *first <= *last;
 }
 
+/* N of a note "<prefix>N", or false. */
+static bool note_count(const char *note, const char *prefix, uint64_t *n)
+{
+    size_t k = strlen(prefix);
+    return strncmp(note, prefix, k) == 0 &&
+           parse_decimal(note + k, strlen(note + k), UINT64_MAX, n);
+}
+
+bool mf_record_count_unknown(const struct mf_record *r)
+{
+    return r->result == MF_RECORD_ERR && strcmp(r->note, MF_RECORD_NOTE_COUNT_UNKNOWN) == 0;
+}
+
+uint64_t mf_record_cycles(const struct mf_record *r)
+{
+    uint64_t n;
+    if (r->result == MF_RECORD_GAP || mf_record_count_unknown(r))
+        return 0;
+    if (r->result == MF_RECORD_ERR && (note_count(r->note, MF_RECORD_NOTE_UNRECORDED, &n) ||
+                                       note_count(r->note, MF_RECORD_NOTE_COUNTER_AHEAD, &n)))
+        return n;
+    return 1;
+}
+
 enum field {
     F_SEQ,
     F_PREV,
@@ -413,6 +437,11 @@ static void problem(struct mf_record_verifier *v, enum mf_record_problem kind, c
     v->report(v->report_context, kind, where, line, text);
 }
 
+static uint64_t add_saturated(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 static int add_total(struct mf_record_verifier *v, const struct mf_record *r)
 {
     struct mf_record_total *t = NULL;
@@ -439,8 +468,10 @@ static int add_total(struct mf_record_verifier *v, const struct mf_record *r)
     }
     if (r->result == MF_RECORD_OK)
         t->ok++;
+    else if (mf_record_count_unknown(r))
+        t->unknown++;
     else
-        t->failed++;
+        t->failed = add_saturated(t->failed, mf_record_cycles(r));
     if (r->has_serial) {
         if (!t->serials || r->serial < t->serial_min)
             t->serial_min = r->serial;

@@ -20,6 +20,15 @@
 #define MF_RECORD_MESSAGE_MAX 256u
 #define MF_RECORD_TOTALS_MAX  4096u /* (setup, project) pairs a verifier sums up */
 
+/* Notes the programmer writes on its own ERR records: "unrecorded:N" (N cycles took a count but
+ * have no record: a cut, or a record that could not be written), "counter-ahead:N" (N cycles the
+ * trust anchor's counter proves beyond the secure area's state), "count-unknown" (a cycle whose
+ * count's write failed in a way that may have taken it: it accounts for nothing; if the count was
+ * taken, a later "unrecorded:1" accounts for it). */
+#define MF_RECORD_NOTE_UNRECORDED    "unrecorded:"
+#define MF_RECORD_NOTE_COUNTER_AHEAD "counter-ahead:"
+#define MF_RECORD_NOTE_COUNT_UNKNOWN "count-unknown"
+
 enum mf_record_result {
     MF_RECORD_OK,  /* the device was made */
     MF_RECORD_ERR, /* the cycle failed (its count and serial number may be consumed) */
@@ -62,6 +71,13 @@ int mf_record_format(const struct mf_record *record, const uint8_t ed25519_secre
 int mf_record_parse(const char *line, size_t length, struct mf_record *record, size_t *body_length,
                     char *message);
 
+/* How many consumed cycles a record accounts for: 0 for a GAP record and a "count-unknown" one,
+ * N for "unrecorded:N" and "counter-ahead:N", else 1. */
+uint64_t mf_record_cycles(const struct mf_record *record);
+
+/* Is it the record of a cycle whose count may or may not have been taken ("count-unknown")? */
+bool mf_record_count_unknown(const struct mf_record *record);
+
 /* The hash of a parsed line: SHA-256 of its body. */
 void mf_record_hash(const char *line, size_t body_length, uint8_t hash[32]);
 
@@ -87,7 +103,9 @@ typedef void (*mf_record_report_fn)(void *context, enum mf_record_problem proble
 struct mf_record_total {
     uint8_t setup[32];
     char project[MF_RECORD_PROJECT_MAX + 1];
-    uint64_t ok, failed;
+    uint64_t ok;
+    uint64_t failed;  /* cycles that took a count and failed (an "unrecorded:N" record: N) */
+    uint64_t unknown; /* "count-unknown" records: cycles that may or may not have taken one */
     uint64_t serials; /* records that carry a serial number */
     uint64_t serial_min, serial_max;
 };

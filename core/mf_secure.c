@@ -559,7 +559,7 @@ static int secure_peek(struct mf_area *area, const struct mf_setup *setup, unsig
 }
 
 static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsigned project,
-                       const struct mf_tally *tally, char *message)
+                       const struct mf_tally *tally, enum mf_area_taken *taken, char *message)
 {
     (void)tally;
     struct mf_secure *s = area->context;
@@ -567,6 +567,7 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     const struct mf_project *p = &setup->projects[project];
     int index;
     uint64_t v;
+    *taken = MF_AREA_TAKEN_NONE;
     int err = count_begin(s, p, &index, &v, message);
     if (err)
         return err;
@@ -614,8 +615,15 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
         err = noted ? a->counter_increment_note(a, record, STATE_SIZE, &v)
                     : a->counter_increment(a, &v);
         if (err) {
-            /* Whether it counted is unknown: read it afresh next time. */
-            s->counter_known = false;
+            /* The anchor refused, or its write never completed: nothing was taken, and the next
+             * cycle takes the same number. Else whether it counted is unknown: this run goes on
+             * as if it had not (the keystore writes its next state over that write; a TPM's
+             * counter is read afresh, and what it proves is charged as missing), and the next
+             * start reads whatever became durable. */
+            if (!a->unchanged) {
+                s->counter_known = false;
+                *taken = MF_AREA_TAKEN_UNKNOWN;
+            }
             say(message, "trust anchor: %s%s", a->error[0] ? a->error : mf_strerror(err),
                 err == MF_EBUSY ? " (retry later)" : "");
             mf_lock_give(&s->config.lock);
@@ -623,10 +631,22 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
         }
         s->counter_value = v;
         s->run_reserved = true;
+        /* From here the cycle is counted: the note holds it, or the counter proves it. */
+        *taken = MF_AREA_TAKEN;
     }
     err = state_put(s, &st, record, !noted);
-    if (err && noted)
-        s->state = st; /* durable in the anchor all the same: the medium's copy failed */
+    if (!err) {
+        *taken = MF_AREA_TAKEN;
+    } else if (*taken == MF_AREA_TAKEN) {
+        /* Durable in the anchor all the same (its note, or its counter, which every later state
+         * would charge as missing): the state says so, and the next state write (the cycle's
+         * record, the next cycle) brings the medium's copy up to date. */
+        s->state = st;
+    } else {
+        /* Only the medium's record counts this cycle, and its write failed: it may have landed
+         * (a failed sync). The next write goes to the same slot, over it. */
+        *taken = MF_AREA_TAKEN_UNKNOWN;
+    }
     mf_lock_give(&s->config.lock);
     if (err)
         say(message, "secure area: cannot record the cycle: %s", mf_strerror(err));

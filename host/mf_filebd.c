@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,9 +62,14 @@ static int filebd_code(int error)
 static int filebd_fail(struct mf_filebd *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Guards every device's message and failure count: slots' threads share one device, and
+ * failures are rare enough for one lock. */
+static pthread_mutex_t filebd_message_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Records "<path>: <text>" and returns err. */
 static int filebd_fail(struct mf_filebd *f, int err, const char *fmt, ...)
 {
+    pthread_mutex_lock(&filebd_message_lock);
     int n = snprintf(f->message, sizeof f->message, "%s: ", f->path);
     if (n < 0 || (size_t)n >= sizeof f->message)
         n = 0;
@@ -71,6 +77,8 @@ static int filebd_fail(struct mf_filebd *f, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(f->message + n, sizeof f->message - (size_t)n, fmt, ap);
     va_end(ap);
+    f->failures++;
+    pthread_mutex_unlock(&filebd_message_lock);
     return err;
 }
 
@@ -385,4 +393,14 @@ int mf_filebd_close(struct mf_filebd *f)
 const char *mf_filebd_last_error(const struct mf_filebd *f)
 {
     return f->message;
+}
+
+uint64_t mf_filebd_failure(const struct mf_filebd *f, char *text, size_t size)
+{
+    pthread_mutex_lock(&filebd_message_lock);
+    uint64_t n = f->failures;
+    if (text && size)
+        snprintf(text, size, "%s", f->message);
+    pthread_mutex_unlock(&filebd_message_lock);
+    return n;
 }

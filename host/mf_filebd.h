@@ -22,6 +22,7 @@ struct mf_filebd {
     bool zeroout_unsupported;
     char path[256]; /* for messages, shortened when longer */
     char message[MF_FILEBD_MESSAGE_MAX];
+    uint64_t failures; /* failed calls so far (under the module's message lock) */
 };
 
 /* Opens an existing image file or block device. Read-only takes a shared lock, read-write an
@@ -48,5 +49,11 @@ int mf_filebd_close(struct mf_filebd *file);
  * "img.bin: in use by another program (locked)" or "img.bin: write at byte 4096: No space left
  * on device"; "" when none. Valid until the next call on `file`. */
 const char *mf_filebd_last_error(const struct mf_filebd *file);
+
+/* For a device several threads use: the number of failed calls so far and, when `text` is not
+ * NULL, a copy of the last failure's text (`size` bytes with the NUL), both taken together. A
+ * caller compares the number before and after an operation to learn whether the device failed
+ * during it, and why. */
+uint64_t mf_filebd_failure(const struct mf_filebd *file, char *text, size_t size);
 
 #endif

@@ -493,10 +493,14 @@ static int ks_fail(struct mf_keystore *ks, int err, const char *fmt, ...)
 
 /* Writes `slot` into slot `index` (and `note`, its note, into the slot's note area first) and
  * makes it durable: one or two pwrites and one fdatasync. The slot's CRC of the note makes the
- * pair atomic: whichever of the two writes a power cut leaves torn, the slot is not valid. */
+ * pair atomic: whichever of the two writes a power cut leaves torn, the slot is not valid.
+ * On a failure *written says whether the new slot may be in the file: not when a pwrite failed
+ * (the slot's last bytes, its checksum, never came, so it cannot be valid; the note area written
+ * belongs to the older slot, which is not the state), perhaps when only the sync failed. */
 static int ks_write_slot(struct mf_keystore *ks, const struct mf_keystore_slot *slot,
-                         const uint8_t *note, unsigned index)
+                         const uint8_t *note, unsigned index, bool *written)
 {
+    *written = false;
     if (slot->has_note && write_all(ks->fd, note, slot->note_size, note_offset(index)) != 0) {
         int e = errno;
         return ks_fail(ks, errno_code(e), "write of note %u: %s", index, strerror(e));
@@ -508,6 +512,7 @@ static int ks_write_slot(struct mf_keystore *ks, const struct mf_keystore_slot *
     sodium_memzero(raw, sizeof raw);
     if (rc != 0)
         return ks_fail(ks, errno_code(e), "write of slot %u: %s", index, strerror(e));
+    *written = true;
     if (fdatasync(ks->fd) != 0) {
         e = errno;
         return ks_fail(ks, errno_code(e), "sync of slot %u: %s", index, strerror(e));
@@ -521,22 +526,29 @@ static int ks_write_slot(struct mf_keystore *ks, const struct mf_keystore_slot *
 static int ks_commit(struct mf_keystore *ks, struct mf_keystore_slot *next, const uint8_t *note,
                      bool both)
 {
+    ks->anchor->unchanged = true;
     if (ks->fd < 0)
         return ks_fail(ks, MF_EBADF, "keystore is closed");
     if (ks->state.sequence > UINT64_MAX - 2)
         return ks_fail(ks, MF_ERANGE, "sequence number exhausted");
     unsigned older = 1u - ks->current;
     next->sequence = ks->state.sequence + 1;
-    int err = ks_write_slot(ks, next, note, older);
-    if (err)
+    bool written;
+    int err = ks_write_slot(ks, next, note, older, &written);
+    if (err) {
+        /* The state stays the current slot's in memory: the next commit writes the same slot
+         * again, so a slot whose sync failed is replaced, never built upon. */
+        ks->anchor->unchanged = !written;
         return err;
+    }
+    ks->anchor->unchanged = false;
     ks->current = older;
     ks->state = *next;
     if (next->has_note && note != ks->note)
         memcpy(ks->note, note, next->note_size);
     if (both) {
         next->sequence++;
-        err = ks_write_slot(ks, next, ks->note, 1u - older);
+        err = ks_write_slot(ks, next, ks->note, 1u - older, &written);
         if (err)
             return err;
         ks->current = 1u - older;
@@ -620,6 +632,7 @@ static int ks_counter_increment(struct mf_anchor *anchor, uint64_t *value)
 {
     struct mf_keystore *ks = anchor->context;
     *value = 0;
+    anchor->unchanged = true;
     if (ks->state.counter == UINT64_MAX)
         return ks_fail(ks, MF_ERANGE, "counter at its maximum");
     struct mf_keystore_slot next = ks->state;
@@ -636,6 +649,7 @@ static int ks_counter_increment_note(struct mf_anchor *anchor, const uint8_t *no
 {
     struct mf_keystore *ks = anchor->context;
     *value = 0;
+    anchor->unchanged = true;
     if (size == 0 || size > MF_KEYSTORE_NOTE_SIZE)
         return ks_fail(ks, MF_EINVAL, "a note of %zu bytes (1 to %u)", size, MF_KEYSTORE_NOTE_SIZE);
     if (ks->state.counter == UINT64_MAX)

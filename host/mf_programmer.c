@@ -128,8 +128,9 @@ static int64_t utc_now(void *context)
     return (int64_t)time(NULL);
 }
 
-/* The production record of a cycle that took a count. A record that cannot be written stops
- * production (the next cycle's preflight refuses) rather than let devices go unrecorded. */
+/* The production record of a cycle that took a count, or whose count's write failed in a way that
+ * may have taken it. A record that cannot be written stops production (the next cycle's
+ * preflight refuses, and tries the records again) rather than let devices go unrecorded. */
 static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
                          const struct mf_cycle_env *env, const struct mf_cycle_result *result)
 {
@@ -142,14 +143,29 @@ static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
                                     .uid_length = result->uid_length,
                                     .has_serial = result->has_serial,
                                     .serial = result->serial,
-                                    .ok = result->error == 0};
+                                    .ok = result->error == 0,
+                                    .count_unknown = result->count_unknown};
         char message[MF_RECLOG_MESSAGE_MAX];
+        uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
         int err = mf_reclog_append(&p->records, &e, message);
         if (err) {
-            sayn(p->records_problem, sizeof p->records_problem, "%s", message);
+            /* The storage image's own failure is the cause when there was one (a full host file
+             * system says "no space" like a full volume would). */
+            char device[MF_FILEBD_MESSAGE_MAX];
+            if (mf_filebd_failure(&p->file, device, sizeof device) != failures)
+                sayn(message, sizeof message, "production records: the storage image failed: %s",
+                     device);
+            p->records_open = false; /* the log closed itself: see records_admit */
+            if (!p->records_problem[0])
+                sayn(p->records_problem, sizeof p->records_problem, "%s", message);
             log_stderr(p, 0, "slot %u: %s", w->number, message);
             mf_flashlog_write(&p->log, "ERROR %s", message);
         }
+    } else if (p->records_problem[0]) {
+        /* Closed by another slot's failure: this cycle's count is recorded as "unrecorded" when
+         * the records open again. */
+        log_stderr(p, 0, "slot %u: no production record for this cycle: %s", w->number,
+                   p->records_problem);
     }
     pthread_mutex_unlock(&p->records_mutex);
 }
@@ -184,8 +200,11 @@ static void *worker_main(void *arg)
             log_stderr(p, 0, "slot %u: %s", w->number, result.message);
         else
             log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
-        if (result.consumed)
+        if (result.consumed || result.count_unknown)
             record_cycle(p, w, &env, &result);
+        pthread_mutex_lock(&p->records_mutex);
+        w->admitted = false;
+        pthread_mutex_unlock(&p->records_mutex);
 
         pthread_mutex_lock(&p->state_lock);
         /* Data kept in memory that no longer matches its load (a flipped bit): the next cycle
@@ -314,6 +333,52 @@ static int conflict_check(void *context, char *message)
     return err;
 }
 
+static bool open_records_locked(struct mf_programmer *p);
+
+/* The worker whose thread calls (the preflight runs on its slot's thread), or NULL. */
+static struct mf_slot_worker *calling_worker(struct mf_programmer *p)
+{
+    for (unsigned i = 0; i < p->slot_count; i++) {
+        if (p->workers[i].thread_started && pthread_equal(p->workers[i].thread, pthread_self()))
+            return &p->workers[i];
+    }
+    return NULL;
+}
+
+/* Production stopped because the records could not be written: tried again before each cycle,
+ * as a start would (mf_reclog_open cuts a half-written line, takes a record written without its
+ * head as the head, and records the cycles left without a record as "unrecorded"). Not while
+ * another slot's cycle is past its preflight: it may hold a count whose record is still to come,
+ * which would then be recorded twice. Cycles that start meanwhile wait here, before any count. On
+ * success the calling slot is admitted. Under records_mutex. */
+static int records_admit(struct mf_programmer *p, char *message)
+{
+    bool others = false;
+    for (unsigned i = 0; i < p->slot_count; i++)
+        others = others || p->workers[i].admitted;
+    if (p->records_problem[0] && others) {
+        sayn(message, MF_CYCLE_MESSAGE_MAX,
+             "production stopped (tried again when the running cycles are done): %s",
+             p->records_problem);
+        return MF_EIO;
+    }
+    if (p->records_problem[0]) {
+        char before[sizeof p->records_problem];
+        memcpy(before, p->records_problem, sizeof before);
+        if (!open_records_locked(p)) {
+            sayn(message, MF_CYCLE_MESSAGE_MAX,
+                 "production stopped (tried again at each cycle): %s", p->records_problem);
+            return MF_EIO;
+        }
+        log_stderr(p, 0, "production records work again (they had stopped: %s)", before);
+        mf_flashlog_write(&p->log, "production records work again (they had stopped: %s)", before);
+    }
+    struct mf_slot_worker *w = calling_worker(p);
+    if (w)
+        w->admitted = true;
+    return 0;
+}
+
 /* Before every cycle from the secure area: top-up tokens are applied, the public area holds
  * nothing but the programmer's files, and the production records can take this cycle's. */
 static int preflight(void *context, char *message)
@@ -324,10 +389,8 @@ static int preflight(void *context, char *message)
     if (err)
         return err;
     pthread_mutex_lock(&p->records_mutex);
-    if (p->records_problem[0]) {
-        sayn(message, MF_CYCLE_MESSAGE_MAX, "production stopped: %s", p->records_problem);
-        err = MF_EIO;
-    } else if (p->records_open) {
+    err = records_admit(p, message);
+    if (!err && p->records_open) {
         char m[MF_RECLOG_MESSAGE_MAX];
         err = mf_reclog_room(&p->records, p->slot_count, m);
         if (err)
@@ -476,8 +539,15 @@ static int ensure_identity(struct mf_programmer *p)
     if (p->has_identity)
         return 0;
     int err = open_anchor(p);
-    if (err)
+    if (err) {
+        /* The programmer runs on (file access, a public-area setup) without an identity, so the
+         * reason must show where the operator looks first, not only in FLASHER.LOG. */
+        log_stderr(p, 0,
+                   "no identity: trust anchor: %s (the secure area and the production records "
+                   "need it)",
+                   p->anchor.error[0] ? p->anchor.error : mf_strerror(err));
         return err;
+    }
     uint8_t secret[MF_ANCHOR_IDENTITY_SIZE];
     bool present = false;
     err = p->anchor.read_identity(&p->anchor, secret, &present);
@@ -816,10 +886,11 @@ static void boot(struct mf_programmer *p)
     apply_tokens(p);
 }
 
-/* The production records of the setup in the secure area: checked against the chain head. */
-static void open_records(struct mf_programmer *p)
+/* The production records of the setup in the secure area: checked against the chain head
+ * (mf_reclog_open's notes go to FLASHER.LOG). True when they are open; else records_problem says
+ * why. Under records_mutex. */
+static bool open_records_locked(struct mf_programmer *p)
 {
-    pthread_mutex_lock(&p->records_mutex);
     p->records_open = false;
     p->records_problem[0] = '\0';
     if (!p->has_identity) {
@@ -834,8 +905,13 @@ static void open_records(struct mf_programmer *p)
                                      .identity = &p->identity,
                                      .utc = utc_now};
         char notes[MF_RECLOG_MESSAGE_MAX], message[MF_RECLOG_MESSAGE_MAX];
+        char device[MF_FILEBD_MESSAGE_MAX];
+        uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
         int err = mf_reclog_open(&p->records, &c, notes, message);
-        if (err) {
+        if (err && mf_filebd_failure(&p->file, device, sizeof device) != failures) {
+            sayn(p->records_problem, sizeof p->records_problem,
+                 "production records: the storage image failed: %s", device);
+        } else if (err) {
             sayn(p->records_problem, sizeof p->records_problem, "%s", message);
         } else {
             p->records_open = true;
@@ -845,6 +921,14 @@ static void open_records(struct mf_programmer *p)
             }
         }
     }
+    return p->records_open;
+}
+
+/* open_records_locked at a start, the problem logged. */
+static void open_records(struct mf_programmer *p)
+{
+    pthread_mutex_lock(&p->records_mutex);
+    open_records_locked(p);
     if (p->records_problem[0]) {
         log_stderr(p, 0, "%s", p->records_problem);
         mf_flashlog_write(&p->log, "ERROR %s", p->records_problem);

@@ -68,6 +68,9 @@ struct mf_slot_worker {
     struct mf_slot *slot; /* working memory, allocated */
     pthread_t thread;
     bool thread_started;
+    /* Under owner->records_mutex: the running cycle passed its preflight, so it may hold a count
+     * whose record is not written yet (the production records are not reopened meanwhile). */
+    bool admitted;
     /* Under owner->state_lock: */
     bool busy;
     bool has_job;
@@ -114,7 +117,8 @@ struct mf_programmer {
     char move_error[MF_PROGRAMMER_TEXT_MAX]; /* why the last start refused `_SECURE`, "" */
     struct mf_reclog records;                /* production records of the installed setup */
     bool records_open;
-    char records_problem[MF_RECLOG_MESSAGE_MAX]; /* why records cannot be written, "" */
+    char records_problem[MF_RECLOG_MESSAGE_MAX]; /* why records cannot be written, "": production
+                                                    stops, each cycle tries them again */
     bool from_secure;                            /* the setup runs from the secure area */
     struct mf_setup setup;
     bool setup_loaded;

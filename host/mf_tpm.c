@@ -527,6 +527,7 @@ static int tpm_counter_increment(struct mf_anchor *anchor, uint64_t *value)
 {
     struct mf_tpm *tpm = anchor->context;
     *value = 0;
+    anchor->unchanged = true; /* nothing reached the TPM's NV yet */
     int err = tpm_check_open(tpm);
     if (!err)
         err = tpm_session(tpm, 0);
@@ -534,6 +535,10 @@ static int tpm_counter_increment(struct mf_anchor *anchor, uint64_t *value)
         return err;
     TSS2_RC rc = Esys_NV_Increment(ctx(tpm), tpm->counter_index, tpm->counter_index, tpm->session,
                                    ESYS_TR_NONE, ESYS_TR_NONE);
+    /* An answer of the TPM itself (NV_RATE included) means the command did not run: a TPM changes
+     * nothing on an error. An error of tpm2-tss (the TCTI, the response's HMAC) may come after the
+     * TPM counted. */
+    anchor->unchanged = rc != 0 && (rc & RC_LAYER_MASK) == 0;
     if (rc)
         return tpm_rc(tpm, rc, "increment of the counter");
     return tpm_counter_read(anchor, value);

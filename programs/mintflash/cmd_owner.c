@@ -938,9 +938,11 @@ static int log_verify(int argc, char **argv)
         mf_owner_hex_encode(t->setup, 32, hex);
         char project[3 * MF_RECORD_PROJECT_MAX + 4];
         mf_record_encode_text(t->project, project, sizeof project);
-        printf("total: setup=%s project=%s ok=%llu failed=%llu serials=%llu", hex, project,
-               (unsigned long long)t->ok, (unsigned long long)t->failed,
-               (unsigned long long)t->serials);
+        printf("total: setup=%s project=%s ok=%llu failed=%llu", hex, project,
+               (unsigned long long)t->ok, (unsigned long long)t->failed);
+        if (t->unknown) /* only then: the line stays as it was for setups without */
+            printf(" unknown=%llu", (unsigned long long)t->unknown);
+        printf(" serials=%llu", (unsigned long long)t->serials);
         if (t->serials)
             printf(" serial_min=%llu serial_max=%llu", (unsigned long long)t->serial_min,
                    (unsigned long long)t->serial_max);

@@ -102,10 +102,11 @@ static void exercise(struct mf_secure *s)
     if (mf_setup_load(&setup, &s->area, load, sizeof load, message) == 0) {
         for (unsigned p = 0; p < setup.project_count; p++) {
             struct mf_tally t;
+            enum mf_area_taken taken;
             char m[MF_AREA_MESSAGE_MAX];
             if (s->area.peek(&s->area, &setup, p, &t, m) == 0 &&
                 (!t.project_limited || t.project_left > 0) && (!t.root_limited || t.root_left > 0))
-                s->area.take(&s->area, &setup, p, &t, m);
+                s->area.take(&s->area, &setup, p, &t, &taken, m);
         }
         mf_setup_free(&setup);
     }

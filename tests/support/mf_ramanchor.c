@@ -4,6 +4,7 @@
 #include "mf_err.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 static struct mf_ramanchor *of(struct mf_anchor *a)
@@ -16,13 +17,25 @@ static bool off(struct mf_ramanchor *r)
     return r->power && mf_faultbd_powered_off(r->power);
 }
 
-/* Counts a write; returns MF_EPOWERLOSS (and cuts the storage too) at the chosen one. */
+/* Counts a write; returns MF_EPOWERLOSS (and cuts the storage too) at the chosen one, or MF_EIO
+ * at the one chosen to fail. */
 static int write_point(struct mf_ramanchor *r, bool *apply)
 {
     *apply = true;
+    r->anchor.unchanged = false;
     if (off(r))
         return MF_EPOWERLOSS;
     r->writes++;
+    if (r->fail_at && r->writes == r->fail_at) {
+        *apply = r->fail_mode == MF_RAMANCHOR_LANDED;
+        r->anchor.unchanged = r->fail_mode == MF_RAMANCHOR_REFUSED;
+        snprintf(r->anchor.error, sizeof r->anchor.error, "ram anchor: write %llu fails (%s)",
+                 (unsigned long long)r->writes,
+                 r->fail_mode == MF_RAMANCHOR_REFUSED ? "refused"
+                 : r->fail_mode == MF_RAMANCHOR_LOST  ? "lost"
+                                                      : "landed");
+        return MF_EIO;
+    }
     if (r->cut_at && r->writes == r->cut_at) {
         *apply = r->cut_after;
         if (r->power)

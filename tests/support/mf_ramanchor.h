@@ -12,6 +12,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* How the write chosen by fail_at fails: what it leaves, and what the anchor says it left. */
+enum mf_ramanchor_fail {
+    MF_RAMANCHOR_REFUSED, /* not written, and the anchor says so (unchanged: a TPM's NV_RATE) */
+    MF_RAMANCHOR_LOST,    /* not written, but the anchor cannot tell (unchanged false) */
+    MF_RAMANCHOR_LANDED,  /* written all the same, and the anchor cannot tell (a failed sync) */
+};
+
 struct mf_ramanchor {
     struct mf_anchor anchor; /* hand &x.anchor to the code under test */
     struct mf_anchor_state state;
@@ -27,6 +34,8 @@ struct mf_ramanchor {
     uint64_t cut_at;          /* cut the power at this write (1-based; 0 = never) */
     bool cut_after;           /* the write lands before the cut (else it does not) */
     unsigned cut_mode;        /* MF_FAULTBD_CUT_* for the storage at that moment */
+    uint64_t fail_at;         /* fail this write with MF_EIO, the power on (1-based; 0 = never) */
+    enum mf_ramanchor_fail fail_mode;
 };
 
 /* A fresh anchor: no key, no digest, counter 0, a random id; it keeps notes. */

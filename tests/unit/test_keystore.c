@@ -772,6 +772,67 @@ static int setup_fast(void **state)
     return 0;
 }
 
+/* A write the file system refuses (its device gone read-only; here a descriptor that cannot
+ * write) says the keystore is unchanged, and it is: the counter and the note read back as
+ * before, also after a reopen; the next write that works replaces the refused one. */
+static void test_refused_write_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_keystore ks;
+    struct mf_anchor a;
+    assert_int_equal(mf_keystore_open(&ks, f->path, true, &a), 0);
+    uint8_t key[MF_ANCHOR_KEY_SIZE], note[3000], got[MF_ANCHOR_NOTE_MAX];
+    fill_pattern(key, sizeof key, 7);
+    assert_int_equal(a.write_key(&a, key), 0);
+    uint64_t value;
+    fill_pattern(note, sizeof note, 1);
+    assert_int_equal(a.counter_increment_note(&a, note, sizeof note, &value), 0);
+    assert_int_equal(value, 1);
+    int read_only = open(f->path, O_RDONLY | O_CLOEXEC);
+    assert_true(read_only >= 0);
+    int writable = dup(ks.fd);
+    assert_true(writable >= 0);
+    assert_true(dup2(read_only, ks.fd) >= 0);
+    for (unsigned i = 0; i < 2; i++) {
+        uint8_t other[3000];
+        fill_pattern(other, sizeof other, (uint8_t)(2 + i));
+        a.unchanged = false;
+        int err = i == 0 ? a.counter_increment_note(&a, other, sizeof other, &value)
+                         : a.counter_increment(&a, &value);
+        assert_true(err < 0);
+        assert_true(a.unchanged);
+        expect_error(&a, "write of");
+        assert_int_equal(a.counter_read(&a, &value), 0);
+        assert_int_equal(value, 1);
+    }
+    size_t size = 0;
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_int_equal(size, sizeof note);
+    assert_memory_equal(got, note, sizeof note);
+    /* The file holds the state from before: a restart reads it, and its next write counts
+     * once. */
+    assert_true(dup2(writable, ks.fd) >= 0);
+    close(writable);
+    close(read_only);
+    a.close(&a);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    assert_int_equal(a.counter_read(&a, &value), 0);
+    assert_int_equal(value, 1);
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_int_equal(size, sizeof note);
+    assert_memory_equal(got, note, sizeof note);
+    fill_pattern(note, sizeof note, 9);
+    assert_int_equal(a.counter_increment_note(&a, note, sizeof note, &value), 0);
+    assert_int_equal(value, 2);
+    a.close(&a);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    assert_int_equal(a.counter_read(&a, &value), 0);
+    assert_int_equal(value, 2);
+    assert_int_equal(a.read_note(&a, got, &size), 0);
+    assert_memory_equal(got, note, sizeof note);
+    a.close(&a);
+}
+
 static void test_crash_torn_writes(void **state)
 {
     struct fixture *f = *state;
@@ -923,6 +984,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counter_monotonic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_write_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_torn_writes, setup_fast, teardown),
         cmocka_unit_test_setup_teardown(test_crash_killed_child, setup, teardown),
     };

@@ -563,7 +563,9 @@ static void test_round_trip(void **state)
     char message[MF_AREA_MESSAGE_MAX];
     struct mf_tally tally;
     assert_int_equal(a->peek(a, NULL, 0, &tally, message), MF_ENOTSUP);
-    assert_int_equal(a->take(a, NULL, 0, &tally, message), MF_ENOTSUP);
+    enum mf_area_taken taken;
+    assert_int_equal(a->take(a, NULL, 0, &tally, &taken, message), MF_ENOTSUP);
+    assert_int_equal(taken, MF_AREA_TAKEN_NONE);
 
     /* The setup id by the area's own walk. */
     uint8_t *fbuf = malloc(16384), walked[32];

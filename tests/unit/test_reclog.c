@@ -6,9 +6,11 @@
  * a power cut at every write of an append leaves a chain the verifier calls intact (under
  * MF_SOAK=1 also 64 appends on 32 MiB, RECORDS.000 pre-filled to just below its size limit). */
 #include "mf_area.h"
+#include "mf_cycle.h"
 #include "mf_err.h"
 #include "mf_fat.h"
 #include "mf_faultbd.h"
+#include "mf_flashlog.h"
 #include "mf_owner.h"
 #include "mf_rambd.h"
 #include "mf_ramanchor.h"
@@ -16,6 +18,7 @@
 #include "mf_record.h"
 #include "mf_secure.h"
 #include "mf_setup.h"
+#include "mf_sim.h"
 #include "mf_sweep.h"
 #include "mf_testutil.h"
 
@@ -75,10 +78,10 @@ static void put(struct mf_fat *fs, const char *path, const char *text)
     assert_int_equal(mf_fat_close(fs, &file), 0);
 }
 
-/* Installs a small setup (2 projects, counts 50) into the secure area. */
-static void install(struct fixture *f)
+/* Installs a small setup (project A with `job_ini`, count 50) into the secure area. */
+static void install_job(struct fixture *f, const char *job_ini)
 {
-    put(&f->fs, "_SECURE/Projects/01_A/01_J/job.ini", "[job]\ndevice = SIM-F1-64K\n");
+    put(&f->fs, "_SECURE/Projects/01_A/01_J/job.ini", job_ini);
     put(&f->fs, "_SECURE/Projects/01_A/Cntdown.txt", "50\n");
     struct mf_secure_config c = {
         .bd = &f->secure_ram.bd, .anchor = &f->anchor.anchor, .random = entropy, .reservation = 1};
@@ -88,6 +91,11 @@ static void install(struct fixture *f)
     if (err)
         fail_msg("install: %s", f->message);
     assert_int_equal(mf_fat_remove_tree(&f->fs, MF_SECURE_FOLDER), 0);
+}
+
+static void install(struct fixture *f)
+{
+    install_job(f, "[job]\ndevice = SIM-F1-64K\n");
 }
 
 static struct mf_reclog_config config_of(struct fixture *f)
@@ -132,6 +140,17 @@ static int teardown_fixture(void **state)
     return 0;
 }
 
+/* A restart of the secure area: what the anchor and the medium hold, nothing from memory. */
+static void reopen_secure(struct fixture *f)
+{
+    mf_secure_close(&f->secure);
+    struct mf_secure_config c = {
+        .bd = &f->secure_ram.bd, .anchor = &f->anchor.anchor, .random = entropy, .reservation = 1};
+    int err = mf_secure_open(&f->secure, &c, f->message);
+    if (err)
+        fail_msg("reopen: %s", f->message);
+}
+
 static void open_log(struct fixture *f, char *notes)
 {
     struct mf_reclog_config c = config_of(f);
@@ -140,8 +159,28 @@ static void open_log(struct fixture *f, char *notes)
         fail_msg("open: %d %s", err, f->message);
 }
 
+/* Takes a count of project A, as a cycle does before its record: a record accounts for a cycle
+ * the secure area counted. */
+static void take_count(struct fixture *f)
+{
+    static uint8_t buffer[16384];
+    struct mf_setup setup;
+    char msg[MF_SETUP_ERROR_MAX];
+    assert_int_equal(mf_setup_load(&setup, &f->secure.area, buffer, sizeof buffer, msg), 0);
+    struct mf_tally t;
+    enum mf_area_taken taken;
+    char m[MF_AREA_MESSAGE_MAX];
+    assert_int_equal(f->secure.area.peek(&f->secure.area, &setup, 0, &t, m), 0);
+    int err = f->secure.area.take(&f->secure.area, &setup, 0, &t, &taken, m);
+    if (err)
+        fail_msg("take: %s", m);
+    assert_int_equal(taken, MF_AREA_TAKEN);
+    mf_setup_free(&setup);
+}
+
 static void append(struct fixture *f, unsigned slot, uint64_t serial, bool ok)
 {
+    take_count(f);
     uint8_t uid[12];
     memset(uid, (int)slot, sizeof uid);
     struct mf_reclog_entry e = {.project = "A",
@@ -441,8 +480,9 @@ static void test_unrecorded_and_counter_ahead(void **state)
     char m[MF_AREA_MESSAGE_MAX];
     /* Two cycles take their counts; the power goes before either is recorded. */
     assert_int_equal(f->secure.area.peek(&f->secure.area, &setup, 0, &t, m), 0);
-    assert_int_equal(f->secure.area.take(&f->secure.area, &setup, 0, &t, m), 0);
-    assert_int_equal(f->secure.area.take(&f->secure.area, &setup, 0, &t, m), 0);
+    enum mf_area_taken taken;
+    assert_int_equal(f->secure.area.take(&f->secure.area, &setup, 0, &t, &taken, m), 0);
+    assert_int_equal(f->secure.area.take(&f->secure.area, &setup, 0, &t, &taken, m), 0);
     char notes[MF_RECLOG_MESSAGE_MAX];
     open_log(f, notes);
     assert_non_null(strstr(notes, "2 cycle(s) took a count but have no record"));
@@ -456,7 +496,7 @@ static void test_unrecorded_and_counter_ahead(void **state)
     struct mf_record_verifier v;
     verify_all(f, &v);
     assert_int_equal(v.verified, 2);
-    assert_int_equal(v.totals[0].failed, 2);
+    assert_int_equal(v.totals[0].failed, 5); /* the cycles: unrecorded:2 and counter-ahead:3 */
     assert_true(mf_record_verifier_intact(&v));
     mf_record_verifier_free(&v);
     mf_setup_free(&setup);
@@ -487,6 +527,264 @@ static void test_full_public_area(void **state)
     assert_int_equal(f->secure.state.record_seq, seq); /* nothing recorded as written */
     struct mf_fat_stat st;
     assert_true(mf_fat_stat(&f->fs, "RECORDS.000", &st) == MF_ENOENT || st.size == 0);
+}
+
+/* ---- cycles whose count's write fails ---- */
+
+/* A setup a sim device can be programmed with (project A: 50 cycles, serial numbers from 500),
+ * installed over the fixture's; and one slot on a sim device. */
+struct cycle_rig {
+    struct mf_setup setup;
+    uint8_t buffer[16384];
+    struct mf_flashlog log;
+    char *sim_dir;
+    struct mf_target target;
+    struct mf_slot *slot;
+    struct mf_cycle_env env;
+    uint64_t clock;
+};
+
+static uint64_t rig_ms(void *context)
+{
+    struct cycle_rig *r = context;
+    return r->clock += 5;
+}
+
+static void rig_open(struct fixture *f, struct cycle_rig *r)
+{
+    char app[2001];
+    memset(app, 'Z', sizeof app - 1);
+    app[sizeof app - 1] = '\0';
+    put(&f->fs, "_SECURE/Projects/01_A/01_J/app.bin", app);
+    put(&f->fs, "_SECURE/Projects/01_A/Serial.txt", "500\n");
+    mf_secure_close(&f->secure);
+    install_job(f, "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+                   "[serial]\naddress = 0x0800F000\nlength = 4\n");
+    char msg[MF_SETUP_ERROR_MAX];
+    assert_int_equal(mf_setup_load(&r->setup, &f->secure.area, r->buffer, sizeof r->buffer, msg),
+                     0);
+    mf_flashlog_init(&r->log, &f->fs, NULL, 64 * 1024, clock_of, f);
+    r->sim_dir = mf_test_tmpdir("reclog");
+    assert_non_null(r->sim_dir);
+    assert_int_equal(mf_sim_open(&r->target, r->sim_dir, 1, NULL), 0);
+    r->slot = calloc(1, sizeof *r->slot);
+    mf_slot_init(r->slot, 1, &r->target);
+    r->env = (struct mf_cycle_env){.setup = &r->setup,
+                                   .area = &f->secure.area,
+                                   .log = &r->log,
+                                   .now_ms = rig_ms,
+                                   .clock_context = r};
+}
+
+static void rig_close(struct cycle_rig *r)
+{
+    mf_sim_close(&r->target);
+    free(r->slot);
+    mf_setup_free(&r->setup);
+    mf_test_rmtree(r->sim_dir);
+    free(r->sim_dir);
+}
+
+/* One #AUTO cycle, recorded as the programmer records it (host/mf_programmer.c, record_cycle):
+ * when it took a count, or when its count's write may have taken one. */
+static void rig_cycle(struct fixture *f, struct cycle_rig *r, struct mf_cycle_result *result)
+{
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO};
+    mf_cycle_run(&r->env, r->slot, &req, result);
+    if (!result->consumed && !result->count_unknown)
+        return;
+    struct mf_reclog_entry e = {.project = "A", .slot = 1, .ok = result->error == 0};
+    e.has_serial = result->has_serial;
+    e.serial = result->serial;
+    e.count_unknown = result->count_unknown;
+    int err = mf_reclog_append(&f->log, &e, f->message);
+    if (err)
+        fail_msg("append: %s", f->message);
+}
+
+/* A rig after one good cycle (serial 500), its records open, the anchor's next write set to fail
+ * as `mode` says. */
+static struct cycle_rig *rig_start(struct fixture *f, enum mf_ramanchor_fail mode)
+{
+    struct cycle_rig *r = calloc(1, sizeof *r);
+    rig_open(f, r);
+    open_log(f, NULL);
+    struct mf_cycle_result result;
+    rig_cycle(f, r, &result);
+    assert_int_equal(result.error, 0);
+    assert_int_equal(result.serial, 500);
+    f->anchor.fail_at = f->anchor.writes + 1;
+    f->anchor.fail_mode = mode;
+    return r;
+}
+
+static char *last_log_line(struct fixture *f)
+{
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &st), 0);
+    char *text = calloc(1, st.size + 1);
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(&f->fs, &file, MF_FLASHLOG_NAME, MF_FAT_O_RDONLY), 0);
+    assert_int_equal(mf_fat_read(&f->fs, &file, text, st.size), (int)st.size);
+    mf_fat_close(&f->fs, &file);
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    char *line = strrchr(text, '\n');
+    char *copy = strdup(line ? line + 1 : text);
+    free(text);
+    return copy;
+}
+
+/* The keystore's file system went read-only under the cycles (or a TPM answered NV_RATE): the
+ * anchor refused the count's write and says nothing changed. Such a cycle consumed nothing: no
+ * "count consumed" in FLASHER.LOG, no record, the next cycle gets the same serial number; and a
+ * cycle killed afterwards between its count and its record is still found at the next start (the
+ * failed cycles once counted as recorded ones and hid it). */
+static void test_refused_count_is_not_consumed(void **state)
+{
+    struct fixture *f = *state;
+    struct cycle_rig *r = rig_start(f, MF_RAMANCHOR_REFUSED);
+    struct mf_cycle_result result;
+    for (unsigned i = 0; i < 3; i++) {
+        f->anchor.fail_at = f->anchor.writes + 1;
+        rig_cycle(f, r, &result);
+        assert_int_equal(result.error, MF_EIO);
+        assert_false(result.consumed);
+        assert_false(result.count_unknown);
+        assert_false(result.has_serial);
+        char *line = last_log_line(f);
+        if (!strstr(line, "ERROR trust anchor: ram anchor: write") || strstr(line, "consumed"))
+            fail_msg("FLASHER.LOG: %s", line);
+        free(line);
+    }
+    f->anchor.fail_at = 0;
+    assert_int_equal(f->secure.state.recorded, f->secure.state.total_used);
+    rig_cycle(f, r, &result);
+    assert_int_equal(result.error, 0);
+    assert_int_equal(result.serial, 501); /* no gap: nothing was taken */
+    /* A cycle killed after its count was taken, before its record. */
+    struct mf_tally t;
+    enum mf_area_taken taken;
+    char m[MF_AREA_MESSAGE_MAX];
+    assert_int_equal(f->secure.area.peek(&f->secure.area, &r->setup, 0, &t, m), 0);
+    assert_int_equal(f->secure.area.take(&f->secure.area, &r->setup, 0, &t, &taken, m), 0);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    if (!strstr(notes, "1 cycle(s) took a count but have no record"))
+        fail_msg("notes: %s", notes);
+    assert_int_equal(f->secure.state.recorded, 3);
+    assert_int_equal(f->secure.state.total_used, 3);
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.verified, 3);
+    assert_int_equal(v.totals[0].ok + v.totals[1].ok, 2);
+    assert_int_equal(v.totals[0].failed + v.totals[1].failed, 1); /* unrecorded:1 */
+    mf_record_verifier_free(&v);
+    rig_close(r);
+    free(r);
+}
+
+/* The anchor's write failed in a way that may have counted (a failed sync; a TPM answer lost on
+ * the way). The cycle says so in FLASHER.LOG and its record says "count-unknown", which accounts
+ * for no cycle and which the verifier totals apart; whatever became durable is then recorded
+ * exactly: `lands` false, the run goes on with the same serial number and the next start finds
+ * nothing unrecorded; `lands` true, the next start (right after) finds the cycle counted and
+ * records it as unrecorded. */
+static void unknown_count(struct fixture *f, bool lands)
+{
+    struct cycle_rig *r = rig_start(f, lands ? MF_RAMANCHOR_LANDED : MF_RAMANCHOR_LOST);
+    struct mf_cycle_result result;
+    rig_cycle(f, r, &result);
+    f->anchor.fail_at = 0;
+    assert_int_equal(result.error, MF_EIO);
+    assert_false(result.consumed);
+    assert_true(result.count_unknown);
+    char *line = last_log_line(f);
+    if (!strstr(line, "(count perhaps consumed)"))
+        fail_msg("FLASHER.LOG: %s", line);
+    free(line);
+    assert_int_equal(f->secure.state.recorded, 1);
+    assert_int_equal(f->secure.state.record_seq, 2);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    if (lands) {
+        /* The count-unknown record's head went to the medium with the same state sequence as the
+         * anchor's note, and the medium wins a tie: the state shows one cycle, the counter proves
+         * two, and the start records the one it proves beyond as counter-ahead. Either way it is
+         * recorded once, and the next cycle's serial number skips it. */
+        reopen_secure(f);
+        open_log(f, notes);
+        if (!strstr(notes, "1 cycle(s) took a count but have no record") &&
+            !strstr(notes, "proves 1 cycle(s) more"))
+            fail_msg("notes: %s", notes);
+        rig_cycle(f, r, &result);
+        assert_int_equal(result.error, 0);
+        assert_int_equal(result.serial, 502);
+        assert_int_equal(f->secure.state.total_used, 3);
+        assert_int_equal(f->secure.state.recorded, 3);
+    } else {
+        rig_cycle(f, r, &result);
+        assert_int_equal(result.error, 0);
+        assert_int_equal(result.serial, 501);
+        reopen_secure(f);
+        open_log(f, notes);
+        assert_string_equal(notes, "");
+        assert_int_equal(f->secure.state.recorded, 2);
+        assert_int_equal(f->secure.state.total_used, 2);
+    }
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    uint64_t ok = 0, failed = 0, unknown = 0;
+    for (size_t i = 0; i < v.total_count; i++) {
+        ok += v.totals[i].ok;
+        failed += v.totals[i].failed;
+        unknown += v.totals[i].unknown;
+    }
+    assert_int_equal(unknown, 1);
+    assert_int_equal(ok, 2);
+    assert_int_equal(failed, lands ? 1 : 0);
+    mf_record_verifier_free(&v);
+    rig_close(r);
+    free(r);
+}
+
+static void test_unknown_count_not_landed(void **state)
+{
+    unknown_count(*state, false);
+}
+
+static void test_unknown_count_landed(void **state)
+{
+    unknown_count(*state, true);
+}
+
+/* A state that counts more recorded cycles than it shows and the counter proves (left by an
+ * earlier version, which recorded a refused count as taken) is corrected at the next start, so
+ * that a cycle left without its record afterwards is not hidden. */
+static void test_excess_recorded_is_corrected(void **state)
+{
+    struct fixture *f = *state;
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    uint64_t seq = f->secure.state.record_seq;
+    uint8_t hash[32];
+    memcpy(hash, f->secure.state.record_hash, 32);
+    assert_int_equal(mf_secure_record_head(&f->secure, seq, hash, 4, f->message), 0);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    if (!strstr(notes, "3 production record(s) were counted for cycles that took no count"))
+        fail_msg("notes: %s", notes);
+    assert_int_equal(f->secure.state.recorded, 1);
+    take_count(f); /* a cycle killed before its record */
+    open_log(f, notes);
+    if (!strstr(notes, "1 cycle(s) took a count but have no record"))
+        fail_msg("notes: %s", notes);
+    assert_int_equal(f->secure.state.recorded, 2);
+    assert_int_equal(f->secure.state.total_used, 2);
+    open_log(f, notes);
+    assert_string_equal(notes, "");
 }
 
 /* ---- power cut at every write of appends ---- */
@@ -549,6 +847,7 @@ static int cut_run(void *context, const struct mf_bd *bd)
     for (unsigned i = 0; i < c->appends && !err; i++) {
         struct mf_reclog_entry e = {
             .project = "A", .slot = 1, .has_serial = true, .serial = i, .ok = true};
+        take_count(f);
         err = mf_reclog_append(&f->log, &e, f->message);
     }
     int uerr = mf_fat_unmount(&c->fs);
@@ -612,8 +911,10 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
     char notes[MF_RECLOG_MESSAGE_MAX];
     err = mf_reclog_open(&f->log, &rc, notes, f->message);
     struct mf_reclog_entry e = {.project = "A", .slot = 2, .ok = true};
-    if (!err)
+    if (!err) {
+        take_count(f);
         err = mf_reclog_append(&f->log, &e, f->message);
+    }
     if (err) {
         fprintf(stderr, "records sweep: %s\n", f->message);
         mf_fat_unmount(&c->fs);
@@ -709,6 +1010,7 @@ static void prefill(struct cut_ctx *c)
     for (uint64_t serial = 1000000; size + 2 * line <= MF_RECORD_FILE_MAX; serial++) {
         struct mf_reclog_entry e = {
             .project = "A", .slot = 3, .has_serial = true, .serial = serial, .ok = true};
+        take_count(f);
         int err = mf_reclog_append(&f->log, &e, f->message);
         if (err)
             fail_msg("prefill: %s", f->message);
@@ -795,6 +1097,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unrecorded_and_counter_ahead, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_full_public_area, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_refused_count_is_not_consumed, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_unknown_count_not_landed, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_unknown_count_landed, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_excess_recorded_is_corrected, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_appends, setup_fixture,
                                         teardown_fixture),
     };

@@ -215,7 +215,8 @@ static int take_one(struct fixture *f, struct mf_setup *setup, struct mf_tally *
         return err;
     if (t->project_limited && t->project_left == 0)
         return MF_EEXHAUSTED;
-    return f->secure.area.take(&f->secure.area, setup, 0, t, msg);
+    enum mf_area_taken taken;
+    return f->secure.area.take(&f->secure.area, setup, 0, t, &taken, msg);
 }
 
 static void load_setup(struct fixture *f, struct mf_setup *setup)
@@ -375,9 +376,10 @@ static unsigned project_named(const struct mf_setup *setup, const char *folder)
 static int take_on(struct fixture *f, struct mf_setup *setup, unsigned project, struct mf_tally *t)
 {
     char msg[MF_AREA_MESSAGE_MAX];
+    enum mf_area_taken taken;
     int err = f->secure.area.peek(&f->secure.area, setup, project, t, msg);
     if (!err)
-        err = f->secure.area.take(&f->secure.area, setup, project, t, msg);
+        err = f->secure.area.take(&f->secure.area, setup, project, t, &taken, msg);
     return err;
 }
 
@@ -393,6 +395,27 @@ static void expect_left(struct fixture *f, struct mf_setup *setup, unsigned proj
                  (unsigned long long)left, (unsigned long long)serial);
 }
 
+/* Opens the installed setup over a fault-injecting device on the secure partition. */
+static void open_faulty(struct fixture *f, struct mf_faultbd *fb)
+{
+    static uint8_t cache[128 * 512];
+    struct mf_faultbd_config fc = {.cache = cache, .cache_size = sizeof cache};
+    mf_faultbd_init(fb, &f->secure_ram.bd, &fc);
+    mf_secure_close(&f->secure);
+    struct mf_secure_config c = config_of(f, &fb->bd);
+    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+}
+
+/* A restart over the same device: unsynced writes are lost. */
+static void restart_faulty(struct fixture *f, struct mf_faultbd *fb)
+{
+    mf_secure_close(&f->secure);
+    mf_faultbd_cut_now(fb, MF_FAULTBD_CUT_DROP);
+    mf_faultbd_reset(fb);
+    struct mf_secure_config c = config_of(f, &fb->bd);
+    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+}
+
 /* At K = 1 with an anchor that keeps a note, a cycle's authorization is one anchor write and
  * no sync of the medium, and a power cut that drops every unsynced write of the medium loses
  * nothing. Without notes (the TPM) it is one anchor write and one sync. */
@@ -404,13 +427,8 @@ static void one_write_per_cycle(struct fixture *f, bool notes)
     install(f);
     struct mf_setup setup;
     load_setup(f, &setup);
-    mf_secure_close(&f->secure);
-    static uint8_t cache[128 * 512];
-    struct mf_faultbd_config fc = {.cache = cache, .cache_size = sizeof cache};
     struct mf_faultbd fb;
-    mf_faultbd_init(&fb, &f->secure_ram.bd, &fc);
-    struct mf_secure_config c = config_of(f, &fb.bd);
-    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+    open_faulty(f, &fb);
     uint64_t writes = f->anchor.writes;
     struct mf_tally t;
     for (unsigned i = 0; i < 3; i++)
@@ -418,10 +436,7 @@ static void one_write_per_cycle(struct fixture *f, bool notes)
     assert_int_equal(f->anchor.writes - writes, 3);
     assert_int_equal(fb.counters.syncs, notes ? 0 : 3);
     assert_int_equal(fb.counters.forced_flushes, 0);
-    mf_secure_close(&f->secure);
-    mf_faultbd_cut_now(&fb, MF_FAULTBD_CUT_DROP);
-    mf_faultbd_reset(&fb);
-    assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
+    restart_faulty(f, &fb);
     expect_left(f, &setup, 0, 7, 503);
     mf_secure_close(&f->secure);
     mf_setup_free(&setup);
@@ -496,6 +511,152 @@ static void test_rollback_with_a_note_is_exact(void **state)
 static void test_rollback_without_a_note_charges_every_project(void **state)
 {
     rollback_two_projects(*state, false);
+}
+
+/* ---- a count's write that fails ---- */
+
+static enum mf_area_taken take_failing(struct fixture *f, struct mf_setup *setup, int expect)
+{
+    char msg[MF_AREA_MESSAGE_MAX];
+    struct mf_tally t;
+    enum mf_area_taken taken = MF_AREA_TAKEN_UNKNOWN;
+    assert_int_equal(f->secure.area.peek(&f->secure.area, setup, 0, &t, msg), 0);
+    int err = f->secure.area.take(&f->secure.area, setup, 0, &t, &taken, msg);
+    if (err != expect)
+        fail_msg("take gave %d (%s), expected %d", err, msg, expect);
+    return taken;
+}
+
+/* The anchor's write of a count fails. `mode`: it refused (nothing changed, and it says so),
+ * it was lost, or it landed (both unknown to the anchor). The take says which of "not taken",
+ * "unknown" it is; this run goes on as if not taken unless the anchor's counter shows it (a
+ * landed write), and a restart finds exactly what became durable. `notes` false: an anchor
+ * without notes (the TPM). */
+static void anchor_write_fails(struct fixture *f, enum mf_ramanchor_fail mode, bool notes)
+{
+    if (!notes)
+        mf_ramanchor_no_notes(&f->anchor);
+    make_setup(f, "W", "10\r\n", 1000);
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    struct mf_faultbd fb;
+    open_faulty(f, &fb);
+    struct mf_tally t;
+    assert_int_equal(take_one(f, &setup, &t), 0); /* 500 */
+    f->anchor.fail_at = f->anchor.writes + 1;
+    f->anchor.fail_mode = mode;
+    enum mf_area_taken taken = take_failing(f, &setup, MF_EIO);
+    f->anchor.fail_at = 0;
+    assert_int_equal(taken,
+                     mode == MF_RAMANCHOR_REFUSED ? MF_AREA_TAKEN_NONE : MF_AREA_TAKEN_UNKNOWN);
+    bool landed = mode == MF_RAMANCHOR_LANDED;
+    /* In this run: a counter that shows the landed write charges it (serial 501 skipped). */
+    expect_left(f, &setup, 0, landed ? 8 : 9, landed ? 502 : 501);
+    /* After a restart: the same (with a note the state is the landed one; without, the counter
+     * proves it). */
+    restart_faulty(f, &fb);
+    expect_left(f, &setup, 0, landed ? 8 : 9, landed ? 502 : 501);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(t.serial, landed ? 502 : 501);
+    restart_faulty(f, &fb);
+    expect_left(f, &setup, 0, landed ? 7 : 8, landed ? 503 : 502);
+    mf_secure_close(&f->secure);
+    mf_setup_free(&setup);
+}
+
+static void test_anchor_refuses_a_count(void **state)
+{
+    anchor_write_fails(*state, MF_RAMANCHOR_REFUSED, true);
+}
+
+static void test_anchor_loses_a_count(void **state)
+{
+    anchor_write_fails(*state, MF_RAMANCHOR_LOST, true);
+}
+
+static void test_anchor_count_lands_unknown(void **state)
+{
+    anchor_write_fails(*state, MF_RAMANCHOR_LANDED, true);
+}
+
+static void test_anchor_without_notes_refuses_a_count(void **state)
+{
+    anchor_write_fails(*state, MF_RAMANCHOR_REFUSED, false);
+}
+
+static void test_anchor_without_notes_count_lands_unknown(void **state)
+{
+    anchor_write_fails(*state, MF_RAMANCHOR_LANDED, false);
+}
+
+/* The anchor took the count, the medium's copy of the state failed: the cycle is taken (the note,
+ * or the counter, proves it), the state in memory says so, and it is charged once, in this run
+ * and after a restart. */
+static void medium_write_fails_after_the_counter(struct fixture *f, bool notes)
+{
+    if (!notes)
+        mf_ramanchor_no_notes(&f->anchor);
+    make_setup(f, "M", "10\r\n", 1000);
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    struct mf_faultbd fb;
+    open_faulty(f, &fb);
+    struct mf_tally t;
+    assert_int_equal(take_one(f, &setup, &t), 0); /* 500 */
+    uint64_t used = f->secure.state.total_used;
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_PROG, 1, false);
+    assert_int_equal(take_failing(f, &setup, MF_EIO), MF_AREA_TAKEN);
+    assert_int_equal(f->secure.state.total_used, used + 1);
+    expect_left(f, &setup, 0, 8, 502);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(t.serial, 502);
+    assert_int_equal(f->secure.state.total_used, used + 2);
+    restart_faulty(f, &fb);
+    expect_left(f, &setup, 0, 7, 503);
+    mf_secure_close(&f->secure);
+    mf_setup_free(&setup);
+}
+
+static void test_medium_fails_after_the_note(void **state)
+{
+    medium_write_fails_after_the_counter(*state, true);
+}
+
+static void test_medium_fails_after_the_counter(void **state)
+{
+    medium_write_fails_after_the_counter(*state, false);
+}
+
+/* Inside a reservation (K = 4) only the medium's state record counts a cycle: a failed write of
+ * it is "unknown" (a failed sync may have landed), the run goes on as if not taken, and a
+ * restart finds what became durable. */
+static void test_medium_fails_inside_a_reservation(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "K", "10\r\n", 1000);
+    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\nReservation = 4\r\n");
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    struct mf_faultbd fb;
+    open_faulty(f, &fb);
+    struct mf_tally t;
+    assert_int_equal(take_one(f, &setup, &t), 0); /* takes the reservation */
+    uint64_t counter = f->anchor.counter;
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_SYNC, 1, false);
+    assert_int_equal(take_failing(f, &setup, MF_EIO), MF_AREA_TAKEN_UNKNOWN);
+    assert_int_equal(f->anchor.counter, counter);
+    expect_left(f, &setup, 0, 9, 501);
+    restart_faulty(f, &fb); /* the unsynced record is lost */
+    expect_left(f, &setup, 0, 9, 501);
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_PROG, 1, false);
+    assert_int_equal(take_failing(f, &setup, MF_EIO), MF_AREA_TAKEN);
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_SYNC, 1, false);
+    assert_int_equal(take_failing(f, &setup, MF_EIO), MF_AREA_TAKEN_UNKNOWN);
+    mf_secure_close(&f->secure);
+    mf_setup_free(&setup);
 }
 
 static void test_tampering_is_refused(void **state)
@@ -1071,9 +1232,10 @@ static int auth_run(void *context, const struct mf_bd *bd)
     for (unsigned i = 0; i < 5 && !err; i++) {
         char msg[MF_AREA_MESSAGE_MAX];
         struct mf_tally t;
+        enum mf_area_taken taken;
         err = s.area.peek(&s.area, &c->setup, 0, &t, msg);
         if (!err)
-            err = s.area.take(&s.area, &c->setup, 0, &t, msg);
+            err = s.area.take(&s.area, &c->setup, 0, &t, &taken, msg);
         if (!err)
             c->completed++;
     }
@@ -1422,6 +1584,21 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_without_a_note_charges_every_project,
                                         setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_anchor_refuses_a_count, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_anchor_loses_a_count, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_anchor_count_lands_unknown, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_anchor_without_notes_refuses_a_count, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_anchor_without_notes_count_lands_unknown,
+                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_medium_fails_after_the_note, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_medium_fails_after_the_counter, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_medium_fails_inside_a_reservation, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_tampering_is_refused, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_newer_format_is_refused, setup_fixture,
                                         teardown_fixture),

@@ -71,20 +71,35 @@ static bool sector_in_fat1(const struct mf_fat *fs, uint32_t sector)
            sector < fs->geo.first_fat_sector + fs->geo.fat_sectors;
 }
 
+/* Every device call of a mounted volume goes through here: a failure, whatever its code (a file
+ * device reports a full or read-only host file system as MF_ENOSPC or MF_EROFS, codes the volume
+ * itself also gives), marks the change in progress as stopped half-way (see finish). */
+static int device(struct mf_fat *fs, int err)
+{
+    if (err && !fs->device_error)
+        fs->device_error = err;
+    return err;
+}
+
 static int dev_read(struct mf_fat *fs, uint32_t sector, void *buf, uint32_t count)
 {
     if (sector >= fs->geo.total_sectors || count > fs->geo.total_sectors - sector)
         return MF_ECORRUPT;
-    return mf_bd_read(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
-                      (size_t)count * fs->blocks_per_sector);
+    return device(fs, mf_bd_read(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
+                                 (size_t)count * fs->blocks_per_sector));
 }
 
 static int dev_write(struct mf_fat *fs, uint32_t sector, const void *buf, uint32_t count)
 {
     if (sector >= fs->geo.total_sectors || count > fs->geo.total_sectors - sector)
         return MF_ECORRUPT;
-    return mf_bd_prog(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
-                      (size_t)count * fs->blocks_per_sector);
+    return device(fs, mf_bd_prog(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
+                                 (size_t)count * fs->blocks_per_sector));
+}
+
+static int dev_sync(struct mf_fat *fs)
+{
+    return device(fs, mf_bd_sync(fs->bd));
 }
 
 static int cache_write_back(struct mf_fat *fs, unsigned i)
@@ -173,7 +188,7 @@ static int cache_flush(struct mf_fat *fs)
             if (pass == 1 && fat_written) {
                 /* A barrier: a directory entry never reaches the medium before the clusters it
                  * names are allocated there (a disk may reorder unsynced writes). */
-                int err = mf_bd_sync(fs->bd);
+                int err = dev_sync(fs);
                 if (err)
                     return err;
                 fat_written = false;
@@ -1344,7 +1359,9 @@ static int commit(struct mf_fat *fs)
     if (!err)
         err = cache_flush(fs);
     if (!err)
-        err = mf_bd_sync(fs->bd);
+        err = dev_sync(fs);
+    if (!err)
+        fs->device_error = 0; /* what is cached is what the device holds */
     return err;
 }
 
@@ -1353,6 +1370,7 @@ static int commit(struct mf_fat *fs)
 static int abandon(struct mf_fat *fs, int err)
 {
     fs->generation++;
+    fs->device_error = 0;
     for (unsigned i = 0; i < MF_FAT_CACHE_SECTORS; i++)
         fs->lines[i].valid = false;
     fs->free_count = 0xFFFFFFFFu;
@@ -1365,18 +1383,19 @@ static int abandon(struct mf_fat *fs, int err)
     return err;
 }
 
-/* Ends a changing call. On success: commit. On a device error: forget the cache (abandon).
- * On any other error the cached state is consistent (each step keeps it so): commit it too. */
+/* Ends a changing call. On success: commit. A call that failed after a device error, whatever
+ * its code, stopped half-way: forget the cache (abandon); so after a failed commit. On any other
+ * error the cached state is consistent (each step keeps it so): commit it too. The caller gets
+ * the first error, the device's own code when it was the device's. (A device error a read-only
+ * call met left nothing half-done: a call that succeeds after it commits.) */
 static int finish(struct mf_fat *fs, int err)
 {
-    if (!err)
-        return commit(fs);
-    if (err == MF_EIO || err == MF_EPOWERLOSS)
-        return abandon(fs, err);
-    int cerr = commit(fs);
-    if (cerr == MF_EIO || cerr == MF_EPOWERLOSS)
-        abandon(fs, cerr);
-    return err;
+    if (!err || !fs->device_error) {
+        int cerr = commit(fs);
+        if (!err)
+            err = cerr;
+    }
+    return fs->device_error ? abandon(fs, err) : err;
 }
 
 /* ---- mount and format ---- */
@@ -2265,7 +2284,7 @@ int mf_fat_mkdir(struct mf_fat *fs, const char *path)
     if (!err) {
         entry_init(fs, e, MF_FAT_ATTR_DIRECTORY, c);
         err = dir_add(fs, l.parent, &l.last, e, NULL, &l.f);
-        if (err && err != MF_EIO && err != MF_EPOWERLOSS)
+        if (err && !fs->device_error)
             fat_set(fs, c, FAT_FREE); /* refused (root full): the cluster goes back */
     }
     return finish(fs, err);
@@ -2432,8 +2451,9 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
 static int cluster_erase(struct mf_fat *fs, uint32_t first, uint32_t count)
 {
     uint32_t sector = cluster_sector(fs, first);
-    int err = mf_bd_erase(fs->bd, (mf_block_t)sector * fs->blocks_per_sector,
-                          (size_t)count * fs->geo.sectors_per_cluster * fs->blocks_per_sector);
+    int err = device(
+        fs, mf_bd_erase(fs->bd, (mf_block_t)sector * fs->blocks_per_sector,
+                        (size_t)count * fs->geo.sectors_per_cluster * fs->blocks_per_sector));
     cache_forget(fs, sector, count * fs->geo.sectors_per_cluster);
     return err;
 }
@@ -2475,8 +2495,8 @@ int mf_fat_wipe_free(struct mf_fat *fs)
     if (!err)
         err = erase_run_end(fs, &run);
     if (!err)
-        err = mf_bd_sync(fs->bd);
-    return err;
+        err = dev_sync(fs);
+    return err ? finish(fs, err) : 0;
 }
 
 /* Adds the clusters of the chain that starts at `cluster` to `run`; the chain itself stays. */
@@ -2606,7 +2626,7 @@ static int remove_tree(struct mf_fat *fs, const char *path, bool wipe)
     }
     if (!err)
         err = tree_walk(fs, &l.f, &rm, NULL);
-    if (!err || (err != MF_EIO && err != MF_EPOWERLOSS)) {
+    if (!fs->device_error) {
         /* Also after a refusal (an open file): what was removed so far is committed and its
          * chains freed, as each step keeps the volume consistent. */
         int rerr = removal_release(fs, &rm);

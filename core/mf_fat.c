@@ -2339,19 +2339,32 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path)
     return finish(fs, err);
 }
 
+/* Looks up `path` as lookup does (1 found, 0 missing); a file found must be one that may be
+ * removed: a file, not open. Its first cluster goes to `cluster` (0 when none or missing). */
+static int lookup_closed_file(struct mf_fat *fs, const char *path, struct lookup *l,
+                              uint32_t *cluster)
+{
+    *cluster = 0;
+    int r = lookup(fs, path, l);
+    if (r <= 0)
+        return r;
+    if (l->is_root || entry_is_dir(l->f.entry))
+        return MF_EISDIR;
+    if (entry_open(fs, l->f.sector, l->f.offset))
+        return MF_EBUSY;
+    *cluster = entry_cluster(fs, l->f.entry);
+    return 1;
+}
+
 int mf_fat_remove(struct mf_fat *fs, const char *path)
 {
     struct lookup l;
-    int r = lookup(fs, path, &l);
-    if (r < 0)
-        return r;
+    uint32_t c;
+    int r = lookup_closed_file(fs, path, &l, &c);
     if (r == 0)
         return MF_ENOENT;
-    if (l.is_root || entry_is_dir(l.f.entry))
-        return MF_EISDIR;
-    if (entry_open(fs, l.f.sector, l.f.offset))
-        return MF_EBUSY;
-    uint32_t c = entry_cluster(fs, l.f.entry);
+    if (r < 0)
+        return r;
     /* The entry goes first: a cut in between leaves lost clusters, never an entry pointing at
      * freed ones. */
     int err = dir_remove(fs, &l.f);
@@ -2444,6 +2457,52 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
             cache_dirty(fs, sector);
         }
     }
+    return finish(fs, err);
+}
+
+int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
+{
+    struct lookup src, dst;
+    uint32_t moved, old;
+    int r = lookup_closed_file(fs, from, &src, &moved);
+    if (r == 0)
+        return MF_ENOENT;
+    if (r > 0)
+        r = lookup_closed_file(fs, to, &dst, &old);
+    if (r < 0)
+        return r;
+    if ((moved && !cluster_valid(fs, moved)) || (old && !cluster_valid(fs, old)))
+        return MF_ECORRUPT;
+    bool present = r == 1;
+    if (present && dst.f.sector == src.f.sector && dst.f.offset == src.f.offset)
+        return mf_fat_rename(fs, from, to); /* one file: a change of case at most */
+    if (old == moved)
+        old = 0; /* two names of one chain (a cut rename): it stays with `to` */
+    /* `from`'s name goes first, then `to`'s entry takes its clusters with one sector write: a cut
+     * leaves `to` as it was or as `from` was, at worst with `from`'s or its old clusters lost,
+     * never two names of one chain. */
+    int err = dir_remove(fs, &src.f);
+    if (!err)
+        err = commit(fs);
+    if (!err && present) {
+        uint8_t *buf;
+        err = cache_get(fs, dst.f.sector, true, &buf);
+        if (!err) {
+            uint8_t *e = buf + dst.f.offset;
+            e[11] = src.f.entry[11];                             /* attributes */
+            memcpy(e + 13, src.f.entry + 13, DIRENT_SIZE - 13u); /* times, cluster, size */
+            cache_dirty(fs, dst.f.sector);
+        }
+    } else if (!err) {
+        struct found added;
+        err = dir_add(fs, dst.parent, &dst.last, src.f.entry, NULL, &added);
+        if (err && !fs->device_error && moved)
+            chain_free(fs, moved); /* refused (a full folder): nothing names the clusters */
+    }
+    if (!err)
+        err = commit(fs);
+    if (!err && old)
+        err = chain_free(fs, old);
     return finish(fs, err);
 }
 

@@ -386,3 +386,8 @@ const char *mf_filebd_last_error(const struct mf_filebd *f)
 {
     return f->message;
 }
+
+void mf_filebd_clear_error(struct mf_filebd *file)
+{
+    file->message[0] = '\0';
+}

@@ -49,4 +49,8 @@ int mf_filebd_close(struct mf_filebd *file);
  * on device"; "" when none. Valid until the next call on `file`. */
 const char *mf_filebd_last_error(const struct mf_filebd *file);
 
+/* Forgets the last failure's text: a caller that clears it before a series of calls learns
+ * from mf_filebd_last_error whether the device failed in them. */
+void mf_filebd_clear_error(struct mf_filebd *file);
+
 #endif

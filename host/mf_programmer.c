@@ -1338,6 +1338,9 @@ void mf_programmer_public_release(struct mf_programmer *p)
     pthread_mutex_unlock(&p->public_mutex);
 }
 
+/* FLASHER.INI's new text before it takes the old one's place. */
+#define SELECTION_NEW "FLASHER.NEW"
+
 /* The name of a "[name]" header line, or NULL for other lines; `name` gets it. */
 static const char *section_of(const char *line, size_t len, char *name, size_t size)
 {
@@ -1374,8 +1377,7 @@ static bool line_sets(const char *line, size_t len, const char *key)
     return mf_ini_name_is(buf, key) && k < len && line[k] == '=';
 }
 
-/* Rewrites FLASHER.INI with [CONFIG] Project = name, keeping its other lines. */
-static int write_selection(struct mf_fat *fs, const char *name)
+int mf_programmer_write_selection(struct mf_fat *fs, const char *folder)
 {
     static char old[MF_SETUP_INI_MAX], out[MF_SETUP_INI_MAX + 128]; /* under the public lock */
     size_t len = 0, n = 0;
@@ -1395,7 +1397,7 @@ static int write_selection(struct mf_fat *fs, const char *name)
         return err;
     }
     char setting[MF_SETUP_NAME_MAX + 16];
-    int sl = snprintf(setting, sizeof setting, "Project = %s\r\n", name);
+    int sl = snprintf(setting, sizeof setting, "Project = %s\r\n", folder);
     bool in_config = false, written = false;
     for (size_t i = 0; i < len;) {
         size_t e = i;
@@ -1431,13 +1433,22 @@ static int write_selection(struct mf_fat *fs, const char *name)
         memcpy(out + n, setting, (size_t)sl);
         n += (size_t)sl;
     }
-    err = mf_fat_open(fs, &file, MF_FILE_FLASHER_INI,
-                      MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC);
+    /* Written whole under another name, then put in FLASHER.INI's place in one step: a failure
+     * or a cut leaves the old text or the new, never a part (an earlier cut's leftover goes). */
+    err = mf_fat_remove(fs, SELECTION_NEW);
+    if (err && err != MF_ENOENT)
+        return err;
+    err = mf_fat_open(fs, &file, SELECTION_NEW, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_EXCL);
     if (err)
         return err;
     int w = mf_fat_write(fs, &file, out, (uint32_t)n);
     int cerr = mf_fat_close(fs, &file);
-    return w < 0 ? w : cerr;
+    err = w < 0 ? w : cerr;
+    if (!err)
+        err = mf_fat_replace(fs, SELECTION_NEW, MF_FILE_FLASHER_INI);
+    if (err)
+        mf_fat_remove(fs, SELECTION_NEW); /* when it is still there and the device lets us */
+    return err;
 }
 
 int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
@@ -1467,14 +1478,15 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
                 say(error, "%s", message);
         } else {
             pthread_mutex_lock(&p->public_mutex);
-            err = write_selection(&p->fat, folder);
-            pthread_mutex_unlock(&p->public_mutex);
+            mf_filebd_clear_error(&p->file); /* what the storage says is this update's */
+            err = mf_programmer_write_selection(&p->fat, folder);
+            const char *cause = mf_filebd_last_error(&p->file);
             if (err)
-                say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
+                say(error, "cannot update %s: %s%s%s%s", MF_FILE_FLASHER_INI, mf_strerror(err),
+                    *cause ? " (storage " : "", cause, *cause ? ")" : "");
+            pthread_mutex_unlock(&p->public_mutex);
         }
-        if (err) {
-            say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
-        } else {
+        if (!err) {
             /* Memory goes to the selected project first: a load with the new choice gives it. */
             if (!p->from_secure && p->area.area.hold_max && mf_project_unheld_bytes(proj))
                 p->files_changed = true;

@@ -855,6 +855,56 @@ static void test_rename_and_move(void **state)
     assert_int_equal(free_bytes(), empty);
 }
 
+/* A file written whole under another name takes the place of the old one: its contents, the old
+ * clusters freed, `from` gone; onto a missing name it is a move. */
+static void test_replace(void **state)
+{
+    (void)state;
+    uint64_t empty = free_bytes();
+    uint32_t csize = cluster_size(), big = 3 * csize;
+    uint8_t *data = malloc(big);
+    assert_non_null(data);
+    random_fill(data, big);
+    check(mf_fat_mkdir(&fs, "dir"));
+    write_file("dir/Settings file.ini", data, big);
+    write_file("new.tmp", "new text", 8);
+    uint64_t both = free_bytes();
+    check(mf_fat_replace(&fs, "new.tmp", "DIR/settings FILE.INI"));
+    expect_missing("new.tmp");
+    expect_file("dir/Settings file.ini", "new text", 8);
+    assert_int_equal(free_bytes(), both + big);
+    char names[256];
+    list_dir("dir", names, sizeof names);
+    assert_string_equal(names, "Settings file.ini\n"); /* the name as it was */
+    /* Onto a name not there, across folders. */
+    write_file("other.tmp", data, big);
+    check(mf_fat_replace(&fs, "other.tmp", "dir/Fresh.bin"));
+    expect_missing("other.tmp");
+    expect_file("dir/Fresh.bin", data, big);
+    /* Refusals leave both as they were. */
+    struct mf_fat_file file;
+    check_is(mf_fat_replace(&fs, "missing", "dir/Fresh.bin"), MF_ENOENT);
+    check_is(mf_fat_replace(&fs, "dir/Fresh.bin", "nowhere/x"), MF_ENOENT);
+    check_is(mf_fat_replace(&fs, "dir/Fresh.bin", "dir"), MF_EISDIR);
+    check_is(mf_fat_replace(&fs, "dir", "dir/Fresh.bin"), MF_EISDIR);
+    check(mf_fat_open(&fs, &file, "dir/Fresh.bin", MF_FAT_O_RDONLY));
+    check_is(mf_fat_replace(&fs, "dir/Fresh.bin", "dir/Settings file.ini"), MF_EBUSY);
+    check_is(mf_fat_replace(&fs, "dir/Settings file.ini", "dir/Fresh.bin"), MF_EBUSY);
+    check(mf_fat_close(&fs, &file));
+    /* Onto itself: at most a change of case. */
+    check(mf_fat_replace(&fs, "dir/Fresh.bin", "dir/FRESH.BIN"));
+    list_dir("dir", names, sizeof names);
+    assert_non_null(strstr(names, "FRESH.BIN\n"));
+    remount();
+    expect_file("dir/Settings file.ini", "new text", 8);
+    expect_file("dir/fresh.bin", data, big);
+    check(mf_fat_remove(&fs, "dir/Settings file.ini"));
+    check(mf_fat_remove(&fs, "dir/fresh.bin"));
+    check(mf_fat_rmdir(&fs, "dir"));
+    assert_int_equal(free_bytes(), empty);
+    free(data);
+}
+
 static void test_readdir_listing(void **state)
 {
     (void)state;
@@ -1544,6 +1594,7 @@ int main(void)
         ALL_FLAVOURS(test_remove),
         ALL_FLAVOURS(test_remove_tree_barriers),
         ALL_FLAVOURS(test_rename_and_move),
+        ALL_FLAVOURS(test_replace),
         ALL_FLAVOURS(test_readdir_listing),
         ALL_FLAVOURS(test_space_accounting),
         ALL_FLAVOURS(test_long_names),

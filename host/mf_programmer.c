@@ -186,6 +186,9 @@ static void *worker_main(void *arg)
             log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
         if (result.consumed)
             record_cycle(p, w, &env, &result);
+        if (result.log_error)
+            log_stderr(p, 0, "slot %u: FLASHER.LOG: this cycle's line is missing: %s", w->number,
+                       mf_strerror(result.log_error));
 
         pthread_mutex_lock(&p->state_lock);
         /* Data kept in memory that no longer matches its load (a flipped bit): the next cycle
@@ -314,8 +317,21 @@ static int conflict_check(void *context, char *message)
     return err;
 }
 
+/* Before every cycle, from either area: FLASHER.LOG has room for its line (one per slot, as
+ * slots run at once), so that no device goes unlogged. */
+static int log_room(void *context, char *message)
+{
+    struct mf_programmer *p = context;
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    int err = mf_flashlog_room(&p->log, p->slot_count, m);
+    if (err)
+        sayn(message, MF_CYCLE_MESSAGE_MAX, "%s", m);
+    return err;
+}
+
 /* Before every cycle from the secure area: top-up tokens are applied, the public area holds
- * nothing but the programmer's files, and the production records can take this cycle's. */
+ * nothing but the programmer's files, and the production records and FLASHER.LOG can take this
+ * cycle's. */
 static int preflight(void *context, char *message)
 {
     struct mf_programmer *p = context;
@@ -334,7 +350,7 @@ static int preflight(void *context, char *message)
             sayn(message, MF_CYCLE_MESSAGE_MAX, "%s", m);
     }
     pthread_mutex_unlock(&p->records_mutex);
-    return err;
+    return err ? err : log_room(p, message);
 }
 
 static void nbd_log(void *context, enum mf_nbdserver_level level, const char *message)
@@ -386,7 +402,7 @@ static void load_setup(struct mf_programmer *p)
     p->env.reserved = &p->reserved;
     p->env.log = &p->log;
     p->env.now_ms = clock_ms;
-    p->env.preflight = p->from_secure ? preflight : NULL;
+    p->env.preflight = p->from_secure ? preflight : log_room;
     p->env.preflight_context = p;
 }
 

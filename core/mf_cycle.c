@@ -1391,12 +1391,12 @@ static void add_job_name(const struct cycle *c, unsigned j, char *out, size_t si
  *       consumed)] (timings)[, L left],
  *       job "J" | job -
  * The job field comes last so that older readers of the fields before it keep working. */
-static void log_result(struct cycle *c)
+static int log_result(struct cycle *c)
 {
     struct mf_flashlog *log = c->env->log;
     const struct mf_cycle_result *r = c->result;
     if (!log)
-        return;
+        return 0;
     char uid[2 * MF_PROFILE_UID_MAX + 1], serial[24] = "-";
     uid_hex(r, uid);
     if (r->has_serial)
@@ -1422,13 +1422,13 @@ static void log_result(struct cycle *c)
                                     : "");
     else
         snprintf(result, sizeof result, "OK");
-    mf_flashlog_write(log,
-                      "slot %u %s project \"%s\" uid %s serial %s %s (Total %u.%03us, Erase "
-                      "%u.%03us, Prog %u.%03us, Verify %u.%03us)%s, job%s",
-                      c->slot->number, action_name(c->request->action), project, uid, serial,
-                      result, r->total_ms / 1000, r->total_ms % 1000, r->erase_ms / 1000,
-                      r->erase_ms % 1000, r->program_ms / 1000, r->program_ms % 1000,
-                      r->verify_ms / 1000, r->verify_ms % 1000, left, jobs[0] ? jobs : " -");
+    return mf_flashlog_write(log,
+                             "slot %u %s project \"%s\" uid %s serial %s %s (Total %u.%03us, Erase "
+                             "%u.%03us, Prog %u.%03us, Verify %u.%03us)%s, job%s",
+                             c->slot->number, action_name(c->request->action), project, uid, serial,
+                             result, r->total_ms / 1000, r->total_ms % 1000, r->erase_ms / 1000,
+                             r->erase_ms % 1000, r->program_ms / 1000, r->program_ms % 1000,
+                             r->verify_ms / 1000, r->verify_ms % 1000, left, jobs[0] ? jobs : " -");
 }
 
 int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
@@ -1571,7 +1571,7 @@ done:
     c->job = NULL;
     free(c->runs);
     result->total_ms = (uint32_t)(now(c) - started);
-    log_result(c);
+    result->log_error = log_result(c);
     phase(c, MF_PHASE_READY, 0);
     return result->error;
 }

@@ -96,6 +96,7 @@ struct mf_cycle_result {
     bool has_remaining;
     uint64_t remaining; /* cycles left afterwards (the smallest applicable count) */
     uint32_t total_ms, erase_ms, program_ms, verify_ms;
+    int log_error; /* 0, or why the cycle's FLASHER.LOG line could not be written */
 };
 
 /* What every slot shares. */
@@ -111,7 +112,8 @@ struct mf_cycle_env {
     void (*event)(void *context, const struct mf_cycle_event *event); /* may be NULL */
     void *event_context;
     /* Checked before anything else of a cycle; an error refuses the cycle with `message`
-     * (MF_CYCLE_MESSAGE_MAX) as a conflict (the daemon's public-area rule). May be NULL. */
+     * (MF_CYCLE_MESSAGE_MAX) as a conflict (the daemon's public-area rule, room for the
+     * production records and the FLASHER.LOG line). May be NULL. */
     int (*preflight)(void *context, char *message);
     void *preflight_context;
 };

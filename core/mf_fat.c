@@ -72,20 +72,35 @@ static bool sector_in_fat1(const struct mf_fat *fs, uint32_t sector)
            sector < fs->geo.first_fat_sector + fs->geo.fat_sectors;
 }
 
+/* Every device call of a mounted volume goes through here: a failure, whatever its code (a file
+ * device reports a full or read-only host file system as MF_ENOSPC or MF_EROFS, codes the volume
+ * itself also gives), marks the change in progress as stopped half-way (see finish). */
+static int device(struct mf_fat *fs, int err)
+{
+    if (err && !fs->device_error)
+        fs->device_error = err;
+    return err;
+}
+
 static int dev_read(struct mf_fat *fs, uint32_t sector, void *buf, uint32_t count)
 {
     if (sector >= fs->geo.total_sectors || count > fs->geo.total_sectors - sector)
         return MF_ECORRUPT;
-    return mf_bd_read(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
-                      (size_t)count * fs->blocks_per_sector);
+    return device(fs, mf_bd_read(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
+                                 (size_t)count * fs->blocks_per_sector));
 }
 
 static int dev_write(struct mf_fat *fs, uint32_t sector, const void *buf, uint32_t count)
 {
     if (sector >= fs->geo.total_sectors || count > fs->geo.total_sectors - sector)
         return MF_ECORRUPT;
-    return mf_bd_prog(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
-                      (size_t)count * fs->blocks_per_sector);
+    return device(fs, mf_bd_prog(fs->bd, (mf_block_t)sector * fs->blocks_per_sector, buf,
+                                 (size_t)count * fs->blocks_per_sector));
+}
+
+static int dev_sync(struct mf_fat *fs)
+{
+    return device(fs, mf_bd_sync(fs->bd));
 }
 
 static int cache_write_back(struct mf_fat *fs, unsigned i)
@@ -174,7 +189,7 @@ static int cache_flush(struct mf_fat *fs)
             if (pass == 1 && fat_written) {
                 /* A barrier: a directory entry never reaches the medium before the clusters it
                  * names are allocated there (a disk may reorder unsynced writes). */
-                int err = mf_bd_sync(fs->bd);
+                int err = dev_sync(fs);
                 if (err)
                     return err;
                 fat_written = false;
@@ -1322,7 +1337,9 @@ static int commit(struct mf_fat *fs)
     if (!err)
         err = cache_flush(fs);
     if (!err)
-        err = mf_bd_sync(fs->bd);
+        err = dev_sync(fs);
+    if (!err)
+        fs->device_error = 0; /* what is cached is what the device holds */
     return err;
 }
 
@@ -1331,6 +1348,7 @@ static int commit(struct mf_fat *fs)
 static int abandon(struct mf_fat *fs, int err)
 {
     fs->generation++;
+    fs->device_error = 0;
     for (unsigned i = 0; i < MF_FAT_CACHE_SECTORS; i++)
         fs->lines[i].valid = false;
     fs->free_count = 0xFFFFFFFFu;
@@ -1343,18 +1361,19 @@ static int abandon(struct mf_fat *fs, int err)
     return err;
 }
 
-/* Ends a changing call. On success: commit. On a device error: forget the cache (abandon).
- * On any other error the cached state is consistent (each step keeps it so): commit it too. */
+/* Ends a changing call. On success: commit. A call that failed after a device error, whatever
+ * its code, stopped half-way: forget the cache (abandon); so after a failed commit. On any other
+ * error the cached state is consistent (each step keeps it so): commit it too. The caller gets
+ * the first error, the device's own code when it was the device's. (A device error a read-only
+ * call met left nothing half-done: a call that succeeds after it commits.) */
 static int finish(struct mf_fat *fs, int err)
 {
-    if (!err)
-        return commit(fs);
-    if (err == MF_EIO || err == MF_EPOWERLOSS)
-        return abandon(fs, err);
-    int cerr = commit(fs);
-    if (cerr == MF_EIO || cerr == MF_EPOWERLOSS)
-        abandon(fs, cerr);
-    return err;
+    if (!err || !fs->device_error) {
+        int cerr = commit(fs);
+        if (!err)
+            err = cerr;
+    }
+    return fs->device_error ? abandon(fs, err) : err;
 }
 
 /* ---- mount and format ---- */
@@ -2243,7 +2262,7 @@ int mf_fat_mkdir(struct mf_fat *fs, const char *path)
     if (!err) {
         entry_init(fs, e, MF_FAT_ATTR_DIRECTORY, c);
         err = dir_add(fs, l.parent, &l.last, e, NULL, &l.f);
-        if (err && err != MF_EIO && err != MF_EPOWERLOSS)
+        if (err && !fs->device_error)
             fat_set(fs, c, FAT_FREE); /* refused (root full): the cluster goes back */
     }
     return finish(fs, err);
@@ -2298,19 +2317,32 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path)
     return finish(fs, err);
 }
 
+/* Looks up `path` as lookup does (1 found, 0 missing); a file found must be one that may be
+ * removed: a file, not open. Its first cluster goes to `cluster` (0 when none or missing). */
+static int lookup_closed_file(struct mf_fat *fs, const char *path, struct lookup *l,
+                              uint32_t *cluster)
+{
+    *cluster = 0;
+    int r = lookup(fs, path, l);
+    if (r <= 0)
+        return r;
+    if (l->is_root || entry_is_dir(l->f.entry))
+        return MF_EISDIR;
+    if (entry_open(fs, l->f.sector, l->f.offset))
+        return MF_EBUSY;
+    *cluster = entry_cluster(fs, l->f.entry);
+    return 1;
+}
+
 int mf_fat_remove(struct mf_fat *fs, const char *path)
 {
     struct lookup l;
-    int r = lookup(fs, path, &l);
-    if (r < 0)
-        return r;
+    uint32_t c;
+    int r = lookup_closed_file(fs, path, &l, &c);
     if (r == 0)
         return MF_ENOENT;
-    if (l.is_root || entry_is_dir(l.f.entry))
-        return MF_EISDIR;
-    if (entry_open(fs, l.f.sector, l.f.offset))
-        return MF_EBUSY;
-    uint32_t c = entry_cluster(fs, l.f.entry);
+    if (r < 0)
+        return r;
     /* The entry goes first: a cut in between leaves lost clusters, never an entry pointing at
      * freed ones. */
     int err = dir_remove(fs, &l.f);
@@ -2406,12 +2438,59 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
     return finish(fs, err);
 }
 
+int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
+{
+    struct lookup src, dst;
+    uint32_t moved, old;
+    int r = lookup_closed_file(fs, from, &src, &moved);
+    if (r == 0)
+        return MF_ENOENT;
+    if (r > 0)
+        r = lookup_closed_file(fs, to, &dst, &old);
+    if (r < 0)
+        return r;
+    if ((moved && !cluster_valid(fs, moved)) || (old && !cluster_valid(fs, old)))
+        return MF_ECORRUPT;
+    bool present = r == 1;
+    if (present && dst.f.sector == src.f.sector && dst.f.offset == src.f.offset)
+        return mf_fat_rename(fs, from, to); /* one file: a change of case at most */
+    if (old == moved)
+        old = 0; /* two names of one chain (a cut rename): it stays with `to` */
+    /* `from`'s name goes first, then `to`'s entry takes its clusters with one sector write: a cut
+     * leaves `to` as it was or as `from` was, at worst with `from`'s or its old clusters lost,
+     * never two names of one chain. */
+    int err = dir_remove(fs, &src.f);
+    if (!err)
+        err = commit(fs);
+    if (!err && present) {
+        uint8_t *buf;
+        err = cache_get(fs, dst.f.sector, true, &buf);
+        if (!err) {
+            uint8_t *e = buf + dst.f.offset;
+            e[11] = src.f.entry[11];                             /* attributes */
+            memcpy(e + 13, src.f.entry + 13, DIRENT_SIZE - 13u); /* times, cluster, size */
+            cache_dirty(fs, dst.f.sector);
+        }
+    } else if (!err) {
+        struct found added;
+        err = dir_add(fs, dst.parent, &dst.last, src.f.entry, NULL, &added);
+        if (err && !fs->device_error && moved)
+            chain_free(fs, moved); /* refused (a full folder): nothing names the clusters */
+    }
+    if (!err)
+        err = commit(fs);
+    if (!err && old)
+        err = chain_free(fs, old);
+    return finish(fs, err);
+}
+
 /* Erases `count` clusters from `first` on the device and forgets them in the cache. */
 static int cluster_erase(struct mf_fat *fs, uint32_t first, uint32_t count)
 {
     uint32_t sector = cluster_sector(fs, first);
-    int err = mf_bd_erase(fs->bd, (mf_block_t)sector * fs->blocks_per_sector,
-                          (size_t)count * fs->geo.sectors_per_cluster * fs->blocks_per_sector);
+    int err = device(
+        fs, mf_bd_erase(fs->bd, (mf_block_t)sector * fs->blocks_per_sector,
+                        (size_t)count * fs->geo.sectors_per_cluster * fs->blocks_per_sector));
     cache_forget(fs, sector, count * fs->geo.sectors_per_cluster);
     return err;
 }
@@ -2453,8 +2532,8 @@ int mf_fat_wipe_free(struct mf_fat *fs)
     if (!err)
         err = erase_run_end(fs, &run);
     if (!err)
-        err = mf_bd_sync(fs->bd);
-    return err;
+        err = dev_sync(fs);
+    return err ? finish(fs, err) : 0;
 }
 
 /* Adds the clusters of the chain that starts at `cluster` to `run`; the chain itself stays. */
@@ -2584,7 +2663,7 @@ static int remove_tree(struct mf_fat *fs, const char *path, bool wipe)
     }
     if (!err)
         err = tree_walk(fs, &l.f, &rm, NULL);
-    if (!err || (err != MF_EIO && err != MF_EPOWERLOSS)) {
+    if (!fs->device_error) {
         /* Also after a refusal (an open file): what was removed so far is committed and its
          * chains freed, as each step keeps the volume consistent. */
         int rerr = removal_release(fs, &rm);

@@ -8,7 +8,10 @@
  * crash, a hang or an access outside the volume.
  * Crash behaviour: every completed call that changed the volume has synced it, in the order
  * data, FAT (both copies), directory entry; a power cut leaves what fsck.fat can repair, and
- * files completed earlier intact (assuming sector-atomic writes). */
+ * files completed earlier intact (assuming sector-atomic writes).
+ * Device errors: any error of a device call (read, write, erase, sync), whatever its code, drops
+ * the change in progress: the call returns the device's code, the volume is seen again as the
+ * device holds it, and files open for writing only close from then on (MF_EIO). */
 #ifndef MF_FAT_H
 #define MF_FAT_H
 
@@ -104,6 +107,7 @@ struct mf_fat {
     uint32_t next_free;         /* allocation hint */
     uint32_t age;
     uint64_t generation; /* goes up with every change that is committed or abandoned */
+    int device_error;    /* first device error since the cache last matched the device, or 0 */
     bool fsinfo_dirty;
     struct mf_fat_file *open_files;
     struct mf_fat_cache_line lines[MF_FAT_CACHE_SECTORS];
@@ -233,5 +237,13 @@ int mf_fat_wipe_free(struct mf_fat *fs);
 /* Renames or moves a file or folder. The target must not exist (MF_EEXIST); a folder cannot be
  * moved into itself (MF_EINVAL). A cut leaves the entry under the old name, or under both. */
 int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to);
+
+/* Renames the file `from` to `to`, replacing the file `to` when there is one: for a file rewritten
+ * whole, first written under another name and closed. A cut leaves `to` as it was (or absent, as
+ * it was) or with `from`'s contents, never empty or a mix, at worst with the clusters of one of
+ * them lost (fsck.fat reclaims them); `from` is gone or still there as it was. On an error `from`
+ * may be gone too (`to` is as it was unless the error came after the switch). MF_EISDIR for a
+ * folder, MF_EBUSY while either is open. */
+int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to);
 
 #endif

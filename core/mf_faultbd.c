@@ -333,7 +333,7 @@ static int mf_faultbd_begin(struct mf_faultbd *fb, unsigned op, mf_block_t block
         fb->eio_seen++;
         if (fb->eio_seen == fb->eio_at || (fb->eio_persistent && fb->eio_seen > fb->eio_at)) {
             fb->counters.io_errors++;
-            return MF_EIO;
+            return fb->eio_code;
         }
     }
     return 0;
@@ -482,6 +482,13 @@ void mf_faultbd_fail_io(struct mf_faultbd *fb, unsigned ops, uint64_t n, bool pe
     fb->eio_at = n;
     fb->eio_seen = 0;
     fb->eio_persistent = persistent;
+    fb->eio_code = MF_EIO;
+}
+
+void mf_faultbd_fail_io_code(struct mf_faultbd *fb, int error)
+{
+    assert(error < 0 && error != MF_EPOWERLOSS);
+    fb->eio_code = error;
 }
 
 void mf_faultbd_fail_io_off(struct mf_faultbd *fb)

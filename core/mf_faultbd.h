@@ -86,7 +86,7 @@ struct mf_faultbd_counters {
     uint64_t bytes_read, bytes_written, bytes_erased; /* of successful calls */
     uint64_t write_points;                            /* prog + erase + sync calls */
     uint64_t forced_flushes; /* cache overflows that pushed unsynced writes to the medium */
-    uint64_t io_errors;      /* injected MF_EIO results */
+    uint64_t io_errors;      /* injected I/O error results (MF_EIO unless chosen otherwise) */
     uint64_t read_flips;     /* bits flipped in read results */
     uint64_t cuts;           /* power cuts */
 };
@@ -127,6 +127,7 @@ struct mf_faultbd {
     uint64_t cut_at; /* absolute write point */
     unsigned eio_ops;
     bool eio_persistent;
+    int eio_code;
     uint64_t eio_at, eio_seen;
     uint32_t read_flip_one_in;
     uint64_t read_rng;
@@ -161,6 +162,11 @@ bool mf_faultbd_powered_off(const struct mf_faultbd *fb);
  * fail with MF_EIO, without effect; with `persistent`, that call and every later one of those
  * kinds fail. A failed sync leaves the unsynced writes pending. Replaces an earlier setting. */
 void mf_faultbd_fail_io(struct mf_faultbd *fb, unsigned ops, uint64_t n, bool persistent);
+/* Makes the errors armed by the last mf_faultbd_fail_io return `error` instead of MF_EIO, as a
+ * file device reports a full or read-only host file system (MF_ENOSPC, MF_EROFS, MF_EACCES,
+ * MF_EFBIG): still a failure of the device, without effect. The next mf_faultbd_fail_io sets
+ * MF_EIO again. */
+void mf_faultbd_fail_io_code(struct mf_faultbd *fb, int error);
 void mf_faultbd_fail_io_off(struct mf_faultbd *fb);
 
 /* Flips bit `bit` (0..7) of the byte at `offset` on the medium (durable contents; unsynced

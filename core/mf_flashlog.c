@@ -44,6 +44,22 @@ static int finish_rename(struct mf_fat *fs)
     return mf_fat_remove_alias(fs, MF_FLASHLOG_NAME, MF_FLASHLOG_OLD_NAME);
 }
 
+/* 0 when the file is empty or ends with a line end, 1 when not (a line cut short by a tool or by
+ * a power cut of a disk that is not sector-atomic), or an error. */
+static int ends_open(struct mf_fat *fs, struct mf_fat_file *file)
+{
+    uint32_t size = mf_fat_size(file);
+    if (size == 0)
+        return 0;
+    char last;
+    int n = mf_fat_seek(fs, file, size - 1);
+    if (!n)
+        n = mf_fat_read(fs, file, &last, 1);
+    return n < 0 ? n : n != 1 ? MF_ECORRUPT : last != '\n';
+}
+
+/* A line is whole or absent: one that does not go in whole is cut off again, and a line goes on a
+ * line of its own after a file that does not end with a line end. */
 static int append(struct mf_flashlog *log, const char *line, uint32_t len)
 {
     struct mf_fat_stat st;
@@ -62,12 +78,82 @@ static int append(struct mf_flashlog *log, const char *line, uint32_t len)
         return err;
     struct mf_fat_file file;
     err = mf_fat_open(log->fs, &file, MF_FLASHLOG_NAME,
-                      MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_APPEND);
+                      MF_FAT_O_RDWR | MF_FAT_O_CREAT | MF_FAT_O_APPEND);
     if (err)
         return err;
-    int n = mf_fat_write(log->fs, &file, line, len);
+    uint32_t size = mf_fat_size(&file);
+    int n = ends_open(log->fs, &file);
+    if (n == 1)
+        n = mf_fat_write(log->fs, &file, "\r\n", 2);
+    if (n >= 0)
+        n = mf_fat_write(log->fs, &file, line, len);
+    if (n < 0)
+        mf_fat_truncate(log->fs, &file, size); /* after a device error the file only closes */
     int cerr = mf_fat_close(log->fs, &file);
     return n < 0 ? n : cerr;
+}
+
+/* Size of the file `name`, 0 when absent. */
+static int size_of(struct mf_fat *fs, const char *name, uint64_t *size)
+{
+    struct mf_fat_stat st;
+    int err = mf_fat_stat(fs, name, &st);
+    *size = err ? 0 : st.size;
+    return err == MF_ENOENT ? 0 : err;
+}
+
+static uint64_t round_up(uint64_t bytes, uint64_t cluster)
+{
+    return (bytes + cluster - 1) / cluster * cluster;
+}
+
+int mf_flashlog_room(struct mf_flashlog *log, unsigned lines, char *message)
+{
+    struct mf_fat *fs = log->fs;
+    uint64_t free_bytes = 0, total, size = 0, old = 0;
+    mf_lock_take(&log->lock);
+    int failed = log->last_error;
+    uint64_t cluster = (uint64_t)fs->geo.bytes_per_sector * fs->geo.sectors_per_cluster;
+    int err = mf_fat_space(fs, &free_bytes, &total);
+    if (!err)
+        err = size_of(fs, MF_FLASHLOG_NAME, &size);
+    if (!err)
+        err = size_of(fs, MF_FLASHLOG_OLD_NAME, &old);
+    mf_lock_give(&log->lock);
+    if (err) {
+        snprintf(message, MF_FLASHLOG_MESSAGE_MAX, "%s: cannot read the public area: %s",
+                 MF_FLASHLOG_NAME, mf_strerror(err));
+        return err;
+    }
+    /* The lines go on at the end until one would take the log past its limit; then FLASHER.OLD
+     * goes (its clusters come free), the log becomes FLASHER.OLD and a new log takes the rest.
+     * After a line that failed, one more says so. */
+    uint64_t lines_bytes = (uint64_t)(lines + (failed != 0)) * MF_FLASHLOG_LINE_MAX;
+    uint64_t end = size + lines_bytes, need = 0;
+    if (end <= log->max_bytes) {
+        need = round_up(end, cluster) - round_up(size, cluster);
+    } else {
+        if (log->max_bytes > size)
+            need = round_up(log->max_bytes, cluster) - round_up(size, cluster);
+        uint64_t fresh = round_up(lines_bytes, cluster), freed = round_up(old, cluster);
+        need += fresh > freed ? fresh - freed : 0;
+    }
+    if (need > free_bytes) {
+        snprintf(message, MF_FLASHLOG_MESSAGE_MAX,
+                 "the public area is too full for %s (%llu bytes free, %llu needed): free space",
+                 MF_FLASHLOG_NAME, (unsigned long long)free_bytes, (unsigned long long)need);
+        return MF_ENOSPC;
+    }
+    /* A failure free space does not show (a full host file system under the image): the log
+     * works again when the line saying so goes in. */
+    if (failed &&
+        (err = mf_flashlog_write(log, "at least one line before this one is missing from %s: %s",
+                                 MF_FLASHLOG_NAME, mf_strerror(failed))) != 0) {
+        snprintf(message, MF_FLASHLOG_MESSAGE_MAX, "%s cannot be written: %s", MF_FLASHLOG_NAME,
+                 mf_strerror(err));
+        return err;
+    }
+    return 0;
 }
 
 int mf_flashlog_write(struct mf_flashlog *log, const char *fmt, ...)

@@ -17,6 +17,9 @@
  * project's name and up to 16 job names of up to 63 bytes each. */
 #define MF_FLASHLOG_LINE_MAX 2048u
 
+/* Bytes of mf_flashlog_room's message, with the NUL. */
+#define MF_FLASHLOG_MESSAGE_MAX 160u
+
 struct mf_flashlog {
     struct mf_fat *fs;               /* the public area */
     struct mf_lock lock;             /* the public area's lock (shared with its mf_area) */
@@ -31,8 +34,19 @@ void mf_flashlog_init(struct mf_flashlog *log, struct mf_fat *fs, const struct m
                       uint32_t max_bytes, int64_t (*clock)(void *context), void *clock_context);
 
 /* Appends "YYYY-MM-DD hh:mm:ss <text>" and CR LF, rotating first when needed, and syncs.
- * Text longer than a line is cut; control characters become spaces. */
+ * Text longer than a line is cut; control characters become spaces. A line is whole or absent:
+ * one that fails is cut off again (or, after a device error, never reaches the directory entry),
+ * and one after a file that does not end with a line end starts on a line of its own. */
 int mf_flashlog_write(struct mf_flashlog *log, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Is there room on the public area for `lines` more lines of the longest kind
+ * (MF_FLASHLOG_LINE_MAX bytes each)? Counts whole clusters: the room left in the log's last
+ * cluster, and, when the lines would take it past its limit, the rotation (FLASHER.OLD's clusters
+ * come free, a new log starts). When the last line failed, first logs that one is missing: the
+ * error when that fails too. 0 when they fit; MF_ENOSPC when not; with `message`
+ * (MF_FLASHLOG_MESSAGE_MAX) naming FLASHER.LOG and the bytes free and needed, or the error. For a
+ * check before a cycle takes a count: its line must not go unlogged. */
+int mf_flashlog_room(struct mf_flashlog *log, unsigned lines, char *message);
 
 #endif

@@ -202,6 +202,9 @@ static void *worker_main(void *arg)
             log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
         if (result.consumed || result.count_unknown)
             record_cycle(p, w, &env, &result);
+        if (result.log_error)
+            log_stderr(p, 0, "slot %u: FLASHER.LOG: this cycle's line is missing: %s", w->number,
+                       mf_strerror(result.log_error));
         pthread_mutex_lock(&p->records_mutex);
         w->admitted = false;
         pthread_mutex_unlock(&p->records_mutex);
@@ -379,8 +382,21 @@ static int records_admit(struct mf_programmer *p, char *message)
     return 0;
 }
 
+/* Before every cycle, from either area: FLASHER.LOG has room for its line (one per slot, as
+ * slots run at once), so that no device goes unlogged. */
+static int log_room(void *context, char *message)
+{
+    struct mf_programmer *p = context;
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    int err = mf_flashlog_room(&p->log, p->slot_count, m);
+    if (err)
+        sayn(message, MF_CYCLE_MESSAGE_MAX, "%s", m);
+    return err;
+}
+
 /* Before every cycle from the secure area: top-up tokens are applied, the public area holds
- * nothing but the programmer's files, and the production records can take this cycle's. */
+ * nothing but the programmer's files, and the production records and FLASHER.LOG can take this
+ * cycle's. */
 static int preflight(void *context, char *message)
 {
     struct mf_programmer *p = context;
@@ -397,7 +413,7 @@ static int preflight(void *context, char *message)
             sayn(message, MF_CYCLE_MESSAGE_MAX, "%s", m);
     }
     pthread_mutex_unlock(&p->records_mutex);
-    return err;
+    return err ? err : log_room(p, message);
 }
 
 static void nbd_log(void *context, enum mf_nbdserver_level level, const char *message)
@@ -442,8 +458,7 @@ static void load_setup(struct mf_programmer *p)
                        (unsigned long long)(area->hold_max >> 20));
         p->log.max_bytes = p->setup.log_max_bytes;
         if (p->setup.ignored_keys[0]) {
-            log_stderr(p, 0, "the reference's keys have no effect here: %s",
-                       p->setup.ignored_keys);
+            log_stderr(p, 0, "the reference's keys have no effect here: %s", p->setup.ignored_keys);
             mf_flashlog_write(&p->log, "the reference's keys have no effect here: %s",
                               p->setup.ignored_keys);
         }
@@ -457,7 +472,7 @@ static void load_setup(struct mf_programmer *p)
     p->env.reserved = &p->reserved;
     p->env.log = &p->log;
     p->env.now_ms = clock_ms;
-    p->env.preflight = p->from_secure ? preflight : NULL;
+    p->env.preflight = p->from_secure ? preflight : log_room;
     p->env.preflight_context = p;
 }
 
@@ -1437,6 +1452,9 @@ void mf_programmer_public_release(struct mf_programmer *p)
     pthread_mutex_unlock(&p->public_mutex);
 }
 
+/* FLASHER.INI's new text before it takes the old one's place. */
+#define SELECTION_NEW "FLASHER.NEW"
+
 /* The name of a "[name]" header line, or NULL for other lines; `name` gets it. */
 static const char *section_of(const char *line, size_t len, char *name, size_t size)
 {
@@ -1473,8 +1491,7 @@ static bool line_sets(const char *line, size_t len, const char *key)
     return mf_ini_name_is(buf, key) && k < len && line[k] == '=';
 }
 
-/* Rewrites FLASHER.INI with [CONFIG] Project = name, keeping its other lines. */
-static int write_selection(struct mf_fat *fs, const char *name)
+int mf_programmer_write_selection(struct mf_fat *fs, const char *folder)
 {
     static char old[MF_SETUP_INI_MAX], out[MF_SETUP_INI_MAX + 128]; /* under the public lock */
     size_t len = 0, n = 0;
@@ -1494,7 +1511,7 @@ static int write_selection(struct mf_fat *fs, const char *name)
         return err;
     }
     char setting[MF_SETUP_NAME_MAX + 16];
-    int sl = snprintf(setting, sizeof setting, "Project = %s\r\n", name);
+    int sl = snprintf(setting, sizeof setting, "Project = %s\r\n", folder);
     bool in_config = false, written = false;
     for (size_t i = 0; i < len;) {
         size_t e = i;
@@ -1530,13 +1547,22 @@ static int write_selection(struct mf_fat *fs, const char *name)
         memcpy(out + n, setting, (size_t)sl);
         n += (size_t)sl;
     }
-    err = mf_fat_open(fs, &file, MF_FILE_FLASHER_INI,
-                      MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC);
+    /* Written whole under another name, then put in FLASHER.INI's place in one step: a failure
+     * or a cut leaves the old text or the new, never a part (an earlier cut's leftover goes). */
+    err = mf_fat_remove(fs, SELECTION_NEW);
+    if (err && err != MF_ENOENT)
+        return err;
+    err = mf_fat_open(fs, &file, SELECTION_NEW, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_EXCL);
     if (err)
         return err;
     int w = mf_fat_write(fs, &file, out, (uint32_t)n);
     int cerr = mf_fat_close(fs, &file);
-    return w < 0 ? w : cerr;
+    err = w < 0 ? w : cerr;
+    if (!err)
+        err = mf_fat_replace(fs, SELECTION_NEW, MF_FILE_FLASHER_INI);
+    if (err)
+        mf_fat_remove(fs, SELECTION_NEW); /* when it is still there and the device lets us */
+    return err;
 }
 
 int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
@@ -1566,14 +1592,18 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
                 say(error, "%s", message);
         } else {
             pthread_mutex_lock(&p->public_mutex);
-            err = write_selection(&p->fat, folder);
-            pthread_mutex_unlock(&p->public_mutex);
+            /* What the storage says, when it failed during this update. */
+            uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
+            err = mf_programmer_write_selection(&p->fat, folder);
+            char cause[sizeof p->file.message];
+            if (mf_filebd_failure(&p->file, cause, sizeof cause) == failures)
+                cause[0] = '\0';
             if (err)
-                say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
+                say(error, "cannot update %s: %s%s%s%s", MF_FILE_FLASHER_INI, mf_strerror(err),
+                    *cause ? " (storage " : "", cause, *cause ? ")" : "");
+            pthread_mutex_unlock(&p->public_mutex);
         }
-        if (err) {
-            say(error, "cannot update %s: %s", MF_FILE_FLASHER_INI, mf_strerror(err));
-        } else {
+        if (!err) {
             /* Memory goes to the selected project first: a load with the new choice gives it. */
             if (!p->from_secure && p->area.area.hold_max && mf_project_unheld_bytes(proj))
                 p->files_changed = true;

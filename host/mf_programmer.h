@@ -194,6 +194,12 @@ void mf_programmer_public_release(struct mf_programmer *p);
 /* Selects a project (with or without its NN_ prefix) and records it in FLASHER.INI. */
 int mf_programmer_select(struct mf_programmer *p, const char *name, char *error);
 
+/* What mf_programmer_select does to a public setup's FLASHER.INI on the mounted volume `fs`:
+ * [CONFIG] Project = folder, every other line kept; all or nothing against errors and power
+ * cuts (written as FLASHER.NEW, then mf_fat_replace). Not locked: the caller holds the public
+ * area (not thread-safe, unlike the rest). MF_EFBIG when the file is too long. */
+int mf_programmer_write_selection(struct mf_fat *fs, const char *folder);
+
 struct mf_programmer_info {
     enum mf_mode mode;
     bool initializing;

@@ -142,7 +142,8 @@ static int protocol_error(const struct mf_cycle_result *r)
     case MF_FAIL_CANCELED:
         return MF_PERR_CANCELED;
     case MF_FAIL_CONFLICT:
-        /* The preflight: the public area's rule, or no room for the production records. */
+        /* The preflight: the public area's rule, or no room for the production records or the
+         * FLASHER.LOG line. */
         return r->error == MF_ECONFLICT ? MF_PERR_CONFLICT : MF_PERR_STORAGE;
     case MF_FAIL_SECURE:
         return MF_PERR_SECURE;

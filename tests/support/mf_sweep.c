@@ -387,3 +387,48 @@ cleanup:
     free(state.cache);
     return err;
 }
+
+/* A fresh power-up on the snapshot, prepared without errors. */
+static int mf_sweep_io_start(const struct mf_sweep_io *sweep, struct mf_faultbd *fb)
+{
+    memcpy(sweep->memory, sweep->snapshot, sweep->size);
+    mf_faultbd_init(fb, sweep->medium, NULL);
+    return sweep->prepare ? sweep->prepare(sweep->context, &fb->bd) : 0;
+}
+
+uint64_t mf_sweep_io_run(const struct mf_sweep_io *sweep)
+{
+    struct mf_faultbd fb;
+    int err = mf_sweep_io_start(sweep, &fb);
+    if (!err) {
+        mf_faultbd_reset_counters(&fb);
+        err = sweep->run(sweep->context);
+    }
+    if (err) {
+        fprintf(stderr, "I/O-error sweep: the run without errors failed: %d (%s)\n", err,
+                mf_strerror(err));
+        return 0;
+    }
+    const struct mf_faultbd_counters *n = mf_faultbd_counters(&fb);
+    uint64_t calls = n->reads + n->progs + n->erases + n->syncs;
+    for (uint64_t at = 1; at <= calls; at++) {
+        for (int persistent = 0; persistent < 2; persistent++) {
+            for (size_t k = 0; k < sweep->code_count; k++) {
+                struct mf_sweep_io_point point = {
+                    .at = at, .persistent = persistent != 0, .code = sweep->codes[k]};
+                err = mf_sweep_io_start(sweep, &fb);
+                if (err) {
+                    fprintf(stderr, "I/O-error sweep: prepare failed: %d (%s)\n", err,
+                            mf_strerror(err));
+                    return 0;
+                }
+                mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_ALL, at, point.persistent);
+                mf_faultbd_fail_io_code(&fb, point.code);
+                point.run_error = sweep->run(sweep->context);
+                mf_faultbd_fail_io_off(&fb);
+                sweep->check(sweep->context, &point);
+            }
+        }
+    }
+    return calls;
+}

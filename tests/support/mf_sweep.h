@@ -86,4 +86,35 @@ struct mf_sweep_result {
 int mf_sweep_run(const struct mf_sweep *sweep, const struct mf_sweep_options *options,
                  struct mf_sweep_result *result);
 
+/* Device errors at every device call of a scenario, the I/O-error side of a sweep: for each call
+ * n of run() (reads, programs, erases and syncs, counted in a first run without errors), once and
+ * for good (persistent), with each of `codes` in turn (innermost): the RAM medium is restored from
+ * `snapshot`, prepare() runs on a fault device over it without errors (a mount, say), the error is
+ * armed (mf_faultbd_fail_io over every kind of call, then mf_faultbd_fail_io_code), run() runs,
+ * the error is disarmed, and check() judges, still with the fault device (it may go on using
+ * it). */
+struct mf_sweep_io_point {
+    uint64_t at;     /* the call that fails, from 1 */
+    bool persistent; /* and every call after it */
+    int code;        /* what they return */
+    int run_error;   /* what run() returned */
+};
+
+struct mf_sweep_io {
+    const struct mf_bd *medium; /* a RAM device over `memory` */
+    uint8_t *memory;
+    const uint8_t *snapshot; /* the medium's contents before each run, `size` bytes */
+    size_t size;
+    const int *codes;
+    size_t code_count;
+    void *context;
+    int (*prepare)(void *context, const struct mf_bd *bd);
+    int (*run)(void *context);
+    void (*check)(void *context, const struct mf_sweep_io_point *point);
+};
+
+/* Runs the error sweep above. Returns the number of calls run() made without errors (each was
+ * failed in turn), or 0 when prepare() or the run without errors failed (printed). */
+uint64_t mf_sweep_io_run(const struct mf_sweep_io *sweep);
+
 #endif

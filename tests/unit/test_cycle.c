@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -189,6 +190,15 @@ static int cycle(struct fixture *f, unsigned slot, enum mf_cycle_action action,
     return mf_cycle_run(&f->env, f->slot[slot], &req, r);
 }
 
+/* Did a cycle ever connect to the sim device of `slot` (the sim makes its folder then)? */
+static bool device_made(const struct fixture *f, unsigned slot)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/slot%u", f->sim_dir, slot);
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
 /* Reads what a sim device holds. */
 static uint8_t *flash(struct fixture *f, unsigned slot, size_t *size)
 {
@@ -289,13 +299,68 @@ static void test_counts_down_to_zero_then_refuses(void **state)
     assert_false(r.consumed);
     assert_int_equal(r.uid_length, 0);
     assert_non_null(strstr(r.message, "no programming cycles left"));
-    char path[512];
-    snprintf(path, sizeof path, "%s/slot3", f->sim_dir);
-    char *data;
-    size_t size;
-    assert_int_not_equal(mf_test_read_file(path, &data, &size), 0);
+    assert_false(device_made(f, 3));
     assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 0);
     assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 7);
+}
+
+/* The daemon's check before every cycle: room for the cycle's FLASHER.LOG line. */
+static int log_room_preflight(void *context, char *message)
+{
+    struct fixture *f = context;
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    int err = mf_flashlog_room(&f->log, 1, m);
+    if (err)
+        snprintf(message, MF_CYCLE_MESSAGE_MAX, "%s", m);
+    return err;
+}
+
+/* On a full volume a device was programmed and its FLASHER.LOG line went missing, unsaid: the
+ * result now says so (the daemon reports it). With the daemon's check before the count, the cycle
+ * is refused instead, nothing taken and no device touched, until there is room again. */
+static void test_no_room_for_the_log_line(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "100", "5");
+    assert_int_equal(load(f), 0);
+    uint64_t free_bytes, total;
+    assert_int_equal(mf_fat_space(&f->fs, &free_bytes, &total), 0);
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(&f->fs, &file, "FILL.BIN", MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
+    assert_int_equal(mf_fat_truncate(&f->fs, &file, (uint32_t)free_bytes), 0);
+    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+    assert_true(r.consumed);
+    assert_int_equal(r.log_error, MF_ENOSPC);
+    char *log = get(&f->fs, "FLASHER.LOG");
+    assert_true(!log || !*log); /* no line */
+    free(log);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 99);
+
+    f->env.preflight = log_room_preflight;
+    f->env.preflight_context = f;
+    assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), MF_ENOSPC);
+    assert_false(r.consumed);
+    assert_int_equal(r.failure, MF_FAIL_CONFLICT);
+    assert_int_equal(r.uid_length, 0);
+    assert_non_null(strstr(r.message, "too full for FLASHER.LOG (0 bytes free, "));
+    assert_false(device_made(f, 3));
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 99);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 6);
+
+    assert_int_equal(mf_fat_remove(&f->fs, "FILL.BIN"), 0);
+    assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), 0);
+    assert_true(device_made(f, 3));
+    assert_int_equal(r.log_error, 0);
+    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 98);
+    log = get(&f->fs, "FLASHER.LOG");
+    assert_non_null(log);
+    assert_true(line_matches(log,
+                             "2025-11-24 [0-9:]{8} slot 3 AUTO project \"Widget\" uid [0-9A-F]+ "
+                             "serial 6 OK .*"));
+    free(log);
 }
 
 static void test_root_and_project_counts_both_apply(void **state)
@@ -2285,6 +2350,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auto_programs_data_and_serial, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_counts_down_to_zero_then_refuses, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_no_room_for_the_log_line, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_root_and_project_counts_both_apply, setup_fixture,
                                         teardown_fixture),

@@ -6,6 +6,7 @@
 #include "mf_fat.h"
 #include "mf_faultbd.h"
 #include "mf_rambd.h"
+#include "mf_sweep.h"
 #include "mf_testutil.h"
 
 #include <setjmp.h>
@@ -854,6 +855,56 @@ static void test_rename_and_move(void **state)
     assert_int_equal(free_bytes(), empty);
 }
 
+/* A file written whole under another name takes the place of the old one: its contents, the old
+ * clusters freed, `from` gone; onto a missing name it is a move. */
+static void test_replace(void **state)
+{
+    (void)state;
+    uint64_t empty = free_bytes();
+    uint32_t csize = cluster_size(), big = 3 * csize;
+    uint8_t *data = malloc(big);
+    assert_non_null(data);
+    random_fill(data, big);
+    check(mf_fat_mkdir(&fs, "dir"));
+    write_file("dir/Settings file.ini", data, big);
+    write_file("new.tmp", "new text", 8);
+    uint64_t both = free_bytes();
+    check(mf_fat_replace(&fs, "new.tmp", "DIR/settings FILE.INI"));
+    expect_missing("new.tmp");
+    expect_file("dir/Settings file.ini", "new text", 8);
+    assert_int_equal(free_bytes(), both + big);
+    char names[256];
+    list_dir("dir", names, sizeof names);
+    assert_string_equal(names, "Settings file.ini\n"); /* the name as it was */
+    /* Onto a name not there, across folders. */
+    write_file("other.tmp", data, big);
+    check(mf_fat_replace(&fs, "other.tmp", "dir/Fresh.bin"));
+    expect_missing("other.tmp");
+    expect_file("dir/Fresh.bin", data, big);
+    /* Refusals leave both as they were. */
+    struct mf_fat_file file;
+    check_is(mf_fat_replace(&fs, "missing", "dir/Fresh.bin"), MF_ENOENT);
+    check_is(mf_fat_replace(&fs, "dir/Fresh.bin", "nowhere/x"), MF_ENOENT);
+    check_is(mf_fat_replace(&fs, "dir/Fresh.bin", "dir"), MF_EISDIR);
+    check_is(mf_fat_replace(&fs, "dir", "dir/Fresh.bin"), MF_EISDIR);
+    check(mf_fat_open(&fs, &file, "dir/Fresh.bin", MF_FAT_O_RDONLY));
+    check_is(mf_fat_replace(&fs, "dir/Fresh.bin", "dir/Settings file.ini"), MF_EBUSY);
+    check_is(mf_fat_replace(&fs, "dir/Settings file.ini", "dir/Fresh.bin"), MF_EBUSY);
+    check(mf_fat_close(&fs, &file));
+    /* Onto itself: at most a change of case. */
+    check(mf_fat_replace(&fs, "dir/Fresh.bin", "dir/FRESH.BIN"));
+    list_dir("dir", names, sizeof names);
+    assert_non_null(strstr(names, "FRESH.BIN\n"));
+    remount();
+    expect_file("dir/Settings file.ini", "new text", 8);
+    expect_file("dir/fresh.bin", data, big);
+    check(mf_fat_remove(&fs, "dir/Settings file.ini"));
+    check(mf_fat_remove(&fs, "dir/fresh.bin"));
+    check(mf_fat_rmdir(&fs, "dir"));
+    assert_int_equal(free_bytes(), empty);
+    free(data);
+}
+
 static void test_readdir_listing(void **state)
 {
     (void)state;
@@ -1339,6 +1390,119 @@ static void test_volume_full(void **state)
     free(chunk);
 }
 
+/* ---- device errors ------------------------------------------------------------------------ */
+
+enum change { CHANGE_TRUNCATE, CHANGE_APPEND };
+
+/* Runs `change` on KEEP.TXT (holding `data`): a truncating open, or an append of `more`. */
+static int run_change(enum change change, const uint8_t *more, uint32_t more_size)
+{
+    struct mf_fat_file file;
+    if (change == CHANGE_TRUNCATE) {
+        int err = mf_fat_open(&fs, &file, "KEEP.TXT", MF_FAT_O_WRONLY | MF_FAT_O_TRUNC);
+        return err ? err : mf_fat_close(&fs, &file);
+    }
+    int err = mf_fat_open(&fs, &file, "KEEP.TXT", MF_FAT_O_WRONLY | MF_FAT_O_APPEND);
+    if (err)
+        return err;
+    int w = mf_fat_write(&fs, &file, more, more_size);
+    int cerr = mf_fat_close(&fs, &file);
+    return w < 0 ? w : cerr;
+}
+
+struct change_rig {
+    enum change change;
+    const uint8_t *data; /* KEEP.TXT holds `size` bytes of it, an append adds `more_size` more */
+    uint32_t size, more_size;
+    size_t bytes;
+    uint8_t *as_eio; /* the device after the same error as MF_EIO */
+};
+
+static int change_prepare(void *context, const struct mf_bd *bd)
+{
+    (void)context;
+    return mf_fat_mount(&fs, bd, test_clock, NULL);
+}
+
+static int change_run(void *context)
+{
+    struct change_rig *rig = context;
+    return run_change(rig->change, rig->data + rig->size, rig->more_size);
+}
+
+/* The change gave the device's code; a change that succeeds and a remount later, KEEP.TXT is as
+ * before or as changed, whole, and the device holds what the same error as MF_EIO left (the codes
+ * come in turn, MF_EIO first). */
+static void change_check(void *context, const struct mf_sweep_io_point *p)
+{
+    struct change_rig *rig = context;
+    const char *what = rig->change == CHANGE_TRUNCATE ? "truncation" : "append";
+    if (p->run_error != p->code)
+        fail_msg("[%s] %s, %s at call %llu%s: gave %d (%s)", current->name, what,
+                 mf_strerror(p->code), (unsigned long long)p->at, p->persistent ? " and after" : "",
+                 p->run_error, mf_strerror(p->run_error));
+    write_file("NEXT.TXT", "next", 4); /* commits whatever is cached */
+    remount();
+    uint8_t *got;
+    uint32_t got_size = read_file("KEEP.TXT", &got), size = rig->size;
+    bool before = got_size == size && memcmp(got, rig->data, size) == 0;
+    bool after = rig->change == CHANGE_TRUNCATE
+                     ? got_size == 0
+                     : got_size == size + rig->more_size &&
+                           memcmp(got, rig->data, size + rig->more_size) == 0;
+    free(got);
+    check(mf_fat_unmount(&fs));
+    if (p->code == MF_EIO)
+        memcpy(rig->as_eio, memory, rig->bytes);
+    if ((!before && !after) || memcmp(memory, rig->as_eio, rig->bytes) != 0)
+        fail_msg("[%s] %s, %s at call %llu%s: KEEP.TXT %s, the device %s the same error as MF_EIO",
+                 current->name, what, mf_strerror(p->code), (unsigned long long)p->at,
+                 p->persistent ? " and after" : "", before || after ? "whole" : "torn",
+                 memcmp(memory, rig->as_eio, rig->bytes) ? "differs from" : "as after");
+}
+
+/* A device error of any code drops the change it stopped, as MF_EIO does: a file device says
+ * MF_ENOSPC, MF_EROFS, MF_EACCES or MF_EFBIG for a full or read-only host file system, and a
+ * truncation refused half-way with such a code was written out by the next change once the
+ * device worked again (FLASHER.INI emptied, its clusters lost), an append torn. At every device
+ * call of a truncation and of an append, once or for good, with each code. */
+static void test_device_errors_drop_the_change(void **state)
+{
+    (void)state;
+    static const int codes[] = {MF_EIO, MF_EACCES, MF_ENOSPC, MF_EROFS, MF_EFBIG};
+    uint32_t csize = cluster_size();
+    struct change_rig rig = {.size = 2 * csize + 100, .more_size = 3 * csize + 7};
+    uint8_t *data = malloc(rig.size + rig.more_size);
+    assert_non_null(data);
+    random_fill(data, rig.size + rig.more_size);
+    rig.data = data;
+    write_file("KEEP.TXT", data, rig.size);
+    check(mf_fat_unmount(&fs));
+    rig.bytes = (size_t)current->blocks * current->block_size;
+    uint8_t *snapshot = malloc(rig.bytes);
+    rig.as_eio = malloc(rig.bytes);
+    assert_non_null(snapshot);
+    assert_non_null(rig.as_eio);
+    memcpy(snapshot, memory, rig.bytes);
+    struct mf_sweep_io sweep = {.medium = &ram.bd,
+                                .memory = memory,
+                                .snapshot = snapshot,
+                                .size = rig.bytes,
+                                .codes = codes,
+                                .code_count = sizeof codes / sizeof codes[0],
+                                .context = &rig,
+                                .prepare = change_prepare,
+                                .run = change_run,
+                                .check = change_check};
+    for (rig.change = CHANGE_TRUNCATE; rig.change <= CHANGE_APPEND; rig.change++)
+        assert_true(mf_sweep_io_run(&sweep) >= 4);
+    memcpy(memory, snapshot, rig.bytes);
+    check(mf_fat_mount(&fs, &ram.bd, test_clock, NULL));
+    free(rig.as_eio);
+    free(snapshot);
+    free(data);
+}
+
 /* Many long names with the same start: generated short names all differ, all are found. */
 static void test_short_name_collisions(void **state)
 {
@@ -1430,6 +1594,7 @@ int main(void)
         ALL_FLAVOURS(test_remove),
         ALL_FLAVOURS(test_remove_tree_barriers),
         ALL_FLAVOURS(test_rename_and_move),
+        ALL_FLAVOURS(test_replace),
         ALL_FLAVOURS(test_readdir_listing),
         ALL_FLAVOURS(test_space_accounting),
         ALL_FLAVOURS(test_long_names),
@@ -1442,6 +1607,10 @@ int main(void)
         ALL_FLAVOURS(test_directory_growth),
         ALL_FLAVOURS(test_root_directory_full),
         ALL_FLAVOURS(test_volume_full),
+        /* The same code on every type; the small volumes keep the many runs quick. */
+        FAT12_ONLY(test_device_errors_drop_the_change),
+        cmocka_unit_test_prestate_setup_teardown(test_device_errors_drop_the_change, setup,
+                                                 teardown, &fat12_4k),
         ALL_FLAVOURS(test_short_name_collisions),
         FAT12_ONLY(test_timestamps),
     };

@@ -659,6 +659,17 @@ static void test_eio_persistent(void **state)
     assert_int_equal(mf_bd_read(r->bd, 0, buffer, 1), MF_EIO);
     mf_faultbd_reset(&r->fb);
     assert_int_equal(mf_bd_read(r->bd, 0, buffer, 1), 0);
+
+    /* Another code, as a file device on a full host file system: still without effect; the next
+     * arming is MF_EIO again. */
+    mf_faultbd_fail_io(&r->fb, MF_FAULTBD_OP_PROG, 1, true);
+    mf_faultbd_fail_io_code(&r->fb, MF_ENOSPC);
+    assert_int_equal(put(r, 2, 5, 1), MF_ENOSPC);
+    assert_int_equal(put(r, 2, 5, 1), MF_ENOSPC);
+    assert_int_equal(mf_bd_read(r->bd, 2, buffer, 1), 0);
+    assert_true(is_zero(buffer));
+    mf_faultbd_fail_io(&r->fb, MF_FAULTBD_OP_PROG, 1, false);
+    assert_int_equal(put(r, 2, 5, 1), MF_EIO);
     free(r);
 }
 

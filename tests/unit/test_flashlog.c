@@ -2,6 +2,7 @@
  * rotation deferred while a client holds the log open. */
 #include "mf_err.h"
 #include "mf_fat.h"
+#include "mf_faultbd.h"
 #include "mf_flashlog.h"
 #include "mf_rambd.h"
 #include "mf_sweep.h"
@@ -124,6 +125,268 @@ static void test_rotation_waits_for_an_open_log(void **state)
     assert_true(st.size > 4096); /* the deferred rotation took the long log along */
 }
 
+/* ---- whole lines ---- */
+
+#define LINE_START "2025-11-26 00:00:19 "
+
+/* Is `text` (`size` bytes) nothing but whole log lines, each "<time> <text>\r\n" with no line end
+ * inside and with a known text: "line <n>" followed by `fill` characters only? */
+static bool whole_lines(const char *text, uint32_t size, char fill)
+{
+    size_t start = strlen(LINE_START);
+    for (uint32_t at = 0; at < size;) {
+        const char *end = memchr(text + at, '\n', size - at);
+        if (!end || end == text + at || end[-1] != '\r')
+            return false;
+        uint32_t len = (uint32_t)(end - (text + at)) - 1; /* without CR LF */
+        if (len < start || memcmp(text + at, LINE_START, start) != 0 ||
+            memcmp(text + at + start, "line ", 5) != 0)
+            return false;
+        for (uint32_t i = (uint32_t)start + 5; i < len; i++) {
+            char c = text[at + i];
+            if (!(c >= '0' && c <= '9') && c != ' ' && c != fill)
+                return false;
+        }
+        at += len + 2;
+    }
+    return true;
+}
+
+/* A log that does not end with a line end (a tool cut its last line): the next line goes on a
+ * line of its own instead of being glued onto it. */
+static void test_line_after_a_cut_line(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(&f->fs, &file, MF_FLASHLOG_NAME, MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
+                     0);
+    static const char cut[] = LINE_START "slot 1 AUTO project \"Demo\" uid 933D3437";
+    assert_int_equal(mf_fat_write(&f->fs, &file, cut, sizeof cut - 1), (int)sizeof cut - 1);
+    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+    assert_int_equal(mf_flashlog_write(&f->log, "next"), 0);
+    assert_int_equal(mf_flashlog_write(&f->log, "and on"), 0);
+    uint32_t size;
+    char *text = slurp(&f->fs, MF_FLASHLOG_NAME, &size);
+    assert_string_equal(text, LINE_START "slot 1 AUTO project \"Demo\" uid 933D3437\r\n" LINE_START
+                                         "next\r\n" LINE_START "and on\r\n");
+    free(text);
+}
+
+struct error_rig {
+    struct mf_rambd ram;
+    struct mf_fat fs;
+    struct mf_flashlog log;
+    char fill[2000]; /* the line goes into a second cluster */
+};
+
+static int error_prepare(void *context, const struct mf_bd *bd)
+{
+    struct error_rig *rig = context;
+    mf_flashlog_init(&rig->log, &rig->fs, NULL, 1u << 20, fixed_clock, NULL);
+    return mf_fat_mount(&rig->fs, bd, NULL, NULL);
+}
+
+static int error_run(void *context)
+{
+    struct error_rig *rig = context;
+    return mf_flashlog_write(&rig->log, "line 3 %s", rig->fill);
+}
+
+/* The line is refused (or whole), whole or absent afterwards, and the next line, on the same
+ * mount once the device works again, is a line of its own. */
+static void error_check(void *context, const struct mf_sweep_io_point *p)
+{
+    struct error_rig *rig = context;
+    int next = mf_flashlog_write(&rig->log, "line 4");
+    uint32_t size;
+    char *text = slurp(&rig->fs, MF_FLASHLOG_NAME, &size);
+    static const char last[] = LINE_START "line 4\r\n";
+    bool whole = text && whole_lines(text, size, 'w') && size >= sizeof last - 1 &&
+                 memcmp(text + size - (sizeof last - 1), last, sizeof last - 1) == 0;
+    /* An error finish_rename's look-ups meet (and let go) may fail nothing. */
+    bool there = text && strstr(text, "line 3 ") != NULL;
+    if ((p->run_error != p->code && !(p->run_error == 0 && there)) || next || !whole)
+        fail_msg("%s at call %llu%s: the line gave %d (%s), the next %d (%s), the log %s:\n%s",
+                 mf_strerror(p->code), (unsigned long long)p->at, p->persistent ? " and after" : "",
+                 p->run_error, mf_strerror(p->run_error), next, mf_strerror(next),
+                 whole ? "whole" : "not whole lines", text ? text : "(none)");
+    free(text);
+    assert_int_equal(mf_fat_unmount(&rig->fs), 0);
+}
+
+/* The append of a line that spans clusters fails at each device call in turn, once or for good,
+ * with each code a file device gives (a full or read-only host file system gives MF_ENOSPC or
+ * MF_EACCES, not MF_EIO). (A half-written line stayed, with the next glued onto it.) */
+static void test_device_error_mid_line(void **state)
+{
+    (void)state;
+    static const int codes[] = {MF_EIO, MF_ENOSPC, MF_EACCES, MF_EROFS};
+    static uint8_t memory[BLOCKS * 512], snapshot[BLOCKS * 512];
+    static struct error_rig rig;
+    mf_rambd_init(&rig.ram, memory, 512, BLOCKS);
+    struct mf_fat_format_options o = {.volume_id = 3};
+    assert_int_equal(mf_fat_format(&rig.ram.bd, &o), 0);
+    assert_int_equal(error_prepare(&rig, &rig.ram.bd), 0);
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(mf_flashlog_write(&rig.log, "line %u", i), 0);
+    assert_int_equal(mf_fat_unmount(&rig.fs), 0);
+    memcpy(snapshot, memory, sizeof memory);
+    memset(rig.fill, 'w', sizeof rig.fill - 1);
+    rig.fill[sizeof rig.fill - 1] = '\0';
+    struct mf_sweep_io sweep = {.medium = &rig.ram.bd,
+                                .memory = memory,
+                                .snapshot = snapshot,
+                                .size = sizeof memory,
+                                .codes = codes,
+                                .code_count = sizeof codes / sizeof codes[0],
+                                .context = &rig,
+                                .prepare = error_prepare,
+                                .run = error_run,
+                                .check = error_check};
+    assert_true(mf_sweep_io_run(&sweep) > 6);
+}
+
+/* ---- room for a line ---- */
+
+/* FILL.BIN takes every free byte of the volume but `leave`. */
+static void fill_leaving(struct mf_fat *fs, uint64_t leave)
+{
+    int err = mf_fat_remove(fs, "FILL.BIN");
+    assert_true(err == 0 || err == MF_ENOENT);
+    uint64_t free_bytes, total;
+    assert_int_equal(mf_fat_space(fs, &free_bytes, &total), 0);
+    assert_true(free_bytes >= leave);
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(fs, &file, "FILL.BIN", MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
+    assert_int_equal(mf_fat_truncate(fs, &file, (uint32_t)(free_bytes - leave)), 0);
+    assert_int_equal(mf_fat_close(fs, &file), 0);
+    assert_int_equal(mf_fat_space(fs, &free_bytes, &total), 0);
+    assert_int_equal(free_bytes, leave);
+}
+
+static uint64_t cluster_of(struct mf_fat *fs)
+{
+    const struct mf_fat_geometry *g = mf_fat_geometry(fs);
+    return (uint64_t)g->bytes_per_sector * g->sectors_per_cluster;
+}
+
+/* The check names FLASHER.LOG and the bytes free and needed: whole clusters for the longest
+ * line beyond what the log's last cluster still holds. */
+static void test_room_for_a_line(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t cluster = cluster_of(&f->fs), need = (2048 + cluster - 1) / cluster * cluster;
+    char m[MF_FLASHLOG_MESSAGE_MAX], want[MF_FLASHLOG_MESSAGE_MAX];
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), 0);
+    fill_leaving(&f->fs, need - cluster);
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), MF_ENOSPC);
+    snprintf(want, sizeof want,
+             "the public area is too full for FLASHER.LOG (%llu bytes free, %llu needed): free "
+             "space",
+             (unsigned long long)(need - cluster), (unsigned long long)need);
+    assert_string_equal(m, want);
+    fill_leaving(&f->fs, need);
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), 0);
+    assert_int_equal(mf_flashlog_room(&f->log, 2, m), MF_ENOSPC); /* one line per slot */
+    assert_int_equal(mf_flashlog_write(&f->log, "line 0"), 0);
+    /* The rest of the log's last cluster counts. */
+    fill_leaving(&f->fs, 0);
+    uint32_t size;
+    free(slurp(&f->fs, MF_FLASHLOG_NAME, &size));
+    uint64_t room = (size + cluster - 1) / cluster * cluster - size;
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), room >= 2048 ? 0 : MF_ENOSPC);
+}
+
+/* A failure free space does not show (a full host file system under the image makes every write
+ * fail with MF_ENOSPC on a volume with room): after a line failed, the check logs that one is
+ * missing, and refuses while even that fails. */
+static void test_room_after_a_failed_line(void **state)
+{
+    (void)state;
+    static uint8_t memory[BLOCKS * 512];
+    struct mf_rambd ram;
+    mf_rambd_init(&ram, memory, 512, BLOCKS);
+    struct mf_fat_format_options o = {.volume_id = 5};
+    assert_int_equal(mf_fat_format(&ram.bd, &o), 0);
+    struct mf_faultbd fb;
+    mf_faultbd_init(&fb, &ram.bd, NULL);
+    struct mf_fat fs;
+    struct mf_flashlog log;
+    assert_int_equal(mf_fat_mount(&fs, &fb.bd, NULL, NULL), 0);
+    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    assert_int_equal(mf_flashlog_write(&log, "line 0"), 0);
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_PROG, 1, true);
+    mf_faultbd_fail_io_code(&fb, MF_ENOSPC);
+    assert_int_equal(mf_flashlog_write(&log, "line 1"), MF_ENOSPC);
+    assert_int_equal(mf_flashlog_room(&log, 1, m), MF_ENOSPC);
+    assert_string_equal(m, "FLASHER.LOG cannot be written: no space left");
+    mf_faultbd_fail_io_off(&fb);
+    assert_int_equal(mf_flashlog_room(&log, 1, m), 0);
+    assert_int_equal(mf_flashlog_room(&log, 1, m), 0); /* said once */
+    uint32_t size;
+    char *text = slurp(&fs, MF_FLASHLOG_NAME, &size);
+    assert_string_equal(text, LINE_START
+                        "line 0\r\n" LINE_START
+                        "at least one line before this one is missing from FLASHER.LOG: no space "
+                        "left\r\n");
+    free(text);
+    assert_int_equal(mf_fat_unmount(&fs), 0);
+}
+
+/* Logs up to 60 lines of varying length; before each, the check. Where it says there is room,
+ * the line must go in. Counts the answers and the rotations; stops at the first "no room". */
+static void lines_after_checks(struct fixture *f, const char *text, unsigned *yes,
+                               unsigned *rotated, unsigned *no)
+{
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    for (unsigned i = 0; i < 60 && !*no; i++) {
+        int room = mf_flashlog_room(&f->log, 1, m);
+        assert_true(room == 0 || room == MF_ENOSPC);
+        struct mf_fat_stat before, after;
+        assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &before), 0);
+        int err = mf_flashlog_write(&f->log, "%u %.*s", i, (int)(i * 397 % 1990), text);
+        if (room == 0 && err)
+            fail_msg("line %u: the check found room, the line gave %d (%s)", i, err,
+                     mf_strerror(err));
+        *yes += room == 0;
+        *no += room != 0;
+        *rotated +=
+            !err && mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &after) == 0 && after.size < before.size;
+    }
+}
+
+/* The promise, line after line on a volume without a free cluster: when the check says there is
+ * room, the next line (of any length) goes in, in the log's last cluster or in a new log after a
+ * rotation that frees FLASHER.OLD's clusters; without FLASHER.OLD to free, the check soon says
+ * there is none. */
+static void test_room_is_kept(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t cluster = cluster_of(&f->fs);
+    char text[2000];
+    memset(text, 'v', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    /* FLASHER.OLD there, FLASHER.LOG in its last cluster before the 4 KiB limit. */
+    struct mf_fat_stat st = {.size = 0}, old;
+    for (unsigned i = 0; i < 200; i++) {
+        assert_int_equal(mf_flashlog_write(&f->log, "%u %.40s", i, text), 0);
+        assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &st), 0);
+        if (mf_fat_stat(&f->fs, MF_FLASHLOG_OLD_NAME, &old) == 0 && st.size > 4096 - cluster)
+            break;
+    }
+    assert_true(st.size > 4096 - cluster);
+    fill_leaving(&f->fs, 0);
+    unsigned yes = 0, rotated = 0, no = 0;
+    lines_after_checks(f, text, &yes, &rotated, &no);
+    assert_true(yes == 60 && rotated > 0 && no == 0); /* rotations keep making room */
+    assert_int_equal(mf_fat_remove(&f->fs, MF_FLASHLOG_OLD_NAME), 0);
+    fill_leaving(&f->fs, 0);
+    yes = rotated = 0;
+    lines_after_checks(f, text, &yes, &rotated, &no);
+    assert_int_equal(no, 1);
+}
+
 /* ---- a power cut at every write of a rotation ---- */
 
 static char full_log[4096]; /* FLASHER.LOG as the setup leaves it, one line short of rotating */
@@ -228,6 +491,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_waits_for_an_open_log, setup, teardown),
         cmocka_unit_test(test_power_cut_during_rotation),
+        cmocka_unit_test_setup_teardown(test_line_after_a_cut_line, setup, teardown),
+        cmocka_unit_test(test_device_error_mid_line),
+        cmocka_unit_test_setup_teardown(test_room_for_a_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_is_kept, setup, teardown),
+        cmocka_unit_test(test_room_after_a_failed_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

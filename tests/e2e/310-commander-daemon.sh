@@ -25,7 +25,7 @@ trap 'stop_daemon; rm -rf "$work"' EXIT
 cd "$work"
 
 # Any command that fails outside `run` and `fail` (set -e) says where, then the test ends.
-trap 'echo "FAIL: line $LINENO: \"$BASH_COMMAND\" exited with $?" >&2' ERR
+trap 'status=$?; [[ $- == *e* ]] && echo "FAIL: line $LINENO: \"$BASH_COMMAND\" exited with $status" >&2' ERR
 
 fail() {
     echo "FAIL: $*" >&2

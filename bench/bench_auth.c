@@ -13,10 +13,10 @@
 #include "mf_fat.h"
 #include "mf_filebd.h"
 #include "mf_keystore.h"
-#include "mf_rambd.h"
 #include "mf_secure.h"
 #include "mf_setup.h"
 #include "mf_swtpm.h"
+#include "mf_testfat.h"
 #include "mf_testutil.h"
 #include "mf_tpm.h"
 
@@ -164,9 +164,7 @@ static void uncount_anchor(struct mf_anchor *anchor)
 /* ---- a secure area holding a one-project setup with a count-down and serial numbers ---- */
 
 struct bench_secure {
-    uint8_t *public_mem;
-    struct mf_rambd public_ram;
-    struct mf_fat fs;
+    struct mf_testfat public_vol;
     struct mf_area_fat public_area;
     struct mf_filebd file;
     struct counted_bd counted;
@@ -175,25 +173,6 @@ struct bench_secure {
     uint8_t buffer[16384];
     char message[MF_SETUP_ERROR_MAX];
 };
-
-static int put(struct mf_fat *fs, const char *path, const void *data, size_t len)
-{
-    char dir[256];
-    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-        memcpy(dir, path, (size_t)(p - path));
-        dir[p - path] = '\0';
-        int err = mf_fat_mkdir(fs, dir);
-        if (err && err != MF_EEXIST)
-            return err;
-    }
-    struct mf_fat_file f;
-    int err = mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC);
-    if (err)
-        return err;
-    int n = mf_fat_write(fs, &f, data, (uint32_t)len);
-    int c = mf_fat_close(fs, &f);
-    return n < 0 ? n : c;
-}
 
 /* Installs the setup into a secure area on the image file `image` with `anchor`, `reservation`
  * cycles per counter increment. */
@@ -205,23 +184,18 @@ static int secure_make(struct bench_secure *b, const char *image, struct mf_anch
                               "address = 0x08000000\n[serial]\naddress = 0x08040000\nlength = 4\n";
     uint8_t app[4096];
     memset(app, 0x5A, sizeof app);
-    b->public_mem = calloc(PUBLIC_BLOCKS, 512);
-    if (!b->public_mem)
-        return MF_ENOMEM;
-    mf_rambd_init(&b->public_ram, b->public_mem, 512, PUBLIC_BLOCKS);
+    struct mf_fat *fs = &b->public_vol.fs;
     struct mf_fat_format_options o = {.volume_id = 1};
-    int err = mf_fat_format(&b->public_ram.bd, &o);
+    int err = mf_testfat_init(&b->public_vol, 512, PUBLIC_BLOCKS, &o);
     if (!err)
-        err = mf_fat_mount(&b->fs, &b->public_ram.bd, NULL, NULL);
+        err = mf_testfat_put(fs, "_SECURE/Projects/01_P/01_J/app.bin", app, sizeof app);
     if (!err)
-        err = put(&b->fs, "_SECURE/Projects/01_P/01_J/app.bin", app, sizeof app);
+        err = mf_testfat_put(fs, "_SECURE/Projects/01_P/01_J/job.ini", job, sizeof job - 1);
     if (!err)
-        err = put(&b->fs, "_SECURE/Projects/01_P/01_J/job.ini", job, sizeof job - 1);
+        err = mf_testfat_put(fs, "_SECURE/Projects/01_P/Cntdown.txt", "100000000\r\n", 11);
     if (!err)
-        err = put(&b->fs, "_SECURE/Projects/01_P/Cntdown.txt", "100000000\r\n", 11);
-    if (!err)
-        err = put(&b->fs, "_SECURE/Projects/01_P/Serial.txt", "1000\r\n", 6);
-    mf_area_fat_init(&b->public_area, &b->fs, NULL);
+        err = mf_testfat_put(fs, "_SECURE/Projects/01_P/Serial.txt", "1000\r\n", 6);
+    mf_area_fat_init(&b->public_area, fs, NULL);
     if (!err)
         err = mf_filebd_create(&b->file, image, SECURE_IMAGE_SIZE, true);
     if (err) {
@@ -250,7 +224,7 @@ static void secure_free(struct bench_secure *b)
     mf_secure_close(&b->secure);
     mf_bd_sync(&b->file.bd);
     mf_filebd_close(&b->file);
-    free(b->public_mem);
+    mf_testfat_free(&b->public_vol);
 }
 
 /* One authorization as the job engine makes it (peek, then take), timed into *t. */
@@ -480,7 +454,7 @@ static int bench_tpm(int n)
         read = (now_s() - t0) / 20;
         uncount_anchor(&anchor);
     }
-    if (b.public_mem)
+    if (b.public_vol.memory)
         secure_free(&b);
     if (anchor.close)
         anchor.close(&anchor);

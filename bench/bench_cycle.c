@@ -21,6 +21,7 @@
 #include "mf_setup.h"
 #include "mf_sim.h"
 #include "mf_target.h"
+#include "mf_testfat.h"
 #include "mf_testutil.h"
 #include "mf_worker_thread.h"
 
@@ -59,28 +60,6 @@ static void fill(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
-/* Writes a file, creating its folders. */
-static int put(struct mf_fat *fs, const char *path, const void *data, size_t len)
-{
-    char dir[256];
-    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-        if ((size_t)(p - path) >= sizeof dir)
-            return MF_ENAMETOOLONG;
-        memcpy(dir, path, (size_t)(p - path));
-        dir[p - path] = '\0';
-        int err = mf_fat_mkdir(fs, dir);
-        if (err && err != MF_EEXIST)
-            return err;
-    }
-    struct mf_fat_file f;
-    int err = mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC);
-    if (err)
-        return err;
-    int n = mf_fat_write(fs, &f, data, (uint32_t)len);
-    int c = mf_fat_close(fs, &f);
-    return n < 0 ? n : c;
-}
-
 static uint64_t wall_ms(void *context)
 {
     (void)context;
@@ -96,9 +75,9 @@ static void entropy(void *context, void *buffer, size_t length)
 /* A one-project setup programming `image` into a SIM-F4-1M, in the public area of a RAM disk or,
  * with `secure`, moved from there into a secure area on another RAM disk (RAM trust anchor). */
 struct bench_setup {
-    uint8_t *public_mem, *secure_mem;
-    struct mf_rambd public_ram, secure_ram;
-    struct mf_fat fs;
+    struct mf_testfat public_vol;
+    uint8_t *secure_mem;
+    struct mf_rambd secure_ram;
     struct mf_area_fat public_area;
     struct mf_ramanchor anchor;
     struct mf_secure secure;
@@ -123,22 +102,19 @@ static int setup_make(struct bench_setup *b, const uint8_t *image, size_t size, 
     memset(b, 0, sizeof *b);
     b->image = image;
     b->size = size;
-    b->public_mem = calloc(1, PUBLIC_DISK);
     b->secure_mem = secure ? calloc(1, SECURE_DISK) : NULL;
-    if (!b->public_mem || (secure && !b->secure_mem))
+    if (secure && !b->secure_mem)
         return MF_ENOMEM;
-    mf_rambd_init(&b->public_ram, b->public_mem, 512, PUBLIC_DISK / 512);
+    struct mf_fat *fs = &b->public_vol.fs;
     struct mf_fat_format_options o = {.volume_id = 1};
-    int err = mf_fat_format(&b->public_ram.bd, &o);
-    if (!err)
-        err = mf_fat_mount(&b->fs, &b->public_ram.bd, NULL, NULL);
+    int err = mf_testfat_init(&b->public_vol, 512, PUBLIC_DISK / 512, &o);
     snprintf(path, sizeof path, "%sProjects/01_P/01_J/app.bin", root);
     if (!err)
-        err = put(&b->fs, path, image, size);
+        err = mf_testfat_put(fs, path, image, size);
     snprintf(path, sizeof path, "%sProjects/01_P/01_J/job.ini", root);
     if (!err)
-        err = put(&b->fs, path, job, sizeof job - 1);
-    mf_area_fat_init(&b->public_area, &b->fs, NULL);
+        err = mf_testfat_put(fs, path, job, sizeof job - 1);
+    mf_area_fat_init(&b->public_area, fs, NULL);
     b->area = &b->public_area.area;
     if (!err && secure) {
         mf_rambd_init(&b->secure_ram, b->secure_mem, 512, SECURE_DISK / 512);
@@ -172,7 +148,7 @@ static void setup_free(struct bench_setup *b)
     mf_setup_free(&b->setup);
     if (b->is_secure)
         mf_secure_close(&b->secure);
-    free(b->public_mem);
+    mf_testfat_free(&b->public_vol);
     free(b->secure_mem);
 }
 

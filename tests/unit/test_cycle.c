@@ -13,6 +13,7 @@
 #include "mf_sim.h"
 #include "mf_sweep.h"
 #include "mf_target.h"
+#include "mf_testfat.h"
 #include "mf_testutil.h"
 #include "mf_uidsig.h"
 
@@ -34,9 +35,7 @@
 #define FLASH_BASE  0x08000000u
 
 struct fixture {
-    uint8_t *memory;
-    struct mf_rambd ram;
-    struct mf_fat fs;
+    struct mf_testfat vol;
     struct mf_area_fat area;
     struct mf_setup setup;
     bool loaded;
@@ -64,37 +63,21 @@ static int64_t fake_wall(void *context)
 
 static void put(struct mf_fat *fs, const char *path, const void *data, size_t len)
 {
-    /* Create the parent folders on the way. */
-    char dir[256];
-    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-        memcpy(dir, path, (size_t)(p - path));
-        dir[p - path] = '\0';
-        int err = mf_fat_mkdir(fs, dir);
-        assert_true(err == 0 || err == MF_EEXIST);
-    }
-    struct mf_fat_file file;
-    assert_int_equal(
-        mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
-    assert_int_equal(mf_fat_write(fs, &file, data, (uint32_t)len), (int)len);
-    assert_int_equal(mf_fat_close(fs, &file), 0);
+    assert_int_equal(mf_testfat_put(fs, path, data, len), 0);
 }
 
 static void puts_(struct mf_fat *fs, const char *path, const char *text)
 {
-    put(fs, path, text, strlen(text));
+    assert_int_equal(mf_testfat_put_text(fs, path, text), 0);
 }
 
+/* A whole file as text (malloc'd), NULL when absent. */
 static char *get(struct mf_fat *fs, const char *path)
 {
-    struct mf_fat_stat st;
-    if (mf_fat_stat(fs, path, &st))
-        return NULL;
-    char *buf = calloc(1, st.size + 1);
-    struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(fs, &file, path, MF_FAT_O_RDONLY), 0);
-    assert_int_equal(mf_fat_read(fs, &file, buf, st.size), (int)st.size);
-    mf_fat_close(fs, &file);
-    return buf;
+    char *text;
+    int err = mf_testfat_get(fs, path, &text, NULL);
+    assert_true(err == 0 || err == MF_ENOENT);
+    return err ? NULL : text;
 }
 
 static uint64_t number(struct mf_fat *fs, const char *path)
@@ -132,12 +115,9 @@ static void firmware(uint8_t *out, size_t len, uint32_t seed)
 static int setup_fixture(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    f->memory = calloc(DISK_BLOCKS, 512);
-    mf_rambd_init(&f->ram, f->memory, 512, DISK_BLOCKS);
     struct mf_fat_format_options o = {.volume_id = 1};
-    assert_int_equal(mf_fat_format(&f->ram.bd, &o), 0);
-    assert_int_equal(mf_fat_mount(&f->fs, &f->ram.bd, NULL, NULL), 0);
-    mf_area_fat_init(&f->area, &f->fs, NULL);
+    assert_int_equal(mf_testfat_init(&f->vol, 512, DISK_BLOCKS, &o), 0);
+    mf_area_fat_init(&f->area, &f->vol.fs, NULL);
     f->sim_dir = mf_test_tmpdir("cycle");
     assert_non_null(f->sim_dir);
     for (unsigned i = 0; i < 4; i++) {
@@ -145,7 +125,7 @@ static int setup_fixture(void **state)
         assert_int_equal(mf_sim_open(&f->target[i], f->sim_dir, i + 1, NULL), 0);
         mf_slot_init(f->slot[i], i + 1, &f->target[i]);
     }
-    mf_flashlog_init(&f->log, &f->fs, NULL, 64 * 1024, fake_wall, NULL);
+    mf_flashlog_init(&f->log, &f->vol.fs, NULL, 64 * 1024, fake_wall, NULL);
     *state = f;
     return 0;
 }
@@ -161,7 +141,7 @@ static int teardown_fixture(void **state)
         mf_setup_free(&f->setup);
     mf_test_rmtree(f->sim_dir);
     free(f->sim_dir);
-    free(f->memory);
+    mf_testfat_free(&f->vol);
     free(f);
     return 0;
 }
@@ -225,12 +205,12 @@ static void basic_setup(struct fixture *f, const char *cntdown, const char *seri
 {
     uint8_t app[3000];
     firmware(app, sizeof app, 7);
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", basic_job);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", basic_job);
     if (cntdown)
-        puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", cntdown);
+        puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", cntdown);
     if (serial)
-        puts_(&f->fs, "Projects/01_Widget/Serial.txt", serial);
+        puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", serial);
 }
 
 static void test_auto_programs_data_and_serial(void **state)
@@ -262,14 +242,14 @@ static void test_auto_programs_data_and_serial(void **state)
     assert_int_equal(mem[0xF004], 0xFF);
     free(mem);
 
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 2);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 1001);
-    char *text = get(&f->fs, "Projects/01_Widget/Cntdown.txt");
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 2);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 1001);
+    char *text = get(&f->vol.fs, "Projects/01_Widget/Cntdown.txt");
     assert_string_equal(text, "2\r\n"); /* the owner's line end is kept */
     free(text);
     /* The documented layout: time, slot, command, project, UID, serial, result, timings, cycles
      * left, and the jobs run. */
-    char *log = get(&f->fs, "FLASHER.LOG");
+    char *log = get(&f->vol.fs, "FLASHER.LOG");
     assert_non_null(log);
     char uid[25];
     for (unsigned i = 0; i < 12; i++)
@@ -300,8 +280,8 @@ static void test_counts_down_to_zero_then_refuses(void **state)
     assert_int_equal(r.uid_length, 0);
     assert_non_null(strstr(r.message, "no programming cycles left"));
     assert_false(device_made(f, 3));
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 0);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 7);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 0);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 7);
 }
 
 /* The daemon's check before every cycle: room for the cycle's FLASHER.LOG line. */
@@ -324,20 +304,21 @@ static void test_no_room_for_the_log_line(void **state)
     basic_setup(f, "100", "5");
     assert_int_equal(load(f), 0);
     uint64_t free_bytes, total;
-    assert_int_equal(mf_fat_space(&f->fs, &free_bytes, &total), 0);
+    assert_int_equal(mf_fat_space(&f->vol.fs, &free_bytes, &total), 0);
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->fs, &file, "FILL.BIN", MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
-    assert_int_equal(mf_fat_truncate(&f->fs, &file, (uint32_t)free_bytes), 0);
-    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+    assert_int_equal(mf_fat_open(&f->vol.fs, &file, "FILL.BIN", MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
+                     0);
+    assert_int_equal(mf_fat_truncate(&f->vol.fs, &file, (uint32_t)free_bytes), 0);
+    assert_int_equal(mf_fat_close(&f->vol.fs, &file), 0);
 
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
     assert_true(r.consumed);
     assert_int_equal(r.log_error, MF_ENOSPC);
-    char *log = get(&f->fs, "FLASHER.LOG");
+    char *log = get(&f->vol.fs, "FLASHER.LOG");
     assert_true(!log || !*log); /* no line */
     free(log);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 99);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 99);
 
     f->env.preflight = log_room_preflight;
     f->env.preflight_context = f;
@@ -347,15 +328,15 @@ static void test_no_room_for_the_log_line(void **state)
     assert_int_equal(r.uid_length, 0);
     assert_non_null(strstr(r.message, "too full for FLASHER.LOG (0 bytes free, "));
     assert_false(device_made(f, 3));
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 99);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 6);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 99);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 6);
 
-    assert_int_equal(mf_fat_remove(&f->fs, "FILL.BIN"), 0);
+    assert_int_equal(mf_fat_remove(&f->vol.fs, "FILL.BIN"), 0);
     assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), 0);
     assert_true(device_made(f, 3));
     assert_int_equal(r.log_error, 0);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 98);
-    log = get(&f->fs, "FLASHER.LOG");
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 98);
+    log = get(&f->vol.fs, "FLASHER.LOG");
     assert_non_null(log);
     assert_true(line_matches(log,
                              "2025-11-24 [0-9:]{8} slot 3 AUTO project \"Widget\" uid [0-9A-F]+ "
@@ -367,13 +348,13 @@ static void test_root_and_project_counts_both_apply(void **state)
 {
     struct fixture *f = *state;
     basic_setup(f, "5", "1");
-    puts_(&f->fs, "Cntdown.txt", "1\n");
+    puts_(&f->vol.fs, "Cntdown.txt", "1\n");
     assert_int_equal(load(f), 0);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
     assert_int_equal(r.remaining, 0);
-    assert_int_equal(number(&f->fs, "Cntdown.txt"), 0);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    assert_int_equal(number(&f->vol.fs, "Cntdown.txt"), 0);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
 }
 
@@ -397,9 +378,9 @@ static void test_serial_encodings(void **state)
                  cases[i].length, cases[i].encoding);
         uint8_t app[100];
         firmware(app, sizeof app, 3);
-        put(&f->fs, "Projects/P/J/app.bin", app, sizeof app);
-        puts_(&f->fs, "Projects/P/J/job.ini", job);
-        puts_(&f->fs, "Projects/P/Serial.txt", "123456");
+        put(&f->vol.fs, "Projects/P/J/app.bin", app, sizeof app);
+        puts_(&f->vol.fs, "Projects/P/J/job.ini", job);
+        puts_(&f->vol.fs, "Projects/P/Serial.txt", "123456");
         assert_int_equal(load(f), 0);
         struct mf_cycle_result r;
         assert_int_equal(
@@ -420,8 +401,8 @@ static void test_serial_that_does_not_fit_touches_nothing(void **state)
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ERANGE);
     assert_false(r.consumed);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 3);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 4294967296ull);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 3);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 4294967296ull);
     size_t size;
     uint8_t *mem = flash(f, 1, &size); /* connected (created) but never written */
     for (size_t i = 0; i < size; i++)
@@ -434,7 +415,7 @@ static void test_patches_by_serial_line(void **state)
     struct fixture *f = *state;
     basic_setup(f, "10", "1");
     /* Line 0 is never used (the serial number starts at 1). */
-    puts_(&f->fs, "Projects/01_Widget/Patches.txt",
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt",
           "1,8000010,2:0000\r\n"
           "2,8000010,3:AABBCC,800C000,1:5A\r\n"
           "1,8000020,1:77\r\n");
@@ -476,7 +457,7 @@ static void test_patches_by_serial_line(void **state)
     assert_string_equal(r.message, "Projects/01_Widget/Patches.txt:5 (Serial.txt 4 selects it, "
                                    "counting lines from 0): no such line (the patches are used "
                                    "up)");
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 7);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 7);
 }
 
 /* A Patches.txt line of 8 patches of 64 bytes, each `address` + 0x100 * i, 16-digit addresses
@@ -511,7 +492,7 @@ static void test_patch_line_limits(void **state)
     memset(text + n, ' ', MF_TEXT_LINE_MAX); /* line 4: blanks past the limit, then a patch */
     n += MF_TEXT_LINE_MAX;
     n += (size_t)snprintf(text + n, sizeof text - n, "1,8004000,1:00\n");
-    put(&f->fs, "Projects/01_Widget/Patches.txt", text, n);
+    put(&f->vol.fs, "Projects/01_Widget/Patches.txt", text, n);
     assert_int_equal(load(f), 0);
 
     struct mf_cycle_result r;
@@ -536,19 +517,19 @@ static void test_patch_line_limits(void **state)
     for (unsigned i = 0; i < 3; i++) {
         char serial[8];
         snprintf(serial, sizeof serial, "%u\r\n", i + 1);
-        puts_(&f->fs, "Projects/01_Widget/Serial.txt", serial);
+        puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", serial);
         assert_int_equal(mf_sim_replace(f->sim_dir, 1, NULL, NULL, NULL, NULL, 0), 0);
         int err = cycle(f, 0, MF_ACTION_AUTO, &r);
         assert_int_equal(err, i == 2 ? MF_EFBIG : MF_EFORMAT);
         assert_string_equal(r.message, refused[i]);
         assert_false(r.consumed);
-        assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), i + 1);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), i + 1);
     }
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 9);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 9);
 
     /* The same limits inline (#AUTO PATCH): the full line works, one character more than a line
      * holds is refused. */
-    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "0");
+    puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "0");
     n = full_patch_line(text, sizeof text, 8, 64);
     struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = text};
     assert_int_equal(mf_cycle_run(&f->env, f->slot[1], &req, &r), 0);
@@ -572,23 +553,23 @@ static void two_job_patch_setup(struct fixture *f, const char *boot_patches,
     firmware(boot, sizeof boot, 11);
     firmware(app, sizeof app, 12);
     char ini[256];
-    put(&f->fs, "Projects/01_Widget/01_Boot/boot.bin", boot, sizeof boot);
+    put(&f->vol.fs, "Projects/01_Widget/01_Boot/boot.bin", boot, sizeof boot);
     snprintf(ini, sizeof ini,
              "[job]\ndevice = SIM-F1-64K\npatches = %s\n[file]\npath = boot.bin\n"
              "address = 0x08000000\n",
              boot_patches);
-    puts_(&f->fs, "Projects/01_Widget/01_Boot/job.ini", ini);
-    put(&f->fs, "Projects/01_Widget/02_App/app.bin", app, sizeof app);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_Boot/job.ini", ini);
+    put(&f->vol.fs, "Projects/01_Widget/02_App/app.bin", app, sizeof app);
     snprintf(ini, sizeof ini,
              "[job]\ndevice = SIM-F1-64K\npatches = %s\n[file]\npath = app.bin\n"
              "address = 0x08004000\n",
              app_patches);
-    puts_(&f->fs, "Projects/01_Widget/02_App/job.ini", ini);
-    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
-    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "1\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/02_App/job.ini", ini);
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "1\r\n");
     char text[256];
     snprintf(text, sizeof text, "1,8000000,1:00\r\n%s\r\n", line);
-    puts_(&f->fs, "Projects/01_Widget/Patches.txt", text);
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", text);
     assert_int_equal(load(f), 0);
 }
 
@@ -642,8 +623,8 @@ static void test_patches_with_several_jobs(void **state)
                  i == 0 ? "8004010" : "80047F0");
         if (!strstr(r.message, want))
             fail_msg("'%s' lacks '%s'", r.message, want);
-        assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 10);
-        assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 1);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 1);
     }
     two_job_patch_setup(f, "yes", "no", "1,800A000,2:DDDD");
     assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0);
@@ -677,9 +658,9 @@ static void test_number_files_keep_their_line_end(void **state)
         {"10\r\n", 9, "9\r\n "}, {"7 \n\r\n", 6, "6\n   "}, {"8\r\r\n", 7, "7\r  "},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        puts_(&f->fs, "Cntdown.txt", cases[i].before);
-        assert_int_equal(mf_numfile_write(&f->fs, "Cntdown.txt", cases[i].value), 0);
-        char *text = get(&f->fs, "Cntdown.txt");
+        puts_(&f->vol.fs, "Cntdown.txt", cases[i].before);
+        assert_int_equal(mf_numfile_write(&f->vol.fs, "Cntdown.txt", cases[i].value), 0);
+        char *text = get(&f->vol.fs, "Cntdown.txt");
         if (strcmp(text, cases[i].after) != 0)
             fail_msg("'%s' -> %llu gave '%s', want '%s'", cases[i].before,
                      (unsigned long long)cases[i].value, text, cases[i].after);
@@ -694,10 +675,10 @@ static void test_serial_taken_without_a_serial_field(void **state)
     struct fixture *f = *state;
     uint8_t app[256];
     firmware(app, sizeof app, 3);
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
-    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "123123-123\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "123123-123\r\n");
     assert_int_equal(load(f), 0);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
@@ -705,10 +686,10 @@ static void test_serial_taken_without_a_serial_field(void **state)
     assert_int_equal(r.serial, 123123);
     assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0);
     assert_int_equal(r.serial, 123124);
-    char *text = get(&f->fs, "Projects/01_Widget/Serial.txt");
+    char *text = get(&f->vol.fs, "Projects/01_Widget/Serial.txt");
     assert_string_equal(text, "123125\r\n    ");
     free(text);
-    char *log = get(&f->fs, "FLASHER.LOG");
+    char *log = get(&f->vol.fs, "FLASHER.LOG");
     assert_true(line_matches(
         log, ".* slot 2 AUTO project \"Widget\" uid [0-9A-F]{24} serial 123124 OK .*"));
     free(log);
@@ -720,7 +701,7 @@ static void test_flasher_ini_reference_keys(void **state)
 {
     struct fixture *f = *state;
     basic_setup(f, "10", "1");
-    puts_(&f->fs, "FLASHER.INI",
+    puts_(&f->vol.fs, "FLASHER.INI",
           "[CONFIG]\r\nProject = \"Widget\"\r\nShowDatCRCAfterProgramming = \"1\"\r\n"
           "AutoPowerOffOnIdle = \"300\"\r\n");
     if (load(f) != 0)
@@ -732,13 +713,13 @@ static void test_flasher_ini_reference_keys(void **state)
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
 
-    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = Widget\nProjct = Widget\n");
+    puts_(&f->vol.fs, "FLASHER.INI", "[CONFIG]\nProject = Widget\nProjct = Widget\n");
     assert_int_equal(load(f), MF_EFORMAT);
     assert_string_equal(f->message,
                         "FLASHER.INI:3: unknown key 'Projct' in [CONFIG] (known: Project, "
                         "LogMaxKiB, Reservation; the reference's AutoPowerOffOnIdle and "
                         "ShowDatCRCAfterProgramming are ignored)");
-    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = Widget\n");
+    puts_(&f->vol.fs, "FLASHER.INI", "[CONFIG]\nProject = Widget\n");
     assert_int_equal(load(f), 0);
     assert_string_equal(f->setup.ignored_keys, "");
 }
@@ -756,14 +737,14 @@ static void test_bad_inline_patch_is_refused(void **state)
     req.patch_line = "1,20000000,1:00"; /* outside the flash */
     assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ERANGE);
     assert_false(r.consumed);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 10);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
 }
 
 static void test_snlist_line(void **state)
 {
     struct fixture *f = *state;
     basic_setup(f, "10", "0");
-    puts_(&f->fs, "Projects/01_Widget/SNList.txt", "0102030405\nAABB\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/SNList.txt", "0102030405\nAABB\n");
     assert_int_equal(load(f), 0);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
@@ -791,14 +772,14 @@ static void whole_windows(struct fixture *f, const char *verify, uint32_t flip, 
     size_t n = 0x40000 + 0x123;    /* windows 0, 1 and 3 whole, 2 with the serial, 4 partly */
     uint8_t *app = malloc(n);
     firmware(app, n, 9);
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, n);
     char job[256];
     snprintf(job, sizeof job,
              "[job]\ndevice = SIM-F4-1M\nverify = %s\n[file]\npath = app.bin\n"
              "address = 0x08000000\n[serial]\naddress = 0x08020010\n",
              verify);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", job);
-    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "4660\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", job);
+    puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "4660\r\n");
     assert_int_equal(load(f), 0);
     assert_true((mf_setup_project(&f->setup)->jobs[0].files[0].held != NULL) == held);
     struct mf_cycle_result r;
@@ -867,9 +848,9 @@ static void test_verify_failure_consumes_the_count(void **state)
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
     assert_true(r.consumed);
     assert_non_null(strstr(r.message, "verify failed at 0x8000123"));
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 101);
-    char *log = get(&f->fs, "FLASHER.LOG");
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 101);
+    char *log = get(&f->vol.fs, "FLASHER.LOG");
     /* An error line has the timings too, and the job that failed. */
     assert_true(line_matches(log, "[-0-9]{10} [:0-9]{8} slot 1 AUTO project \"Widget\" uid "
                                   "[0-9A-F]{24} serial 100 ERROR job App: verify failed at "
@@ -926,7 +907,7 @@ static void test_crc_verify_reads_the_data_once(void **state)
     assert_int_equal(counter.bytes, 3000);
 
     /* Readback: the data goes past the device twice. */
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.bin\n"
           "address = 0x08000000\n");
     assert_int_equal(load(f), 0);
@@ -968,7 +949,7 @@ static void test_held_data_is_not_read_by_cycles(void **state)
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
     assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.bin\n"
           "address = 0x08000000\n");
     assert_int_equal(load(f), 0);
@@ -1011,15 +992,15 @@ static void held_flip(struct fixture *f, const char *extra, uint32_t at,
     size_t n = 0x20123;
     uint8_t *app = malloc(n);
     firmware(app, n, 13);
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, n);
     char job[256];
     snprintf(job, sizeof job,
              "[job]\ndevice = SIM-F4-1M\n%s[file]\npath = app.bin\naddress = 0x08000000\n%s",
              strncmp(extra, "verify", 6) == 0 ? extra : "",
              strncmp(extra, "verify", 6) == 0 ? "" : extra);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", job);
-    puts_(&f->fs, "Projects/01_Widget/Serial.txt", "7\r\n");
-    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", job);
+    puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "7\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
     assert_int_equal(load(f), 0);
     const struct mf_datafile *file = &mf_setup_project(&f->setup)->jobs[0].files[0];
     assert_non_null(file->held);
@@ -1036,7 +1017,7 @@ static void held_flip(struct fixture *f, const char *extra, uint32_t at,
     assert_int_equal(r.failure, found == BY_VERIFY && error == MF_EVERIFY ? MF_FAIL_VERIFY
                                                                           : MF_FAIL_DATA_FILE);
     assert_int_equal(r.consumed, found != EARLY && action != MF_ACTION_VERIFY);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), r.consumed ? 8 : 9);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), r.consumed ? 8 : 9);
     char path[512];
     snprintf(path, sizeof path, "%s/slot2/flash.bin", f->sim_dir);
     FILE *device = fopen(path, "rb");
@@ -1129,11 +1110,11 @@ static void test_held_flip_during_the_program_pass(void **state)
     size_t n = 0x20123;
     uint8_t *app = malloc(n);
     firmware(app, n, 17);
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, n);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, n);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F4-1M\nverify = none\n[file]\npath = app.bin\n"
           "address = 0x08000000\n");
-    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
     assert_int_equal(load(f), 0);
     size_t count;
     const struct mf_image_segment *seg =
@@ -1168,12 +1149,12 @@ static void test_fingerprint_from_held_data(void **state)
     uint8_t app[5000], boot[700];
     firmware(app, sizeof app, 31);
     firmware(boot, sizeof boot, 32);
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
-    put(&f->fs, "Projects/01_Widget/01_App/boot.bin", boot, sizeof boot);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini",
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/boot.bin", boot, sizeof boot);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = APP.BIN\naddress = 0x08001000\n"
           "[file]\npath = boot.bin\naddress = 0x08000000\n");
-    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "3\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "3\r\n");
     assert_int_equal(load(f), 0);
     assert_int_equal(mf_setup_project(&f->setup)->error, 0);
     assert_non_null(mf_setup_project(&f->setup)->jobs[0].files[0].held);
@@ -1194,12 +1175,12 @@ static void test_held_data_bounded_selected_first(void **state)
         char path[128];
         firmware(app, sizeof app, 20 + i);
         snprintf(path, sizeof path, "Projects/%s/01_App/app.bin", names[i]);
-        put(&f->fs, path, app, sizeof app);
+        put(&f->vol.fs, path, app, sizeof app);
         snprintf(path, sizeof path, "Projects/%s/01_App/job.ini", names[i]);
-        puts_(&f->fs, path,
+        puts_(&f->vol.fs, path,
               "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
     }
-    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = 02_B\n");
+    puts_(&f->vol.fs, "FLASHER.INI", "[CONFIG]\nProject = 02_B\n");
     f->area.area.hold_max = 2 * sizeof app - 1; /* room for one file */
     assert_int_equal(load(f), 0);
     assert_null(f->setup.projects[0].jobs[0].files[0].held);
@@ -1212,7 +1193,7 @@ static void test_held_data_bounded_selected_first(void **state)
     assert_null(f->setup.projects[2].jobs[0].files[0].held);
     /* A project that cannot run keeps nothing by choice: its job's second file is not raw
      * binary as it says (no address), so the first one, scanned and kept, is let go. */
-    puts_(&f->fs, "Projects/01_A/01_App/job.ini",
+    puts_(&f->vol.fs, "Projects/01_A/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
           "[file]\npath = app.bin\nformat = bin\n");
     assert_int_equal(load(f), 0);
@@ -1220,7 +1201,7 @@ static void test_held_data_bounded_selected_first(void **state)
     assert_null(f->setup.projects[0].jobs[0].files[0].held);
     assert_non_null(f->setup.projects[1].jobs[0].files[0].held);
     assert_non_null(f->setup.projects[2].jobs[0].files[0].held); /* the room A left */
-    puts_(&f->fs, "Projects/01_A/01_App/job.ini",
+    puts_(&f->vol.fs, "Projects/01_A/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
     assert_int_equal(load(f), 0);
     /* Held or not, every project programs its own data. */
@@ -1247,8 +1228,8 @@ static void test_connect_failure_consumes_nothing(void **state)
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EIO);
     assert_false(r.consumed);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 5);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 100);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 5);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 100);
 }
 
 static void test_program_failure_after_authorization(void **state)
@@ -1265,8 +1246,8 @@ static void test_program_failure_after_authorization(void **state)
     /* The sim names the failing byte; the engine does not say it twice. */
     assert_string_equal(r.message, "job App: program at 0x080003e8: I/O error after 1000 bytes "
                                    "(fault injected)");
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 101); /* a gap at 100 */
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 101); /* a gap at 100 */
 }
 
 static void test_erase_verify_start_actions(void **state)
@@ -1279,7 +1260,7 @@ static void test_erase_verify_start_actions(void **state)
     /* Verify alone: passes (the serial number bytes are left out), consumes nothing. */
     assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
     assert_false(r.consumed);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
     /* Erase alone: the data's sectors go back to 0xFF; no count. */
     assert_int_equal(cycle(f, 0, MF_ACTION_ERASE, &r), 0);
     assert_false(r.consumed);
@@ -1294,7 +1275,7 @@ static void test_erase_verify_start_actions(void **state)
     /* Program: erase + program without verify, one count. */
     assert_int_equal(cycle(f, 0, MF_ACTION_PROGRAM, &r), 0);
     assert_true(r.consumed);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 3);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 3);
 }
 
 /* A HEX file whose records go backwards is held in memory and still programmed exactly. */
@@ -1322,11 +1303,11 @@ static void unordered_hex(struct fixture *f, uint64_t hold_max)
     strcat(hex, ":00000001FF\n");
     uint8_t boot[1024];
     firmware(boot, sizeof boot, 5);
-    put(&f->fs, "Projects/01_W/01_Boot/boot.bin", boot, sizeof boot);
-    puts_(&f->fs, "Projects/01_W/01_Boot/job.ini",
+    put(&f->vol.fs, "Projects/01_W/01_Boot/boot.bin", boot, sizeof boot);
+    puts_(&f->vol.fs, "Projects/01_W/01_Boot/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = boot.bin\naddress = 0x08000000\n");
-    puts_(&f->fs, "Projects/01_W/02_App/app.hex", hex);
-    puts_(&f->fs, "Projects/01_W/02_App/job.ini",
+    puts_(&f->vol.fs, "Projects/01_W/02_App/app.hex", hex);
+    puts_(&f->vol.fs, "Projects/01_W/02_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.hex\n");
     assert_int_equal(load(f), 0);
     const struct mf_project *p = mf_setup_project(&f->setup);
@@ -1358,9 +1339,9 @@ static void test_unordered_hex_beyond_the_hold_limit(void **state)
 
 static void expect_setup_error(struct fixture *f, const char *job_ini, const char *fragment)
 {
-    puts_(&f->fs, "Projects/P/J/job.ini", job_ini);
+    puts_(&f->vol.fs, "Projects/P/J/job.ini", job_ini);
     uint8_t app[64] = {0};
-    put(&f->fs, "Projects/P/J/app.bin", app, sizeof app);
+    put(&f->vol.fs, "Projects/P/J/app.bin", app, sizeof app);
     assert_int_equal(load(f), 0);
     const struct mf_project *p = mf_setup_project(&f->setup);
     if (!p->error || !strstr(p->message, fragment))
@@ -1430,7 +1411,7 @@ static const struct mf_project *overlap_job(struct fixture *f, const char *setti
 {
     char job[512];
     snprintf(job, sizeof job, "[job]\ndevice = SIM-F1-64K\n%s\n%s", settings, files);
-    puts_(&f->fs, "Projects/P/J/job.ini", job);
+    puts_(&f->vol.fs, "Projects/P/J/job.ini", job);
     assert_int_equal(load(f), 0);
     return mf_setup_project(&f->setup);
 }
@@ -1448,9 +1429,9 @@ static void test_overlap_first_or_last_wins(void **state)
     firmware(c, sizeof c, 23);
     static char hex[8192];
     hex_file(hex, sizeof hex, FLASH_BASE + 0x80, b, sizeof b);
-    put(&f->fs, "Projects/P/J/a.bin", a, 0x100);
-    puts_(&f->fs, "Projects/P/J/b.hex", hex);
-    put(&f->fs, "Projects/P/J/c.bin", c, sizeof c);
+    put(&f->vol.fs, "Projects/P/J/a.bin", a, 0x100);
+    puts_(&f->vol.fs, "Projects/P/J/b.hex", hex);
+    put(&f->vol.fs, "Projects/P/J/c.bin", c, sizeof c);
     static const char files[] = "[file]\n"                /* 4 */
                                 "path = a.bin\n"          /* 5 */
                                 "address = 0x08000000\n"  /* 6 */
@@ -1504,7 +1485,7 @@ static void test_overlap_first_or_last_wins(void **state)
     /* What remains after the resolution may not share a write unit (2 bytes here): a.bin one
      * byte longer ends inside the unit where b.hex goes on under `first`; `last` has b.hex start
      * on a unit of its own. */
-    put(&f->fs, "Projects/P/J/a.bin", a, 0x101);
+    put(&f->vol.fs, "Projects/P/J/a.bin", a, 0x101);
     p = overlap_job(f, "overlap = first", files);
     assert_int_equal(p->error, MF_ECONFLICT);
     assert_string_equal(p->message,
@@ -1514,10 +1495,10 @@ static void test_overlap_first_or_last_wins(void **state)
     assert_int_equal(overlap_job(f, "overlap = last", files)->error, 0);
 
     /* Without an overlap, a shared write unit is refused as before. */
-    put(&f->fs, "Projects/P/J/a.bin", a, 0x81);
+    put(&f->vol.fs, "Projects/P/J/a.bin", a, 0x81);
     hex_file(hex, sizeof hex, FLASH_BASE + 0x81, b, 0x7F);
-    puts_(&f->fs, "Projects/P/J/b.hex", hex);
-    put(&f->fs, "Projects/P/J/c.bin", c, 0); /* empty: no data */
+    puts_(&f->vol.fs, "Projects/P/J/b.hex", hex);
+    put(&f->vol.fs, "Projects/P/J/c.bin", c, 0); /* empty: no data */
     p = overlap_job(f, "overlap = last", files);
     assert_int_equal(p->error, MF_ECONFLICT);
     assert_string_equal(p->message,
@@ -1559,13 +1540,13 @@ static void test_fingerprint(void **state)
     memcpy(a, f->setup.fingerprint, 32);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
-    puts_(&f->fs, "FLASHER.INI", "[CONFIG]\nProject = 01_Widget\n");
+    puts_(&f->vol.fs, "FLASHER.INI", "[CONFIG]\nProject = 01_Widget\n");
     assert_int_equal(mf_setup_fingerprint(&f->area.area, f->buffer, sizeof f->buffer, b), 0);
     assert_memory_equal(a, b, 32); /* counts, serial, log and selection changed: same setup */
     uint8_t app[3000];
     firmware(app, sizeof app, 7);
     app[1234] ^= 1;
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
     assert_int_equal(mf_setup_fingerprint(&f->area.area, f->buffer, sizeof f->buffer, c), 0);
     assert_memory_not_equal(a, c, 32); /* one bit of the firmware: another setup */
 }
@@ -1590,7 +1571,7 @@ static void put_key(struct fixture *f, const char *path, const uint8_t seed[32])
     char b64[64], text[160];
     sodium_bin2base64(b64, sizeof b64, seed, 32, sodium_base64_VARIANT_ORIGINAL);
     snprintf(text, sizeof text, "mintflash-owner-secret 1\ned25519-seed: %s\n", b64);
-    puts_(&f->fs, path, text);
+    puts_(&f->vol.fs, path, text);
 }
 
 /* The documented message: "MFSIG1" || setup id (32) || UID length (1) || UID || serial (u64 LE),
@@ -1647,12 +1628,12 @@ static void signature_setup(struct fixture *f, const char *serial)
     uint8_t app[3000], seed[32];
     firmware(app, sizeof app, 7);
     signing_seed(seed);
-    put(&f->fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
-    puts_(&f->fs, "Projects/01_Widget/01_App/job.ini", signature_job);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", signature_job);
     put_key(f, "Projects/01_Widget/01_App/uid-signing.key", seed);
-    puts_(&f->fs, "Projects/01_Widget/Cntdown.txt", "10");
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "10");
     if (serial)
-        puts_(&f->fs, "Projects/01_Widget/Serial.txt", serial);
+        puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", serial);
 }
 
 static void test_signature_binds_uid_serial_and_setup(void **state)
@@ -1742,9 +1723,9 @@ static void test_signature_without_serial_over_data(void **state)
     firmware(app, sizeof app, 9);
     signing_seed(seed);
     crypto_sign_seed_keypair(pk, sk, seed);
-    put(&f->fs, "Projects/P/J/app.bin", app, sizeof app);
+    put(&f->vol.fs, "Projects/P/J/app.bin", app, sizeof app);
     put_key(f, "Projects/P/J/keys/sig.key", seed);
-    puts_(&f->fs, "Projects/P/J/job.ini",
+    puts_(&f->vol.fs, "Projects/P/J/job.ini",
           "[job]\ndevice = SIM-F1-64K\nverify = readback\n[file]\npath = app.bin\n"
           "address = 0x08000000\n[signature]\nkey = keys/sig.key\naddress = 0x08000802\n");
     assert_int_equal(load(f), 0);
@@ -1792,8 +1773,8 @@ static void test_patch_over_signature_is_refused(void **state)
     assert_non_null(strstr(r.message,
                            "per-device data overlaps at 0x800F13F (the signature of job App and "
                            "patch 1)"));
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 10);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 1);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 1);
 }
 
 static void test_signature_errors_name_file_line_and_key(void **state)
@@ -1841,18 +1822,18 @@ static void test_signature_errors_name_file_line_and_key(void **state)
                    "0x800EFFD+4");
     SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = nope.key\n",
                    "Projects/P/J/job.ini:5: [signature] key: nope.key: no such file");
-    puts_(&f->fs, "Projects/P/J/pub.key", "mintflash-owner 1\nfingerprint: x\ned25519: y\n");
+    puts_(&f->vol.fs, "Projects/P/J/pub.key", "mintflash-owner 1\nfingerprint: x\ned25519: y\n");
     SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = pub.key\n",
                    "Projects/P/J/job.ini:5: [signature] key: pub.key: line 1: not a "
                    "mintflash-owner-secret file");
-    puts_(&f->fs, "Projects/P/J/short.key",
+    puts_(&f->vol.fs, "Projects/P/J/short.key",
           "mintflash-owner-secret 1\ned25519-seed: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\n");
     SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = short.key\n",
                    "Projects/P/J/job.ini:5: [signature] key: short.key: ed25519-seed: not 32 "
                    "bytes in base64");
     char big[5000];
     memset(big, 'A', sizeof big);
-    put(&f->fs, "Projects/P/J/big.key", big, sizeof big);
+    put(&f->vol.fs, "Projects/P/J/big.key", big, sizeof big);
     SIGNATURE_CASE("[signature]\naddress = 0x0800F000\nkey = big.key\n",
                    "Projects/P/J/job.ini:5: [signature] key: big.key: larger than 4096 bytes");
 #undef SIGNATURE_CASE
@@ -1864,13 +1845,13 @@ static void test_signature_across_jobs(void **state)
     struct fixture *f = *state;
     uint8_t seed[32], app[64] = {0};
     signing_seed(seed);
-    put(&f->fs, "Projects/P/1_A/app.bin", app, sizeof app);
-    puts_(&f->fs, "Projects/P/1_A/job.ini",
+    put(&f->vol.fs, "Projects/P/1_A/app.bin", app, sizeof app);
+    puts_(&f->vol.fs, "Projects/P/1_A/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
           "[serial]\naddress = 0x0800F020\n");
-    puts_(&f->fs, "Projects/P/Serial.txt", "1");
+    puts_(&f->vol.fs, "Projects/P/Serial.txt", "1");
     put_key(f, "Projects/P/2_B/sig.key", seed);
-    puts_(&f->fs, "Projects/P/2_B/job.ini",
+    puts_(&f->vol.fs, "Projects/P/2_B/job.ini",
           "[job]\ndevice = SIM-F1-64K\nerase = none\n[signature]\naddress = 0x0800F000\n"
           "key = sig.key\n");
     assert_int_equal(load(f), 0);
@@ -1881,7 +1862,7 @@ static void test_signature_across_jobs(void **state)
                         "at 0x800F020: the signature at 0x800F000+64 and the serial number at "
                         "0x800F020+4 of job A");
     /* Apart, but in the sector of job A's data, which job B's erase would remove. */
-    puts_(&f->fs, "Projects/P/2_B/job.ini",
+    puts_(&f->vol.fs, "Projects/P/2_B/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[signature]\naddress = 0x08000200\nkey = sig.key\n");
     assert_int_equal(load(f), 0);
     p = mf_setup_project(&f->setup);
@@ -1889,7 +1870,7 @@ static void test_signature_across_jobs(void **state)
     assert_non_null(strstr(p->message, "Projects/P/2_B: its sector at 0x8000000 also holds data "
                                        "or per-device bytes of job A"));
     /* Its own sector, erased by sectors: both jobs run, and each device's signature holds. */
-    puts_(&f->fs, "Projects/P/2_B/job.ini",
+    puts_(&f->vol.fs, "Projects/P/2_B/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[signature]\naddress = 0x08001000\nkey = sig.key\n");
     assert_int_equal(load(f), 0);
     assert_int_equal(mf_setup_project(&f->setup)->error, 0);
@@ -2059,34 +2040,18 @@ static int cut_check_large(const struct cut_case *cc, const struct mf_sweep_poin
     return device_holds_line(cc, point, want_serial, want_patch);
 }
 
-/* Reads a whole file of `fs` (malloc'd, NULL when absent or unreadable). */
-static char *read_all(struct mf_fat *fs, const char *path, size_t *size)
-{
-    struct mf_fat_file file;
-    if (mf_fat_open(fs, &file, path, MF_FAT_O_RDONLY) != 0)
-        return NULL;
-    *size = mf_fat_size(&file);
-    char *text = malloc(*size + 1);
-    int got = text ? mf_fat_read(fs, &file, text, (uint32_t)*size) : -1;
-    mf_fat_close(fs, &file);
-    if (got != (int)*size) {
-        free(text);
-        return NULL;
-    }
-    text[*size] = '\0';
-    return text;
-}
-
 /* The full FLASHER.LOG is never lost: it is FLASHER.LOG still (not rotated yet) or FLASHER.OLD,
  * byte for byte. After the fault-free run, it is FLASHER.OLD and the new FLASHER.LOG holds the
  * cycle's line. */
 static int cut_check_log(struct cut_case *cc, struct mf_fat *fs, const struct mf_sweep_point *point)
 {
-    size_t log_size = 0, old_size = 0;
-    char *log = read_all(fs, MF_FLASHLOG_NAME, &log_size);
-    char *old = read_all(fs, MF_FLASHLOG_OLD_NAME, &old_size);
-    bool as_log = log && log_size == cc->log_size && memcmp(log, cc->log, log_size) == 0;
-    bool as_old = old && old_size == cc->log_size && memcmp(old, cc->log, old_size) == 0;
+    /* Either file may be missing after a cut: then it is NULL. */
+    char *log, *old;
+    size_t log_size, old_size;
+    bool has_log = mf_testfat_get(fs, MF_FLASHLOG_NAME, &log, &log_size) == 0;
+    bool has_old = mf_testfat_get(fs, MF_FLASHLOG_OLD_NAME, &old, &old_size) == 0;
+    bool as_log = has_log && log_size == cc->log_size && memcmp(log, cc->log, log_size) == 0;
+    bool as_old = has_old && old_size == cc->log_size && memcmp(old, cc->log, old_size) == 0;
     char line[64];
     snprintf(line, sizeof line, " serial %llu OK ", (unsigned long long)cc->serial);
     bool rotated = as_old && log && strstr(log, line) && log_size < 1024;
@@ -2293,8 +2258,8 @@ static void test_power_cut_during_authorization(void **state)
 {
     struct fixture *f = *state;
     basic_setup(f, "5", "100\r\n");
-    assert_int_equal(mf_fat_sync(&f->fs), 0);
-    struct cut_case cc = {.image = f->memory, .sim_dir = f->sim_dir};
+    assert_int_equal(mf_fat_sync(&f->vol.fs), 0);
+    struct cut_case cc = {.image = f->vol.memory, .sim_dir = f->sim_dir};
     /* serial, count and log each write */
     uint64_t points = cut_sweep(&cc, "cycle authorization");
     assert_true(points >= 6);
@@ -2319,12 +2284,12 @@ static void test_power_cut_with_both_counts_and_lines(void **state)
 {
     struct fixture *f = *state;
     basic_setup(f, "7\r\n", "1\r\n");
-    puts_(&f->fs, "Cntdown.txt", "5\n");
-    puts_(&f->fs, "Projects/01_Widget/SNList.txt", "11111111\r\n22222222\r\n33333333\r\n");
-    puts_(&f->fs, "Projects/01_Widget/Patches.txt",
+    puts_(&f->vol.fs, "Cntdown.txt", "5\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/SNList.txt", "11111111\r\n22222222\r\n33333333\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt",
           "1,8000100,2:1111\r\n1,8000100,2:A55A\r\n1,8000100,2:3333\r\n");
-    assert_int_equal(mf_fat_sync(&f->fs), 0);
-    struct cut_case cc = {.image = f->memory, .sim_dir = f->sim_dir, .both = true};
+    assert_int_equal(mf_fat_sync(&f->vol.fs), 0);
+    struct cut_case cc = {.image = f->vol.memory, .sim_dir = f->sim_dir, .both = true};
     /* serial, two counts and the log each write */
     assert_true(cut_sweep(&cc, "cycle authorization, root and project counts") >= 8);
     /* Without a cut, the cycle does what the checks expect of a modified device. */
@@ -2334,9 +2299,9 @@ static void test_power_cut_with_both_counts_and_lines(void **state)
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
     assert_int_equal(r.serial, 1);
-    assert_int_equal(number(&f->fs, "Cntdown.txt"), 4);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Cntdown.txt"), 6);
-    assert_int_equal(number(&f->fs, "Projects/01_Widget/Serial.txt"), 2);
+    assert_int_equal(number(&f->vol.fs, "Cntdown.txt"), 4);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 6);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 2);
     size_t size;
     uint8_t *mem = flash(f, 1, &size);
     assert_memory_equal(mem + 0xF000, "\x22\x22\x22\x22", 4);

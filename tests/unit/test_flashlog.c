@@ -6,6 +6,7 @@
 #include "mf_flashlog.h"
 #include "mf_rambd.h"
 #include "mf_sweep.h"
+#include "mf_testfat.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,9 +21,7 @@
 #define BLOCKS 4096u
 
 struct fixture {
-    uint8_t memory[BLOCKS * 512];
-    struct mf_rambd ram;
-    struct mf_fat fs;
+    struct mf_testfat vol;
     struct mf_flashlog log;
 };
 
@@ -35,33 +34,30 @@ static int64_t fixed_clock(void *context)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    mf_rambd_init(&f->ram, f->memory, 512, BLOCKS);
     struct mf_fat_format_options o = {.volume_id = 7};
-    assert_int_equal(mf_fat_format(&f->ram.bd, &o), 0);
-    assert_int_equal(mf_fat_mount(&f->fs, &f->ram.bd, NULL, NULL), 0);
-    mf_flashlog_init(&f->log, &f->fs, NULL, 4096, fixed_clock, NULL);
+    assert_int_equal(mf_testfat_init(&f->vol, 512, BLOCKS, &o), 0);
+    mf_flashlog_init(&f->log, &f->vol.fs, NULL, 4096, fixed_clock, NULL);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    free(*state);
+    struct fixture *f = *state;
+    mf_testfat_free(&f->vol);
+    free(f);
     return 0;
 }
 
+/* A whole file as text (malloc'd) and its size; NULL when absent. */
 static char *slurp(struct mf_fat *fs, const char *path, uint32_t *size)
 {
-    struct mf_fat_stat st;
-    if (mf_fat_stat(fs, path, &st))
-        return NULL;
-    char *buf = calloc(1, st.size + 1);
-    struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(fs, &file, path, MF_FAT_O_RDONLY), 0);
-    assert_int_equal(mf_fat_read(fs, &file, buf, st.size), (int)st.size);
-    mf_fat_close(fs, &file);
-    *size = st.size;
-    return buf;
+    char *text;
+    size_t length;
+    int err = mf_testfat_get(fs, path, &text, &length);
+    assert_true(err == 0 || err == MF_ENOENT);
+    *size = (uint32_t)length;
+    return err ? NULL : text;
 }
 
 static void test_line_format(void **state)
@@ -69,12 +65,12 @@ static void test_line_format(void **state)
     struct fixture *f = *state;
     assert_int_equal(mf_flashlog_write(&f->log, "slot %u OK\nwith a newline", 3), 0);
     uint32_t size;
-    char *text = slurp(&f->fs, MF_FLASHLOG_NAME, &size);
+    char *text = slurp(&f->vol.fs, MF_FLASHLOG_NAME, &size);
     assert_string_equal(text, "2025-11-26 00:00:19 slot 3 OK with a newline\r\n");
     free(text);
     /* Synced: a second mount of the same bytes sees the line. */
     struct mf_fat again;
-    assert_int_equal(mf_fat_mount(&again, &f->ram.bd, NULL, NULL), 0);
+    assert_int_equal(mf_fat_mount(&again, &f->vol.ram.bd, NULL, NULL), 0);
     text = slurp(&again, MF_FLASHLOG_NAME, &size);
     assert_non_null(strstr(text, "slot 3 OK"));
     free(text);
@@ -89,8 +85,8 @@ static void test_rotation(void **state)
     for (unsigned i = 0; i < 30; i++)
         assert_int_equal(mf_flashlog_write(&f->log, "%u %s", i, long_text), 0);
     uint32_t log_size, old_size;
-    char *log = slurp(&f->fs, MF_FLASHLOG_NAME, &log_size);
-    char *old = slurp(&f->fs, MF_FLASHLOG_OLD_NAME, &old_size);
+    char *log = slurp(&f->vol.fs, MF_FLASHLOG_NAME, &log_size);
+    char *old = slurp(&f->vol.fs, MF_FLASHLOG_OLD_NAME, &old_size);
     assert_non_null(log);
     assert_non_null(old);
     assert_true(log_size <= 4096);
@@ -114,14 +110,14 @@ static void test_rotation_waits_for_an_open_log(void **state)
     text[sizeof text - 1] = '\0';
     assert_int_equal(mf_flashlog_write(&f->log, "first"), 0);
     struct mf_fat_file reader;
-    assert_int_equal(mf_fat_open(&f->fs, &reader, MF_FLASHLOG_NAME, MF_FAT_O_RDONLY), 0);
+    assert_int_equal(mf_fat_open(&f->vol.fs, &reader, MF_FLASHLOG_NAME, MF_FAT_O_RDONLY), 0);
     for (unsigned i = 0; i < 30; i++)
         assert_int_equal(mf_flashlog_write(&f->log, "%u %s", i, text), 0);
     struct mf_fat_stat st;
-    assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_OLD_NAME, &st), MF_ENOENT);
-    assert_int_equal(mf_fat_close(&f->fs, &reader), 0);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_OLD_NAME, &st), MF_ENOENT);
+    assert_int_equal(mf_fat_close(&f->vol.fs, &reader), 0);
     assert_int_equal(mf_flashlog_write(&f->log, "after"), 0);
-    assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_OLD_NAME, &st), 0);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_OLD_NAME, &st), 0);
     assert_true(st.size > 4096); /* the deferred rotation took the long log along */
 }
 
@@ -158,15 +154,15 @@ static void test_line_after_a_cut_line(void **state)
 {
     struct fixture *f = *state;
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->fs, &file, MF_FLASHLOG_NAME, MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
-                     0);
+    assert_int_equal(
+        mf_fat_open(&f->vol.fs, &file, MF_FLASHLOG_NAME, MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
     static const char cut[] = LINE_START "slot 1 AUTO project \"Demo\" uid 933D3437";
-    assert_int_equal(mf_fat_write(&f->fs, &file, cut, sizeof cut - 1), (int)sizeof cut - 1);
-    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+    assert_int_equal(mf_fat_write(&f->vol.fs, &file, cut, sizeof cut - 1), (int)sizeof cut - 1);
+    assert_int_equal(mf_fat_close(&f->vol.fs, &file), 0);
     assert_int_equal(mf_flashlog_write(&f->log, "next"), 0);
     assert_int_equal(mf_flashlog_write(&f->log, "and on"), 0);
     uint32_t size;
-    char *text = slurp(&f->fs, MF_FLASHLOG_NAME, &size);
+    char *text = slurp(&f->vol.fs, MF_FLASHLOG_NAME, &size);
     assert_string_equal(text, LINE_START "slot 1 AUTO project \"Demo\" uid 933D3437\r\n" LINE_START
                                          "next\r\n" LINE_START "and on\r\n");
     free(text);
@@ -275,24 +271,24 @@ static uint64_t cluster_of(struct mf_fat *fs)
 static void test_room_for_a_line(void **state)
 {
     struct fixture *f = *state;
-    uint64_t cluster = cluster_of(&f->fs), need = (2048 + cluster - 1) / cluster * cluster;
+    uint64_t cluster = cluster_of(&f->vol.fs), need = (2048 + cluster - 1) / cluster * cluster;
     char m[MF_FLASHLOG_MESSAGE_MAX], want[MF_FLASHLOG_MESSAGE_MAX];
     assert_int_equal(mf_flashlog_room(&f->log, 1, m), 0);
-    fill_leaving(&f->fs, need - cluster);
+    fill_leaving(&f->vol.fs, need - cluster);
     assert_int_equal(mf_flashlog_room(&f->log, 1, m), MF_ENOSPC);
     snprintf(want, sizeof want,
              "the public area is too full for FLASHER.LOG (%llu bytes free, %llu needed): free "
              "space",
              (unsigned long long)(need - cluster), (unsigned long long)need);
     assert_string_equal(m, want);
-    fill_leaving(&f->fs, need);
+    fill_leaving(&f->vol.fs, need);
     assert_int_equal(mf_flashlog_room(&f->log, 1, m), 0);
     assert_int_equal(mf_flashlog_room(&f->log, 2, m), MF_ENOSPC); /* one line per slot */
     assert_int_equal(mf_flashlog_write(&f->log, "line 0"), 0);
     /* The rest of the log's last cluster counts. */
-    fill_leaving(&f->fs, 0);
+    fill_leaving(&f->vol.fs, 0);
     uint32_t size;
-    free(slurp(&f->fs, MF_FLASHLOG_NAME, &size));
+    free(slurp(&f->vol.fs, MF_FLASHLOG_NAME, &size));
     uint64_t room = (size + cluster - 1) / cluster * cluster - size;
     assert_int_equal(mf_flashlog_room(&f->log, 1, m), room >= 2048 ? 0 : MF_ENOSPC);
 }
@@ -344,15 +340,15 @@ static void lines_after_checks(struct fixture *f, const char *text, unsigned *ye
         int room = mf_flashlog_room(&f->log, 1, m);
         assert_true(room == 0 || room == MF_ENOSPC);
         struct mf_fat_stat before, after;
-        assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &before), 0);
+        assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_NAME, &before), 0);
         int err = mf_flashlog_write(&f->log, "%u %.*s", i, (int)(i * 397 % 1990), text);
         if (room == 0 && err)
             fail_msg("line %u: the check found room, the line gave %d (%s)", i, err,
                      mf_strerror(err));
         *yes += room == 0;
         *no += room != 0;
-        *rotated +=
-            !err && mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &after) == 0 && after.size < before.size;
+        *rotated += !err && mf_fat_stat(&f->vol.fs, MF_FLASHLOG_NAME, &after) == 0 &&
+                    after.size < before.size;
     }
 }
 
@@ -363,7 +359,7 @@ static void lines_after_checks(struct fixture *f, const char *text, unsigned *ye
 static void test_room_is_kept(void **state)
 {
     struct fixture *f = *state;
-    uint64_t cluster = cluster_of(&f->fs);
+    uint64_t cluster = cluster_of(&f->vol.fs);
     char text[2000];
     memset(text, 'v', sizeof text - 1);
     text[sizeof text - 1] = '\0';
@@ -371,17 +367,17 @@ static void test_room_is_kept(void **state)
     struct mf_fat_stat st = {.size = 0}, old;
     for (unsigned i = 0; i < 200; i++) {
         assert_int_equal(mf_flashlog_write(&f->log, "%u %.40s", i, text), 0);
-        assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &st), 0);
-        if (mf_fat_stat(&f->fs, MF_FLASHLOG_OLD_NAME, &old) == 0 && st.size > 4096 - cluster)
+        assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_NAME, &st), 0);
+        if (mf_fat_stat(&f->vol.fs, MF_FLASHLOG_OLD_NAME, &old) == 0 && st.size > 4096 - cluster)
             break;
     }
     assert_true(st.size > 4096 - cluster);
-    fill_leaving(&f->fs, 0);
+    fill_leaving(&f->vol.fs, 0);
     unsigned yes = 0, rotated = 0, no = 0;
     lines_after_checks(f, text, &yes, &rotated, &no);
     assert_true(yes == 60 && rotated > 0 && no == 0); /* rotations keep making room */
-    assert_int_equal(mf_fat_remove(&f->fs, MF_FLASHLOG_OLD_NAME), 0);
-    fill_leaving(&f->fs, 0);
+    assert_int_equal(mf_fat_remove(&f->vol.fs, MF_FLASHLOG_OLD_NAME), 0);
+    fill_leaving(&f->vol.fs, 0);
     yes = rotated = 0;
     lines_after_checks(f, text, &yes, &rotated, &no);
     assert_int_equal(no, 1);

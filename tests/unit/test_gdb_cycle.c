@@ -10,10 +10,10 @@
 #include "mf_fat.h"
 #include "mf_flashlog.h"
 #include "mf_gdb.h"
-#include "mf_rambd.h"
 #include "mf_setup.h"
 #include "mf_sim.h"
 #include "mf_target.h"
+#include "mf_testfat.h"
 #include "mf_testutil.h"
 
 #include <setjmp.h>
@@ -50,9 +50,7 @@ static const char job_ini[] = "[job]\n"
                               "long_timeout = 600\n";
 
 struct bench {
-    uint8_t *volume;
-    struct mf_rambd ram;
-    struct mf_fat fs;
+    struct mf_testfat vol;
     struct mf_area_fat area;
     struct mf_setup setup;
     struct mf_flashlog log;
@@ -79,29 +77,14 @@ static int64_t wall(void *context)
 /* Writes a file of the volume, making its folders. */
 static void store(struct bench *b, const char *path, const void *data, size_t size)
 {
-    char folder[128];
-    for (const char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
-        snprintf(folder, sizeof folder, "%.*s", (int)(slash - path), path);
-        int err = mf_fat_mkdir(&b->fs, folder);
-        assert_true(err == 0 || err == MF_EEXIST);
-    }
-    struct mf_fat_file file;
-    assert_int_equal(
-        mf_fat_open(&b->fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
-    assert_int_equal(mf_fat_write(&b->fs, &file, data, (uint32_t)size), (int)size);
-    assert_int_equal(mf_fat_close(&b->fs, &file), 0);
+    assert_int_equal(mf_testfat_put(&b->vol.fs, path, data, size), 0);
 }
 
 /* A text file of the volume (malloc'd, NUL-terminated). */
 static char *text_of(struct bench *b, const char *path)
 {
-    struct mf_fat_stat st;
-    assert_int_equal(mf_fat_stat(&b->fs, path, &st), 0);
-    char *text = calloc(1, st.size + 1);
-    struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&b->fs, &file, path, MF_FAT_O_RDONLY), 0);
-    assert_int_equal(mf_fat_read(&b->fs, &file, text, st.size), (int)st.size);
-    assert_int_equal(mf_fat_close(&b->fs, &file), 0);
+    char *text;
+    assert_int_equal(mf_testfat_get(&b->vol.fs, path, &text, NULL), 0);
     return text;
 }
 
@@ -119,13 +102,9 @@ static unsigned long long count_in(struct bench *b, const char *name)
 static void bench_init(struct bench *b)
 {
     memset(b, 0, sizeof *b);
-    b->volume = calloc(VOLUME_BLOCKS, 512);
-    assert_non_null(b->volume);
-    mf_rambd_init(&b->ram, b->volume, 512, VOLUME_BLOCKS);
     struct mf_fat_format_options format = {.volume_id = 7};
-    assert_int_equal(mf_fat_format(&b->ram.bd, &format), 0);
-    assert_int_equal(mf_fat_mount(&b->fs, &b->ram.bd, NULL, NULL), 0);
-    mf_area_fat_init(&b->area, &b->fs, NULL);
+    assert_int_equal(mf_testfat_init(&b->vol, 512, VOLUME_BLOCKS, &format), 0);
+    mf_area_fat_init(&b->area, &b->vol.fs, NULL);
     uint32_t x = 99;
     for (size_t i = 0; i < sizeof b->app; i++) {
         x = x * 1664525u + 1013904223u;
@@ -143,7 +122,7 @@ static void bench_init(struct bench *b)
     if (err)
         fail_msg("setup: %s", message);
     assert_int_equal(b->setup.projects[0].error, 0);
-    mf_flashlog_init(&b->log, &b->fs, NULL, 64 * 1024, wall, NULL);
+    mf_flashlog_init(&b->log, &b->vol.fs, NULL, 64 * 1024, wall, NULL);
     b->env = (struct mf_cycle_env){.setup = &b->setup,
                                    .area = &b->area.area,
                                    .log = &b->log,
@@ -158,7 +137,7 @@ static void bench_free(struct bench *b)
     mf_setup_free(&b->setup);
     mf_test_rmtree(b->sim_dir);
     free(b->sim_dir);
-    free(b->volume);
+    mf_testfat_free(&b->vol);
 }
 
 /* What a cycle did to the counts. */

@@ -27,6 +27,7 @@
 #include "mf_ramanchor.h"
 #include "mf_secure.h"
 #include "mf_setup.h"
+#include "mf_testfat.h"
 #include "mf_testutil.h"
 
 #include <sodium.h>
@@ -413,42 +414,37 @@ static bool listed(const struct listing *l, const char *name, bool dir, uint64_t
 /* The same files in a FAT volume: mf_setup_fingerprint over it is the setup id by definition. */
 static void fat_fingerprint(const struct input *files, unsigned count, uint8_t id[32])
 {
-    const unsigned blocks = 16384;
-    uint8_t *mem = calloc(blocks, 512);
-    struct mf_rambd ram;
-    mf_rambd_init(&ram, mem, 512, blocks);
+    struct mf_testfat vol;
     struct mf_fat_format_options o = {.volume_id = 7};
-    assert_int_equal(mf_fat_format(&ram.bd, &o), 0);
-    struct mf_fat fs;
-    assert_int_equal(mf_fat_mount(&fs, &ram.bd, NULL, NULL), 0);
+    assert_int_equal(mf_testfat_init(&vol, 512, 16384, &o), 0);
     uint8_t *buf = malloc(4096);
     for (unsigned i = 0; i < count; i++) {
         char dir[300];
         strcpy(dir, files[i].path);
         for (char *s = strchr(dir, '/'); s; s = strchr(s + 1, '/')) {
             *s = '\0';
-            int err = mf_fat_mkdir(&fs, dir);
+            int err = mf_fat_mkdir(&vol.fs, dir);
             assert_true(err == 0 || err == MF_EEXIST);
             *s = '/';
         }
         struct mf_fat_file file;
-        assert_int_equal(mf_fat_open(&fs, &file, files[i].path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
-                         0);
+        assert_int_equal(
+            mf_fat_open(&vol.fs, &file, files[i].path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
         for (uint64_t off = 0; off < files[i].size;) {
             size_t n = files[i].size - off < 4096 ? (size_t)(files[i].size - off) : 4096;
             for (size_t k = 0; k < n; k++)
                 buf[k] = files[i].data ? files[i].data[off + k] : generated(i, off + k);
-            assert_int_equal(mf_fat_write(&fs, &file, buf, (uint32_t)n), (int)n);
+            assert_int_equal(mf_fat_write(&vol.fs, &file, buf, (uint32_t)n), (int)n);
             off += n;
         }
-        assert_int_equal(mf_fat_close(&fs, &file), 0);
+        assert_int_equal(mf_fat_close(&vol.fs, &file), 0);
     }
     struct mf_area_fat area;
-    mf_area_fat_init(&area, &fs, NULL);
+    mf_area_fat_init(&area, &vol.fs, NULL);
     assert_int_equal(mf_setup_fingerprint(&area.area, buf, 4096, id), 0);
-    mf_fat_unmount(&fs);
+    mf_fat_unmount(&vol.fs);
     free(buf);
-    free(mem);
+    mf_testfat_free(&vol);
 }
 
 static void test_round_trip(void **state)

@@ -5,7 +5,7 @@
 #include "mf_err.h"
 #include "mf_fat.h"
 #include "mf_patch.h"
-#include "mf_rambd.h"
+#include "mf_testfat.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,9 +20,7 @@
 #define BLOCKS 4096u
 
 struct fixture {
-    uint8_t memory[BLOCKS * 512];
-    struct mf_rambd ram;
-    struct mf_fat fs;
+    struct mf_testfat vol;
     struct mf_area_fat area;
     char line[MF_TEXT_LINE_MAX + 1];
     char text[4 * MF_TEXT_LINE_MAX];
@@ -31,28 +29,19 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    mf_rambd_init(&f->ram, f->memory, 512, BLOCKS);
     struct mf_fat_format_options o = {.volume_id = 3};
-    assert_int_equal(mf_fat_format(&f->ram.bd, &o), 0);
-    assert_int_equal(mf_fat_mount(&f->fs, &f->ram.bd, NULL, NULL), 0);
-    mf_area_fat_init(&f->area, &f->fs, NULL);
+    assert_int_equal(mf_testfat_init(&f->vol, 512, BLOCKS, &o), 0);
+    mf_area_fat_init(&f->area, &f->vol.fs, NULL);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    free(*state);
+    struct fixture *f = *state;
+    mf_testfat_free(&f->vol);
+    free(f);
     return 0;
-}
-
-static void put(struct fixture *f, const char *path, const char *data, size_t len)
-{
-    struct mf_fat_file file;
-    assert_int_equal(
-        mf_fat_open(&f->fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
-    assert_int_equal(mf_fat_write(&f->fs, &file, data, (uint32_t)len), (int)len);
-    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
 }
 
 /* "<n>,<addr>,<len>:<data>..." with `digits`-digit addresses and no blanks. */
@@ -80,7 +69,7 @@ static void test_line_reader_limit_and_line_ends(void **state)
     n += MF_TEXT_LINE_MAX + 1;
     f->text[n++] = '\n';
     n += (size_t)snprintf(f->text + n, sizeof f->text - n, "third\rfourth"); /* CR; no end */
-    put(f, "T.TXT", f->text, n);
+    assert_int_equal(mf_testfat_put(&f->vol.fs, "T.TXT", f->text, n), 0);
 
     struct mf_area *a = &f->area.area;
     assert_int_equal(mf_text_line(a, "T.TXT", 0, f->line), 0);

@@ -20,6 +20,7 @@
 #include "mf_setup.h"
 #include "mf_sim.h"
 #include "mf_sweep.h"
+#include "mf_testfat.h"
 #include "mf_testutil.h"
 
 #include <setjmp.h>
@@ -38,9 +39,9 @@
 #define SECURE_BLOCKS 2048u /* 1 MiB */
 
 struct fixture {
-    uint8_t *public_mem, *secure_mem;
-    struct mf_rambd public_ram, secure_ram;
-    struct mf_fat fs;
+    struct mf_testfat vol; /* the public area */
+    uint8_t *secure_mem;
+    struct mf_rambd secure_ram;
     struct mf_area_fat area;
     struct mf_ramanchor anchor;
     struct mf_secure secure;
@@ -64,25 +65,14 @@ static int64_t clock_of(void *context)
 
 static void put(struct mf_fat *fs, const char *path, const char *text)
 {
-    char dir[256];
-    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-        memcpy(dir, path, (size_t)(p - path));
-        dir[p - path] = '\0';
-        int err = mf_fat_mkdir(fs, dir);
-        assert_true(err == 0 || err == MF_EEXIST);
-    }
-    struct mf_fat_file file;
-    assert_int_equal(
-        mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
-    assert_int_equal(mf_fat_write(fs, &file, text, (uint32_t)strlen(text)), (int)strlen(text));
-    assert_int_equal(mf_fat_close(fs, &file), 0);
+    assert_int_equal(mf_testfat_put_text(fs, path, text), 0);
 }
 
 /* Installs a small setup (project A with `job_ini`, count 50) into the secure area. */
 static void install_job(struct fixture *f, const char *job_ini)
 {
-    put(&f->fs, "_SECURE/Projects/01_A/01_J/job.ini", job_ini);
-    put(&f->fs, "_SECURE/Projects/01_A/Cntdown.txt", "50\n");
+    put(&f->vol.fs, "_SECURE/Projects/01_A/01_J/job.ini", job_ini);
+    put(&f->vol.fs, "_SECURE/Projects/01_A/Cntdown.txt", "50\n");
     struct mf_secure_config c = {
         .bd = &f->secure_ram.bd, .anchor = &f->anchor.anchor, .random = entropy, .reservation = 1};
     assert_int_equal(mf_secure_open(&f->secure, &c, f->message), 0);
@@ -90,7 +80,7 @@ static void install_job(struct fixture *f, const char *job_ini)
         mf_secure_install(&f->secure, &f->area.area, MF_SECURE_FOLDER, NULL, NULL, f->message);
     if (err)
         fail_msg("install: %s", f->message);
-    assert_int_equal(mf_fat_remove_tree(&f->fs, MF_SECURE_FOLDER), 0);
+    assert_int_equal(mf_fat_remove_tree(&f->vol.fs, MF_SECURE_FOLDER), 0);
 }
 
 static void install(struct fixture *f)
@@ -100,7 +90,7 @@ static void install(struct fixture *f)
 
 static struct mf_reclog_config config_of(struct fixture *f)
 {
-    return (struct mf_reclog_config){.fs = &f->fs,
+    return (struct mf_reclog_config){.fs = &f->vol.fs,
                                      .secure = &f->secure,
                                      .anchor = &f->anchor.anchor,
                                      .identity = &f->id,
@@ -111,14 +101,11 @@ static struct mf_reclog_config config_of(struct fixture *f)
 static int setup_fixture(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    f->public_mem = calloc(PUBLIC_BLOCKS, 512);
     f->secure_mem = calloc(SECURE_BLOCKS, 512);
-    mf_rambd_init(&f->public_ram, f->public_mem, 512, PUBLIC_BLOCKS);
     mf_rambd_init(&f->secure_ram, f->secure_mem, 512, SECURE_BLOCKS);
     struct mf_fat_format_options o = {.volume_id = 3};
-    assert_int_equal(mf_fat_format(&f->public_ram.bd, &o), 0);
-    assert_int_equal(mf_fat_mount(&f->fs, &f->public_ram.bd, NULL, NULL), 0);
-    mf_area_fat_init(&f->area, &f->fs, NULL);
+    assert_int_equal(mf_testfat_init(&f->vol, 512, PUBLIC_BLOCKS, &o), 0);
+    mf_area_fat_init(&f->area, &f->vol.fs, NULL);
     mf_ramanchor_init(&f->anchor);
     uint8_t secret[64];
     memset(secret, 0x42, sizeof secret);
@@ -133,8 +120,8 @@ static int teardown_fixture(void **state)
 {
     struct fixture *f = *state;
     mf_secure_close(&f->secure);
-    mf_fat_unmount(&f->fs);
-    free(f->public_mem);
+    mf_fat_unmount(&f->vol.fs);
+    mf_testfat_free(&f->vol);
     free(f->secure_mem);
     free(f);
     return 0;
@@ -205,12 +192,12 @@ static unsigned verify_from(struct fixture *f, struct mf_record_verifier *v, uin
         char name[16];
         snprintf(name, sizeof name, "RECORDS.%03u", n % 1000u);
         struct mf_fat_file file;
-        if (mf_fat_open(&f->fs, &file, name, MF_FAT_O_RDONLY) != 0)
+        if (mf_fat_open(&f->vol.fs, &file, name, MF_FAT_O_RDONLY) != 0)
             break;
         uint32_t size = mf_fat_size(&file);
         char *text = malloc(size + 1);
-        assert_int_equal(mf_fat_read(&f->fs, &file, text, size), (int)size);
-        mf_fat_close(&f->fs, &file);
+        assert_int_equal(mf_fat_read(&f->vol.fs, &file, text, size), (int)size);
+        mf_fat_close(&f->vol.fs, &file);
         uint32_t from = n == 0 && skip <= size ? skip : 0;
         uint64_t line = n == 0 ? skip_lines + 1 : 1;
         for (char *p = text + from, *end; p < text + size; p = end + 1, line++) {
@@ -275,7 +262,7 @@ static void test_files_roll_over(void **state)
         char name[16];
         snprintf(name, sizeof name, "RECORDS.%03u", n % 1000u);
         struct mf_fat_stat st;
-        assert_int_equal(mf_fat_stat(&f->fs, name, &st), 0);
+        assert_int_equal(mf_fat_stat(&f->vol.fs, name, &st), 0);
         assert_true(st.size <= 2048);
     }
     /* Reopened, it goes on in the newest file. */
@@ -291,10 +278,11 @@ static void test_files_roll_over(void **state)
 static void raw_append(struct fixture *f, const char *text)
 {
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->fs, &file, "RECORDS.000", MF_FAT_O_WRONLY | MF_FAT_O_APPEND),
-                     0);
-    assert_int_equal(mf_fat_write(&f->fs, &file, text, (uint32_t)strlen(text)), (int)strlen(text));
-    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+    assert_int_equal(
+        mf_fat_open(&f->vol.fs, &file, "RECORDS.000", MF_FAT_O_WRONLY | MF_FAT_O_APPEND), 0);
+    assert_int_equal(mf_fat_write(&f->vol.fs, &file, text, (uint32_t)strlen(text)),
+                     (int)strlen(text));
+    assert_int_equal(mf_fat_close(&f->vol.fs, &file), 0);
 }
 
 static void test_torn_line_is_cut(void **state)
@@ -320,16 +308,16 @@ static void test_torn_line_is_cut(void **state)
 static void keep_lines(struct fixture *f, unsigned lines)
 {
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->fs, &file, "RECORDS.000", MF_FAT_O_RDWR), 0);
+    assert_int_equal(mf_fat_open(&f->vol.fs, &file, "RECORDS.000", MF_FAT_O_RDWR), 0);
     uint32_t size = mf_fat_size(&file);
     char *text = malloc(size);
-    assert_int_equal(mf_fat_read(&f->fs, &file, text, size), (int)size);
+    assert_int_equal(mf_fat_read(&f->vol.fs, &file, text, size), (int)size);
     uint32_t cut = 0;
     for (unsigned n = 0; n < lines; n++)
         cut = (uint32_t)((char *)memchr(text + cut, '\n', size - cut) - text) + 1;
     free(text);
-    assert_int_equal(mf_fat_truncate(&f->fs, &file, cut), 0);
-    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+    assert_int_equal(mf_fat_truncate(&f->vol.fs, &file, cut), 0);
+    assert_int_equal(mf_fat_close(&f->vol.fs, &file), 0);
 }
 
 static void test_deleted_newest_gives_a_gap(void **state)
@@ -352,7 +340,7 @@ static void test_deleted_newest_gives_a_gap(void **state)
     mf_record_verifier_free(&v);
 
     /* Every newest record deleted, the file gone: a gap from 1. */
-    assert_int_equal(mf_fat_remove(&f->fs, "RECORDS.000"), 0);
+    assert_int_equal(mf_fat_remove(&f->vol.fs, "RECORDS.000"), 0);
     open_log(f, notes);
     assert_non_null(strstr(notes, "production records 1 to 8 are missing"));
 }
@@ -367,7 +355,7 @@ static void test_chain_goes_on_across_setups(void **state)
         append(f, 1, i, true);
     uint8_t first_setup[32];
     memcpy(first_setup, f->secure.fingerprint, 32);
-    put(&f->fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n"); /* another setup */
+    put(&f->vol.fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n"); /* another setup */
     mf_secure_close(&f->secure);
     install(f);
     assert_memory_not_equal(first_setup, f->secure.fingerprint, 32);
@@ -385,18 +373,18 @@ static void test_chain_goes_on_across_setups(void **state)
     mf_record_verifier_free(&v);
     /* The first setup's records deleted (the file rewritten with the newest line only). */
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->fs, &file, "RECORDS.000", MF_FAT_O_RDWR), 0);
+    assert_int_equal(mf_fat_open(&f->vol.fs, &file, "RECORDS.000", MF_FAT_O_RDWR), 0);
     uint32_t size = mf_fat_size(&file);
     char *text = malloc(size);
-    assert_int_equal(mf_fat_read(&f->fs, &file, text, size), (int)size);
-    assert_int_equal(mf_fat_close(&f->fs, &file), 0);
+    assert_int_equal(mf_fat_read(&f->vol.fs, &file, text, size), (int)size);
+    assert_int_equal(mf_fat_close(&f->vol.fs, &file), 0);
     char *last = text;
     for (char *p = text; p < text + size - 1; p++) {
         if (*p == '\n')
             last = p + 1;
     }
     char *keep = strndup(last, (size_t)(text + size - last));
-    put(&f->fs, "RECORDS.000", keep);
+    put(&f->vol.fs, "RECORDS.000", keep);
     free(keep);
     free(text);
     verify_all(f, &v);
@@ -413,7 +401,7 @@ static void test_chain_adopts_the_newest_record(void **state)
     open_log(f, NULL);
     append(f, 1, 1, true);
     append(f, 1, 2, true);
-    put(&f->fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n");
+    put(&f->vol.fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n");
     mf_secure_close(&f->secure);
     install(f);
     static const uint8_t zeros[32];
@@ -511,13 +499,14 @@ static void test_full_public_area(void **state)
         fail_msg("room: %s", f->message);
     /* Fill the public area. */
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->fs, &file, "filler.bin", MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
+    assert_int_equal(mf_fat_open(&f->vol.fs, &file, "filler.bin", MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
+                     0);
     static uint8_t block[64 << 10];
-    while (mf_fat_write(&f->fs, &file, block, sizeof block) == (int)sizeof block)
+    while (mf_fat_write(&f->vol.fs, &file, block, sizeof block) == (int)sizeof block)
         ;
-    while (mf_fat_write(&f->fs, &file, block, 512) == 512)
+    while (mf_fat_write(&f->vol.fs, &file, block, 512) == 512)
         ;
-    mf_fat_close(&f->fs, &file);
+    mf_fat_close(&f->vol.fs, &file);
     assert_int_equal(mf_reclog_room(&f->log, 1, f->message), MF_ENOSPC);
     assert_non_null(strstr(f->message, "too full for the production records"));
     uint64_t seq = f->secure.state.record_seq;
@@ -526,7 +515,7 @@ static void test_full_public_area(void **state)
     assert_int_equal(err, MF_ENOSPC);
     assert_int_equal(f->secure.state.record_seq, seq); /* nothing recorded as written */
     struct mf_fat_stat st;
-    assert_true(mf_fat_stat(&f->fs, "RECORDS.000", &st) == MF_ENOENT || st.size == 0);
+    assert_true(mf_fat_stat(&f->vol.fs, "RECORDS.000", &st) == MF_ENOENT || st.size == 0);
 }
 
 /* ---- cycles whose count's write fails ---- */
@@ -555,15 +544,15 @@ static void rig_open(struct fixture *f, struct cycle_rig *r)
     char app[2001];
     memset(app, 'Z', sizeof app - 1);
     app[sizeof app - 1] = '\0';
-    put(&f->fs, "_SECURE/Projects/01_A/01_J/app.bin", app);
-    put(&f->fs, "_SECURE/Projects/01_A/Serial.txt", "500\n");
+    put(&f->vol.fs, "_SECURE/Projects/01_A/01_J/app.bin", app);
+    put(&f->vol.fs, "_SECURE/Projects/01_A/Serial.txt", "500\n");
     mf_secure_close(&f->secure);
     install_job(f, "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
                    "[serial]\naddress = 0x0800F000\nlength = 4\n");
     char msg[MF_SETUP_ERROR_MAX];
     assert_int_equal(mf_setup_load(&r->setup, &f->secure.area, r->buffer, sizeof r->buffer, msg),
                      0);
-    mf_flashlog_init(&r->log, &f->fs, NULL, 64 * 1024, clock_of, f);
+    mf_flashlog_init(&r->log, &f->vol.fs, NULL, 64 * 1024, clock_of, f);
     r->sim_dir = mf_test_tmpdir("reclog");
     assert_non_null(r->sim_dir);
     assert_int_equal(mf_sim_open(&r->target, r->sim_dir, 1, NULL), 0);
@@ -621,12 +610,12 @@ static struct cycle_rig *rig_start(struct fixture *f, enum mf_ramanchor_fail mod
 static char *last_log_line(struct fixture *f)
 {
     struct mf_fat_stat st;
-    assert_int_equal(mf_fat_stat(&f->fs, MF_FLASHLOG_NAME, &st), 0);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_NAME, &st), 0);
     char *text = calloc(1, st.size + 1);
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->fs, &file, MF_FLASHLOG_NAME, MF_FAT_O_RDONLY), 0);
-    assert_int_equal(mf_fat_read(&f->fs, &file, text, st.size), (int)st.size);
-    mf_fat_close(&f->fs, &file);
+    assert_int_equal(mf_fat_open(&f->vol.fs, &file, MF_FLASHLOG_NAME, MF_FAT_O_RDONLY), 0);
+    assert_int_equal(mf_fat_read(&f->vol.fs, &file, text, st.size), (int)st.size);
+    mf_fat_close(&f->vol.fs, &file);
     size_t n = strlen(text);
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
         text[--n] = '\0';
@@ -926,8 +915,8 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
         return MF_ECORRUPT;
     }
     /* Every record whose head was recorded is in the files, chained: the verifier says intact. */
-    struct mf_fat saved = f->fs;
-    f->fs = c->fs;
+    struct mf_fat saved = f->vol.fs;
+    f->vol.fs = c->fs;
     struct mf_record_verifier v;
     unsigned files;
     if (c->prefix_bytes) {
@@ -936,7 +925,7 @@ static int cut_check(void *context, const struct mf_bd *bd, const struct mf_swee
     } else {
         files = verify_all(f, &v);
     }
-    f->fs = saved;
+    f->vol.fs = saved;
     if (files > c->most_files)
         c->most_files = files;
     /* Intact; or, when a cut left a file whose FAT entries lag its size (the FAT's own crash
@@ -1030,11 +1019,11 @@ static void prefill(struct cut_ctx *c)
     assert_int_equal(mf_fat_unmount(&c->fs), 0);
     c->prefix_bytes = size;
 
-    struct mf_fat saved = f->fs;
-    assert_int_equal(mf_fat_mount(&f->fs, &ram.bd, NULL, NULL), 0);
+    struct mf_fat saved = f->vol.fs;
+    assert_int_equal(mf_fat_mount(&f->vol.fs, &ram.bd, NULL, NULL), 0);
     verify_all(f, &c->prefix_verifier);
-    mf_fat_unmount(&f->fs);
-    f->fs = saved;
+    mf_fat_unmount(&f->vol.fs);
+    f->vol.fs = saved;
     assert_true(mf_record_verifier_intact(&c->prefix_verifier));
     assert_int_equal(c->prefix_verifier.verified, f->secure.state.record_seq);
     c->prefix_lines = c->prefix_verifier.lines;

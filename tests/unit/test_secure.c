@@ -12,6 +12,7 @@
 #include "mf_secure.h"
 #include "mf_setup.h"
 #include "mf_sweep.h"
+#include "mf_testfat.h"
 #include "mf_testutil.h"
 #include "mf_worker_thread.h"
 
@@ -30,9 +31,9 @@
 #define SECURE_BLOCKS 4096u /* 2 MiB */
 
 struct fixture {
-    uint8_t *public_mem, *secure_mem;
-    struct mf_rambd public_ram, secure_ram;
-    struct mf_fat fs;
+    struct mf_testfat vol; /* the public area */
+    uint8_t *secure_mem;
+    struct mf_rambd secure_ram;
     struct mf_area_fat public_area;
     struct mf_ramanchor anchor;
     struct mf_secure secure;
@@ -47,23 +48,12 @@ static void entropy(void *context, void *buffer, size_t length)
 
 static void put(struct mf_fat *fs, const char *path, const void *data, size_t len)
 {
-    char dir[256];
-    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-        memcpy(dir, path, (size_t)(p - path));
-        dir[p - path] = '\0';
-        int err = mf_fat_mkdir(fs, dir);
-        assert_true(err == 0 || err == MF_EEXIST);
-    }
-    struct mf_fat_file f;
-    assert_int_equal(mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC),
-                     0);
-    assert_int_equal(mf_fat_write(fs, &f, data, (uint32_t)len), (int)len);
-    assert_int_equal(mf_fat_close(fs, &f), 0);
+    assert_int_equal(mf_testfat_put(fs, path, data, len), 0);
 }
 
 static void puts_(struct mf_fat *fs, const char *path, const char *text)
 {
-    put(fs, path, text, strlen(text));
+    assert_int_equal(mf_testfat_put_text(fs, path, text), 0);
 }
 
 /* A setup in _SECURE/ with a marker string in its firmware; `tag` varies the content. */
@@ -75,13 +65,13 @@ static void make_setup(struct fixture *f, const char *tag, const char *cntdown, 
     char marker[64];
     int n = snprintf(marker, sizeof marker, "SECRET-MARKER-%s", tag);
     memcpy(fw + size / 2, marker, (size_t)n);
-    put(&f->fs, "_SECURE/Projects/01_Widget/01_App/app.bin", fw, size);
-    puts_(&f->fs, "_SECURE/Projects/01_Widget/01_App/job.ini",
+    put(&f->vol.fs, "_SECURE/Projects/01_Widget/01_App/app.bin", fw, size);
+    puts_(&f->vol.fs, "_SECURE/Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
           "[serial]\naddress = 0x0800F000\n");
-    puts_(&f->fs, "_SECURE/Projects/01_Widget/Cntdown.txt", cntdown);
-    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "500\r\n");
-    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\nProject = 01_Widget\n");
+    puts_(&f->vol.fs, "_SECURE/Projects/01_Widget/Cntdown.txt", cntdown);
+    puts_(&f->vol.fs, "_SECURE/Projects/01_Widget/Serial.txt", "500\r\n");
+    puts_(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\nProject = 01_Widget\n");
     free(fw);
 }
 
@@ -94,14 +84,11 @@ static struct mf_secure_config config_of(struct fixture *f, const struct mf_bd *
 static int setup_fixture(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    f->public_mem = calloc(PUBLIC_BLOCKS, 512);
     f->secure_mem = calloc(SECURE_BLOCKS, 512);
-    mf_rambd_init(&f->public_ram, f->public_mem, 512, PUBLIC_BLOCKS);
     mf_rambd_init(&f->secure_ram, f->secure_mem, 512, SECURE_BLOCKS);
     struct mf_fat_format_options o = {.volume_id = 1};
-    assert_int_equal(mf_fat_format(&f->public_ram.bd, &o), 0);
-    assert_int_equal(mf_fat_mount(&f->fs, &f->public_ram.bd, NULL, NULL), 0);
-    mf_area_fat_init(&f->public_area, &f->fs, NULL);
+    assert_int_equal(mf_testfat_init(&f->vol, 512, PUBLIC_BLOCKS, &o), 0);
+    mf_area_fat_init(&f->public_area, &f->vol.fs, NULL);
     mf_ramanchor_init(&f->anchor);
     *state = f;
     return 0;
@@ -111,7 +98,7 @@ static int teardown_fixture(void **state)
 {
     struct fixture *f = *state;
     mf_secure_close(&f->secure);
-    free(f->public_mem);
+    mf_testfat_free(&f->vol);
     free(f->secure_mem);
     free(f);
     return 0;
@@ -254,9 +241,9 @@ static void test_counts_and_serials(void **state)
 static void rollback(struct fixture *f, uint32_t reservation)
 {
     make_setup(f, "C", "10\r\n", 1000);
-    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\nReservation = 4\r\n");
+    puts_(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\nReservation = 4\r\n");
     if (reservation == 1)
-        puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\n");
+        puts_(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\n");
     install(f);
     assert_int_equal(f->secure.reservation, reservation);
     struct mf_setup setup;
@@ -293,7 +280,7 @@ static void install_counted(struct fixture *f, const char *tag, unsigned k, stru
     make_setup(f, tag, "10\r\n", 1000);
     char ini[64];
     snprintf(ini, sizeof ini, "[CONFIG]\nReservation = %u\n", k);
-    puts_(&f->fs, "_SECURE/FLASHER.INI", ini);
+    puts_(&f->vol.fs, "_SECURE/FLASHER.INI", ini);
     install(f);
     load_setup(f, setup);
 }
@@ -461,11 +448,11 @@ static void rollback_two_projects(struct fixture *f, bool notes)
     if (!notes)
         mf_ramanchor_no_notes(&f->anchor);
     make_setup(f, "R", "10\r\n", 1000);
-    puts_(&f->fs, "_SECURE/Projects/02_Gadget/01_App/job.ini",
+    puts_(&f->vol.fs, "_SECURE/Projects/02_Gadget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = ../../01_Widget/01_App/app.bin\n"
           "address = 0x08000000\n[serial]\naddress = 0x0800F000\n");
-    puts_(&f->fs, "_SECURE/Projects/02_Gadget/Cntdown.txt", "5\r\n");
-    puts_(&f->fs, "_SECURE/Projects/02_Gadget/Serial.txt", "900\r\n");
+    puts_(&f->vol.fs, "_SECURE/Projects/02_Gadget/Cntdown.txt", "5\r\n");
+    puts_(&f->vol.fs, "_SECURE/Projects/02_Gadget/Serial.txt", "900\r\n");
     install(f);
     struct mf_setup setup;
     load_setup(f, &setup);
@@ -636,7 +623,7 @@ static void test_medium_fails_inside_a_reservation(void **state)
 {
     struct fixture *f = *state;
     make_setup(f, "K", "10\r\n", 1000);
-    puts_(&f->fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\nReservation = 4\r\n");
+    puts_(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\r\nReservation = 4\r\n");
     install(f);
     struct mf_setup setup;
     load_setup(f, &setup);
@@ -908,7 +895,7 @@ static void test_install_with_a_worker(void **state)
     make_setup(f, "I", "5", 600000); /* 37 chunks: three batches */
     uint8_t *extra = malloc(70000);
     randombytes_buf(extra, 70000);
-    put(&f->fs, "_SECURE/Projects/01_Widget/extra.bin", extra, 70000);
+    put(&f->vol.fs, "_SECURE/Projects/01_Widget/extra.bin", extra, 70000);
     assert_int_equal(mf_worker_thread_start(&counted.thread), 0);
     struct mf_worker_thread *tp = &counted.thread;
     const struct mf_worker w = {NULL, counted_try_start, counted_wait, NULL};
@@ -978,7 +965,7 @@ static void test_reinstall_erases_the_old_setup(void **state)
     install(f);
     uint8_t old_key[32];
     memcpy(old_key, f->anchor.state.key, 32);
-    assert_int_equal(mf_fat_remove(&f->fs, "_SECURE/Projects/01_Widget/01_App/app.bin"), 0);
+    assert_int_equal(mf_fat_remove(&f->vol.fs, "_SECURE/Projects/01_Widget/01_App/app.bin"), 0);
     make_setup(f, "F", "7", 20000);
     install(f);
     assert_memory_not_equal(old_key, f->anchor.state.key, 32);
@@ -999,7 +986,7 @@ static void test_too_big_is_refused_before_erasing(void **state)
     uint64_t counter = f->anchor.counter;
     uint8_t key[32];
     memcpy(key, f->anchor.state.key, 32);
-    put(&f->fs, "_SECURE/big.bin", f->public_mem, 3u << 20); /* more than the 2 MiB partition */
+    put(&f->vol.fs, "_SECURE/big.bin", f->vol.memory, 3u << 20); /* more than the 2 MiB partition */
     reopen(f, 0);
     int err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
                                 f->message);
@@ -1020,7 +1007,7 @@ static void test_bad_counter_file_is_refused_before_erasing(void **state)
     install(f);
     uint8_t key[32];
     memcpy(key, f->anchor.state.key, 32);
-    puts_(&f->fs, "_SECURE/Projects/01_Widget/Cntdown.txt", "12abc");
+    puts_(&f->vol.fs, "_SECURE/Projects/01_Widget/Cntdown.txt", "12abc");
     int err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
                                 f->message);
     assert_int_equal(err, MF_EFORMAT);
@@ -1134,13 +1121,13 @@ static void test_power_cut_during_the_move(void **state)
      * and inside a long one. */
     uint8_t *extra = malloc(300u << 10);
     randombytes_buf(extra, 300u << 10);
-    put(&f->fs, "_SECURE/Projects/01_Widget/extra.bin", extra, 300u << 10);
+    put(&f->vol.fs, "_SECURE/Projects/01_Widget/extra.bin", extra, 300u << 10);
     free(extra);
     if (mf_test_soak()) {
         /* make soak: a large setup (many chunks, clusters and write points) */
         uint8_t *big = malloc(768u << 10);
         randombytes_buf(big, 768u << 10);
-        put(&f->fs, "_SECURE/Projects/01_Widget/data.bin", big, 768u << 10);
+        put(&f->vol.fs, "_SECURE/Projects/01_Widget/data.bin", big, 768u << 10);
         free(big);
     }
     struct cut c = {.f = f, .before = f->anchor};
@@ -1286,10 +1273,10 @@ static int auth_check(void *context, const struct mf_bd *bd, const struct mf_swe
 static void power_cut_during_authorization(struct fixture *f, unsigned k)
 {
     make_setup(f, "AUTH", "20", 3000);
-    puts_(&f->fs, "_SECURE/Projects/01_Widget/Serial.txt", "100\r\n");
+    puts_(&f->vol.fs, "_SECURE/Projects/01_Widget/Serial.txt", "100\r\n");
     char ini[64];
     snprintf(ini, sizeof ini, "[CONFIG]\nReservation = %u\n", k);
-    puts_(&f->fs, "_SECURE/FLASHER.INI", ini);
+    puts_(&f->vol.fs, "_SECURE/FLASHER.INI", ini);
     install(f);
     struct auth_cut c = {.f = f, .before = f->anchor, .fresh = true, .k = k};
     load_setup(f, &c.setup);
@@ -1354,7 +1341,7 @@ static void marked(struct fixture *f, const char *path, size_t size, unsigned se
         b[i] = (uint8_t)(i * 13 + seed);
     for (size_t o = 0; o + 100 + sizeof REMOVAL_MARKER < size; o += 512)
         memcpy(b + o + 100, REMOVAL_MARKER, sizeof REMOVAL_MARKER - 1);
-    put(&f->fs, path, b, size);
+    put(&f->vol.fs, path, b, size);
     free(b);
 }
 
@@ -1451,8 +1438,8 @@ static void test_power_cut_during_the_removal(void **state)
     struct removal_cut c = {.f = f,
                             .public_snapshot = malloc(PUBLIC_BLOCKS * 512u),
                             .secure_snapshot = malloc(SECURE_BLOCKS * 512u)};
-    assert_true(medium_contains(f->public_mem, PUBLIC_BLOCKS * 512u, REMOVAL_MARKER));
-    memcpy(c.public_snapshot, f->public_mem, PUBLIC_BLOCKS * 512u);
+    assert_true(medium_contains(f->vol.memory, PUBLIC_BLOCKS * 512u, REMOVAL_MARKER));
+    memcpy(c.public_snapshot, f->vol.memory, PUBLIC_BLOCKS * 512u);
     memcpy(c.secure_snapshot, f->secure_mem, SECURE_BLOCKS * 512u);
     struct mf_sweep sweep = {.name = "_SECURE removal",
                              .block_size = 512,

@@ -6,8 +6,8 @@
 #include "mf_area.h"
 #include "mf_err.h"
 #include "mf_fat.h"
-#include "mf_rambd.h"
 #include "mf_setup.h"
+#include "mf_testfat.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -68,35 +68,29 @@ static void test_fingerprint_exclusions(void **state)
  * part of what a setup may leave out), not with the log files. */
 static void put(struct mf_fat *fs, const char *path, const char *text)
 {
-    struct mf_fat_file file;
-    assert_int_equal(
-        mf_fat_open(fs, &file, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_TRUNC), 0);
-    assert_int_equal(mf_fat_write(fs, &file, text, (uint32_t)strlen(text)), (int)strlen(text));
-    assert_int_equal(mf_fat_close(fs, &file), 0);
+    assert_int_equal(mf_testfat_put_text(fs, path, text), 0);
 }
 
 static void test_fingerprint_on_a_volume(void **state)
 {
     (void)state;
-    static uint8_t memory[2048 * 512], buffer[4096];
-    struct mf_rambd ram;
-    struct mf_fat fs;
+    static uint8_t buffer[4096];
+    struct mf_testfat vol;
     struct mf_area_fat area;
-    mf_rambd_init(&ram, memory, 512, 2048);
     struct mf_fat_format_options o = {.volume_id = 9};
-    assert_int_equal(mf_fat_format(&ram.bd, &o), 0);
-    assert_int_equal(mf_fat_mount(&fs, &ram.bd, NULL, NULL), 0);
-    mf_area_fat_init(&area, &fs, NULL);
-    put(&fs, "app.hex", ":00000001FF\n");
+    assert_int_equal(mf_testfat_init(&vol, 512, 2048, &o), 0);
+    mf_area_fat_init(&area, &vol.fs, NULL);
+    put(&vol.fs, "app.hex", ":00000001FF\n");
     uint8_t a[32], b[32];
     assert_int_equal(mf_setup_fingerprint(&area.area, buffer, sizeof buffer, a), 0);
-    put(&fs, "FLASHER.LOG", "a line\r\n");
-    put(&fs, "FLASHER.OLD", "older\r\n");
+    put(&vol.fs, "FLASHER.LOG", "a line\r\n");
+    put(&vol.fs, "FLASHER.OLD", "older\r\n");
     assert_int_equal(mf_setup_fingerprint(&area.area, buffer, sizeof buffer, b), 0);
     assert_memory_equal(a, b, 32);
-    put(&fs, "RECORDS.000", "record\n");
+    put(&vol.fs, "RECORDS.000", "record\n");
     assert_int_equal(mf_setup_fingerprint(&area.area, buffer, sizeof buffer, b), 0);
     assert_memory_not_equal(a, b, 32);
+    mf_testfat_free(&vol);
 }
 
 int main(void)

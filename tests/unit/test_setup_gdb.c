@@ -5,6 +5,7 @@
 #include "mf_fat.h"
 #include "mf_rambd.h"
 #include "mf_setup.h"
+#include "mf_testfat.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,10 +20,7 @@ static uint8_t medium[2048 * 512];
 
 static void put(struct mf_fat *fs, const char *path, const char *text)
 {
-    struct mf_fat_file f;
-    assert_int_equal(mf_fat_open(fs, &f, path, MF_FAT_O_WRONLY | MF_FAT_O_CREAT), 0);
-    assert_int_equal(mf_fat_write(fs, &f, text, (uint32_t)strlen(text)), (int)strlen(text));
-    assert_int_equal(mf_fat_close(fs, &f), 0);
+    assert_int_equal(mf_testfat_put_text(fs, path, text), 0);
 }
 
 /* A project of one job, or two when `second` is not NULL (Projects/01_W/02_More). */

@@ -79,9 +79,10 @@ struct newest {
                         `file`/`end` say where the last good line ends */
     struct mf_record record;
     uint8_t hash[32];
-    unsigned file; /* the RECORDS file it is in */
-    uint32_t end;  /* the byte after its LF in that file */
-    bool trailing; /* bytes follow it (in its file or a newer one) */
+    unsigned file;  /* the RECORDS file it is in */
+    uint32_t start; /* its first byte in that file (when found) */
+    uint32_t end;   /* the byte after its LF in that file */
+    bool trailing;  /* bytes follow it (in its file or a newer one) */
 };
 
 /* Is this line a record signed by this programmer? (*same_setup: for the installed setup.) */
@@ -150,6 +151,7 @@ static int scan_file(struct mf_reclog *log, unsigned number, struct newest *out,
             out->found = true;
             out->same_setup = same;
             out->file = number;
+            out->start = *size - take + (uint32_t)start;
             out->end = *size - take + (uint32_t)end;
             break;
         }
@@ -184,6 +186,39 @@ static int newest_record(struct mf_reclog *log, bool any_file, struct newest *ou
             out->trailing = out->end < size || newer_bytes;
     }
     return err;
+}
+
+/* Writes the newest record's line again where it is, then syncs it. A line read back after an
+ * append whose sync failed may be in the host's cache only (a failed fdatasync may even have
+ * marked it clean, so that a later one succeeds without writing it): it becomes the chain's head
+ * only once it is surely on the medium. */
+static int make_durable(struct mf_reclog *log, const struct newest *n)
+{
+    struct mf_fat *fs = log->config.fs;
+    char name[16];
+    char line[MF_RECORD_LINE_MAX + 1];
+    uint32_t length = n->end - n->start;
+    if (length > sizeof line)
+        return MF_EFORMAT;
+    file_name(n->file, name);
+    struct mf_fat_file f;
+    int err = mf_fat_open(fs, &f, name, MF_FAT_O_RDWR);
+    if (err)
+        return err;
+    err = mf_fat_seek(fs, &f, n->start);
+    int r = err ? err : mf_fat_read(fs, &f, line, length);
+    if (r >= 0 && (uint32_t)r != length)
+        r = MF_EIO;
+    if (r >= 0)
+        r = mf_fat_seek(fs, &f, n->start);
+    if (r >= 0)
+        r = mf_fat_write(fs, &f, line, length);
+    if (r >= 0 && (uint32_t)r != length)
+        r = MF_EIO;
+    if (r >= 0)
+        r = mf_fat_file_sync(fs, &f);
+    int cerr = mf_fat_close(fs, &f);
+    return r < 0 ? r : cerr;
 }
 
 /* Cuts what an unfinished append left after the newest record: a torn line, and a newer file
@@ -396,6 +431,16 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
         }
         if (err) {
             say(message, "production records: cannot cut a torn line: %s", mf_strerror(err));
+            goto out;
+        }
+    }
+    if (adopt || after_head) {
+        mf_lock_take(&config->fs_lock);
+        err = make_durable(log, &newest);
+        mf_lock_give(&config->fs_lock);
+        if (err) {
+            say(message, "production records: RECORDS.%03u: cannot write record %llu again: %s",
+                newest.file % 1000u, (unsigned long long)newest.record.seq, mf_strerror(err));
             goto out;
         }
     }

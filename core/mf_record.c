@@ -444,6 +444,7 @@ static uint64_t add_saturated(uint64_t a, uint64_t b)
 
 static int add_total(struct mf_record_verifier *v, const struct mf_record *r)
 {
+    uint64_t n;
     struct mf_record_total *t = NULL;
     for (size_t i = 0; i < v->total_count && !t; i++) {
         if (memcmp(v->totals[i].setup, r->setup, 32) == 0 &&
@@ -470,6 +471,9 @@ static int add_total(struct mf_record_verifier *v, const struct mf_record *r)
         t->ok++;
     else if (mf_record_count_unknown(r))
         t->unknown++;
+    else if (r->result == MF_RECORD_ERR && (note_count(r->note, MF_RECORD_NOTE_UNRECORDED, &n) ||
+                                            note_count(r->note, MF_RECORD_NOTE_COUNTER_AHEAD, &n)))
+        t->unrecorded = add_saturated(t->unrecorded, n);
     else
         t->failed = add_saturated(t->failed, mf_record_cycles(r));
     if (r->has_serial) {

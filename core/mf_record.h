@@ -104,9 +104,11 @@ struct mf_record_total {
     uint8_t setup[32];
     char project[MF_RECORD_PROJECT_MAX + 1];
     uint64_t ok;
-    uint64_t failed;  /* cycles that took a count and failed (an "unrecorded:N" record: N) */
-    uint64_t unknown; /* "count-unknown" records: cycles that may or may not have taken one */
-    uint64_t serials; /* records that carry a serial number */
+    uint64_t failed;     /* cycles that took a count and failed */
+    uint64_t unrecorded; /* cycles that took a count but have no record of their outcome (the
+                          * device may have been made): "unrecorded:N", "counter-ahead:N" */
+    uint64_t unknown;    /* "count-unknown" records: cycles that may or may not have taken one */
+    uint64_t serials;    /* records that carry a serial number */
     uint64_t serial_min, serial_max;
 };
 

@@ -162,8 +162,8 @@ static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
             mf_flashlog_write(&p->log, "ERROR %s", message);
         }
     } else if (p->records_problem[0]) {
-        /* Closed by another slot's failure: this cycle's count is recorded as "unrecorded" when
-         * the records open again. */
+        /* Closed by another slot's failure: a count this cycle took is recorded as
+         * "unrecorded" when the records open again (a count perhaps taken, if it landed). */
         log_stderr(p, 0, "slot %u: no production record for this cycle: %s", w->number,
                    p->records_problem);
     }
@@ -352,7 +352,7 @@ static struct mf_slot_worker *calling_worker(struct mf_programmer *p)
  * as a start would (mf_reclog_open cuts a half-written line, takes a record written without its
  * head as the head, and records the cycles left without a record as "unrecorded"). Not while
  * another slot's cycle is past its preflight: it may hold a count whose record is still to come,
- * which would then be recorded twice. Cycles that start meanwhile wait here, before any count. On
+ * which would then be recorded twice. Cycles that start meanwhile are refused, before any count. On
  * success the calling slot is admitted. Under records_mutex. */
 static int records_admit(struct mf_programmer *p, char *message)
 {

@@ -940,7 +940,10 @@ static int log_verify(int argc, char **argv)
         mf_record_encode_text(t->project, project, sizeof project);
         printf("total: setup=%s project=%s ok=%llu failed=%llu", hex, project,
                (unsigned long long)t->ok, (unsigned long long)t->failed);
-        if (t->unknown) /* only then: the line stays as it was for setups without */
+        /* Only when there are any: the line stays as it was for setups without. */
+        if (t->unrecorded)
+            printf(" unrecorded=%llu", (unsigned long long)t->unrecorded);
+        if (t->unknown)
             printf(" unknown=%llu", (unsigned long long)t->unknown);
         printf(" serials=%llu", (unsigned long long)t->serials);
         if (t->serials)

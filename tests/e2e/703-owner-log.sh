@@ -46,6 +46,8 @@ for spec in sys.argv[3:]:
     seq, result = int(parts[0]), parts[1]
     serial = parts[2] if len(parts) > 2 else str(1000 + seq)
     note = ""
+    if result.startswith("ERR+"):  # ERR+unrecorded.2: an ERR record with note=unrecorded:2
+        result, note = "ERR", " note=" + result[4:].replace(".", ":")
     if result.startswith("GAP"):
         _, first, last = result.split("-")
         result, note, serial = "GAP", " note=gap:%s-%s" % (first, last), "-"
@@ -73,6 +75,13 @@ has "first: 2026-03-01T10:01:00Z"
 has "last: 2026-03-01T10:10:00Z"
 has "total: setup=$(printf 'ab%.0s' $(seq 32)) project=01_Widget ok=6 failed=1 serials=6 serial_min=1001 serial_max=1010"
 has "project=02_Big%20Gadget ok=2 failed=1 serials=3 serial_min=1003 serial_max=1009"
+
+# Counts consumed whose outcome no record gives (a programmer's unrecorded:N, counter-ahead:N)
+# are totalled apart from the failed cycles.
+python3 writer.py prog u.txt 1:OK 2:ERR+unrecorded.2:- 3:OK 4:ERR+counter-ahead.1:- 5:OK
+run 0 log verify --programmer prog.pub u.txt
+has "total: setup=$(printf 'ab%.0s' $(seq 32)) project=01_Widget ok=2 failed=0 unrecorded=3 serials=2 serial_min=1001 serial_max=1005"
+has "project=02_Big%20Gadget ok=1 failed=0 serials=1 serial_min=1003 serial_max=1003"
 has "verdict: intact"
 # The files in the wrong order: the chain says so.
 run 1 log verify --programmer prog.pub RECORDS.001 RECORDS.000

@@ -298,52 +298,44 @@ static bool job_meets(const struct mf_job *job, uint64_t start, uint64_t end)
            start < job->signature_address + MF_SIGNATURE_SIZE;
 }
 
-/* Chooses the job that lays patch `o` down, so that no later job's erase removes it: the last job
- * whose bytes the patch replaces; else the last job with bytes in the patch's sectors (that job,
- * or one before it, erased them; the setup refuses a later job erasing a sector an earlier one
- * uses); else, in sectors nobody uses, the first job that takes patches, which erases them itself.
- * That job must take patches (`patches = yes`), else the device is refused. */
+/* Chooses the job that lays patch `o` down (its `job`). The patch replaces bytes of at most one
+ * job, and that job lays it; a patch where no job has bytes goes to the last job with bytes in
+ * its sectors (that job, or one before it, erased them), or, in sectors nobody uses, to the first
+ * job that takes patches (which erases them, when it erases by sectors). Refused before anything
+ * is taken: a patch over bytes of two jobs; one a later job's sector erase would remove; one
+ * whose job erases, by sectors, a sector an earlier job programmed; one whose job takes no
+ * patches (`patches = no`). */
 static int patch_owner(struct cycle *c, struct mf_overlay *o)
 {
     const struct mf_project *p = c->project;
     uint64_t end = o->address + o->length;
+    unsigned long long at = (unsigned long long)o->address;
     int owner = -1;
     for (unsigned j = 0; j < p->job_count; j++) {
-        if (job_meets(&p->jobs[j], o->address, end))
-            owner = (int)j;
+        if (!job_meets(&p->jobs[j], o->address, end))
+            continue;
+        if (owner >= 0) {
+            fail(c, MF_ECONFLICT, "patch %u at 0x%llX lies in the bytes of two jobs (%s and %s)",
+                 o->patch, at, p->jobs[owner].name, p->jobs[j].name);
+            return MF_ECONFLICT;
+        }
+        owner = (int)j;
     }
+    /* build_overlays checked that the patch lies in one flash region. */
+    const struct mf_flash_region *r = mf_profile_region(p->jobs[0].profile, o->address);
+    int last = -1; /* the last job with bytes in a sector of the patch */
     for (uint64_t a = o->address; owner < 0 && a < end;) {
-        /* build_overlays checked that the patch lies in one flash region. */
-        const struct mf_flash_region *r = mf_profile_region(p->jobs[0].profile, a);
         uint64_t start;
         uint32_t size;
         mf_region_sector(r, a, &start, &size);
-        int last = -1;
         for (unsigned j = 0; j < p->job_count; j++) {
-            if (job_meets(&p->jobs[j], start, start + size))
+            if (job_meets(&p->jobs[j], start, start + size) && (int)j > last)
                 last = (int)j;
         }
-        if (last >= 0 && o->job >= 0 && last != o->job) {
-            fail(c, MF_ECONFLICT,
-                 "patch %u at 0x%llX lies in sectors of two jobs (%s and %s): the later one's "
-                 "erase would remove it",
-                 o->patch, (unsigned long long)o->address, p->jobs[o->job].name,
-                 p->jobs[last].name);
-            return MF_ECONFLICT;
-        }
-        if (last >= 0)
-            o->job = last; /* a sector of the patch not used by anybody goes with it */
         a = start + size;
     }
     if (owner < 0)
-        owner = o->job;
-    if (owner >= 0 && !p->jobs[owner].patches) {
-        fail(c, MF_ECONFLICT,
-             "patch %u at 0x%llX is in the bytes or sectors of job %s, which takes no patches "
-             "(patches = no)",
-             o->patch, (unsigned long long)o->address, p->jobs[owner].name);
-        return MF_ECONFLICT;
-    }
+        owner = last;
     for (unsigned j = 0; owner < 0 && j < p->job_count; j++) {
         if (p->jobs[j].patches)
             owner = (int)j;
@@ -352,6 +344,41 @@ static int patch_owner(struct cycle *c, struct mf_overlay *o)
         fail(c, MF_ECONFLICT, "patch %u: no job of project %s takes patches (patches = no)",
              o->patch, p->name);
         return MF_ECONFLICT;
+    }
+    const struct mf_job *job = &p->jobs[owner];
+    if (!job->patches) {
+        fail(c, MF_ECONFLICT,
+             "patch %u at 0x%llX is in the bytes or sectors of job %s, which takes no patches "
+             "(patches = no)",
+             o->patch, at, job->name);
+        return MF_ECONFLICT;
+    }
+    /* Every sector of the patch: no later job erases it, and the patch's job, when it erases by
+     * sectors, finds no earlier job's bytes there. */
+    for (uint64_t a = o->address; a < end;) {
+        uint64_t start;
+        uint32_t size;
+        mf_region_sector(r, a, &start, &size);
+        for (unsigned j = 0; j < p->job_count; j++) {
+            const struct mf_job *other = &p->jobs[j];
+            if ((int)j == owner || !job_meets(other, start, start + size))
+                continue;
+            if ((int)j > owner && other->erase == MF_ERASE_SECTORS) {
+                fail(c, MF_ECONFLICT,
+                     "patch %u at 0x%llX lies in the sector at 0x%llX, which job %s erases after "
+                     "job %s laid the patch",
+                     o->patch, at, (unsigned long long)start, other->name, job->name);
+                return MF_ECONFLICT;
+            }
+            if ((int)j < owner && job->erase == MF_ERASE_SECTORS) {
+                fail(c, MF_ECONFLICT,
+                     "patch %u at 0x%llX: job %s, which lays it, would erase the sector at 0x%llX "
+                     "with bytes of job %s",
+                     o->patch, at, job->name, (unsigned long long)start, other->name);
+                return MF_ECONFLICT;
+            }
+        }
+        a = start + size;
     }
     o->job = owner;
     return 0;

@@ -561,6 +561,15 @@ struct name {
 _Static_assert(sizeof(((struct name *)0)->c) / sizeof(uint16_t) >= MF_FAT_NAME_MAX + 2,
                "name buffer");
 
+bool mf_fat_names_match(const char *a, const char *b)
+{
+    struct name x, y;
+    if (utf8_to_utf16(a, strlen(a), x.c, MF_FAT_NAME_MAX, &x.len) != 0 ||
+        utf8_to_utf16(b, strlen(b), y.c, MF_FAT_NAME_MAX, &y.len) != 0)
+        return false;
+    return name_equal(x.c, x.len, y.c, y.len);
+}
+
 static bool lfn_char_valid(uint16_t c)
 {
     return c >= 0x20 && !strchr("\"*/:<>?\\|", c < 0x80 ? (int)c : 'a');

@@ -198,6 +198,10 @@ struct mf_fat_dir {
 
 int mf_fat_opendir(struct mf_fat *fs, struct mf_fat_dir *dir, const char *path);
 
+/* Do two names (UTF-8) name the same file, as this FAT layer matches names (without regard to
+ * case, also beyond ASCII: `Café` and `CAFÉ`)? False for names that are not UTF-8 or too long. */
+bool mf_fat_names_match(const char *a, const char *b);
+
 /* Reads the next entry ("." and ".." and volume labels are skipped). Returns 1 with `st` filled,
  * 0 at the end, or a negative error. */
 int mf_fat_readdir(struct mf_fat *fs, struct mf_fat_dir *dir, struct mf_fat_stat *st);

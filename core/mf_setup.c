@@ -1,5 +1,7 @@
 /* Loading and checking a production setup (see mf_setup.h). */
 #include "mf_setup.h"
+
+#include "mf_fat.h"
 #include "mf_sha256.h"
 
 #include "mf_datafile.h"
@@ -1493,7 +1495,9 @@ int mf_setup_find(const struct mf_setup *setup, const char *name, unsigned *inde
     for (unsigned i = 0; i < setup->project_count; i++) {
         const struct mf_project *p = &setup->projects[i];
         const char *folder = p->folder + strlen(MF_DIR_PROJECTS) + 1;
-        if (mf_ini_name_is(name, folder) || mf_ini_name_is(name, p->name)) {
+        /* As the FAT volume matches the folder's name: without regard to case, beyond ASCII
+         * too. */
+        if (mf_fat_names_match(name, folder) || mf_fat_names_match(name, p->name)) {
             *index = i;
             return 0;
         }

@@ -724,6 +724,117 @@ static void test_flasher_ini_reference_keys(void **state)
     assert_string_equal(f->setup.ignored_keys, "");
 }
 
+/* Patches across the sectors of two jobs on 1 KiB sectors (Boot at 0x08000000, App after it):
+ * each refused before anything is taken, naming why, where laying it would lose bytes: over the
+ * bytes of both jobs (with App erasing by sectors or not at all), in Boot's bytes and App's
+ * sector (App's erase would remove its tail), in App's bytes and Boot's sector (App's erase would
+ * remove Boot's bytes). A patch in Boot's bytes and a sector nobody uses is laid by Boot. */
+static void test_patches_across_two_jobs_sectors(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        uint32_t boot_size, app_at, app_size;
+        const char *app_erase, *line, *message;
+    } cases[] = {
+        {0x400, 0x400, 0x400, "sectors", "1,80003FE,4:A1A2A3A4",
+         "patch 1 at 0x80003FE lies in the bytes of two jobs (Boot and App)"},
+        {0x400, 0x400, 0x400, "none", "1,80003FE,4:A1A2A3A4",
+         "patch 1 at 0x80003FE lies in the bytes of two jobs (Boot and App)"},
+        {0x3F0, 0x420, 0x100, "sectors",
+         "1,80003EE,20:0102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F20",
+         "patch 1 at 0x80003EE lies in the sector at 0x8000400, which job App erases after job "
+         "Boot laid the patch"},
+        {0x3F0, 0x400, 0x100, "sectors", "1,80003F8,10:0102030405060708090A0B0C0D0E0F10",
+         "patch 1 at 0x80003F8: job App, which lays it, would erase the sector at 0x8000000 with "
+         "bytes of job Boot"},
+        {0x3F0, 0x800, 0x100, "sectors",
+         "1,80003EE,20:0102030405060708090A0B0C0D0E0F10"
+         "1112131415161718191A1B1C1D1E1F20",
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t boot[0x500], app[0x400];
+        firmware(boot, cases[i].boot_size, 21);
+        firmware(app, cases[i].app_size, 22);
+        char ini[256];
+        put(&f->vol.fs, "Projects/01_Widget/01_Boot/boot.bin", boot, cases[i].boot_size);
+        puts_(&f->vol.fs, "Projects/01_Widget/01_Boot/job.ini",
+              "[job]\ndevice = SIM-F1-64K\n[file]\npath = boot.bin\naddress = 0x08000000\n");
+        put(&f->vol.fs, "Projects/01_Widget/02_App/app.bin", app, cases[i].app_size);
+        snprintf(ini, sizeof ini,
+                 "[job]\ndevice = SIM-F1-64K\nerase = %s\n[file]\npath = app.bin\n"
+                 "address = 0x%X\n",
+                 cases[i].app_erase, 0x08000000u + cases[i].app_at);
+        puts_(&f->vol.fs, "Projects/01_Widget/02_App/job.ini", ini);
+        puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+        puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "1\r\n");
+        char text[256];
+        snprintf(text, sizeof text, "1,8000000,1:00\r\n%s\r\n", cases[i].line);
+        puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", text);
+        if (load(f) != 0)
+            fail_msg("case %zu: %s", i, f->message);
+        assert_int_equal(
+            mf_sim_replace(f->sim_dir, 1, mf_profile_find("SIM-F1-64K"), NULL, NULL, NULL, 0), 0);
+        struct mf_cycle_result r;
+        int err = cycle(f, 0, MF_ACTION_AUTO, &r);
+        if (cases[i].message) {
+            if (err != MF_ECONFLICT || !strstr(r.message, cases[i].message))
+                fail_msg("case %zu: %d '%s', want '%s'", i, err, r.message, cases[i].message);
+            assert_false(r.consumed);
+            assert_int_equal(r.failure, MF_FAIL_DEVICE_DATA);
+            assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+            continue;
+        }
+        if (err)
+            fail_msg("case %zu: %s", i, r.message);
+        size_t size;
+        uint8_t *mem = flash(f, 1, &size);
+        for (uint32_t k = 0; k < 0x20; k++)
+            boot[0x3EE + k] = (uint8_t)(k + 1); /* the patch, over Boot's tail and beyond */
+        assert_memory_equal(mem, boot, 0x40E);
+        assert_memory_equal(mem + cases[i].app_at, app, cases[i].app_size);
+        free(mem);
+    }
+}
+
+/* Projects/<project>/01_App: `size` bytes of `app` at 0x08000000 on a SIM-F1-64K. */
+static void put_app_project(struct fixture *f, const char *project, const uint8_t *app, size_t size)
+{
+    char path[128];
+    snprintf(path, sizeof path, "Projects/%s/01_App/app.bin", project);
+    put(&f->vol.fs, path, app, size);
+    snprintf(path, sizeof path, "Projects/%s/01_App/job.ini", project);
+    puts_(&f->vol.fs, path,
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
+}
+
+/* A project is found by its name as the FAT volume finds its folder: without regard to case, also
+ * beyond ASCII (`#SELECT CAFÉ` selects `01_Café`), with or without its prefix. */
+static void test_project_names_beyond_ascii(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t app[64];
+    firmware(app, sizeof app, 5);
+    put_app_project(f, "01_Café", app, sizeof app);
+    put_app_project(f, "02_Ωmega", app, sizeof app);
+    puts_(&f->vol.fs, "FLASHER.INI", "[CONFIG]\nProject = ΩMEGA\n");
+    if (load(f) != 0)
+        fail_msg("%s", f->message);
+    assert_string_equal(mf_setup_project(&f->setup)->name, "Ωmega");
+    unsigned index;
+    const char *cafe[] = {"Café", "CAFÉ", "café", "01_CAFÉ"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(mf_setup_find(&f->setup, cafe[i], &index), 0);
+        assert_int_equal(index, 0);
+    }
+    assert_int_equal(mf_setup_find(&f->setup, "Cafe", &index), MF_ENOENT);
+    assert_int_equal(mf_setup_find(&f->setup,
+                                   "CAF"
+                                   "\x90",
+                                   &index),
+                     MF_ENOENT); /* not UTF-8 */
+}
+
 static void test_bad_inline_patch_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -1172,13 +1283,8 @@ static void test_held_data_bounded_selected_first(void **state)
     static const char *const names[] = {"01_A", "02_B", "03_C"};
     uint8_t app[40000];
     for (unsigned i = 0; i < 3; i++) {
-        char path[128];
         firmware(app, sizeof app, 20 + i);
-        snprintf(path, sizeof path, "Projects/%s/01_App/app.bin", names[i]);
-        put(&f->vol.fs, path, app, sizeof app);
-        snprintf(path, sizeof path, "Projects/%s/01_App/job.ini", names[i]);
-        puts_(&f->vol.fs, path,
-              "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
+        put_app_project(f, names[i], app, sizeof app);
     }
     puts_(&f->vol.fs, "FLASHER.INI", "[CONFIG]\nProject = 02_B\n");
     f->area.area.hold_max = 2 * sizeof app - 1; /* room for one file */
@@ -2332,6 +2438,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_serial_taken_without_a_serial_field, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_flasher_ini_reference_keys, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_patches_across_two_jobs_sectors, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_project_names_beyond_ascii, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_bad_inline_patch_is_refused, setup_fixture,
                                         teardown_fixture),

@@ -79,6 +79,8 @@ static int device(struct mf_fat *fs, int err)
 {
     if (err && !fs->device_error)
         fs->device_error = err;
+    if (err)
+        fs->device_failures++;
     return err;
 }
 
@@ -100,7 +102,10 @@ static int dev_write(struct mf_fat *fs, uint32_t sector, const void *buf, uint32
 
 static int dev_sync(struct mf_fat *fs)
 {
-    return device(fs, mf_bd_sync(fs->bd));
+    int err = device(fs, mf_bd_sync(fs->bd));
+    if (!err)
+        fs->data_unsynced = false;
+    return err;
 }
 
 static int cache_write_back(struct mf_fat *fs, unsigned i)
@@ -177,7 +182,9 @@ static void cache_forget(struct mf_fat *fs, uint32_t sector, uint32_t count)
 }
 
 /* Writes back FAT sectors first, then directory sectors: a cut between them leaves lost
- * clusters (harmless) rather than entries pointing at free clusters. */
+ * clusters (harmless) rather than entries pointing at free clusters. File data written since the
+ * last sync is made durable before a directory sector too, so that no entry's size covers bytes
+ * the medium does not hold yet (an appended line of zeros after a cut). */
 static int cache_flush(struct mf_fat *fs)
 {
     bool fat_written = false;
@@ -186,7 +193,7 @@ static int cache_flush(struct mf_fat *fs)
             struct mf_fat_cache_line *line = &fs->lines[i];
             if (!line->valid || !line->dirty || sector_in_fat1(fs, line->sector) != (pass == 0))
                 continue;
-            if (pass == 1 && fat_written) {
+            if (pass == 1 && (fat_written || fs->data_unsynced)) {
                 /* A barrier: a directory entry never reaches the medium before the clusters it
                  * names are allocated there (a disk may reorder unsynced writes). */
                 int err = dev_sync(fs);
@@ -1834,6 +1841,7 @@ static int file_put(struct mf_fat *fs, struct mf_fat_file *file, const uint8_t *
                 sectors = left;
             err = dev_write(fs, sector, src, sectors);
             cache_forget(fs, sector, sectors);
+            fs->data_unsynced = true;
             done = sectors * bps;
         } else {
             done = bps - in_sector < n ? bps - in_sector : n;
@@ -1853,6 +1861,7 @@ static int file_put(struct mf_fat *fs, struct mf_fat_file *file, const uint8_t *
                     memset(fs->scratch + in_sector, 0, done);
                 err = dev_write(fs, sector, fs->scratch, 1);
                 cache_forget(fs, sector, 1);
+                fs->data_unsynced = true;
             }
         }
         if (err)
@@ -2243,6 +2252,7 @@ int mf_fat_readdir(struct mf_fat *fs, struct mf_fat_dir *dir, struct mf_fat_stat
 
 int mf_fat_mkdir(struct mf_fat *fs, const char *path)
 {
+    uint64_t failures = fs->device_failures;
     struct lookup l;
     int r = lookup(fs, path, &l);
     if (r < 0)
@@ -2271,7 +2281,7 @@ int mf_fat_mkdir(struct mf_fat *fs, const char *path)
     if (!err) {
         entry_init(fs, e, MF_FAT_ATTR_DIRECTORY, c);
         err = dir_add(fs, l.parent, &l.last, e, NULL, &l.f);
-        if (err && !fs->device_error)
+        if (err && fs->device_failures == failures)
             fat_set(fs, c, FAT_FREE); /* refused (root full): the cluster goes back */
     }
     return finish(fs, err);
@@ -2465,6 +2475,7 @@ int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
         return mf_fat_rename(fs, from, to); /* one file: a change of case at most */
     if (old == moved)
         old = 0; /* two names of one chain (a cut rename): it stays with `to` */
+    uint64_t failures = fs->device_failures;
     /* `from`'s name goes first, then `to`'s entry takes its clusters with one sector write: a cut
      * leaves `to` as it was or as `from` was, at worst with `from`'s or its old clusters lost,
      * never two names of one chain. */
@@ -2483,14 +2494,17 @@ int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
     } else if (!err) {
         struct found added;
         err = dir_add(fs, dst.parent, &dst.last, src.f.entry, NULL, &added);
-        if (err && !fs->device_error && moved)
+        if (err && fs->device_failures == failures && moved)
             chain_free(fs, moved); /* refused (a full folder): nothing names the clusters */
     }
     if (!err)
         err = commit(fs);
-    if (!err && old)
-        err = chain_free(fs, old);
-    return finish(fs, err);
+    if (err || !old)
+        return finish(fs, err);
+    /* Switched: `to` is `from` now, whatever happens to its old clusters. A failure to free them
+     * only loses them (fsck.fat reclaims lost clusters): the replace has taken place. */
+    finish(fs, chain_free(fs, old));
+    return 0;
 }
 
 /* Erases `count` clusters from `first` on the device and forgets them in the cache. */
@@ -2661,6 +2675,7 @@ static int remove_tree(struct mf_fat *fs, const char *path, bool wipe)
     int err = lookup_removable_folder(fs, path, &l, &cluster);
     if (err)
         return err;
+    uint64_t failures = fs->device_failures;
     struct removal rm = {.count = 0};
     if (wipe) {
         struct erase_run run = {0, 0};
@@ -2672,9 +2687,10 @@ static int remove_tree(struct mf_fat *fs, const char *path, bool wipe)
     }
     if (!err)
         err = tree_walk(fs, &l.f, &rm, NULL);
-    if (!fs->device_error) {
+    if (fs->device_failures == failures) {
         /* Also after a refusal (an open file): what was removed so far is committed and its
-         * chains freed, as each step keeps the volume consistent. */
+         * chains freed, as each step keeps the volume consistent. A device that failed in this
+         * call (not in an earlier one) leaves it to finish. */
         int rerr = removal_release(fs, &rm);
         if (!err)
             err = rerr;

@@ -106,8 +106,10 @@ struct mf_fat {
     uint32_t free_count;        /* free clusters, 0xFFFFFFFF = not yet counted */
     uint32_t next_free;         /* allocation hint */
     uint32_t age;
-    uint64_t generation; /* goes up with every change that is committed or abandoned */
-    int device_error;    /* first device error since the cache last matched the device, or 0 */
+    uint64_t generation;      /* goes up with every change that is committed or abandoned */
+    int device_error;         /* first device error since the cache last matched the device, or 0 */
+    uint64_t device_failures; /* device calls that failed since the mount */
+    bool data_unsynced;       /* file data written straight to the device since the last sync */
     bool fsinfo_dirty;
     struct mf_fat_file *open_files;
     struct mf_fat_cache_line lines[MF_FAT_CACHE_SECTORS];

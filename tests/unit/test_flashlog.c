@@ -385,21 +385,29 @@ static void test_room_is_kept(void **state)
 
 /* ---- a power cut at every write of a rotation ---- */
 
+/* Formats `medium`, mounts it into `fs` and opens its FLASHER.LOG (4 KiB limit) into `log`. */
+static int fresh_log(const struct mf_bd *medium, struct mf_fat *fs, struct mf_flashlog *log)
+{
+    struct mf_fat_format_options o = {.volume_id = 9};
+    int err = mf_fat_format(medium, &o);
+    if (!err)
+        err = mf_fat_mount(fs, medium, NULL, NULL);
+    if (!err)
+        mf_flashlog_init(log, fs, NULL, 4096, fixed_clock, NULL);
+    return err;
+}
+
 static char full_log[4096]; /* FLASHER.LOG as the setup leaves it, one line short of rotating */
 static uint32_t full_size;
 
 static int rotation_setup(void *context, const struct mf_bd *medium)
 {
     (void)context;
-    struct mf_fat_format_options o = {.volume_id = 9};
     struct mf_fat fs;
-    int err = mf_fat_format(medium, &o);
-    if (!err)
-        err = mf_fat_mount(&fs, medium, NULL, NULL);
+    struct mf_flashlog log;
+    int err = fresh_log(medium, &fs, &log);
     if (err)
         return err;
-    struct mf_flashlog log;
-    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
     char text[200];
     memset(text, 'z', sizeof text - 1);
     text[sizeof text - 1] = '\0';
@@ -480,6 +488,83 @@ static void test_power_cut_during_rotation(void **state)
     assert_true(result.write_points >= 4);
 }
 
+/* ---- a power cut at every write of a line appended within the log's last cluster ---- */
+
+static char short_log[1024]; /* FLASHER.LOG before the append: three short lines */
+static uint32_t short_size;
+
+static int append_setup(void *context, const struct mf_bd *medium)
+{
+    (void)context;
+    struct mf_fat fs;
+    struct mf_flashlog log;
+    int err = fresh_log(medium, &fs, &log);
+    if (err)
+        return err;
+    for (unsigned i = 0; i < 3 && !err; i++)
+        err = mf_flashlog_write(&log, "line %u short", i);
+    char *got = err ? NULL : slurp(&fs, MF_FLASHLOG_NAME, &short_size);
+    if (got)
+        memcpy(short_log, got, short_size);
+    free(got);
+    return err ? err : mf_fat_unmount(&fs);
+}
+
+static int append_run(void *context, const struct mf_bd *bd)
+{
+    (void)context;
+    struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return err;
+    struct mf_flashlog log;
+    mf_flashlog_init(&log, &fs, NULL, 4096, fixed_clock, NULL);
+    return mf_flashlog_write(&log, "line new short");
+}
+
+/* The earlier lines byte for byte, then the new line whole or nothing: no bytes the medium never
+ * got (zeros) under a size that covers them. Before, the directory entry's new size could reach
+ * the medium before the line's data. */
+static int append_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *p)
+{
+    (void)context;
+    struct mf_fat fs;
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return err;
+    uint32_t size;
+    char *text = slurp(&fs, MF_FLASHLOG_NAME, &size);
+    mf_fat_unmount(&fs);
+    bool kept = text && size >= short_size && memcmp(text, short_log, short_size) == 0;
+    const char *tail = kept ? text + short_size : "";
+    uint32_t tail_size = kept ? size - short_size : 0;
+    bool whole = kept && (tail_size == 0 || (tail_size > 16 && tail[tail_size - 1] == '\n' &&
+                                             memchr(tail, '\0', tail_size) == NULL &&
+                                             strstr(tail, " line new short\r\n") != NULL));
+    if (!whole)
+        fprintf(stderr, "cut %llu (%s): %s, %u bytes after them%s\n", (unsigned long long)p->cut_at,
+                mf_faultbd_cut_mode_name(p->mode),
+                kept ? "earlier lines kept" : "EARLIER LINES LOST", tail_size,
+                kept && memchr(tail, '\0', tail_size) ? ", zeros among them" : "");
+    free(text);
+    return whole ? 0 : MF_EVERIFY;
+}
+
+static void test_power_cut_during_an_append(void **state)
+{
+    (void)state;
+    struct mf_sweep sweep = {.name = "FLASHER.LOG append",
+                             .block_size = 512,
+                             .block_count = BLOCKS,
+                             .setup = append_setup,
+                             .run = append_run,
+                             .check = append_check};
+    struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_ATOMIC, .seeds = 8, .pairs = true};
+    struct mf_sweep_result result;
+    assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
+    assert_true(result.write_points >= 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +572,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_waits_for_an_open_log, setup, teardown),
         cmocka_unit_test(test_power_cut_during_rotation),
+        cmocka_unit_test(test_power_cut_during_an_append),
         cmocka_unit_test_setup_teardown(test_line_after_a_cut_line, setup, teardown),
         cmocka_unit_test(test_device_error_mid_line),
         cmocka_unit_test_setup_teardown(test_room_for_a_line, setup, teardown),

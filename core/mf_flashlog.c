@@ -135,7 +135,11 @@ int mf_flashlog_room(struct mf_flashlog *log, unsigned lines, char *message)
     } else {
         if (log->max_bytes > size)
             need = round_up(log->max_bytes, cluster) - round_up(size, cluster);
-        uint64_t fresh = round_up(lines_bytes, cluster), freed = round_up(old, cluster);
+        /* A new log rotates again past its limit (its predecessor's clusters come free then):
+         * it never holds more than the limit and one line. */
+        uint64_t most = (uint64_t)log->max_bytes + MF_FLASHLOG_LINE_MAX;
+        uint64_t fresh = round_up(lines_bytes < most ? lines_bytes : most, cluster);
+        uint64_t freed = round_up(old, cluster);
         need += fresh > freed ? fresh - freed : 0;
     }
     if (need > free_bytes) {

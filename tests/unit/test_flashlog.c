@@ -293,6 +293,27 @@ static void test_room_for_a_line(void **state)
     assert_int_equal(mf_flashlog_room(&f->log, 1, m), room >= 2048 ? 0 : MF_ENOSPC);
 }
 
+/* Many slots and a small limit (4 KiB): the log rotates as it goes, so the room asked for is at
+ * most what a new log holds before it rotates again (the limit and one line), not a line per slot
+ * (which never fitted in a volume that is full but for the two logs): then every slot's longest
+ * line goes in. */
+static void test_room_with_many_slots_and_a_small_limit(void **state)
+{
+    struct fixture *f = *state;
+    char text[2000], m[MF_FLASHLOG_MESSAGE_MAX];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    for (unsigned i = 0; i < 6; i++) /* FLASHER.OLD and FLASHER.LOG, both near the limit */
+        assert_int_equal(mf_flashlog_write(&f->log, "%u %s", i, text), 0);
+    uint64_t cluster = cluster_of(&f->vol.fs);
+    uint64_t most = (4096 + 2048 + cluster - 1) / cluster * cluster;
+    fill_leaving(&f->vol.fs, most);
+    if (mf_flashlog_room(&f->log, 8, m) != 0)
+        fail_msg("%s", m);
+    for (unsigned i = 0; i < 8; i++)
+        assert_int_equal(mf_flashlog_write(&f->log, "slot %u %s", i + 1, text), 0);
+}
+
 /* A failure free space does not show (a full host file system under the image makes every write
  * fail with MF_ENOSPC on a volume with room): after a line failed, the check logs that one is
  * missing, and refuses while even that fails. */
@@ -576,6 +597,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_line_after_a_cut_line, setup, teardown),
         cmocka_unit_test(test_device_error_mid_line),
         cmocka_unit_test_setup_teardown(test_room_for_a_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_with_many_slots_and_a_small_limit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_room_is_kept, setup, teardown),
         cmocka_unit_test(test_room_after_a_failed_line),
     };

@@ -440,9 +440,8 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
 }
 
 /* Does `job` lay overlay `o` down? (A patch's job is chosen by patch_owner.) */
-static bool overlay_in_job(const struct cycle *c, const struct mf_overlay *o, int job)
+static bool overlay_in_job(const struct mf_overlay *o, int job)
 {
-    (void)c;
     return o->job == job;
 }
 
@@ -683,7 +682,7 @@ static void window_overlays(struct cycle *c, bool alone)
     struct mf_slot *s = c->slot;
     for (unsigned i = 0; i < s->overlay_count; i++) {
         struct mf_overlay *o = &s->overlays[i];
-        if (!overlay_in_job(c, o, c->job_index))
+        if (!overlay_in_job(o, c->job_index))
             continue;
         for (uint32_t k = 0; k < o->length; k++) {
             uint64_t a = o->address + k;
@@ -922,7 +921,7 @@ static bool window_direct(const struct cycle *c, uint64_t start)
         return false;
     for (unsigned i = 0; i < s->overlay_count; i++) {
         const struct mf_overlay *o = &s->overlays[i];
-        if (overlay_in_job(c, o, c->job_index) && o->address < start + MF_WINDOW_SIZE &&
+        if (overlay_in_job(o, c->job_index) && o->address < start + MF_WINDOW_SIZE &&
             o->address + o->length > start)
             return false;
     }
@@ -1027,7 +1026,7 @@ static uint64_t pass_total(const struct cycle *c)
     const struct mf_slot *s = c->slot;
     uint64_t total = c->job->data_bytes;
     for (unsigned i = 0; i < s->overlay_count && !c->exclude_overlays; i++) {
-        if (overlay_in_job(c, &s->overlays[i], c->job_index))
+        if (overlay_in_job(&s->overlays[i], c->job_index))
             total += s->overlays[i].length;
     }
     return total;
@@ -1135,7 +1134,7 @@ static int run_pass(struct cycle *c, enum pass_kind kind)
     if (!c->exclude_overlays) {
         for (unsigned i = 0; i < s->overlay_count; i++) {
             struct mf_overlay *o = &s->overlays[i];
-            if (!overlay_in_job(c, o, c->job_index))
+            if (!overlay_in_job(o, c->job_index))
                 continue;
             for (uint32_t k = 0; k < o->length; k++) {
                 if ((o->pass >> k) & 1)
@@ -1307,7 +1306,7 @@ static int erase_job(struct cycle *c)
         for (unsigned i = 0; i < c->slot->overlay_count && !err && !c->exclude_overlays; i++) {
             const struct mf_overlay *o = &c->slot->overlays[i];
             uint64_t all = o->length == 64 ? ~0ull : (1ull << o->length) - 1;
-            if (overlay_in_job(c, o, c->job_index) && o->done != all)
+            if (overlay_in_job(o, c->job_index) && o->done != all)
                 err = erase_add(c, list, &n, o->address, o->address + o->length);
         }
         if (!err) {

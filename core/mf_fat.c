@@ -2473,6 +2473,8 @@ int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
     bool present = r == 1;
     if (present && dst.f.sector == src.f.sector && dst.f.offset == src.f.offset)
         return mf_fat_rename(fs, from, to); /* one file: a change of case at most */
+    if (present && (dst.f.entry[11] & MF_FAT_ATTR_READ_ONLY))
+        return MF_EACCES; /* as a writable open of it is refused */
     if (old == moved)
         old = 0; /* two names of one chain (a cut rename): it stays with `to` */
     uint64_t failures = fs->device_failures;
@@ -2487,7 +2489,7 @@ int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
         err = cache_get(fs, dst.f.sector, true, &buf);
         if (!err) {
             uint8_t *e = buf + dst.f.offset;
-            e[11] = src.f.entry[11];                             /* attributes */
+            e[11] |= MF_FAT_ATTR_ARCHIVE; /* its own attributes (hidden, system), changed */
             memcpy(e + 13, src.f.entry + 13, DIRENT_SIZE - 13u); /* times, cluster, size */
             cache_dirty(fs, dst.f.sector);
         }

@@ -248,8 +248,9 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to);
  * whole, first written under another name and closed. A cut leaves `to` as it was (or absent, as
  * it was) or with `from`'s contents, never empty or a mix, at worst with the clusters of one of
  * them lost (fsck.fat reclaims them); `from` is gone or still there as it was. On an error `from`
- * may be gone too (`to` is as it was unless the error came after the switch). MF_EISDIR for a
- * folder, MF_EBUSY while either is open. */
+ * may be gone too (`to` is as it was). A `to` there keeps its name and its attributes (hidden,
+ * system; archive set); a read-only one is refused (MF_EACCES), as writing to it is. MF_EISDIR
+ * for a folder, MF_EBUSY while either is open. */
 int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to);
 
 #endif

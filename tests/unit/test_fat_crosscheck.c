@@ -1093,6 +1093,64 @@ static void test_cp437_short_names_in_lower_case(void **state)
     free(image);
 }
 
+/* A file replaced whole (mf_fat_replace, as #SELECT rewrites FLASHER.INI) keeps the attributes
+ * another system gave it (hidden, here) and gets the archive bit; a read-only one is refused as a
+ * writable open of it is, and stays as it was. */
+static void test_replace_keeps_attributes(void **state)
+{
+    (void)state;
+    char *image = image_path("attrib.img");
+    char *quoted = mf_test_shell_quote(image);
+    char *host = image_path("attrib.txt");
+    assert_int_equal(mf_test_write_file(host, "old text", 8), 0);
+    char *quoted_host = mf_test_shell_quote(host);
+    struct mf_test_output out = run_ok(
+        "set -e; export " TOOLS_ENV "; rm -f %s; truncate -s 2M %s; mkfs.fat -F 12 %s >/dev/null; "
+        "mcopy -i %s %s ::HIDDEN.INI; mcopy -i %s %s ::LOCKED.INI; mattrib -i %s -a +h "
+        "::HIDDEN.INI; "
+        "mattrib -i %s -a +r ::LOCKED.INI",
+        quoted, quoted, quoted, quoted, quoted_host, quoted, quoted_host, quoted, quoted);
+    mf_test_output_free(&out);
+    struct file_bd dev;
+    file_bd_open(&dev, image, 0);
+    check(mf_fat_mount(&fs, &dev.bd, NULL, NULL));
+    const char *targets[] = {"HIDDEN.INI", "LOCKED.INI"};
+    for (size_t i = 0; i < 2; i++) {
+        struct mf_fat_file file;
+        check(mf_fat_open(&fs, &file, "NEW.TMP", MF_FAT_O_WRONLY | MF_FAT_O_CREAT));
+        assert_int_equal(mf_fat_write(&fs, &file, "new text", 8), 8);
+        check(mf_fat_close(&fs, &file));
+        int err = mf_fat_replace(&fs, "NEW.TMP", targets[i]);
+        assert_int_equal(err, i == 0 ? 0 : MF_EACCES);
+        if (err)
+            check(mf_fat_remove(&fs, "NEW.TMP"));
+    }
+    check(mf_fat_unmount(&fs));
+    file_bd_close(&dev);
+    out = run_ok(TOOLS_ENV " mattrib -i %s ::HIDDEN.INI ::LOCKED.INI; " TOOLS_ENV
+                           " mattrib -i %s -h ::HIDDEN.INI; " TOOLS_ENV
+                           " mtype -i %s ::HIDDEN.INI; " TOOLS_ENV
+                           " mtype -i %s ::LOCKED.INI; fsck.fat -n %s >/dev/null",
+                 quoted, quoted, quoted, quoted, quoted);
+    /* mattrib's flags stand before the name: "  A   H      ::/HIDDEN.INI". */
+    const char *hidden = strstr(out.out, "::/HIDDEN.INI"),
+               *locked = strstr(out.out, "::/LOCKED.INI");
+    const char *line2 = locked ? memrchr(out.out, '\n', (size_t)(locked - out.out)) : NULL;
+    bool ok = hidden && locked && line2 && hidden < line2 &&
+              memchr(out.out, 'A', (size_t)(hidden - out.out)) &&
+              memchr(out.out, 'H', (size_t)(hidden - out.out)) &&
+              !memchr(out.out, 'R', (size_t)(hidden - out.out)) &&
+              memchr(line2, 'R', (size_t)(locked - line2)) &&
+              !memchr(line2, 'A', (size_t)(locked - line2)) && strstr(out.out, "new textold text");
+    if (!ok)
+        fail_msg("attributes or contents after the replace:\n%s", out.out);
+    mf_test_output_free(&out);
+    free(quoted_host);
+    free(host);
+    free(quoted);
+    free(image);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1110,6 +1168,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mkfs_fat32_read_by_us, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mkfs_4k_sectors_read_by_us, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cp437_short_names_in_lower_case, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_keeps_attributes, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(script);

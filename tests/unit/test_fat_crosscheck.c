@@ -1045,6 +1045,37 @@ static void test_mkfs_4k_sectors_read_by_us(void **state)
     tools_then_ours(16, 1, 32, 3u * MIB, 60, 4096);
 }
 
+/* A fresh 2 MiB FAT12 image made by mkfs.fat in the temporary folder, and a host file holding
+ * `text`, both as shell-quoted paths (freed by the caller). */
+struct small_image {
+    char *image, *quoted, *host, *quoted_host;
+};
+
+static struct small_image small_image(const char *name, const char *text)
+{
+    struct small_image m;
+    char host_name[64];
+    snprintf(host_name, sizeof host_name, "%s.txt", name);
+    m.image = image_path(name);
+    m.quoted = mf_test_shell_quote(m.image);
+    m.host = image_path(host_name);
+    assert_int_equal(mf_test_write_file(m.host, text, strlen(text)), 0);
+    m.quoted_host = mf_test_shell_quote(m.host);
+    struct mf_test_output out =
+        run_ok("set -e; rm -f %s; truncate -s 2M %s; mkfs.fat -F 12 %s >/dev/null", m.quoted,
+               m.quoted, m.quoted);
+    mf_test_output_free(&out);
+    return m;
+}
+
+static void small_image_free(struct small_image *m)
+{
+    free(m->quoted_host);
+    free(m->host);
+    free(m->quoted);
+    free(m->image);
+}
+
 /* Short names in code page 437 that mtools stores with the NT lower-case bits and no long name
  * ("CAFE2É  TXT", flags base and extension) show in lower case, the letters beyond ASCII too, as
  * Windows and Linux show them (`mdir -b` lowers only ASCII: not compared here); either case
@@ -1052,18 +1083,13 @@ static void test_mkfs_4k_sectors_read_by_us(void **state)
 static void test_cp437_short_names_in_lower_case(void **state)
 {
     (void)state;
-    char *image = image_path("cp437.img");
-    char *quoted = mf_test_shell_quote(image);
-    char *host = image_path("cp437.txt");
-    assert_int_equal(mf_test_write_file(host, "seven b", 7), 0);
-    char *quoted_host = mf_test_shell_quote(host);
-    struct mf_test_output out = run_ok(
-        "set -e; export " TOOLS_ENV "; rm -f %s; truncate -s 2M %s; mkfs.fat -F 12 %s >/dev/null; "
-        "mcopy -i %s %s '::cafe2é.txt'; mdir -i %s :: | grep -q '^cafe2é   txt'",
-        quoted, quoted, quoted, quoted, quoted_host, quoted);
+    struct small_image m = small_image("cp437.img", "seven b");
+    struct mf_test_output out = run_ok(TOOLS_ENV " mcopy -i %s %s '::cafe2é.txt'; " TOOLS_ENV
+                                                 " mdir -i %s :: | grep -q '^cafe2é   txt'",
+                                       m.quoted, m.quoted_host, m.quoted);
     mf_test_output_free(&out);
     struct file_bd dev;
-    file_bd_open(&dev, image, 0);
+    file_bd_open(&dev, m.image, 0);
     check(mf_fat_mount(&fs, &dev.bd, NULL, NULL));
     struct mf_fat_dir dir;
     check(mf_fat_opendir(&fs, &dir, "/"));
@@ -1087,10 +1113,7 @@ static void test_cp437_short_names_in_lower_case(void **state)
     }
     check(mf_fat_unmount(&fs));
     file_bd_close(&dev);
-    free(quoted_host);
-    free(host);
-    free(quoted);
-    free(image);
+    small_image_free(&m);
 }
 
 /* A file replaced whole (mf_fat_replace, as #SELECT rewrites FLASHER.INI) keeps the attributes
@@ -1099,20 +1122,15 @@ static void test_cp437_short_names_in_lower_case(void **state)
 static void test_replace_keeps_attributes(void **state)
 {
     (void)state;
-    char *image = image_path("attrib.img");
-    char *quoted = mf_test_shell_quote(image);
-    char *host = image_path("attrib.txt");
-    assert_int_equal(mf_test_write_file(host, "old text", 8), 0);
-    char *quoted_host = mf_test_shell_quote(host);
-    struct mf_test_output out = run_ok(
-        "set -e; export " TOOLS_ENV "; rm -f %s; truncate -s 2M %s; mkfs.fat -F 12 %s >/dev/null; "
-        "mcopy -i %s %s ::HIDDEN.INI; mcopy -i %s %s ::LOCKED.INI; mattrib -i %s -a +h "
-        "::HIDDEN.INI; "
-        "mattrib -i %s -a +r ::LOCKED.INI",
-        quoted, quoted, quoted, quoted, quoted_host, quoted, quoted_host, quoted, quoted);
+    struct small_image m = small_image("attrib.img", "old text");
+    struct mf_test_output out =
+        run_ok(TOOLS_ENV
+               " mcopy -i %s %s ::HIDDEN.INI; " TOOLS_ENV " mcopy -i %s %s ::LOCKED.INI; " TOOLS_ENV
+               " mattrib -i %s -a +h ::HIDDEN.INI; " TOOLS_ENV " mattrib -i %s -a +r ::LOCKED.INI",
+               m.quoted, m.quoted_host, m.quoted, m.quoted_host, m.quoted, m.quoted);
     mf_test_output_free(&out);
     struct file_bd dev;
-    file_bd_open(&dev, image, 0);
+    file_bd_open(&dev, m.image, 0);
     check(mf_fat_mount(&fs, &dev.bd, NULL, NULL));
     const char *targets[] = {"HIDDEN.INI", "LOCKED.INI"};
     for (size_t i = 0; i < 2; i++) {
@@ -1131,7 +1149,7 @@ static void test_replace_keeps_attributes(void **state)
                            " mattrib -i %s -h ::HIDDEN.INI; " TOOLS_ENV
                            " mtype -i %s ::HIDDEN.INI; " TOOLS_ENV
                            " mtype -i %s ::LOCKED.INI; fsck.fat -n %s >/dev/null",
-                 quoted, quoted, quoted, quoted, quoted);
+                 m.quoted, m.quoted, m.quoted, m.quoted, m.quoted);
     /* mattrib's flags stand before the name: "  A   H      ::/HIDDEN.INI". */
     const char *hidden = strstr(out.out, "::/HIDDEN.INI"),
                *locked = strstr(out.out, "::/LOCKED.INI");
@@ -1145,10 +1163,7 @@ static void test_replace_keeps_attributes(void **state)
     if (!ok)
         fail_msg("attributes or contents after the replace:\n%s", out.out);
     mf_test_output_free(&out);
-    free(quoted_host);
-    free(host);
-    free(quoted);
-    free(image);
+    small_image_free(&m);
 }
 
 int main(void)

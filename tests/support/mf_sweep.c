@@ -398,6 +398,10 @@ static int mf_sweep_io_start(const struct mf_sweep_io *sweep, struct mf_faultbd 
 
 uint64_t mf_sweep_io_run(const struct mf_sweep_io *sweep)
 {
+    static const int device_codes[] = {MF_EIO, MF_EACCES, MF_ENOSPC, MF_EROFS, MF_EFBIG};
+    const int *codes = sweep->codes ? sweep->codes : device_codes;
+    size_t code_count =
+        sweep->codes ? sweep->code_count : sizeof device_codes / sizeof device_codes[0];
     struct mf_faultbd fb;
     int err = mf_sweep_io_start(sweep, &fb);
     if (!err) {
@@ -413,9 +417,9 @@ uint64_t mf_sweep_io_run(const struct mf_sweep_io *sweep)
     uint64_t calls = n->reads + n->progs + n->erases + n->syncs;
     for (uint64_t at = 1; at <= calls; at++) {
         for (int persistent = 0; persistent < 2; persistent++) {
-            for (size_t k = 0; k < sweep->code_count; k++) {
+            for (size_t k = 0; k < code_count; k++) {
                 struct mf_sweep_io_point point = {
-                    .at = at, .persistent = persistent != 0, .code = sweep->codes[k]};
+                    .at = at, .persistent = persistent != 0, .code = codes[k]};
                 err = mf_sweep_io_start(sweep, &fb);
                 if (err) {
                     fprintf(stderr, "I/O-error sweep: prepare failed: %d (%s)\n", err,

@@ -105,7 +105,8 @@ struct mf_sweep_io {
     uint8_t *memory;
     const uint8_t *snapshot; /* the medium's contents before each run, `size` bytes */
     size_t size;
-    const int *codes;
+    const int *codes; /* the errors each failing call returns; NULL: every code a file device
+                         gives (MF_EIO, MF_EACCES, MF_ENOSPC, MF_EROFS, MF_EFBIG) */
     size_t code_count;
     void *context;
     int (*prepare)(void *context, const struct mf_bd *bd);

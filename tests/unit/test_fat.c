@@ -1469,7 +1469,6 @@ static void change_check(void *context, const struct mf_sweep_io_point *p)
 static void test_device_errors_drop_the_change(void **state)
 {
     (void)state;
-    static const int codes[] = {MF_EIO, MF_EACCES, MF_ENOSPC, MF_EROFS, MF_EFBIG};
     uint32_t csize = cluster_size();
     struct change_rig rig = {.size = 2 * csize + 100, .more_size = 3 * csize + 7};
     uint8_t *data = malloc(rig.size + rig.more_size);
@@ -1488,8 +1487,6 @@ static void test_device_errors_drop_the_change(void **state)
                                 .memory = memory,
                                 .snapshot = snapshot,
                                 .size = rig.bytes,
-                                .codes = codes,
-                                .code_count = sizeof codes / sizeof codes[0],
                                 .context = &rig,
                                 .prepare = change_prepare,
                                 .run = change_run,

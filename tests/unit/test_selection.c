@@ -195,7 +195,6 @@ static void error_check(void *context, const struct mf_sweep_io_point *p)
 static void test_device_error_at_every_call(void **state)
 {
     (void)state;
-    static const int codes[] = {MF_EIO, MF_EACCES, MF_ENOSPC, MF_EROFS, MF_EFBIG};
     static uint8_t memory[BLOCKS * 512], snapshot[BLOCKS * 512];
     static struct error_rig rig;
     mf_rambd_init(&rig.ram, memory, 512, BLOCKS);
@@ -205,8 +204,6 @@ static void test_device_error_at_every_call(void **state)
                                 .memory = memory,
                                 .snapshot = snapshot,
                                 .size = sizeof memory,
-                                .codes = codes,
-                                .code_count = sizeof codes / sizeof codes[0],
                                 .context = &rig,
                                 .prepare = error_prepare,
                                 .run = error_run,

@@ -50,7 +50,7 @@ size_t mf_proto_framer_feed(struct mf_proto_framer *f, const uint8_t *data, size
                 char utf8[MF_PROTO_LINE_MAX + 1];
                 size_t n = mf_cp437_to_utf8(f->line, f->len, utf8, sizeof utf8);
                 if (n == SIZE_MAX) {
-                    ev = MF_PROTO_TOO_LONG;
+                    ev = MF_PROTO_TOO_LONG_CP437;
                 } else {
                     memcpy(f->line, utf8, n);
                     f->len = n;

@@ -14,11 +14,13 @@
 
 /* What the framer found. */
 enum mf_proto_event {
-    MF_PROTO_NEED_MORE,  /* no complete line yet */
-    MF_PROTO_LINE,       /* framer->line holds a command, from its '#' */
-    MF_PROTO_TOO_LONG,   /* a line longer than MF_PROTO_LINE_MAX was dropped */
-    MF_PROTO_BAD_CHAR,   /* a line with a control or non-ASCII byte after its '#' was dropped */
-    MF_PROTO_NO_COMMAND, /* a non-empty line without '#' was dropped */
+    MF_PROTO_NEED_MORE,      /* no complete line yet */
+    MF_PROTO_LINE,           /* framer->line holds a command, from its '#' */
+    MF_PROTO_TOO_LONG,       /* a line longer than MF_PROTO_LINE_MAX was dropped */
+    MF_PROTO_TOO_LONG_CP437, /* a line of code page 437 bytes was dropped: it fits, but its
+                              * UTF-8 form is longer than MF_PROTO_LINE_MAX */
+    MF_PROTO_BAD_CHAR,       /* a line with a control or non-ASCII byte after its '#' was dropped */
+    MF_PROTO_NO_COMMAND,     /* a non-empty line without '#' was dropped */
 };
 
 struct mf_proto_framer {

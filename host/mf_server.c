@@ -1336,6 +1336,10 @@ static void session_input(struct mf_server *s, struct mf_session *ss)
         case MF_PROTO_TOO_LONG:
             reply(s, ss, "#NACK:ERR%03d:Line too long", MF_PERR_ARGUMENT);
             break;
+        case MF_PROTO_TOO_LONG_CP437:
+            reply(s, ss, "#NACK:ERR%03d:Line too long once its code page 437 bytes are UTF-8",
+                  MF_PERR_ARGUMENT);
+            break;
         case MF_PROTO_BAD_CHAR:
             reply(s, ss, "#NACK:ERR%03d:Invalid character", MF_PERR_ARGUMENT);
             break;

@@ -60,6 +60,7 @@ struct cycle {
     struct run_crc *runs;        /* what this job's program pass wrote, while `runs_valid` */
     size_t run_count, run_cap;
     bool runs_valid;
+    bool differs; /* a sealed verify found a difference (verify_verdict reports it) */
 };
 
 static void fail(struct cycle *c, int err, const char *fmt, ...)
@@ -420,6 +421,14 @@ static int build_overlays(struct cycle *c, uint64_t serial, const uint8_t *liste
         int err = patch_owner(c, o);
         if (err)
             return err;
+        const struct mf_job *job = &c->project->jobs[o->job];
+        if (c->env->sealed && c->request->patch_line && !job->operator_patches) {
+            fail(c, MF_ECONFLICT,
+                 "#AUTO PATCH: patch %u at 0x%llX is in job %s, which runs from the secure area "
+                 "and takes no patches from the operator (operator_patches = no)",
+                 o->patch, (unsigned long long)o->address, job->name);
+            return MF_ECONFLICT;
+        }
     }
     /* Two per-device fields must not claim the same byte. */
     for (unsigned i = 0; i < slot->overlay_count; i++) {
@@ -730,7 +739,10 @@ static bool run_counts(const struct run_bytes *r, uint32_t i)
     return !r->touched || bit(r->touched, r->off + i);
 }
 
-/* Compares device memory with the run's bytes; MF_EVERIFY names the first differing address. */
+/* Compares device memory with the run's bytes; MF_EVERIFY names the first differing address.
+ * Sealed (env->sealed): the whole run is read and compared whatever differs, and a difference
+ * only sets c->differs, so that neither the reply nor the device's requests say where (a
+ * device under the factory's control would otherwise learn the data byte by byte). */
 static int verify_readback(struct cycle *c, const struct run_bytes *r)
 {
     struct mf_target *t = c->target;
@@ -754,6 +766,10 @@ static int verify_readback(struct cycle *c, const struct run_bytes *r)
         for (uint32_t i = 0; i < n; i++) {
             if (!run_counts(r, done + i))
                 continue;
+            if (buf[i] != r->bytes[done + i] && c->env->sealed) {
+                c->differs = true;
+                break;
+            }
             if (buf[i] != r->bytes[done + i]) {
                 fail(c, MF_EVERIFY, "verify failed at 0x%llX (expected 0x%02X, read 0x%02X)",
                      (unsigned long long)(addr + i), r->bytes[done + i], buf[i]);
@@ -843,6 +859,12 @@ static int run_bytes_do(struct cycle *c, const struct run_bytes *r)
         }
         if (crc == (r->crc ? *r->crc : mf_target_crc(MF_TARGET_CRC_INIT, r->bytes, len)))
             return 0;
+        /* Sealed: no readback, and nothing else either before the next request (the held
+         * bytes are checked once the pass is done, whatever differed). */
+        if (c->env->sealed) {
+            c->differs = true;
+            return 0;
+        }
         /* Find the first difference when the device lets us read it. */
         int rerr = held_intact(c, r);
         if (!rerr)
@@ -1062,7 +1084,8 @@ static bool held_verified(const struct cycle *c, const struct mf_job *job)
 static int held_check(struct cycle *c, const struct mf_job *job, const struct mf_datafile *f,
                       bool early)
 {
-    bool verified = held_verified(c, job);
+    /* A sealed verify that found a difference vouches for nothing. */
+    bool verified = held_verified(c, job) && !c->differs;
     for (size_t i = 0; i < f->block_count; i++) {
         const struct mf_held_crc *b = &f->blocks[i];
         bool vouched = verified && b->length == MF_WINDOW_SIZE;
@@ -1182,7 +1205,9 @@ static int verify_runs(struct cycle *c)
                  target_text(c, err));
             return err;
         }
-        if (crc != run->crc) {
+        if (crc != run->crc && c->env->sealed) {
+            c->differs = true; /* every run is asked for, whatever differs */
+        } else if (crc != run->crc) {
             err = run_pass(c, PASS_VERIFY);
             if (!err) {
                 fail(c, MF_EVERIFY, "verify failed at 0x%llX+%u (CRC mismatch)",
@@ -1356,7 +1381,18 @@ static int run_job(struct cycle *c)
     if (!err && verify) {
         uint64_t started = now(c);
         c->verify_readback = job->verify == MF_VERIFY_READBACK;
+        c->differs = false;
         err = c->runs_valid ? verify_runs(c) : run_pass(c, PASS_VERIFY);
+        if (!err && c->differs) {
+            /* Held bytes that changed in memory explain it (102), as when not sealed. */
+            err = held_check_job(c, job, false);
+            if (!err)
+                fail(c, MF_EVERIFY,
+                     "verify failed (the setup runs from the secure area: where "
+                     "is not shown)");
+            if (!err)
+                err = MF_EVERIFY;
+        }
         c->result->verify_ms += (uint32_t)(now(c) - started);
     }
     /* The held bytes the passes used, once more now that they are done with them. */

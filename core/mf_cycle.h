@@ -102,7 +102,10 @@ struct mf_cycle_result {
 /* What every slot shares. */
 struct mf_cycle_env {
     const struct mf_setup *setup;
-    struct mf_area *area;              /* the area the setup lives in */
+    struct mf_area *area; /* the area the setup lives in */
+    bool sealed; /* the setup's data must not be learnt through a cycle (it runs from the secure
+                    area): a verify failure names no address or byte and the device sees the
+                    same requests either way; #AUTO PATCH only where job.ini allows it */
     const struct mf_lock *authorize;   /* serialises taking counts and serial numbers */
     unsigned *reserved;                /* counts promised to slots that are connecting (shared,
                                           under `authorize`); NULL for a single slot */

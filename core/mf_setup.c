@@ -424,6 +424,11 @@ static int job_ini_item(void *context, const struct mf_ini_item *item)
                 return job_bad_value(c, item, "yes or no");
             return 0;
         }
+        if (mf_ini_name_is(k, "operator_patches")) {
+            if (parse_bool(v, &job->operator_patches))
+                return job_bad_value(c, item, "yes or no");
+            return 0;
+        }
         if (mf_ini_name_is(k, "overlap")) {
             if (parse_choice(v, overlap_names, 3, &choice))
                 return job_bad_value(c, item, "error, first or last");

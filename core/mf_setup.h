@@ -96,6 +96,8 @@ struct mf_job {
     unsigned protect;         /* readout protection level set at the end; 0 = none */
     enum mf_start_mode start; /* 0 = do not start */
     bool patches;             /* apply Patches.txt lines (and #AUTO PATCH data) */
+    bool operator_patches;    /* from the secure area: #AUTO PATCH data too (the owner allows
+                                 the operator to change this job's bytes; default no) */
     /* Which file wins where two hold data for the same address: none (an error, the default),
      * the one listed first or the one listed last in job.ini (also within one file: the record
      * later in the file for `last`), as `mintflash image --overlap` decides. */

@@ -468,6 +468,7 @@ static void load_setup(struct mf_programmer *p)
     memset(&p->env, 0, sizeof p->env);
     p->env.setup = p->setup_loaded ? &p->setup : NULL;
     p->env.area = area;
+    p->env.sealed = p->from_secure;
     p->env.authorize = &p->authorize_lock;
     p->env.reserved = &p->reserved;
     p->env.log = &p->log;

@@ -179,6 +179,14 @@ static bool device_made(const struct fixture *f, unsigned slot)
     return stat(path, &st) == 0;
 }
 
+/* Slot 1's device again, now flipping a bit at FLASH_BASE + `offset` after programming. */
+static void reopen_flipping(struct fixture *f, uint32_t offset)
+{
+    mf_sim_close(&f->target[0]);
+    struct mf_sim_options o = {.faults.flip = {MF_SIM_FAULT_ALWAYS, FLASH_BASE + offset}};
+    assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+}
+
 /* Reads what a sim device holds. */
 static uint8_t *flash(struct fixture *f, unsigned slot, size_t *size)
 {
@@ -871,6 +879,23 @@ static void test_snlist_line(void **state)
     assert_false(r.consumed);
 }
 
+/* Project Widget: one SIM-F4-1M job of `n` firmware bytes (seed `seed`, returned, malloc'd) at
+ * 0x08000000 with `verify`, and `more` (sections) in its job.ini. */
+static uint8_t *one_file_job(struct fixture *f, size_t n, uint32_t seed, const char *verify,
+                             const char *more)
+{
+    uint8_t *app = malloc(n);
+    firmware(app, n, seed);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, n);
+    char job[256];
+    snprintf(job, sizeof job,
+             "[job]\ndevice = SIM-F4-1M\nverify = %s\n[file]\npath = app.bin\n"
+             "address = 0x08000000\n%s",
+             verify, more);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", job);
+    return app;
+}
+
 /* Whole 64 KiB windows of data go to the device straight from the data read (no copy into the
  * window); a window with an overlay (the serial number) or only partly covered is collected as
  * before. The device holds exactly the data, the serial number and nothing else; a bit that
@@ -881,23 +906,13 @@ static void whole_windows(struct fixture *f, const char *verify, uint32_t flip, 
     if (!held)
         f->area.area.hold_max = 0; /* every cycle reads the file */
     size_t n = 0x40000 + 0x123;    /* windows 0, 1 and 3 whole, 2 with the serial, 4 partly */
-    uint8_t *app = malloc(n);
-    firmware(app, n, 9);
-    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, n);
-    char job[256];
-    snprintf(job, sizeof job,
-             "[job]\ndevice = SIM-F4-1M\nverify = %s\n[file]\npath = app.bin\n"
-             "address = 0x08000000\n[serial]\naddress = 0x08020010\n",
-             verify);
-    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", job);
+    uint8_t *app = one_file_job(f, n, 9, verify, "[serial]\naddress = 0x08020010\n");
     puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "4660\r\n");
     assert_int_equal(load(f), 0);
     assert_true((mf_setup_project(&f->setup)->jobs[0].files[0].held != NULL) == held);
     struct mf_cycle_result r;
     if (flip) {
-        mf_sim_close(&f->target[0]);
-        struct mf_sim_options o = {.faults.flip = {MF_SIM_FAULT_ALWAYS, FLASH_BASE + flip}};
-        assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+        reopen_flipping(f, flip);
         assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
         char want[64];
         snprintf(want, sizeof want, "verify failed at 0x%X ", FLASH_BASE + flip);
@@ -952,9 +967,7 @@ static void test_verify_failure_consumes_the_count(void **state)
     basic_setup(f, "5", "100");
     assert_int_equal(load(f), 0);
     /* The device flips a bit after programming: verify fails after the count was taken. */
-    mf_sim_close(&f->target[0]);
-    struct mf_sim_options o = {.faults.flip = {MF_SIM_FAULT_ALWAYS, FLASH_BASE + 0x123}};
-    assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+    reopen_flipping(f, 0x123);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
     assert_true(r.consumed);
@@ -970,6 +983,181 @@ static void test_verify_failure_consumes_the_count(void **state)
                                   "[0-9]+\\.[0-9]{3}s, Prog [0-9]+\\.[0-9]{3}s, Verify "
                                   "[0-9]+\\.[0-9]{3}s\\), 4 left, job \"App\""));
     free(log);
+}
+
+/* What a device sees of a verify: every read and CRC request, hashed in order. */
+static const struct mf_target_ops *traced_ops;
+static uint64_t trace_hash, trace_calls;
+
+static void trace(char op, uint64_t address, uint64_t length)
+{
+    uint64_t words[3] = {(uint64_t)op, address, length};
+    for (size_t i = 0; i < 3; i++)
+        trace_hash = (trace_hash ^ words[i]) * 0x100000001B3ull;
+    trace_calls++;
+}
+
+static int traced_read(struct mf_target *t, uint64_t address, void *buffer, uint32_t length)
+{
+    trace('r', address, length);
+    return traced_ops->read(t, address, buffer, length);
+}
+
+static int traced_crc(struct mf_target *t, uint64_t address, uint64_t length, uint32_t *crc)
+{
+    trace('c', address, length);
+    return traced_ops->crc(t, address, length, crc);
+}
+
+/* Sets the byte at `offset` of slot 1's flash.bin to `value` (the sim sees it at connect). */
+static void poke_flash(struct fixture *f, size_t offset, uint8_t value)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/slot1/flash.bin", f->sim_dir);
+    FILE *file = fopen(path, "r+b");
+    assert_non_null(file);
+    assert_int_equal(fseek(file, (long)offset, SEEK_SET), 0);
+    assert_int_equal(fputc(value, file), value);
+    assert_int_equal(fclose(file), 0);
+}
+
+/* A setup that runs from the secure area (env.sealed): a verify that finds a difference names no
+ * address and no byte, and the device sees the same requests wherever the difference is, or
+ * whether there is one: a device under the factory's control learns one bit per verify, not the
+ * firmware byte by byte (#VERIFY costs no count). In CRC and readback mode, after a program
+ * pass (the runs' CRCs) and alone. */
+static void sealed_verify(struct fixture *f, const char *verify)
+{
+    size_t n = 0x30123; /* whole windows and a partial one */
+    uint8_t *app = one_file_job(f, n, 23, verify, "");
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "100\r\n");
+    assert_int_equal(load(f), 0);
+    f->env.sealed = true;
+    struct mf_cycle_result r;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
+
+    static struct mf_target_ops ops;
+    traced_ops = f->target[0].ops;
+    ops = *traced_ops;
+    ops.read = traced_read;
+    ops.crc = traced_ops->crc ? traced_crc : NULL;
+    f->target[0].ops = &ops;
+    const size_t wrong[] = {SIZE_MAX, 0, n - 1, 0x1234, 0x10000, 0x2FFFF};
+    uint64_t want_hash = 0, want_calls = 0;
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        if (wrong[i] != SIZE_MAX)
+            poke_flash(f, wrong[i], (uint8_t)~app[wrong[i]]);
+        trace_hash = 0xCBF29CE484222325ull;
+        trace_calls = 0;
+        int err = cycle(f, 0, MF_ACTION_VERIFY, &r);
+        if (wrong[i] == SIZE_MAX) {
+            assert_int_equal(err, 0);
+            want_hash = trace_hash;
+            want_calls = trace_calls;
+            assert_true(want_calls > 0);
+            continue;
+        }
+        assert_int_equal(err, MF_EVERIFY);
+        assert_string_equal(r.message, "job App: verify failed (the setup runs from the secure "
+                                       "area: where is not shown)");
+        if (trace_hash != want_hash || trace_calls != want_calls)
+            fail_msg("verify = %s, a difference at 0x%zX: the device saw %llu other requests",
+                     verify, wrong[i], (unsigned long long)trace_calls);
+        poke_flash(f, wrong[i], app[wrong[i]]);
+    }
+    f->target[0].ops = traced_ops; /* mf_sim_close knows its own */
+
+    /* After a program pass: the device flips a bit of what it was given. The runs' CRCs are
+     * all asked for, and the verify reports no place; the FLASHER.LOG line neither. */
+    uint64_t auto_hash = 0, auto_calls = 0;
+    const uint32_t flips[] = {0x123, 0x2FF00};
+    for (size_t i = 0; i < 2; i++) {
+        reopen_flipping(f, flips[i]);
+        traced_ops = f->target[0].ops;
+        ops = *traced_ops;
+        ops.read = traced_read;
+        ops.crc = traced_ops->crc ? traced_crc : NULL;
+        f->target[0].ops = &ops;
+        trace_hash = 0xCBF29CE484222325ull;
+        trace_calls = 0;
+        assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
+        f->target[0].ops = traced_ops;
+        assert_true(r.consumed);
+        assert_null(strstr(r.message, "0x"));
+        if (i == 0) {
+            auto_hash = trace_hash;
+            auto_calls = trace_calls;
+        } else if (trace_hash != auto_hash || trace_calls != auto_calls) {
+            fail_msg("verify = %s after programming: the requests differ with the flipped bit",
+                     verify);
+        }
+    }
+    char *log = get(&f->vol.fs, "FLASHER.LOG");
+    assert_non_null(strstr(log, "verify failed (the setup runs from the secure area"));
+    assert_null(strstr(log, "expected 0x"));
+    assert_null(strstr(log, "CRC mismatch"));
+    free(log);
+    free(app);
+}
+
+static void test_sealed_verify_crc_names_nothing(void **state)
+{
+    sealed_verify(*state, "crc");
+}
+
+static void test_sealed_verify_readback_names_nothing(void **state)
+{
+    sealed_verify(*state, "readback");
+}
+
+/* #AUTO PATCH changes the owner's bytes: from the secure area only in a job whose job.ini allows
+ * it (operator_patches = yes), refused before anything is taken otherwise; Patches.txt (the
+ * owner's) and the public area are as before. */
+static void test_sealed_operator_patches(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t app[4096];
+    firmware(app, sizeof app, 29);
+    put(&f->vol.fs, "Projects/01_Widget/01_App/app.bin", app, sizeof app);
+    const char *job = "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n";
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", job);
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = "1,8000000,4:41414141"};
+    struct mf_cycle_result r;
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ECONFLICT);
+    assert_int_equal(r.failure, MF_FAIL_DEVICE_DATA);
+    assert_false(r.consumed);
+    assert_string_equal(r.message, "#AUTO PATCH: patch 1 at 0x8000000 is in job App, which runs "
+                                   "from the secure area and takes no patches from the operator "
+                                   "(operator_patches = no)");
+    size_t size;
+    if (device_made(f, 1)) {
+        uint8_t *mem = flash(f, 1, &size);
+        assert_int_not_equal(mem[0], 0x41);
+        free(mem);
+    }
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+
+    /* Not sealed (the public area: whoever runs it can change job.ini anyway): laid down. */
+    f->env.sealed = false;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[1], &req, &r), 0);
+    uint8_t *mem = flash(f, 2, &size);
+    assert_memory_equal(mem, "AAAA", 4);
+    free(mem);
+
+    /* The owner allows it. */
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\noperator_patches = yes\n[file]\npath = app.bin\n"
+          "address = 0x08000000\n");
+    assert_int_equal(load(f), 0);
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
+    mem = flash(f, 3, &size);
+    assert_memory_equal(mem, "AAAA", 4);
+    assert_memory_equal(mem + 4, app + 4, sizeof app - 4);
+    free(mem);
 }
 
 /* An area that counts the bytes read from one file and passes everything to the FAT area. */
@@ -1857,9 +2045,7 @@ static void test_signature_is_verified(void **state)
     signature_setup(f, "7");
     assert_int_equal(load(f), 0);
     fresh_device(f, 1, uid_a);
-    mf_sim_close(&f->target[0]);
-    struct mf_sim_options o = {.faults.flip = {MF_SIM_FAULT_ALWAYS, FLASH_BASE + 0xF105}};
-    assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+    reopen_flipping(f, 0xF105);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EVERIFY);
     assert_true(r.consumed);
@@ -2456,6 +2642,12 @@ int main(void)
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_whole_windows_readback_finds_a_flipped_bit,
                                         setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_sealed_verify_crc_names_nothing, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_sealed_verify_readback_names_nothing, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_sealed_operator_patches, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_verify_failure_consumes_the_count, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_crc_verify_reads_the_data_once, setup_fixture,

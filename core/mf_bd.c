@@ -46,6 +46,14 @@ int mf_bd_erase(const struct mf_bd *bd, mf_block_t block, size_t count)
     return bd->erase(bd, block, count);
 }
 
+int mf_bd_reserve(const struct mf_bd *bd, mf_block_t block, size_t count)
+{
+    int err = mf_bd_check(bd, block, count);
+    if (err || count == 0 || !bd->reserve)
+        return err;
+    return bd->reserve(bd, block, count);
+}
+
 int mf_bd_sync(const struct mf_bd *bd)
 {
     assert(bd && bd->sync);
@@ -82,6 +90,12 @@ static int mf_bd_slice_sync(const struct mf_bd *bd)
     return mf_bd_sync(slice->parent);
 }
 
+static int mf_bd_slice_reserve(const struct mf_bd *bd, mf_block_t block, size_t count)
+{
+    const struct mf_bd_slice *slice = bd->context;
+    return mf_bd_reserve(slice->parent, slice->first + block, count);
+}
+
 void mf_bd_slice_init(struct mf_bd_slice *slice, const struct mf_bd *parent, mf_block_t first,
                       mf_block_t count)
 {
@@ -95,6 +109,7 @@ void mf_bd_slice_init(struct mf_bd_slice *slice, const struct mf_bd *parent, mf_
         .prog = mf_bd_slice_prog,
         .erase = mf_bd_slice_erase,
         .sync = mf_bd_slice_sync,
+        .reserve = parent->reserve ? mf_bd_slice_reserve : NULL,
         .block_size = parent->block_size,
         .block_count = count,
     };

@@ -259,7 +259,7 @@ static void mf_faultbd_cut(struct mf_faultbd *fb, unsigned mode, unsigned op, mf
         .mode = mode,
         .op = op,
         .block = block,
-        .count = op == MF_FAULTBD_OP_SYNC ? 0 : count,
+        .count = op == MF_FAULTBD_OP_PROG || op == MF_FAULTBD_OP_ERASE ? count : 0,
         .seed = fb->config.seed,
     };
     for (size_t i = 0; i < fb->log_len; i++)
@@ -317,6 +317,9 @@ static int mf_faultbd_begin(struct mf_faultbd *fb, unsigned op, mf_block_t block
         break;
     case MF_FAULTBD_OP_ERASE:
         fb->counters.erases++;
+        break;
+    case MF_FAULTBD_OP_RESERVE:
+        fb->counters.reserves++;
         break;
     default:
         fb->counters.syncs++;
@@ -409,6 +412,15 @@ static int mf_faultbd_erase(const struct mf_bd *bd, mf_block_t block, size_t cou
     return err;
 }
 
+static int mf_faultbd_reserve(const struct mf_bd *bd, mf_block_t block, size_t count)
+{
+    struct mf_faultbd *fb = mf_faultbd_of(bd);
+    int err = mf_faultbd_begin(fb, MF_FAULTBD_OP_RESERVE, block, count, NULL);
+    if (err || count == 0)
+        return err;
+    return mf_bd_reserve(fb->medium, block, count);
+}
+
 static int mf_faultbd_sync(const struct mf_bd *bd)
 {
     struct mf_faultbd *fb = mf_faultbd_of(bd);
@@ -435,6 +447,7 @@ void mf_faultbd_init(struct mf_faultbd *fb, const struct mf_bd *medium,
         .prog = mf_faultbd_prog,
         .erase = mf_faultbd_erase,
         .sync = mf_faultbd_sync,
+        .reserve = mf_faultbd_reserve,
         .block_size = medium->block_size,
         .block_count = medium->block_count,
     };

@@ -9,11 +9,15 @@
  * flushed to the medium first, as a real cache would (counted in forced_flushes; size the cache
  * so tests that care see zero), and a prog bigger than the whole cache is written through.
  *
- * Write points: every prog, erase and sync call is one write point (also one that fails with an
- * injected MF_EIO); reads are not. With a cut armed at N, write points 1..N-1 after arming
+ * Write points: every prog, erase, reserve and sync call is one write point (also one that fails
+ * with an injected MF_EIO); reads are not. With a cut armed at N, write points 1..N-1 after arming
  * complete normally; the N-th is interrupted: it does not happen (except as TORN, TORN_BYTES and
  * GARBLE say), the unsynced writes are resolved by the cut mode, and that call and every later
- * call (reads too) return MF_EPOWERLOSS until mf_faultbd_reset(), the reboot. */
+ * call (reads too) return MF_EPOWERLOSS until mf_faultbd_reset(), the reboot.
+ *
+ * Reserve goes straight to the medium's reserve (none on a RAM medium): it changes no content,
+ * so it has no place in the cache; injected errors (MF_ENOSPC, say) stand for a host file system
+ * without the room. */
 #ifndef MF_FAULTBD_H
 #define MF_FAULTBD_H
 
@@ -32,7 +36,9 @@ enum {
     MF_FAULTBD_OP_PROG = 1u << 1,
     MF_FAULTBD_OP_ERASE = 1u << 2,
     MF_FAULTBD_OP_SYNC = 1u << 3,
-    MF_FAULTBD_OP_WRITES = MF_FAULTBD_OP_PROG | MF_FAULTBD_OP_ERASE | MF_FAULTBD_OP_SYNC,
+    MF_FAULTBD_OP_RESERVE = 1u << 4,
+    MF_FAULTBD_OP_WRITES =
+        MF_FAULTBD_OP_PROG | MF_FAULTBD_OP_ERASE | MF_FAULTBD_OP_SYNC | MF_FAULTBD_OP_RESERVE,
     MF_FAULTBD_OP_ALL = MF_FAULTBD_OP_READ | MF_FAULTBD_OP_WRITES,
 };
 
@@ -70,7 +76,7 @@ struct mf_faultbd_cut {
     uint64_t write_point; /* counters.write_points at the cut (the interrupted one) */
     unsigned mode;        /* one MF_FAULTBD_CUT_* bit */
     unsigned op;          /* MF_FAULTBD_OP_* interrupted; 0 for mf_faultbd_cut_now() */
-    mf_block_t block;     /* range of the interrupted prog/erase (count 0 for a sync) */
+    mf_block_t block;     /* range of the interrupted prog/erase (count 0 for a sync, reserve) */
     size_t count;
     uint64_t seed;           /* the device's seed */
     uint64_t pending_blocks; /* unsynced block writes at the cut, the interrupted one excluded */
@@ -82,9 +88,10 @@ struct mf_faultbd_cut {
 };
 
 struct mf_faultbd_counters {
-    uint64_t reads, progs, erases, syncs; /* calls accepted (before power loss), failed or not */
+    /* Calls accepted (before power loss), failed or not. */
+    uint64_t reads, progs, erases, syncs, reserves;
     uint64_t bytes_read, bytes_written, bytes_erased; /* of successful calls */
-    uint64_t write_points;                            /* prog + erase + sync calls */
+    uint64_t write_points;                            /* prog + erase + sync + reserve calls */
     uint64_t forced_flushes; /* cache overflows that pushed unsynced writes to the medium */
     uint64_t io_errors;      /* injected I/O error results (MF_EIO unless chosen otherwise) */
     uint64_t read_flips;     /* bits flipped in read results */

@@ -1664,6 +1664,17 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         st.record_seq = s->state.record_seq;
         memcpy(st.record_hash, s->state.record_hash, 32);
     }
+    /* Room for everything the new setup will write (headers, state records, chunks), taken from
+     * the device before the old setup goes: a sparse image file on a full host file system is
+     * refused here, with the old setup whole, rather than after the erase below. */
+    uint64_t reserved = data_off(s) + total_chunks * stored_chunk(s);
+    err = mf_bd_reserve(s->config.bd, 0, (size_t)(reserved / block(s)));
+    if (err) {
+        say(message,
+            "secure area: cannot reserve %llu bytes for the new setup: %s: nothing was moved",
+            (unsigned long long)reserved, mf_strerror(err));
+        goto out;
+    }
 
     /* The old setup goes first, for good: its key leaves the anchor. The digest is cleared
      * before (a cut in between leaves the old setup whole, its header taken again at the next

@@ -1,8 +1,9 @@
 /* The secure area: an encrypted, authenticated store of one production setup in partition 2,
  * whose key, header digest and monotonic counter live in the trust anchor (mf_anchor.h).
  *
- * Installing a setup (the `_SECURE` move) first destroys the old setup's key in the anchor (a
- * cryptographic erase: the old setup is unreadable at once and for good), then writes the files
+ * Installing a setup (the `_SECURE` move) first reserves on the device the room it will write (a
+ * sparse image file's holes), then destroys the old setup's key in the anchor (a cryptographic
+ * erase: the old setup is unreadable at once and for good), then writes the files
  * as XChaCha20-Poly1305 chunks, the file table, the first state record, and last the header,
  * whose digest then goes to the anchor. A power cut at any point leaves no usable setup (the
  * next start moves `_SECURE` again) or the new one; never a mix of old and new.
@@ -131,9 +132,12 @@ typedef void (*mf_secure_progress_fn)(void *context, uint64_t done, uint64_t tot
 /* The `_SECURE` move: installs the files under `folder` of `source` (the public area) as the new
  * setup. Everything that can refuse it is checked first, before anything is erased: the size
  * (MF_ENOSPC when it does not fit, with both figures in `message`), the number of files, the
- * names, Cntdown.txt and Serial.txt. Then: the old key is destroyed in the anchor, the files are
- * encrypted and written, the state and the header are written, the anchor gets the header's
- * digest. The folder itself is left for the caller to delete (then mf_secure_folder_removed). */
+ * names, Cntdown.txt and Serial.txt; and the device must give the room the setup will write
+ * (mf_bd_reserve: MF_ENOSPC, say, when an image file's host file system is full; `message` then
+ * says so and the caller adds the device's own words). Then: the old key is destroyed in the
+ * anchor, the files are encrypted and written, the state and the header are written, the anchor
+ * gets the header's digest. The folder itself is left for the caller to delete (then
+ * mf_secure_folder_removed). */
 int mf_secure_install(struct mf_secure *secure, struct mf_area *source, const char *folder,
                       mf_secure_progress_fn progress, void *progress_context, char *message);
 

@@ -1,6 +1,8 @@
 /* File-backed block device over an image file or a Linux block device (see mf_filebd.h).
- * I/O loops over pread/pwrite for short transfers and EINTR; erase punches holes in files and
- * zeroes ranges of block devices, writing zeros where neither is supported. */
+ * I/O loops over pread/pwrite for short transfers and EINTR. An image file never gives back the
+ * room it has on the host: erase zeroes its data in place (FALLOC_FL_ZERO_RANGE, or zeros
+ * written) and leaves holes alone, and reserve gives holes their blocks (fallocate) before a
+ * caller depends on writing them. Block devices are zeroed with BLKZEROOUT. */
 #include "mf_filebd.h"
 
 #include "mf_err.h"
@@ -165,6 +167,86 @@ static bool filebd_unsupported(int error)
     return error == EOPNOTSUPP || error == ENOSYS || error == ENOTTY || error == EINVAL;
 }
 
+static bool filebd_no_room(int error)
+{
+    return error == ENOSPC || error == EDQUOT;
+}
+
+static int filebd_fallocate(struct mf_filebd *f, int mode, uint64_t offset, uint64_t length)
+{
+    int r;
+    do
+        r = fallocate(f->fd, mode, (off_t)offset, (off_t)length);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? errno : 0;
+}
+
+typedef int (*filebd_run_fn)(struct mf_filebd *f, uint64_t offset, uint64_t length);
+
+/* Calls `fn` on each run of [offset, offset + length) that holds data (`data`) or that is a hole
+ * (!`data`), as SEEK_DATA and SEEK_HOLE tell. A hole reads as zeros; where the file system cannot
+ * tell, everything counts as data. */
+static int filebd_each_run(struct mf_filebd *f, uint64_t offset, uint64_t length, bool data,
+                           filebd_run_fn fn)
+{
+    uint64_t end = offset + length;
+    while (offset < end) {
+        off_t at = lseek(f->fd, (off_t)offset, SEEK_DATA);
+        uint64_t data_at = at >= 0 ? (uint64_t)at : errno == ENXIO ? end : offset;
+        if (data_at > end)
+            data_at = end;
+        uint64_t hole_at = end;
+        if (data_at < end) {
+            at = lseek(f->fd, (off_t)data_at, SEEK_HOLE);
+            if (at >= 0 && (uint64_t)at > data_at && (uint64_t)at < end)
+                hole_at = (uint64_t)at; /* else the rest counts as data: always progress */
+        }
+        int err = 0;
+        if (!data && data_at > offset)
+            err = fn(f, offset, data_at - offset);
+        else if (data && hole_at > data_at)
+            err = fn(f, data_at, hole_at - data_at);
+        if (err)
+            return err;
+        offset = hole_at;
+    }
+    return 0;
+}
+
+/* Records "<path>: <what> bytes A-B: <reason><note>" and returns the mapped code. */
+static int filebd_range_fail(struct mf_filebd *f, const char *what, uint64_t offset,
+                             uint64_t length, int error, const char *note)
+{
+    return filebd_fail(f, filebd_code(error), "%s bytes %llu-%llu: %s%s", what,
+                       (unsigned long long)offset, (unsigned long long)(offset + length - 1),
+                       strerror(error), note);
+}
+
+/* The end of a fast zeroing (ZERO_RANGE, BLKZEROOUT) that returned `error`: done; or zeros
+ * written where the call is not supported (`*unsupported` set for good) or found no room (zeros
+ * over the file's own blocks need none); or the failure recorded. */
+static int filebd_zeroed(struct mf_filebd *f, int error, bool *unsupported, uint64_t offset,
+                         uint64_t length)
+{
+    if (error == 0)
+        return 0;
+    if (filebd_unsupported(error))
+        *unsupported = true;
+    else if (!filebd_no_room(error))
+        return filebd_range_fail(f, "zeroing", offset, length, error, "");
+    return filebd_write_zeros(f, offset, length);
+}
+
+/* Zeroes data of an image file where it lies: the file keeps its blocks, so a later write there
+ * needs no room the host may have given away meanwhile. */
+static int filebd_zero_run(struct mf_filebd *f, uint64_t offset, uint64_t length)
+{
+    if (f->zero_range_unsupported)
+        return filebd_write_zeros(f, offset, length);
+    int error = filebd_fallocate(f, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length);
+    return filebd_zeroed(f, error, &f->zero_range_unsupported, offset, length);
+}
+
 static int filebd_erase(const struct mf_bd *bd, mf_block_t block, size_t count)
 {
     struct mf_filebd *f = bd->context;
@@ -172,35 +254,38 @@ static int filebd_erase(const struct mf_bd *bd, mf_block_t block, size_t count)
         return filebd_fail(f, MF_EROFS, "opened read-only");
     uint64_t offset = block * bd->block_size;
     uint64_t length = (uint64_t)count * bd->block_size;
-    if (!f->block_device && !f->punch_unsupported) {
-        int r;
-        do
-            r = fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-                          (off_t)length);
-        while (r < 0 && errno == EINTR);
-        if (r == 0)
+    if (!f->block_device)
+        return filebd_each_run(f, offset, length, true, filebd_zero_run);
+    if (f->zeroout_unsupported)
+        return filebd_write_zeros(f, offset, length);
+    uint64_t range[2] = {offset, length};
+    int r;
+    do
+        r = ioctl(f->fd, BLKZEROOUT, range);
+    while (r < 0 && errno == EINTR);
+    return filebd_zeroed(f, r < 0 ? errno : 0, &f->zeroout_unsupported, offset, length);
+}
+
+static int filebd_reserve(const struct mf_bd *bd, mf_block_t block, size_t count)
+{
+    struct mf_filebd *f = bd->context;
+    if (f->read_only)
+        return filebd_fail(f, MF_EROFS, "opened read-only");
+    if (f->block_device)
+        return 0; /* every block is there */
+    uint64_t offset = block * bd->block_size;
+    uint64_t length = (uint64_t)count * bd->block_size;
+    if (!f->reserve_unsupported) {
+        int error = filebd_fallocate(f, 0, offset, length);
+        if (error == 0)
             return 0;
-        if (!filebd_unsupported(errno))
-            return filebd_fail(f, filebd_code(errno), "discarding bytes %llu-%llu: %s",
-                               (unsigned long long)offset,
-                               (unsigned long long)(offset + length - 1), strerror(errno));
-        f->punch_unsupported = true;
+        if (!filebd_unsupported(error))
+            return filebd_range_fail(f, "reserving", offset, length, error,
+                                     error == ENOSPC ? " (the image's file system is full)" : "");
+        f->reserve_unsupported = true;
     }
-    if (f->block_device && !f->zeroout_unsupported) {
-        uint64_t range[2] = {offset, length};
-        int r;
-        do
-            r = ioctl(f->fd, BLKZEROOUT, range);
-        while (r < 0 && errno == EINTR);
-        if (r == 0)
-            return 0;
-        if (!filebd_unsupported(errno))
-            return filebd_fail(f, filebd_code(errno), "zeroing bytes %llu-%llu: %s",
-                               (unsigned long long)offset,
-                               (unsigned long long)(offset + length - 1), strerror(errno));
-        f->zeroout_unsupported = true;
-    }
-    return filebd_write_zeros(f, offset, length);
+    /* Without fallocate, zeros written into the holes (what they read as) take their blocks. */
+    return filebd_each_run(f, offset, length, false, filebd_write_zeros);
 }
 
 static int filebd_sync(const struct mf_bd *bd)
@@ -293,6 +378,7 @@ static int filebd_setup(struct mf_filebd *f, uint64_t limit)
         .prog = filebd_prog,
         .erase = filebd_erase,
         .sync = filebd_sync,
+        .reserve = filebd_reserve,
         .block_size = block_size,
         .block_count = bytes / block_size,
     };

@@ -18,9 +18,10 @@ struct mf_filebd {
     int fd;          /* -1 when closed */
     bool read_only;
     bool block_device;
-    bool punch_unsupported; /* fallocate hole punching failed once: write zeros */
-    bool zeroout_unsupported;
-    char path[256]; /* for messages, shortened when longer */
+    bool zero_range_unsupported; /* FALLOC_FL_ZERO_RANGE failed once: write zeros */
+    bool reserve_unsupported;    /* fallocate failed once: write zeros into holes */
+    bool zeroout_unsupported;    /* BLKZEROOUT failed once: write zeros */
+    char path[256];              /* for messages, shortened when longer */
     char message[MF_FILEBD_MESSAGE_MAX];
     uint64_t failures; /* failed calls so far (under the module's message lock) */
 };

@@ -709,11 +709,24 @@ close:
     return err;
 }
 
+/* Adds the storage image's own words to `message` when it failed since `failures` (a full host
+ * file system names itself there: the core only knows the device said "no space"). */
+static void add_storage_cause(struct mf_programmer *p, uint64_t failures, char *message,
+                              size_t size)
+{
+    char device[MF_FILEBD_MESSAGE_MAX];
+    if (mf_filebd_failure(&p->file, device, sizeof device) == failures)
+        return;
+    size_t n = strlen(message);
+    if (n < size)
+        snprintf(message + n, size - n, " (storage image: %s)", device);
+}
+
 /* Opens the trust anchor and the secure area, and handles a `_SECURE` folder in the public area:
  * moves it (stand-alone mode only), or finishes removing what is left of one already moved. */
 static void boot_secure(struct mf_programmer *p)
 {
-    char message[MF_SECURE_MESSAGE_MAX];
+    char message[MF_SECURE_MESSAGE_MAX + MF_FILEBD_MESSAGE_MAX + 32];
     if (open_anchor(p) != 0) {
         say(p->state_message, "trust anchor (%s): %s", p->config.tpm ? "tpm" : "keystore",
             p->anchor.error);
@@ -764,7 +777,10 @@ static void boot_secure(struct mf_programmer *p)
     }
     if (found > 0) {
         message[0] = '\0';
+        uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
         err = import_package(p, package, message);
+        if (err < 0)
+            add_storage_cause(p, failures, message, sizeof message);
         if (err == 1) {
             log_stderr(p, 0, "finishing the removal of a sealed package already installed");
             if (!finish_removal(p))
@@ -796,8 +812,10 @@ static void boot_secure(struct mf_programmer *p)
     if (p->mode == MF_MODE_FILEACCESS)
         return; /* file access mode never moves anything */
     log_stderr(p, 0, "moving _SECURE into the secure area");
+    uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
     err = mf_secure_install(&p->secure, &p->area.area, MF_SECURE_FOLDER, move_progress, p, message);
     if (err) {
+        add_storage_cause(p, failures, message, sizeof message);
         log_stderr(p, 0, "the _SECURE move failed: %s", message);
         mf_flashlog_write(&p->log, "the _SECURE move failed: %s", message);
         sayn(p->move_error, sizeof p->move_error, "the _SECURE move failed: %s", message);

@@ -414,7 +414,7 @@ uint64_t mf_sweep_io_run(const struct mf_sweep_io *sweep)
         return 0;
     }
     const struct mf_faultbd_counters *n = mf_faultbd_counters(&fb);
-    uint64_t calls = n->reads + n->progs + n->erases + n->syncs;
+    uint64_t calls = n->reads + n->progs + n->erases + n->syncs + n->reserves;
     for (uint64_t at = 1; at <= calls; at++) {
         for (int persistent = 0; persistent < 2; persistent++) {
             for (size_t k = 0; k < code_count; k++) {

@@ -87,12 +87,12 @@ int mf_sweep_run(const struct mf_sweep *sweep, const struct mf_sweep_options *op
                  struct mf_sweep_result *result);
 
 /* Device errors at every device call of a scenario, the I/O-error side of a sweep: for each call
- * n of run() (reads, programs, erases and syncs, counted in a first run without errors), once and
- * for good (persistent), with each of `codes` in turn (innermost): the RAM medium is restored from
- * `snapshot`, prepare() runs on a fault device over it without errors (a mount, say), the error is
- * armed (mf_faultbd_fail_io over every kind of call, then mf_faultbd_fail_io_code), run() runs,
- * the error is disarmed, and check() judges, still with the fault device (it may go on using
- * it). */
+ * n of run() (reads, programs, erases, syncs and reserves, counted in a first run without errors),
+ * once and for good (persistent), with each of `codes` in turn (innermost): the RAM medium is
+ * restored from `snapshot`, prepare() runs on a fault device over it without errors (a mount, say),
+ * the error is armed (mf_faultbd_fail_io over every kind of call, then mf_faultbd_fail_io_code),
+ * run() runs, the error is disarmed, and check() judges, still with the fault device (it may go on
+ * using it). */
 struct mf_sweep_io_point {
     uint64_t at;     /* the call that fails, from 1 */
     bool persistent; /* and every call after it */

@@ -1,5 +1,6 @@
 /* Unit tests of the RAM block device and the fault-injecting block device: every cut mode,
- * the countdown, I/O errors, bit flips, read corruption, the cache bound and the counters.
+ * the countdown, I/O errors, bit flips, read corruption, the cache bound, the counters and
+ * reserve (passed to the medium, a write point without data).
  * Each test builds a tiny device (16 blocks of 512 bytes) and asserts on the medium's bytes. */
 #include "mf_bd.h"
 #include "mf_crc32.h"
@@ -847,6 +848,120 @@ static void test_slice_over_faultbd(void **state)
     free(r);
 }
 
+/* A medium that can reserve: the RAM device plus a record of its reserve calls. */
+struct reserving {
+    struct mf_bd bd;
+    const struct mf_bd *ram;
+    unsigned calls;
+    mf_block_t block;
+    size_t count;
+    int result;
+};
+
+static int reserving_read(const struct mf_bd *bd, mf_block_t block, void *buffer, size_t count)
+{
+    return mf_bd_read(((const struct reserving *)bd->context)->ram, block, buffer, count);
+}
+
+static int reserving_prog(const struct mf_bd *bd, mf_block_t block, const void *buffer,
+                          size_t count)
+{
+    return mf_bd_prog(((const struct reserving *)bd->context)->ram, block, buffer, count);
+}
+
+static int reserving_erase(const struct mf_bd *bd, mf_block_t block, size_t count)
+{
+    return mf_bd_erase(((const struct reserving *)bd->context)->ram, block, count);
+}
+
+static int reserving_sync(const struct mf_bd *bd)
+{
+    return mf_bd_sync(((const struct reserving *)bd->context)->ram);
+}
+
+static int reserving_reserve(const struct mf_bd *bd, mf_block_t block, size_t count)
+{
+    struct reserving *m = bd->context;
+    m->calls++;
+    m->block = block;
+    m->count = count;
+    return m->result;
+}
+
+/* Reserve: straight to the medium's reserve (none on RAM), range-checked, a write point of its
+ * own that holds no data in the cache; injected errors stand in for a full host file system; a cut
+ * there lands nothing of its own, and a slice reserves through its parent at its offset. */
+static void test_reserve(void **state)
+{
+    (void)state;
+    struct rig *r = rig_new(1, 8);
+    assert_int_equal(mf_bd_reserve(&r->ram.bd, 0, BLOCKS), 0); /* RAM: nothing to do */
+    struct reserving m = {.ram = &r->ram.bd};
+    m.bd = r->ram.bd;
+    m.bd.context = &m;
+    m.bd.read = reserving_read;
+    m.bd.prog = reserving_prog;
+    m.bd.erase = reserving_erase;
+    m.bd.sync = reserving_sync;
+    m.bd.reserve = reserving_reserve;
+    static uint8_t cache[BS * 8];
+    struct mf_faultbd fb;
+    mf_faultbd_init(&fb, &m.bd,
+                    &(struct mf_faultbd_config){.cache = cache, .cache_size = sizeof cache});
+
+    uint8_t data[BS];
+    fill(data, 7);
+    assert_int_equal(mf_bd_prog(&fb.bd, 1, data, 1), 0);
+    assert_int_equal(mf_bd_reserve(&fb.bd, 4, 6), 0);
+    assert_int_equal(m.calls, 1);
+    assert_true(m.block == 4 && m.count == 6);
+    assert_int_equal(mf_faultbd_pending(&fb), 1); /* the prog only */
+    assert_int_equal(mf_faultbd_counters(&fb)->reserves, 1);
+    assert_int_equal(mf_faultbd_counters(&fb)->write_points, 2);
+    assert_int_equal(mf_bd_reserve(&fb.bd, BLOCKS - 1, 2), MF_EINVAL);
+    assert_int_equal(mf_bd_reserve(&fb.bd, 3, 0), 0);
+    assert_int_equal(m.calls, 1);
+    assert_int_equal(mf_faultbd_counters(&fb)->write_points, 2);
+
+    /* The medium's refusal comes back as it is; an injected one never reaches the medium. */
+    m.result = MF_ENOSPC;
+    assert_int_equal(mf_bd_reserve(&fb.bd, 0, 1), MF_ENOSPC);
+    assert_int_equal(m.calls, 2);
+    m.result = 0;
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_PROG, 1, true);
+    assert_int_equal(mf_bd_reserve(&fb.bd, 0, 1), 0); /* not a prog */
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_WRITES, 1, false);
+    mf_faultbd_fail_io_code(&fb, MF_ENOSPC);
+    assert_int_equal(mf_bd_reserve(&fb.bd, 0, 1), MF_ENOSPC);
+    assert_int_equal(m.calls, 3);
+    mf_faultbd_fail_io_off(&fb);
+
+    /* Through a slice: at the slice's offset. A slice over RAM has nothing to reserve. */
+    struct mf_bd_slice slice;
+    mf_bd_slice_init(&slice, &fb.bd, 8, 8);
+    assert_int_equal(mf_bd_reserve(&slice.bd, 2, 3), 0);
+    assert_true(m.calls == 4 && m.block == 10 && m.count == 3);
+    assert_int_equal(mf_bd_reserve(&slice.bd, 6, 3), MF_EINVAL);
+    struct mf_bd_slice plain;
+    mf_bd_slice_init(&plain, &r->ram.bd, 8, 8);
+    assert_null(plain.bd.reserve);
+    assert_int_equal(mf_bd_reserve(&plain.bd, 0, 8), 0);
+
+    /* A cut at a reserve: the unsynced writes go as the mode says, the reserve lands nothing. */
+    mf_faultbd_arm_cut(&fb, 1, MF_FAULTBD_CUT_TORN);
+    assert_int_equal(mf_bd_reserve(&fb.bd, 0, 8), MF_EPOWERLOSS);
+    assert_int_equal(m.calls, 4);
+    const struct mf_faultbd_cut *cut = mf_faultbd_last_cut(&fb);
+    assert_non_null(cut);
+    assert_int_equal(cut->op, MF_FAULTBD_OP_RESERVE);
+    assert_int_equal(cut->count, 0);
+    assert_int_equal(cut->torn_blocks, 0);
+    assert_true(same_as(medium(r, 1), 7)); /* the pending prog, applied by TORN */
+    for (mf_block_t b = 0; b < BLOCKS; b++)
+        assert_true(b == 1 || is_zero(medium(r, b)));
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -870,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_medium_error_during_cut),
         cmocka_unit_test(test_mode_names),
         cmocka_unit_test(test_slice_over_faultbd),
+        cmocka_unit_test(test_reserve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

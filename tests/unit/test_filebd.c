@@ -1,14 +1,19 @@
 /* File-backed block device on real files in a private temp folder: sparse creation, sizes,
- * read/write round trips, erase reading zero (and freeing space), the lock against a second
- * writer (also seen by util-linux flock(1), a tool nobody here wrote), read-only opens, and the
- * error codes and messages for missing, odd, shrunk and non-file paths. And a real block device:
- * a loop device over an image file, where one can be set up (root, losetup); skipped otherwise. */
+ * read/write round trips, erase reading zero (keeping the image's blocks, holes left alone),
+ * reserve (holes get their blocks, no byte changes), the lock against a second writer (also seen
+ * by util-linux flock(1), a tool nobody here wrote), read-only opens, and the error codes and
+ * messages for missing, odd, shrunk and non-file paths. As root: a real block device (a loop
+ * device over an image file), and images on small real file systems (tmpfs, a loop-mounted ext4)
+ * filled up, where writing a hole fails for lack of space but writing a reserved range and
+ * rewriting an erased one do not. Those are skipped without root, mount or losetup. */
 #include "mf_bd.h"
 #include "mf_err.h"
 #include "mf_filebd.h"
 #include "mf_testutil.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +33,7 @@ struct dirs {
     char *dir;
     char *image;
     char loop[64]; /* a loop device this test set up, detached by teardown; "" when none */
+    char *mounted; /* a file system this test mounted, unmounted by teardown; NULL when none */
 };
 
 static int setup(void **state)
@@ -47,6 +54,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct dirs *d = *state;
+    if (d->mounted) {
+        if (umount2(d->mounted, 0) != 0 && umount2(d->mounted, MNT_DETACH) != 0)
+            fprintf(stderr, "could not unmount %s: %s\n", d->mounted, strerror(errno));
+        free(d->mounted);
+    }
     if (d->loop[0]) {
         /* Only the device this test attached, by its name. */
         struct mf_test_output out;
@@ -123,8 +135,189 @@ static void test_round_trip_and_erase(void **state)
     assert_memory_equal(back + 1008 * 512, data + 1008 * 512, sizeof data - 1008 * 512);
     assert_int_equal(stat(d->image, &after), 0);
     assert_int_equal(after.st_size, before.st_size);
-    assert_true(after.st_blocks < before.st_blocks); /* the space went back */
+    /* Zeroed in place: the image keeps its room on the host for a later write there. */
+    assert_true(after.st_blocks >= before.st_blocks);
+    /* Erasing holes allocates nothing. */
+    assert_int_equal(mf_bd_erase(&f.bd, 6 * MIB / 512, 2 * MIB / 512), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    struct stat holes;
+    assert_int_equal(stat(d->image, &holes), 0);
+    assert_int_equal(holes.st_blocks, after.st_blocks);
     assert_int_equal(mf_filebd_close(&f), 0);
+}
+
+/* Reserve gives a range's holes their blocks and changes no byte; on a read-only device it is
+ * refused, outside the device never tried. */
+static void test_reserve(void **state)
+{
+    struct dirs *d = *state;
+    struct mf_filebd f;
+    assert_int_equal(mf_filebd_create(&f, d->image, 8 * MIB, false), 0);
+    static uint8_t data[64 * 1024], back[2 * MIB];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 11 + 5);
+    mf_block_t at = 2 * MIB / 512;
+    assert_int_equal(mf_bd_prog(&f.bd, at + 100, data, sizeof data / 512), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    struct stat before, after;
+    assert_int_equal(stat(d->image, &before), 0);
+    assert_int_equal(mf_bd_reserve(&f.bd, at, 2 * MIB / 512), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    assert_int_equal(stat(d->image, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    assert_true((uint64_t)after.st_blocks * 512 >= 2 * MIB);
+    assert_true((uint64_t)after.st_blocks * 512 < 4 * MIB); /* that range, not the whole image */
+    assert_int_equal(mf_bd_read(&f.bd, at, back, sizeof back / 512), 0);
+    for (size_t i = 0; i < sizeof back; i++) {
+        uint8_t want = i >= 100 * 512 && i < 100 * 512 + sizeof data ? data[i - 100 * 512] : 0;
+        if (back[i] != want)
+            fail_msg("byte %zu of the reserved range is 0x%02X, not 0x%02X", i, back[i], want);
+    }
+    assert_int_equal(mf_bd_reserve(&f.bd, f.bd.block_count - 1, 2), MF_EINVAL);
+    assert_int_equal(mf_filebd_close(&f), 0);
+    assert_int_equal(mf_filebd_open(&f, d->image, true), 0);
+    assert_int_equal(mf_bd_reserve(&f.bd, 0, 1), MF_EROFS);
+    assert_int_equal(mf_filebd_close(&f), 0);
+}
+
+/* Fills the file system that holds `dir` with a file "filler" until it takes no byte more. */
+static void fill_up(const char *dir)
+{
+    char *path = mf_test_path(dir, "filler");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    static uint8_t chunk[64 * 1024];
+    memset(chunk, 0xA5, sizeof chunk);
+    for (size_t size = sizeof chunk; size >= 512; size /= 2) {
+        while (write(fd, chunk, size) == (ssize_t)size)
+            continue;
+    }
+    fsync(fd);
+    assert_int_equal(close(fd), 0);
+    free(path);
+}
+
+/* Can the file system holding `dir` take `size` more bytes of a new file? (The file goes again.) */
+static bool has_room(const char *dir, size_t size)
+{
+    char *path = mf_test_path(dir, "more");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    static uint8_t chunk[64 * 1024];
+    bool room = true;
+    for (size_t done = 0; room && done < size; done += sizeof chunk)
+        room = write(fd, chunk, sizeof chunk) == (ssize_t)sizeof chunk;
+    room = room && fsync(fd) == 0;
+    close(fd);
+    unlink(path);
+    free(path);
+    return room;
+}
+
+/* A 32 MiB image on a file system of a few MiB (`dir`), filled up: a write into a hole fails
+ * with MF_ENOSPC and says so, as does a reserve (naming the full file system); a range reserved
+ * before takes its write; an erase gives no room back (nothing else can take it) and its range
+ * takes the same bytes again; erasing holes needs no room. */
+static void check_full_file_system(const char *dir, const char *kind)
+{
+    print_message("%s\n", kind);
+    char *image = mf_test_path(dir, "storage.img");
+    struct mf_filebd f;
+    assert_int_equal(mf_filebd_create(&f, image, 32 * MIB, false), 0);
+    static uint8_t data[MIB], back[MIB];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 29 + i / 4096 + 3);
+    const mf_block_t written = MIB / 512, reserved = 8 * MIB / 512, n = MIB / 512;
+    assert_int_equal(mf_bd_prog(&f.bd, written, data, n), 0);
+    assert_int_equal(mf_bd_reserve(&f.bd, reserved, n), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    fill_up(dir);
+
+    assert_int_equal(mf_bd_prog(&f.bd, 20 * MIB / 512, data, 128), MF_ENOSPC);
+    expect_message(&f, "storage.img: write at byte 20971520: No space left on device");
+    assert_int_equal(mf_bd_reserve(&f.bd, 16 * MIB / 512, 2 * n), MF_ENOSPC);
+    expect_message(&f, "storage.img: reserving bytes 16777216-18874367: No space left on device "
+                       "(the image's file system is full)");
+
+    assert_int_equal(mf_bd_prog(&f.bd, reserved, data, n), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    assert_int_equal(mf_bd_read(&f.bd, reserved, back, n), 0);
+    assert_memory_equal(back, data, sizeof data);
+
+    assert_int_equal(mf_bd_erase(&f.bd, written, n), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    assert_int_equal(mf_bd_read(&f.bd, written, back, n), 0);
+    for (size_t i = 0; i < sizeof back; i++) {
+        if (back[i] != 0)
+            fail_msg("%s: byte %zu of an erased range is 0x%02X", kind, i, back[i]);
+    }
+    assert_false(has_room(dir, 256 * 1024));
+    assert_int_equal(mf_bd_prog(&f.bd, written, data, n), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    assert_int_equal(mf_bd_read(&f.bd, written, back, n), 0);
+    assert_memory_equal(back, data, sizeof data);
+
+    assert_int_equal(mf_bd_erase(&f.bd, 24 * MIB / 512, 4 * n), 0);
+    assert_int_equal(mf_bd_sync(&f.bd), 0);
+    assert_int_equal(mf_filebd_close(&f), 0);
+    free(image);
+}
+
+/* Mounts are made in a mount namespace of this process's own, so that none outlives the test
+ * (also when it is killed); teardown unmounts them all the same. */
+static bool private_mounts(void)
+{
+    static int done; /* 0: not tried, 1: yes, -1: not possible */
+    if (!done)
+        done = unshare(CLONE_NEWNS) == 0 && mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0
+                   ? 1
+                   : -1;
+    return done > 0;
+}
+
+static void test_full_tmpfs(void **state)
+{
+    struct dirs *d = *state;
+    if (geteuid() != 0 || !private_mounts()) {
+        print_message("skipped: mounting a small tmpfs needs root (and a mount namespace)\n");
+        skip();
+    }
+    d->mounted = mf_test_path(d->dir, "tmpfs");
+    assert_int_equal(mkdir(d->mounted, 0700), 0);
+    if (mount("mintflash-test", d->mounted, "tmpfs", 0, "size=4m,mode=0700") != 0) {
+        print_message("skipped: cannot mount a tmpfs: %s\n", strerror(errno));
+        free(d->mounted);
+        d->mounted = NULL;
+        skip();
+    }
+    check_full_file_system(d->mounted, "tmpfs of 4 MiB");
+}
+
+static void test_full_ext4(void **state)
+{
+    struct dirs *d = *state;
+    if (geteuid() != 0 || !private_mounts()) {
+        print_message("skipped: mounting an ext4 image needs root (and a mount namespace)\n");
+        skip();
+    }
+    char *fs = mf_test_path(d->dir, "ext4.img"), *at = mf_test_path(d->dir, "ext4");
+    assert_int_equal(mkdir(at, 0700), 0);
+    char *qfs = mf_test_shell_quote(fs), *qat = mf_test_shell_quote(at);
+    struct mf_test_output out;
+    int err = mf_test_runf(&out, "truncate -s 16M %s && mkfs.ext4 -q -F %s && mount -o loop %s %s",
+                           qfs, qfs, qfs, qat);
+    free(qfs);
+    free(qat);
+    free(fs);
+    if (err || out.status != 0) {
+        print_message("skipped: cannot make and mount an ext4 image: %s\n", out.err ? out.err : "");
+        mf_test_output_free(&out);
+        free(at);
+        skip();
+    }
+    mf_test_output_free(&out);
+    d->mounted = at;
+    check_full_file_system(d->mounted, "ext4 of 16 MiB");
 }
 
 static void test_create_refuses(void **state)
@@ -308,6 +501,7 @@ static void test_loop_device(void **state)
     memset(data + 4 * bs, 0, 2 * bs);
     assert_memory_equal(back, data, sizeof data);
     assert_int_equal(mf_bd_read(&f.bd, f.bd.block_count, back, 1), MF_EINVAL);
+    assert_int_equal(mf_bd_reserve(&f.bd, 0, f.bd.block_count), 0); /* every block is there */
     assert_int_equal(mf_filebd_close(&f), 0);
 
     /* The bytes went through the device to the backing file. */
@@ -341,11 +535,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_sparse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_and_erase, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_tmpfs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_ext4, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,8 @@
 /* The secure area: installing a setup from a `_SECURE` folder, reading it back, counts and serial
  * numbers anchored in the trust anchor, a restored older storage image (rollback) at K = 1 and
- * K > 1, tampering of every kind, the cryptographic erase, the size check before anything is
- * erased, the leftover check, no plaintext on the medium, and a power cut at every write of the
- * move (storage and anchor). */
+ * K > 1, tampering of every kind, the cryptographic erase, the size check and the device's room
+ * (a full host file system) before anything is erased, the leftover check, no plaintext on the
+ * medium, and a power cut at every write of the move (storage and anchor). */
 #include "mf_area.h"
 #include "mf_err.h"
 #include "mf_fat.h"
@@ -1000,6 +1000,92 @@ static void test_too_big_is_refused_before_erasing(void **state)
     assert_int_equal(f->secure.area.stat(&f->secure.area, "big.bin", &e), MF_ENOENT);
 }
 
+/* The storage cannot give the new setup its room (an image file whose host file system is full:
+ * the device's reserve says MF_ENOSPC, injected at the move's first write, and every write after
+ * it fails the same way): refused before the old setup is erased, the message names the cause,
+ * no byte of the medium and nothing in the anchor changed, and the old setup still reads and
+ * counts, also after a restart. A power cut at that first write leaves the old setup too. Once
+ * the room is there the same folder moves. */
+static void test_no_room_is_refused_before_erasing(void **state)
+{
+    struct fixture *f = *state;
+    make_setup(f, "R", "5", 10000);
+    install(f);
+    static uint8_t old_app[10000], medium[SECURE_BLOCKS * 512u];
+    assert_int_equal(f->secure.area.read(&f->secure.area, "Projects/01_Widget/01_App/app.bin", 0,
+                                         old_app, sizeof old_app),
+                     0);
+    uint8_t old_fingerprint[32];
+    memcpy(old_fingerprint, f->secure.fingerprint, 32);
+    make_setup(f, "S", "7", 50000);
+    struct mf_faultbd fb;
+    open_faulty(f, &fb);
+    memcpy(medium, f->secure_mem, sizeof medium);
+    struct mf_ramanchor anchor = f->anchor;
+    mf_faultbd_reset_counters(&fb);
+    mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_WRITES, 1, true);
+    mf_faultbd_fail_io_code(&fb, MF_ENOSPC);
+    int err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                                f->message);
+    mf_faultbd_fail_io_off(&fb);
+    assert_int_equal(err, MF_ENOSPC);
+    if (!strstr(f->message, "cannot reserve") || !strstr(f->message, "no space left") ||
+        !strstr(f->message, "nothing was moved"))
+        fail_msg("message: %s", f->message);
+    const struct mf_faultbd_counters *n = mf_faultbd_counters(&fb);
+    assert_int_equal(n->reserves, 1); /* the first write, and the only one tried */
+    assert_int_equal(n->progs + n->erases + n->syncs, 0);
+    assert_int_equal(n->io_errors, 1);
+    assert_memory_equal(medium, f->secure_mem, sizeof medium);
+    assert_int_equal(f->anchor.writes, anchor.writes);
+    assert_memory_equal(f->anchor.state.key, anchor.state.key, 32);
+    assert_memory_equal(f->anchor.state.digest, anchor.state.digest, 32);
+    assert_int_equal(f->anchor.counter, anchor.counter);
+
+    /* The old setup runs on, in this open and after a restart. */
+    struct mf_setup setup;
+    for (int restart = 0; restart < 2; restart++) {
+        if (restart)
+            restart_faulty(f, &fb);
+        assert_true(f->secure.present);
+        assert_memory_equal(f->secure.fingerprint, old_fingerprint, 32);
+        static uint8_t got[10000];
+        assert_int_equal(f->secure.area.read(&f->secure.area, "Projects/01_Widget/01_App/app.bin",
+                                             0, got, sizeof got),
+                         0);
+        assert_memory_equal(got, old_app, sizeof got);
+        load_setup(f, &setup);
+        struct mf_tally t;
+        assert_int_equal(take_one(f, &setup, &t), 0);
+        assert_int_equal(t.serial, 500 + (unsigned)restart);
+        mf_setup_free(&setup);
+    }
+
+    /* A cut at that first write (the reservation) leaves the old setup whole as well. */
+    memcpy(old_fingerprint, f->secure.fingerprint, 32);
+    memcpy(medium, f->secure_mem, sizeof medium);
+    anchor = f->anchor;
+    mf_faultbd_arm_cut(&fb, 1, MF_FAULTBD_CUT_DROP);
+    err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                            f->message);
+    assert_int_equal(err, MF_EPOWERLOSS);
+    assert_int_equal(mf_faultbd_last_cut(&fb)->op, MF_FAULTBD_OP_RESERVE);
+    assert_memory_equal(medium, f->secure_mem, sizeof medium);
+    assert_memory_equal(f->anchor.state.key, anchor.state.key, 32);
+    restart_faulty(f, &fb);
+    assert_true(f->secure.present);
+    assert_memory_equal(f->secure.fingerprint, old_fingerprint, 32);
+
+    /* With room again, the same folder moves. */
+    err = mf_secure_install(&f->secure, &f->public_area.area, MF_SECURE_FOLDER, NULL, NULL,
+                            f->message);
+    if (err)
+        fail_msg("install: %d %s", err, f->message);
+    assert_memory_not_equal(f->anchor.state.key, anchor.state.key, 32);
+    same_file(f, "Projects/01_Widget/01_App/app.bin");
+    mf_secure_close(&f->secure);
+}
+
 static void test_bad_counter_file_is_refused_before_erasing(void **state)
 {
     struct fixture *f = *state;
@@ -1601,6 +1687,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reinstall_erases_the_old_setup, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_too_big_is_refused_before_erasing, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_no_room_is_refused_before_erasing, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_bad_counter_file_is_refused_before_erasing,
                                         setup_fixture, teardown_fixture),

@@ -775,9 +775,14 @@ static int ks_load(struct mf_keystore *ks)
     if (ks->state.has_note)
         memcpy(ks->note, raw + note_offset(ks->current), ks->state.note_size);
     if (size == MF_KEYSTORE_FILE_SIZE_V1) {
-        /* A version 1 file: room for the notes, durable before any slot refers to one. */
-        if (ftruncate(ks->fd, (off_t)MF_KEYSTORE_FILE_SIZE) != 0 || fsync(ks->fd) != 0) {
-            int e = errno;
+        /* A version 1 file: room for the notes, durable before any slot refers to one, and
+         * written, not a hole, so that a note's write later needs no new space on the host. */
+        static const uint8_t zeros[MF_KEYSTORE_FILE_SIZE - MF_KEYSTORE_FILE_SIZE_V1];
+        errno = 0;
+        if (pwrite(ks->fd, zeros, sizeof zeros, (off_t)MF_KEYSTORE_FILE_SIZE_V1) !=
+                (ssize_t)sizeof zeros ||
+            fsync(ks->fd) != 0) {
+            int e = errno ? errno : ENOSPC; /* a short write: the host's file system is full */
             sodium_memzero(raw, sizeof raw);
             return ks_fail(ks, errno_code(e), "cannot make room for notes: %s", strerror(e));
         }

@@ -518,6 +518,11 @@ static void test_notes(void **state)
     struct stat st;
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_size, MF_KEYSTORE_FILE_SIZE);
+    /* Written, not a hole: a note's write later needs no new space on the host. */
+    int fd = open(f->path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(lseek(fd, 0, SEEK_HOLE), (off_t)MF_KEYSTORE_FILE_SIZE);
+    close(fd);
     assert_int_equal(a.counter_read(&a, &value), 0);
     assert_int_equal(value, 1);
 

@@ -1042,17 +1042,20 @@ static int dir_pick_tail(struct mf_fat *fs, uint32_t dir, uint8_t sfn[11], size_
     return MF_ENOSPC;
 }
 
-/* Finds `needed` consecutive free entries in `dir`, growing a cluster directory when full. */
-static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uint32_t *first)
+/* Looks for `needed` consecutive free entries in `dir`. Returns 1 with *start at the first of
+ * them; 0 when the folder has no such run: then *start and *run are the free entries at its end
+ * (the run to grow), it->cluster its last cluster; or an error. */
+static int dir_free_run(struct mf_fat *fs, uint32_t dir, uint32_t needed, struct dir_iter *it,
+                        uint32_t *start, uint32_t *run)
 {
-    struct dir_iter it;
-    uint32_t run = 0, start = 0;
     bool ended = false; /* after the end marker every entry counts as free */
-    dir_iter_init(&it, dir, 0);
-    for (;; it.index++) {
+    *run = 0;
+    *start = 0;
+    dir_iter_init(it, dir, 0);
+    for (;; it->index++) {
         uint8_t *e;
         uint32_t sector, offset;
-        int r = dir_entry(fs, &it, &e, &sector, &offset);
+        int r = dir_entry(fs, it, &e, &sector, &offset);
         if (r < 0)
             return r;
         if (r == 0)
@@ -1060,22 +1063,34 @@ static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uin
         if (e[0] == 0x00)
             ended = true;
         if (!ended && e[0] != DELETED_MARK) {
-            run = 0;
+            *run = 0;
             continue;
         }
-        if (run++ == 0)
-            start = it.index;
-        if (run == needed) {
-            *first = start;
-            return 0;
-        }
+        if ((*run)++ == 0)
+            *start = it->index;
+        if (*run == needed)
+            return 1;
     }
     if (dir == 0)
         return MF_ENOSPC; /* the fixed root of FAT12/16 cannot grow */
-    if (run == 0)
-        start = it.index;
-    if (start + needed > DIR_ENTRIES_MAX)
+    if (*run == 0)
+        *start = it->index;
+    if (*start + needed > DIR_ENTRIES_MAX)
         return MF_ENOSPC;
+    return 0;
+}
+
+/* Finds `needed` consecutive free entries in `dir`, growing a cluster directory when full. */
+static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uint32_t *first)
+{
+    struct dir_iter it;
+    uint32_t run, start;
+    int r = dir_free_run(fs, dir, needed, &it, &start, &run);
+    if (r < 0)
+        return r;
+    *first = start;
+    if (r == 1)
+        return 0;
     uint32_t per_cluster = fs->geo.bytes_per_sector / DIRENT_SIZE * fs->geo.sectors_per_cluster;
     uint32_t last = it.cluster;
     while (run < needed) {
@@ -1090,7 +1105,6 @@ static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uin
         last = c;
         run += per_cluster;
     }
-    *first = start;
     return 0;
 }
 
@@ -1185,8 +1199,9 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
 
 /* Marks an entry and its long-name entries deleted, from the 8.3 entry backwards, sector by
  * sector, each durable before the next (the mirror image of dir_add): a cut leaves at most the
- * start of a long name, which fsck.fat deletes as an orphaned part. */
-static int dir_remove(struct mf_fat *fs, const struct found *f)
+ * start of a long name, which fsck.fat deletes as an orphaned part. With `replacement`, the 8.3
+ * entry becomes that entry instead (a rename in place): only the long name goes. */
+static int dir_remove(struct mf_fat *fs, const struct found *f, const uint8_t *replacement)
 {
     struct dir_iter it;
     uint32_t previous = f->sector;
@@ -1210,7 +1225,10 @@ static int dir_remove(struct mf_fat *fs, const struct found *f)
             return r;
         if (r == 0)
             return MF_ECORRUPT;
-        e[0] = DELETED_MARK;
+        if (replacement && index == f->slot)
+            memcpy(e, replacement, DIRENT_SIZE);
+        else
+            e[0] = DELETED_MARK;
         cache_dirty(fs, sector);
     }
     return 0;
@@ -2214,7 +2232,8 @@ int mf_fat_stat(struct mf_fat *fs, const char *path, struct mf_fat_stat *st)
     return 0;
 }
 
-int mf_fat_opendir(struct mf_fat *fs, struct mf_fat_dir *dir, const char *path)
+/* The first cluster of the folder `path` (0 for the fixed FAT12/16 root). */
+static int lookup_folder(struct mf_fat *fs, const char *path, uint32_t *first)
 {
     struct lookup l;
     int r = lookup(fs, path, &l);
@@ -2222,14 +2241,21 @@ int mf_fat_opendir(struct mf_fat *fs, struct mf_fat_dir *dir, const char *path)
         return r;
     if (r == 0)
         return MF_ENOENT;
-    uint32_t first = root_dir_cluster(fs);
-    if (!l.is_root) {
-        if (!entry_is_dir(l.f.entry))
-            return MF_ENOTDIR;
-        first = entry_cluster(fs, l.f.entry);
-        if (!cluster_valid(fs, first))
-            return MF_ECORRUPT;
-    }
+    *first = root_dir_cluster(fs);
+    if (l.is_root)
+        return 0;
+    if (!entry_is_dir(l.f.entry))
+        return MF_ENOTDIR;
+    *first = entry_cluster(fs, l.f.entry);
+    return cluster_valid(fs, *first) ? 0 : MF_ECORRUPT;
+}
+
+int mf_fat_opendir(struct mf_fat *fs, struct mf_fat_dir *dir, const char *path)
+{
+    uint32_t first;
+    int err = lookup_folder(fs, path, &first);
+    if (err)
+        return err;
     dir->first_cluster = first;
     dir->cluster = first;
     dir->cluster_index = 0;
@@ -2248,6 +2274,25 @@ int mf_fat_readdir(struct mf_fat *fs, struct mf_fat_dir *dir, struct mf_fat_stat
     if (r == 1)
         stat_fill(fs, &f, st);
     return r;
+}
+
+int mf_fat_dir_need(struct mf_fat *fs, const char *path, uint32_t entries, uint64_t *bytes)
+{
+    *bytes = 0;
+    uint32_t dir;
+    int r = lookup_folder(fs, path, &dir);
+    if (r || entries == 0)
+        return r;
+    struct dir_iter it;
+    uint32_t run, start;
+    r = dir_free_run(fs, dir, entries, &it, &start, &run);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        uint32_t per_cluster = fs->geo.bytes_per_sector / DIRENT_SIZE * fs->geo.sectors_per_cluster;
+        *bytes = (uint64_t)((entries - run + per_cluster - 1) / per_cluster) * cluster_bytes(fs);
+    }
+    return 0;
 }
 
 int mf_fat_mkdir(struct mf_fat *fs, const char *path)
@@ -2328,7 +2373,7 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path)
         return MF_ENOTEMPTY;
     /* The entry goes first, as for files: a cut leaves a lost cluster, never an entry pointing
      * at a free one. */
-    int err = dir_remove(fs, &l.f);
+    int err = dir_remove(fs, &l.f, NULL);
     if (!err)
         err = commit(fs);
     if (!err)
@@ -2364,7 +2409,7 @@ int mf_fat_remove(struct mf_fat *fs, const char *path)
         return r;
     /* The entry goes first: a cut in between leaves lost clusters, never an entry pointing at
      * freed ones. */
-    int err = dir_remove(fs, &l.f);
+    int err = dir_remove(fs, &l.f, NULL);
     if (!err)
         err = commit(fs);
     if (!err && c != 0) {
@@ -2396,7 +2441,7 @@ int mf_fat_remove_alias(struct mf_fat *fs, const char *path, const char *other)
         return MF_EINVAL; /* not two names of the same clusters */
     if (entry_open(fs, l.f.sector, l.f.offset))
         return MF_EBUSY;
-    int err = dir_remove(fs, &l.f);
+    int err = dir_remove(fs, &l.f, NULL);
     if (!err)
         err = commit(fs);
     return finish(fs, err);
@@ -2433,6 +2478,17 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
                 return MF_EINVAL;
         }
     }
+    uint8_t sfn[11], nt;
+    if (dst.parent == src.parent && sfn_from_name(&dst.last, sfn, &nt) == SFN_EXACT) {
+        /* A short name in the same folder: the 8.3 entry is rewritten where it is (any long name
+         * of the old one goes). A cut leaves the old name or the new, and the rename needs no free
+         * entry, so no new folder cluster: FLASHER.LOG's rotation on a full volume. */
+        uint8_t renamed[DIRENT_SIZE];
+        memcpy(renamed, src.f.entry, DIRENT_SIZE);
+        memcpy(renamed, sfn, 11);
+        renamed[12] = nt;
+        return finish(fs, dir_remove(fs, &src.f, renamed));
+    }
     struct found added;
     /* The new entry is written and made durable before the old one goes: a cut leaves the file
      * under the old name, or under both (fsck.fat then reports a duplicate), never under none. */
@@ -2440,7 +2496,7 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
     if (!err)
         err = commit(fs);
     if (!err)
-        err = dir_remove(fs, &src.f);
+        err = dir_remove(fs, &src.f, NULL);
     if (!err && is_dir && dst.parent != src.parent) {
         struct dir_iter it;
         uint8_t *e;
@@ -2481,7 +2537,7 @@ int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
     /* `from`'s name goes first, then `to`'s entry takes its clusters with one sector write: a cut
      * leaves `to` as it was or as `from` was, at worst with `from`'s or its old clusters lost,
      * never two names of one chain. */
-    int err = dir_remove(fs, &src.f);
+    int err = dir_remove(fs, &src.f, NULL);
     if (!err)
         err = commit(fs);
     if (!err && present) {
@@ -2603,7 +2659,7 @@ static int removal_add(struct mf_fat *fs, struct removal *rm, const struct found
 {
     int err = rm->count == REMOVE_PENDING ? removal_release(fs, rm) : 0;
     if (!err)
-        err = dir_remove(fs, f);
+        err = dir_remove(fs, f, NULL);
     uint32_t cluster = entry_cluster(fs, f->entry);
     if (!err && cluster)
         rm->chains[rm->count++] = cluster;

@@ -208,6 +208,12 @@ bool mf_fat_names_match(const char *a, const char *b);
  * 0 at the end, or a negative error. */
 int mf_fat_readdir(struct mf_fat *fs, struct mf_fat_dir *dir, struct mf_fat_stat *st);
 
+/* Bytes of new clusters the folder `path` takes before `entries` more directory entries fit in
+ * it side by side (a file with a short name takes one; a long name one more per 13 characters):
+ * 0 when it has them free. MF_ENOSPC when they never fit (the fixed root folder of FAT12/16 is
+ * full, or the folder would pass its 2 MiB limit); MF_ENOTDIR for a file. Changes nothing. */
+int mf_fat_dir_need(struct mf_fat *fs, const char *path, uint32_t entries, uint64_t *bytes);
+
 /* Creates a folder (its parent must exist). */
 int mf_fat_mkdir(struct mf_fat *fs, const char *path);
 
@@ -241,7 +247,10 @@ int mf_fat_remove_tree_wiped(struct mf_fat *fs, const char *path);
 int mf_fat_wipe_free(struct mf_fat *fs);
 
 /* Renames or moves a file or folder. The target must not exist (MF_EEXIST); a folder cannot be
- * moved into itself (MF_EINVAL). A cut leaves the entry under the old name, or under both. */
+ * moved into itself (MF_EINVAL). A cut leaves the entry under the old name, or under both. Within
+ * one folder to a name that is a short (8.3) name as it stands (FLASHER.OLD, not "Long name.txt"),
+ * the entry is renamed where it is: no free entry (so no new folder cluster) is needed, and a cut
+ * leaves the old name or the new, never both. */
 int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to);
 
 /* Renames the file `from` to `to`, replacing the file `to` when there is one: for a file rewritten

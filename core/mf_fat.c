@@ -211,6 +211,7 @@ static int cache_flush(struct mf_fat *fs)
 }
 
 static int commit(struct mf_fat *fs);
+static int abandon(struct mf_fat *fs, int err);
 
 /* ---- the allocation table ---- */
 
@@ -1042,17 +1043,20 @@ static int dir_pick_tail(struct mf_fat *fs, uint32_t dir, uint8_t sfn[11], size_
     return MF_ENOSPC;
 }
 
-/* Finds `needed` consecutive free entries in `dir`, growing a cluster directory when full. */
-static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uint32_t *first)
+/* Looks for `needed` consecutive free entries in `dir`. Returns 1 with *start at the first of
+ * them; 0 when the folder has no such run: then *start and *run are the free entries at its end
+ * (the run to grow), it->cluster its last cluster; or an error. */
+static int dir_free_run(struct mf_fat *fs, uint32_t dir, uint32_t needed, struct dir_iter *it,
+                        uint32_t *start, uint32_t *run)
 {
-    struct dir_iter it;
-    uint32_t run = 0, start = 0;
     bool ended = false; /* after the end marker every entry counts as free */
-    dir_iter_init(&it, dir, 0);
-    for (;; it.index++) {
+    *run = 0;
+    *start = 0;
+    dir_iter_init(it, dir, 0);
+    for (;; it->index++) {
         uint8_t *e;
         uint32_t sector, offset;
-        int r = dir_entry(fs, &it, &e, &sector, &offset);
+        int r = dir_entry(fs, it, &e, &sector, &offset);
         if (r < 0)
             return r;
         if (r == 0)
@@ -1060,22 +1064,34 @@ static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uin
         if (e[0] == 0x00)
             ended = true;
         if (!ended && e[0] != DELETED_MARK) {
-            run = 0;
+            *run = 0;
             continue;
         }
-        if (run++ == 0)
-            start = it.index;
-        if (run == needed) {
-            *first = start;
-            return 0;
-        }
+        if ((*run)++ == 0)
+            *start = it->index;
+        if (*run == needed)
+            return 1;
     }
     if (dir == 0)
         return MF_ENOSPC; /* the fixed root of FAT12/16 cannot grow */
-    if (run == 0)
-        start = it.index;
-    if (start + needed > DIR_ENTRIES_MAX)
+    if (*run == 0)
+        *start = it->index;
+    if (*start + needed > DIR_ENTRIES_MAX)
         return MF_ENOSPC;
+    return 0;
+}
+
+/* Finds `needed` consecutive free entries in `dir`, growing a cluster directory when full. */
+static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uint32_t *first)
+{
+    struct dir_iter it;
+    uint32_t run, start;
+    int r = dir_free_run(fs, dir, needed, &it, &start, &run);
+    if (r < 0)
+        return r;
+    *first = start;
+    if (r == 1)
+        return 0;
     uint32_t per_cluster = fs->geo.bytes_per_sector / DIRENT_SIZE * fs->geo.sectors_per_cluster;
     uint32_t last = it.cluster;
     while (run < needed) {
@@ -1090,7 +1106,6 @@ static int dir_alloc_slots(struct mf_fat *fs, uint32_t dir, uint32_t needed, uin
         last = c;
         run += per_cluster;
     }
-    *first = start;
     return 0;
 }
 
@@ -1107,6 +1122,213 @@ static int dir_put(struct mf_fat *fs, struct dir_iter *it, const uint8_t *entry,
     memcpy(e, entry, DIRENT_SIZE);
     cache_dirty(fs, *sector);
     return 0;
+}
+
+/* ---- long names across sectors ----
+ * A long name whose entries lie in two sectors cannot be added or removed by sector writes that
+ * each leave a volume fsck.fat accepts: its slots in the first sector are only valid followed by
+ * those in the second, and the other way round. So a cut in between can leave part of a long name
+ * (fsck.fat: "Orphaned long file name part", "Long filename fragment"). Around such a change the
+ * volume is marked dirty (FAT16/32: the clean bit of FAT entry 1, which Windows reads the same
+ * way), and a mount that finds it dirty deletes every LFN entry that is not part of a whole long
+ * name followed by its 8.3 entry, everywhere, then marks it clean. FAT12 has no such bit: there
+ * every mount does it (a FAT12 volume has at most 4084 clusters). */
+
+static uint32_t clean_bit(const struct mf_fat *fs)
+{
+    return fs->geo.type == MF_FAT16 ? 0x8000u : fs->geo.type == MF_FAT32 ? 0x08000000u : 0;
+}
+
+/* 1 when the volume is marked clean (always on FAT12), 0 when dirty, or an error. */
+static int volume_clean(struct mf_fat *fs)
+{
+    uint32_t raw;
+    int err = clean_bit(fs) ? fat_read_raw(fs, 1, &raw) : 0;
+    return err ? err : !clean_bit(fs) || (raw & clean_bit(fs)) != 0;
+}
+
+static int volume_mark(struct mf_fat *fs, bool clean)
+{
+    uint32_t raw;
+    int err = fat_read_raw(fs, 1, &raw);
+    if (!err)
+        err = fat_put_raw(fs, 1, clean ? raw | clean_bit(fs) : raw & ~clean_bit(fs));
+    return err;
+}
+
+/* Before changing entries first_slot .. last_slot of `dir`: when they span sectors, marks the
+ * volume dirty, durably, unless it is already. *marked says whether to mark it clean again (after
+ * the change is durable): not when it was dirty before (a repair is still due). */
+static int span_begin(struct mf_fat *fs, uint32_t dir, uint32_t first_slot, uint32_t last_slot,
+                      bool *marked)
+{
+    *marked = false;
+    if (!clean_bit(fs) || first_slot == last_slot)
+        return 0;
+    struct dir_iter it;
+    uint32_t first_sector, last_sector, offset;
+    dir_iter_init(&it, dir, first_slot);
+    int r = dir_locate(fs, &it, &first_sector, &offset);
+    if (r > 0) {
+        it.index = last_slot;
+        r = dir_locate(fs, &it, &last_sector, &offset);
+    }
+    if (r <= 0)
+        return r < 0 ? r : MF_ECORRUPT;
+    if (first_sector == last_sector)
+        return 0;
+    r = volume_clean(fs);
+    if (r <= 0)
+        return r;
+    int err = volume_mark(fs, false);
+    if (!err)
+        err = commit(fs);
+    *marked = !err;
+    return err;
+}
+
+/* After the change: its entries made durable, then the volume marked clean (written with the next
+ * commit, FAT sectors first: after them). */
+static int span_end(struct mf_fat *fs, bool marked)
+{
+    if (!marked)
+        return 0;
+    int err = commit(fs);
+    return err ? err : volume_mark(fs, true);
+}
+
+/* Deletes entries from .. to - 1 of the folder `it` walks. */
+static int entries_delete(struct mf_fat *fs, struct dir_iter *it, uint32_t from, uint32_t to)
+{
+    fs->repaired += to - from;
+    uint32_t keep = it->index;
+    for (it->index = from; it->index < to; it->index++) {
+        uint8_t *e;
+        uint32_t sector, offset;
+        int r = dir_entry(fs, it, &e, &sector, &offset);
+        if (r <= 0)
+            return r < 0 ? r : MF_ECORRUPT;
+        e[0] = DELETED_MARK;
+        cache_dirty(fs, sector);
+    }
+    it->index = keep;
+    return 0;
+}
+
+/* Long-name state of a folder being repaired: a run of LFN entries from `start`. */
+struct lfn_run {
+    bool open;
+    uint32_t start;
+    uint8_t expect, sum; /* next sequence number wanted (0: the 8.3 entry), checksum */
+};
+
+/* One entry of a folder being repaired, as fsck.fat judges it: LFN entries that do not make a
+ * whole long name before their 8.3 entry are deleted. Returns 1 when `e` is a folder to enter
+ * (`*sub` its cluster), 0 otherwise, or an error. `e` may not be used after the call. */
+static int repair_entry(struct mf_fat *fs, struct dir_iter *it, struct lfn_run *run,
+                        const uint8_t *e, uint32_t *sub)
+{
+    uint32_t index = it->index;
+    if (e[0] == 0x00 || e[0] == DELETED_MARK) {
+        int err = run->open ? entries_delete(fs, it, run->start, index) : 0;
+        run->open = false;
+        return err;
+    }
+    if ((e[11] & ATTR_LFN_MASK) == ATTR_LFN) {
+        uint8_t seq = e[0] & 0x1Fu;
+        if ((e[0] & 0x40u) && seq != 0) {
+            int err = run->open ? entries_delete(fs, it, run->start, index) : 0;
+            *run = (struct lfn_run){true, index, (uint8_t)(seq - 1), e[13]};
+            return err;
+        }
+        if (run->open && run->expect != 0 && seq == run->expect && e[13] == run->sum) {
+            run->expect--;
+            return 0;
+        }
+        int err = entries_delete(fs, it, run->open ? run->start : index, index + 1);
+        run->open = false;
+        return err;
+    }
+    bool whole = !run->open || (run->expect == 0 && sfn_checksum(e) == run->sum);
+    bool folder = entry_is_dir(e) && !(e[11] & MF_FAT_ATTR_VOLUME_ID) && e[0] != '.';
+    *sub = entry_cluster(fs, e);
+    int err = whole ? 0 : entries_delete(fs, it, run->start, index);
+    run->open = false;
+    return err ? err : folder && cluster_valid(fs, *sub);
+}
+
+/* Walks every folder (depth first, MF_FAT_DEPTH_MAX deep, no more entries than the volume can
+ * hold in folders) and repairs its long names. */
+static int repair_tree(struct mf_fat *fs)
+{
+    struct dir_iter levels[MF_FAT_DEPTH_MAX];
+    struct lfn_run runs[MF_FAT_DEPTH_MAX];
+    uint64_t budget = (uint64_t)fs->geo.cluster_count * (cluster_bytes(fs) / DIRENT_SIZE) +
+                      fs->geo.root_entries + DIR_ENTRIES_MAX;
+    unsigned depth = 0;
+    dir_iter_init(&levels[0], root_dir_cluster(fs), 0);
+    runs[0].open = false;
+    while (budget-- > 0) {
+        struct dir_iter *it = &levels[depth];
+        uint8_t *e;
+        uint32_t sector, offset, sub = 0;
+        int r = dir_entry(fs, it, &e, &sector, &offset);
+        if (r < 0)
+            return r;
+        uint8_t entry[DIRENT_SIZE] = {0}; /* the end of the folder acts as an end marker */
+        if (r == 1)
+            memcpy(entry, e, DIRENT_SIZE);
+        r = repair_entry(fs, it, &runs[depth], entry, &sub);
+        if (r < 0)
+            return r;
+        it->index++;
+        if (entry[0] == 0x00) {
+            if (depth-- == 0)
+                return 0;
+        } else if (r == 1 && depth + 1 < MF_FAT_DEPTH_MAX) {
+            depth++;
+            dir_iter_init(&levels[depth], sub, 0);
+            runs[depth].open = false;
+        }
+    }
+    return 0; /* more than any volume holds: a loop of folders; stop */
+}
+
+/* Is the volume marked dirty in any copy of the FAT (a cut can fall between the copies' writes)?
+ * Always on FAT12. 1, 0 or an error. */
+static int dirty_at_mount(struct mf_fat *fs)
+{
+    if (!clean_bit(fs))
+        return 1;
+    for (uint32_t k = 0; k < fs->geo.fat_count; k++) {
+        int err = dev_read(fs, fs->geo.first_fat_sector + k * fs->geo.fat_sectors, fs->scratch, 1);
+        if (err)
+            return err;
+        uint32_t raw =
+            fs->geo.type == MF_FAT16 ? mf_le16(fs->scratch + 2) : mf_le32(fs->scratch + 4);
+        if (!(raw & clean_bit(fs)))
+            return 1;
+    }
+    return 0;
+}
+
+/* At mount: the repair when the volume is dirty (or FAT12), then marked clean in every FAT copy.
+ * Failures leave it as it was (still dirty): the mount goes on. */
+static void repair_at_mount(struct mf_fat *fs)
+{
+    int r = dirty_at_mount(fs);
+    if (r == 1) {
+        r = repair_tree(fs);
+        if (!r && fs->repaired)
+            r = commit(fs);
+        if (!r && clean_bit(fs)) {
+            r = volume_mark(fs, true);
+            if (!r)
+                r = commit(fs);
+        }
+    }
+    if (r < 0)
+        abandon(fs, r);
 }
 
 /* Adds `name` to `dir` with the fixed fields of `proto` (attributes, cluster, size, times).
@@ -1137,6 +1359,10 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     uint8_t sum = sfn_checksum(sfn), e[DIRENT_SIZE];
     uint32_t sector = 0, offset, previous = 0;
     struct dir_iter it;
+    bool marked;
+    err = span_begin(fs, dir, first, first + lfn_entries, &marked);
+    if (err)
+        return err;
     /* Sector by sector from the first entry, each made durable before the next: a cut then
      * leaves a long name whose end is missing (fsck.fat deletes such an orphaned part), never
      * the end of a long name without its start (which fsck.fat leaves alone). */
@@ -1170,6 +1396,8 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     if (lfn_entries && sector != previous && (err = commit(fs)) != 0)
         return err;
     err = dir_put(fs, &it, e, &sector, &offset);
+    if (!err)
+        err = span_end(fs, marked);
     if (err)
         return err;
     f->dir = dir;
@@ -1185,11 +1413,16 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
 
 /* Marks an entry and its long-name entries deleted, from the 8.3 entry backwards, sector by
  * sector, each durable before the next (the mirror image of dir_add): a cut leaves at most the
- * start of a long name, which fsck.fat deletes as an orphaned part. */
-static int dir_remove(struct mf_fat *fs, const struct found *f)
+ * start of a long name, which fsck.fat deletes as an orphaned part. With `replacement`, the 8.3
+ * entry becomes that entry instead (a rename in place): only the long name goes. */
+static int dir_remove(struct mf_fat *fs, const struct found *f, const uint8_t *replacement)
 {
     struct dir_iter it;
     uint32_t previous = f->sector;
+    bool marked;
+    int err = span_begin(fs, f->dir, f->first_slot, f->slot, &marked);
+    if (err)
+        return err;
     for (uint32_t index = f->slot + 1; index-- > f->first_slot;) {
         uint8_t *e;
         uint32_t sector, offset;
@@ -1200,7 +1433,7 @@ static int dir_remove(struct mf_fat *fs, const struct found *f)
         if (r == 0)
             return MF_ECORRUPT;
         if (sector != previous) {
-            int err = commit(fs);
+            err = commit(fs);
             if (err)
                 return err;
             previous = sector;
@@ -1210,10 +1443,13 @@ static int dir_remove(struct mf_fat *fs, const struct found *f)
             return r;
         if (r == 0)
             return MF_ECORRUPT;
-        e[0] = DELETED_MARK;
+        if (replacement && index == f->slot)
+            memcpy(e, replacement, DIRENT_SIZE);
+        else
+            e[0] = DELETED_MARK;
         cache_dirty(fs, sector);
     }
-    return 0;
+    return span_end(fs, marked);
 }
 
 /* ---- paths ---- */
@@ -1498,6 +1734,7 @@ int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn cloc
             cluster_valid(fs, mf_le32(b + 492)))
             fs->next_free = mf_le32(b + 492);
     }
+    repair_at_mount(fs);
     return 0;
 }
 
@@ -2214,7 +2451,8 @@ int mf_fat_stat(struct mf_fat *fs, const char *path, struct mf_fat_stat *st)
     return 0;
 }
 
-int mf_fat_opendir(struct mf_fat *fs, struct mf_fat_dir *dir, const char *path)
+/* The first cluster of the folder `path` (0 for the fixed FAT12/16 root). */
+static int lookup_folder(struct mf_fat *fs, const char *path, uint32_t *first)
 {
     struct lookup l;
     int r = lookup(fs, path, &l);
@@ -2222,14 +2460,21 @@ int mf_fat_opendir(struct mf_fat *fs, struct mf_fat_dir *dir, const char *path)
         return r;
     if (r == 0)
         return MF_ENOENT;
-    uint32_t first = root_dir_cluster(fs);
-    if (!l.is_root) {
-        if (!entry_is_dir(l.f.entry))
-            return MF_ENOTDIR;
-        first = entry_cluster(fs, l.f.entry);
-        if (!cluster_valid(fs, first))
-            return MF_ECORRUPT;
-    }
+    *first = root_dir_cluster(fs);
+    if (l.is_root)
+        return 0;
+    if (!entry_is_dir(l.f.entry))
+        return MF_ENOTDIR;
+    *first = entry_cluster(fs, l.f.entry);
+    return cluster_valid(fs, *first) ? 0 : MF_ECORRUPT;
+}
+
+int mf_fat_opendir(struct mf_fat *fs, struct mf_fat_dir *dir, const char *path)
+{
+    uint32_t first;
+    int err = lookup_folder(fs, path, &first);
+    if (err)
+        return err;
     dir->first_cluster = first;
     dir->cluster = first;
     dir->cluster_index = 0;
@@ -2248,6 +2493,25 @@ int mf_fat_readdir(struct mf_fat *fs, struct mf_fat_dir *dir, struct mf_fat_stat
     if (r == 1)
         stat_fill(fs, &f, st);
     return r;
+}
+
+int mf_fat_dir_need(struct mf_fat *fs, const char *path, uint32_t entries, uint64_t *bytes)
+{
+    *bytes = 0;
+    uint32_t dir;
+    int r = lookup_folder(fs, path, &dir);
+    if (r || entries == 0)
+        return r;
+    struct dir_iter it;
+    uint32_t run, start;
+    r = dir_free_run(fs, dir, entries, &it, &start, &run);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        uint32_t per_cluster = fs->geo.bytes_per_sector / DIRENT_SIZE * fs->geo.sectors_per_cluster;
+        *bytes = (uint64_t)((entries - run + per_cluster - 1) / per_cluster) * cluster_bytes(fs);
+    }
+    return 0;
 }
 
 int mf_fat_mkdir(struct mf_fat *fs, const char *path)
@@ -2328,7 +2592,7 @@ int mf_fat_rmdir(struct mf_fat *fs, const char *path)
         return MF_ENOTEMPTY;
     /* The entry goes first, as for files: a cut leaves a lost cluster, never an entry pointing
      * at a free one. */
-    int err = dir_remove(fs, &l.f);
+    int err = dir_remove(fs, &l.f, NULL);
     if (!err)
         err = commit(fs);
     if (!err)
@@ -2364,7 +2628,7 @@ int mf_fat_remove(struct mf_fat *fs, const char *path)
         return r;
     /* The entry goes first: a cut in between leaves lost clusters, never an entry pointing at
      * freed ones. */
-    int err = dir_remove(fs, &l.f);
+    int err = dir_remove(fs, &l.f, NULL);
     if (!err)
         err = commit(fs);
     if (!err && c != 0) {
@@ -2396,7 +2660,7 @@ int mf_fat_remove_alias(struct mf_fat *fs, const char *path, const char *other)
         return MF_EINVAL; /* not two names of the same clusters */
     if (entry_open(fs, l.f.sector, l.f.offset))
         return MF_EBUSY;
-    int err = dir_remove(fs, &l.f);
+    int err = dir_remove(fs, &l.f, NULL);
     if (!err)
         err = commit(fs);
     return finish(fs, err);
@@ -2433,6 +2697,17 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
                 return MF_EINVAL;
         }
     }
+    uint8_t sfn[11], nt;
+    if (dst.parent == src.parent && sfn_from_name(&dst.last, sfn, &nt) == SFN_EXACT) {
+        /* A short name in the same folder: the 8.3 entry is rewritten where it is (any long name
+         * of the old one goes). A cut leaves the old name or the new, and the rename needs no free
+         * entry, so no new folder cluster: FLASHER.LOG's rotation on a full volume. */
+        uint8_t renamed[DIRENT_SIZE];
+        memcpy(renamed, src.f.entry, DIRENT_SIZE);
+        memcpy(renamed, sfn, 11);
+        renamed[12] = nt;
+        return finish(fs, dir_remove(fs, &src.f, renamed));
+    }
     struct found added;
     /* The new entry is written and made durable before the old one goes: a cut leaves the file
      * under the old name, or under both (fsck.fat then reports a duplicate), never under none. */
@@ -2440,7 +2715,7 @@ int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to)
     if (!err)
         err = commit(fs);
     if (!err)
-        err = dir_remove(fs, &src.f);
+        err = dir_remove(fs, &src.f, NULL);
     if (!err && is_dir && dst.parent != src.parent) {
         struct dir_iter it;
         uint8_t *e;
@@ -2481,7 +2756,7 @@ int mf_fat_replace(struct mf_fat *fs, const char *from, const char *to)
     /* `from`'s name goes first, then `to`'s entry takes its clusters with one sector write: a cut
      * leaves `to` as it was or as `from` was, at worst with `from`'s or its old clusters lost,
      * never two names of one chain. */
-    int err = dir_remove(fs, &src.f);
+    int err = dir_remove(fs, &src.f, NULL);
     if (!err)
         err = commit(fs);
     if (!err && present) {
@@ -2603,7 +2878,7 @@ static int removal_add(struct mf_fat *fs, struct removal *rm, const struct found
 {
     int err = rm->count == REMOVE_PENDING ? removal_release(fs, rm) : 0;
     if (!err)
-        err = dir_remove(fs, f);
+        err = dir_remove(fs, f, NULL);
     uint32_t cluster = entry_cluster(fs, f->entry);
     if (!err && cluster)
         rm->chains[rm->count++] = cluster;

@@ -8,7 +8,11 @@
  * crash, a hang or an access outside the volume.
  * Crash behaviour: every completed call that changed the volume has synced it, in the order
  * data, FAT (both copies), directory entry; a power cut leaves what fsck.fat can repair, and
- * files completed earlier intact (assuming sector-atomic writes).
+ * files completed earlier intact (assuming sector-atomic writes). A long name whose entries lie
+ * in two sectors is the one directory change no order of sector writes keeps whole: around it the
+ * volume is marked dirty (FAT16/32: the clean bit of FAT entry 1), and a mount of a dirty volume
+ * (of every FAT12 volume, which has no such bit) deletes the parts of long names a cut left, so
+ * that fsck.fat finds none.
  * Device errors: any error of a device call (read, write, erase, sync), whatever its code, drops
  * the change in progress: the call returns the device's code, the volume is seen again as the
  * device holds it, and files open for writing only close from then on (MF_EIO). */
@@ -109,6 +113,7 @@ struct mf_fat {
     uint64_t generation;      /* goes up with every change that is committed or abandoned */
     int device_error;         /* first device error since the cache last matched the device, or 0 */
     uint64_t device_failures; /* device calls that failed since the mount */
+    uint64_t repaired;        /* parts of long names deleted (see mf_fat_mount) */
     bool data_unsynced;       /* file data written straight to the device since the last sync */
     bool fsinfo_dirty;
     struct mf_fat_file *open_files;
@@ -118,7 +123,11 @@ struct mf_fat {
 };
 
 /* Mounts the volume on `bd` (the partition, not the disk). Validates the boot sector and the
- * geometry against the device size: MF_ECORRUPT when they do not fit. `clock` may be NULL. */
+ * geometry against the device size: MF_ECORRUPT when they do not fit. `clock` may be NULL.
+ * On a FAT12 volume, or one marked dirty in either FAT copy, walks every folder (bounded by
+ * MF_FAT_DEPTH_MAX and the volume's size) and deletes every LFN entry that is not part of a whole
+ * long name before its 8.3 entry (what fsck.fat calls an orphaned part or a fragment), then marks
+ * the volume clean; a failure there leaves the volume as it was and the mount goes on. */
 int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn clock,
                  void *clock_context);
 
@@ -208,6 +217,12 @@ bool mf_fat_names_match(const char *a, const char *b);
  * 0 at the end, or a negative error. */
 int mf_fat_readdir(struct mf_fat *fs, struct mf_fat_dir *dir, struct mf_fat_stat *st);
 
+/* Bytes of new clusters the folder `path` takes before `entries` more directory entries fit in
+ * it side by side (a file with a short name takes one; a long name one more per 13 characters):
+ * 0 when it has them free. MF_ENOSPC when they never fit (the fixed root folder of FAT12/16 is
+ * full, or the folder would pass its 2 MiB limit); MF_ENOTDIR for a file. Changes nothing. */
+int mf_fat_dir_need(struct mf_fat *fs, const char *path, uint32_t entries, uint64_t *bytes);
+
 /* Creates a folder (its parent must exist). */
 int mf_fat_mkdir(struct mf_fat *fs, const char *path);
 
@@ -241,7 +256,10 @@ int mf_fat_remove_tree_wiped(struct mf_fat *fs, const char *path);
 int mf_fat_wipe_free(struct mf_fat *fs);
 
 /* Renames or moves a file or folder. The target must not exist (MF_EEXIST); a folder cannot be
- * moved into itself (MF_EINVAL). A cut leaves the entry under the old name, or under both. */
+ * moved into itself (MF_EINVAL). A cut leaves the entry under the old name, or under both. Within
+ * one folder to a name that is a short (8.3) name as it stands (FLASHER.OLD, not "Long name.txt"),
+ * the entry is renamed where it is: no free entry (so no new folder cluster) is needed, and a cut
+ * leaves the old name or the new, never both. */
 int mf_fat_rename(struct mf_fat *fs, const char *from, const char *to);
 
 /* Renames the file `from` to `to`, replacing the file `to` when there is one: for a file rewritten

@@ -20,8 +20,9 @@ void mf_flashlog_init(struct mf_flashlog *log, struct mf_fat *fs, const struct m
     log->clock_context = clock_context;
 }
 
-/* Moves FLASHER.LOG to FLASHER.OLD. A cut in between leaves both names or one: never a lost
- * current log. */
+/* Moves FLASHER.LOG to FLASHER.OLD. A cut in between leaves one of the names, never a lost
+ * current log; the rename is in place (both are short names), so it needs no free entry in the
+ * root folder and no new cluster for it. */
 static int rotate(struct mf_fat *fs)
 {
     int err = mf_fat_remove(fs, MF_FLASHLOG_OLD_NAME);
@@ -30,9 +31,10 @@ static int rotate(struct mf_fat *fs)
     return mf_fat_rename(fs, MF_FLASHLOG_NAME, MF_FLASHLOG_OLD_NAME);
 }
 
-/* A cut during rotate's rename can leave FLASHER.LOG and FLASHER.OLD naming the same clusters:
- * the rename is finished (the clusters stay FLASHER.OLD's) before anything else, else the next
- * rotation would free them under FLASHER.OLD's name and lose the log. */
+/* A cut during the rename of an earlier version (a new entry written before the old one went)
+ * can leave FLASHER.LOG and FLASHER.OLD naming the same clusters: the rename is finished (the
+ * clusters stay FLASHER.OLD's) before anything else, else the next rotation would free them under
+ * FLASHER.OLD's name and lose the log. */
 static int finish_rename(struct mf_fat *fs)
 {
     struct mf_fat_stat cur, old;
@@ -93,12 +95,12 @@ static int append(struct mf_flashlog *log, const char *line, uint32_t len)
     return n < 0 ? n : cerr;
 }
 
-/* Size of the file `name`, 0 when absent. */
-static int size_of(struct mf_fat *fs, const char *name, uint64_t *size)
+/* What `name` is; all zero when absent. */
+static int stat_of(struct mf_fat *fs, const char *name, struct mf_fat_stat *st)
 {
-    struct mf_fat_stat st;
-    int err = mf_fat_stat(fs, name, &st);
-    *size = err ? 0 : st.size;
+    int err = mf_fat_stat(fs, name, st);
+    if (err)
+        memset(st, 0, sizeof *st);
     return err == MF_ENOENT ? 0 : err;
 }
 
@@ -110,31 +112,61 @@ static uint64_t round_up(uint64_t bytes, uint64_t cluster)
 int mf_flashlog_room(struct mf_flashlog *log, unsigned lines, char *message)
 {
     struct mf_fat *fs = log->fs;
-    uint64_t free_bytes = 0, total, size = 0, old = 0;
+    uint64_t free_bytes = 0, total;
+    struct mf_fat_stat current, previous;
     mf_lock_take(&log->lock);
     int failed = log->last_error;
     uint64_t cluster = (uint64_t)fs->geo.bytes_per_sector * fs->geo.sectors_per_cluster;
-    int err = mf_fat_space(fs, &free_bytes, &total);
+    /* Two names of one log (an interrupted rename) become one first, as the next line does: the
+     * clusters stay FLASHER.OLD's, and the new log needs its own. */
+    int err = finish_rename(fs);
     if (!err)
-        err = size_of(fs, MF_FLASHLOG_NAME, &size);
+        err = mf_fat_space(fs, &free_bytes, &total);
     if (!err)
-        err = size_of(fs, MF_FLASHLOG_OLD_NAME, &old);
+        err = stat_of(fs, MF_FLASHLOG_NAME, &current);
+    if (!err)
+        err = stat_of(fs, MF_FLASHLOG_OLD_NAME, &previous);
     mf_lock_give(&log->lock);
     if (err) {
         snprintf(message, MF_FLASHLOG_MESSAGE_MAX, "%s: cannot read the public area: %s",
                  MF_FLASHLOG_NAME, mf_strerror(err));
         return err;
     }
+    uint64_t size = current.size, old = previous.size;
     /* The lines go on at the end until one would take the log past its limit; then FLASHER.OLD
      * goes (its clusters come free), the log becomes FLASHER.OLD and a new log takes the rest.
      * After a line that failed, one more says so. */
     uint64_t lines_bytes = (uint64_t)(lines + (failed != 0)) * MF_FLASHLOG_LINE_MAX;
     uint64_t end = size + lines_bytes, need = 0;
-    if (end <= log->max_bytes) {
-        need = round_up(end, cluster) - round_up(size, cluster);
+    /* Folders of the user's under the log's names stop the log: say so before a cycle counts. */
+    const char *folder = current.is_dir                            ? MF_FLASHLOG_NAME
+                         : previous.is_dir && end > log->max_bytes ? MF_FLASHLOG_OLD_NAME
+                                                                   : NULL;
+    if (folder) {
+        snprintf(message, MF_FLASHLOG_MESSAGE_MAX,
+                 "%s is a folder, so %s cannot %s: remove or rename the folder", folder,
+                 MF_FLASHLOG_NAME, current.is_dir ? "be written" : "rotate");
+        return MF_EISDIR;
+    }
+    /* A new name (FLASHER.LOG, and FLASHER.OLD at the first rotation) takes a root entry: a new
+     * root cluster on FAT32 when none is free, none at all when the fixed root is full. */
+    bool rotates = end > log->max_bytes;
+    uint32_t entries = (current.name[0] == '\0') + (rotates && previous.name[0] == '\0');
+    mf_lock_take(&log->lock);
+    err = mf_fat_dir_need(fs, "/", entries, &need);
+    mf_lock_give(&log->lock);
+    if (err) {
+        snprintf(message, MF_FLASHLOG_MESSAGE_MAX, "%s: %s", MF_FLASHLOG_NAME,
+                 err == MF_ENOSPC
+                     ? "the root folder of the public area is full: remove a file there"
+                     : mf_strerror(err));
+        return err;
+    }
+    if (!rotates) {
+        need += round_up(end, cluster) - round_up(size, cluster);
     } else {
         if (log->max_bytes > size)
-            need = round_up(log->max_bytes, cluster) - round_up(size, cluster);
+            need += round_up(log->max_bytes, cluster) - round_up(size, cluster);
         /* A new log rotates again past its limit (its predecessor's clusters come free then):
          * it never holds more than the limit and one line. */
         uint64_t most = (uint64_t)log->max_bytes + MF_FLASHLOG_LINE_MAX;

@@ -43,10 +43,14 @@ int mf_flashlog_write(struct mf_flashlog *log, const char *fmt, ...)
 /* Is there room on the public area for `lines` more lines of the longest kind
  * (MF_FLASHLOG_LINE_MAX bytes each)? Counts whole clusters: the room left in the log's last
  * cluster, and, when the lines would take it past its limit, the rotation (FLASHER.OLD's clusters
- * come free, a new log starts). When the last line failed, first logs that one is missing: the
- * error when that fails too. 0 when they fit; MF_ENOSPC when not; with `message`
- * (MF_FLASHLOG_MESSAGE_MAX) naming FLASHER.LOG and the bytes free and needed, or the error. For a
- * check before a cycle takes a count: its line must not go unlogged. */
+ * come free, a new log starts), and the root folder entry each new name takes (a new cluster for
+ * it on FAT32, MF_ENOSPC when a fixed FAT12/16 root is full). Two names of one log
+ * (a rename an earlier version left half-done) become FLASHER.OLD first, as the next line would
+ * do. When the last line failed, first logs that one is missing: the error when that fails too.
+ * 0 when they fit; MF_ENOSPC when not; MF_EISDIR when FLASHER.LOG is a folder, or FLASHER.OLD is
+ * one and the lines would rotate the log; with `message` (MF_FLASHLOG_MESSAGE_MAX) naming
+ * FLASHER.LOG and the bytes free and needed, the folder, or the error. For a check before a cycle
+ * takes a count: its line must not go unlogged. */
 int mf_flashlog_room(struct mf_flashlog *log, unsigned lines, char *message);
 
 #endif

@@ -1471,8 +1471,44 @@ void mf_programmer_public_release(struct mf_programmer *p)
     pthread_mutex_unlock(&p->public_mutex);
 }
 
-/* FLASHER.INI's new text before it takes the old one's place. */
-#define SELECTION_NEW "FLASHER.NEW"
+/* Names FLASHER.INI's new text is written under before it takes the old one's place:
+ * FLASHER.NEW, or when that name is taken by something not ours (a folder, a file with
+ * attributes we never set), FLASHER.N1 ... FLASHER.N9. */
+#define SELECTION_NAMES 10u
+
+static void selection_name(unsigned i, char name[16])
+{
+    if (i == 0)
+        snprintf(name, 16, "FLASHER.NEW");
+    else
+        snprintf(name, 16, "FLASHER.N%u", i);
+}
+
+/* Removes what an earlier cut left under any of the names (a plain file: we write nothing else
+ * there) and picks the first name that is free. Folders and files with the read-only, hidden or
+ * system attribute are the user's: left alone, their name skipped. MF_EEXIST when every name is
+ * taken so. */
+static int selection_pick(struct mf_fat *fs, char name[16])
+{
+    bool found = false;
+    for (unsigned i = 0; i < SELECTION_NAMES; i++) {
+        char candidate[16];
+        struct mf_fat_stat st;
+        selection_name(i, candidate);
+        int err = mf_fat_stat(fs, candidate, &st);
+        if (err == 0 && !st.is_dir &&
+            !(st.attributes & (MF_FAT_ATTR_READ_ONLY | MF_FAT_ATTR_HIDDEN | MF_FAT_ATTR_SYSTEM)))
+            err = mf_fat_remove(fs, candidate);
+        else if (err == 0)
+            continue; /* the user's */
+        if (err && err != MF_ENOENT)
+            return err;
+        if (!found)
+            memcpy(name, candidate, 16);
+        found = true;
+    }
+    return found ? 0 : MF_EEXIST;
+}
 
 /* The name of a "[name]" header line, or NULL for other lines; `name` gets it. */
 static const char *section_of(const char *line, size_t len, char *name, size_t size)
@@ -1568,19 +1604,20 @@ int mf_programmer_write_selection(struct mf_fat *fs, const char *folder)
     }
     /* Written whole under another name, then put in FLASHER.INI's place in one step: a failure
      * or a cut leaves the old text or the new, never a part (an earlier cut's leftover goes). */
-    err = mf_fat_remove(fs, SELECTION_NEW);
-    if (err && err != MF_ENOENT)
+    char temporary[16];
+    err = selection_pick(fs, temporary);
+    if (err)
         return err;
-    err = mf_fat_open(fs, &file, SELECTION_NEW, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_EXCL);
+    err = mf_fat_open(fs, &file, temporary, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_EXCL);
     if (err)
         return err;
     int w = mf_fat_write(fs, &file, out, (uint32_t)n);
     int cerr = mf_fat_close(fs, &file);
     err = w < 0 ? w : cerr;
     if (!err)
-        err = mf_fat_replace(fs, SELECTION_NEW, MF_FILE_FLASHER_INI);
+        err = mf_fat_replace(fs, temporary, MF_FILE_FLASHER_INI);
     if (err)
-        mf_fat_remove(fs, SELECTION_NEW); /* when it is still there and the device lets us */
+        mf_fat_remove(fs, temporary); /* when it is still there and the device lets us */
     return err;
 }
 
@@ -1617,7 +1654,12 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
             char cause[sizeof p->file.message];
             if (mf_filebd_failure(&p->file, cause, sizeof cause) == failures)
                 cause[0] = '\0';
-            if (err)
+            if (err == MF_EEXIST)
+                say(error,
+                    "cannot update %s: FLASHER.NEW and FLASHER.N1 to FLASHER.N9 are all folders "
+                    "or protected files: remove one",
+                    MF_FILE_FLASHER_INI);
+            else if (err)
                 say(error, "cannot update %s: %s%s%s%s", MF_FILE_FLASHER_INI, mf_strerror(err),
                     *cause ? " (storage " : "", cause, *cause ? ")" : "");
             pthread_mutex_unlock(&p->public_mutex);

@@ -196,8 +196,11 @@ int mf_programmer_select(struct mf_programmer *p, const char *name, char *error)
 
 /* What mf_programmer_select does to a public setup's FLASHER.INI on the mounted volume `fs`:
  * [CONFIG] Project = folder, every other line kept; all or nothing against errors and power
- * cuts (written as FLASHER.NEW, then mf_fat_replace). Not locked: the caller holds the public
- * area (not thread-safe, unlike the rest). MF_EFBIG when the file is too long. */
+ * cuts (written as FLASHER.NEW, then mf_fat_replace). A plain file left under FLASHER.NEW or
+ * FLASHER.N1 ... FLASHER.N9 (a cut's leftover) is removed first; a folder or a read-only, hidden
+ * or system file there is the user's: kept, and the next of these names used (MF_EEXIST when
+ * none is left). Not locked: the caller holds the public area (not thread-safe, unlike the
+ * rest). MF_EFBIG when the file is too long. */
 int mf_programmer_write_selection(struct mf_fat *fs, const char *folder);
 
 struct mf_programmer_info {

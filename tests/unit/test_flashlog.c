@@ -401,6 +401,172 @@ static void test_room_is_kept(void **state)
     assert_int_equal(no, 1);
 }
 
+/* ---- layouts where the room check once passed and the line then failed ---- */
+
+/* Logs lines of about 1000 bytes into a new FLASHER.LOG until the next one would rotate it (4 KiB
+ * limit). */
+static void log_up_to_the_limit(struct mf_flashlog *log, struct mf_fat *fs)
+{
+    char text[1000];
+    memset(text, 'l', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    struct mf_fat_stat st;
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(mf_flashlog_write(log, "%u %s", i, text), 0);
+    assert_int_equal(mf_fat_stat(fs, MF_FLASHLOG_NAME, &st), 0);
+    assert_true(st.size + 1100 > 4096);
+}
+
+/* The longest line there is (it is cut to MF_FLASHLOG_LINE_MAX). */
+static int log_longest_line(struct mf_flashlog *log)
+{
+    static char text[MF_FLASHLOG_LINE_MAX + 100];
+    memset(text, 'L', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    return mf_flashlog_write(log, "%s", text);
+}
+
+/* (a) The first rotation, FLASHER.OLD absent, with a root folder that has no free entry: on FAT12
+ * a fixed root, full; on FAT32 a root cluster, full, and no free cluster but what the line needs.
+ * The rotation's new name (FLASHER.OLD by a rename that wrote a new entry, now the new FLASHER.LOG
+ * after a rename in place) found no entry on FAT12, and took a new root cluster from the line's on
+ * FAT32, after the check had found room. The check counts the entry now: it refuses where the line
+ * would fail, and passes with a free entry (FAT12) or one more free cluster (FAT32). */
+static void room_with_a_full_root(const struct mf_fat_format_options *o, mf_block_t blocks)
+{
+    struct mf_testfat vol;
+    struct mf_flashlog log;
+    assert_int_equal(mf_testfat_init(&vol, 512, blocks, o), 0);
+    mf_flashlog_init(&log, &vol.fs, NULL, 4096, fixed_clock, NULL);
+    log_up_to_the_limit(&log, &vol.fs);
+    fill_leaving(&vol.fs, 0);
+    int err = 0;
+    for (unsigned i = 0; i < 70000 && !err; i++) {
+        char name[16];
+        struct mf_fat_file file;
+        snprintf(name, sizeof name, "E%05u.TXT", i);
+        err = mf_fat_open(&vol.fs, &file, name, MF_FAT_O_WRONLY | MF_FAT_O_CREAT);
+        if (!err)
+            assert_int_equal(mf_fat_close(&vol.fs, &file), 0);
+    }
+    assert_int_equal(err, MF_ENOSPC); /* the root folder is full */
+    bool fat32 = mf_fat_geometry(&vol.fs)->type == MF_FAT32;
+    uint64_t cluster = cluster_of(&vol.fs);
+    uint64_t need = (MF_FLASHLOG_LINE_MAX + cluster - 1) / cluster * cluster;
+    fill_leaving(&vol.fs, need);
+    char m[MF_FLASHLOG_MESSAGE_MAX], want[MF_FLASHLOG_MESSAGE_MAX];
+    assert_int_equal(mf_flashlog_room(&log, 1, m), MF_ENOSPC);
+    if (fat32)
+        snprintf(want, sizeof want,
+                 "the public area is too full for FLASHER.LOG (%llu bytes free, %llu needed): "
+                 "free space",
+                 (unsigned long long)need, (unsigned long long)(need + cluster));
+    else
+        snprintf(want, sizeof want,
+                 "FLASHER.LOG: the root folder of the public area is full: remove a file there");
+    assert_string_equal(m, want);
+    assert_int_not_equal(log_longest_line(&log), 0); /* the check is right */
+    mf_flashlog_init(&log, &vol.fs, NULL, 4096, fixed_clock, NULL);
+    if (fat32)
+        fill_leaving(&vol.fs, need + cluster);
+    else
+        assert_int_equal(mf_fat_remove(&vol.fs, "E00000.TXT"), 0);
+    if (mf_flashlog_room(&log, 1, m) != 0)
+        fail_msg("%s", m);
+    assert_int_equal(log_longest_line(&log), 0);
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&vol.fs, MF_FLASHLOG_OLD_NAME, &st), 0);
+    assert_int_equal(mf_fat_unmount(&vol.fs), 0);
+    mf_testfat_free(&vol);
+}
+
+static void test_room_with_a_full_root_folder(void **state)
+{
+    (void)state;
+    struct mf_fat_format_options fat12 = {.volume_id = 12};
+    room_with_a_full_root(&fat12, BLOCKS);
+    struct mf_fat_format_options fat32 = {
+        .type = MF_FAT32, .sectors_per_cluster = 1, .volume_id = 32};
+    room_with_a_full_root(&fat32, 131072);
+}
+
+/* Sets the first cluster and size of the root entry named `sfn` (11 bytes, as stored) in the
+ * volume's memory. */
+static void patch_entry(uint8_t *memory, size_t size, const char *sfn, uint32_t cluster,
+                        uint32_t bytes)
+{
+    for (size_t at = 0; at + 32 <= size; at += 32) {
+        uint8_t *e = memory + at;
+        if (memcmp(e, sfn, 11) == 0 && (e[11] & 0x18) == 0) {
+            e[26] = (uint8_t)cluster, e[27] = (uint8_t)(cluster >> 8);
+            e[20] = (uint8_t)(cluster >> 16), e[21] = (uint8_t)(cluster >> 24);
+            for (unsigned i = 0; i < 4; i++)
+                e[28 + i] = (uint8_t)(bytes >> (8 * i));
+            return;
+        }
+    }
+    fail_msg("no entry %s", sfn);
+}
+
+/* (b) FLASHER.LOG and FLASHER.OLD naming the same clusters (a rotation cut by an earlier version,
+ * whose rename wrote the new entry before removing the old): the check counted FLASHER.LOG's
+ * bytes as the log's and FLASHER.OLD's clusters as coming free, so it found room on a full volume;
+ * the line then gave the clusters to FLASHER.OLD and needed new ones for the new log. */
+static void test_room_with_two_names_of_one_log(void **state)
+{
+    struct fixture *f = *state;
+    log_up_to_the_limit(&f->log, &f->vol.fs);
+    assert_int_equal(mf_fat_rename(&f->vol.fs, MF_FLASHLOG_NAME, MF_FLASHLOG_OLD_NAME), 0);
+    struct mf_fat_stat old;
+    assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_OLD_NAME, &old), 0);
+    assert_int_equal(mf_testfat_put_text(&f->vol.fs, MF_FLASHLOG_NAME, ""), 0);
+    assert_int_equal(mf_fat_unmount(&f->vol.fs), 0);
+    patch_entry(f->vol.memory, (size_t)BLOCKS * 512, "FLASHER LOG", old.first_cluster, old.size);
+    assert_int_equal(mf_fat_mount(&f->vol.fs, &f->vol.ram.bd, NULL, NULL), 0);
+    struct mf_fat_stat cur;
+    assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_NAME, &cur), 0);
+    assert_int_equal(cur.first_cluster, old.first_cluster);
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    fill_leaving(&f->vol.fs, 0);
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), MF_ENOSPC);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, MF_FLASHLOG_NAME, &cur), MF_ENOENT);
+    uint64_t cluster = cluster_of(&f->vol.fs);
+    fill_leaving(&f->vol.fs, (MF_FLASHLOG_LINE_MAX + cluster - 1) / cluster * cluster);
+    if (mf_flashlog_room(&f->log, 1, m) != 0)
+        fail_msg("%s", m);
+    assert_int_equal(log_longest_line(&f->log), 0);
+    uint32_t size;
+    char *text = slurp(&f->vol.fs, MF_FLASHLOG_OLD_NAME, &size);
+    assert_int_equal(size, old.size); /* the log before the cut, whole */
+    free(text);
+}
+
+/* (c) A folder FLASHER.OLD (or FLASHER.LOG): the check found room, and every line that had to
+ * rotate the log failed with MF_EISDIR. Now lines that go in without a rotation pass, and the
+ * check refuses, naming the folder, before a line that would rotate. The folder stays. */
+static void test_room_with_a_folder_in_the_way(void **state)
+{
+    struct fixture *f = *state;
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    assert_int_equal(mf_fat_mkdir(&f->vol.fs, MF_FLASHLOG_OLD_NAME), 0);
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), 0);
+    log_up_to_the_limit(&f->log, &f->vol.fs); /* lines that do not rotate */
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), MF_EISDIR);
+    assert_string_equal(m, "FLASHER.OLD is a folder, so FLASHER.LOG cannot rotate: remove or "
+                           "rename the folder");
+    assert_int_equal(log_longest_line(&f->log), MF_EISDIR); /* what the check spares a cycle */
+    assert_int_equal(mf_fat_rmdir(&f->vol.fs, MF_FLASHLOG_OLD_NAME), 0);
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), 0);
+    assert_int_equal(log_longest_line(&f->log), 0);
+    /* FLASHER.LOG a folder: no line at all. */
+    assert_int_equal(mf_fat_remove(&f->vol.fs, MF_FLASHLOG_NAME), 0);
+    assert_int_equal(mf_fat_mkdir(&f->vol.fs, MF_FLASHLOG_NAME), 0);
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), MF_EISDIR);
+    assert_string_equal(m, "FLASHER.LOG is a folder, so FLASHER.LOG cannot be written: remove or "
+                           "rename the folder");
+    assert_int_equal(mf_flashlog_write(&f->log, "x"), MF_EISDIR);
+}
+
 /* ---- a power cut at every write of a rotation ---- */
 
 /* Formats `medium`, mounts it into `fs` and opens its FLASHER.LOG (4 KiB limit) into `log`. */
@@ -469,13 +635,28 @@ static int rotation_check(void *context, const struct mf_bd *bd, const struct mf
 {
     (void)context;
     struct mf_fat fs;
-    int err = log_long_line(bd, &fs, "after", 'a');
+    /* As the cut left it: never FLASHER.LOG and FLASHER.OLD naming the same clusters (the rename
+     * is in place), the layout an earlier version's cut left (test_room_with_two_names_of_one_log
+     * shows what the check then does). */
+    int err = mf_fat_mount(&fs, bd, NULL, NULL);
+    if (err)
+        return err;
+    struct mf_fat_stat a, b;
+    bool cut_shared = mf_fat_stat(&fs, MF_FLASHLOG_OLD_NAME, &a) == 0 &&
+                      mf_fat_stat(&fs, MF_FLASHLOG_NAME, &b) == 0 &&
+                      a.first_cluster == b.first_cluster;
+    mf_fat_unmount(&fs);
+    if (cut_shared) {
+        fprintf(stderr, "cut %llu (%s): FLASHER.LOG and FLASHER.OLD share their clusters\n",
+                (unsigned long long)p->cut_at, mf_faultbd_cut_mode_name(p->mode));
+        return MF_EVERIFY;
+    }
+    err = log_long_line(bd, &fs, "after", 'a');
     if (err)
         return err;
     uint32_t old_size, cur_size;
     char *old = slurp(&fs, MF_FLASHLOG_OLD_NAME, &old_size);
     char *cur = slurp(&fs, MF_FLASHLOG_NAME, &cur_size);
-    struct mf_fat_stat a, b;
     bool shared = mf_fat_stat(&fs, MF_FLASHLOG_OLD_NAME, &a) == 0 &&
                   mf_fat_stat(&fs, MF_FLASHLOG_NAME, &b) == 0 && a.first_cluster == b.first_cluster;
     bool whole = old && old_size == full_size && memcmp(old, full_log, full_size) == 0;
@@ -597,6 +778,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_room_with_many_slots_and_a_small_limit, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_room_is_kept, setup, teardown),
+        cmocka_unit_test(test_room_with_a_full_root_folder),
+        cmocka_unit_test_setup_teardown(test_room_with_two_names_of_one_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_with_a_folder_in_the_way, setup, teardown),
         cmocka_unit_test(test_room_after_a_failed_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

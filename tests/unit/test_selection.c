@@ -11,6 +11,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,10 +52,10 @@ static int write_text(struct mf_fat *fs, const char *path, const char *text)
     return n < 0 ? n : cerr;
 }
 
-/* A volume with the old FLASHER.INI and a file written after it. */
+/* A volume with the old FLASHER.INI and a file written after it; with a non-NULL context also a
+ * folder FLASHER.NEW of the user's, with a file in it. */
 static int selection_setup(void *context, const struct mf_bd *medium)
 {
-    (void)context;
     struct mf_fat_format_options o = {.volume_id = 11};
     struct mf_fat fs;
     int err = mf_fat_format(medium, &o);
@@ -65,8 +66,35 @@ static int selection_setup(void *context, const struct mf_bd *medium)
     err = write_text(&fs, "FLASHER.INI", old_text);
     if (!err)
         err = write_text(&fs, "FLASHER.LOG", "a log line\r\n");
+    if (!err && context)
+        err = mf_fat_mkdir(&fs, "FLASHER.NEW");
+    if (!err && context)
+        err = write_text(&fs, "FLASHER.NEW/keep.txt", "the user's");
     int uerr = mf_fat_unmount(&fs);
     return err ? err : uerr;
+}
+
+/* A name #SELECT writes under left behind (FLASHER.NEW as a file, FLASHER.N1 ... N9), or the
+ * user's folder FLASHER.NEW gone or changed: false. */
+static bool only_the_users_left(struct mf_fat *fs, bool folder)
+{
+    struct mf_fat_stat st;
+    char text[64];
+    for (unsigned i = 1; i <= 9; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "FLASHER.N%u", i);
+        if (mf_fat_stat(fs, name, &st) != MF_ENOENT)
+            return false;
+    }
+    int err = mf_fat_stat(fs, "FLASHER.NEW", &st);
+    if (!folder)
+        return err == MF_ENOENT;
+    struct mf_fat_file file;
+    if (err || !st.is_dir || mf_fat_open(fs, &file, "FLASHER.NEW/keep.txt", MF_FAT_O_RDONLY))
+        return false;
+    int n = mf_fat_read(fs, &file, text, sizeof text - 1);
+    mf_fat_close(fs, &file);
+    return n == 10 && memcmp(text, "the user's", 10) == 0;
 }
 
 static int selection_run(void *context, const struct mf_bd *bd)
@@ -85,7 +113,6 @@ static int selection_run(void *context, const struct mf_bd *bd)
  * cut left) and leaves the new text and no FLASHER.NEW. */
 static int selection_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *p)
 {
-    (void)context;
     struct mf_fat fs;
     int err = mf_fat_mount(&fs, bd, NULL, NULL);
     if (err)
@@ -98,8 +125,7 @@ static int selection_check(void *context, const struct mf_bd *bd, const struct m
                 mf_faultbd_cut_mode_name(p->mode), err ? mf_strerror(err) : "holds",
                 err ? "" : text);
     int again = mf_programmer_write_selection(&fs, "02_Beta");
-    struct mf_fat_stat st;
-    bool leftover = mf_fat_stat(&fs, "FLASHER.NEW", &st) == 0;
+    bool leftover = !only_the_users_left(&fs, context != NULL);
     bool selected = !again && read_ini(&fs, text, sizeof text) == 0 && !strcmp(text, new_text);
     if ((again || leftover || !selected) && p->report)
         fprintf(stderr, "cut %llu (%s): the next #SELECT: %s, FLASHER.NEW %s, text %s\n",
@@ -145,6 +171,54 @@ static void test_power_cut_at_every_write(void **state)
     struct mf_sweep_result result;
     assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
     assert_true(result.write_points >= 6);
+    /* The same with the user's folder FLASHER.NEW in the way: written as FLASHER.N1. */
+    static int folder;
+    sweep.name = "FLASHER.INI rewrite beside a folder FLASHER.NEW";
+    sweep.context = &folder;
+    assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
+    assert_true(result.write_points >= 6);
+}
+
+/* A folder FLASHER.NEW (the user's: #SELECT failed with MF_EISDIR at every call) is kept and
+ * another name used; what a cut left under any of the names goes, whichever name is free now;
+ * when every name is taken by the user, FLASHER.INI stays as it was. */
+static void test_names_taken_by_the_user(void **state)
+{
+    (void)state;
+    static uint8_t memory[BLOCKS * 512];
+    struct mf_rambd ram;
+    mf_rambd_init(&ram, memory, 512, BLOCKS);
+    static int folder;
+    assert_int_equal(selection_setup(&folder, &ram.bd), 0);
+    struct mf_fat fs;
+    char text[256];
+    assert_int_equal(mf_fat_mount(&fs, &ram.bd, NULL, NULL), 0);
+    assert_int_equal(write_text(&fs, "FLASHER.N1", "a cut's leftover"), 0);
+    assert_int_equal(write_text(&fs, "FLASHER.N4", "another"), 0);
+    assert_int_equal(mf_programmer_write_selection(&fs, "02_Beta"), 0);
+    assert_int_equal(read_ini(&fs, text, sizeof text), 0);
+    assert_string_equal(text, new_text);
+    assert_true(only_the_users_left(&fs, true));
+    /* The folder gone, a leftover under FLASHER.N2 goes too. */
+    assert_int_equal(mf_fat_remove(&fs, "FLASHER.NEW/keep.txt"), 0);
+    assert_int_equal(mf_fat_rmdir(&fs, "FLASHER.NEW"), 0);
+    assert_int_equal(write_text(&fs, "FLASHER.N2", "left by a cut"), 0);
+    assert_int_equal(mf_programmer_write_selection(&fs, "03_Gamma"), 0);
+    assert_true(only_the_users_left(&fs, false));
+    /* Every name a folder: refused, nothing changed. */
+    assert_int_equal(mf_fat_mkdir(&fs, "FLASHER.NEW"), 0);
+    for (unsigned i = 1; i <= 9; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "FLASHER.N%u", i);
+        assert_int_equal(mf_fat_mkdir(&fs, name), 0);
+    }
+    assert_int_equal(read_ini(&fs, text, sizeof text), 0);
+    char before[256];
+    memcpy(before, text, sizeof before);
+    assert_int_equal(mf_programmer_write_selection(&fs, "01_Alpha"), MF_EEXIST);
+    assert_int_equal(read_ini(&fs, text, sizeof text), 0);
+    assert_string_equal(text, before);
+    assert_int_equal(mf_fat_unmount(&fs), 0);
 }
 
 struct error_rig {
@@ -216,6 +290,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keeps_the_other_lines),
         cmocka_unit_test(test_power_cut_at_every_write),
+        cmocka_unit_test(test_names_taken_by_the_user),
         cmocka_unit_test(test_device_error_at_every_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -223,6 +223,20 @@ def get(client, path):
     return data
 
 
+def commander(args, cwd, device=None, expect=0, timeout=120):
+    """Runs the commander with `args` in `cwd`, on the UNIX socket `device` when given; fails the
+    test when its exit status is not `expect` (None: any). Returns the CompletedProcess."""
+    env = dict(os.environ)
+    if device:
+        env["MINTFLASH_DEVICE"] = "unix:" + device
+    p = subprocess.run([MINTFLASH] + list(args), cwd=cwd, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    if expect is not None and p.returncode != expect:
+        fail("mintflash %s: exit %d, expected %d\nstdout: %s\nstderr: %s"
+             % (" ".join(args), p.returncode, expect, p.stdout, p.stderr))
+    return p
+
+
 def firmware(size, seed=1):
     """Deterministic firmware bytes."""
     out = bytearray()

@@ -20,10 +20,16 @@
 #include <termios.h>
 #include <unistd.h>
 
+/* A TCP client's address (IPv4 as its IPv4-mapped IPv6 form), for the per-peer limit. */
+struct mf_peer {
+    uint8_t address[16];
+};
+
 struct mf_session {
     uint64_t id;
     int fd;
     enum mf_channel channel;
+    struct mf_peer peer; /* TCP only */
     struct mf_proto_framer framer;
     /* Under server->lock: */
     char *out;
@@ -1229,13 +1235,16 @@ static int set_baud(int fd, unsigned baud)
     return tcsetattr(fd, TCSANOW, &t);
 }
 
-static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_channel channel)
+static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_channel channel,
+                                      const struct mf_peer *peer)
 {
     struct mf_session *ss = calloc(1, sizeof *ss);
     if (!ss)
         return NULL;
     ss->fd = fd;
     ss->channel = channel;
+    if (peer)
+        ss->peer = *peer;
     ss->id = ++s->next_id;
     mf_proto_framer_init(&ss->framer);
     pthread_mutex_lock(&s->lock);
@@ -1268,7 +1277,7 @@ static int open_serial(struct mf_server *s, const char *spec, char *error)
         return MF_EIO;
     }
     s->serial_fd = fd;
-    s->serial_session = session_new(s, fd, MF_CHANNEL_SERIAL);
+    s->serial_session = session_new(s, fd, MF_CHANNEL_SERIAL, NULL);
     fprintf(stderr, "mintflashd: serving serial %s at %u baud\n", dev, baud);
     return s->serial_session ? 0 : MF_ENOMEM;
 }
@@ -1296,20 +1305,58 @@ int mf_server_open(struct mf_server *s, const struct mf_server_config *config, c
     return err;
 }
 
+static void peer_of(const struct sockaddr_storage *addr, struct mf_peer *peer)
+{
+    memset(peer, 0, sizeof *peer);
+    if (addr->ss_family == AF_INET6) {
+        memcpy(peer->address, &((const struct sockaddr_in6 *)addr)->sin6_addr, 16);
+    } else if (addr->ss_family == AF_INET) {
+        peer->address[10] = peer->address[11] = 0xff;
+        memcpy(peer->address + 12, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+    }
+}
+
+/* Why a new connection on `channel` from `peer` gets no place (the refusal's text), or NULL.
+ * Poll thread only: it alone adds and removes sessions. */
+static const char *no_place(const struct mf_server *s, enum mf_channel channel,
+                            const struct mf_peer *peer)
+{
+    unsigned on_channel = 0, from_peer = 0;
+    for (unsigned i = 0; i < s->session_count; i++) {
+        const struct mf_session *ss = s->sessions[i];
+        if (ss->channel != channel)
+            continue;
+        on_channel++;
+        if (channel == MF_CHANNEL_TCP && memcmp(&ss->peer, peer, sizeof *peer) == 0)
+            from_peer++;
+    }
+    if (on_channel >= (channel == MF_CHANNEL_TCP ? MF_SERVER_TCP_MAX : MF_SERVER_UNIX_MAX))
+        return "#ERR008:Too many connections\r";
+    if (channel == MF_CHANNEL_TCP && from_peer >= MF_SERVER_TCP_PEER_MAX)
+        return "#ERR008:Too many connections from this address\r";
+    return NULL;
+}
+
+/* Takes the connections waiting on a listening socket; a bounded number per round, so that a
+ * flood on one channel cannot keep the loop from the others. */
 static void accept_client(struct mf_server *s, int lfd, enum mf_channel channel)
 {
-    for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (unsigned round = 0; round < MF_SERVER_CLIENTS_MAX; round++) {
+        struct sockaddr_storage addr;
+        socklen_t len = sizeof addr;
+        int fd = accept4(lfd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        if (s->session_count == MF_SERVER_CLIENTS_MAX) {
-            static const char busy[] = "#ERR008:Too many connections\r";
-            ssize_t r = write(fd, busy, sizeof busy - 1);
+        struct mf_peer peer;
+        peer_of(&addr, &peer);
+        const char *refusal = no_place(s, channel, &peer);
+        if (refusal) {
+            ssize_t r = write(fd, refusal, strlen(refusal));
             (void)r;
             close(fd);
             continue;
         }
-        if (!session_new(s, fd, channel))
+        if (!session_new(s, fd, channel, channel == MF_CHANNEL_TCP ? &peer : NULL))
             close(fd);
     }
 }

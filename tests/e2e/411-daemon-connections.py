@@ -11,7 +11,7 @@ import time
 import tty
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Client, Daemon, check  # noqa: E402
+from mfdaemon import Daemon, check  # noqa: E402
 from mfprobe import poll  # noqa: E402
 
 TCP_LIMIT, TCP_PEER_LIMIT, UNIX_LIMIT = 224, 64, 31
@@ -91,22 +91,19 @@ with Daemon(extra=["--serial", os.ttyname(programmer_end)]) as d:
     # ---- the connection limits ----
     # TCP: 224 places, at most 64 per peer address (127.0.0.x are all this host's). However TCP
     # clients fill them, the UNIX socket keeps its 31 places and the serial line its own.
-    def tcp_from(host):
-        return Client(socket.create_connection(("127.0.0.1", d.port), source_address=(host, 0)))
-
     tcp = []
     for i in range(TCP_PEER_LIMIT):
-        tcp.append(tcp_from("127.0.0.1"))
+        tcp.append(d.tcp("127.0.0.1"))
         check(ready(tcp[-1]), "TCP connection %d is served" % len(tcp))
-    refused(tcp_from("127.0.0.1"), " from this address")
+    refused(d.tcp("127.0.0.1"), " from this address")
     peer = 2
     while len(tcp) < TCP_LIMIT:
         host = "127.0.0.%d" % peer
         for i in range(min(TCP_PEER_LIMIT, TCP_LIMIT - len(tcp))):
-            tcp.append(tcp_from(host))
+            tcp.append(d.tcp(host))
             check(ready(tcp[-1]), "TCP connection %d is served" % len(tcp))
         peer += 1
-    refused(tcp_from("127.0.0.%d" % peer))
+    refused(d.tcp("127.0.0.%d" % peer))
     refused(d.tcp())
     serial_ready()
     unix = []

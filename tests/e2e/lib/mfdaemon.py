@@ -155,8 +155,10 @@ class Daemon:
         except OSError:
             return ""
 
-    def tcp(self):
-        return Client(socket.create_connection(("127.0.0.1", self.port)))
+    def tcp(self, source="127.0.0.1"):
+        """A TCP connection from `source` (any 127.x.y.z: the daemon limits the connections
+        from one address)."""
+        return Client(socket.create_connection(("127.0.0.1", self.port), source_address=(source, 0)))
 
     def unix(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

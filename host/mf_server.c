@@ -47,6 +47,7 @@ struct mf_session {
     uint64_t selected;
     bool progress;
     bool file_open;
+    bool file_read_only; /* opened with #FOPENREAD: no #FWRITE */
     char file[MF_FAT_PATH_MAX];
     unsigned pending_baud;
 };
@@ -60,13 +61,17 @@ static void wake(struct mf_server *s)
     (void)r;
 }
 
-/* Queues one reply line (CR-terminated). Caller holds s->lock. */
+/* Queues one reply line (CR-terminated). A control character in it (a name quoted from the
+ * storage in an error text) goes out as "<hh>": no reply line can end early or forge another.
+ * Caller holds s->lock. */
 static void queue_line(struct mf_server *s, struct mf_session *ss, const char *text)
 {
     (void)s;
     if (ss->dead)
         return;
-    size_t n = strlen(text);
+    char escaped[MF_PROTO_ESCAPED_SIZE(MF_PROTO_LINE_MAX + 64)];
+    size_t n = mf_proto_escape(text, false, escaped, sizeof escaped);
+    text = escaped;
     if (ss->out_len + n + 1 > MF_SERVER_OUTPUT_MAX) {
         /* A client that does not read: drop it (the serial line: drop the output). */
         if (ss->channel == MF_CHANNEL_SERIAL)
@@ -704,7 +709,9 @@ static struct mf_fat *public_fat(struct mf_server *s, struct mf_session *ss, int
     return fs;
 }
 
-static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *name)
+/* #FOPEN opens for reading and writing, creating a missing file; #FOPENREAD (`read_only`) opens an
+ * existing file for reading only and never creates or changes anything. */
+static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *name, bool read_only)
 {
     reply(s, ss, "#ACK");
     ss->file_open = false; /* an open file is closed first, also when this open fails */
@@ -718,8 +725,9 @@ static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *na
     struct mf_fat_stat st;
     bool existed = mf_fat_stat(fs, name, &st) == 0;
     struct mf_fat_file file;
-    int err = mf_fat_open(fs, &file, name, MF_FAT_O_RDWR | MF_FAT_O_CREAT);
-    if (err == MF_EACCES)
+    int err = read_only ? mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY)
+                        : mf_fat_open(fs, &file, name, MF_FAT_O_RDWR | MF_FAT_O_CREAT);
+    if (err == MF_EACCES && !read_only)
         err = mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY);
     if (!err)
         err = mf_fat_close(fs, &file);
@@ -731,6 +739,7 @@ static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *na
     if (!existed)
         mf_programmer_files_changed(s->programmer);
     ss->file_open = true;
+    ss->file_read_only = read_only;
     snprintf(ss->file, sizeof ss->file, "%s", name);
     reply(s, ss, "#OK");
 }
@@ -758,6 +767,11 @@ static void cmd_fwrite(struct mf_server *s, struct mf_session *ss, const char *a
     reply(s, ss, "#ACK");
     if (!need_open(s, ss))
         return;
+    if (ss->file_read_only) {
+        reply(s, ss, "#ERR%03d:File write failed (opened for reading only: #FOPENREAD)",
+              MF_PERR_FILE_WRITE);
+        return;
+    }
     struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_WRITE);
     if (!fs)
         return;
@@ -873,10 +887,14 @@ static void cmd_flist(struct mf_server *s, struct mf_session *ss, const char *di
     int err = mf_fat_opendir(fs, &d, dir);
     int r = 0;
     while (!err && (r = mf_fat_readdir(fs, &d, &st)) == 1) {
+        /* A name written raw into the volume may hold what no FAT name may (a CR that would end
+         * the line and forge the next): shown escaped, so never a name a command can open. */
+        char name[MF_PROTO_ESCAPED_SIZE(sizeof st.name)];
+        mf_proto_escape(st.name, true, name, sizeof name);
         if (st.is_dir)
-            reply(s, ss, "#FLIST:D:%s", st.name);
+            reply(s, ss, "#FLIST:D:%s", name);
         else
-            reply(s, ss, "#FLIST:F:%x:%s", st.size, st.name);
+            reply(s, ss, "#FLIST:F:%x:%s", st.size, name);
     }
     if (!err && r < 0)
         err = r;
@@ -1034,7 +1052,8 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         }
         break;
     case MF_CMD_FOPEN:
-        cmd_fopen(s, ss, args);
+    case MF_CMD_FOPENREAD:
+        cmd_fopen(s, ss, args, cmd == MF_CMD_FOPENREAD);
         break;
     case MF_CMD_FWRITE:
         cmd_fwrite(s, ss, args);

@@ -117,6 +117,7 @@ static const struct {
     {MF_CMD_REBOOT, "REBOOT"},
     {MF_CMD_IDENTITY, "IDENTITY"},
     {MF_CMD_TOPUP, "TOPUP"},
+    {MF_CMD_FOPENREAD, "FOPENREAD"},
 };
 
 static char upper(char c)
@@ -162,6 +163,41 @@ const char *mf_proto_command_name(enum mf_proto_command command)
             return mf_proto_commands[i].name;
     }
     return "?";
+}
+
+size_t mf_proto_escape(const char *text, bool name, char *out, size_t size)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = 0;
+    if (!size)
+        return 0;
+    while (*p) {
+        unsigned code = *p;
+        size_t used = 1;
+        if (code == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) { /* a C1 control, U+0080..U+009F */
+            code = p[1];
+            used = 2;
+        }
+        bool escape = code < 0x20 || code == 0x7F || used == 2;
+        if (name && used == 1 && code < 0x80 && strchr("<\"*/:>?\\|", (int)code))
+            escape = true;
+        size_t need = escape ? 4 : used;
+        if (n + need >= size)
+            break;
+        if (escape) {
+            out[n++] = '<';
+            out[n++] = digits[code >> 4];
+            out[n++] = digits[code & 15];
+            out[n++] = '>';
+        } else {
+            memcpy(out + n, p, used);
+            n += used;
+        }
+        p += used;
+    }
+    out[n] = '\0';
+    return n;
 }
 
 static int hex_value(char c)

@@ -57,6 +57,7 @@ enum mf_proto_command {
     MF_CMD_BAUDRATE,
     MF_CMD_PROGRESS,
     MF_CMD_FOPEN,
+    MF_CMD_FOPENREAD,
     MF_CMD_FWRITE,
     MF_CMD_FREAD,
     MF_CMD_FSIZE,
@@ -88,6 +89,17 @@ int mf_proto_hex_bytes(const char *text, uint8_t *out, size_t count);
 
 /* Appends `count` bytes as lower-case hex to `out` (2 * count chars and a NUL). */
 void mf_proto_hex_encode(const uint8_t *data, size_t count, char *out);
+
+/* Reply text with every control character (C0, DEL, and C1 written as UTF-8) shown as "<hh>",
+ * its code in two lower-case hex digits, so that no reply line can be cut or forged by what it
+ * quotes (a name read from the storage). With `name` (a listed file name), also '<' and the
+ * characters no FAT long name may hold ("*\/:>?| and '"'): the shown name is then never a real
+ * one and never a path. Writes at most `size` - 1 bytes and a NUL (never half an escape) and
+ * returns the length written. */
+size_t mf_proto_escape(const char *text, bool name, char *out, size_t size);
+
+/* The longest mf_proto_escape output for `length` bytes of text, its NUL included. */
+#define MF_PROTO_ESCAPED_SIZE(length) (4u * (length) + 1u)
 
 /* Protocol error numbers (docs/protocol.md). */
 enum mf_proto_error {

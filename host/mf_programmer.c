@@ -421,6 +421,23 @@ static void nbd_log(void *context, enum mf_nbdserver_level level, const char *me
     log_stderr(context, level == MF_NBDSERVER_ERROR ? 0 : 1, "%s", message);
 }
 
+/* A programmer pinned to an owner runs only a setup that owner sealed and signed: never the
+ * public area's (anyone with file access, or `securearea remove`, could put one there) and never
+ * a secure-area setup of another origin. MF_ENOENT with setup_message saying so, or 0. */
+static int pin_refuses(struct mf_programmer *p)
+{
+    if (!p->pinned[0])
+        return 0;
+    if (p->from_secure && p->secure.has_owner &&
+        sodium_memcmp(p->secure.owner, p->pinned_owner, sizeof p->pinned_owner) == 0)
+        return 0;
+    sayn(p->setup_message, sizeof p->setup_message,
+         "this programmer is pinned to owner %s: it runs only a sealed package that owner "
+         "signed, and none is installed (%s is not run)",
+         p->pinned, p->from_secure ? "a setup of another origin" : "a setup in the public area");
+    return MF_ENOENT;
+}
+
 static void load_setup(struct mf_programmer *p)
 {
     if (p->setup_loaded) {
@@ -431,8 +448,10 @@ static void load_setup(struct mf_programmer *p)
      * public area's setup runs, as the conflict rule only bites when the secure area has some. */
     p->from_secure = p->secure_open && p->secure.present && p->secure.file_count > 0;
     struct mf_area *area = p->from_secure ? &p->secure.area : &p->area.area;
-    p->setup_error =
-        mf_setup_load(&p->setup, area, p->load_buffer, LOAD_BUFFER_SIZE, p->setup_message);
+    p->setup_error = pin_refuses(p);
+    if (!p->setup_error)
+        p->setup_error =
+            mf_setup_load(&p->setup, area, p->load_buffer, LOAD_BUFFER_SIZE, p->setup_message);
     if (!p->setup_error) {
         p->setup_loaded = true;
         int selected = p->from_secure ? mf_secure_selected(&p->secure) : -1;
@@ -546,6 +565,7 @@ static void note_pin(struct mf_programmer *p)
         struct mf_owner_key k;
         mf_owner_key_from_public(as.owner, &k);
         snprintf(p->pinned, sizeof p->pinned, "%s", k.fingerprint);
+        memcpy(p->pinned_owner, as.owner, sizeof p->pinned_owner);
     }
 }
 

@@ -114,6 +114,7 @@ struct mf_programmer {
     struct mf_owner_identity identity; /* made at the first start, kept in the trust anchor */
     bool has_identity;
     char pinned[MF_OWNER_FINGERPRINT_SIZE];  /* the pinned owner's fingerprint, "" */
+    uint8_t pinned_owner[32];                /* and its public key, when pinned */
     char move_error[MF_PROGRAMMER_TEXT_MAX]; /* why the last start refused `_SECURE`, "" */
     struct mf_reclog records;                /* production records of the installed setup */
     bool records_open;

@@ -20,10 +20,16 @@
 #include <termios.h>
 #include <unistd.h>
 
+/* A TCP client's address (IPv4 as its IPv4-mapped IPv6 form), for the per-peer limit. */
+struct mf_peer {
+    uint8_t address[16];
+};
+
 struct mf_session {
     uint64_t id;
     int fd;
     enum mf_channel channel;
+    struct mf_peer peer; /* TCP only */
     struct mf_proto_framer framer;
     /* Under server->lock: */
     char *out;
@@ -41,6 +47,7 @@ struct mf_session {
     uint64_t selected;
     bool progress;
     bool file_open;
+    bool file_read_only; /* opened with #FOPENREAD: no #FWRITE */
     char file[MF_FAT_PATH_MAX];
     unsigned pending_baud;
 };
@@ -54,13 +61,17 @@ static void wake(struct mf_server *s)
     (void)r;
 }
 
-/* Queues one reply line (CR-terminated). Caller holds s->lock. */
+/* Queues one reply line (CR-terminated). A control character in it (a name quoted from the
+ * storage in an error text) goes out as "<hh>": no reply line can end early or forge another.
+ * Caller holds s->lock. */
 static void queue_line(struct mf_server *s, struct mf_session *ss, const char *text)
 {
     (void)s;
     if (ss->dead)
         return;
-    size_t n = strlen(text);
+    char escaped[MF_PROTO_ESCAPED_SIZE(MF_PROTO_LINE_MAX + 64)];
+    size_t n = mf_proto_escape(text, false, escaped, sizeof escaped);
+    text = escaped;
     if (ss->out_len + n + 1 > MF_SERVER_OUTPUT_MAX) {
         /* A client that does not read: drop it (the serial line: drop the output). */
         if (ss->channel == MF_CHANNEL_SERIAL)
@@ -698,7 +709,9 @@ static struct mf_fat *public_fat(struct mf_server *s, struct mf_session *ss, int
     return fs;
 }
 
-static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *name)
+/* #FOPEN opens for reading and writing, creating a missing file; #FOPENREAD (`read_only`) opens an
+ * existing file for reading only and never creates or changes anything. */
+static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *name, bool read_only)
 {
     reply(s, ss, "#ACK");
     ss->file_open = false; /* an open file is closed first, also when this open fails */
@@ -712,8 +725,9 @@ static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *na
     struct mf_fat_stat st;
     bool existed = mf_fat_stat(fs, name, &st) == 0;
     struct mf_fat_file file;
-    int err = mf_fat_open(fs, &file, name, MF_FAT_O_RDWR | MF_FAT_O_CREAT);
-    if (err == MF_EACCES)
+    int err = read_only ? mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY)
+                        : mf_fat_open(fs, &file, name, MF_FAT_O_RDWR | MF_FAT_O_CREAT);
+    if (err == MF_EACCES && !read_only)
         err = mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY);
     if (!err)
         err = mf_fat_close(fs, &file);
@@ -725,6 +739,7 @@ static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *na
     if (!existed)
         mf_programmer_files_changed(s->programmer);
     ss->file_open = true;
+    ss->file_read_only = read_only;
     snprintf(ss->file, sizeof ss->file, "%s", name);
     reply(s, ss, "#OK");
 }
@@ -752,6 +767,11 @@ static void cmd_fwrite(struct mf_server *s, struct mf_session *ss, const char *a
     reply(s, ss, "#ACK");
     if (!need_open(s, ss))
         return;
+    if (ss->file_read_only) {
+        reply(s, ss, "#ERR%03d:File write failed (opened for reading only: #FOPENREAD)",
+              MF_PERR_FILE_WRITE);
+        return;
+    }
     struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_WRITE);
     if (!fs)
         return;
@@ -867,10 +887,14 @@ static void cmd_flist(struct mf_server *s, struct mf_session *ss, const char *di
     int err = mf_fat_opendir(fs, &d, dir);
     int r = 0;
     while (!err && (r = mf_fat_readdir(fs, &d, &st)) == 1) {
+        /* A name written raw into the volume may hold what no FAT name may (a CR that would end
+         * the line and forge the next): shown escaped, so never a name a command can open. */
+        char name[MF_PROTO_ESCAPED_SIZE(sizeof st.name)];
+        mf_proto_escape(st.name, true, name, sizeof name);
         if (st.is_dir)
-            reply(s, ss, "#FLIST:D:%s", st.name);
+            reply(s, ss, "#FLIST:D:%s", name);
         else
-            reply(s, ss, "#FLIST:F:%x:%s", st.size, st.name);
+            reply(s, ss, "#FLIST:F:%x:%s", st.size, name);
     }
     if (!err && r < 0)
         err = r;
@@ -1028,7 +1052,8 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         }
         break;
     case MF_CMD_FOPEN:
-        cmd_fopen(s, ss, args);
+    case MF_CMD_FOPENREAD:
+        cmd_fopen(s, ss, args, cmd == MF_CMD_FOPENREAD);
         break;
     case MF_CMD_FWRITE:
         cmd_fwrite(s, ss, args);
@@ -1229,13 +1254,16 @@ static int set_baud(int fd, unsigned baud)
     return tcsetattr(fd, TCSANOW, &t);
 }
 
-static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_channel channel)
+static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_channel channel,
+                                      const struct mf_peer *peer)
 {
     struct mf_session *ss = calloc(1, sizeof *ss);
     if (!ss)
         return NULL;
     ss->fd = fd;
     ss->channel = channel;
+    if (peer)
+        ss->peer = *peer;
     ss->id = ++s->next_id;
     mf_proto_framer_init(&ss->framer);
     pthread_mutex_lock(&s->lock);
@@ -1268,7 +1296,7 @@ static int open_serial(struct mf_server *s, const char *spec, char *error)
         return MF_EIO;
     }
     s->serial_fd = fd;
-    s->serial_session = session_new(s, fd, MF_CHANNEL_SERIAL);
+    s->serial_session = session_new(s, fd, MF_CHANNEL_SERIAL, NULL);
     fprintf(stderr, "mintflashd: serving serial %s at %u baud\n", dev, baud);
     return s->serial_session ? 0 : MF_ENOMEM;
 }
@@ -1296,20 +1324,58 @@ int mf_server_open(struct mf_server *s, const struct mf_server_config *config, c
     return err;
 }
 
+static void peer_of(const struct sockaddr_storage *addr, struct mf_peer *peer)
+{
+    memset(peer, 0, sizeof *peer);
+    if (addr->ss_family == AF_INET6) {
+        memcpy(peer->address, &((const struct sockaddr_in6 *)addr)->sin6_addr, 16);
+    } else if (addr->ss_family == AF_INET) {
+        peer->address[10] = peer->address[11] = 0xff;
+        memcpy(peer->address + 12, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+    }
+}
+
+/* Why a new connection on `channel` from `peer` gets no place (the refusal's text), or NULL.
+ * Poll thread only: it alone adds and removes sessions. */
+static const char *no_place(const struct mf_server *s, enum mf_channel channel,
+                            const struct mf_peer *peer)
+{
+    unsigned on_channel = 0, from_peer = 0;
+    for (unsigned i = 0; i < s->session_count; i++) {
+        const struct mf_session *ss = s->sessions[i];
+        if (ss->channel != channel)
+            continue;
+        on_channel++;
+        if (channel == MF_CHANNEL_TCP && memcmp(&ss->peer, peer, sizeof *peer) == 0)
+            from_peer++;
+    }
+    if (on_channel >= (channel == MF_CHANNEL_TCP ? MF_SERVER_TCP_MAX : MF_SERVER_UNIX_MAX))
+        return "#ERR008:Too many connections\r";
+    if (channel == MF_CHANNEL_TCP && from_peer >= MF_SERVER_TCP_PEER_MAX)
+        return "#ERR008:Too many connections from this address\r";
+    return NULL;
+}
+
+/* Takes the connections waiting on a listening socket; a bounded number per round, so that a
+ * flood on one channel cannot keep the loop from the others. */
 static void accept_client(struct mf_server *s, int lfd, enum mf_channel channel)
 {
-    for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (unsigned round = 0; round < MF_SERVER_CLIENTS_MAX; round++) {
+        struct sockaddr_storage addr;
+        socklen_t len = sizeof addr;
+        int fd = accept4(lfd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        if (s->session_count == MF_SERVER_CLIENTS_MAX) {
-            static const char busy[] = "#ERR008:Too many connections\r";
-            ssize_t r = write(fd, busy, sizeof busy - 1);
+        struct mf_peer peer;
+        peer_of(&addr, &peer);
+        const char *refusal = no_place(s, channel, &peer);
+        if (refusal) {
+            ssize_t r = write(fd, refusal, strlen(refusal));
             (void)r;
             close(fd);
             continue;
         }
-        if (!session_new(s, fd, channel))
+        if (!session_new(s, fd, channel, channel == MF_CHANNEL_TCP ? &peer : NULL))
             close(fd);
     }
 }

@@ -1060,12 +1060,13 @@ static int remote_close_file(struct mf_cli_session *s, const char *cmd)
     return expect_ok(s, cmd, "#FCLOSE", NULL, NULL, NULL);
 }
 
-/* #FOPEN + #FSIZE. Returns 0 with the file open, or 1 (printed; closed). */
-static int remote_open_file(struct mf_cli_session *s, const char *cmd, const char *path,
+/* #FOPEN (`write`: creates a missing file) or #FOPENREAD (reading only: never creates or changes
+ * a file), then #FSIZE. Returns 0 with the file open, or 1 (printed; closed). */
+static int remote_open_file(struct mf_cli_session *s, const char *cmd, const char *path, bool write,
                             uint64_t *size)
 {
     char line[LINE_SIZE];
-    if (format_line(s, cmd, line, "#FOPEN %s", path))
+    if (format_line(s, cmd, line, write ? "#FOPEN %s" : "#FOPENREAD %s", path))
         return 1;
     if (expect_ok(s, cmd, line, NULL, NULL, NULL))
         return 1;
@@ -1099,7 +1100,7 @@ static int get_file(struct mf_cli_session *s, const char *cmd, const char *path,
         return 1;
     }
     uint64_t size;
-    if (remote_open_file(s, cmd, path, &size))
+    if (remote_open_file(s, cmd, path, false, &size))
         return 1;
     uint8_t data[MF_REMOTE_CHUNK];
     uint64_t offset = 0;
@@ -1158,7 +1159,7 @@ static int put_file(struct mf_cli_session *s, const char *cmd, const char *local
         return 1;
     }
     uint64_t remote_size, total = (uint64_t)st.st_size;
-    if (remote_open_file(s, cmd, path, &remote_size)) {
+    if (remote_open_file(s, cmd, path, true, &remote_size)) {
         close(fd);
         return 1;
     }
@@ -1168,7 +1169,7 @@ static int put_file(struct mf_cli_session *s, const char *cmd, const char *local
         /* #FOPEN never truncates: a longer old file is deleted first. */
         if (remote_close_file(s, cmd) || format_line(s, cmd, line, "#FDELETE %s", path) ||
             expect_ok(s, cmd, line, NULL, NULL, NULL) ||
-            remote_open_file(s, cmd, path, &remote_size)) {
+            remote_open_file(s, cmd, path, true, &remote_size)) {
             close(fd);
             return 1;
         }
@@ -1450,7 +1451,7 @@ static int cmd_fsize(struct mf_cli_session *s, int argc, char **argv)
         return 1;
     }
     uint64_t size;
-    if (remote_open_file(s, "fsize", argv[1], &size))
+    if (remote_open_file(s, "fsize", argv[1], false, &size))
         return 1;
     if (remote_close_file(s, "fsize"))
         return 1;
@@ -1650,7 +1651,16 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
     return 0;
 }
 
-/* records [DIR]: copies every RECORDS.nnn file of the programmer into DIR (default "."). */
+/* Is `name` a production records file, "RECORDS.nnn" (any case)? Nothing else of a listing is
+ * taken: a name written raw into the volume may hold what no file name should. */
+static bool records_name(const char *name)
+{
+    return strlen(name) == 11 && strncasecmp(name, "RECORDS.", 8) == 0 &&
+           strspn(name + 8, "0123456789") == 3;
+}
+
+/* records [DIR]: copies every RECORDS.nnn file of the programmer into DIR (default "."); the
+ * programmer's files are only read (#FOPENREAD), never created or changed. */
 static int cmd_records(struct mf_cli_session *s, int argc, char **argv)
 {
     if (argc > 2)
@@ -1673,7 +1683,7 @@ static int cmd_records(struct mf_cli_session *s, int argc, char **argv)
         if (strncmp(line, "#FLIST:F:", 9) != 0)
             continue;
         const char *name = strchr(line + 9, ':');
-        if (!name || strncasecmp(name + 1, "RECORDS.", 8) != 0)
+        if (!name || !records_name(name + 1))
             continue;
         name++;
         char *local = join_path(dir, name, '/');

@@ -115,6 +115,13 @@ while (my $c = $server->accept) {
                 $open = $key;
                 @out = ('#OK');
             }
+        } elsif ($cmd eq '#FOPENREAD') {
+            if (exists $files{$key}) {
+                $open = $key;
+                @out = ('#OK');
+            } else {
+                @out = ('#ERR010:File open failed (no such file)');
+            }
         } elsif ($cmd eq '#FCLOSE') {
             undef $open;
             @out = ('#OK');
@@ -247,7 +254,7 @@ grep -c '^#FWRITE .*,200:' server.log | grep -qx 2 || fail "fwrite: not 0x200-by
 run 0 fread fw.bin back.bin
 cmp fw.bin back.bin || fail "fread: data differs"
 expect_file server.log "#FLIST
-#FOPEN fw.bin
+#FOPENREAD fw.bin
 #FSIZE
 #FREAD 0,200
 #FREAD 200,200
@@ -418,7 +425,7 @@ expect_file server.log "#INFO
 #STATUS
 #INFO
 #FLIST name with spaces
-#FOPEN name with spaces/a b.bin
+#FOPENREAD name with spaces/a b.bin
 #FSIZE
 #FCLOSE
 #FLIST"

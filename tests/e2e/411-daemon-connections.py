@@ -1,25 +1,30 @@
-"""Connections: at most 256 at once (docs/protocol.md); the next one, on TCP or the UNIX socket,
-gets #ERR008:Too many connections and is closed, and a freed place is taken again. Bad input on
-the UNIX socket (binary garbage, overlong and half lines, a client that never reads its replies)
-is answered or dropped without disturbing other clients."""
+"""Connections (docs/protocol.md): at most 224 on TCP, 64 of them from one address, and 31 on the
+UNIX socket; one more on a channel gets #ERR008:Too many connections (from this address) and is
+closed, and a freed place is taken again. TCP clients, however many, never take the UNIX socket's
+places nor the serial line (a pseudo-terminal here). Bad input on the UNIX socket (binary garbage,
+overlong and half lines, a client that never reads its replies) is answered or dropped without
+disturbing other clients."""
 import os
 import socket
 import sys
+import time
+import tty
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from mfdaemon import Daemon, check  # noqa: E402
 from mfprobe import poll  # noqa: E402
 
-LIMIT = 256
+TCP_LIMIT, TCP_PEER_LIMIT, UNIX_LIMIT = 224, 64, 31
 
 
 def ready(client):
     return client.command("#STATUS") == ["#ACK", "#STATUS:READY"]
 
 
-def refused(client):
+def refused(client, why=""):
     """The daemon's word to a connection over the limit: one line, then the end."""
-    check(client.line(10) == "#ERR008:Too many connections", "over the limit")
+    line = client.line(10)
+    check(line == "#ERR008:Too many connections" + why, "over the limit: %r" % line)
     try:
         extra = client.sock.recv(100)
     except ConnectionResetError:
@@ -27,7 +32,25 @@ def refused(client):
     check(extra == b"", "closed after the refusal: %r" % extra)
 
 
-with Daemon() as d:
+# The serial line: the programmer's end of a pseudo-terminal.
+serial, programmer_end = os.openpty()
+tty.setraw(serial)
+os.set_blocking(serial, False)
+
+
+def serial_ready():
+    """#STATUS over the serial line."""
+    os.write(serial, b"#STATUS\r")
+    got, deadline = b"", time.time() + 10
+    while got.count(b"\r") < 2 and time.time() < deadline:
+        try:
+            got += os.read(serial, 100)
+        except BlockingIOError:
+            time.sleep(0.01)
+    check(got == b"#ACK\r#STATUS:READY\r", "the serial line is served: %r" % got)
+
+
+with Daemon(extra=["--serial", os.ttyname(programmer_end)]) as d:
     # ---- bad input on the UNIX socket ----
     u, other, t = d.unix(), d.unix(), d.tcp()
     u.send(b"#STA\x00\x01TUS\r")
@@ -65,29 +88,54 @@ with Daemon() as d:
     for c in (u, other, t):
         c.close()
 
-    # ---- the connection limit ----
-    clients = []
-    for i in range(LIMIT):
-        c = d.tcp() if i % 2 else d.unix()
-        clients.append(c)
-        check(ready(c), "connection %d is served" % (i + 1))
+    # ---- the connection limits ----
+    # TCP: 224 places, at most 64 per peer address (127.0.0.x are all this host's). However TCP
+    # clients fill them, the UNIX socket keeps its 31 places and the serial line its own.
+    tcp = []
+    for i in range(TCP_PEER_LIMIT):
+        tcp.append(d.tcp("127.0.0.1"))
+        check(ready(tcp[-1]), "TCP connection %d is served" % len(tcp))
+    refused(d.tcp("127.0.0.1"), " from this address")
+    peer = 2
+    while len(tcp) < TCP_LIMIT:
+        host = "127.0.0.%d" % peer
+        for i in range(min(TCP_PEER_LIMIT, TCP_LIMIT - len(tcp))):
+            tcp.append(d.tcp(host))
+            check(ready(tcp[-1]), "TCP connection %d is served" % len(tcp))
+        peer += 1
+    refused(d.tcp("127.0.0.%d" % peer))
     refused(d.tcp())
+    serial_ready()
+    unix = []
+    for i in range(UNIX_LIMIT):
+        unix.append(d.unix())
+        check(ready(unix[-1]), "UNIX connection %d is served while TCP is full" % len(unix))
     refused(d.unix())
-    check(ready(clients[0]) and ready(clients[-1]), "the others are still served")
-    clients.pop().close()
+    check(ready(tcp[0]) and ready(tcp[-1]) and ready(unix[0]), "the others are still served")
+    serial_ready()
 
-    def admitted():
-        c = d.tcp()
-        line = c.command("#STATUS")
-        if line == ["#ACK", "#STATUS:READY"]:
-            return c
-        check(line == ["#ERR008:Too many connections"], "a refusal or a place: %r" % line)
-        c.close()
-        return None
-    clients.append(poll(admitted, "the freed place taken again"))
+    def admitted(connect):
+        def attempt():
+            c = connect()
+            line = c.command("#STATUS")
+            if line == ["#ACK", "#STATUS:READY"]:
+                return c
+            check(line[0].startswith("#ERR008:Too many connections"), "a refusal or a place: %r"
+                  % line)
+            c.close()
+            return None
+        return attempt
+
+    # A freed place is taken again, on its own channel only.
+    tcp.pop(0).close()  # one of 127.0.0.1's
     refused(d.unix())
-    for c in clients:
+    tcp.append(poll(admitted(d.tcp), "the freed TCP place taken again"))
+    refused(d.tcp())
+    unix.pop().close()
+    unix.append(poll(admitted(d.unix), "the freed UNIX place taken again"))
+    refused(d.unix())
+    for c in tcp + unix:
         c.close()
-    poll(admitted, "a place after all of them left").close()
+    poll(admitted(d.tcp), "a place after all of them left").close()
     check(d.stop() == 0, "clean exit")
 print("ok")

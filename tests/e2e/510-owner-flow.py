@@ -9,26 +9,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import MINTFLASH, Daemon, check, get, put  # noqa: E402
+from mfdaemon import Daemon, check, commander, get, put  # noqa: E402
 
 work = tempfile.mkdtemp(prefix="mf-owner-e2e-")
 
 
 def run(*args, device=None, expect=0):
-    env = dict(os.environ)
-    if device:
-        env["MINTFLASH_DEVICE"] = "unix:" + device
-    p = subprocess.run([MINTFLASH] + list(args), cwd=work, env=env, capture_output=True, text=True,
-                       timeout=120)
-    if expect is not None and p.returncode != expect:
-        check(False, "mintflash %s: exit %d, expected %d\nstdout: %s\nstderr: %s"
-              % (" ".join(args), p.returncode, expect, p.stdout, p.stderr))
-    return p
+    return commander(args, work, device, expect)
 
 
 def info(client):

@@ -24,6 +24,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     abort();
                 const char *args;
                 mf_proto_parse(framer.line, &args);
+                /* Escaped for a reply: never a control byte, whatever the line held. */
+                static char escaped[MF_PROTO_ESCAPED_SIZE(MF_PROTO_LINE_MAX)];
+                size_t shown =
+                    mf_proto_escape(framer.line, data[0] & 1, escaped, 1 + (size % sizeof escaped));
+                for (size_t k = 0; k < shown; k++) {
+                    if ((unsigned char)escaped[k] < 0x20 || escaped[k] == 0x7f)
+                        abort();
+                }
                 uint64_t a, b;
                 const char *p = args;
                 if (mf_proto_hex(&p, &a) == 0 && *p == ',') {

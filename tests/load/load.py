@@ -11,6 +11,7 @@ numbers are 1..N each once (in FLASHER.LOG too, slot by slot), the count is exac
 #STATUS is answered, NBD reads return what is there, the NBD writes are in the file after the
 reboot and the volume passes fsck.fat. Prints response times and the daemon's RSS over time.
 Loopback only; stops by itself."""
+import functools
 import os
 import random
 import re
@@ -450,7 +451,9 @@ def thread(target, *args):
 def command_channels(d, serial_path, stop, file_access, tcp, unix, slow):
     """`tcp` and `unix` command clients, `slow` slow ones (two on TCP, one on UNIX), the serial
     line."""
-    threads = [thread(command_client, "tcp", d.tcp, n, stop, file_access) for n in range(tcp)]
+    # Spread over four addresses: the daemon takes at most 64 TCP connections from one.
+    threads = [thread(command_client, "tcp", functools.partial(d.tcp, "127.0.0.%d" % (2 + n % 4)),
+                      n, stop, file_access) for n in range(tcp)]
     threads += [thread(command_client, "unix", d.unix, n, stop, file_access) for n in range(unix)]
     slow_ones = (("tcp", d.tcp), ("tcp", d.tcp), ("unix", d.unix))[:slow]
     threads += [thread(slow_client, channel, connect, stop, file_access)

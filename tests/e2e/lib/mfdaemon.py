@@ -155,8 +155,10 @@ class Daemon:
         except OSError:
             return ""
 
-    def tcp(self):
-        return Client(socket.create_connection(("127.0.0.1", self.port)))
+    def tcp(self, source="127.0.0.1"):
+        """A TCP connection from `source` (any 127.x.y.z: the daemon limits the connections
+        from one address)."""
+        return Client(socket.create_connection(("127.0.0.1", self.port), source_address=(source, 0)))
 
     def unix(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -221,6 +223,20 @@ def get(client, path):
         data += bytes.fromhex(m.group(2))
     client.command("#FCLOSE")
     return data
+
+
+def commander(args, cwd, device=None, expect=0, timeout=120):
+    """Runs the commander with `args` in `cwd`, on the UNIX socket `device` when given; fails the
+    test when its exit status is not `expect` (None: any). Returns the CompletedProcess."""
+    env = dict(os.environ)
+    if device:
+        env["MINTFLASH_DEVICE"] = "unix:" + device
+    p = subprocess.run([MINTFLASH] + list(args), cwd=cwd, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    if expect is not None and p.returncode != expect:
+        fail("mintflash %s: exit %d, expected %d\nstdout: %s\nstderr: %s"
+             % (" ".join(args), p.returncode, expect, p.stdout, p.stderr))
+    return p
 
 
 def firmware(size, seed=1):

@@ -117,6 +117,7 @@ static const struct {
     {MF_CMD_REBOOT, "REBOOT"},
     {MF_CMD_IDENTITY, "IDENTITY"},
     {MF_CMD_TOPUP, "TOPUP"},
+    {MF_CMD_RECORDHEAD, "RECORDHEAD"},
 };
 
 static char upper(char c)

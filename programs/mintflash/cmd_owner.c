@@ -826,11 +826,13 @@ static const char log_usage_text[] =
     "           record is reported with its file and line, and so are the programmer's gap\n"
     "           records (it found its newest records deleted), a second chain, and counts of\n"
     "           its trust anchor's counter that no record accounts for. --head takes the head\n"
-    "           statement `mintflash records` fetched (DIR/HEAD): the records must then end at\n"
-    "           the programmer's newest record; --nonce (64 hex digits) is the nonce you gave\n"
-    "           `records --nonce`, which proves the head fresh. Prints the proven totals per\n"
-    "           project. Exit status 0 when everything is intact, 1 when not.\n"
-    "  export   prints every record as CSV or JSON (no checks: run verify for those).\n";
+    "           statement `mintflash records` fetched (DIR/HEAD; given among the files it is\n"
+    "           taken the same): the records must then end at the programmer's newest\n"
+    "           record; --nonce (64 hex digits) is the nonce you gave `records --nonce`, which\n"
+    "           proves the head fresh. Prints the proven totals per project. Exit status 0\n"
+    "           when everything is intact, 1 when not.\n"
+    "  export   prints every record as CSV or JSON (no checks: run verify for those; a head\n"
+    "           statement among the files is skipped).\n";
 
 typedef int (*line_fn)(void *context, const char *file, uint64_t line, const char *text,
                        size_t length);
@@ -883,10 +885,27 @@ static void verify_report(void *context, enum mf_record_problem problem, const c
     printf("%s:%llu: %s: %s\n", where, (unsigned long long)line, problem_names[problem], message);
 }
 
+/* A head statement among the files (`records` writes DIR/HEAD beside them, and a glob of DIR takes
+ * it in) is taken as if given with --head: a line is a head or a record by its first word. */
+struct verify_context {
+    struct mf_record_verifier *v;
+    const uint8_t *nonce; /* NULL: not compared */
+};
+
+static bool is_head_line(const char *text, size_t length)
+{
+    return length >= 5 && memcmp(text, "MFH1 ", 5) == 0;
+}
+
 static int verify_line(void *context, const char *file, uint64_t line, const char *text,
                        size_t length)
 {
-    int err = mf_record_verifier_line(context, file, line, text, length);
+    struct verify_context *c = context;
+    if (is_head_line(text, length)) {
+        mf_record_verifier_head(c->v, file, text, length, c->nonce);
+        return 0;
+    }
+    int err = mf_record_verifier_line(c->v, file, line, text, length);
     if (err) {
         mf_cli_error("%s:%llu: %s (more than %u projects?)", file, (unsigned long long)line,
                      mf_strerror(err), MF_RECORD_TOTALS_MAX);
@@ -948,8 +967,6 @@ static int log_verify(int argc, char **argv)
     if (!rc && (!programmer || n == 0))
         rc = owner_usage_error("log", "log verify needs --programmer and RECORDS files");
     uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE];
-    if (!rc && nonce_text && !head)
-        rc = owner_usage_error("log", "--nonce is the nonce of a head statement: give --head");
     if (!rc && nonce_text &&
         (strlen(nonce_text) != 2 * sizeof nonce ||
          mf_owner_hex_decode(nonce_text, strlen(nonce_text), nonce, sizeof nonce) != 0))
@@ -967,16 +984,22 @@ static int log_verify(int argc, char **argv)
     }
     struct mf_record_verifier v;
     mf_record_verifier_init(&v, &p, verify_report, NULL);
-    for (unsigned i = 0; i < n && !rc; i++)
-        rc = each_line(files[i], verify_line, &v);
-    free(files);
+    struct verify_context context = {&v, nonce_text ? nonce : NULL};
     if (head_text)
-        mf_record_verifier_head(&v, head, head_text, head_size, nonce_text ? nonce : NULL);
+        mf_record_verifier_head(&v, head, head_text, head_size, context.nonce);
     free(head_text);
+    for (unsigned i = 0; i < n && !rc; i++)
+        rc = each_line(files[i], verify_line, &context);
+    free(files);
     if (rc) {
         mf_record_verifier_free(&v);
         return 1;
     }
+    /* A nonce asks for a fresh head: none at all is not a fresh one. */
+    bool no_head = nonce_text && !v.has_head && v.head_problems == 0;
+    if (no_head)
+        printf("--nonce: head: no head statement was given (--head HEAD, or HEAD among the "
+               "files): the records' end is not proven fresh\n");
     mf_record_verifier_end(&v);
     printf("programmer: %s\n", p.fingerprint);
     printf("lines: %llu\nrecords: %llu\nverified: %llu\n", (unsigned long long)v.lines,
@@ -993,7 +1016,7 @@ static int log_verify(int argc, char **argv)
     }
     if (v.unaccounted)
         printf("unaccounted counts: %llu\n", (unsigned long long)v.unaccounted);
-    print_head(&v, head != NULL, nonce_text != NULL);
+    print_head(&v, head != NULL || v.has_head || v.head_problems, nonce_text != NULL);
     for (size_t i = 0; i < v.total_count; i++) {
         const struct mf_record_total *t = &v.totals[i];
         char hex[65];
@@ -1013,7 +1036,7 @@ static int log_verify(int argc, char **argv)
                    (unsigned long long)t->serial_max);
         putchar('\n');
     }
-    bool intact = mf_record_verifier_intact(&v);
+    bool intact = mf_record_verifier_intact(&v) && !no_head;
     if (intact)
         printf("verdict: intact\n");
     else if (v.records == 0)
@@ -1067,6 +1090,8 @@ static int export_line(void *context, const char *file, uint64_t line, const cha
     struct mf_record r;
     size_t body;
     char message[MF_RECORD_MESSAGE_MAX];
+    if (is_head_line(text, length))
+        return 0; /* a head statement (DIR/HEAD) is no record */
     if (mf_record_parse(text, length, &r, &body, message)) {
         mf_cli_error("%s:%llu: skipped: %s", file, (unsigned long long)line, message);
         x->bad++;

@@ -187,7 +187,14 @@ run 1 log verify --programmer prog.pub --head HEAD --nonce "$(printf '3d%.0s' $(
 has "HEAD:1: head: the head statement answers another nonce"
 run 1 log verify --programmer prog.pub --head HEAD RECORDS.000
 has "HEAD:1: head: the records end at seq 6, the programmer's newest is seq 10: 4 record(s) missing"
-run 2 log verify --programmer prog.pub --nonce "$nonce" RECORDS.000
+# The head among the files (records writes DIR/HEAD beside them: `DIR/*` takes it in), and a
+# nonce without any head.
+run 0 log verify --programmer prog.pub --nonce "$nonce" HEAD RECORDS.000 RECORDS.001
+has "nonce matches"
+run 0 log export --csv HEAD RECORDS.000 RECORDS.001
+[ "$(wc -l <out)" = 11 ] || fail "export skips the head: $(cat out)"
+run 1 log verify --programmer prog.pub --nonce "$nonce" RECORDS.000 RECORDS.001
+has "--nonce: head: no head statement was given"
 # The wrong programmer's public file: nothing is proven.
 run 1 log verify --programmer other.pub RECORDS.000
 has "verified: 0"

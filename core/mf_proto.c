@@ -118,6 +118,7 @@ static const struct {
     {MF_CMD_IDENTITY, "IDENTITY"},
     {MF_CMD_TOPUP, "TOPUP"},
     {MF_CMD_FOPENREAD, "FOPENREAD"},
+    {MF_CMD_RECORDHEAD, "RECORDHEAD"},
 };
 
 static char upper(char c)

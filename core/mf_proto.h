@@ -70,6 +70,7 @@ enum mf_proto_command {
     MF_CMD_REBOOT,
     MF_CMD_IDENTITY,
     MF_CMD_TOPUP,
+    MF_CMD_RECORDHEAD,
 };
 
 /* Splits a command line ("#AUTO NOPATCH") into its command and its arguments (the text after the

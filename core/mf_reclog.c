@@ -410,11 +410,23 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
                       sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0;
     /* No record of this setup yet and none of ours in the files: a chain starts at 1. */
     bool fresh = st->record_seq == 0 && newest.ours && !newest.found;
+    /* The anchor's counter now: no record after the newest one took a count if it shows it. */
+    uint64_t v;
+    err = config->anchor->counter_read(config->anchor, &v);
+    if (err) {
+        say(message, "production records: trust anchor: %s", config->anchor->error);
+        goto out;
+    }
     /* No record of this setup yet, but the files end with one of ours (an earlier setup's, when
      * the install could not carry the chain's head over: a cut during it): the chain goes on
-     * from that record. */
-    bool adopt = st->record_seq == 0 && newest.found && !after_head;
-    if ((is_head || after_head || fresh || adopt) && newest.trailing) {
+     * from that record, if it is the newest the counter shows. A record behind the counter had
+     * records after it (deleted: the files cut, the secure area removed and created, the cut
+     * files put back), or a cycle after it that went unrecorded: its chain is not taken up, and
+     * this setup's starts afresh, which the owner's verifier reports as a second chain. (Within
+     * one reservation of K > 1 cycles the counter does not show a cut: docs/security.md.) */
+    bool behind = st->record_seq == 0 && newest.found && !after_head && newest.record.counter < v;
+    bool adopt = st->record_seq == 0 && newest.found && !after_head && !behind;
+    if ((is_head || after_head || fresh || adopt || behind) && newest.trailing) {
         /* The remains of an append the power cut short: never a record, so they go. */
         mf_lock_take(&config->fs_lock);
         err = cut_trailing(log, &newest);
@@ -444,7 +456,14 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
             goto out;
         }
     }
-    if (adopt) {
+    if (behind) {
+        note_add(notes,
+                 "the newest production record in the files (seq %llu) shows the trust anchor's "
+                 "counter at %llu, which is now %llu: records after it are missing, so its chain "
+                 "is not continued and a new one starts",
+                 (unsigned long long)newest.record.seq, (unsigned long long)newest.record.counter,
+                 (unsigned long long)v);
+    } else if (adopt) {
         err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded, smessage);
         if (err) {
             say(message, "production records: %s", smessage);
@@ -481,12 +500,6 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
     }
     /* What the anchor's counter proves beyond the state: a restored older storage image, or a
      * cut between the counter and the state. Charged at the next cycle. */
-    uint64_t v;
-    err = config->anchor->counter_read(config->anchor, &v);
-    if (err) {
-        say(message, "production records: trust anchor: %s", config->anchor->error);
-        goto out;
-    }
     uint64_t missing = mf_secure_missing(secure, v);
     /* Records account for at most the cycles the state shows and the counter proves beyond it
      * (a record written for a cycle whose state write failed). More is a count of records for
@@ -577,6 +590,37 @@ int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry,
         err = append_record(log, &r, entry->count_unknown ? 0 : 1, message);
     if (err)
         log->open = false; /* half-written, or without its head: mf_reclog_open sorts it out */
+    mf_lock_give(&log->config.lock);
+    return err;
+}
+
+int mf_reclog_head(struct mf_reclog *log, const uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE],
+                   char *line, size_t size, size_t *length, char *message)
+{
+    mf_lock_take(&log->config.lock);
+    int err = MF_EBADF;
+    if (!log->open) {
+        say(message, "production records: not open");
+        goto out;
+    }
+    struct mf_secure *secure = log->config.secure;
+    const struct mf_owner_identity *id = log->config.identity;
+    struct mf_record_head h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.nonce, nonce, sizeof h.nonce);
+    h.time = log->config.utc ? log->config.utc(log->config.utc_context) : 0;
+    memcpy(h.programmer, id->pub.fingerprint, sizeof h.programmer);
+    memcpy(h.setup, secure->fingerprint, 32);
+    char smessage[MF_SECURE_MESSAGE_MAX];
+    err = mf_secure_record_status(secure, &h.seq, h.hash, &h.counter, &h.pending, smessage);
+    if (err) {
+        say(message, "production records: %s", smessage);
+        goto out;
+    }
+    err = mf_record_head_format(&h, id->ed25519_secret, line, size, length);
+    if (err)
+        say(message, "production records: cannot sign the head statement: %s", mf_strerror(err));
+out:
     mf_lock_give(&log->config.lock);
     return err;
 }

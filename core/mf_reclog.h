@@ -62,8 +62,10 @@ struct mf_reclog_entry {
  * newest record with the head kept in the secure area: a record appended whose head was not yet
  * recorded is taken as the head; missing or edited newest records get a GAP record; consumed
  * cycles without a record and cycles the anchor's counter proves beyond the state get an ERR
- * record that says so. `notes` (may be NULL) gets a sentence for FLASHER.LOG when any of that
- * happened (MF_RECLOG_MESSAGE_MAX), else "". Errors: the public area's or the anchor's, with
+ * record that says so. A setup without a record yet goes on from the newest record of ours in
+ * the files only when that record shows the anchor's counter as it is now (else a new chain
+ * starts, and a note says why). `notes` (may be NULL) gets a sentence for FLASHER.LOG when any of
+ * that happened (MF_RECLOG_MESSAGE_MAX), else "". Errors: the public area's or the anchor's, with
  * `message`. */
 int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config, char *notes,
                    char *message);
@@ -74,6 +76,14 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
  * written without its head; mf_reclog_open sorts that out, as at a start, and writes the
  * "unrecorded" record the cycle is then owed. */
 int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry, char *message);
+
+/* The head statement for the owner's `nonce` (mf_record.h): the chain's newest record, the
+ * anchor's counter and the consumed cycles without a record yet, signed with the programmer's
+ * key, into `line` (MF_RECORD_LINE_MAX + 1 bytes are enough) with its LF; *length its size.
+ * Taken under the log's lock, so no append is half done. MF_EBADF when the log is not open (an
+ * append failed: the files may hold a line beyond the head until it opens again). */
+int mf_reclog_head(struct mf_reclog *log, const uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE],
+                   char *line, size_t size, size_t *length, char *message);
 
 /* Is there room for `records` more records (each counted at its largest, plus a new file's
  * directory entry and cluster)? MF_ENOSPC with `message` when not. */

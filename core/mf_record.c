@@ -99,6 +99,20 @@ int mf_record_encode_text(const char *text, char *out, size_t size)
     return o.overflow ? MF_EINVAL : 0;
 }
 
+/* Ends the body written so far with " sig=<its signature>" and an LF. -1 when the body or the
+ * line did not fit (the body's bytes are all in the buffer when it returns 0). */
+static int sign_line(struct out *o, const uint8_t ed25519_secret[64])
+{
+    if (o->overflow)
+        return -1;
+    uint8_t sig[64];
+    char b64[SIG_B64 + 1];
+    crypto_sign_detached(sig, NULL, (const uint8_t *)o->buf, o->pos, ed25519_secret);
+    mf_owner_b64_encode(sig, sizeof sig, b64, sizeof b64);
+    put(o, " sig=%s\n", b64);
+    return o->overflow || o->pos > MF_RECORD_LINE_MAX ? -1 : 0;
+}
+
 int mf_record_format(const struct mf_record *r, const uint8_t ed25519_secret[64], char *line,
                      size_t size, size_t *length, uint8_t hash[32])
 {
@@ -139,15 +153,8 @@ int mf_record_format(const struct mf_record *r, const uint8_t ed25519_secret[64]
         put(&o, " note=");
         put_text(&o, r->note);
     }
-    if (o.overflow)
-        return MF_EINVAL;
     size_t body = o.pos;
-    uint8_t sig[64];
-    char b64[SIG_B64 + 1];
-    crypto_sign_detached(sig, NULL, (const uint8_t *)line, body, ed25519_secret);
-    mf_owner_b64_encode(sig, sizeof sig, b64, sizeof b64);
-    put(&o, " sig=%s\n", b64);
-    if (o.overflow || o.pos > MF_RECORD_LINE_MAX)
+    if (sign_line(&o, ed25519_secret))
         return MF_EINVAL;
     mf_record_hash(line, body, hash);
     *length = o.pos;
@@ -270,6 +277,15 @@ static const char *const field_names[F_COUNT] = {"seq",     "prev", "time", "pro
                                                  "project", "slot", "uid",  "serial",     "result",
                                                  "counter", "note", "sig"};
 
+static bool parse_fingerprint(const char *v, size_t n, char out[MF_OWNER_FINGERPRINT_SIZE])
+{
+    if (!fingerprint_ok(v, n))
+        return false;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return true;
+}
+
 static bool parse_value(struct mf_record *r, enum field f, const char *v, size_t n)
 {
     uint64_t x;
@@ -281,11 +297,7 @@ static bool parse_value(struct mf_record *r, enum field f, const char *v, size_t
     case F_TIME:
         return mf_owner_time_parse(v, n, false, &r->time) == 0;
     case F_PROGRAMMER:
-        if (!fingerprint_ok(v, n))
-            return false;
-        memcpy(r->programmer, v, n);
-        r->programmer[n] = '\0';
-        return true;
+        return parse_fingerprint(v, n, r->programmer);
     case F_SETUP:
         return mf_owner_hex_decode(v, n, r->setup, 32) == 0;
     case F_PROJECT:
@@ -328,73 +340,201 @@ static bool parse_value(struct mf_record *r, enum field f, const char *v, size_t
     return false;
 }
 
-int mf_record_parse(const char *line, size_t length, struct mf_record *r, size_t *body_length,
-                    char *message)
+/* What a record and a head statement share before their fields: one line of printable text
+ * (its LF or CRLF dropped from *length), starting with "MF<kind>1 ". */
+static int line_prelude(const char *line, size_t *length, char kind, const char *what,
+                        char *message)
 {
-    memset(r, 0, sizeof *r);
-    message[0] = '\0';
-    if (length && line[length - 1] == '\n')
-        length--;
-    if (length && line[length - 1] == '\r')
-        length--;
-    if (length == 0) {
+    size_t n = *length;
+    if (n && line[n - 1] == '\n')
+        n--;
+    if (n && line[n - 1] == '\r')
+        n--;
+    *length = n;
+    if (n == 0) {
         say(message, "an empty line");
         return MF_EFORMAT;
     }
-    if (length >= MF_RECORD_LINE_MAX) {
-        say(message, "longer than %u bytes: not a record", MF_RECORD_LINE_MAX - 1);
+    if (n >= MF_RECORD_LINE_MAX) {
+        say(message, "longer than %u bytes: not a %s", MF_RECORD_LINE_MAX - 1, what);
         return MF_EFORMAT;
     }
-    for (size_t i = 0; i < length; i++) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)line[i];
         if (c < 0x20 || c == 0x7F) {
             say(message, "a control character at column %zu", i + 1);
             return MF_EFORMAT;
         }
     }
-    if (length >= 5 && memcmp(line, "MFR", 3) == 0 && line[3] >= '0' && line[3] <= '9' &&
-        line[3] != '1' && line[4] == ' ') {
-        say(message, "a record of format version %c: this tool reads version 1", line[3]);
+    if (n >= 5 && memcmp(line, "MF", 2) == 0 && line[2] == kind && line[3] >= '0' &&
+        line[3] <= '9' && line[3] != '1' && line[4] == ' ') {
+        say(message, "a %s of format version %c: this tool reads version 1", what, line[3]);
         return MF_EVERSION;
     }
-    if (length < 5 || memcmp(line, "MFR1 ", 5) != 0) {
-        say(message, "not a record (it must start with 'MFR1 ')");
+    if (n < 5 || memcmp(line, "MF", 2) != 0 || line[2] != kind || memcmp(line + 3, "1 ", 2) != 0) {
+        say(message, "not a %s (it must start with 'MF%c1 ')", what, kind);
         return MF_EFORMAT;
     }
+    return 0;
+}
+
+/* The field `name` ("name=value") at *pos; the last field ("sig") ends the line and sets
+ * *body_length. 1: an optional field that is not there (*pos unchanged); 0: *value and *n hold
+ * its value and *pos is past it; MF_EFORMAT with `message`. */
+static int take_field(const char *line, size_t length, size_t *pos, const char *name, bool optional,
+                      bool last, size_t *body_length, const char **value, size_t *n, char *message)
+{
+    const char *token = line + *pos;
+    const char *space = *pos < length ? memchr(token, ' ', length - *pos) : NULL;
+    size_t size = *pos >= length ? 0 : space ? (size_t)(space - token) : length - *pos;
+    size_t name_len = strlen(name);
+    if (optional &&
+        !(size > name_len + 1 && memcmp(token, name, name_len) == 0 && token[name_len] == '='))
+        return 1;
+    if (*pos >= length) {
+        say(message, "'%s=' missing", name);
+        return MF_EFORMAT;
+    }
+    if (size <= name_len || memcmp(token, name, name_len) != 0 || token[name_len] != '=') {
+        say(message, "'%s=' expected at column %zu", name, *pos + 1);
+        return MF_EFORMAT;
+    }
+    if (last) {
+        *body_length = *pos - 1;
+        if (space) {
+            say(message, "text after the signature");
+            return MF_EFORMAT;
+        }
+    }
+    *value = token + name_len + 1;
+    *n = size - name_len - 1;
+    *pos += size + 1;
+    if (*n == 0) {
+        say(message, "%s: a bad value", name);
+        return MF_EFORMAT;
+    }
+    return 0;
+}
+
+int mf_record_parse(const char *line, size_t length, struct mf_record *r, size_t *body_length,
+                    char *message)
+{
+    memset(r, 0, sizeof *r);
+    message[0] = '\0';
+    int err = line_prelude(line, &length, 'R', "record", message);
+    if (err)
+        return err;
     size_t pos = 5;
     for (int f = F_SEQ; f < F_COUNT; f++) {
-        const char *token = line + pos;
-        const char *space = pos < length ? memchr(token, ' ', length - pos) : NULL;
-        size_t n = pos >= length ? 0 : space ? (size_t)(space - token) : length - pos;
-        if (f == F_NOTE && !(n > 5 && memcmp(token, "note=", 5) == 0))
+        const char *value;
+        size_t n;
+        err = take_field(line, length, &pos, field_names[f], f == F_NOTE, f == F_SIG, body_length,
+                         &value, &n, message);
+        if (err == 1)
             continue; /* the note is optional */
-        if (pos >= length) {
-            say(message, "'%s=' missing", field_names[f]);
-            return MF_EFORMAT;
-        }
-        size_t name_len = strlen(field_names[f]);
-        if (n <= name_len || memcmp(token, field_names[f], name_len) != 0 ||
-            token[name_len] != '=') {
-            say(message, "'%s=' expected at column %zu", field_names[f], pos + 1);
-            return MF_EFORMAT;
-        }
-        if (f == F_SIG) {
-            *body_length = pos - 1;
-            if (space) {
-                say(message, "text after the signature");
-                return MF_EFORMAT;
-            }
-        }
-        if (n == name_len + 1 ||
-            !parse_value(r, (enum field)f, token + name_len + 1, n - name_len - 1)) {
+        if (err)
+            return err;
+        if (!parse_value(r, (enum field)f, value, n)) {
             say(message, "%s: a bad value", field_names[f]);
             return MF_EFORMAT;
         }
-        pos += n + 1;
     }
     if (r->result == MF_RECORD_GAP && !parse_gap(r->note, &r->gap_first, &r->gap_last)) {
         say(message, "note: a GAP record needs note=gap:FIRST-LAST");
         return MF_EFORMAT;
+    }
+    return 0;
+}
+
+/* ---- the head statement ---- */
+
+int mf_record_head_format(const struct mf_record_head *h, const uint8_t ed25519_secret[64],
+                          char *line, size_t size, size_t *length)
+{
+    if (!memchr(h->programmer, '\0', sizeof h->programmer) ||
+        !fingerprint_ok(h->programmer, strlen(h->programmer)))
+        return MF_EINVAL;
+    struct out o = {line, size, 0, false};
+    char nonce[2 * MF_RECORD_HEAD_NONCE_SIZE + 1], setup[65], hash[65], when[MF_OWNER_TIME_SIZE];
+    mf_owner_hex_encode(h->nonce, sizeof h->nonce, nonce);
+    mf_owner_hex_encode(h->setup, 32, setup);
+    mf_owner_hex_encode(h->hash, 32, hash);
+    mf_owner_time_format(h->time, when);
+    if (when[0] == '@')
+        return MF_EINVAL;
+    put(&o,
+        "MFH1 nonce=%s time=%s programmer=%s setup=%s seq=%llu head=%s counter=%llu pending=%llu",
+        nonce, when, h->programmer, setup, (unsigned long long)h->seq, hash,
+        (unsigned long long)h->counter, (unsigned long long)h->pending);
+    if (sign_line(&o, ed25519_secret))
+        return MF_EINVAL;
+    *length = o.pos;
+    return 0;
+}
+
+enum head_field {
+    H_NONCE,
+    H_TIME,
+    H_PROGRAMMER,
+    H_SETUP,
+    H_SEQ,
+    H_HEAD,
+    H_COUNTER,
+    H_PENDING,
+    H_SIG,
+    H_COUNT
+};
+
+static const char *const head_field_names[H_COUNT] = {
+    "nonce", "time", "programmer", "setup", "seq", "head", "counter", "pending", "sig"};
+
+static bool parse_head_value(struct mf_record_head *h, enum head_field f, const char *v, size_t n)
+{
+    switch (f) {
+    case H_NONCE:
+        return mf_owner_hex_decode(v, n, h->nonce, sizeof h->nonce) == 0;
+    case H_TIME:
+        return mf_owner_time_parse(v, n, false, &h->time) == 0;
+    case H_PROGRAMMER:
+        return parse_fingerprint(v, n, h->programmer);
+    case H_SETUP:
+        return mf_owner_hex_decode(v, n, h->setup, 32) == 0;
+    case H_SEQ:
+        return parse_decimal(v, n, UINT64_MAX, &h->seq);
+    case H_HEAD:
+        return mf_owner_hex_decode(v, n, h->hash, 32) == 0;
+    case H_COUNTER:
+        return parse_decimal(v, n, UINT64_MAX, &h->counter);
+    case H_PENDING:
+        return parse_decimal(v, n, UINT64_MAX, &h->pending);
+    case H_SIG:
+        return mf_owner_b64_decode(v, n, h->signature, 64) == 0;
+    case H_COUNT:
+        break;
+    }
+    return false;
+}
+
+int mf_record_head_parse(const char *line, size_t length, struct mf_record_head *h,
+                         size_t *body_length, char *message)
+{
+    memset(h, 0, sizeof *h);
+    message[0] = '\0';
+    int err = line_prelude(line, &length, 'H', "head statement", message);
+    if (err)
+        return err;
+    size_t pos = 5;
+    for (int f = H_NONCE; f < H_COUNT; f++) {
+        const char *value;
+        size_t n;
+        err = take_field(line, length, &pos, head_field_names[f], false, f == H_SIG, body_length,
+                         &value, &n, message);
+        if (err)
+            return err;
+        if (!parse_head_value(h, (enum head_field)f, value, n)) {
+            say(message, "%s: a bad value", head_field_names[f]);
+            return MF_EFORMAT;
+        }
     }
     return 0;
 }
@@ -424,8 +564,8 @@ static void problem(struct mf_record_verifier *v, enum mf_record_problem kind, c
 static void problem(struct mf_record_verifier *v, enum mf_record_problem kind, const char *where,
                     uint64_t line, const char *fmt, ...)
 {
-    uint64_t *counters[] = {&v->malformed, &v->bad_signatures, &v->foreign, &v->chain_breaks,
-                            &v->gaps};
+    uint64_t *counters[] = {&v->malformed, &v->bad_signatures,   &v->foreign,      &v->chain_breaks,
+                            &v->gaps,      &v->counter_problems, &v->head_problems};
     (*counters[kind])++;
     if (!v->report)
         return;
@@ -486,6 +626,49 @@ static int add_total(struct mf_record_verifier *v, const struct mf_record *r)
     return 0;
 }
 
+static void keep_where(char out[MF_RECORD_WHERE_MAX], const char *where)
+{
+    snprintf(out, MF_RECORD_WHERE_MAX, "%s", where);
+}
+
+/* The trust anchor's counter of a verified record: it never goes down, and every step of it is
+ * a count taken for a cycle, which a record accounts for (its own, or an "unrecorded:N" or
+ * "counter-ahead:N" one). Records are appended after their count, reading the counter then, so a
+ * record may show steps whose cycles are recorded just after it (slots running at once): the
+ * sums are compared at the end, not record by record. */
+static void count_counter(struct mf_record_verifier *v, const struct mf_record *r,
+                          const char *where, uint64_t line)
+{
+    if (!v->has_counter) {
+        v->has_counter = true;
+        v->counter_base = v->counter_top = r->counter;
+        v->base_seq = v->top_seq = r->seq;
+        return; /* its own cycles account for steps before the records given */
+    }
+    uint64_t cycles = mf_record_cycles(r);
+    v->credits = add_saturated(v->credits, cycles);
+    if (r->counter < v->counter_top) {
+        problem(v, MF_RECORD_COUNTER, where, line,
+                "seq %llu: counter %llu is lower than %llu of seq %llu before it: the trust "
+                "anchor's counter never goes down (records of another anchor, or reordered)",
+                (unsigned long long)r->seq, (unsigned long long)r->counter,
+                (unsigned long long)v->counter_top, (unsigned long long)v->top_seq);
+        return;
+    }
+    uint64_t step = r->counter - v->counter_top;
+    if (step > cycles && step - cycles > v->jump) {
+        v->jump = step - cycles;
+        v->jump_line = line;
+        v->jump_seq = r->seq;
+        v->jump_from_seq = v->top_seq;
+        v->jump_from = v->counter_top;
+        v->jump_to = r->counter;
+        keep_where(v->jump_where, where);
+    }
+    v->counter_top = r->counter;
+    v->top_seq = r->seq;
+}
+
 /* How this record joins the one before it. */
 static void check_chain(struct mf_record_verifier *v, const struct mf_record *r, const char *where,
                         uint64_t line)
@@ -493,7 +676,13 @@ static void check_chain(struct mf_record_verifier *v, const struct mf_record *r,
     static const uint8_t zeros[32];
     bool starts = r->seq == 1 && memcmp(r->prev, zeros, 32) == 0;
     if (starts) {
-        v->chains++;
+        /* The programmer's chain runs across its setups; it starts afresh only when its secure
+         * area was removed (or its head lost): the records of the chain before may have lost
+         * their newest ones, which nothing after them can show. */
+        if (v->chains++ > 0 || v->records > 1)
+            problem(v, MF_RECORD_CHAIN_BREAK, where, line,
+                    "seq 1 starts a second chain: the programmer's chain began afresh (its secure "
+                    "area was removed), and the newest records of the one before may be missing");
         return;
     }
     if (r->seq == 1) {
@@ -560,6 +749,7 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
     if (!signed_ok)
         return 0;
     v->verified++;
+    count_counter(v, &r, where, line_number);
     if (!v->has_time || r.time < v->first_time)
         v->first_time = r.time;
     if (!v->has_time || r.time > v->last_time)
@@ -576,8 +766,131 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
     return add_total(v, &r);
 }
 
+void mf_record_verifier_head(struct mf_record_verifier *v, const char *where, const char *line,
+                             size_t length, const uint8_t *nonce)
+{
+    struct mf_record_head h;
+    size_t body;
+    char message[MF_RECORD_MESSAGE_MAX];
+    keep_where(v->head_where, where);
+    if (v->has_head) {
+        problem(v, MF_RECORD_HEAD, where, 1, "a second head statement: give one");
+        return;
+    }
+    if (mf_record_head_parse(line, length, &h, &body, message) != 0) {
+        problem(v, MF_RECORD_HEAD, where, 1, "not a valid head statement: %s", message);
+        return;
+    }
+    if (strcmp(h.programmer, v->programmer.fingerprint) != 0) {
+        problem(v, MF_RECORD_HEAD, where, 1, "the head statement of programmer %s, not of %s",
+                h.programmer, v->programmer.fingerprint);
+        return;
+    }
+    if (!mf_record_signature_ok(line, body, h.signature, v->programmer.ed25519)) {
+        problem(v, MF_RECORD_HEAD, where, 1,
+                "the head statement's signature does not hold: it was edited, or forged");
+        return;
+    }
+    if (nonce && sodium_memcmp(nonce, h.nonce, sizeof h.nonce) != 0) {
+        problem(v, MF_RECORD_HEAD, where, 1,
+                "the head statement answers another nonce: it is not the answer to yours (an "
+                "older one, replayed)");
+        return;
+    }
+    v->head = h;
+    v->has_head = true;
+}
+
+/* Do the records end where the programmer's head says its chain ends? */
+static void check_head(struct mf_record_verifier *v)
+{
+    const struct mf_record_head *h = &v->head;
+    const char *where = v->head_where;
+    unsigned long long head = h->seq, last = v->last_seq;
+    if (h->seq == 0) {
+        if (v->records > 0)
+            problem(v, MF_RECORD_HEAD, where, 1,
+                    "the programmer's chain holds no record yet, but records were given: they "
+                    "are of a chain before (its secure area was removed since)");
+        return;
+    }
+    if (!v->have_last) {
+        problem(v, MF_RECORD_HEAD, where, 1,
+                "the records do not end with a record; the programmer's newest is seq %llu", head);
+        return;
+    }
+    if (v->last_seq + 1 == h->seq) {
+        v->missing_after = 1;
+        problem(v, MF_RECORD_HEAD, where, 1,
+                "the records end at seq %llu, the programmer's newest is seq %llu: 1 record "
+                "missing after the last one given (deleted, or not fetched)",
+                last, head);
+    } else if (v->last_seq < h->seq) {
+        v->missing_after = h->seq - v->last_seq;
+        problem(v, MF_RECORD_HEAD, where, 1,
+                "the records end at seq %llu, the programmer's newest is seq %llu: %llu "
+                "record(s) missing after the last one given (%llu to %llu: deleted, or not "
+                "fetched)",
+                last, head, (unsigned long long)v->missing_after, last + 1, head);
+    } else if (v->last_seq > h->seq) {
+        problem(v, MF_RECORD_HEAD, where, 1,
+                "the records go on to seq %llu beyond the programmer's newest, seq %llu: they are "
+                "not of its current chain",
+                last, head);
+    } else if (memcmp(v->last_hash, h->hash, 32) != 0) {
+        problem(v, MF_RECORD_HEAD, where, 1,
+                "seq %llu is not the record the programmer holds as its newest: it was replaced",
+                head);
+    }
+}
+
+void mf_record_verifier_end(struct mf_record_verifier *v)
+{
+    if (v->ended)
+        return;
+    v->ended = true;
+    if (v->has_head)
+        check_head(v);
+    if (!v->has_counter)
+        return;
+    uint64_t top = v->counter_top, explained = v->credits;
+    bool to_head = false;
+    if (v->has_head) {
+        if (v->head.counter < v->counter_top)
+            problem(v, MF_RECORD_COUNTER, v->head_where, 1,
+                    "the head's counter %llu is lower than %llu of seq %llu: the trust anchor's "
+                    "counter never goes down",
+                    (unsigned long long)v->head.counter, (unsigned long long)v->counter_top,
+                    (unsigned long long)v->top_seq);
+        else
+            to_head = v->head.counter > top;
+        if (to_head)
+            top = v->head.counter;
+        explained = add_saturated(explained, v->head.pending);
+    }
+    uint64_t rise = top - v->counter_base;
+    if (rise <= explained)
+        return;
+    v->unaccounted = rise - explained;
+    char jump[112] = "";
+    if (v->jump)
+        snprintf(jump, sizeof jump, "; the biggest jump: %llu to %llu from seq %llu to seq %llu",
+                 (unsigned long long)v->jump_from, (unsigned long long)v->jump_to,
+                 (unsigned long long)v->jump_from_seq, (unsigned long long)v->jump_seq);
+    bool at_jump = v->jump > 0;
+    problem(v, MF_RECORD_COUNTER, at_jump ? v->jump_where : v->head_where,
+            at_jump ? v->jump_line : 1,
+            "%llu count(s) of the trust anchor unaccounted for: its counter rose by %llu after seq "
+            "%llu (%llu to %llu%s), the records after it account for %llu%s",
+            (unsigned long long)v->unaccounted, (unsigned long long)rise,
+            (unsigned long long)v->base_seq, (unsigned long long)v->counter_base,
+            (unsigned long long)top, to_head ? ", the head's" : "", (unsigned long long)explained,
+            jump);
+}
+
 bool mf_record_verifier_intact(const struct mf_record_verifier *v)
 {
-    return v->records > 0 && v->verified == v->records && v->malformed == 0 &&
-           v->bad_signatures == 0 && v->foreign == 0 && v->chain_breaks == 0 && v->gaps == 0;
+    return v->ended && v->records > 0 && v->verified == v->records && v->malformed == 0 &&
+           v->bad_signatures == 0 && v->foreign == 0 && v->chain_breaks == 0 && v->gaps == 0 &&
+           v->counter_problems == 0 && v->head_problems == 0;
 }

@@ -2,7 +2,9 @@
  * in the public area), so that the owner can prove which devices were made. This module formats
  * and signs a line, parses one from hostile text, and verifies a sequence of lines: any edited,
  * forged, deleted or reordered record shows, and so do the programmer's own gap records (written
- * when it finds its newest records deleted). Line format: docs/internals/owner.md. */
+ * when it finds its newest records deleted), a rise of the trust anchor's counter that no record
+ * accounts for, and, against a signed head statement the programmer gives for an owner's nonce,
+ * records deleted after the last one. Line formats: docs/internals/owner.md. */
 #ifndef MF_RECORD_H
 #define MF_RECORD_H
 
@@ -19,6 +21,7 @@
 #define MF_RECORD_NOTE_MAX    128u /* bytes of the note (decoded) */
 #define MF_RECORD_MESSAGE_MAX 256u
 #define MF_RECORD_TOTALS_MAX  4096u /* (setup, project) pairs a verifier sums up */
+#define MF_RECORD_WHERE_MAX   256u  /* bytes of a file name a verifier keeps (longer: cut) */
 
 /* Notes the programmer writes on its own ERR records: "unrecorded:N" (N cycles took a count but
  * have no record: a cut, or a record that could not be written), "counter-ahead:N" (N cycles the
@@ -36,7 +39,7 @@ enum mf_record_result {
 };
 
 struct mf_record {
-    uint64_t seq;     /* 1, 2, ... per installed setup */
+    uint64_t seq;     /* 1, 2, ...: one chain per programmer, across the setups installed */
     uint8_t prev[32]; /* hash of the previous record; zeros for seq 1 */
     int64_t time;     /* unix seconds, UTC */
     char programmer[MF_OWNER_FINGERPRINT_SIZE];
@@ -85,6 +88,36 @@ void mf_record_hash(const char *line, size_t body_length, uint8_t hash[32]);
 bool mf_record_signature_ok(const char *line, size_t body_length, const uint8_t signature[64],
                             const uint8_t ed25519_public[32]);
 
+/* ---- the head statement ---- */
+
+/* What the programmer states, signed, about its chain when an owner asks with a nonce
+ * (`#RECORDHEAD`): the newest record (seq 0 and a zero hash: none yet), the trust anchor's
+ * counter, and the cycles that took a count but have no record yet (running, or to be recorded as
+ * "unrecorded" at the next start). One line: "MFH1 nonce=... sig=...", signed like a record; no
+ * record starts with "MFH1", so neither can stand for the other. */
+#define MF_RECORD_HEAD_NONCE_SIZE 32u
+
+struct mf_record_head {
+    uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE]; /* chosen by the owner */
+    int64_t time;                             /* the programmer's clock, unix seconds, UTC */
+    char programmer[MF_OWNER_FINGERPRINT_SIZE];
+    uint8_t setup[32]; /* the installed setup */
+    uint64_t seq;      /* the chain's newest record */
+    uint8_t hash[32];  /* its hash */
+    uint64_t counter;  /* the trust anchor's counter */
+    uint64_t pending;  /* cycles that took a count and have no record yet */
+    uint8_t signature[64];
+};
+
+/* Formats and signs a head statement (as mf_record_format; no hash). MF_EINVAL: a malformed
+ * fingerprint or time, `size` too small. */
+int mf_record_head_format(const struct mf_record_head *head, const uint8_t ed25519_secret[64],
+                          char *line, size_t size, size_t *length);
+
+/* Parses a head statement line of hostile text (as mf_record_parse). */
+int mf_record_head_parse(const char *line, size_t length, struct mf_record_head *head,
+                         size_t *body_length, char *message);
+
 /* ---- verification of a sequence of lines ---- */
 
 enum mf_record_problem {
@@ -93,6 +126,9 @@ enum mf_record_problem {
     MF_RECORD_FOREIGN,       /* a record of another programmer */
     MF_RECORD_CHAIN_BREAK,   /* records deleted, reordered or replaced */
     MF_RECORD_GAP_FOUND,     /* a gap record: the programmer found its newest records deleted */
+    MF_RECORD_COUNTER,       /* the anchor's counter goes down, or rose more than the records
+                              * account for (records deleted before a restart or a removal) */
+    MF_RECORD_HEAD,          /* the head statement does not hold, or the records do not reach it */
 };
 
 /* Called for each problem: `where` and `line` say where (as given to the verifier). */
@@ -117,7 +153,13 @@ struct mf_record_verifier {
     uint64_t lines, records; /* lines seen; lines that parse as records */
     uint64_t verified;       /* records whose signature holds */
     uint64_t malformed, bad_signatures, foreign, chain_breaks, gaps;
-    uint64_t chains; /* chains started at seq 1 (one per installed setup) */
+    uint64_t counter_problems, head_problems;
+    uint64_t chains; /* chains started at seq 1 (more than one is a chain break) */
+    /* After mf_record_verifier_end: counts of the anchor's counter that no record accounts for,
+     * and records missing after the last one (from the head statement). */
+    uint64_t unaccounted, missing_after;
+    bool has_head; /* a head statement that holds was given: `head` */
+    struct mf_record_head head;
     bool has_time;
     int64_t first_time, last_time; /* of verified records */
     struct mf_record_total *totals;
@@ -131,6 +173,16 @@ struct mf_record_verifier {
     bool have_last, last_flagged;
     uint64_t last_seq;
     uint8_t last_hash[32];
+    bool ended;
+    /* The counter's accounting, over verified records: the first one's counter is the base;
+     * every later record's cycles are credits against the counter's rise. */
+    bool has_counter;
+    uint64_t counter_base, counter_top, credits;
+    uint64_t base_seq, top_seq;
+    /* Where the counter rose most beyond its record's cycles. */
+    uint64_t jump, jump_line, jump_seq, jump_from_seq, jump_from, jump_to;
+    char jump_where[MF_RECORD_WHERE_MAX];
+    char head_where[MF_RECORD_WHERE_MAX];
 };
 
 /* Starts a verification of the records of `programmer` (its public file). `report` may be NULL. */
@@ -144,9 +196,25 @@ void mf_record_verifier_init(struct mf_record_verifier *verifier,
 int mf_record_verifier_line(struct mf_record_verifier *verifier, const char *where,
                             uint64_t line_number, const char *line, size_t length);
 
-/* True when every line was a verified record of the programmer, in one unbroken chain per
- * setup, without gap records, and there was at least one. (Records deleted at the very end
- * cannot show here; the programmer's gap record shows them once it notices.) */
+/* Takes the programmer's head statement (one line of `where`), at any time before
+ * mf_record_verifier_end. `nonce` (may be NULL: not compared) is the one the owner chose. A
+ * statement that does not parse, is not signed by the programmer, or names another nonce is a
+ * MF_RECORD_HEAD problem and is not used. */
+void mf_record_verifier_head(struct mf_record_verifier *verifier, const char *where,
+                             const char *line, size_t length, const uint8_t *nonce);
+
+/* After the last line: accounts for the anchor's counter (it may not go down, and its rise from
+ * the first verified record to the last one, or to the head's counter, must be accounted for by
+ * the later records' cycles and the head's pending ones: else MF_RECORD_COUNTER, the shortfall in
+ * `unaccounted`), and checks that the records end at the head (else MF_RECORD_HEAD, records
+ * missing after the last one in `missing_after`). */
+void mf_record_verifier_end(struct mf_record_verifier *verifier);
+
+/* True after mf_record_verifier_end when every line was a verified record of the programmer, in
+ * one unbroken chain, without gap records, with every count of the anchor's counter accounted
+ * for, reaching the head when one was given, and there was at least one record. Without a head
+ * statement, records deleted at the very end cannot show until the programmer notices (its gap
+ * record at the next start). */
 bool mf_record_verifier_intact(const struct mf_record_verifier *verifier);
 
 /* Releases the totals. */

@@ -1201,6 +1201,28 @@ int mf_secure_record_head(struct mf_secure *s, uint64_t seq, const uint8_t hash[
     return err;
 }
 
+int mf_secure_record_status(struct mf_secure *s, uint64_t *seq, uint8_t hash[32], uint64_t *value,
+                            uint64_t *pending, char *message)
+{
+    if (!s->present) {
+        say(message, "no setup is installed in the secure area");
+        return MF_ENOENT;
+    }
+    mf_lock_take(&s->config.lock);
+    int err = counter(s, value, message);
+    if (!err) {
+        const struct mf_secure_state *st = &s->state;
+        *seq = st->record_seq;
+        memcpy(hash, st->record_hash, 32);
+        /* As mf_reclog_open would record them: the state's cycles and those the counter proves
+         * beyond it, less those with a record. */
+        uint64_t owed = st->total_used + mf_secure_missing(s, *value);
+        *pending = owed > st->recorded ? owed - st->recorded : 0;
+    }
+    mf_lock_give(&s->config.lock);
+    return err;
+}
+
 /* ---- installing ---- */
 
 struct walk {

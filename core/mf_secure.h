@@ -159,6 +159,14 @@ int mf_secure_set_limit(struct mf_secure *secure, int project, uint64_t limit, c
 int mf_secure_record_head(struct mf_secure *secure, uint64_t seq, const uint8_t hash[32],
                           uint64_t recorded, char *message);
 
+/* The production records' chain head as it stands, for a head statement (mf_record.h): the
+ * newest record's sequence number and hash, the trust anchor's counter, and the consumed cycles
+ * without a record yet (a cycle between its count and its record; or a cut, whose cycles the next
+ * start records as "unrecorded" or "counter-ahead"). Read under the state's lock, so that they
+ * belong together. MF_ENOENT without a setup; the anchor's errors with `message`. */
+int mf_secure_record_status(struct mf_secure *secure, uint64_t *seq, uint8_t hash[32],
+                            uint64_t *counter, uint64_t *pending, char *message);
+
 /* Is the removal of the folder this setup came from still pending (installed, and
  * mf_secure_folder_removed not yet recorded)? Then whatever `_SECURE` holds is what is left of
  * that folder (a cut during its removal may have erased or garbled any part of it): the caller

@@ -742,6 +742,20 @@ static void add_storage_cause(struct mf_programmer *p, uint64_t failures, char *
         snprintf(message + n, size - n, " (storage image: %s)", device);
 }
 
+/* Before another setup replaces the installed one: the installed setup's records are brought up
+ * to date first, as its own start would (cycles that took a count without a record, a counter
+ * ahead of its state), so that the chain the next setup goes on from accounts for every count
+ * this one took: else they would be counts no record explains. */
+static void settle_records(struct mf_programmer *p)
+{
+    if (!p->secure.present || !p->has_identity)
+        return;
+    open_records(p);
+    pthread_mutex_lock(&p->records_mutex);
+    p->records_open = false; /* the setup that runs next opens its own */
+    pthread_mutex_unlock(&p->records_mutex);
+}
+
 /* Opens the trust anchor and the secure area, and handles a `_SECURE` folder in the public area:
  * moves it (stand-alone mode only), or finishes removing what is left of one already moved. */
 static void boot_secure(struct mf_programmer *p)
@@ -796,6 +810,7 @@ static void boot_secure(struct mf_programmer *p)
         return;
     }
     if (found > 0) {
+        settle_records(p);
         message[0] = '\0';
         uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
         err = import_package(p, package, message);
@@ -831,6 +846,7 @@ static void boot_secure(struct mf_programmer *p)
     }
     if (p->mode == MF_MODE_FILEACCESS)
         return; /* file access mode never moves anything */
+    settle_records(p);
     log_stderr(p, 0, "moving _SECURE into the secure area");
     uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
     err = mf_secure_install(&p->secure, &p->area.area, MF_SECURE_FOLDER, move_progress, p, message);
@@ -1123,6 +1139,40 @@ int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t si
                           : replay ? "replayed"
                                    : "applied",
                           text);
+    return err;
+}
+
+int mf_programmer_record_head(struct mf_programmer *p,
+                              const uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE], char *line,
+                              size_t size, char *text)
+{
+    pthread_mutex_lock(&p->state_lock);
+    bool ready = !p->initializing;
+    pthread_mutex_unlock(&p->state_lock);
+    if (!ready) {
+        say(text, "the programmer is starting up");
+        return MF_EBUSY;
+    }
+    /* Under records_mutex: no record is half appended (written, its head not yet moved). */
+    pthread_mutex_lock(&p->records_mutex);
+    int err;
+    if (p->records_open) {
+        char m[MF_RECLOG_MESSAGE_MAX];
+        size_t length;
+        err = mf_reclog_head(&p->records, nonce, line, size, &length, m);
+        if (err)
+            say(text, "%s", m);
+        else
+            line[length - 1] = '\0'; /* its LF */
+    } else if (p->records_problem[0]) {
+        err = MF_EIO;
+        say(text, "the production records are stopped, so their head is not known: %s",
+            p->records_problem);
+    } else {
+        err = MF_ENOENT;
+        say(text, "no production records are kept: no setup runs from the secure area");
+    }
+    pthread_mutex_unlock(&p->records_mutex);
     return err;
 }
 

@@ -240,6 +240,14 @@ int mf_programmer_identity(struct mf_programmer *p, struct mf_owner_programmer *
  * MF_EAUTH for a malformed or forged one, MF_ENOENT without an installed setup. */
 int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t size, char *text);
 
+/* The production records' head statement for the owner's `nonce` (mf_record.h), one line
+ * without its LF in `line` (MF_RECORD_LINE_MAX + 1 bytes). MF_ENOENT when no setup runs from the
+ * secure area (no records are kept), MF_EIO while the records are stopped (their head is not
+ * known: the files may hold a line beyond it), MF_EBUSY while starting up; `text` says why. */
+int mf_programmer_record_head(struct mf_programmer *p,
+                              const uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE], char *line,
+                              size_t size, char *text);
+
 /* Default paths for a user: storage image, keystore, sim folder, UNIX socket. */
 void mf_programmer_default_paths(char *storage, char *keystore, char *sim_dir, size_t size);
 

@@ -953,6 +953,32 @@ static void cmd_topup(struct mf_server *s, struct mf_session *ss, const char *ar
         reply(s, ss, "#OK:%s", text);
 }
 
+/* #RECORDHEAD <nonce>: the production records' head statement, signed, for the owner's nonce.
+ * Every channel may ask: it says nothing the RECORDS files do not (their newest record, the
+ * trust anchor's counter), and what is signed starts "MFH1", never a record. */
+static void cmd_recordhead(struct mf_server *s, struct mf_session *ss, const char *args)
+{
+    uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE];
+    if (strlen(args) != 2 * sizeof nonce || mf_proto_hex_bytes(args, nonce, sizeof nonce) != 0) {
+        reply(s, ss, "#NACK:ERR%03d:Expected a nonce of %u hex digits", MF_PERR_ARGUMENT,
+              (unsigned)(2 * sizeof nonce));
+        return;
+    }
+    reply(s, ss, "#ACK");
+    char line[MF_RECORD_LINE_MAX + 1], text[MF_PROGRAMMER_TEXT_MAX];
+    int err = mf_programmer_record_head(s->programmer, nonce, line, sizeof line, text);
+    if (!err) {
+        reply(s, ss, "#RECORDHEAD:%s", line);
+        reply(s, ss, "#OK");
+    } else {
+        int code = err == MF_EBUSY    ? MF_PERR_BUSY
+                   : err == MF_ENOENT ? MF_PERR_NO_SETUP
+                   : err == MF_EIO    ? MF_PERR_STORAGE
+                                      : MF_PERR_SECURE;
+        reply(s, ss, "#ERR%03d:%s", code, text);
+    }
+}
+
 static bool is_word(const char *args, const char *word)
 {
     return strcasecmp(args, word) == 0;
@@ -1124,6 +1150,9 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         break;
     case MF_CMD_TOPUP:
         cmd_topup(s, ss, args);
+        break;
+    case MF_CMD_RECORDHEAD:
+        cmd_recordhead(s, ss, args);
         break;
     case MF_CMD_UNKNOWN:
         break;

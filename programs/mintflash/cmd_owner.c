@@ -815,7 +815,8 @@ int mf_cli_topup(int argc, char **argv)
 /* ---- log ---- */
 
 static const char log_usage_text[] =
-    "usage: mintflash log verify --programmer PROGRAMMER.pub RECORDS...\n"
+    "usage: mintflash log verify --programmer PROGRAMMER.pub [--head HEAD [--nonce HEX]] "
+    "RECORDS...\n"
     "       mintflash log export --csv|--json RECORDS...\n"
     "\n"
     "Production records: the RECORDS.000, RECORDS.001, ... files a programmer writes into its\n"
@@ -823,9 +824,15 @@ static const char log_usage_text[] =
     "\n"
     "  verify   checks every signature and the chain: any edited, forged, deleted or reordered\n"
     "           record is reported with its file and line, and so are the programmer's gap\n"
-    "           records (it found its newest records deleted). Prints the proven totals per\n"
-    "           project. Exit status 0 when everything is intact, 1 when not.\n"
-    "  export   prints every record as CSV or JSON (no checks: run verify for those).\n";
+    "           records (it found its newest records deleted), a second chain, and counts of\n"
+    "           its trust anchor's counter that no record accounts for. --head takes the head\n"
+    "           statement `mintflash records` fetched (DIR/HEAD; given among the files it is\n"
+    "           taken the same): the records must then end at the programmer's newest\n"
+    "           record; --nonce (64 hex digits) is the nonce you gave `records --nonce`, which\n"
+    "           proves the head fresh. Prints the proven totals per project. Exit status 0\n"
+    "           when everything is intact, 1 when not.\n"
+    "  export   prints every record as CSV or JSON (no checks: run verify for those; a head\n"
+    "           statement among the files is skipped).\n";
 
 typedef int (*line_fn)(void *context, const char *file, uint64_t line, const char *text,
                        size_t length);
@@ -868,8 +875,8 @@ static int each_line(const char *path, line_fn each, void *context)
     return rc;
 }
 
-static const char *const problem_names[] = {"malformed", "bad signature", "foreign record",
-                                            "chain break", "gap record"};
+static const char *const problem_names[] = {
+    "malformed", "bad signature", "foreign record", "chain break", "gap record", "counter", "head"};
 
 static void verify_report(void *context, enum mf_record_problem problem, const char *where,
                           uint64_t line, const char *message)
@@ -878,10 +885,27 @@ static void verify_report(void *context, enum mf_record_problem problem, const c
     printf("%s:%llu: %s: %s\n", where, (unsigned long long)line, problem_names[problem], message);
 }
 
+/* A head statement among the files (`records` writes DIR/HEAD beside them, and a glob of DIR takes
+ * it in) is taken as if given with --head: a line is a head or a record by its first word. */
+struct verify_context {
+    struct mf_record_verifier *v;
+    const uint8_t *nonce; /* NULL: not compared */
+};
+
+static bool is_head_line(const char *text, size_t length)
+{
+    return length >= 5 && memcmp(text, "MFH1 ", 5) == 0;
+}
+
 static int verify_line(void *context, const char *file, uint64_t line, const char *text,
                        size_t length)
 {
-    int err = mf_record_verifier_line(context, file, line, text, length);
+    struct verify_context *c = context;
+    if (is_head_line(text, length)) {
+        mf_record_verifier_head(c->v, file, text, length, c->nonce);
+        return 0;
+    }
+    int err = mf_record_verifier_line(c->v, file, line, text, length);
     if (err) {
         mf_cli_error("%s:%llu: %s (more than %u projects?)", file, (unsigned long long)line,
                      mf_strerror(err), MF_RECORD_TOTALS_MAX);
@@ -890,21 +914,69 @@ static int verify_line(void *context, const char *file, uint64_t line, const cha
     return 0;
 }
 
+/* The setups the proven records name (the totals are per setup and project). */
+static size_t count_setups(const struct mf_record_verifier *v)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v->total_count; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = memcmp(v->totals[k].setup, v->totals[i].setup, 32) == 0;
+        n += seen ? 0 : 1;
+    }
+    return n;
+}
+
+/* What the head statement proves about the end of the records. */
+static void print_head(const struct mf_record_verifier *v, bool given, bool nonce_given)
+{
+    if (!given) {
+        printf("head: none given: records deleted after the last one cannot show (give the HEAD "
+               "that `mintflash records` fetches with them)\n");
+        return;
+    }
+    if (!v->has_head) {
+        printf("head: not valid (see above)\n");
+        return;
+    }
+    const struct mf_record_head *h = &v->head;
+    char when[MF_OWNER_TIME_SIZE];
+    mf_owner_time_format(h->time, when);
+    printf("head: seq %llu, counter %llu, pending %llu, at %s, nonce %s",
+           (unsigned long long)h->seq, (unsigned long long)h->counter,
+           (unsigned long long)h->pending, when,
+           nonce_given ? "matches" : "not compared (give --nonce to prove the head fresh)");
+    if (v->missing_after)
+        printf(": %llu record(s) missing after the last one", (unsigned long long)v->missing_after);
+    putchar('\n');
+}
+
 static int log_verify(int argc, char **argv)
 {
-    const char *programmer = NULL;
+    const char *programmer = NULL, *head = NULL, *nonce_text = NULL;
     const char **files = calloc((size_t)argc, sizeof *files);
     if (!files) {
         mf_cli_error("out of memory");
         return 1;
     }
     unsigned n;
-    struct owner_option options[] = {{.name = "--programmer", .value = &programmer}};
-    int rc = owner_parse("log", argc, argv, 2, options, 1, files, (unsigned)argc, &n);
+    struct owner_option options[] = {{.name = "--programmer", .value = &programmer},
+                                     {.name = "--head", .value = &head},
+                                     {.name = "--nonce", .value = &nonce_text}};
+    int rc = owner_parse("log", argc, argv, 2, options, 3, files, (unsigned)argc, &n);
     if (!rc && (!programmer || n == 0))
         rc = owner_usage_error("log", "log verify needs --programmer and RECORDS files");
+    uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE];
+    if (!rc && nonce_text &&
+        (strlen(nonce_text) != 2 * sizeof nonce ||
+         mf_owner_hex_decode(nonce_text, strlen(nonce_text), nonce, sizeof nonce) != 0))
+        rc = owner_usage_error("log", "--nonce takes 64 hex digits");
     struct mf_owner_programmer p;
     if (!rc && load_programmer(programmer, &p))
+        rc = 1;
+    char *head_text = NULL;
+    size_t head_size = 0;
+    if (!rc && head && read_small(head, MF_RECORD_LINE_MAX + 2, &head_text, &head_size))
         rc = 1;
     if (rc) {
         free(files);
@@ -912,26 +984,39 @@ static int log_verify(int argc, char **argv)
     }
     struct mf_record_verifier v;
     mf_record_verifier_init(&v, &p, verify_report, NULL);
+    struct verify_context context = {&v, nonce_text ? nonce : NULL};
+    if (head_text)
+        mf_record_verifier_head(&v, head, head_text, head_size, context.nonce);
+    free(head_text);
     for (unsigned i = 0; i < n && !rc; i++)
-        rc = each_line(files[i], verify_line, &v);
+        rc = each_line(files[i], verify_line, &context);
     free(files);
     if (rc) {
         mf_record_verifier_free(&v);
         return 1;
     }
+    /* A nonce asks for a fresh head: none at all is not a fresh one. */
+    bool no_head = nonce_text && !v.has_head && v.head_problems == 0;
+    if (no_head)
+        printf("--nonce: head: no head statement was given (--head HEAD, or HEAD among the "
+               "files): the records' end is not proven fresh\n");
+    mf_record_verifier_end(&v);
     printf("programmer: %s\n", p.fingerprint);
     printf("lines: %llu\nrecords: %llu\nverified: %llu\n", (unsigned long long)v.lines,
            (unsigned long long)v.records, (unsigned long long)v.verified);
     printf("malformed: %llu\nbad signatures: %llu\nforeign records: %llu\n",
            (unsigned long long)v.malformed, (unsigned long long)v.bad_signatures,
            (unsigned long long)v.foreign);
-    printf("chain breaks: %llu\ngap records: %llu\nsetups: %llu\n",
+    printf("chain breaks: %llu\ngap records: %llu\ncounter problems: %llu\nsetups: %zu\n",
            (unsigned long long)v.chain_breaks, (unsigned long long)v.gaps,
-           (unsigned long long)v.chains);
+           (unsigned long long)v.counter_problems, count_setups(&v));
     if (v.has_time) {
         print_time("first", v.first_time);
         print_time("last", v.last_time);
     }
+    if (v.unaccounted)
+        printf("unaccounted counts: %llu\n", (unsigned long long)v.unaccounted);
+    print_head(&v, head != NULL || v.has_head || v.head_problems, nonce_text != NULL);
     for (size_t i = 0; i < v.total_count; i++) {
         const struct mf_record_total *t = &v.totals[i];
         char hex[65];
@@ -951,7 +1036,7 @@ static int log_verify(int argc, char **argv)
                    (unsigned long long)t->serial_max);
         putchar('\n');
     }
-    bool intact = mf_record_verifier_intact(&v);
+    bool intact = mf_record_verifier_intact(&v) && !no_head;
     if (intact)
         printf("verdict: intact\n");
     else if (v.records == 0)
@@ -1005,6 +1090,8 @@ static int export_line(void *context, const char *file, uint64_t line, const cha
     struct mf_record r;
     size_t body;
     char message[MF_RECORD_MESSAGE_MAX];
+    if (is_head_line(text, length))
+        return 0; /* a head statement (DIR/HEAD) is no record */
     if (mf_record_parse(text, length, &r, &body, message)) {
         mf_cli_error("%s:%llu: skipped: %s", file, (unsigned long long)line, message);
         x->bad++;

@@ -6,12 +6,14 @@
 #include "mf_clock.h"
 #include "mf_err.h"
 #include "mf_owner.h"
+#include "mf_record.h"
 #include "mf_token.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1659,24 +1661,50 @@ static bool records_name(const char *name)
            strspn(name + 8, "0123456789") == 3;
 }
 
-/* records [DIR]: copies every RECORDS.nnn file of the programmer into DIR (default "."); the
- * programmer's files are only read (#FOPENREAD), never created or changed. */
-static int cmd_records(struct mf_cli_session *s, int argc, char **argv)
+/* Asks for the head statement for `nonce` (#RECORDHEAD): the line into `line`
+ * (MF_RECORD_LINE_MAX + 1 bytes) and its fields into `head`. 0, or 1 (printed). */
+static int fetch_head(struct mf_cli_session *s, const uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE],
+                      char *line, struct mf_record_head *head)
 {
-    if (argc > 2)
-        return usage_error(s, "records", "takes at most a local folder");
-    const char *dir = argc == 2 ? argv[1] : ".";
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        cmd_error(s, "records", "cannot create the folder %s: %s", dir, strerror(errno));
+    char command[LINE_SIZE], hex[2 * MF_RECORD_HEAD_NONCE_SIZE + 1];
+    mf_owner_hex_encode(nonce, MF_RECORD_HEAD_NONCE_SIZE, hex);
+    if (format_line(s, "records", command, "#RECORDHEAD %s", hex))
+        return 1;
+    struct collected c;
+    if (collect(s, "records", command, &c, NULL)) {
+        collected_free(&c);
         return 1;
     }
+    int status = 1;
+    for (size_t i = 0; i < c.count && status; i++) {
+        if (strncmp(c.lines[i], "#RECORDHEAD:", 12) != 0)
+            continue;
+        snprintf(line, MF_RECORD_LINE_MAX + 1, "%s", c.lines[i] + 12);
+        size_t body;
+        char message[MF_RECORD_MESSAGE_MAX];
+        if (mf_record_head_parse(line, strlen(line), head, &body, message) != 0)
+            cmd_error(s, "records", "the programmer's answer is not a head statement: %s", message);
+        else if (memcmp(head->nonce, nonce, MF_RECORD_HEAD_NONCE_SIZE) != 0)
+            cmd_error(s, "records", "the programmer's head statement answers another nonce");
+        else
+            status = 0;
+    }
+    if (status && c.count == 0)
+        cmd_error(s, "records", "the programmer sent no head statement");
+    collected_free(&c);
+    return status;
+}
+
+/* Copies every RECORDS.nnn file of the programmer into `dir`; *copied counts them. */
+static int copy_records(struct mf_cli_session *s, const char *dir, unsigned *copied)
+{
     struct collected c;
+    *copied = 0;
     if (collect(s, "records", "#FLIST", &c, NULL)) {
         collected_free(&c);
         return 1;
     }
     int status = 0;
-    unsigned copied = 0;
     for (size_t i = 0; i < c.count && !status; i++) {
         /* #FLIST:F:<size>:<name> */
         const char *line = c.lines[i];
@@ -1696,13 +1724,102 @@ static int cmd_records(struct mf_cli_session *s, int argc, char **argv)
             status = get_file(s, "records", name, fd, local);
             if (close(fd) < 0 && !status)
                 status = 1;
-            copied += status ? 0 : 1;
+            *copied += status ? 0 : 1;
         }
         free(local);
     }
     collected_free(&c);
-    if (!status)
+    return status;
+}
+
+#define RECORDS_TRIES 5u /* copies tried while cycles append records meanwhile */
+
+/* records [--nonce HEX] [DIR]: copies every RECORDS.nnn file of the programmer into DIR (default
+ * "."), and its head statement for the nonce (default: a random one) into DIR/HEAD. The head is
+ * asked before and after the copy, which is taken again while records were appended meanwhile,
+ * so that the files end where the head says. */
+static int cmd_records(struct mf_cli_session *s, int argc, char **argv)
+{
+    const char *dir = NULL, *nonce_text = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--nonce") == 0 && i + 1 < argc && !nonce_text)
+            nonce_text = argv[++i];
+        else if (strncmp(argv[i], "--nonce=", 8) == 0 && !nonce_text)
+            nonce_text = argv[i] + 8;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else
+            return usage_error(s, "records", "takes --nonce HEX and a local folder");
+    }
+    if (!dir)
+        dir = ".";
+    uint8_t nonce[MF_RECORD_HEAD_NONCE_SIZE];
+    if (!nonce_text)
+        randombytes_buf(nonce, sizeof nonce);
+    else if (strlen(nonce_text) != 2 * sizeof nonce ||
+             mf_owner_hex_decode(nonce_text, strlen(nonce_text), nonce, sizeof nonce) != 0)
+        return usage_error(s, "records", "--nonce takes 64 hex digits");
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        cmd_error(s, "records", "cannot create the folder %s: %s", dir, strerror(errno));
+        return 1;
+    }
+    char *head_path = join_path(dir, "HEAD", '/');
+    if (!head_path) {
+        cmd_error(s, "records", "out of memory");
+        return 1;
+    }
+    if (unlink(head_path) < 0 && errno != ENOENT) { /* never a stale head beside new files */
+        cmd_error(s, "records", "cannot remove %s: %s", head_path, strerror(errno));
+        free(head_path);
+        return 1;
+    }
+    static char before[MF_RECORD_LINE_MAX + 1], after[MF_RECORD_LINE_MAX + 1];
+    struct mf_record_head head_before, head_after;
+    unsigned copied = 0, tries = 0;
+    int status = fetch_head(s, nonce, before, &head_before);
+    if (status) {
+        /* The files all the same (the records may be stopped): verify says the tail is
+         * unproven. */
+        if (copy_records(s, dir, &copied) == 0)
+            printf("copied %u RECORDS file(s) into %s, without a head statement\n", copied, dir);
+        free(head_path);
+        return 1;
+    }
+    bool settled = false;
+    while (!status && !settled && tries++ < RECORDS_TRIES) {
+        status = copy_records(s, dir, &copied);
+        if (!status)
+            status = fetch_head(s, nonce, after, &head_after);
+        settled = !status && head_after.seq == head_before.seq &&
+                  memcmp(head_after.hash, head_before.hash, 32) == 0;
+        if (!settled) {
+            memcpy(before, after, sizeof before);
+            head_before = head_after;
+        }
+    }
+    if (!status && !settled) {
+        cmd_error(s, "records",
+                  "records were appended during each of %u copies (cycles are running): copy "
+                  "them when no cycle runs",
+                  RECORDS_TRIES);
+        status = 1;
+    }
+    if (!status) {
+        FILE *f = fopen(head_path, "w");
+        if (!f || fprintf(f, "%s\n", after) < 0 || fclose(f) != 0) {
+            cmd_error(s, "records", "cannot write %s: %s", head_path, strerror(errno));
+            status = 1;
+        }
+    }
+    if (!status) {
+        char hex[2 * MF_RECORD_HEAD_NONCE_SIZE + 1];
+        mf_owner_hex_encode(nonce, sizeof nonce, hex);
         printf("copied %u RECORDS file(s) into %s\n", copied, dir);
+        printf("head: seq %llu, counter %llu, pending %llu, nonce %s: %s\n",
+               (unsigned long long)head_after.seq, (unsigned long long)head_after.counter,
+               (unsigned long long)head_after.pending, hex, head_path);
+    }
+    free(head_path);
     return status;
 }
 
@@ -1768,10 +1885,13 @@ static const struct command {
      "A package is copied into _SECURE and the programmer restarts to install it; every\n"
      "check is made before anything is erased, so a refused package leaves the current setup\n"
      "as it was (FLASHER.LOG says why). A token is applied at once and the decision printed.\n"},
-    {"records", "[DIR]", "copy the production records (RECORDS.nnn) from the programmer",
+    {"records", "[--nonce HEX] [DIR]",
+     "copy the production records (RECORDS.nnn) and their signed head from the programmer",
      cmd_records,
-     "Copies every RECORDS.nnn file into DIR (default: the current folder), for\n"
-     "`mintflash log verify`.\n"},
+     "Copies every RECORDS.nnn file into DIR (default: the current folder), and the\n"
+     "programmer's head statement (its newest record and trust anchor counter, signed for\n"
+     "the nonce) into DIR/HEAD, for `mintflash log verify --head DIR/HEAD`. --nonce takes\n"
+     "the owner's 64 hex digits (default: random); verify --nonce then proves the head fresh.\n"},
     {"reboot", "[file-access]", "restart the programmer (file-access: in file access mode)",
      cmd_reboot,
      "Restarts as a power cycle would. 'file-access' (local connection only) restarts in\n"

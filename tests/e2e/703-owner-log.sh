@@ -9,7 +9,11 @@
 # writer.py PROGRAMMER OUT SPEC...: writes records of programmer PROGRAMMER (its key in
 # PROGRAMMER.key, made on first use, and PROGRAMMER.pub) into OUT. SPEC is
 # seq:result[:serial] with result OK, ERR or GAP-first-last; "fp=OTHER" signs as this programmer
-# but writes OTHER's fingerprint.
+# but writes OTHER's fingerprint; "new-setup" goes on with another setup id in the same chain,
+# "new-chain" starts a chain afresh (prev zeros); "count+N" has the trust anchor's counter take N
+# counts no record shows. The counter goes up by the cycles each record accounts for.
+# head.py PROGRAMMER RECORDS OUT NONCE PENDING: the programmer's head statement for NONCE about the
+# last record of RECORDS (its counter, PENDING cycles without a record yet).
 cat >writer.py <<'PY'
 import base64, hashlib, os, sys
 from cryptography.hazmat.primitives.asymmetric import x25519, ed25519
@@ -34,32 +38,57 @@ signer, out = sys.argv[1], sys.argv[2]
 sk, fp = identity(signer)
 setup = "ab" * 32
 prev = bytes(32)
+counter = 0
 lines = []
 for spec in sys.argv[3:]:
     if spec.startswith("fp="):
         fp = identity(spec[3:])[1]
         continue
     if spec == "new-setup":
-        setup, prev = "cd" * 32, bytes(32)
+        setup = "cd" * 32
+        continue
+    if spec == "new-chain":
+        prev = bytes(32)
+        continue
+    if spec.startswith("count+"):
+        counter += int(spec[6:])
         continue
     parts = spec.split(":")
     seq, result = int(parts[0]), parts[1]
     serial = parts[2] if len(parts) > 2 else str(1000 + seq)
     note = ""
+    cycles = 1
     if result.startswith("ERR+"):  # ERR+unrecorded.2: an ERR record with note=unrecorded:2
         result, note = "ERR", " note=" + result[4:].replace(".", ":")
+        cycles = int(note.split(":")[-1])
     if result.startswith("GAP"):
         _, first, last = result.split("-")
-        result, note, serial = "GAP", " note=gap:%s-%s" % (first, last), "-"
+        result, note, serial, cycles = "GAP", " note=gap:%s-%s" % (first, last), "-", 0
+    counter += cycles
     project = "01_Widget" if seq % 3 else "02_Big%20Gadget"
     body = ("MFR1 seq=%d prev=%s time=2026-03-%02dT10:%02d:00Z programmer=%s setup=%s "
             "project=%s slot=%d uid=%s serial=%s result=%s counter=%d%s"
             % (seq, prev.hex(), 1 + seq // 60, seq % 60, fp, setup, project, 1 + seq % 2,
-               "%024x" % (0xC0FFEE00 + seq), serial, result, seq, note))
+               "%024x" % (0xC0FFEE00 + seq), serial, result, counter, note))
     sig = base64.b64encode(sk.sign(body.encode())).decode()
     lines.append(body + " sig=" + sig + "\n")
     prev = hashlib.sha256(body.encode()).digest()
 open(out, "w").writelines(lines)
+PY
+cat >head.py <<'PY'
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric import ed25519
+signer, records, out, nonce, pending = sys.argv[1:6]
+sk = ed25519.Ed25519PrivateKey.from_private_bytes(open(signer + ".key", "rb").read()[32:])
+fp = [l.split(": ")[1].strip() for l in open(signer + ".pub") if l.startswith("fingerprint:")][0]
+last = open(records).read().splitlines()[-1]
+body = last[:last.index(" sig=")]
+f = dict(x.split("=", 1) for x in body.split(" ")[1:])
+head = ("MFH1 nonce=%s time=2026-03-02T12:00:00Z programmer=%s setup=%s seq=%s head=%s "
+        "counter=%s pending=%s" % (nonce, fp, f["setup"], f["seq"],
+                                   hashlib.sha256(body.encode()).hexdigest(), f["counter"],
+                                   pending))
+open(out, "w").write(head + " sig=" + base64.b64encode(sk.sign(head.encode())).decode() + "\n")
 PY
 
 # Records 1-6 in RECORDS.000, 7-10 in RECORDS.001 (the chain goes on across files).
@@ -133,11 +162,39 @@ tail -n 1 with-gap.txt >>gap.txt
 variant gap.txt
 has "gap.txt:9: gap record: seq 11: the programmer found records 9 to 10 missing"
 has "gap records: 1"
-# Two setups in a row: two chains, both intact.
-python3 writer.py prog two.txt 1:OK 2:OK new-setup 1:OK 2:ERR 3:OK
+# Two setups in a row: one chain, intact.
+python3 writer.py prog two.txt 1:OK 2:OK new-setup 3:OK 4:ERR 5:OK
 run 0 log verify --programmer prog.pub two.txt
 has "setups: 2"
 has "total: setup=$(printf 'cd%.0s' $(seq 32)) project=01_Widget ok=1 failed=1"
+# A second chain after the first (the secure area removed, the chain begun afresh).
+python3 writer.py prog restart.txt 1:OK 2:OK 3:OK new-setup new-chain 1:OK 2:OK
+variant restart.txt
+has "restart.txt:4: chain break: seq 1 starts a second chain"
+# The counter took two counts no record shows (records 4 and 5 cut before the chain went on).
+python3 writer.py prog hidden.txt 1:OK 2:OK 3:OK count+2 4:OK 5:OK
+variant hidden.txt
+has "hidden.txt:4: counter: 2 count(s) of the trust anchor unaccounted for"
+has "unaccounted counts: 2"
+# The head statement: the records reach it, or records after the last one are missing.
+nonce=$(printf '3c%.0s' $(seq 32))
+python3 head.py prog all.txt HEAD "$nonce" 0
+run 0 log verify --programmer prog.pub --head HEAD --nonce "$nonce" RECORDS.000 RECORDS.001
+has "head: seq 10, counter 10, pending 0, at 2026-03-02T12:00:00Z, nonce matches"
+has "verdict: intact"
+run 1 log verify --programmer prog.pub --head HEAD --nonce "$(printf '3d%.0s' $(seq 32))" \
+    RECORDS.000 RECORDS.001
+has "HEAD:1: head: the head statement answers another nonce"
+run 1 log verify --programmer prog.pub --head HEAD RECORDS.000
+has "HEAD:1: head: the records end at seq 6, the programmer's newest is seq 10: 4 record(s) missing"
+# The head among the files (records writes DIR/HEAD beside them: `DIR/*` takes it in), and a
+# nonce without any head.
+run 0 log verify --programmer prog.pub --nonce "$nonce" HEAD RECORDS.000 RECORDS.001
+has "nonce matches"
+run 0 log export --csv HEAD RECORDS.000 RECORDS.001
+[ "$(wc -l <out)" = 11 ] || fail "export skips the head: $(cat out)"
+run 1 log verify --programmer prog.pub --nonce "$nonce" RECORDS.000 RECORDS.001
+has "--nonce: head: no head statement was given"
 # The wrong programmer's public file: nothing is proven.
 run 1 log verify --programmer other.pub RECORDS.000
 has "verified: 0"

@@ -44,7 +44,12 @@ has "total: setup=25c64cba7bd0262163db74c7047e415a30a1006efe32726e9483d8d3315b0c
 has "verdict: intact"
 has "edited.000:2: bad signature: seq 2: the signature does not hold: the record was edited, or forged"
 has "deleted.000:2: chain break: seq 3 follows seq 1: record 2 is missing (deleted)"
-[ "$(grep -c '^exit status 1$' "$work/out.txt")" = 3 ] || fail "three refusals with status 1"
+has "deleted.000:2: counter: 1 count(s) of the trust anchor unaccounted for"
+has "head: none given: records deleted after the last one cannot show"
+has "head: seq 3, counter 3, pending 0, at 2026-03-04T10:05:00Z, nonce matches"
+has "HEAD:1: head: the records end at seq 2, the programmer's newest is seq 3: 1 record missing after the last one given (deleted, or not fetched)"
+[ "$(grep -c '^verdict: intact$' "$work/out.txt")" = 2 ] || fail "two intact verdicts"
+[ "$(grep -c '^exit status 1$' "$work/out.txt")" = 4 ] || fail "four refusals with status 1"
 has "valid"
 has "INVALID"
 # The setup id the page quotes is what pack prints for examples/demo-job.

@@ -322,12 +322,17 @@ struct chain {
     uint8_t head[32];
 };
 
-/* Appends a record (OK, serial 1000 + seq) to `chain` for `setup_byte`. */
-static void append(struct chain *c, const struct mf_owner_identity *id, const char *fingerprint,
-                   uint8_t setup_byte, enum mf_record_result result)
+/* Appends a record (serial 1000 + seq, `counter`, `note`: NULL for none) to `chain` for
+ * `setup_byte`. */
+static void append_counted(struct chain *c, const struct mf_owner_identity *id,
+                           const char *fingerprint, uint8_t setup_byte,
+                           enum mf_record_result result, uint64_t counter, const char *note)
 {
     assert_true(c->count < CHAIN_MAX);
     struct mf_record r = base_record(id);
+    r.counter = counter;
+    if (note)
+        snprintf(r.note, sizeof r.note, "%s", note);
     strcpy(r.programmer, fingerprint);
     r.seq = c->count ? c->count + 1 : 1;
     memcpy(r.prev, c->head, 32);
@@ -347,6 +352,13 @@ static void append(struct chain *c, const struct mf_owner_identity *id, const ch
     c->count++;
 }
 
+/* Appends a record (OK, serial 1000 + seq, counter 7) to `chain` for `setup_byte`. */
+static void append(struct chain *c, const struct mf_owner_identity *id, const char *fingerprint,
+                   uint8_t setup_byte, enum mf_record_result result)
+{
+    append_counted(c, id, fingerprint, setup_byte, result, 7, NULL);
+}
+
 static void build(struct chain *c, const struct mf_owner_identity *id, unsigned n)
 {
     memset(c, 0, sizeof *c);
@@ -355,9 +367,10 @@ static void build(struct chain *c, const struct mf_owner_identity *id, unsigned 
 }
 
 struct reports {
-    unsigned count[5];
+    unsigned count[7];
     uint64_t last_line;
     char last[MF_RECORD_MESSAGE_MAX];
+    char last_of[7][MF_RECORD_MESSAGE_MAX]; /* per kind */
 };
 
 static void on_problem(void *context, enum mf_record_problem problem, const char *where,
@@ -368,6 +381,7 @@ static void on_problem(void *context, enum mf_record_problem problem, const char
     r->count[problem]++;
     r->last_line = line;
     snprintf(r->last, sizeof r->last, "%s", message);
+    snprintf(r->last_of[problem], sizeof r->last_of[problem], "%s", message);
 }
 
 /* Runs the verifier over `order` (line indices of `c`, -1 terminated). */
@@ -380,6 +394,7 @@ static void verify(struct fixture *f, const struct chain *c, const int *order,
         assert_int_equal(mf_record_verifier_line(v, "RECORDS.000", n + 1, c->lines[order[n]],
                                                  c->lengths[order[n]]),
                          0);
+    mf_record_verifier_end(v);
 }
 
 static void test_verify_intact(void **state)
@@ -555,37 +570,362 @@ static void test_verify_tampering(void **state)
     mf_record_verifier_free(&v);
 }
 
+/* Lines [0, a_count) of `a`, then every line of `b`, into `out`. */
+static void join(struct chain *out, const struct chain *a, unsigned a_count, const struct chain *b)
+{
+    memset(out, 0, sizeof *out);
+    assert_true(a_count + b->count <= CHAIN_MAX);
+    for (unsigned i = 0; i < a_count; i++) {
+        memcpy(out->lines[i], a->lines[i], sizeof out->lines[i]);
+        out->lengths[i] = a->lengths[i];
+    }
+    for (unsigned i = 0; i < b->count; i++) {
+        memcpy(out->lines[a_count + i], b->lines[i], sizeof out->lines[i]);
+        out->lengths[a_count + i] = b->lengths[i];
+    }
+    out->count = a_count + b->count;
+}
+
+/* 0 .. n-1, -1. */
+static const int *in_order(unsigned n)
+{
+    static int order[CHAIN_MAX + 1];
+    assert_true(n <= CHAIN_MAX);
+    for (unsigned i = 0; i < n; i++)
+        order[i] = (int)i;
+    order[n] = -1;
+    return order;
+}
+
+/* A chain of `n` records with the counters given (result OK unless a note is given, then ERR). */
+static void counted(struct fixture *f, struct chain *c, uint8_t setup_byte, unsigned n,
+                    const uint64_t *counters, const char *const *notes)
+{
+    memset(c, 0, sizeof *c);
+    for (unsigned i = 0; i < n; i++) {
+        const char *note = notes ? notes[i] : NULL;
+        append_counted(c, &f->id, f->id.pub.fingerprint, setup_byte,
+                       note ? MF_RECORD_ERR : MF_RECORD_OK, counters[i], note);
+    }
+}
+
+/* Runs the verifier over the whole chain; true when it says intact. */
+static bool intact_with(struct fixture *f, const struct chain *c, struct mf_record_verifier *v,
+                        struct reports *rep)
+{
+    verify(f, c, in_order(c->count), v, rep);
+    return mf_record_verifier_intact(v);
+}
+
+/* One chain goes on across the setups installed one after the other: intact, totals per setup.
+ * A second chain (seq 1 again) after the first is a chain break: the programmer's chain starts
+ * afresh only when its secure area was removed, and the first chain's newest records may be gone
+ * (F4b: A's five records cut to three, then B's own chain). */
 static void test_verify_two_setups(void **state)
 {
     struct fixture *f = *state;
-    struct chain a, b, both;
-    memset(&a, 0, sizeof a);
-    memset(&b, 0, sizeof b);
+    struct chain one, a, b, both;
+    memset(&one, 0, sizeof one);
     for (int i = 0; i < 3; i++)
-        append(&a, &f->id, f->id.pub.fingerprint, 0x22, MF_RECORD_OK);
+        append_counted(&one, &f->id, f->id.pub.fingerprint, 0x22, MF_RECORD_OK, 1 + (uint64_t)i,
+                       NULL);
     for (int i = 0; i < 2; i++)
-        append(&b, &f->id, f->id.pub.fingerprint, 0x33, i ? MF_RECORD_ERR : MF_RECORD_OK);
-    memset(&both, 0, sizeof both);
-    for (unsigned i = 0; i < 3; i++) {
-        memcpy(both.lines[i], a.lines[i], sizeof both.lines[i]);
-        both.lengths[i] = a.lengths[i];
-    }
-    for (unsigned i = 0; i < 2; i++) {
-        memcpy(both.lines[3 + i], b.lines[i], sizeof both.lines[i]);
-        both.lengths[3 + i] = b.lengths[i];
-    }
-    const int order[] = {0, 1, 2, 3, 4, -1};
+        append_counted(&one, &f->id, f->id.pub.fingerprint, 0x33, i ? MF_RECORD_ERR : MF_RECORD_OK,
+                       4 + (uint64_t)i, NULL);
     struct mf_record_verifier v;
     struct reports rep;
-    verify(f, &both, order, &v, &rep);
-    assert_true(mf_record_verifier_intact(&v));
-    assert_int_equal(v.chains, 2);
+    assert_true(intact_with(f, &one, &v, &rep));
+    assert_int_equal(v.chains, 1);
     assert_int_equal(v.total_count, 2);
     assert_int_equal(v.totals[0].setup[0], 0x22);
     assert_int_equal(v.totals[0].ok, 3);
     assert_int_equal(v.totals[1].setup[0], 0x33);
     assert_int_equal(v.totals[1].ok, 1);
     assert_int_equal(v.totals[1].failed, 1);
+    mf_record_verifier_free(&v);
+
+    static const uint64_t a_counters[] = {1, 2, 3, 4, 5}, b_counters[] = {6, 7};
+    counted(f, &a, 0x22, 5, a_counters, NULL);
+    counted(f, &b, 0x33, 2, b_counters, NULL);
+    join(&both, &a, 3, &b);
+    assert_false(intact_with(f, &both, &v, &rep));
+    assert_int_equal(v.chains, 2);
+    assert_int_equal(v.chain_breaks, 1);
+    assert_int_equal(rep.count[MF_RECORD_CHAIN_BREAK], 1);
+    /* ...and the counter shows what the cut hid: 3 to 7 with two cycles after seq 3. */
+    assert_int_equal(v.unaccounted, 2);
+    assert_int_equal(rep.count[MF_RECORD_COUNTER], 1);
+    assert_int_equal(rep.last_line, 4);
+    if (!strstr(rep.last, "2 count(s) of the trust anchor unaccounted"))
+        fail_msg("report: %s", rep.last);
+    mf_record_verifier_free(&v);
+    /* A second chain with nothing hidden is still reported. */
+    join(&both, &a, 5, &b);
+    assert_false(intact_with(f, &both, &v, &rep));
+    assert_int_equal(v.chain_breaks, 1);
+    assert_int_equal(v.unaccounted, 0);
+    mf_record_verifier_free(&v);
+}
+
+/* Every count of the trust anchor's counter is accounted for by a record: at K = 1 one step per
+ * cycle; records cut before the next setup's (F4: the cut chain adopted) leave steps no record
+ * accounts for, reported with their number. */
+static void test_verify_counter_k1(void **state)
+{
+    struct fixture *f = *state;
+    struct chain c;
+    struct mf_record_verifier v;
+    struct reports rep;
+    static const uint64_t steady[] = {1, 2, 3, 4, 5};
+    counted(f, &c, 0x22, 5, steady, NULL);
+    assert_true(intact_with(f, &c, &v, &rep));
+    assert_int_equal(v.unaccounted, 0);
+    assert_int_equal(v.counter_problems, 0);
+    mf_record_verifier_free(&v);
+    /* Records 4 and 5 cut, the chain continued from 3 by the next setup's records. */
+    static const uint64_t cut[] = {1, 2, 3, 6, 7};
+    counted(f, &c, 0x22, 5, cut, NULL);
+    assert_false(intact_with(f, &c, &v, &rep));
+    assert_int_equal(v.chain_breaks, 0);
+    assert_int_equal(v.unaccounted, 2);
+    assert_int_equal(v.counter_problems, 1);
+    assert_int_equal(rep.last_line, 4);
+    if (!strstr(rep.last, "biggest jump: 3 to 6 from seq 3 to seq 4"))
+        fail_msg("report: %s", rep.last);
+    mf_record_verifier_free(&v);
+    /* The counter going down. */
+    static const uint64_t down[] = {1, 2, 3, 2, 4};
+    counted(f, &c, 0x22, 5, down, NULL);
+    assert_false(intact_with(f, &c, &v, &rep));
+    assert_int_equal(v.counter_problems, 1);
+    assert_int_equal(rep.count[MF_RECORD_COUNTER], 1);
+    assert_non_null(strstr(rep.last, "lower than 3"));
+    mf_record_verifier_free(&v);
+    /* The set starting anywhere: the first record's counter is the base. */
+    static const uint64_t late[] = {1000, 1001, 1002};
+    counted(f, &c, 0x22, 3, late, NULL);
+    const int tail[] = {1, 2, -1};
+    verify(f, &c, tail, &v, &rep);
+    assert_int_equal(v.counter_problems, 0);
+    assert_int_equal(v.chain_breaks, 1); /* records 1 to 1 missing: the start is gone */
+    mf_record_verifier_free(&v);
+}
+
+/* The flows that verify intact: slots recording out of step with their counts, reservations of
+ * K > 1 (one step per reservation, a restart forfeiting the rest and taking a new one), the
+ * programmer's unrecorded:N and counter-ahead:N records, a count-unknown record whose count
+ * landed (an unrecorded:1 at the next start accounts for it). And the same without the records
+ * that account for the steps. */
+static void test_verify_counter_flows(void **state)
+{
+    struct fixture *f = *state;
+    struct chain c;
+    struct mf_record_verifier v;
+    struct reports rep;
+    /* Two slots: slot 2 takes count 3 after slot 1 took 2, and records first. */
+    static const uint64_t slots[] = {1, 3, 3, 4};
+    counted(f, &c, 0x22, 4, slots, NULL);
+    assert_true(intact_with(f, &c, &v, &rep));
+    mf_record_verifier_free(&v);
+    /* K = 100: four devices, a restart, two, a restart, one; a top-up changes nothing here. */
+    static const uint64_t reserved[] = {1, 1, 1, 1, 2, 2, 3};
+    counted(f, &c, 0x22, 7, reserved, NULL);
+    assert_true(intact_with(f, &c, &v, &rep));
+    mf_record_verifier_free(&v);
+    /* Cycles without their record (a cut), recorded as unrecorded:2 at the next start; a
+     * restored storage image, its counter's cycles recorded as counter-ahead:3. */
+    static const uint64_t notes_counters[] = {1, 2, 4, 7, 8};
+    static const char *const notes[] = {NULL, NULL, MF_RECORD_NOTE_UNRECORDED "2",
+                                        MF_RECORD_NOTE_COUNTER_AHEAD "3", NULL};
+    counted(f, &c, 0x22, 5, notes_counters, notes);
+    assert_true(intact_with(f, &c, &v, &rep));
+    assert_int_equal(v.totals[0].unrecorded, 5);
+    mf_record_verifier_free(&v);
+    /* Without the notes, the same counters are counts unaccounted for. */
+    counted(f, &c, 0x22, 5, notes_counters, NULL);
+    assert_false(intact_with(f, &c, &v, &rep));
+    assert_int_equal(v.unaccounted, 3);
+    mf_record_verifier_free(&v);
+    /* A count-unknown that landed: its record accounts for nothing, the next cycle's counter
+     * shows both steps, and the next start's unrecorded:1 accounts for the first. */
+    static const uint64_t unknown_counters[] = {1, 2, 3, 3};
+    static const char *const unknown_notes[] = {NULL, MF_RECORD_NOTE_COUNT_UNKNOWN, NULL,
+                                                MF_RECORD_NOTE_UNRECORDED "1"};
+    counted(f, &c, 0x22, 4, unknown_counters, unknown_notes);
+    assert_true(intact_with(f, &c, &v, &rep));
+    mf_record_verifier_free(&v);
+    /* Before that start the count is not accounted for by the records alone. */
+    counted(f, &c, 0x22, 3, unknown_counters, unknown_notes);
+    assert_false(intact_with(f, &c, &v, &rep));
+    assert_int_equal(v.unaccounted, 1);
+    mf_record_verifier_free(&v);
+    /* A gap record steps nothing. */
+    static const uint64_t gap_counters[] = {1, 2, 3};
+    counted(f, &c, 0x22, 2, gap_counters, NULL);
+    append_counted(&c, &f->id, f->id.pub.fingerprint, 0x22, MF_RECORD_GAP, 2, NULL);
+    verify(f, &c, in_order(3), &v, &rep);
+    assert_int_equal(v.counter_problems, 0);
+    assert_int_equal(v.gaps, 1);
+    mf_record_verifier_free(&v);
+}
+
+/* A head statement the programmer signed for `nonce` about `c`'s newest record (or the given
+ * seq/hash when `c` is NULL), its counter and pending cycles, into `line`. */
+static size_t head_line(struct fixture *f, const struct mf_owner_identity *id,
+                        const uint8_t nonce[32], uint64_t seq, const uint8_t hash[32],
+                        uint64_t counter, uint64_t pending, char *line)
+{
+    struct mf_record_head h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.nonce, nonce, 32);
+    h.time = 1767225600;
+    strcpy(h.programmer, f->id.pub.fingerprint);
+    memset(h.setup, 0x22, 32);
+    h.seq = seq;
+    if (hash)
+        memcpy(h.hash, hash, 32);
+    h.counter = counter;
+    h.pending = pending;
+    size_t length;
+    assert_int_equal(
+        mf_record_head_format(&h, id->ed25519_secret, line, MF_RECORD_LINE_MAX + 1, &length), 0);
+    return length;
+}
+
+static void verify_with_head(struct fixture *f, const struct chain *c, unsigned n, const char *head,
+                             size_t head_length, const uint8_t *nonce, struct mf_record_verifier *v,
+                             struct reports *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    mf_record_verifier_init(v, &f->id.pub, on_problem, rep);
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(
+            mf_record_verifier_line(v, "RECORDS.000", i + 1, c->lines[i], c->lengths[i]), 0);
+    mf_record_verifier_head(v, "RECORDS.000", head, head_length, nonce);
+    mf_record_verifier_end(v);
+}
+
+/* The head statement: the format round trip, no record parses as one nor the other way round;
+ * records that reach the head are intact, a cut tail (F3) shows as records missing after the
+ * last one, and a head that does not hold (another nonce, forged, edited, of another programmer)
+ * is reported and not used. */
+static void test_verify_head(void **state)
+{
+    struct fixture *f = *state;
+    static const uint64_t counters[] = {1, 2, 3, 4, 5};
+    struct chain c;
+    counted(f, &c, 0x22, 5, counters, NULL);
+    uint8_t nonce[32], other[32];
+    memset(nonce, 0xA5, sizeof nonce);
+    memset(other, 0x5A, sizeof other);
+    char line[MF_RECORD_LINE_MAX + 1];
+    size_t n = head_line(f, &f->id, nonce, 5, c.head, 5, 0, line);
+    assert_non_null(strstr(line, "MFH1 nonce=a5a5"));
+    assert_non_null(strstr(line, " seq=5 head="));
+    assert_non_null(strstr(line, " counter=5 pending=0 sig="));
+    struct mf_record_head h;
+    struct mf_record r;
+    size_t body;
+    assert_int_equal(mf_record_head_parse(line, n, &h, &body, f->message), 0);
+    assert_int_equal(h.seq, 5);
+    assert_memory_equal(h.hash, c.head, 32);
+    assert_true(mf_record_signature_ok(line, body, h.signature, f->id.pub.ed25519));
+    assert_int_equal(mf_record_parse(line, n, &r, &body, f->message), MF_EFORMAT);
+    assert_int_equal(mf_record_head_parse(c.lines[0], c.lengths[0], &h, &body, f->message),
+                     MF_EFORMAT);
+    assert_non_null(strstr(f->message, "'MFH1 '"));
+
+    struct mf_record_verifier v;
+    struct reports rep;
+    verify_with_head(f, &c, 5, line, n, nonce, &v, &rep);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_true(v.has_head);
+    assert_int_equal(v.missing_after, 0);
+    mf_record_verifier_free(&v);
+
+    /* The newest two deleted while the programmer ran: invisible without the head. */
+    verify(f, &c, in_order(3), &v, &rep);
+    assert_true(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
+    verify_with_head(f, &c, 3, line, n, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.missing_after, 2);
+    assert_int_equal(rep.count[MF_RECORD_HEAD], 1);
+    if (!strstr(rep.last_of[MF_RECORD_HEAD],
+                "2 record(s) missing after the last one given (4 to 5"))
+        fail_msg("report: %s", rep.last_of[MF_RECORD_HEAD]);
+    assert_int_equal(v.unaccounted, 2); /* the head's counter shows them too */
+    mf_record_verifier_free(&v);
+
+    /* Another nonce (an old statement replayed): reported, not used; without a nonce to compare
+     * it is used. */
+    verify_with_head(f, &c, 5, line, n, other, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_false(v.has_head);
+    assert_non_null(strstr(rep.last_of[MF_RECORD_HEAD], "another nonce"));
+    mf_record_verifier_free(&v);
+    verify_with_head(f, &c, 5, line, n, NULL, &v, &rep);
+    assert_true(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
+
+    /* Forged with another key; edited; torn. */
+    char forged[MF_RECORD_LINE_MAX + 1];
+    size_t fn = head_line(f, &f->other, nonce, 3, NULL, 3, 0, forged);
+    verify_with_head(f, &c, 3, forged, fn, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_non_null(strstr(rep.last_of[MF_RECORD_HEAD], "signature does not hold"));
+    mf_record_verifier_free(&v);
+    char edited[MF_RECORD_LINE_MAX + 1];
+    memcpy(edited, line, n + 1);
+    *strstr(edited, " seq=5 ") = '\0';
+    strcat(edited, " seq=3 ");
+    strcat(edited, strstr(line, " seq=5 ") + 7);
+    verify_with_head(f, &c, 3, edited, strlen(edited), nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.head_problems, 1);
+    mf_record_verifier_free(&v);
+    verify_with_head(f, &c, 5, line, 40, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_non_null(strstr(rep.last_of[MF_RECORD_HEAD], "not a valid head statement"));
+    mf_record_verifier_free(&v);
+
+    /* Records beyond the head, a replaced newest record, a head with no record yet. */
+    uint8_t hash3[32];
+    struct chain three;
+    counted(f, &three, 0x22, 3, counters, NULL);
+    memcpy(hash3, three.head, 32);
+    n = head_line(f, &f->id, nonce, 3, hash3, 3, 0, line);
+    verify_with_head(f, &c, 5, line, n, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_non_null(strstr(rep.last_of[MF_RECORD_HEAD], "beyond the programmer's newest"));
+    mf_record_verifier_free(&v);
+    n = head_line(f, &f->id, nonce, 5, hash3, 5, 0, line);
+    verify_with_head(f, &c, 5, line, n, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_non_null(strstr(rep.last_of[MF_RECORD_HEAD], "replaced"));
+    mf_record_verifier_free(&v);
+    n = head_line(f, &f->id, nonce, 0, NULL, 5, 0, line);
+    verify_with_head(f, &c, 5, line, n, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_non_null(strstr(rep.last_of[MF_RECORD_HEAD], "holds no record yet"));
+    mf_record_verifier_free(&v);
+
+    /* The head's counter: a count taken by a running cycle is pending; one no record and no
+     * pending cycle accounts for is not. */
+    n = head_line(f, &f->id, nonce, 5, c.head, 6, 1, line);
+    verify_with_head(f, &c, 5, line, n, nonce, &v, &rep);
+    assert_true(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
+    n = head_line(f, &f->id, nonce, 5, c.head, 7, 1, line);
+    verify_with_head(f, &c, 5, line, n, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.unaccounted, 1);
+    assert_non_null(strstr(rep.last, "the head's"));
+    mf_record_verifier_free(&v);
+    n = head_line(f, &f->id, nonce, 5, c.head, 4, 0, line);
+    verify_with_head(f, &c, 5, line, n, nonce, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.counter_problems, 1);
     mf_record_verifier_free(&v);
 }
 
@@ -594,10 +934,12 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_line),       cmocka_unit_test(test_fields_round_trip),
-        cmocka_unit_test(test_encode_text),      cmocka_unit_test(test_format_refuses),
-        cmocka_unit_test(test_parse_hostile),    cmocka_unit_test(test_verify_intact),
-        cmocka_unit_test(test_verify_tampering), cmocka_unit_test(test_verify_two_setups),
+        cmocka_unit_test(test_known_line),        cmocka_unit_test(test_fields_round_trip),
+        cmocka_unit_test(test_encode_text),       cmocka_unit_test(test_format_refuses),
+        cmocka_unit_test(test_parse_hostile),     cmocka_unit_test(test_verify_intact),
+        cmocka_unit_test(test_verify_tampering),  cmocka_unit_test(test_verify_two_setups),
+        cmocka_unit_test(test_verify_counter_k1), cmocka_unit_test(test_verify_counter_flows),
+        cmocka_unit_test(test_verify_head),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -101,10 +101,12 @@ with Daemon() as d:
     t.command("#FCLOSE")
     check(listing(t) == before, "nothing was created or changed")
 
-    # The owner fetches the records: only RECORDS.000, and the programmer's files unchanged.
+    # The owner fetches the records: only RECORDS.000, and the programmer's files unchanged. (This
+    # programmer runs no setup from the secure area, so there is no head statement: exit 1.)
     work = tempfile.mkdtemp(prefix="mf-names-e2e-")
-    p = commander(["records", "rec"], work, d.socket_path)
-    check("copied 1 RECORDS file(s) into rec" in p.stdout, p.stdout + p.stderr)
+    p = commander(["records", "rec"], work, d.socket_path, expect=1)
+    check("copied 1 RECORDS file(s) into rec, without a head statement" in p.stdout,
+          p.stdout + p.stderr)
     check(os.listdir(os.path.join(work, "rec")) == ["RECORDS.000"], os.listdir(work))
     with open(os.path.join(work, "rec", "RECORDS.000")) as f:
         check(f.read() == "MFR1 the real records file\n", "the copy")

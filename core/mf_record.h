@@ -31,6 +31,8 @@
 #define MF_RECORD_NOTE_UNRECORDED    "unrecorded:"
 #define MF_RECORD_NOTE_COUNTER_AHEAD "counter-ahead:"
 #define MF_RECORD_NOTE_COUNT_UNKNOWN "count-unknown"
+#define MF_RECORD_NOTE_OPERATOR_PATCH                                                              \
+    "operator-patch:" /* + 16 hex digits: the start of the SHA-256 of the #AUTO PATCH line */
 
 enum mf_record_result {
     MF_RECORD_OK,  /* the device was made */

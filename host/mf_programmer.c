@@ -7,6 +7,7 @@
 #include "mf_ini.h"
 #include "mf_package.h"
 #include "mf_sim.h"
+#include "mf_sha256.h"
 #include "mf_token.h"
 
 #include <errno.h>
@@ -132,8 +133,22 @@ static int64_t utc_now(void *context)
  * may have taken it. A record that cannot be written stops production (the next cycle's
  * preflight refuses, and tries the records again) rather than let devices go unrecorded. */
 static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
-                         const struct mf_cycle_env *env, const struct mf_cycle_result *result)
+                         const struct mf_cycle_env *env, const struct mf_cycle_request *request,
+                         const struct mf_cycle_result *result)
 {
+    /* A patch line the operator sent (#AUTO PATCH) changed the owner's bytes: the record names
+     * it by the start of its SHA-256, so the owner sees which devices got which line. */
+    char note[sizeof MF_RECORD_NOTE_OPERATOR_PATCH + 16] = "";
+    if (request->patch_line) {
+        uint8_t digest[32];
+        struct mf_sha256 sha;
+        mf_sha256_init(&sha);
+        mf_sha256_update(&sha, request->patch_line, strlen(request->patch_line));
+        mf_sha256_final(&sha, digest);
+        int n = snprintf(note, sizeof note, "%s", MF_RECORD_NOTE_OPERATOR_PATCH);
+        for (int i = 0; i < 8; i++)
+            n += snprintf(note + n, sizeof note - (size_t)n, "%02x", digest[i]);
+    }
     pthread_mutex_lock(&p->records_mutex);
     if (p->records_open) {
         const struct mf_project *proj = env->setup ? mf_setup_project(env->setup) : NULL;
@@ -144,7 +159,8 @@ static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
                                     .has_serial = result->has_serial,
                                     .serial = result->serial,
                                     .ok = result->error == 0,
-                                    .count_unknown = result->count_unknown};
+                                    .count_unknown = result->count_unknown,
+                                    .note = note[0] ? note : NULL};
         char message[MF_RECLOG_MESSAGE_MAX];
         uint64_t failures = mf_filebd_failure(&p->file, NULL, 0);
         int err = mf_reclog_append(&p->records, &e, message);
@@ -201,7 +217,7 @@ static void *worker_main(void *arg)
         else
             log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
         if (result.consumed || result.count_unknown)
-            record_cycle(p, w, &env, &result);
+            record_cycle(p, w, &env, &request, &result);
         if (result.log_error)
             log_stderr(p, 0, "slot %u: FLASHER.LOG: this cycle's line is missing: %s", w->number,
                        mf_strerror(result.log_error));

@@ -4,7 +4,9 @@ what it likes; #VERIFY costs no count. A verify failure from the secure area nam
 no byte (before: `verify failed at 0x8000000 (expected 0x54, read 0xFF)`, which gave the whole
 firmware back one byte per #VERIFY), neither in the reply nor in FLASHER.LOG; the same setup in
 the public area still names the first difference. And #AUTO PATCH, which would change the owner's
-bytes, is refused from the secure area unless the job allows it (`operator_patches = yes`)."""
+bytes, is refused from the secure area unless the job allows it (`operator_patches = yes`), and
+then the production record names the line (`note=operator-patch:` and the start of its SHA-256)."""
+import hashlib
 import os
 import re
 import sys
@@ -79,13 +81,18 @@ for extra, allowed in (("", False), ("operator_patches = yes\n", True)):
     with Daemon(size="32M") as d:
         t, u = d.tcp(), d.unix()
         install(t, u, "_SECURE", "crc", extra)
-        r = t.command("#AUTO PATCH 1,8000000,10:" + "41" * 16)
+        line = "1,8000000,10:" + "41" * 16
+        r = t.command("#AUTO PATCH " + line)
         flash = open(os.path.join(d.sim_dir, "slot1", "flash.bin"), "rb").read() \
             if os.path.exists(os.path.join(d.sim_dir, "slot1", "flash.bin")) else b""
         if allowed:
             check(r[-1].startswith("#OK"), "allowed: %r" % r)
             check(flash[:16] == b"A" * 16 and flash[16:len(SECRET)] == SECRET[16:], "patched")
             check(info(t)["CYCLES_LEFT"] == "4", "one count")
+            # The production record names the operator's line by its SHA-256.
+            note = "note=operator-patch:" + hashlib.sha256(line.encode()).hexdigest()[:16]
+            records = get(t, "RECORDS.000").decode()
+            check(" result=OK " in records and note in records, "record:\n" + records)
         else:
             check(r[-1] == "#ERR212:#AUTO PATCH: patch 1 at 0x8000000 is in job App, which runs "
                   "from the secure area and takes no patches from the operator "

@@ -1711,6 +1711,23 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
         sodium_memzero(key, sizeof key);
         goto out;
     }
+    /* Then its chunks, before the new files are copied in (the spec: "all contents of the secure
+     * area are completely erased"), not only its key: a copy of the old key kept elsewhere finds
+     * nothing to open. Its extent comes from its header; without one that opened (none yet, or a
+     * cut in an earlier move), the whole data region goes. */
+    uint64_t medium = mf_bd_size(s->config.bd), old_end = medium;
+    if (medium < data_off(s))
+        old_end = medium = data_off(s);
+    else if (s->present && mf_le64(s->header + 120) <= (medium - data_off(s)) / stored_chunk(s))
+        old_end = data_off(s) + mf_le64(s->header + 120) * stored_chunk(s);
+    old_end = old_end / block(s) * block(s);
+    err = mf_bd_erase(s->config.bd, data_off(s) / block(s),
+                      (size_t)((old_end - data_off(s)) / block(s)));
+    if (err) {
+        say(message, "secure area: erasing the old setup failed: %s", mf_strerror(err));
+        sodium_memzero(key, sizeof key);
+        goto out;
+    }
     mf_secure_close(s);
     *s = next;
     s->files = NULL;

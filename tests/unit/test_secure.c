@@ -961,14 +961,26 @@ static void test_load_after_install_reads_no_raw_binary(void **state)
 static void test_reinstall_erases_the_old_setup(void **state)
 {
     struct fixture *f = *state;
-    make_setup(f, "E", "5", 30000);
+    make_setup(f, "E", "5", 100000);
     install(f);
     uint8_t old_key[32];
     memcpy(old_key, f->anchor.state.key, 32);
+    size_t medium = SECURE_BLOCKS * 512u;
+    uint8_t *before = malloc(medium);
+    memcpy(before, f->secure_mem, medium);
     assert_int_equal(mf_fat_remove(&f->vol.fs, "_SECURE/Projects/01_Widget/01_App/app.bin"), 0);
-    make_setup(f, "F", "7", 20000);
+    make_setup(f, "F", "7", 2000);
     install(f);
     assert_memory_not_equal(old_key, f->anchor.state.key, 32);
+    /* Not only the key: no block of the old setup's ciphertext is left where the smaller new one
+     * did not write (each block now differs or is erased). */
+    static const uint8_t erased[512];
+    for (size_t at = 0; at < medium; at += 512) {
+        if (memcmp(f->secure_mem + at, before + at, 512) == 0 &&
+            memcmp(f->secure_mem + at, erased, 512) != 0)
+            fail_msg("block %zu of the old setup is still there", at / 512);
+    }
+    free(before);
     same_file(f, "Projects/01_Widget/01_App/app.bin");
     assert_false(medium_contains(f->secure_mem, SECURE_BLOCKS * 512u, "SECRET-MARKER-E"));
     assert_false(medium_contains(f->secure_mem, SECURE_BLOCKS * 512u, "SECRET-MARKER-F"));

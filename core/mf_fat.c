@@ -211,7 +211,6 @@ static int cache_flush(struct mf_fat *fs)
 }
 
 static int commit(struct mf_fat *fs);
-static int abandon(struct mf_fat *fs, int err);
 
 /* ---- the allocation table ---- */
 
@@ -1124,213 +1123,6 @@ static int dir_put(struct mf_fat *fs, struct dir_iter *it, const uint8_t *entry,
     return 0;
 }
 
-/* ---- long names across sectors ----
- * A long name whose entries lie in two sectors cannot be added or removed by sector writes that
- * each leave a volume fsck.fat accepts: its slots in the first sector are only valid followed by
- * those in the second, and the other way round. So a cut in between can leave part of a long name
- * (fsck.fat: "Orphaned long file name part", "Long filename fragment"). Around such a change the
- * volume is marked dirty (FAT16/32: the clean bit of FAT entry 1, which Windows reads the same
- * way), and a mount that finds it dirty deletes every LFN entry that is not part of a whole long
- * name followed by its 8.3 entry, everywhere, then marks it clean. FAT12 has no such bit: there
- * every mount does it (a FAT12 volume has at most 4084 clusters). */
-
-static uint32_t clean_bit(const struct mf_fat *fs)
-{
-    return fs->geo.type == MF_FAT16 ? 0x8000u : fs->geo.type == MF_FAT32 ? 0x08000000u : 0;
-}
-
-/* 1 when the volume is marked clean (always on FAT12), 0 when dirty, or an error. */
-static int volume_clean(struct mf_fat *fs)
-{
-    uint32_t raw;
-    int err = clean_bit(fs) ? fat_read_raw(fs, 1, &raw) : 0;
-    return err ? err : !clean_bit(fs) || (raw & clean_bit(fs)) != 0;
-}
-
-static int volume_mark(struct mf_fat *fs, bool clean)
-{
-    uint32_t raw;
-    int err = fat_read_raw(fs, 1, &raw);
-    if (!err)
-        err = fat_put_raw(fs, 1, clean ? raw | clean_bit(fs) : raw & ~clean_bit(fs));
-    return err;
-}
-
-/* Before changing entries first_slot .. last_slot of `dir`: when they span sectors, marks the
- * volume dirty, durably, unless it is already. *marked says whether to mark it clean again (after
- * the change is durable): not when it was dirty before (a repair is still due). */
-static int span_begin(struct mf_fat *fs, uint32_t dir, uint32_t first_slot, uint32_t last_slot,
-                      bool *marked)
-{
-    *marked = false;
-    if (!clean_bit(fs) || first_slot == last_slot)
-        return 0;
-    struct dir_iter it;
-    uint32_t first_sector, last_sector, offset;
-    dir_iter_init(&it, dir, first_slot);
-    int r = dir_locate(fs, &it, &first_sector, &offset);
-    if (r > 0) {
-        it.index = last_slot;
-        r = dir_locate(fs, &it, &last_sector, &offset);
-    }
-    if (r <= 0)
-        return r < 0 ? r : MF_ECORRUPT;
-    if (first_sector == last_sector)
-        return 0;
-    r = volume_clean(fs);
-    if (r <= 0)
-        return r;
-    int err = volume_mark(fs, false);
-    if (!err)
-        err = commit(fs);
-    *marked = !err;
-    return err;
-}
-
-/* After the change: its entries made durable, then the volume marked clean (written with the next
- * commit, FAT sectors first: after them). */
-static int span_end(struct mf_fat *fs, bool marked)
-{
-    if (!marked)
-        return 0;
-    int err = commit(fs);
-    return err ? err : volume_mark(fs, true);
-}
-
-/* Deletes entries from .. to - 1 of the folder `it` walks. */
-static int entries_delete(struct mf_fat *fs, struct dir_iter *it, uint32_t from, uint32_t to)
-{
-    fs->repaired += to - from;
-    uint32_t keep = it->index;
-    for (it->index = from; it->index < to; it->index++) {
-        uint8_t *e;
-        uint32_t sector, offset;
-        int r = dir_entry(fs, it, &e, &sector, &offset);
-        if (r <= 0)
-            return r < 0 ? r : MF_ECORRUPT;
-        e[0] = DELETED_MARK;
-        cache_dirty(fs, sector);
-    }
-    it->index = keep;
-    return 0;
-}
-
-/* Long-name state of a folder being repaired: a run of LFN entries from `start`. */
-struct lfn_run {
-    bool open;
-    uint32_t start;
-    uint8_t expect, sum; /* next sequence number wanted (0: the 8.3 entry), checksum */
-};
-
-/* One entry of a folder being repaired, as fsck.fat judges it: LFN entries that do not make a
- * whole long name before their 8.3 entry are deleted. Returns 1 when `e` is a folder to enter
- * (`*sub` its cluster), 0 otherwise, or an error. `e` may not be used after the call. */
-static int repair_entry(struct mf_fat *fs, struct dir_iter *it, struct lfn_run *run,
-                        const uint8_t *e, uint32_t *sub)
-{
-    uint32_t index = it->index;
-    if (e[0] == 0x00 || e[0] == DELETED_MARK) {
-        int err = run->open ? entries_delete(fs, it, run->start, index) : 0;
-        run->open = false;
-        return err;
-    }
-    if ((e[11] & ATTR_LFN_MASK) == ATTR_LFN) {
-        uint8_t seq = e[0] & 0x1Fu;
-        if ((e[0] & 0x40u) && seq != 0) {
-            int err = run->open ? entries_delete(fs, it, run->start, index) : 0;
-            *run = (struct lfn_run){true, index, (uint8_t)(seq - 1), e[13]};
-            return err;
-        }
-        if (run->open && run->expect != 0 && seq == run->expect && e[13] == run->sum) {
-            run->expect--;
-            return 0;
-        }
-        int err = entries_delete(fs, it, run->open ? run->start : index, index + 1);
-        run->open = false;
-        return err;
-    }
-    bool whole = !run->open || (run->expect == 0 && sfn_checksum(e) == run->sum);
-    bool folder = entry_is_dir(e) && !(e[11] & MF_FAT_ATTR_VOLUME_ID) && e[0] != '.';
-    *sub = entry_cluster(fs, e);
-    int err = whole ? 0 : entries_delete(fs, it, run->start, index);
-    run->open = false;
-    return err ? err : folder && cluster_valid(fs, *sub);
-}
-
-/* Walks every folder (depth first, MF_FAT_DEPTH_MAX deep, no more entries than the volume can
- * hold in folders) and repairs its long names. */
-static int repair_tree(struct mf_fat *fs)
-{
-    struct dir_iter levels[MF_FAT_DEPTH_MAX];
-    struct lfn_run runs[MF_FAT_DEPTH_MAX];
-    uint64_t budget = (uint64_t)fs->geo.cluster_count * (cluster_bytes(fs) / DIRENT_SIZE) +
-                      fs->geo.root_entries + DIR_ENTRIES_MAX;
-    unsigned depth = 0;
-    dir_iter_init(&levels[0], root_dir_cluster(fs), 0);
-    runs[0].open = false;
-    while (budget-- > 0) {
-        struct dir_iter *it = &levels[depth];
-        uint8_t *e;
-        uint32_t sector, offset, sub = 0;
-        int r = dir_entry(fs, it, &e, &sector, &offset);
-        if (r < 0)
-            return r;
-        uint8_t entry[DIRENT_SIZE] = {0}; /* the end of the folder acts as an end marker */
-        if (r == 1)
-            memcpy(entry, e, DIRENT_SIZE);
-        r = repair_entry(fs, it, &runs[depth], entry, &sub);
-        if (r < 0)
-            return r;
-        it->index++;
-        if (entry[0] == 0x00) {
-            if (depth-- == 0)
-                return 0;
-        } else if (r == 1 && depth + 1 < MF_FAT_DEPTH_MAX) {
-            depth++;
-            dir_iter_init(&levels[depth], sub, 0);
-            runs[depth].open = false;
-        }
-    }
-    return 0; /* more than any volume holds: a loop of folders; stop */
-}
-
-/* Is the volume marked dirty in any copy of the FAT (a cut can fall between the copies' writes)?
- * Always on FAT12. 1, 0 or an error. */
-static int dirty_at_mount(struct mf_fat *fs)
-{
-    if (!clean_bit(fs))
-        return 1;
-    for (uint32_t k = 0; k < fs->geo.fat_count; k++) {
-        int err = dev_read(fs, fs->geo.first_fat_sector + k * fs->geo.fat_sectors, fs->scratch, 1);
-        if (err)
-            return err;
-        uint32_t raw =
-            fs->geo.type == MF_FAT16 ? mf_le16(fs->scratch + 2) : mf_le32(fs->scratch + 4);
-        if (!(raw & clean_bit(fs)))
-            return 1;
-    }
-    return 0;
-}
-
-/* At mount: the repair when the volume is dirty (or FAT12), then marked clean in every FAT copy.
- * Failures leave it as it was (still dirty): the mount goes on. */
-static void repair_at_mount(struct mf_fat *fs)
-{
-    int r = dirty_at_mount(fs);
-    if (r == 1) {
-        r = repair_tree(fs);
-        if (!r && fs->repaired)
-            r = commit(fs);
-        if (!r && clean_bit(fs)) {
-            r = volume_mark(fs, true);
-            if (!r)
-                r = commit(fs);
-        }
-    }
-    if (r < 0)
-        abandon(fs, r);
-}
-
 /* Adds `name` to `dir` with the fixed fields of `proto` (attributes, cluster, size, times).
  * `avoid` is a short name that must not be reused (a case-only rename keeps the old entry until
  * the new one is written). */
@@ -1359,10 +1151,6 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     uint8_t sum = sfn_checksum(sfn), e[DIRENT_SIZE];
     uint32_t sector = 0, offset, previous = 0;
     struct dir_iter it;
-    bool marked;
-    err = span_begin(fs, dir, first, first + lfn_entries, &marked);
-    if (err)
-        return err;
     /* Sector by sector from the first entry, each made durable before the next: a cut then
      * leaves a long name whose end is missing (fsck.fat deletes such an orphaned part), never
      * the end of a long name without its start (which fsck.fat leaves alone). */
@@ -1396,8 +1184,6 @@ static int dir_add(struct mf_fat *fs, uint32_t dir, const struct name *name, con
     if (lfn_entries && sector != previous && (err = commit(fs)) != 0)
         return err;
     err = dir_put(fs, &it, e, &sector, &offset);
-    if (!err)
-        err = span_end(fs, marked);
     if (err)
         return err;
     f->dir = dir;
@@ -1419,10 +1205,6 @@ static int dir_remove(struct mf_fat *fs, const struct found *f, const uint8_t *r
 {
     struct dir_iter it;
     uint32_t previous = f->sector;
-    bool marked;
-    int err = span_begin(fs, f->dir, f->first_slot, f->slot, &marked);
-    if (err)
-        return err;
     for (uint32_t index = f->slot + 1; index-- > f->first_slot;) {
         uint8_t *e;
         uint32_t sector, offset;
@@ -1433,7 +1215,7 @@ static int dir_remove(struct mf_fat *fs, const struct found *f, const uint8_t *r
         if (r == 0)
             return MF_ECORRUPT;
         if (sector != previous) {
-            err = commit(fs);
+            int err = commit(fs);
             if (err)
                 return err;
             previous = sector;
@@ -1449,7 +1231,7 @@ static int dir_remove(struct mf_fat *fs, const struct found *f, const uint8_t *r
             e[0] = DELETED_MARK;
         cache_dirty(fs, sector);
     }
-    return span_end(fs, marked);
+    return 0;
 }
 
 /* ---- paths ---- */
@@ -1734,7 +1516,6 @@ int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn cloc
             cluster_valid(fs, mf_le32(b + 492)))
             fs->next_free = mf_le32(b + 492);
     }
-    repair_at_mount(fs);
     return 0;
 }
 

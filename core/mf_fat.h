@@ -8,11 +8,7 @@
  * crash, a hang or an access outside the volume.
  * Crash behaviour: every completed call that changed the volume has synced it, in the order
  * data, FAT (both copies), directory entry; a power cut leaves what fsck.fat can repair, and
- * files completed earlier intact (assuming sector-atomic writes). A long name whose entries lie
- * in two sectors is the one directory change no order of sector writes keeps whole: around it the
- * volume is marked dirty (FAT16/32: the clean bit of FAT entry 1), and a mount of a dirty volume
- * (of every FAT12 volume, which has no such bit) deletes the parts of long names a cut left, so
- * that fsck.fat finds none.
+ * files completed earlier intact (assuming sector-atomic writes).
  * Device errors: any error of a device call (read, write, erase, sync), whatever its code, drops
  * the change in progress: the call returns the device's code, the volume is seen again as the
  * device holds it, and files open for writing only close from then on (MF_EIO). */
@@ -113,7 +109,6 @@ struct mf_fat {
     uint64_t generation;      /* goes up with every change that is committed or abandoned */
     int device_error;         /* first device error since the cache last matched the device, or 0 */
     uint64_t device_failures; /* device calls that failed since the mount */
-    uint64_t repaired;        /* parts of long names deleted (see mf_fat_mount) */
     bool data_unsynced;       /* file data written straight to the device since the last sync */
     bool fsinfo_dirty;
     struct mf_fat_file *open_files;
@@ -123,11 +118,7 @@ struct mf_fat {
 };
 
 /* Mounts the volume on `bd` (the partition, not the disk). Validates the boot sector and the
- * geometry against the device size: MF_ECORRUPT when they do not fit. `clock` may be NULL.
- * On a FAT12 volume, or one marked dirty in either FAT copy, walks every folder (bounded by
- * MF_FAT_DEPTH_MAX and the volume's size) and deletes every LFN entry that is not part of a whole
- * long name before its 8.3 entry (what fsck.fat calls an orphaned part or a fragment), then marks
- * the volume clean; a failure there leaves the volume as it was and the mount goes on. */
+ * geometry against the device size: MF_ECORRUPT when they do not fit. `clock` may be NULL. */
 int mf_fat_mount(struct mf_fat *fs, const struct mf_bd *bd, mf_fat_clock_fn clock,
                  void *clock_context);
 

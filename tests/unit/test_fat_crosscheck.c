@@ -6,9 +6,6 @@
 #include "mf_bd.h"
 #include "mf_err.h"
 #include "mf_fat.h"
-#include "mf_rambd.h"
-#include "mf_sweep.h"
-#include "mf_testfat.h"
 #include "mf_testutil.h"
 
 #include <errno.h>
@@ -1169,145 +1166,6 @@ static void test_replace_keeps_attributes(void **state)
     small_image_free(&m);
 }
 
-/* ---- a long name across two sectors, removed with a power cut at every write ------------- */
-
-/* The folder the long name is in, and the volume. */
-struct span_case {
-    const char *name;
-    struct mf_fat_format_options format;
-    mf_block_t blocks;
-    const char *folder; /* "" for the root */
-    uint32_t before;    /* entries before the long name's: its 4 LFN entries start at 14 */
-};
-
-#define SPAN_NAME "A long name of forty characters, nearly.txt"
-
-static char span_path[64];
-
-static int span_setup(void *context, const struct mf_bd *medium)
-{
-    const struct span_case *c = context;
-    struct mf_fat vol;
-    int err = mf_fat_format(medium, &c->format);
-    if (!err)
-        err = mf_fat_mount(&vol, medium, NULL, NULL);
-    if (err)
-        return err;
-    if (*c->folder)
-        err = mf_fat_mkdir(&vol, c->folder);
-    for (uint32_t i = 0; i < c->before && !err; i++) {
-        char path[64];
-        snprintf(path, sizeof path, "%s/F%u.TXT", c->folder, i);
-        err = mf_testfat_put_text(&vol, path, "filler");
-    }
-    snprintf(span_path, sizeof span_path, "%s/%s", c->folder, SPAN_NAME);
-    if (!err)
-        err = mf_testfat_put_text(&vol, span_path, "");
-    if (!err)
-        err = mf_testfat_put_text(&vol, "after.txt", "written after");
-    int uerr = mf_fat_unmount(&vol);
-    return err ? err : uerr;
-}
-
-static int span_run(void *context, const struct mf_bd *bd)
-{
-    (void)context;
-    struct mf_fat vol;
-    int err = mf_fat_mount(&vol, bd, NULL, NULL);
-    if (err)
-        return err;
-    err = mf_fat_remove(&vol, span_path);
-    int uerr = mf_fat_unmount(&vol);
-    return err ? err : uerr;
-}
-
-/* fsck.fat -n on the volume: 0 when it says nothing but its banner and summary. */
-static int span_fsck(const struct mf_bd *bd)
-{
-    size_t size = (size_t)bd->block_count * bd->block_size;
-    uint8_t *image = malloc(size);
-    if (!image || mf_bd_read(bd, 0, image, bd->block_count) != 0) {
-        free(image);
-        return MF_EIO;
-    }
-    char *path = mf_test_path(tmpdir, "span.img");
-    int err = mf_test_write_file(path, image, size);
-    free(image);
-    char *quoted = mf_test_shell_quote(path);
-    struct mf_test_output out;
-    if (!err)
-        err = mf_test_runf(&out, "fsck.fat -n %s 2>&1", quoted);
-    free(quoted);
-    free(path);
-    if (err)
-        return err;
-    unsigned lines = 0;
-    for (const char *p = out.out; *p; p++)
-        lines += *p == '\n';
-    bool clean = lines == 2 && out.status == 0;
-    if (!clean)
-        fprintf(stderr, "fsck.fat -n (status %d):\n%s\n", out.status, out.out);
-    mf_test_output_free(&out);
-    return clean ? 0 : MF_EVERIFY;
-}
-
-/* After the mount that follows the cut (it repairs what the cut left): fsck.fat finds nothing, and
- * the file is there under its long name, or gone. */
-static int span_check(void *context, const struct mf_bd *bd, const struct mf_sweep_point *p)
-{
-    (void)context;
-    struct mf_fat vol;
-    int err = mf_fat_mount(&vol, bd, NULL, NULL);
-    if (err)
-        return err;
-    struct mf_fat_stat st;
-    int got = mf_fat_stat(&vol, span_path, &st);
-    bool whole = got == MF_ENOENT || (got == 0 && !strcmp(st.name, SPAN_NAME));
-    err = mf_fat_unmount(&vol);
-    if (!err)
-        err = span_fsck(bd);
-    if (err || !whole)
-        fprintf(stderr, "cut %llu (%s): the file %s, fsck.fat %s\n", (unsigned long long)p->cut_at,
-                mf_faultbd_cut_mode_name(p->mode), whole ? "whole or gone" : "damaged",
-                err ? "complains" : "clean");
-    return err ? err : whole ? 0 : MF_EVERIFY;
-}
-
-/* A long name whose entries lie in two sectors (two of its LFN entries in the first, two and the
- * 8.3 entry in the second) is removed; a cut at any write leaves a volume fsck.fat -n accepts once
- * mounted again. Before, a cut between the two sectors left the first sector's part: "Orphaned
- * long file name part". In the FAT12 root (every mount repairs) and in a FAT16 folder (the mount
- * repairs when the volume was marked dirty, in either FAT copy). The file is empty: the clusters
- * of a file are freed after its entry goes, and a cut in between leaves lost clusters, which
- * fsck.fat reports too (harmless, and not what this is about). */
-static void test_long_name_across_sectors_removed_with_cuts(void **state)
-{
-    (void)state;
-    static const struct span_case cases[] = {
-        {"FAT12 root", {.volume_id = 21}, 4096, "", 14},
-        {"FAT16 folder",
-         {.type = MF_FAT16, .sectors_per_cluster = 1, .volume_id = 22},
-         8192,
-         "dir",
-         12},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "LFN removal across sectors, %s", cases[i].name);
-        struct mf_sweep sweep = {.name = name,
-                                 .block_size = 512,
-                                 .block_count = cases[i].blocks,
-                                 .context = (void *)&cases[i],
-                                 .setup = span_setup,
-                                 .run = span_run,
-                                 .check = span_check};
-        struct mf_sweep_options options = {.modes = MF_FAULTBD_CUT_ATOMIC};
-        struct mf_sweep_result result;
-        assert_int_equal(mf_sweep_run(&sweep, &options, &result), 0);
-        assert_true(result.write_points >= 3);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1326,8 +1184,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mkfs_4k_sectors_read_by_us, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cp437_short_names_in_lower_case, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_keeps_attributes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_long_name_across_sectors_removed_with_cuts, setup,
-                                        teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     free(script);

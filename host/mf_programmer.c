@@ -1570,30 +1570,25 @@ static void selection_name(unsigned i, char name[16])
         snprintf(name, 16, "FLASHER.N%u", i);
 }
 
-/* Removes what an earlier cut left under any of the names (a plain file: we write nothing else
- * there) and picks the first name that is free. Folders and files with the read-only, hidden or
- * system attribute are the user's: left alone, their name skipped. MF_EEXIST when every name is
- * taken so. */
+/* Picks the first of the names not taken by the user: folders and files with the read-only,
+ * hidden or system attribute are the user's, left alone, their name skipped. A plain file under
+ * the name picked is what an earlier cut left there (we write nothing else under it, and never a
+ * later name while that one is free): it is removed. Names after it are not ours, whatever they
+ * hold. MF_EEXIST when every name is taken by the user. */
 static int selection_pick(struct mf_fat *fs, char name[16])
 {
-    bool found = false;
     for (unsigned i = 0; i < SELECTION_NAMES; i++) {
-        char candidate[16];
         struct mf_fat_stat st;
-        selection_name(i, candidate);
-        int err = mf_fat_stat(fs, candidate, &st);
-        if (err == 0 && !st.is_dir &&
-            !(st.attributes & (MF_FAT_ATTR_READ_ONLY | MF_FAT_ATTR_HIDDEN | MF_FAT_ATTR_SYSTEM)))
-            err = mf_fat_remove(fs, candidate);
-        else if (err == 0)
+        selection_name(i, name);
+        int err = mf_fat_stat(fs, name, &st);
+        if (err == 0 && (st.is_dir || (st.attributes & (MF_FAT_ATTR_READ_ONLY | MF_FAT_ATTR_HIDDEN |
+                                                        MF_FAT_ATTR_SYSTEM))))
             continue; /* the user's */
-        if (err && err != MF_ENOENT)
-            return err;
-        if (!found)
-            memcpy(name, candidate, 16);
-        found = true;
+        if (err == 0)
+            err = mf_fat_remove(fs, name);
+        return err == MF_ENOENT ? 0 : err;
     }
-    return found ? 0 : MF_EEXIST;
+    return MF_EEXIST;
 }
 
 /* The name of a "[name]" header line, or NULL for other lines; `name` gets it. */

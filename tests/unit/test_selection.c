@@ -193,18 +193,30 @@ static void test_names_taken_by_the_user(void **state)
     struct mf_fat fs;
     char text[256];
     assert_int_equal(mf_fat_mount(&fs, &ram.bd, NULL, NULL), 0);
+    /* FLASHER.NEW is the user's folder: FLASHER.N1 is the name used, and a plain file there is a
+     * cut's leftover; FLASHER.N4, a name never reached, is the user's file whatever it holds. */
     assert_int_equal(write_text(&fs, "FLASHER.N1", "a cut's leftover"), 0);
-    assert_int_equal(write_text(&fs, "FLASHER.N4", "another"), 0);
+    assert_int_equal(write_text(&fs, "FLASHER.N4", "the user's own"), 0);
     assert_int_equal(mf_programmer_write_selection(&fs, "02_Beta"), 0);
     assert_int_equal(read_ini(&fs, text, sizeof text), 0);
     assert_string_equal(text, new_text);
+    assert_int_equal(mf_fat_remove(&fs, "FLASHER.N4"), 0); /* the check below wants none */
     assert_true(only_the_users_left(&fs, true));
-    /* The folder gone, a leftover under FLASHER.N2 goes too. */
+    assert_int_equal(write_text(&fs, "FLASHER.N4", "the user's own"), 0);
+    /* The folder gone, FLASHER.NEW is the name again: a leftover there goes, N2 and N4 stay. */
     assert_int_equal(mf_fat_remove(&fs, "FLASHER.NEW/keep.txt"), 0);
     assert_int_equal(mf_fat_rmdir(&fs, "FLASHER.NEW"), 0);
-    assert_int_equal(write_text(&fs, "FLASHER.N2", "left by a cut"), 0);
+    assert_int_equal(write_text(&fs, "FLASHER.NEW", "left by a cut"), 0);
+    assert_int_equal(write_text(&fs, "FLASHER.N2", "the user's too"), 0);
     assert_int_equal(mf_programmer_write_selection(&fs, "03_Gamma"), 0);
-    assert_true(only_the_users_left(&fs, false));
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&fs, "FLASHER.NEW", &st), MF_ENOENT);
+    assert_int_equal(mf_fat_stat(&fs, "FLASHER.N2", &st), 0);
+    assert_int_equal(st.size, 14);
+    assert_int_equal(mf_fat_stat(&fs, "FLASHER.N4", &st), 0);
+    assert_int_equal(st.size, 14);
+    assert_int_equal(mf_fat_remove(&fs, "FLASHER.N2"), 0);
+    assert_int_equal(mf_fat_remove(&fs, "FLASHER.N4"), 0);
     /* Every name a folder: refused, nothing changed. */
     assert_int_equal(mf_fat_mkdir(&fs, "FLASHER.NEW"), 0);
     for (unsigned i = 1; i <= 9; i++) {

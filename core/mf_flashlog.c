@@ -148,6 +148,13 @@ int mf_flashlog_room(struct mf_flashlog *log, unsigned lines, char *message)
                  MF_FLASHLOG_NAME, current.is_dir ? "be written" : "rotate");
         return MF_EISDIR;
     }
+    /* Nor can a read-only log take a line (a writable open of it is refused). */
+    if (current.name[0] && (current.attributes & MF_FAT_ATTR_READ_ONLY)) {
+        snprintf(message, MF_FLASHLOG_MESSAGE_MAX,
+                 "%s is read-only, so it cannot be written: clear its read-only attribute",
+                 MF_FLASHLOG_NAME);
+        return MF_EACCES;
+    }
     /* A new name (FLASHER.LOG, and FLASHER.OLD at the first rotation) takes a root entry: a new
      * root cluster on FAT32 when none is free, none at all when the fixed root is full. */
     bool rotates = end > log->max_bytes;

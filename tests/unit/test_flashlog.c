@@ -567,6 +567,27 @@ static void test_room_with_a_folder_in_the_way(void **state)
     assert_int_equal(mf_flashlog_write(&f->log, "x"), MF_EISDIR);
 }
 
+/* A read-only FLASHER.LOG (mattrib +r, a PC's file manager): the check passed and the line then
+ * failed with MF_EACCES, leaving a device unlogged. Now the check refuses, naming it. */
+static void test_room_with_a_read_only_log(void **state)
+{
+    struct fixture *f = *state;
+    char m[MF_FLASHLOG_MESSAGE_MAX];
+    assert_int_equal(mf_flashlog_write(&f->log, "a line"), 0);
+    assert_int_equal(mf_fat_unmount(&f->vol.fs), 0);
+    uint8_t *entry = f->vol.memory;
+    size_t medium = (size_t)BLOCKS * 512;
+    while (entry + 32 <= f->vol.memory + medium && memcmp(entry, "FLASHER LOG", 11) != 0)
+        entry += 32;
+    assert_true(entry + 32 <= f->vol.memory + medium);
+    entry[11] |= MF_FAT_ATTR_READ_ONLY;
+    assert_int_equal(mf_fat_mount(&f->vol.fs, &f->vol.ram.bd, NULL, NULL), 0);
+    assert_int_equal(mf_flashlog_room(&f->log, 1, m), MF_EACCES);
+    assert_string_equal(m, "FLASHER.LOG is read-only, so it cannot be written: clear its "
+                           "read-only attribute");
+    assert_int_equal(log_longest_line(&f->log), MF_EACCES); /* what the check spares a cycle */
+}
+
 /* ---- a power cut at every write of a rotation ---- */
 
 /* Formats `medium`, mounts it into `fs` and opens its FLASHER.LOG (4 KiB limit) into `log`. */
@@ -781,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_room_with_a_full_root_folder),
         cmocka_unit_test_setup_teardown(test_room_with_two_names_of_one_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_with_a_folder_in_the_way, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_with_a_read_only_log, setup, teardown),
         cmocka_unit_test(test_room_after_a_failed_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -210,8 +210,14 @@ int mf_flashlog_write(struct mf_flashlog *log, const char *fmt, ...)
     vsnprintf(line + 20, sizeof line - 22, fmt, ap);
     va_end(ap);
     size_t len = strlen(line);
+    /* No control character from what a line quotes (a file name read from the volume): C0 and
+     * DEL, and C1 written as UTF-8 (NEL ends a line for some viewers), become blanks. */
     for (size_t i = 20; i < len; i++) {
-        if ((unsigned char)line[i] < 0x20)
+        unsigned char c = (unsigned char)line[i];
+        if (c == 0xC2 && i + 1 < len && (unsigned char)line[i + 1] >= 0x80 &&
+            (unsigned char)line[i + 1] <= 0x9F)
+            line[i] = line[i + 1] = ' ';
+        else if (c < 0x20 || c == 0x7F)
             line[i] = ' ';
     }
     line[len++] = '\r';

@@ -6,6 +6,7 @@
 #include "mf_gdb.h"
 #include "mf_ini.h"
 #include "mf_package.h"
+#include "mf_proto.h"
 #include "mf_sim.h"
 #include "mf_sha256.h"
 #include "mf_token.h"
@@ -51,17 +52,20 @@ static void sayn(char *out, size_t size, const char *fmt, ...)
 static void log_stderr(const struct mf_programmer *p, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Logs to stderr, one line per event (journald adds the time). */
+/* Logs to stderr, one line per event (journald adds the time). Control characters a message
+ * quotes (a file name read from the public area) are shown as <hh>, as in replies: no line of
+ * the daemon's log can be forged, no escape sequence reaches a terminal. */
 static void log_stderr(const struct mf_programmer *p, int level, const char *fmt, ...)
 {
     if (level > p->config.verbose)
         return;
-    char line[512];
+    char line[512], shown[MF_PROTO_ESCAPED_SIZE(sizeof line)];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "mintflashd: %s\n", line);
+    mf_proto_escape(line, false, shown, sizeof shown);
+    fprintf(stderr, "mintflashd: %s\n", shown);
 }
 
 static void mutex_lock(void *m)

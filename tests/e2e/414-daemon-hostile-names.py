@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import MINTFLASH, Daemon, check, commander, put  # noqa: E402
+from mfdaemon import MINTFLASH, Daemon, check, commander, get, put  # noqa: E402
 
 # Each hostile name, the placeholder of the same length written first, and how #FLIST shows it.
 HOSTILE = [
@@ -112,4 +112,35 @@ with Daemon() as d:
         check(f.read() == "MFR1 the real records file\n", "the copy")
     check(listing(d.tcp()) == before, "records created or changed nothing on the programmer")
     check(d.stop() == 0, "clean exit")
+
+# Beside a setup in the secure area, such a file stops every cycle (#ERR202), and the text that
+# quotes its name goes to the reply, FLASHER.LOG and the daemon's log: no control character from
+# the name in any of them (a forged log line, a terminal escape sequence), C1 (NEL) included.
+EVIL = "x\r\n2026-01-01 12:00:00 \x1b[32mAUTO OK\x1b[0m \x85y"
+with Daemon(size="32M") as d:
+    t, u = d.tcp(), d.unix()
+    check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
+    put(t, "_SECURE/Projects/01_W/01_App/app.bin", os.urandom(1000))
+    put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+        "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n")
+    check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
+    put(t, "P" * len(EVIL), "zz")
+    check(d.stop() == 0, "stop")
+    out = subprocess.run([MINTFLASH, "storage", "info", "--json", d.storage], capture_output=True,
+                         text=True, check=True).stdout
+    rename_raw(d.storage, json.loads(out)["public_area"]["offset"], "P" * len(EVIL), EVIL)
+    d.start()
+    t = d.tcp()
+    r = t.command("#AUTO")
+    check(r[-1].startswith("#ERR202:") and "<0d><0a>" in r[-1] and "<1b>" in r[-1], "reply %r" % r)
+    log = get(t, "FLASHER.LOG")
+    bad = [b for b in log.replace(b"\r\n", b"\n").split(b"\n")
+           if any(c < 0x20 or c == 0x7F for c in b) or b"\xc2\x85" in b]
+    check(not bad, "FLASHER.LOG lines with control characters: %r" % bad)
+    check(b"AUTO OK" in log and b"\n2026-01-01 12:00:00" not in log, "the name on its own line")
+    text = d.log_text()
+    check("public area holds the file" in text, "the daemon logged the conflict:\n" + text)
+    check(not any(c in text for c in "\r\x1b\x85"), "raw control characters in the daemon's log")
+    check(not any(line.startswith("2026-01-01") for line in text.splitlines()),
+          "a forged line in the daemon's log")
 print("ok")

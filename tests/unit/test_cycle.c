@@ -679,6 +679,8 @@ static void test_serial_taken_without_a_serial_field(void **state)
     puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
     puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "123123-123\r\n");
+    /* An SNList.txt no job uses is not read: its one line selects nothing here. */
+    puts_(&f->vol.fs, "Projects/01_Widget/SNList.txt", "A1B2C3D4\r\n");
     assert_int_equal(load(f), 0);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
@@ -1613,6 +1615,54 @@ static void test_overlap_first_or_last_wins(void **state)
                         "it once: put that data in one file");
 }
 
+/* The last count taken elsewhere while this device connects (another programmer's slot without a
+ * reservation, the public area edited): the count is read again under the lock before it is
+ * taken, and a count at 0 refuses the device, whichever count it is; it never wraps. */
+static struct mf_fat *gone_fs;
+static const char *gone_path;
+
+static int connect_then_count_gone(struct mf_target *t)
+{
+    assert_int_equal(mf_testfat_put_text(gone_fs, gone_path, "0\r\n"), 0);
+    return sim_ops->connect(t);
+}
+
+static void test_count_gone_while_connecting(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    puts_(&f->vol.fs, "Cntdown.txt", "3\r\n");
+    assert_int_equal(load(f), 0);
+    static struct mf_target_ops ops;
+    sim_ops = f->target[0].ops;
+    ops = *sim_ops;
+    ops.connect = connect_then_count_gone;
+    f->target[0].ops = &ops;
+    gone_fs = &f->vol.fs;
+    static const char *const paths[] = {"Projects/01_Widget/Cntdown.txt", "Cntdown.txt"};
+    for (unsigned i = 0; i < 2; i++) {
+        gone_path = paths[i];
+        struct mf_cycle_result r;
+        int err = cycle(f, 0, MF_ACTION_AUTO, &r);
+        assert_int_equal(err, MF_EEXHAUSTED);
+        char want[96];
+        snprintf(want, sizeof want, "no programming cycles left (%s = 0)", paths[i]);
+        assert_string_equal(r.message, want);
+        assert_false(r.consumed);
+        assert_false(r.has_serial);
+        assert_int_equal(number(&f->vol.fs, paths[i]), 0);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 100);
+        puts_(&f->vol.fs, paths[i], i ? "3\r\n" : "5\r\n");
+    }
+    f->target[0].ops = sim_ops;
+    /* Nothing was programmed: the device's flash is as it came. */
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    for (size_t i = 0; i < size; i++)
+        assert_int_equal(mem[i], 0xFF);
+    free(mem);
+}
+
 /* Several slots drawing from one count: never more devices than counts, never a serial twice. */
 static void test_slots_share_counts_exactly(void **state)
 {
@@ -2497,6 +2547,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overlap_first_or_last_wins, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patch_line_limits, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_count_gone_while_connecting, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_slots_share_counts_exactly, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup_fixture, teardown_fixture),

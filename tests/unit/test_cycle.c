@@ -527,8 +527,8 @@ static void test_patch_line_limits(void **state)
     }
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 9);
 
-    /* The same limits inline (#AUTO PATCH): the full line works, one character more than a line
-     * holds is refused. */
+    /* The same limits inline (#AUTO PATCH): the full line works, also padded to the longest a line
+     * may be; one character more than a line holds is refused. */
     puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "0");
     n = full_patch_line(text, sizeof text, 8, 64);
     struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = text};
@@ -536,9 +536,12 @@ static void test_patch_line_limits(void **state)
     mem = flash(f, 2, &size);
     assert_int_equal(mem[0x4000 + 0x700 + 63], (7 * 64 + 63) & 0xFF);
     free(mem);
-    memset(text + n, ' ', MF_TEXT_LINE_MAX + 1 - n);
+    memset(text + n, ' ', MF_TEXT_LINE_MAX - n); /* exactly as long as a line may be */
+    text[MF_TEXT_LINE_MAX] = '\0';
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
+    text[MF_TEXT_LINE_MAX] = ' ';
     text[MF_TEXT_LINE_MAX + 1] = '\0';
-    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), MF_EFBIG);
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[3], &req, &r), MF_EFBIG);
     assert_string_equal(r.message, "#AUTO PATCH: the line is longer than 2048 characters");
     assert_false(r.consumed);
 }

@@ -393,21 +393,43 @@ static void test_serial_encodings(void **state)
     }
 }
 
+/* A serial number one past what the field holds, in each encoding: refused before anything is
+ * taken or written. */
 static void test_serial_that_does_not_fit_touches_nothing(void **state)
 {
     struct fixture *f = *state;
-    basic_setup(f, "3", "4294967296"); /* 2^32: does not fit 4 bytes */
-    assert_int_equal(load(f), 0);
-    struct mf_cycle_result r;
-    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ERANGE);
-    assert_false(r.consumed);
-    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 3);
-    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 4294967296ull);
-    size_t size;
-    uint8_t *mem = flash(f, 1, &size); /* connected (created) but never written */
-    for (size_t i = 0; i < size; i++)
-        assert_int_equal(mem[i], 0xFF);
-    free(mem);
+    static const struct {
+        const char *encoding, *serial, *message;
+        unsigned length;
+    } cases[] = {
+        {"le", "4294967296", "serial number 4294967296 does not fit 4 bytes", 4},
+        {"be", "72057594037927936", "serial number 72057594037927936 does not fit 7 bytes", 7},
+        {"ascii", "1000", "serial number 1000 does not fit 3 decimal digits", 3},
+        {"hex", "256", "serial number 256 does not fit 2 hex digits", 2},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char job[512];
+        snprintf(job, sizeof job,
+                 "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+                 "[serial]\naddress = 0x0800F000\nlength = %u\nencoding = %s\n",
+                 cases[i].length, cases[i].encoding);
+        basic_setup(f, "3", cases[i].serial);
+        puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", job);
+        assert_int_equal(load(f), 0);
+        struct mf_cycle_result r;
+        assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ERANGE);
+        assert_string_equal(r.message, cases[i].message);
+        assert_false(r.consumed);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 3);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"),
+                         strtoull(cases[i].serial, NULL, 10));
+        size_t size;
+        uint8_t *mem = flash(f, 1, &size); /* connected (created) but never written */
+        for (size_t k = 0; k < size; k++)
+            assert_int_equal(mem[k], 0xFF);
+        free(mem);
+        assert_int_equal(mf_sim_replace(f->sim_dir, 1, NULL, NULL, NULL, NULL, 0), 0);
+    }
 }
 
 static void test_patches_by_serial_line(void **state)
@@ -853,7 +875,25 @@ static void test_bad_inline_patch_is_refused(void **state)
     req.patch_line = "1,20000000,1:00"; /* outside the flash */
     assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ERANGE);
     assert_false(r.consumed);
+    req.patch_line = "1,800FFFD,4:01020304"; /* its last byte one past the flash's end */
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ERANGE);
+    assert_string_equal(r.message, "patch 1: 0x800FFFD+4 is outside the flash of SIM-F1-64K");
+    req.patch_line = "1,800F003,2:AABB"; /* over the serial number's last byte */
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ECONFLICT);
+    assert_string_equal(r.message, "per-device data overlaps at 0x800F003 (the serial number of "
+                                   "job App and patch 1)");
+    assert_false(r.consumed);
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+    /* Right before and right after the serial number, and up to the flash's last byte: all laid
+     * down. */
+    req.patch_line = "3,800EFFE,2:CCDD,800F004,2:AABB,800FFFC,4:01020304";
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), 0);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_int_equal(size, 0x10000);
+    assert_memory_equal(mem + 0xEFFD, "\xFF\xCC\xDD\x01\x00\x00\x00\xAA\xBB\xFF", 10);
+    assert_memory_equal(mem + 0xFFFB, "\xFF\x01\x02\x03\x04", 5);
+    free(mem);
 }
 
 static void test_snlist_line(void **state)

@@ -358,6 +358,19 @@ static void test_root_and_project_counts_both_apply(void **state)
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
 }
 
+/* Writes job.ini `path`: app.bin at the flash's start, and a serial number of `length` bytes in
+ * `encoding` at `address`. */
+static void put_serial_job(struct fixture *f, const char *path, uint32_t address, unsigned length,
+                           const char *encoding)
+{
+    char job[512];
+    snprintf(job, sizeof job,
+             "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+             "[serial]\naddress = 0x%08X\nlength = %u\nencoding = %s\n",
+             address, length, encoding);
+    puts_(&f->vol.fs, path, job);
+}
+
 static void test_serial_encodings(void **state)
 {
     struct fixture *f = *state;
@@ -371,15 +384,10 @@ static void test_serial_encodings(void **state)
         {"hex", 6, "01E240"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char job[512];
-        snprintf(job, sizeof job,
-                 "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
-                 "[serial]\naddress = 0x08008000\nlength = %u\nencoding = %s\n",
-                 cases[i].length, cases[i].encoding);
         uint8_t app[100];
         firmware(app, sizeof app, 3);
         put(&f->vol.fs, "Projects/P/J/app.bin", app, sizeof app);
-        puts_(&f->vol.fs, "Projects/P/J/job.ini", job);
+        put_serial_job(f, "Projects/P/J/job.ini", 0x08008000u, cases[i].length, cases[i].encoding);
         puts_(&f->vol.fs, "Projects/P/Serial.txt", "123456");
         assert_int_equal(load(f), 0);
         struct mf_cycle_result r;
@@ -408,13 +416,9 @@ static void test_serial_that_does_not_fit_touches_nothing(void **state)
         {"hex", "256", "serial number 256 does not fit 2 hex digits", 2},
     };
     for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char job[512];
-        snprintf(job, sizeof job,
-                 "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
-                 "[serial]\naddress = 0x0800F000\nlength = %u\nencoding = %s\n",
-                 cases[i].length, cases[i].encoding);
         basic_setup(f, "3", cases[i].serial);
-        puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini", job);
+        put_serial_job(f, "Projects/01_Widget/01_App/job.ini", 0x0800F000u, cases[i].length,
+                       cases[i].encoding);
         assert_int_equal(load(f), 0);
         struct mf_cycle_result r;
         assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ERANGE);

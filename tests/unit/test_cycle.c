@@ -1255,6 +1255,17 @@ static void test_held_flip_when_the_device_refuses_the_crc(void **state)
 static uint8_t *flip_in_program; /* the held byte the next program call flips first */
 static const struct mf_target_ops *sim_ops;
 
+/* Slot 1's device with the sim's operations in a copy the caller changes one of (restore
+ * f->target[0].ops = sim_ops before the fixture closes the sim). */
+static struct mf_target_ops *sim_ops_of_slot1(struct fixture *f)
+{
+    static struct mf_target_ops ops;
+    sim_ops = f->target[0].ops;
+    ops = *sim_ops;
+    f->target[0].ops = &ops;
+    return &ops;
+}
+
 static int program_then_flip(struct mf_target *t, uint64_t address, const void *data,
                              uint32_t length)
 {
@@ -1403,6 +1414,37 @@ static void test_program_failure_after_authorization(void **state)
                                    "(fault injected)");
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 101); /* a gap at 100 */
+}
+
+/* A device programmed and verified whose disconnect fails (the probe lost it as it let go): the
+ * cycle is not reported good, and its count stays taken. */
+static int disconnect_fails(struct mf_target *t)
+{
+    int err = sim_ops->disconnect(t);
+    snprintf(t->error, sizeof t->error, "the probe lost the device");
+    return err ? err : MF_EIO;
+}
+
+static void test_disconnect_failure_is_reported(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    sim_ops_of_slot1(f)->disconnect = disconnect_fails;
+    struct mf_cycle_result r;
+    int err = cycle(f, 0, MF_ACTION_AUTO, &r);
+    f->target[0].ops = sim_ops;
+    assert_int_equal(err, MF_EIO);
+    assert_int_equal(r.failure, MF_FAIL_TARGET);
+    assert_string_equal(r.message, "disconnect: the probe lost the device"); /* no job's */
+    assert_true(r.consumed);
+    assert_int_equal(r.serial, 100);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    char *log = get(&f->vol.fs, "FLASHER.LOG");
+    assert_true(line_matches(log, ".* slot 1 AUTO project \"Widget\" uid [0-9A-F]{24} serial 100 "
+                                  "ERROR disconnect: the probe lost the device \\(count "
+                                  "consumed\\) \\(Total .*, 4 left, job -"));
+    free(log);
 }
 
 static void test_erase_verify_start_actions(void **state)
@@ -1680,11 +1722,7 @@ static void test_count_gone_while_connecting(void **state)
     basic_setup(f, "5", "100");
     puts_(&f->vol.fs, "Cntdown.txt", "3\r\n");
     assert_int_equal(load(f), 0);
-    static struct mf_target_ops ops;
-    sim_ops = f->target[0].ops;
-    ops = *sim_ops;
-    ops.connect = connect_then_count_gone;
-    f->target[0].ops = &ops;
+    sim_ops_of_slot1(f)->connect = connect_then_count_gone;
     gone_fs = &f->vol.fs;
     static const char *const paths[] = {"Projects/01_Widget/Cntdown.txt", "Cntdown.txt"};
     for (unsigned i = 0; i < 2; i++) {
@@ -2582,6 +2620,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_failure_consumes_nothing, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_program_failure_after_authorization, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_disconnect_failure_is_reported, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_erase_verify_start_actions, setup_fixture,
                                         teardown_fixture),

@@ -436,6 +436,40 @@ static void test_serial_that_does_not_fit_touches_nothing(void **state)
     }
 }
 
+/* Project Widget with a `length`-byte le serial number at `address` over basic_setup's data,
+ * Cntdown.txt and Serial.txt `cntdown` and `serial`: one good AUTO cycle on slot 1; returns its
+ * result and what the device holds (64 KiB, malloc'd). */
+static uint8_t *serial_job_cycle(struct fixture *f, const char *cntdown, const char *serial,
+                                 uint32_t address, unsigned length, struct mf_cycle_result *r)
+{
+    basic_setup(f, cntdown, serial);
+    put_serial_job(f, "Projects/01_Widget/01_App/job.ini", address, length, "le");
+    assert_int_equal(load(f), 0);
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, r), 0);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_int_equal(size, 0x10000);
+    return mem;
+}
+
+/* The last serial numbers there are: UINT64_MAX - 1 is taken (Serial.txt then holds UINT64_MAX),
+ * UINT64_MAX cannot advance and is refused before anything is taken. */
+static void test_serial_at_the_top(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_cycle_result r;
+    uint8_t *mem = serial_job_cycle(f, "3", "18446744073709551614\r\n", 0x0800F000u, 8, &r);
+    assert_int_equal(r.serial, UINT64_MAX - 1);
+    assert_memory_equal(mem + 0xF000, "\xFE\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 8);
+    free(mem);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), UINT64_MAX);
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), MF_ERANGE);
+    assert_string_equal(r.message, "Projects/01_Widget/Serial.txt: serial number "
+                                   "18446744073709551615 cannot advance");
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 2);
+}
+
 static void test_patches_by_serial_line(void **state)
 {
     struct fixture *f = *state;
@@ -1445,6 +1479,20 @@ static void test_disconnect_failure_is_reported(void **state)
                                   "ERROR disconnect: the probe lost the device \\(count "
                                   "consumed\\) \\(Total .*, 4 left, job -"));
     free(log);
+}
+
+/* #VERIFY compares no serial number, also one laid over the data's bytes and sharing write units
+ * (of 2 bytes) with them: the device holds the serial number there, the data file other bytes. */
+static void test_verify_leaves_out_a_serial_over_the_data(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_cycle_result r;
+    uint8_t *mem = serial_job_cycle(f, "5", "7", 0x08000011u, 4, &r);
+    assert_memory_equal(mem + 0x11, "\x07\x00\x00\x00", 4);
+    free(mem);
+    assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
 }
 
 static void test_erase_verify_start_actions(void **state)
@@ -2564,6 +2612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_serial_encodings, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_serial_that_does_not_fit_touches_nothing,
                                         setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_serial_at_the_top, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patches_by_serial_line, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patches_with_several_jobs, setup_fixture,
@@ -2623,6 +2672,8 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_disconnect_failure_is_reported, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_verify_leaves_out_a_serial_over_the_data,
+                                        setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_erase_verify_start_actions, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_unordered_hex_and_several_jobs, setup_fixture,

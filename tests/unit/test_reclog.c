@@ -419,6 +419,51 @@ static void test_chain_adopts_the_newest_record(void **state)
     mf_record_verifier_free(&v);
 }
 
+/* The RECORDS files hold `records` records, verified and intact. */
+static void expect_intact(struct fixture *f, uint64_t records)
+{
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.records, records);
+    assert_int_equal(v.verified, records);
+    mf_record_verifier_free(&v);
+}
+
+/* Reopens the log: nothing to note, the head at `seq`, `recorded` cycles recorded. */
+static void reopen_quietly(struct fixture *f, uint64_t seq, uint64_t recorded)
+{
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    assert_string_equal(notes, "");
+    assert_int_equal(f->secure.state.record_seq, seq);
+    assert_int_equal(f->secure.state.recorded, recorded);
+}
+
+/* A record appended, the power cut before its head was recorded, and at the next start a new
+ * setup installed before the records are opened (the daemon moves _SECURE first): the record is
+ * the chain's head all the same (no gap record, no second record of that seq), and it accounts
+ * for no cycle of the new setup. */
+static void test_head_catches_up_across_a_new_setup(void **state)
+{
+    struct fixture *f = *state;
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    append(f, 1, 2, true);
+    uint8_t hash2[32];
+    memcpy(hash2, f->secure.state.record_hash, 32);
+    append(f, 1, 3, true);
+    assert_int_equal(mf_secure_record_head(&f->secure, 2, hash2, 2, f->message), 0);
+    put(&f->vol.fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n");
+    mf_secure_close(&f->secure);
+    install(f);
+    assert_int_equal(f->secure.state.record_seq, 2);
+    reopen_quietly(f, 3, 0);
+    append(f, 1, 4, true);
+    assert_int_equal(f->secure.state.recorded, 1);
+    expect_intact(f, 4); /* no gap, no chain break */
+}
+
 static void test_edited_newest_gives_a_gap(void **state)
 {
     struct fixture *f = *state;
@@ -443,11 +488,7 @@ static void test_head_catches_up(void **state)
     append(f, 1, 2, true);
     /* The power went after record 2 was appended, before its head was recorded. */
     assert_int_equal(mf_secure_record_head(&f->secure, 1, hash1, 1, f->message), 0);
-    char notes[MF_RECLOG_MESSAGE_MAX];
-    open_log(f, notes);
-    assert_string_equal(notes, "");
-    assert_int_equal(f->secure.state.record_seq, 2);
-    assert_int_equal(f->secure.state.recorded, 2);
+    reopen_quietly(f, 2, 2);
     append(f, 1, 3, true);
     struct mf_record_verifier v;
     verify_all(f, &v);
@@ -1160,6 +1201,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_goes_on_across_setups, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_chain_adopts_the_newest_record, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_head_catches_up_across_a_new_setup, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_edited_newest_gives_a_gap, setup_fixture,
                                         teardown_fixture),

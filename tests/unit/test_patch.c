@@ -126,6 +126,18 @@ static void test_patch_limits(void **state)
     assert_string_equal(message, "NumPatches is 0x0: a line holds from 1 to 8 patches");
     assert_int_equal(mf_patch_parse("1,8000000,2:AA", &out, message), MF_EFORMAT);
     assert_string_equal(message, "patch 1: 2 data bytes expected (two hex digits each), found 1");
+    assert_int_equal(mf_patch_parse("1,8000000,2;AABB", &out, message), MF_EFORMAT);
+    assert_string_equal(message, "patch 1: expected ',<Addr>,<NumBytes>:<Data>' (hex)");
+    assert_int_equal(mf_patch_parse("1,8000000,1:AA xyz", &out, message), MF_EFORMAT);
+    assert_string_equal(message, "unexpected text after 1 patches: 'xyz'");
+    /* Addresses: 16 hex digits at most, and no range past the top of the address space. */
+    assert_int_equal(mf_patch_parse("1,10000000000000000,1:00", &out, message), MF_EFORMAT);
+    assert_string_equal(message, "patch 1: expected ',<Addr>,<NumBytes>:<Data>' (hex)");
+    assert_int_equal(mf_patch_parse("1,FFFFFFFFFFFFFFFF,2:0000", &out, message), MF_EFORMAT);
+    assert_string_equal(message, "patch 1: address range wraps");
+    assert_int_equal(mf_patch_parse("1,FFFFFFFFFFFFFFFD,2:a0Bf", &out, message), 0);
+    assert_int_equal(out.patches[0].address, 0xFFFFFFFFFFFFFFFDull);
+    assert_memory_equal(out.patches[0].bytes, "\xA0\xBF", 2);
 }
 
 static void test_snlist_lines(void **state)

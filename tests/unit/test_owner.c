@@ -266,6 +266,7 @@ static void test_base64_hex(void **state)
     assert_int_equal(mf_owner_hex_decode("FBff00107E", 10, back, 5), 0);
     assert_memory_equal(back, data, 5);
     assert_int_equal(mf_owner_hex_decode("fbff00107", 9, back, 5), MF_EFORMAT);
+    assert_int_equal(mf_owner_hex_decode("fbff00107e00", 12, back, 5), MF_EFORMAT); /* longer */
     assert_int_equal(mf_owner_hex_decode("fbff00107g", 10, back, 5), MF_EFORMAT);
     assert_int_equal(mf_owner_hex_decode(" bff00107e", 10, back, 5), MF_EFORMAT);
 }

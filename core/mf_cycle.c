@@ -1624,13 +1624,13 @@ done:
         mf_lock_give(env->authorize);
         c->reserved = false;
     }
+    c->job = NULL; /* letting the device go is no job's step (docs/jobs.md: job -) */
     if (connected) {
         t->error[0] = '\0';
         int derr = t->ops->disconnect(t);
         if (derr && !result->error)
             fail(c, derr, "disconnect: %s", target_text(c, derr));
     }
-    c->job = NULL;
     free(c->runs);
     result->total_ms = (uint32_t)(now(c) - started);
     result->log_error = log_result(c);

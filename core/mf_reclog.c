@@ -405,8 +405,9 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
     char smessage[MF_SECURE_MESSAGE_MAX];
     bool is_head = newest.found && newest.record.seq == st->record_seq &&
                    sodium_memcmp(newest.hash, st->record_hash, 32) == 0;
-    bool after_head = newest.found && newest.same_setup &&
-                      newest.record.seq == st->record_seq + 1 &&
+    /* Also a record of the setup this one replaced (installed at the start after the cut): the
+     * chain goes on from it, and the cycle it accounts for is that setup's, not this one's. */
+    bool after_head = newest.found && newest.record.seq == st->record_seq + 1 &&
                       sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0;
     /* No record of this setup yet and none of ours in the files: a chain starts at 1. */
     bool fresh = st->record_seq == 0 && newest.ours && !newest.found;
@@ -471,8 +472,9 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
         }
     } else if (after_head) {
         /* Appended, but the power went before its head was recorded: it is the head now. */
-        err = mf_secure_record_head(secure, newest.record.seq, newest.hash,
-                                    st->recorded + mf_record_cycles(&newest.record), smessage);
+        uint64_t cycles = newest.same_setup ? mf_record_cycles(&newest.record) : 0;
+        err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded + cycles,
+                                    smessage);
         if (err) {
             say(message, "production records: %s", smessage);
             goto out;

@@ -3,7 +3,7 @@
 #include "mf_le.h"
 
 #include "mf_err.h"
-#include "mf_ini.h"
+#include "mf_fat.h"
 #include "mf_owner.h"
 #include "mf_setup.h"
 
@@ -96,12 +96,15 @@ int mf_token_decode(const uint8_t *data, size_t size, struct mf_token *token, ch
     return 0;
 }
 
+/* As #SELECT finds a project (mf_setup_find): the folder's name or its display name, matched as
+ * the FAT matches names (without regard to case, beyond ASCII too). */
 static bool project_matches(const char *wanted, const char *folder)
 {
     const char *slash = strrchr(folder, '/'); /* "Projects/01_Widget" works as well */
     if (slash)
         folder = slash + 1;
-    return mf_ini_name_is(wanted, folder) || mf_ini_name_is(wanted, mf_setup_display_name(folder));
+    return mf_fat_names_match(wanted, folder) ||
+           mf_fat_names_match(wanted, mf_setup_display_name(folder));
 }
 
 enum mf_token_decision mf_token_decide(const struct mf_token *t, const struct mf_token_current *c,

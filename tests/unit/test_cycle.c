@@ -366,6 +366,19 @@ static void test_root_and_project_counts_both_apply(void **state)
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
 }
 
+/* Writes job.ini `path`: app.bin at the flash's start, and a serial number of `length` bytes in
+ * `encoding` at `address`. */
+static void put_serial_job(struct fixture *f, const char *path, uint32_t address, unsigned length,
+                           const char *encoding)
+{
+    char job[512];
+    snprintf(job, sizeof job,
+             "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
+             "[serial]\naddress = 0x%08X\nlength = %u\nencoding = %s\n",
+             address, length, encoding);
+    puts_(&f->vol.fs, path, job);
+}
+
 static void test_serial_encodings(void **state)
 {
     struct fixture *f = *state;
@@ -379,15 +392,10 @@ static void test_serial_encodings(void **state)
         {"hex", 6, "01E240"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char job[512];
-        snprintf(job, sizeof job,
-                 "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n"
-                 "[serial]\naddress = 0x08008000\nlength = %u\nencoding = %s\n",
-                 cases[i].length, cases[i].encoding);
         uint8_t app[100];
         firmware(app, sizeof app, 3);
         put(&f->vol.fs, "Projects/P/J/app.bin", app, sizeof app);
-        puts_(&f->vol.fs, "Projects/P/J/job.ini", job);
+        put_serial_job(f, "Projects/P/J/job.ini", 0x08008000u, cases[i].length, cases[i].encoding);
         puts_(&f->vol.fs, "Projects/P/Serial.txt", "123456");
         assert_int_equal(load(f), 0);
         struct mf_cycle_result r;
@@ -401,21 +409,73 @@ static void test_serial_encodings(void **state)
     }
 }
 
+/* A serial number one past what the field holds, in each encoding: refused before anything is
+ * taken or written. */
 static void test_serial_that_does_not_fit_touches_nothing(void **state)
 {
     struct fixture *f = *state;
-    basic_setup(f, "3", "4294967296"); /* 2^32: does not fit 4 bytes */
+    static const struct {
+        const char *encoding, *serial, *message;
+        unsigned length;
+    } cases[] = {
+        {"le", "4294967296", "serial number 4294967296 does not fit 4 bytes", 4},
+        {"be", "72057594037927936", "serial number 72057594037927936 does not fit 7 bytes", 7},
+        {"ascii", "1000", "serial number 1000 does not fit 3 decimal digits", 3},
+        {"hex", "256", "serial number 256 does not fit 2 hex digits", 2},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        basic_setup(f, "3", cases[i].serial);
+        put_serial_job(f, "Projects/01_Widget/01_App/job.ini", 0x0800F000u, cases[i].length,
+                       cases[i].encoding);
+        assert_int_equal(load(f), 0);
+        struct mf_cycle_result r;
+        assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ERANGE);
+        assert_string_equal(r.message, cases[i].message);
+        assert_false(r.consumed);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 3);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"),
+                         strtoull(cases[i].serial, NULL, 10));
+        size_t size;
+        uint8_t *mem = flash(f, 1, &size); /* connected (created) but never written */
+        for (size_t k = 0; k < size; k++)
+            assert_int_equal(mem[k], 0xFF);
+        free(mem);
+        assert_int_equal(mf_sim_replace(f->sim_dir, 1, NULL, NULL, NULL, NULL, 0), 0);
+    }
+}
+
+/* Project Widget with a `length`-byte le serial number at `address` over basic_setup's data,
+ * Cntdown.txt and Serial.txt `cntdown` and `serial`: one good AUTO cycle on slot 1; returns its
+ * result and what the device holds (64 KiB, malloc'd). */
+static uint8_t *serial_job_cycle(struct fixture *f, const char *cntdown, const char *serial,
+                                 uint32_t address, unsigned length, struct mf_cycle_result *r)
+{
+    basic_setup(f, cntdown, serial);
+    put_serial_job(f, "Projects/01_Widget/01_App/job.ini", address, length, "le");
     assert_int_equal(load(f), 0);
-    struct mf_cycle_result r;
-    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_ERANGE);
-    assert_false(r.consumed);
-    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 3);
-    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 4294967296ull);
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, r), 0);
     size_t size;
-    uint8_t *mem = flash(f, 1, &size); /* connected (created) but never written */
-    for (size_t i = 0; i < size; i++)
-        assert_int_equal(mem[i], 0xFF);
+    uint8_t *mem = flash(f, 1, &size);
+    assert_int_equal(size, 0x10000);
+    return mem;
+}
+
+/* The last serial numbers there are: UINT64_MAX - 1 is taken (Serial.txt then holds UINT64_MAX),
+ * UINT64_MAX cannot advance and is refused before anything is taken. */
+static void test_serial_at_the_top(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_cycle_result r;
+    uint8_t *mem = serial_job_cycle(f, "3", "18446744073709551614\r\n", 0x0800F000u, 8, &r);
+    assert_int_equal(r.serial, UINT64_MAX - 1);
+    assert_memory_equal(mem + 0xF000, "\xFE\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 8);
     free(mem);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), UINT64_MAX);
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), MF_ERANGE);
+    assert_string_equal(r.message, "Projects/01_Widget/Serial.txt: serial number "
+                                   "18446744073709551615 cannot advance");
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 2);
 }
 
 static void test_patches_by_serial_line(void **state)
@@ -535,8 +595,8 @@ static void test_patch_line_limits(void **state)
     }
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 9);
 
-    /* The same limits inline (#AUTO PATCH): the full line works, one character more than a line
-     * holds is refused. */
+    /* The same limits inline (#AUTO PATCH): the full line works, also padded to the longest a line
+     * may be; one character more than a line holds is refused. */
     puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "0");
     n = full_patch_line(text, sizeof text, 8, 64);
     struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = text};
@@ -544,9 +604,12 @@ static void test_patch_line_limits(void **state)
     mem = flash(f, 2, &size);
     assert_int_equal(mem[0x4000 + 0x700 + 63], (7 * 64 + 63) & 0xFF);
     free(mem);
-    memset(text + n, ' ', MF_TEXT_LINE_MAX + 1 - n);
+    memset(text + n, ' ', MF_TEXT_LINE_MAX - n); /* exactly as long as a line may be */
+    text[MF_TEXT_LINE_MAX] = '\0';
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
+    text[MF_TEXT_LINE_MAX] = ' ';
     text[MF_TEXT_LINE_MAX + 1] = '\0';
-    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), MF_EFBIG);
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[3], &req, &r), MF_EFBIG);
     assert_string_equal(r.message, "#AUTO PATCH: the line is longer than 2048 characters");
     assert_false(r.consumed);
 }
@@ -687,6 +750,8 @@ static void test_serial_taken_without_a_serial_field(void **state)
     puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
           "[job]\ndevice = SIM-F1-64K\n[file]\npath = app.bin\naddress = 0x08000000\n");
     puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "123123-123\r\n");
+    /* An SNList.txt no job uses is not read: its one line selects nothing here. */
+    puts_(&f->vol.fs, "Projects/01_Widget/SNList.txt", "A1B2C3D4\r\n");
     assert_int_equal(load(f), 0);
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), 0);
@@ -856,7 +921,25 @@ static void test_bad_inline_patch_is_refused(void **state)
     req.patch_line = "1,20000000,1:00"; /* outside the flash */
     assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ERANGE);
     assert_false(r.consumed);
+    req.patch_line = "1,800FFFD,4:01020304"; /* its last byte one past the flash's end */
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ERANGE);
+    assert_string_equal(r.message, "patch 1: 0x800FFFD+4 is outside the flash of SIM-F1-64K");
+    req.patch_line = "1,800F003,2:AABB"; /* over the serial number's last byte */
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ECONFLICT);
+    assert_string_equal(r.message, "per-device data overlaps at 0x800F003 (the serial number of "
+                                   "job App and patch 1)");
+    assert_false(r.consumed);
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+    /* Right before and right after the serial number, and up to the flash's last byte: all laid
+     * down. */
+    req.patch_line = "3,800EFFE,2:CCDD,800F004,2:AABB,800FFFC,4:01020304";
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), 0);
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    assert_int_equal(size, 0x10000);
+    assert_memory_equal(mem + 0xEFFD, "\xFF\xCC\xDD\x01\x00\x00\x00\xAA\xBB\xFF", 10);
+    assert_memory_equal(mem + 0xFFFB, "\xFF\x01\x02\x03\x04", 5);
+    free(mem);
 }
 
 static void test_snlist_line(void **state)
@@ -1394,6 +1477,17 @@ static void test_held_flip_when_the_device_refuses_the_crc(void **state)
 static uint8_t *flip_in_program; /* the held byte the next program call flips first */
 static const struct mf_target_ops *sim_ops;
 
+/* Slot 1's device with the sim's operations in a copy the caller changes one of (restore
+ * f->target[0].ops = sim_ops before the fixture closes the sim). */
+static struct mf_target_ops *sim_ops_of_slot1(struct fixture *f)
+{
+    static struct mf_target_ops ops;
+    sim_ops = f->target[0].ops;
+    ops = *sim_ops;
+    f->target[0].ops = &ops;
+    return &ops;
+}
+
 static int program_then_flip(struct mf_target *t, uint64_t address, const void *data,
                              uint32_t length)
 {
@@ -1542,6 +1636,51 @@ static void test_program_failure_after_authorization(void **state)
                                    "(fault injected)");
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 101); /* a gap at 100 */
+}
+
+/* A device programmed and verified whose disconnect fails (the probe lost it as it let go): the
+ * cycle is not reported good, and its count stays taken. */
+static int disconnect_fails(struct mf_target *t)
+{
+    int err = sim_ops->disconnect(t);
+    snprintf(t->error, sizeof t->error, "the probe lost the device");
+    return err ? err : MF_EIO;
+}
+
+static void test_disconnect_failure_is_reported(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    assert_int_equal(load(f), 0);
+    sim_ops_of_slot1(f)->disconnect = disconnect_fails;
+    struct mf_cycle_result r;
+    int err = cycle(f, 0, MF_ACTION_AUTO, &r);
+    f->target[0].ops = sim_ops;
+    assert_int_equal(err, MF_EIO);
+    assert_int_equal(r.failure, MF_FAIL_TARGET);
+    assert_string_equal(r.message, "disconnect: the probe lost the device"); /* no job's */
+    assert_true(r.consumed);
+    assert_int_equal(r.serial, 100);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
+    char *log = get(&f->vol.fs, "FLASHER.LOG");
+    assert_true(line_matches(log, ".* slot 1 AUTO project \"Widget\" uid [0-9A-F]{24} serial 100 "
+                                  "ERROR disconnect: the probe lost the device \\(count "
+                                  "consumed\\) \\(Total .*, 4 left, job -"));
+    free(log);
+}
+
+/* #VERIFY compares no serial number, also one laid over the data's bytes and sharing write units
+ * (of 2 bytes) with them: the device holds the serial number there, the data file other bytes. */
+static void test_verify_leaves_out_a_serial_over_the_data(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_cycle_result r;
+    uint8_t *mem = serial_job_cycle(f, "5", "7", 0x08000011u, 4, &r);
+    assert_memory_equal(mem + 0x11, "\x07\x00\x00\x00", 4);
+    free(mem);
+    assert_int_equal(cycle(f, 0, MF_ACTION_VERIFY, &r), 0);
+    assert_false(r.consumed);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 4);
 }
 
 static void test_erase_verify_start_actions(void **state)
@@ -1799,6 +1938,50 @@ static void test_overlap_first_or_last_wins(void **state)
                         "Projects/P/J/job.ini: a.bin offset 0x80 (job.ini line 5) and b.hex line 2 "
                         "(job.ini line 8) share the 2-byte write unit at 0x8000080; flash programs "
                         "it once: put that data in one file");
+}
+
+/* The last count taken elsewhere while this device connects (another programmer's slot without a
+ * reservation, the public area edited): the count is read again under the lock before it is
+ * taken, and a count at 0 refuses the device, whichever count it is; it never wraps. */
+static struct mf_fat *gone_fs;
+static const char *gone_path;
+
+static int connect_then_count_gone(struct mf_target *t)
+{
+    assert_int_equal(mf_testfat_put_text(gone_fs, gone_path, "0\r\n"), 0);
+    return sim_ops->connect(t);
+}
+
+static void test_count_gone_while_connecting(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "5", "100");
+    puts_(&f->vol.fs, "Cntdown.txt", "3\r\n");
+    assert_int_equal(load(f), 0);
+    sim_ops_of_slot1(f)->connect = connect_then_count_gone;
+    gone_fs = &f->vol.fs;
+    static const char *const paths[] = {"Projects/01_Widget/Cntdown.txt", "Cntdown.txt"};
+    for (unsigned i = 0; i < 2; i++) {
+        gone_path = paths[i];
+        struct mf_cycle_result r;
+        int err = cycle(f, 0, MF_ACTION_AUTO, &r);
+        assert_int_equal(err, MF_EEXHAUSTED);
+        char want[96];
+        snprintf(want, sizeof want, "no programming cycles left (%s = 0)", paths[i]);
+        assert_string_equal(r.message, want);
+        assert_false(r.consumed);
+        assert_false(r.has_serial);
+        assert_int_equal(number(&f->vol.fs, paths[i]), 0);
+        assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 100);
+        puts_(&f->vol.fs, paths[i], i ? "3\r\n" : "5\r\n");
+    }
+    f->target[0].ops = sim_ops;
+    /* Nothing was programmed: the device's flash is as it came. */
+    size_t size;
+    uint8_t *mem = flash(f, 1, &size);
+    for (size_t i = 0; i < size; i++)
+        assert_int_equal(mem[i], 0xFF);
+    free(mem);
 }
 
 /* Several slots drawing from one count: never more devices than counts, never a serial twice. */
@@ -2615,6 +2798,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_serial_encodings, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_serial_that_does_not_fit_touches_nothing,
                                         setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_serial_at_the_top, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patches_by_serial_line, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patches_with_several_jobs, setup_fixture,
@@ -2678,6 +2862,10 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_program_failure_after_authorization, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_disconnect_failure_is_reported, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_verify_leaves_out_a_serial_over_the_data,
+                                        setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_erase_verify_start_actions, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_unordered_hex_and_several_jobs, setup_fixture,
@@ -2689,6 +2877,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overlap_first_or_last_wins, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patch_line_limits, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_count_gone_while_connecting, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_slots_share_counts_exactly, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup_fixture, teardown_fixture),

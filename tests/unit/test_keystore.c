@@ -193,6 +193,9 @@ static void test_refusals(void **state)
     expect_error(&a, "chmod 600");
     assert_int_equal(chmod(f->path, 0620), 0);
     assert_int_equal(mf_keystore_open(&ks, f->path, true, &a), MF_EACCES);
+    assert_int_equal(chmod(f->path, 0604), 0); /* readable by others alone is as bad */
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), MF_EACCES);
+    expect_error(&a, "permissions 0604");
     assert_int_equal(chmod(f->path, 0600), 0);
 
     if (geteuid() == 0) {
@@ -466,6 +469,44 @@ static void test_damaged_slots(void **state)
     write_raw(f->path, raw, sizeof raw);
     assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), MF_ECORRUPT);
     expect_error(&a, "below the older");
+
+    /* Two slots of one sequence number: neither is known to be the newer. */
+    struct mf_keystore_slot other;
+    assert_int_equal(mf_keystore_decode_slot(good + (1u - newest) * MF_KEYSTORE_SLOT_SIZE, &other),
+                     0);
+    assert_int_equal(mf_keystore_decode_slot(good + newest * MF_KEYSTORE_SLOT_SIZE, &slot), 0);
+    slot.sequence = other.sequence;
+    memcpy(raw, good, sizeof raw);
+    mf_keystore_encode_slot(&slot, raw + newest * MF_KEYSTORE_SLOT_SIZE);
+    write_raw(f->path, raw, sizeof raw);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), MF_ECORRUPT);
+    char want[64];
+    snprintf(want, sizeof want, "both slots carry sequence number %llu",
+             (unsigned long long)other.sequence);
+    expect_error(&a, want);
+    /* Sequence numbers start at 1: a slot of 0 was never written by us. */
+    slot.sequence = 0;
+    uint8_t zero[MF_KEYSTORE_SLOT_SIZE];
+    mf_keystore_encode_slot(&slot, zero);
+    assert_int_equal(mf_keystore_decode_slot(zero, &slot), MF_ECORRUPT);
+
+    /* The counter at its top: one more increment reaches UINT64_MAX, the next is refused and
+     * changes nothing (the counter never wraps to 0). */
+    assert_int_equal(mf_keystore_decode_slot(good + newest * MF_KEYSTORE_SLOT_SIZE, &slot), 0);
+    slot.counter = UINT64_MAX - 1;
+    memcpy(raw, good, sizeof raw);
+    mf_keystore_encode_slot(&slot, raw + newest * MF_KEYSTORE_SLOT_SIZE);
+    write_raw(f->path, raw, sizeof raw);
+    assert_int_equal(mf_keystore_open(&ks, f->path, false, &a), 0);
+    assert_int_equal(a.counter_increment(&a, &value), 0);
+    assert_int_equal(value, UINT64_MAX);
+    assert_int_equal(a.counter_increment(&a, &value), MF_ERANGE);
+    expect_error(&a, "counter at its maximum");
+    assert_true(a.unchanged);
+    assert_int_equal(a.counter_read(&a, &value), 0);
+    assert_int_equal(value, UINT64_MAX);
+    a.close(&a);
+    expect_open_counter(f->path, UINT64_MAX);
 
     /* A slot of a newer format version is never skipped over. */
     memcpy(raw, good, sizeof raw);

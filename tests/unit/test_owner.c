@@ -194,6 +194,23 @@ static void test_programmer_file_errors(void **state)
     static char big[MF_OWNER_FILE_MAX + 2];
     memset(big, '\n', sizeof big);
     assert_int_equal(mf_owner_parse_programmer(big, sizeof big, &p, message), MF_EFBIG);
+    /* Exactly MF_OWNER_FILE_MAX bytes (a valid file and blank lines) is a file; one more is not. */
+    memcpy(big, vec_programmer_file, strlen(vec_programmer_file));
+    assert_int_equal(mf_owner_parse_programmer(big, MF_OWNER_FILE_MAX, &p, message), 0);
+    assert_string_equal(p.fingerprint, vec_fingerprint);
+    assert_int_equal(mf_owner_parse_programmer(big, MF_OWNER_FILE_MAX + 1, &p, message), MF_EFBIG);
+    char want[96];
+    snprintf(want, sizeof want, "longer than %u bytes: not a mintflash-programmer file",
+             MF_OWNER_FILE_MAX);
+    assert_string_equal(message, want);
+    /* A line of 255 bytes is read (and found wrong); one of 256 is not read at all. */
+    char line255[400];
+    snprintf(line255, sizeof line255, "mintflash-programmer 1\nfingerprint: %0242d\n", 0);
+    assert_int_equal(mf_owner_parse_programmer(line255, strlen(line255), &p, message), MF_EFORMAT);
+    assert_string_equal(message, "no 'x25519' line in the mintflash-programmer file");
+    snprintf(line255, sizeof line255, "mintflash-programmer 1\nfingerprint: %0243d\n", 0);
+    assert_int_equal(mf_owner_parse_programmer(line255, strlen(line255), &p, message), MF_EFORMAT);
+    assert_string_equal(message, "line 2: longer than 255 bytes");
     char longline[600];
     strcpy(longline, "mintflash-programmer 1\nfingerprint: ");
     memset(longline + strlen(longline), 'A', 400);
@@ -249,6 +266,7 @@ static void test_base64_hex(void **state)
     assert_int_equal(mf_owner_hex_decode("FBff00107E", 10, back, 5), 0);
     assert_memory_equal(back, data, 5);
     assert_int_equal(mf_owner_hex_decode("fbff00107", 9, back, 5), MF_EFORMAT);
+    assert_int_equal(mf_owner_hex_decode("fbff00107e00", 12, back, 5), MF_EFORMAT); /* longer */
     assert_int_equal(mf_owner_hex_decode("fbff00107g", 10, back, 5), MF_EFORMAT);
     assert_int_equal(mf_owner_hex_decode(" bff00107e", 10, back, 5), MF_EFORMAT);
 }
@@ -263,6 +281,10 @@ static void test_time(void **state)
     assert_string_equal(text, "2000-02-29T00:00:00Z");
     mf_owner_time_format(1735689599, text);
     assert_string_equal(text, "2024-12-31T23:59:59Z");
+    mf_owner_time_format(253402300799, text); /* the last second with a 4-digit year */
+    assert_string_equal(text, "9999-12-31T23:59:59Z");
+    mf_owner_time_format(253402300800, text); /* 10000-01-01: no 4-digit year, and unparsable */
+    assert_string_equal(text, "@253402300800");
     mf_owner_time_format(INT64_MAX, text);
     assert_string_equal(text, "@9223372036854775807");
     mf_owner_time_format(-62167219201, text); /* one second before the year 0000 */

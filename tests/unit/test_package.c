@@ -590,6 +590,8 @@ static void test_area_detects_change(void **state)
     r.flip = 0x80;
     assert_int_equal(p.area.read(&p.area, "zeta.txt", 0, buf, 3), 0); /* still the cached chunk */
     assert_int_equal(p.area.read(&p.area, "FLASHER.INI", 0, buf, 3), 0);
+    /* Part of the file: the chunk's tag refuses it (no whole-file checksum to fall back on). */
+    assert_int_equal(p.area.read(&p.area, "zeta.txt", 1, buf, 1), MF_EAUTH);
     assert_int_equal(p.area.read(&p.area, "zeta.txt", 0, buf, 3), MF_EAUTH);
     mf_package_close(&p);
     blob_free(&b);
@@ -734,6 +736,13 @@ static void test_dates(void **state)
     memcpy(b.data + 84, later, 8);
     assert_int_equal(open_as(f, &p, &r, &f->a, NULL, na + 1), MF_EAUTH);
     assert_non_null(strstr(f->message, "bad signature"));
+    /* Bounds the wrong way round: refused as damaged, before any key is tried. */
+    for (int i = 0; i < 8; i++) {
+        b.data[76 + i] = (uint8_t)((uint64_t)na >> (8 * i));
+        b.data[84 + i] = (uint8_t)((uint64_t)nb >> (8 * i));
+    }
+    assert_int_equal(open_as(f, &p, &r, &f->a, NULL, nb), MF_EFORMAT);
+    assert_string_equal(f->message, "header: not valid after a time before it is valid: damaged");
     blob_free(&b);
 
     /* Only one bound set. */
@@ -1211,6 +1220,21 @@ static void test_header_only(void **state)
     assert_int_equal(h.not_before, 5);
     assert_int_equal(h.not_after, 6);
     assert_int_equal(h.file_count, DEMO_COUNT);
+    /* A header announcing no files, or more than a package holds: damaged. */
+    static const uint32_t counts[] = {0, MF_PACKAGE_FILES_MAX + 1};
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t saved[4];
+        memcpy(saved, b.data + 108, 4);
+        for (int k = 0; k < 4; k++)
+            b.data[108 + k] = (uint8_t)(counts[i] >> (8 * k));
+        assert_int_equal(mf_package_read_header(reader_read, &r, b.size, &h, NULL, 0, f->message),
+                         MF_EFORMAT);
+        char want[64];
+        snprintf(want, sizeof want, "header: %u files (a package holds 1 to %u)", counts[i],
+                 MF_PACKAGE_FILES_MAX);
+        assert_string_equal(f->message, want);
+        memcpy(b.data + 108, saved, 4);
+    }
     r.size = 10;
     assert_int_equal(mf_package_read_header(reader_read, &r, 10, &h, NULL, 0, f->message),
                      MF_EFORMAT);

@@ -122,10 +122,23 @@ static void test_patch_limits(void **state)
     assert_int_equal(mf_patch_parse(f->text, &out, message), MF_EFORMAT);
     assert_string_equal(message, "patch 1: NumBytes is 0x41 (65): a patch holds from 1 to 64 "
                                  "(0x40) bytes");
-    assert_int_equal(mf_patch_parse("0", &out, message), MF_EFORMAT);
-    assert_string_equal(message, "NumPatches is 0x0: a line holds from 1 to 8 patches");
-    assert_int_equal(mf_patch_parse("1,8000000,2:AA", &out, message), MF_EFORMAT);
-    assert_string_equal(message, "patch 1: 2 data bytes expected (two hex digits each), found 1");
+    /* Each malformed line with what it says; addresses of 16 hex digits at most, and no range
+     * past the top of the address space. */
+    static const char *const bad[][2] = {
+        {"0", "NumPatches is 0x0: a line holds from 1 to 8 patches"},
+        {"1,8000000,2:AA", "patch 1: 2 data bytes expected (two hex digits each), found 1"},
+        {"1,8000000,2;AABB", "patch 1: expected ',<Addr>,<NumBytes>:<Data>' (hex)"},
+        {"1,8000000,1:AA xyz", "unexpected text after 1 patches: 'xyz'"},
+        {"1,10000000000000000,1:00", "patch 1: expected ',<Addr>,<NumBytes>:<Data>' (hex)"},
+        {"1,FFFFFFFFFFFFFFFF,2:0000", "patch 1: address range wraps"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(mf_patch_parse(bad[i][0], &out, message), MF_EFORMAT);
+        assert_string_equal(message, bad[i][1]);
+    }
+    assert_int_equal(mf_patch_parse("1,FFFFFFFFFFFFFFFD,2:a0Bf", &out, message), 0);
+    assert_int_equal(out.patches[0].address, 0xFFFFFFFFFFFFFFFDull);
+    assert_memory_equal(out.patches[0].bytes, "\xA0\xBF", 2);
 }
 
 static void test_snlist_lines(void **state)

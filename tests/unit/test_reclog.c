@@ -48,6 +48,7 @@ struct fixture {
     struct mf_owner_identity id;
     struct mf_reclog log;
     int64_t now;
+    bool vol_unmounted; /* vol.fs is unmounted (a test mounted the area through a faultbd) */
     char message[MF_RECLOG_MESSAGE_MAX];
 };
 
@@ -120,7 +121,8 @@ static int teardown_fixture(void **state)
 {
     struct fixture *f = *state;
     mf_secure_close(&f->secure);
-    mf_fat_unmount(&f->vol.fs);
+    if (!f->vol_unmounted)
+        mf_fat_unmount(&f->vol.fs);
     mf_testfat_free(&f->vol);
     free(f->secure_mem);
     free(f);
@@ -275,6 +277,96 @@ static void test_files_roll_over(void **state)
     assert_true(mf_record_verifier_intact(&v));
     assert_int_equal(v.verified, 31);
     mf_record_verifier_free(&v);
+}
+
+/* RECORDS.000 to RECORDS.999 in any case (a PC may write the names in lower case): the newest
+ * number is the current file. */
+static void test_file_names(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const good[] = {"RECORDS.000", "records.042", "Records.999"};
+    static const char *const bad[] = {"RECORDS.00",  "RECORDS.1000", "RECORDS.0a0",
+                                      "RECORDZ.000", "RECORDS000",   ""};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        assert_true(mf_reclog_is_name(good[i]));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(mf_reclog_is_name(bad[i]));
+    put(&f->vol.fs, "RECORDS.002", "");
+    put(&f->vol.fs, "records.004", "");
+    open_log(f, NULL);
+    assert_int_equal(f->log.current, 4);
+}
+
+/* A RECORDS.000 of lines that are not ours (longer than the tail the start reads): kept byte for
+ * byte, and our chain starts after them. */
+static void test_lines_not_ours_are_kept(void **state)
+{
+    struct fixture *f = *state;
+    static char text[3 * MF_RECORD_LINE_MAX];
+    size_t n = 0;
+    while (n + 40 < sizeof text)
+        n += (size_t)snprintf(text + n, sizeof text - n, "a line of someone else's, %06zu\n", n);
+    put(&f->vol.fs, "RECORDS.000", text);
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    char *back;
+    size_t size;
+    assert_int_equal(mf_testfat_get(&f->vol.fs, "RECORDS.000", &back, &size), 0);
+    assert_true(size > n);
+    assert_memory_equal(back, text, n);
+    assert_memory_equal(back + n, "MFR1 seq=1 ", 11);
+    free(back);
+}
+
+/* A file may reach its limit exactly: a line that ends at file_max still goes into it, the next
+ * one starts the next file. (Two records of the same field widths have the same length.) */
+static void test_file_filled_to_its_limit(void **state)
+{
+    struct fixture *f = *state;
+    open_log(f, NULL);
+    append(f, 1, 11, true);
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.000", &st), 0);
+    uint32_t line = st.size;
+    struct mf_reclog_config c = config_of(f);
+    c.file_max = 2 * line;
+    assert_int_equal(mf_reclog_open(&f->log, &c, NULL, f->message), 0);
+    append(f, 1, 12, true);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.000", &st), 0);
+    assert_int_equal(st.size, 2 * line);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.001", &st), MF_ENOENT);
+    append(f, 1, 13, true);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.001", &st), 0);
+    assert_int_equal(st.size, line);
+}
+
+/* RECORDS.999 is the last file: when it is full, appends are refused (the owner exports and
+ * deletes old files); the records never go on in RECORDS.000 (1000 modulo 1000). */
+static void test_last_file_full(void **state)
+{
+    struct fixture *f = *state;
+    put(&f->vol.fs, "RECORDS.999", "");
+    struct mf_reclog_config c = config_of(f);
+    c.file_max = 2048;
+    assert_int_equal(mf_reclog_open(&f->log, &c, NULL, f->message), 0);
+    assert_int_equal(f->log.current, 999);
+    struct mf_reclog_entry e = {.project = "A", .slot = 1, .has_serial = true, .ok = true};
+    int err = 0;
+    unsigned appended = 0;
+    for (; appended < 20 && !err; appended++) {
+        take_count(f);
+        e.serial = appended;
+        err = mf_reclog_append(&f->log, &e, f->message);
+    }
+    assert_int_equal(err, MF_ENOSPC);
+    assert_true(appended > 2 && appended < 20);
+    assert_string_equal(f->message, "production records: 1000 RECORDS files are full (export them "
+                                    "and delete the old ones)");
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.000", &st), MF_ENOENT);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.999", &st), 0);
+    assert_true(st.size <= 2048);
+    assert_int_equal(f->secure.state.record_seq, appended - 1);
 }
 
 /* Appends raw bytes to RECORDS.000 (a torn line, or an edit). */
@@ -547,17 +639,86 @@ static void test_reservations_verify(void **state)
 }
 
 static void test_edited_newest_gives_a_gap(void **state)
+
+/* Of 4 records, the newest `edited` replaced by lines that are not records of ours: the gap
+ * record names them from the newest record still ours (found up to 8 lines back). */
+static void edit_newest(struct fixture *f, unsigned edited, const char *expect)
+{
+    open_log(f, NULL);
+    for (unsigned i = 0; i < 4; i++)
+        append(f, 1, i, true);
+    keep_lines(f, 4 - edited);
+    for (unsigned i = 4 - edited; i < 4; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "MFR1 seq=%u forged\n", i + 1);
+        raw_append(f, line);
+    }
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    if (!strstr(notes, expect))
+        fail_msg("notes: %s", notes);
+    assert_int_equal(f->secure.state.record_seq, 5);
+}
+
+/* The RECORDS files hold `records` records, verified and intact. */
+static void expect_intact(struct fixture *f, uint64_t records)
+{
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.records, records);
+    assert_int_equal(v.verified, records);
+    mf_record_verifier_free(&v);
+}
+
+/* Reopens the log: nothing to note, the head at `seq`, `recorded` cycles recorded. */
+static void reopen_quietly(struct fixture *f, uint64_t seq, uint64_t recorded)
+{
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    assert_string_equal(notes, "");
+    assert_int_equal(f->secure.state.record_seq, seq);
+    assert_int_equal(f->secure.state.recorded, recorded);
+}
+
+/* A record appended, the power cut before its head was recorded, and at the next start a new
+ * setup installed before the records are opened (the daemon moves _SECURE first): the record is
+ * the chain's head all the same (no gap record, no second record of that seq), and it accounts
+ * for no cycle of the new setup. */
+static void test_head_catches_up_across_a_new_setup(void **state)
 {
     struct fixture *f = *state;
     open_log(f, NULL);
-    for (unsigned i = 0; i < 3; i++)
-        append(f, 1, i, true);
-    keep_lines(f, 2);
-    raw_append(f, "MFR1 seq=3 forged\n");
-    char notes[MF_RECLOG_MESSAGE_MAX];
-    open_log(f, notes);
-    if (!strstr(notes, "production records 3 to 3 are missing or changed"))
-        fail_msg("notes: %s", notes);
+    append(f, 1, 1, true);
+    append(f, 1, 2, true);
+    uint8_t hash2[32];
+    memcpy(hash2, f->secure.state.record_hash, 32);
+    append(f, 1, 3, true);
+    assert_int_equal(mf_secure_record_head(&f->secure, 2, hash2, 2, f->message), 0);
+    put(&f->vol.fs, "_SECURE/Projects/01_A/01_J/notes.txt", "setup 2\n");
+    mf_secure_close(&f->secure);
+    install(f);
+    assert_int_equal(f->secure.state.record_seq, 2);
+    reopen_quietly(f, 3, 0);
+    append(f, 1, 4, true);
+    assert_int_equal(f->secure.state.recorded, 1);
+    expect_intact(f, 4); /* no gap, no chain break */
+}
+
+static void test_edited_newest_gives_a_gap(void **state)
+{
+    edit_newest(*state, 1, "production records 4 to 4 are missing or changed");
+}
+
+static void test_two_edited_newest_give_a_gap(void **state)
+{
+    edit_newest(*state, 2, "production records 3 to 4 are missing or changed");
+}
+
+/* No record of ours left in the file, but lines (forged ones): only the newest is named. */
+static void test_all_edited_give_a_gap_of_the_newest(void **state)
+{
+    edit_newest(*state, 4, "production records 4 to 4 are missing or changed");
 }
 
 static void test_head_catches_up(void **state)
@@ -570,16 +731,35 @@ static void test_head_catches_up(void **state)
     append(f, 1, 2, true);
     /* The power went after record 2 was appended, before its head was recorded. */
     assert_int_equal(mf_secure_record_head(&f->secure, 1, hash1, 1, f->message), 0);
-    char notes[MF_RECLOG_MESSAGE_MAX];
-    open_log(f, notes);
-    assert_string_equal(notes, "");
-    assert_int_equal(f->secure.state.record_seq, 2);
-    assert_int_equal(f->secure.state.recorded, 2);
+    reopen_quietly(f, 2, 2);
     append(f, 1, 3, true);
     struct mf_record_verifier v;
     verify_all(f, &v);
     assert_true(mf_record_verifier_intact(&v));
     assert_int_equal(v.verified, 3);
+    mf_record_verifier_free(&v);
+    /* The same for the record of a count that may not have been taken: it accounts for no
+     * cycle, as when its head was recorded, and is no good device (ERR, no serial number) even
+     * when the entry says ok. */
+    uint8_t hash3[32];
+    memcpy(hash3, f->secure.state.record_hash, 32);
+    uint64_t recorded = f->secure.state.recorded;
+    struct mf_reclog_entry e = {.project = "A",
+                                .slot = 1,
+                                .has_serial = true,
+                                .serial = 77,
+                                .ok = true,
+                                .count_unknown = true};
+    assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+    assert_int_equal(f->secure.state.record_seq, 4);
+    assert_int_equal(f->secure.state.recorded, recorded);
+    assert_int_equal(mf_secure_record_head(&f->secure, 3, hash3, recorded, f->message), 0);
+    reopen_quietly(f, 4, recorded);
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.totals[0].unknown, 1);
+    assert_int_equal(v.totals[0].serials, 3); /* its serial number may go to the next device */
+    assert_int_equal(v.totals[0].serial_max, 3);
     mf_record_verifier_free(&v);
 }
 
@@ -619,6 +799,18 @@ static void test_unrecorded_and_counter_ahead(void **state)
     mf_setup_free(&setup);
 }
 
+/* Fills the public area with filler.bin, left open as `file`. */
+static void fill_public_area(struct fixture *f, struct mf_fat_file *file)
+{
+    assert_int_equal(mf_fat_open(&f->vol.fs, file, "filler.bin", MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
+                     0);
+    static uint8_t block[64 << 10];
+    while (mf_fat_write(&f->vol.fs, file, block, sizeof block) == (int)sizeof block)
+        ;
+    while (mf_fat_write(&f->vol.fs, file, block, 512) == 512)
+        ;
+}
+
 static void test_full_public_area(void **state)
 {
     struct fixture *f = *state;
@@ -626,15 +818,8 @@ static void test_full_public_area(void **state)
     int room = mf_reclog_room(&f->log, 8, f->message);
     if (room)
         fail_msg("room: %s", f->message);
-    /* Fill the public area. */
     struct mf_fat_file file;
-    assert_int_equal(mf_fat_open(&f->vol.fs, &file, "filler.bin", MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
-                     0);
-    static uint8_t block[64 << 10];
-    while (mf_fat_write(&f->vol.fs, &file, block, sizeof block) == (int)sizeof block)
-        ;
-    while (mf_fat_write(&f->vol.fs, &file, block, 512) == 512)
-        ;
+    fill_public_area(f, &file);
     mf_fat_close(&f->vol.fs, &file);
     assert_int_equal(mf_reclog_room(&f->log, 1, f->message), MF_ENOSPC);
     assert_non_null(strstr(f->message, "too full for the production records"));
@@ -645,6 +830,143 @@ static void test_full_public_area(void **state)
     assert_int_equal(f->secure.state.record_seq, seq); /* nothing recorded as written */
     struct mf_fat_stat st;
     assert_true(mf_fat_stat(&f->vol.fs, "RECORDS.000", &st) == MF_ENOENT || st.size == 0);
+    /* The log closed itself: with room again, appends wait for a reopen to sort it out. */
+    assert_int_equal(mf_fat_remove(&f->vol.fs, "filler.bin"), 0);
+    assert_int_equal(mf_reclog_append(&f->log, &e, f->message), MF_EBADF);
+    assert_string_equal(f->message, "production records: not open");
+    open_log(f, NULL);
+    assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+}
+
+/* The room asked for a record: its longest line and two clusters (a new file's, and one for the
+ * root folder), to the byte. */
+static void test_room_to_the_cluster(void **state)
+{
+    struct fixture *f = *state;
+    open_log(f, NULL);
+    struct mf_fat_file file;
+    fill_public_area(f, &file);
+    uint64_t cluster = (uint64_t)f->vol.fs.geo.bytes_per_sector * f->vol.fs.geo.sectors_per_cluster;
+    uint64_t need = MF_RECORD_LINE_MAX + 2 * cluster;
+    /* Free one cluster less than that (rounded up), then exactly enough. */
+    uint64_t short_of = (MF_RECORD_LINE_MAX + cluster + cluster - 1) / cluster * cluster;
+    uint32_t size = mf_fat_size(&file);
+    assert_int_equal(mf_fat_truncate(&f->vol.fs, &file, size - (uint32_t)short_of), 0);
+    uint64_t free_bytes, total;
+    assert_int_equal(mf_fat_space(&f->vol.fs, &free_bytes, &total), 0);
+    assert_true(free_bytes >= short_of && free_bytes < need);
+    assert_int_equal(mf_reclog_room(&f->log, 1, f->message), MF_ENOSPC);
+    char want[MF_RECLOG_MESSAGE_MAX];
+    snprintf(want, sizeof want,
+             "the public area is too full for the production records (%llu bytes free, %llu "
+             "needed): export RECORDS files and delete old ones, or free space",
+             (unsigned long long)free_bytes, (unsigned long long)need);
+    assert_string_equal(f->message, want);
+    assert_int_equal(mf_fat_truncate(&f->vol.fs, &file, size - (uint32_t)(short_of + cluster)), 0);
+    mf_fat_close(&f->vol.fs, &file);
+    assert_int_equal(mf_reclog_room(&f->log, 1, f->message), 0);
+}
+
+/* An I/O error at each write of an append, in turn: the append fails and leaves RECORDS.000 as
+ * it was (no part of its line), before anything reopens the log to tidy up. */
+/* The public area mounted again as `fs` through a fault-injecting device `fb`, and the log
+ * opened on it with `rc`. */
+struct fault_rig {
+    struct mf_faultbd fb;
+    struct mf_fat fs;
+    struct mf_reclog_config rc;
+};
+
+static void fault_area(struct fixture *f, struct fault_rig *g)
+{
+    mf_fat_unmount(&f->vol.fs);
+    f->vol_unmounted = true;
+    mf_faultbd_init(&g->fb, &f->vol.ram.bd, NULL);
+    assert_int_equal(mf_fat_mount(&g->fs, &g->fb.bd, NULL, NULL), 0);
+    g->rc = config_of(f);
+    g->rc.fs = &g->fs;
+    assert_int_equal(mf_reclog_open(&f->log, &g->rc, NULL, f->message), 0);
+}
+
+/* Mounts the public area as before. */
+static void fault_area_end(struct fixture *f, struct fault_rig *g)
+{
+    assert_int_equal(mf_fat_unmount(&g->fs), 0);
+    assert_int_equal(mf_fat_mount(&f->vol.fs, &f->vol.ram.bd, NULL, NULL), 0);
+    f->vol_unmounted = false;
+}
+
+static void test_append_io_error_leaves_no_half_line(void **state)
+{
+    struct fixture *f = *state;
+    struct fault_rig g;
+    fault_area(f, &g);
+    unsigned failed = 0;
+    int err = MF_EIO;
+    for (uint64_t n = 1; err && n < 64; n++) {
+        struct mf_fat_stat st;
+        uint32_t before = mf_fat_stat(&g.fs, "RECORDS.000", &st) == 0 ? st.size : 0;
+        take_count(f);
+        struct mf_reclog_entry e = {
+            .project = "A", .slot = 1, .has_serial = true, .serial = n, .ok = true};
+        mf_faultbd_fail_io(&g.fb, MF_FAULTBD_OP_PROG, n, false);
+        err = mf_reclog_append(&f->log, &e, f->message);
+        mf_faultbd_fail_io_off(&g.fb);
+        if (!err)
+            break;
+        failed++;
+        uint32_t after = mf_fat_stat(&g.fs, "RECORDS.000", &st) == 0 ? st.size : 0;
+        if (after != before)
+            fail_msg("an I/O error at write %llu left RECORDS.000 at %u bytes, not %u",
+                     (unsigned long long)n, after, before);
+        assert_int_equal(mf_reclog_open(&f->log, &g.rc, NULL, f->message), 0);
+    }
+    assert_int_equal(err, 0);
+    assert_true(failed >= 1);
+    fault_area_end(f, &g);
+}
+
+/* A torn line that cannot be cut (the device fails the write): RECORDS.000 stays as it is, a
+ * note says so, and the records go on in RECORDS.001, the chain intact. */
+static void test_torn_line_that_cannot_be_cut(void **state)
+{
+    struct fixture *f = *state;
+    struct fault_rig g;
+    fault_area(f, &g);
+    struct mf_reclog_entry e = {.project = "A", .slot = 1, .has_serial = true, .ok = true};
+    for (unsigned i = 0; i < 2; i++) {
+        take_count(f);
+        assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+    }
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(&g.fs, &file, "RECORDS.000", MF_FAT_O_WRONLY | MF_FAT_O_APPEND),
+                     0);
+    assert_int_equal(mf_fat_write(&g.fs, &file, "MFR1 seq=3 pr", 13), 13);
+    assert_int_equal(mf_fat_close(&g.fs, &file), 0);
+    struct mf_fat_stat st;
+    assert_int_equal(mf_fat_stat(&g.fs, "RECORDS.000", &st), 0);
+    uint32_t torn = st.size;
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    mf_faultbd_fail_io(&g.fb, MF_FAULTBD_OP_WRITES, 1, true);
+    int err = mf_reclog_open(&f->log, &g.rc, notes, f->message);
+    mf_faultbd_fail_io_off(&g.fb);
+    if (err)
+        fail_msg("open: %s", f->message);
+    assert_string_equal(notes,
+                        "RECORDS.000 ends in a torn line that cannot be cut (input/output error): "
+                        "the records go on in RECORDS.001");
+    take_count(f);
+    assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+    assert_int_equal(mf_fat_stat(&g.fs, "RECORDS.000", &st), 0);
+    assert_int_equal(st.size, torn);
+    assert_int_equal(mf_fat_stat(&g.fs, "RECORDS.001", &st), 0);
+    fault_area_end(f, &g);
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_int_equal(v.verified, 3);
+    assert_int_equal(v.malformed, 1); /* the torn line, kept */
+    assert_int_equal(v.chain_breaks, 0);
+    mf_record_verifier_free(&v);
 }
 
 /* ---- cycles whose count's write fails ---- */
@@ -855,14 +1177,16 @@ static void unknown_count(struct fixture *f, bool lands)
     struct mf_record_verifier v;
     verify_all(f, &v);
     assert_true(mf_record_verifier_intact(&v));
-    uint64_t ok = 0, failed = 0, unknown = 0, unrecorded = 0;
+    uint64_t ok = 0, failed = 0, unknown = 0, unrecorded = 0, serials = 0;
     for (size_t i = 0; i < v.total_count; i++) {
         ok += v.totals[i].ok;
         failed += v.totals[i].failed;
         unknown += v.totals[i].unknown;
         unrecorded += v.totals[i].unrecorded;
+        serials += v.totals[i].serials;
     }
     assert_int_equal(unknown, 1);
+    assert_int_equal(serials, 2); /* the count-unknown record names no serial number */
     assert_int_equal(ok, 2);
     assert_int_equal(failed, 0);
     assert_int_equal(unrecorded, lands ? 1 : 0);
@@ -1289,6 +1613,12 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_append_and_verify, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_files_roll_over, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_file_names, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_lines_not_ours_are_kept, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_last_file_full, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_file_filled_to_its_limit, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_torn_line_is_cut, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_deleted_newest_gives_a_gap, setup_fixture,
                                         teardown_fixture),
@@ -1302,10 +1632,21 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reservations_verify, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_edited_newest_gives_a_gap, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_head_catches_up_across_a_new_setup, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_two_edited_newest_give_a_gap, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_all_edited_give_a_gap_of_the_newest, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_head_catches_up, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_unrecorded_and_counter_ahead, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_full_public_area, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_room_to_the_cluster, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_append_io_error_leaves_no_half_line, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_torn_line_that_cannot_be_cut, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_refused_count_is_not_consumed, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_unknown_count_not_landed, setup_fixture,

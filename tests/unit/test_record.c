@@ -288,6 +288,7 @@ static void test_parse_hostile(void **state)
                "MWmc65HBg==",
                "", MF_EFORMAT, "'sig=' missing");
     expect_bad(f, "counter=7 ", "counter=7 note=x", MF_EFORMAT, "'sig=' missing");
+    expect_bad(f, "counter=7 ", "counter=7 note=- ", MF_EFORMAT, "note: a bad value"); /* "" */
 
     struct mf_record r;
     size_t body;
@@ -309,6 +310,17 @@ static void test_parse_hostile(void **state)
     assert_int_equal(mf_record_parse(gap_line, strlen(gap_line), &r, &body, f->message),
                      MF_EFORMAT);
     assert_non_null(strstr(f->message, "gap:FIRST-LAST"));
+    /* Records count from 1: a gap from 0 names none. */
+    char from_zero[sizeof gap_line];
+    strcpy(from_zero, gap_line);
+    memcpy(strstr(from_zero, "gap:9-5"), "gap:0-5", 7);
+    assert_int_equal(mf_record_parse(from_zero, strlen(from_zero), &r, &body, f->message),
+                     MF_EFORMAT);
+    assert_string_equal(f->message, "note: a GAP record needs note=gap:FIRST-LAST");
+    memcpy(strstr(from_zero, "gap:0-5"), "gap:1-5", 7);
+    assert_int_equal(mf_record_parse(from_zero, strlen(from_zero), &r, &body, f->message), 0);
+    assert_int_equal(r.gap_first, 1);
+    assert_int_equal(r.gap_last, 5);
 }
 
 /* ---- the verifier ---- */
@@ -439,6 +451,14 @@ static void test_verify_intact(void **state)
     assert_non_null(strstr(rep.last, "records 7 to 8 missing"));
     assert_int_equal(rep.count[MF_RECORD_CHAIN_BREAK], 1); /* 9 after 6 shows as well */
     mf_record_verifier_free(&v);
+    /* The deleted records put back (from a copy): the chain holds again, but the gap record
+     * says they were gone once. */
+    const int restored[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, -1};
+    verify(f, &d, restored, &v, &rep);
+    assert_int_equal(v.chain_breaks, 0);
+    assert_int_equal(v.gaps, 1);
+    assert_false(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
 }
 
 static void test_verify_tampering(void **state)
@@ -478,7 +498,9 @@ static void test_verify_tampering(void **state)
     mf_record_verifier_free(&v);
     const int repeated[] = {0, 1, 2, 2, 3, -1};
     verify(f, &c, repeated, &v, &rep);
-    assert_true(v.chain_breaks >= 1);
+    assert_int_equal(v.chain_breaks, 1); /* seq 4 chains to the copy of seq 3 */
+    assert_int_equal(rep.last_line, 4);
+    assert_string_equal(rep.last, "seq 3 follows seq 3: records out of order or repeated");
     mf_record_verifier_free(&v);
 
     /* Edited: one field, one character. */

@@ -130,6 +130,13 @@ static void test_every_flip_and_cut(void **state)
         if (mf_token_decode(f->data, len, &t, f->message) == 0)
             fail_msg("truncated to %zu accepted", len);
     }
+    /* A flip in the signature at the start says what the file is not, before any key is tried. */
+    for (size_t at = 0; at < 7; at++) {
+        memcpy(data, f->data, f->size);
+        data[at] ^= 0x20;
+        assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EFORMAT);
+        assert_string_equal(f->message, "not a top-up token (no MFTOPUP signature at its start)");
+    }
     memcpy(data, f->data, f->size);
     data[f->size] = 0;
     assert_int_equal(mf_token_decode(data, f->size + 1, &t, f->message), MF_EFORMAT);
@@ -215,6 +222,24 @@ static void test_decisions(void **state)
     assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_APPLY);
     assert_int_equal(project, 2);
     assert_non_null(strstr(f->message, "no count"));
+    /* Beyond ASCII, any case, as #SELECT and the FAT match names (docs/owner-tools.md: "any
+     * case"); of two projects with one display name, the first, as #SELECT picks it. */
+    struct current u = k;
+    u.c.projects = u.projects;
+    u.projects[0].folder = "01_Café";
+    u.projects[2] = (struct mf_token_project){"03_Widget", true, 5};
+    static const struct {
+        const char *name;
+        int project;
+    } wanted[] = {{"café", 0}, {"CAFÉ", 0}, {"01_CAFÉ", 0}, {"WIDGET", 1}, {"03_widget", 2}};
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+        strcpy(t.project, wanted[i].name);
+        if (decide(f, &t, &u, &project) != MF_TOKEN_APPLY || project != wanted[i].project)
+            fail_msg("'%s': %s (project %d)", wanted[i].name, f->message, project);
+    }
+    assert_string_equal(f->message, "top-up for 03_Widget: the limit goes from 5 to 1500");
+    strcpy(t.project, "Cafe");
+    assert_int_equal(decide(f, &t, &u, &project), MF_TOKEN_UNKNOWN_PROJECT);
     strcpy(t.project, "Widge");
     assert_int_equal(decide(f, &t, &k, &project), MF_TOKEN_UNKNOWN_PROJECT);
     assert_int_equal(project, -1);

@@ -638,8 +638,6 @@ static void test_reservations_verify(void **state)
     mf_record_verifier_free(&v);
 }
 
-static void test_edited_newest_gives_a_gap(void **state)
-
 /* Of 4 records, the newest `edited` replaced by lines that are not records of ours: the gap
  * record names them from the newest record still ours (found up to 8 lines back). */
 static void edit_newest(struct fixture *f, unsigned edited, const char *expect)

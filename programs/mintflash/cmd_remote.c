@@ -1086,10 +1086,38 @@ fail:
     return 1;
 }
 
-/* Copies the remote file `path` into out_fd. */
-static int get_file(struct mf_cli_session *s, const char *cmd, const char *path, int out_fd,
-                    const char *out_name)
+/* Writes `n` bytes for a terminal: control characters other than tab, LF and CR, DEL and the C1
+ * controls written as UTF-8 (C2 80 to C2 9F; *c2 carries a C2 that ended the last piece) as
+ * "<hh>", so that no escape sequence of a file's reaches the terminal. */
+static int write_shown(int fd, const uint8_t *data, size_t n, bool *c2)
 {
+    char out[4 * MF_REMOTE_CHUNK + 8];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = data[i];
+        if (*c2) {
+            *c2 = false;
+            if (c >= 0x80 && c <= 0x9F) {
+                k += (size_t)snprintf(out + k, sizeof out - k, "<%02x>", c);
+                continue;
+            }
+            out[k++] = (char)0xC2;
+        }
+        if (c == 0xC2)
+            *c2 = true;
+        else if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F)
+            k += (size_t)snprintf(out + k, sizeof out - k, "<%02x>", c);
+        else
+            out[k++] = (char)c;
+    }
+    return write_all(fd, (const uint8_t *)out, k);
+}
+
+/* Copies the remote file `path` into out_fd; `shown`: for a terminal (write_shown). */
+static int get_file(struct mf_cli_session *s, const char *cmd, const char *path, int out_fd,
+                    const char *out_name, bool shown)
+{
+    bool c2 = false;
     bool exists, is_dir;
     if (remote_stat(s, cmd, path, &exists, &is_dir))
         return 1;
@@ -1128,13 +1156,17 @@ static int get_file(struct mf_cli_session *s, const char *cmd, const char *path,
             status = 1;
             break;
         }
-        if (write_all(out_fd, data, got)) {
+        if (shown ? write_shown(out_fd, data, got, &c2) : write_all(out_fd, data, got)) {
             cmd_error(s, cmd, "cannot write %s: %s", out_name, strerror(errno));
             status = 1;
             break;
         }
         offset += got;
         file_progress(s, cmd, path, offset, size);
+    }
+    if (!status && c2 && write_all(out_fd, (const uint8_t *)"\xC2", 1)) {
+        cmd_error(s, cmd, "cannot write %s: %s", out_name, strerror(errno));
+        status = 1;
     }
     if (s->connected && s->remote.fd >= 0 && remote_close_file(s, cmd))
         status = 1;
@@ -1412,7 +1444,7 @@ static int cmd_fread(struct mf_cli_session *s, int argc, char **argv)
     }
     int status;
     if (strcmp(local, "-") == 0) {
-        status = get_file(s, "fread", remote, STDOUT_FILENO, "standard output");
+        status = get_file(s, "fread", remote, STDOUT_FILENO, "standard output", false);
     } else {
         int fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) {
@@ -1420,7 +1452,7 @@ static int cmd_fread(struct mf_cli_session *s, int argc, char **argv)
             free(local);
             return 1;
         }
-        status = get_file(s, "fread", remote, fd, local);
+        status = get_file(s, "fread", remote, fd, local, false);
         if (close(fd) < 0 && !status) {
             cmd_error(s, "fread", "cannot write %s: %s", local, strerror(errno));
             status = 1;
@@ -1437,7 +1469,9 @@ static int cmd_fshow(struct mf_cli_session *s, int argc, char **argv)
     if (argc != 2)
         return usage_error(s, "fshow", argc < 2 ? "missing remote file" : "too many arguments");
     fflush(stdout);
-    return get_file(s, "fshow", argv[1], STDOUT_FILENO, "standard output");
+    /* At a terminal a file's control characters show as <hh> (a factory may have written it). */
+    return get_file(s, "fshow", argv[1], STDOUT_FILENO, "standard output",
+                    isatty(STDOUT_FILENO) == 1);
 }
 
 static int cmd_fsize(struct mf_cli_session *s, int argc, char **argv)
@@ -1721,7 +1755,7 @@ static int copy_records(struct mf_cli_session *s, const char *dir, unsigned *cop
                       local ? strerror(errno) : "out of memory");
             status = 1;
         } else {
-            status = get_file(s, "records", name, fd, local);
+            status = get_file(s, "records", name, fd, local, false);
             if (close(fd) < 0 && !status)
                 status = 1;
             *copied += status ? 0 : 1;

@@ -6,10 +6,12 @@ the owner's `mintflash records` copies only the real RECORDS.nnn files and leave
 files as they were."""
 import json
 import os
+import pty
 import struct
 import subprocess
 import sys
 import tempfile
+import tty
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from mfdaemon import MINTFLASH, Daemon, check, commander, get, put  # noqa: E402
@@ -143,4 +145,32 @@ with Daemon(size="32M") as d:
     check(not any(c in text for c in "\r\x1b\x85"), "raw control characters in the daemon's log")
     check(not any(line.startswith("2026-01-01") for line in text.splitlines()),
           "a forged line in the daemon's log")
+
+# A file's own control characters: `mintflash fshow` at a terminal shows them as <hh> (an escape
+# sequence a factory wrote into a file does not reach the owner's terminal); into a pipe, the
+# bytes as they are.
+with Daemon() as d:
+    content = b"a\x1b[2Jb\xc2\x9bc\x07d\tx\r\n\xc3\xa9\xc2"
+    put(d.tcp(), "esc.txt", content)
+    env = dict(os.environ, MINTFLASH_DEVICE="unix:" + d.socket_path)
+    master, slave = pty.openpty()
+    tty.setraw(slave)  # the bytes as written, no CR added before LF
+    p = subprocess.Popen([MINTFLASH, "fshow", "esc.txt"], stdout=slave, stderr=subprocess.PIPE,
+                         env=env)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    check(p.wait(timeout=60) == 0, "fshow at a terminal: %r" % p.stderr.read())
+    want = b"a<1b>[2Jb<9b>c<07>d\tx\r\n\xc3\xa9\xc2"
+    check(shown == want, "at a terminal: %r" % shown)
+    piped = subprocess.run([MINTFLASH, "fshow", "esc.txt"], env=env, capture_output=True)
+    check(piped.returncode == 0 and piped.stdout == content, "into a pipe: %r" % piped.stdout)
 print("ok")

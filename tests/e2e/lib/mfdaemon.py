@@ -7,6 +7,7 @@ Usage:
         assert c.command("#STATUS") == ["#ACK", "#STATUS:READY"]
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -90,6 +91,25 @@ class Client:
 
 
 def free_port():
+    """A loopback port free now, outside the kernel's range of ports for outgoing connections, so
+    that none of those (the tests make many) takes it before the daemon binds it: the daemon
+    binds its NBD port only when it enters file access mode, seconds later. (A port from bind(0)
+    lies in that range: e2e.520 once found its NBD port taken so.)"""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    first, last = (10000, low - 1) if low > 11000 else (high + 1, 65535)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(first, last)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -1063,16 +1063,28 @@ static int remote_close_file(struct mf_cli_session *s, const char *cmd)
 }
 
 /* #FOPEN (`write`: creates a missing file) or #FOPENREAD (reading only: never creates or changes
- * a file), then #FSIZE. Returns 0 with the file open, or 1 (printed; closed). */
+ * a file), then #FSIZE. A programmer that does not know #FOPENREAD (a bare #NACK: the reference
+ * product, an older mintflashd) gets #FOPEN: the callers found the file in a listing first, so
+ * only a file deleted in between could be created. Returns 0 with the file open, or 1 (printed;
+ * closed). */
 static int remote_open_file(struct mf_cli_session *s, const char *cmd, const char *path, bool write,
                             uint64_t *size)
 {
     char line[LINE_SIZE];
+    struct mf_remote_reply reply;
     if (format_line(s, cmd, line, write ? "#FOPEN %s" : "#FOPENREAD %s", path))
         return 1;
-    if (expect_ok(s, cmd, line, NULL, NULL, NULL))
+    if (exchange(s, cmd, line, NULL, NULL, 0, &reply))
         return 1;
-    struct mf_remote_reply reply;
+    if (!write && reply.outcome == MF_REMOTE_NACK && strcmp(reply.final, "#NACK") == 0) {
+        if (format_line(s, cmd, line, "#FOPEN %s", path) ||
+            exchange(s, cmd, line, NULL, NULL, 0, &reply))
+            return 1;
+    }
+    if (reply.outcome != MF_REMOTE_OK) {
+        reply_error(s, cmd, line, &reply);
+        return 1;
+    }
     if (expect_ok(s, cmd, "#FSIZE", NULL, NULL, &reply))
         goto fail;
     if (mf_remote_parse_size(reply.final, size) || *size > REMOTE_FILE_MAX) {

@@ -115,6 +115,8 @@ while (my $c = $server->accept) {
                 $open = $key;
                 @out = ('#OK');
             }
+        } elsif ($cmd eq '#FOPENREAD' && exists $files{'no-fopenread'}) {
+            @out = ('#NACK'); # as the reference product answers a command it does not know
         } elsif ($cmd eq '#FOPENREAD') {
             if (exists $files{$key}) {
                 $open = $key;
@@ -260,6 +262,22 @@ expect_file server.log "#FLIST
 #FREAD 200,200
 #FREAD 400,114
 #FCLOSE"
+
+# A programmer that does not know #FOPENREAD (the reference product answers #NACK): the file the
+# listing showed is opened with #FOPEN instead.
+: >marker.txt
+run 0 fwrite marker.txt no-fopenread
+run 0 fread fw.bin back2.bin
+cmp fw.bin back2.bin || fail "fread with #FOPEN: data differs"
+expect_file server.log "#FLIST
+#FOPENREAD fw.bin
+#FOPEN fw.bin
+#FSIZE
+#FREAD 0,200
+#FREAD 200,200
+#FREAD 400,114
+#FCLOSE"
+run 0 fdelete no-fopenread
 
 # Every byte value, sizes around the chunk, an empty file.
 perl -e 'print map { chr } 0 .. 255 for 1 .. 2' >bytes.bin

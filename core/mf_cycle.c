@@ -60,7 +60,7 @@ struct cycle {
     struct run_crc *runs;        /* what this job's program pass wrote, while `runs_valid` */
     size_t run_count, run_cap;
     bool runs_valid;
-    bool differs; /* a sealed verify found a difference (verify_verdict reports it) */
+    bool differs; /* a sealed verify found a difference (run_job reports it) */
 };
 
 static void fail(struct cycle *c, int err, const char *fmt, ...)
@@ -766,11 +766,11 @@ static int verify_readback(struct cycle *c, const struct run_bytes *r)
         for (uint32_t i = 0; i < n; i++) {
             if (!run_counts(r, done + i))
                 continue;
-            if (buf[i] != r->bytes[done + i] && c->env->sealed) {
-                c->differs = true;
-                break;
-            }
             if (buf[i] != r->bytes[done + i]) {
+                if (c->env->sealed) {
+                    c->differs = true;
+                    break;
+                }
                 fail(c, MF_EVERIFY, "verify failed at 0x%llX (expected 0x%02X, read 0x%02X)",
                      (unsigned long long)(addr + i), r->bytes[done + i], buf[i]);
                 return MF_EVERIFY;
@@ -1205,16 +1205,18 @@ static int verify_runs(struct cycle *c)
                  target_text(c, err));
             return err;
         }
-        if (crc != run->crc && c->env->sealed) {
-            c->differs = true; /* every run is asked for, whatever differs */
-        } else if (crc != run->crc) {
-            err = run_pass(c, PASS_VERIFY);
-            if (!err) {
-                fail(c, MF_EVERIFY, "verify failed at 0x%llX+%u (CRC mismatch)",
-                     (unsigned long long)run->address, run->length);
-                err = MF_EVERIFY;
+        if (crc != run->crc) {
+            if (c->env->sealed) {
+                c->differs = true; /* every run is asked for, whatever differs */
+            } else {
+                err = run_pass(c, PASS_VERIFY);
+                if (!err) {
+                    fail(c, MF_EVERIFY, "verify failed at 0x%llX+%u (CRC mismatch)",
+                         (unsigned long long)run->address, run->length);
+                    err = MF_EVERIFY;
+                }
+                return err;
             }
-            return err;
         }
         if (run->placed) {
             c->done += run->placed;
@@ -1386,12 +1388,11 @@ static int run_job(struct cycle *c)
         if (!err && c->differs) {
             /* Held bytes that changed in memory explain it (102), as when not sealed. */
             err = held_check_job(c, job, false);
-            if (!err)
+            if (!err) {
                 fail(c, MF_EVERIFY,
-                     "verify failed (the setup runs from the secure area: where "
-                     "is not shown)");
-            if (!err)
+                     "verify failed (the setup runs from the secure area: where is not shown)");
                 err = MF_EVERIFY;
+            }
         }
         c->result->verify_ms += (uint32_t)(now(c) - started);
     }

@@ -8,7 +8,6 @@
 #include "mf_package.h"
 #include "mf_proto.h"
 #include "mf_sim.h"
-#include "mf_sha256.h"
 #include "mf_token.h"
 
 #include <errno.h>
@@ -144,14 +143,11 @@ static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
      * it by the start of its SHA-256, so the owner sees which devices got which line. */
     char note[sizeof MF_RECORD_NOTE_OPERATOR_PATCH + 16] = "";
     if (request->patch_line) {
-        uint8_t digest[32];
-        struct mf_sha256 sha;
-        mf_sha256_init(&sha);
-        mf_sha256_update(&sha, request->patch_line, strlen(request->patch_line));
-        mf_sha256_final(&sha, digest);
-        int n = snprintf(note, sizeof note, "%s", MF_RECORD_NOTE_OPERATOR_PATCH);
-        for (int i = 0; i < 8; i++)
-            n += snprintf(note + n, sizeof note - (size_t)n, "%02x", digest[i]);
+        uint8_t digest[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(digest, (const unsigned char *)request->patch_line,
+                           strlen(request->patch_line));
+        memcpy(note, MF_RECORD_NOTE_OPERATOR_PATCH, sizeof MF_RECORD_NOTE_OPERATOR_PATCH - 1);
+        mf_owner_hex_encode(digest, 8, note + sizeof MF_RECORD_NOTE_OPERATOR_PATCH - 1);
     }
     pthread_mutex_lock(&p->records_mutex);
     if (p->records_open) {

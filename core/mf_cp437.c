@@ -53,6 +53,22 @@ size_t mf_utf8_decode(const char *text, size_t length, uint32_t *character)
     return need + 1;
 }
 
+size_t mf_utf8_control(const char *text, size_t length, unsigned *code)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    if (length == 0)
+        return 0;
+    if (p[0] < 0x20 || p[0] == 0x7F) {
+        *code = p[0];
+        return 1;
+    }
+    if (p[0] == 0xC2 && length > 1 && p[1] >= 0x80 && p[1] <= 0x9F) {
+        *code = p[1];
+        return 2;
+    }
+    return 0;
+}
+
 bool mf_utf8_valid(const char *text, size_t length)
 {
     uint32_t c;

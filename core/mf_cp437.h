@@ -20,6 +20,12 @@ size_t mf_utf8_decode(const char *text, size_t length, uint32_t *character);
  * U+10FFFF)? */
 bool mf_utf8_valid(const char *text, size_t length);
 
+/* The control character `text` starts with (`length` bytes there): C0, DEL, or a C1 control
+ * written as UTF-8 (C2 80 to C2 9F, U+0080 to U+009F; NEL ends a line for some viewers, CSI
+ * starts an escape sequence for some terminals). Its length in bytes (1 or 2) with *code (its
+ * value), or 0 when the text starts with none. */
+size_t mf_utf8_control(const char *text, size_t length, unsigned *code);
+
 /* Writes the UTF-8 form of the CP437 bytes `in` to `out` (`size` bytes, NUL-terminated); the
  * length written, or SIZE_MAX when it does not fit (nothing useful is left in `out` then). */
 size_t mf_cp437_to_utf8(const char *in, size_t length, char *out, size_t size);

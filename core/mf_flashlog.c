@@ -1,6 +1,7 @@
 /* FLASHER.LOG (see mf_flashlog.h). */
 #include "mf_flashlog.h"
 
+#include "mf_cp437.h"
 #include "mf_err.h"
 #include "mf_time.h"
 
@@ -212,13 +213,10 @@ int mf_flashlog_write(struct mf_flashlog *log, const char *fmt, ...)
     size_t len = strlen(line);
     /* No control character from what a line quotes (a file name read from the volume): C0 and
      * DEL, and C1 written as UTF-8 (NEL ends a line for some viewers), become blanks. */
-    for (size_t i = 20; i < len; i++) {
-        unsigned char c = (unsigned char)line[i];
-        if (c == 0xC2 && i + 1 < len && (unsigned char)line[i + 1] >= 0x80 &&
-            (unsigned char)line[i + 1] <= 0x9F)
-            line[i] = line[i + 1] = ' ';
-        else if (c < 0x20 || c == 0x7F)
-            line[i] = ' ';
+    for (size_t i = 20, n; i < len; i += n ? n : 1) {
+        unsigned code;
+        n = mf_utf8_control(line + i, len - i, &code);
+        memset(line + i, ' ', n);
     }
     line[len++] = '\r';
     line[len++] = '\n';

@@ -175,13 +175,11 @@ size_t mf_proto_escape(const char *text, bool name, char *out, size_t size)
         return 0;
     while (*p) {
         unsigned code = *p;
-        size_t used = 1;
-        if (code == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) { /* a C1 control, U+0080..U+009F */
-            code = p[1];
-            used = 2;
-        }
-        bool escape = code < 0x20 || code == 0x7F || used == 2;
-        if (name && used == 1 && code < 0x80 && strchr("<\"*/:>?\\|", (int)code))
+        size_t used = mf_utf8_control((const char *)p, p[1] ? 2 : 1, &code);
+        bool escape = used != 0;
+        if (!used)
+            used = 1;
+        if (name && code < 0x80 && strchr("<\"*/:>?\\|", (int)code))
             escape = true;
         size_t need = escape ? 4 : used;
         if (n + need >= size)

@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include "mf_clock.h"
+#include "mf_cp437.h"
 #include "mf_err.h"
 #include "mf_owner.h"
 #include "mf_record.h"
@@ -1098,29 +1099,31 @@ fail:
     return 1;
 }
 
-/* Writes `n` bytes for a terminal: control characters other than tab, LF and CR, DEL and the C1
- * controls written as UTF-8 (C2 80 to C2 9F; *c2 carries a C2 that ended the last piece) as
- * "<hh>", so that no escape sequence of a file's reaches the terminal. */
+/* Writes `n` bytes for a terminal: control characters other than tab, LF and CR (C0, DEL and the
+ * C1 controls written as UTF-8: mf_utf8_control) as "<hh>", so that no escape sequence of a
+ * file's reaches the terminal. A C2 that ends a piece may begin a C1 control the next one ends:
+ * *c2 holds it back until then. */
 static int write_shown(int fd, const uint8_t *data, size_t n, bool *c2)
 {
-    char out[4 * MF_REMOTE_CHUNK + 8];
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = data[i];
-        if (*c2) {
-            *c2 = false;
-            if (c >= 0x80 && c <= 0x9F) {
-                k += (size_t)snprintf(out + k, sizeof out - k, "<%02x>", c);
-                continue;
-            }
-            out[k++] = (char)0xC2;
+    char in[MF_REMOTE_CHUNK + 1], out[4 * (MF_REMOTE_CHUNK + 1)];
+    size_t m = 0, k = 0;
+    if (*c2)
+        in[m++] = (char)0xC2;
+    memcpy(in + m, data, n);
+    m += n;
+    *c2 = m > 0 && (uint8_t)in[m - 1] == 0xC2;
+    if (*c2)
+        m--;
+    for (size_t i = 0, used; i < m; i += used) {
+        unsigned code;
+        used = mf_utf8_control(in + i, m - i, &code);
+        if (used && code != '\t' && code != '\n' && code != '\r') {
+            k += (size_t)snprintf(out + k, sizeof out - k, "<%02x>", code);
+        } else {
+            used = used ? used : 1;
+            memcpy(out + k, in + i, used);
+            k += used;
         }
-        if (c == 0xC2)
-            *c2 = true;
-        else if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F)
-            k += (size_t)snprintf(out + k, sizeof out - k, "<%02x>", c);
-        else
-            out[k++] = (char)c;
     }
     return write_all(fd, (const uint8_t *)out, k);
 }

@@ -8,7 +8,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, check, get, put, sim_flash  # noqa: E402
+from mfdaemon import Daemon, check, get, info, put, sim_flash  # noqa: E402
 
 MARK = b"TOPSECRET-FIRMWARE-MARKER-5a17"
 
@@ -28,10 +28,6 @@ def secure_setup(client, count=3, fw_size=20000, marker=MARK, folder="_SECURE"):
 
 def reboot(client):
     check(client.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO") if line.startswith("#INFO:"))
 
 
 with Daemon(size="32M") as d:

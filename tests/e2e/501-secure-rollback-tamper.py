@@ -13,11 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, check, get, put  # noqa: E402
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO") if line.startswith("#INFO:"))
+from mfdaemon import Daemon, check, get, info, put  # noqa: E402
 
 
 def install(d, count, reservation=None, size=8000):

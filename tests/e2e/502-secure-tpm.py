@@ -12,17 +12,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, Swtpm, check, get, put, sim_flash  # noqa: E402
+from mfdaemon import Daemon, Swtpm, check, get, info, put, sim_flash  # noqa: E402
 
 if not Swtpm.available():
     print("skip: swtpm is not installed (Debian package swtpm)")
     sys.exit(77)
 
 MARK = b"TPM-ANCHORED-FIRMWARE-MARKER-77c1"
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO") if line.startswith("#INFO:"))
 
 
 def program(client, n):

@@ -9,11 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, check, firmware, get, put, sim_flash, simple_project  # noqa: E402
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO") if line.startswith("#INFO:"))
+from mfdaemon import Daemon, check, firmware, get, info, put, sim_flash, simple_project  # noqa: E402
 
 
 def reboot(client):

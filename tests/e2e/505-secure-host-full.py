@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import MINTFLASH, Daemon, check, firmware, get, put, sim_flash  # noqa: E402
+from mfdaemon import MINTFLASH, Daemon, check, firmware, get, info, put, sim_flash  # noqa: E402
 
 NAMESPACE_MARK = "MF_E2E_505_NAMESPACE"
 FS_SIZE = 16 << 20
@@ -43,11 +43,6 @@ if os.environ.get(NAMESPACE_MARK) != "1":
     if r.returncode == 78:
         skip("no private mount namespace here (unshare --mount failed)")
     sys.exit(r.returncode)
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO")
-                if line.startswith("#INFO:"))
 
 
 def reboot(client):

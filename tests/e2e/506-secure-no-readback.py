@@ -12,14 +12,10 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, check, get, put  # noqa: E402
+from mfdaemon import Daemon, check, get, info, put  # noqa: E402
 
 SECRET = b"TOP-SECRET-FIRMWARE:" + os.urandom(4000)
 SEALED = "verify failed (the setup runs from the secure area: where is not shown)"
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO") if line.startswith("#INFO:"))
 
 
 def install(t, u, root, verify, extra=""):

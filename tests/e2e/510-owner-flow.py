@@ -13,17 +13,13 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, check, commander, get, put  # noqa: E402
+from mfdaemon import Daemon, check, commander, get, info, put  # noqa: E402
 
 work = tempfile.mkdtemp(prefix="mf-owner-e2e-")
 
 
 def run(*args, device=None, expect=0):
     return commander(args, work, device, expect)
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO") if line.startswith("#INFO:"))
 
 
 def setup_folder(name, count, fw):

@@ -10,18 +10,13 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import Daemon, check, commander, get, put, simple_project  # noqa: E402
+from mfdaemon import Daemon, check, commander, get, info, put, simple_project  # noqa: E402
 
 work = tempfile.mkdtemp(prefix="mf-pinned-e2e-")
 
 
 def run(*args, device=None):
     return commander(args, work, device).stdout
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO")
-                if line.startswith("#INFO:"))
 
 
 def refused_everywhere(d, fp, where):

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import MINTFLASH, Daemon, check, fail, free_port, get, put, sim_flash  # noqa: E402
+from mfdaemon import MINTFLASH, Daemon, check, fail, free_port, get, info, put, sim_flash  # noqa: E402
 
 MARK = b"MINTFLASH-SECRET-PLAINTEXT-7f3a"
 CYCLE_OK = r"#OK \(Total [0-9.]+s, Erase [0-9.]+s, Prog [0-9.]+s, Verify [0-9.]+s\)"
@@ -86,11 +86,6 @@ def shown(expected):
 def use(daemon, allowed=None):
     """From here rows watch `daemon`; `allowed`: the cycles left a legitimate step just set."""
     watch.daemon, watch.allowed = daemon, allowed
-
-
-def info(client):
-    return dict(line[6:].split("=", 1) for line in client.command("#INFO")
-                if line.startswith("#INFO:"))
 
 
 def firmware(size=40000):

@@ -216,6 +216,12 @@ class Daemon:
         return False
 
 
+def info(client):
+    """#INFO as a dict: KEY -> value."""
+    return dict(line[6:].split("=", 1) for line in client.command("#INFO")
+                if line.startswith("#INFO:"))
+
+
 def put(client, path, data):
     """Writes a file into the public area through #FOPEN/#FWRITE (creating folders)."""
     parts = path.split("/")

@@ -1715,10 +1715,10 @@ int mf_secure_install_from(struct mf_secure *s, struct mf_area *source, const ch
      * area are completely erased"), not only its key: a copy of the old key kept elsewhere finds
      * nothing to open. Its extent comes from its header; without one that opened (none yet, or a
      * cut in an earlier move), the whole data region goes. */
-    uint64_t medium = mf_bd_size(s->config.bd), old_end = medium;
-    if (medium < data_off(s))
-        old_end = medium = data_off(s);
-    else if (s->present && mf_le64(s->header + 120) <= (medium - data_off(s)) / stored_chunk(s))
+    uint64_t old_end = mf_bd_size(s->config.bd);
+    if (old_end < data_off(s))
+        old_end = data_off(s);
+    else if (s->present && mf_le64(s->header + 120) <= (old_end - data_off(s)) / stored_chunk(s))
         old_end = data_off(s) + mf_le64(s->header + 120) * stored_chunk(s);
     old_end = old_end / block(s) * block(s);
     err = mf_bd_erase(s->config.bd, data_off(s) / block(s),

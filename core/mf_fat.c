@@ -2232,6 +2232,33 @@ int mf_fat_stat(struct mf_fat *fs, const char *path, struct mf_fat_stat *st)
     return 0;
 }
 
+int mf_fat_path_in(struct mf_fat *fs, const char *path, const char *folder, unsigned *below)
+{
+    struct path p;
+    struct name top, want;
+    int err = path_split(path, &p);
+    if (!err && p.count == 0)
+        return 0;
+    if (!err)
+        err = path_name(&p, 0, &top);
+    if (!err)
+        err = name_parse(folder, strlen(folder), &want);
+    if (err)
+        return err;
+    *below = p.count - 1;
+    if (name_equal(top.c, top.len, want.c, want.len))
+        return 1;
+    /* Another name for the same entry: its short name. */
+    struct found a, b;
+    uint32_t root = root_dir_cluster(fs);
+    int r = dir_find(fs, root, &top, &a);
+    if (r > 0)
+        r = dir_find(fs, root, &want, &b);
+    if (r <= 0)
+        return r;
+    return a.sector == b.sector && a.offset == b.offset;
+}
+
 /* The first cluster of the folder `path` (0 for the fixed FAT12/16 root). */
 static int lookup_folder(struct mf_fat *fs, const char *path, uint32_t *first)
 {

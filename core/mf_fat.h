@@ -147,6 +147,12 @@ struct mf_fat_stat {
 
 int mf_fat_stat(struct mf_fat *fs, const char *path, struct mf_fat_stat *st);
 
+/* Whether `path` names the folder `folder` at the root, or anything inside it, as this volume's
+ * lookups resolve it: any case, '/' or '\\', "." and "..", trailing dots and blanks, the short
+ * name of the entry. Returns 1 (with `*below` the components under `folder`, 0 for the folder
+ * itself), 0 (not there, or the root itself), or a negative MF_E* code (a path no lookup takes). */
+int mf_fat_path_in(struct mf_fat *fs, const char *path, const char *folder, unsigned *below);
+
 /* An open file. Treat as opaque; valid between open and close. */
 struct mf_fat_file {
     struct mf_fat_file *next;

@@ -328,7 +328,9 @@ static void apply_tokens(struct mf_programmer *p);
 static void open_records(struct mf_programmer *p);
 
 /* The public area's rule while the secure area holds the setup: nothing but the programmer's own
- * files at its root, or it is not clear which setup should run. */
+ * files at its root, or it is not clear which setup should run. A _SECURE folder there is one the
+ * last start did not move (refused, failed) or one put there since: the setup that runs is not
+ * the one it holds, so no cycle runs until it is moved by a start or removed. */
 static int conflict_check(void *context, char *message)
 {
     struct mf_programmer *p = context;
@@ -339,7 +341,13 @@ static int conflict_check(void *context, char *message)
     if (p->fat_mounted) {
         err = mf_fat_opendir(&p->fat, &dir, "");
         while (!err && (r = mf_fat_readdir(&p->fat, &dir, &st)) == 1) {
-            if (!mf_setup_public_allowed(st.name, st.is_dir)) {
+            if (st.is_dir && mf_ini_name_is(st.name, MF_SECURE_FOLDER)) {
+                sayn(message, MF_CYCLE_MESSAGE_MAX,
+                     "the public area holds a _SECURE folder that is not installed (%.200s): "
+                     "restart to move it, or remove it to run the installed setup",
+                     p->move_error[0] ? p->move_error : "put there after the last start");
+                err = MF_ECONFLICT;
+            } else if (!mf_setup_public_allowed(st.name, st.is_dir)) {
                 sayn(message, MF_CYCLE_MESSAGE_MAX,
                      "the public area holds %s '%.100s' while the secure area holds a setup: "
                      "it is not clear which to use (remove it)",

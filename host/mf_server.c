@@ -709,8 +709,50 @@ static struct mf_fat *public_fat(struct mf_server *s, struct mf_session *ss, int
     return fs;
 }
 
+/* What a path of the public area is to _SECURE, the folder a start moves into the secure area. */
+enum secure_path {
+    SECURE_NONE,    /* outside it */
+    SECURE_FOLDER,  /* _SECURE itself */
+    SECURE_PACKAGE, /* _SECURE/<name>.mfp: a sealed package */
+    SECURE_OTHER,   /* anything else in it */
+};
+
+static enum secure_path secure_path(struct mf_fat *fs, const char *path)
+{
+    unsigned below = 0;
+    if (mf_fat_path_in(fs, path, MF_SECURE_FOLDER, &below) <= 0)
+        return SECURE_NONE; /* a path no lookup takes fails in the command itself */
+    if (below == 0)
+        return SECURE_FOLDER;
+    const char *base = path + strlen(path);
+    while (base > path && base[-1] != '/' && base[-1] != '\\')
+        base--;
+    size_t n = strlen(base);
+    if (below == 1 && n > 4 && strcasecmp(base + n - 4, ".mfp") == 0)
+        return SECURE_PACKAGE;
+    return SECURE_OTHER;
+}
+
+/* Over TCP and the serial line, _SECURE takes a sealed package and nothing else: a plain or an
+ * empty _SECURE would erase the installed setup at the next start, and destroying it is the local
+ * connection's alone (docs/protocol.md, "_SECURE over TCP and serial"). True when the command is
+ * `refused` and not on the local connection: the public area is released and the reply sent. */
+static bool secure_refused(struct mf_server *s, struct mf_session *ss, bool refused)
+{
+    if (!refused || ss->channel == MF_CHANNEL_UNIX)
+        return false;
+    mf_programmer_public_release(s->programmer);
+    reply(s, ss,
+          "#ERR%03d:Over TCP and serial, _SECURE takes a sealed package (_SECURE/<name>.mfp) and "
+          "nothing else: use the local connection",
+          MF_PERR_LOCAL_ONLY);
+    return true;
+}
+
 /* #FOPEN opens for reading and writing, creating a missing file; #FOPENREAD (`read_only`) opens an
- * existing file for reading only and never creates or changes anything. */
+ * existing file for reading only and never creates or changes anything. #FOPEN of
+ * _SECURE/<name>.mfp also makes _SECURE when there is none (the way `mintflash push` puts a
+ * package there). */
 static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *name, bool read_only)
 {
     reply(s, ss, "#ACK");
@@ -722,15 +764,25 @@ static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *na
     struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_OPEN);
     if (!fs)
         return;
+    enum secure_path sp = read_only ? SECURE_NONE : secure_path(fs, name);
+    if (secure_refused(s, ss, sp == SECURE_FOLDER || sp == SECURE_OTHER))
+        return;
     struct mf_fat_stat st;
     bool existed = mf_fat_stat(fs, name, &st) == 0;
+    int err = 0;
+    bool made = sp == SECURE_PACKAGE && mf_fat_stat(fs, MF_SECURE_FOLDER, &st) == MF_ENOENT;
+    if (made)
+        err = mf_fat_mkdir(fs, MF_SECURE_FOLDER);
     struct mf_fat_file file;
-    int err = read_only ? mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY)
+    if (!err)
+        err = read_only ? mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY)
                         : mf_fat_open(fs, &file, name, MF_FAT_O_RDWR | MF_FAT_O_CREAT);
     if (err == MF_EACCES && !read_only)
         err = mf_fat_open(fs, &file, name, MF_FAT_O_RDONLY);
     if (!err)
         err = mf_fat_close(fs, &file);
+    else if (made)
+        mf_fat_rmdir(fs, MF_SECURE_FOLDER); /* never an empty _SECURE: that would erase */
     mf_programmer_public_release(s->programmer);
     if (err) {
         reply(s, ss, "#ERR%03d:File open failed (%s)", MF_PERR_FILE_OPEN, file_why(err));
@@ -864,16 +916,31 @@ static void cmd_path_op(struct mf_server *s, struct mf_session *ss, enum mf_prot
     struct mf_fat *fs = public_fat(s, ss, code);
     if (!fs)
         return;
+    enum secure_path sp = secure_path(fs, name);
+    bool allowed = sp == SECURE_NONE || (cmd == MF_CMD_FDELETE && sp == SECURE_PACKAGE) ||
+                   (cmd == MF_CMD_RMDIR && sp == SECURE_FOLDER);
+    if (secure_refused(s, ss, !allowed))
+        return;
     int err = cmd == MF_CMD_FDELETE ? mf_fat_remove(fs, name)
               : cmd == MF_CMD_MKDIR ? mf_fat_mkdir(fs, name)
                                     : mf_fat_rmdir(fs, name);
+    /* Nor may a package deleted from afar leave an empty _SECURE behind (as above). */
+    int left = 0;
+    if (!err && sp == SECURE_PACKAGE && ss->channel != MF_CHANNEL_UNIX) {
+        left = mf_fat_rmdir(fs, MF_SECURE_FOLDER);
+        left = left == MF_ENOTEMPTY ? 0 : left;
+    }
     mf_programmer_public_release(s->programmer);
     if (err) {
         reply(s, ss, "#ERR%03d:%s (%s)", code, what, file_why(err));
         return;
     }
     mf_programmer_files_changed(s->programmer);
-    reply(s, ss, "#OK");
+    if (left)
+        reply(s, ss, "#ERR%03d:The package is deleted, but not the empty _SECURE (%s)", code,
+              file_why(left));
+    else
+        reply(s, ss, "#OK");
 }
 
 static void cmd_flist(struct mf_server *s, struct mf_session *ss, const char *dir)
@@ -1022,6 +1089,12 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
         reply(s, ss, "#NACK:ERR%03d:Busy (starting up)", MF_PERR_BUSY);
         return;
     }
+    bool no_words = cmd == MF_CMD_STATUS || cmd == MF_CMD_RESULT || cmd == MF_CMD_INFO ||
+                    cmd == MF_CMD_FSIZE || cmd == MF_CMD_FCLOSE || cmd == MF_CMD_IDENTITY;
+    if (no_words && *args) {
+        reply(s, ss, "#NACK:ERR%03d:This command takes nothing after it", MF_PERR_ARGUMENT);
+        return;
+    }
     switch (cmd) {
     case MF_CMD_AUTO:
     case MF_CMD_ERASE:
@@ -1030,14 +1103,27 @@ static void dispatch(struct mf_server *s, struct mf_session *ss, const char *lin
     case MF_CMD_START:
         cmd_cycle(s, ss, cmd, args);
         break;
-    case MF_CMD_CANCEL:
+    case MF_CMD_CANCEL: {
+        /* `#CANCEL`: the selected slots; `#CANCEL 2`, `#CANCEL 1,3`, `#CANCEL *` as the
+         * programming commands name them. */
+        uint64_t mask = ss->selected;
+        int err = *args ? slot_word(s, ss, args, strlen(args), &mask) : 0;
+        if (err) {
+            if (err == MF_ERANGE)
+                reply(s, ss, "#NACK:ERR%03d:Slots are 1 to %u", MF_PERR_ARGUMENT, slot_count(s));
+            else
+                reply(s, ss, "#NACK:ERR%03d:Expected nothing, * or <slot>[,<slot>...]",
+                      MF_PERR_ARGUMENT);
+            break;
+        }
         reply(s, ss, "#ACK");
         for (unsigned i = 1; i <= slot_count(s); i++) {
-            if (ss->selected >> (i - 1) & 1)
+            if (mask >> (i - 1) & 1)
                 mf_programmer_cancel(s->programmer, i);
         }
         reply(s, ss, "#OK");
         break;
+    }
     case MF_CMD_STATUS:
         cmd_status(s, ss);
         break;

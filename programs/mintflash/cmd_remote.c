@@ -1671,9 +1671,26 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
         cmd_error(s, "push", "the programmer has a _SECURE folder already: remove it first");
         return 1;
     }
+    /* Over TCP and serial a programmer makes _SECURE itself for the package and refuses the
+     * folder alone (#ERR209); older ones and the local connection take #MKDIR. */
+    struct mf_remote_reply made;
     if (format_line(s, "push", line, "#MKDIR _SECURE") ||
-        expect_ok(s, "push", line, NULL, NULL, NULL) || put_file(s, "push", local, remote))
+        exchange(s, "push", line, NULL, NULL, 0, &made))
         return 1;
+    if (made.outcome != MF_REMOTE_OK && made.code != 209) {
+        reply_error(s, "push", line, &made);
+        return 1;
+    }
+    if (put_file(s, "push", local, remote)) {
+        /* Never an empty _SECURE left behind: the next start would erase the setup with it. */
+        char undo[LINE_SIZE];
+        struct mf_remote_reply ignored;
+        if (!format_line(s, "push", undo, "#FDELETE %s", remote))
+            exchange(s, "push", undo, NULL, NULL, 0, &ignored);
+        if (!format_line(s, "push", undo, "#RMDIR _SECURE"))
+            exchange(s, "push", undo, NULL, NULL, 0, &ignored);
+        return 1;
+    }
     if (cmd_simple(s, "push", "#REBOOT"))
         return 1;
     mf_remote_close(&s->remote);

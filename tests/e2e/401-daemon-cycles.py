@@ -133,4 +133,31 @@ with Daemon(slots=1, sim_speed="1") as d:
     check(len(re.findall(r"serial \d+ ERROR job App: cancelled while (erasing|programming) "
                          r"\(count consumed\)", log)) == 2, "log says what happened:\n" + log)
     check(log.rstrip().endswith("programmer stopped"), "log ends with the stop:\n" + log)
+
+# ---- #CANCEL names its slots (the reference's multi-module rule): the others run on ----
+with Daemon(slots=2, sim_speed="1") as d:
+    c = d.tcp()
+    simple_project(c, count=10, serial=1, size=256 * 1024)
+    for cmd, want in (("#CANCEL 3", ["#NACK:ERR210:Slots are 1 to 2"]),
+                      ("#CANCEL two", ["#NACK:ERR210:Expected nothing, * or <slot>[,<slot>...]"]),
+                      ("#STATUS 2", ["#NACK:ERR210:This command takes nothing after it"]),
+                      ("#INFO x", ["#NACK:ERR210:This command takes nothing after it"]),
+                      ("#FCLOSE junk", ["#NACK:ERR210:This command takes nothing after it"])):
+        r = c.command(cmd)
+        check(r == want, "%s: %r" % (cmd, r))
+    a, b = d.tcp(), d.tcp()
+    a.send("#AUTO 1,2\r")
+    check(a.line() == "#ACK", "ACK")
+    seen = set()
+    while seen != {"#STATUS:1:PROGRAMMING", "#STATUS:2:PROGRAMMING"}:
+        line = a.line()
+        check(not line.startswith(("#RESULT", "#DONE")), "ended early: " + line)
+        if line.endswith(":PROGRAMMING"):
+            seen.add(line)
+    check(b.command("#CANCEL 2") == ["#ACK", "#OK"], "CANCEL 2 from another connection")
+    rest = a.until_final(timeout=120)
+    results = sorted(x for x in rest if x.startswith("#RESULT:"))
+    check(len(results) == 2 and results[0].startswith("#RESULT:1:#OK (Total ") and
+          results[1] == "#RESULT:2:#ERR007:CANCELED." and rest[-1] == "#DONE",
+          "slot 2 alone cancelled, slot 1 finished: %r" % rest)
 print("ok")

@@ -100,9 +100,9 @@ def flipped_bit_secure():
     with Daemon(size="32M") as d:
         c, local = d.tcp(), d.unix()
         check(local.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
-        put(c, "_SECURE/" + JOB + "app.hex", text)
-        put(c, "_SECURE/" + JOB + "job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.hex\n")
-        put(c, "_SECURE/Projects/01_W/Cntdown.txt", "10\r\n")
+        put(local, "_SECURE/" + JOB + "app.hex", text)
+        put(local, "_SECURE/" + JOB + "job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.hex\n")
+        put(local, "_SECURE/Projects/01_W/Cntdown.txt", "10\r\n")
         check(c.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "the move at the restart")
         check(c.command("#AUTO")[-1].startswith("#OK (Total "), "a good cycle first")
         why = flip(d.proc.pid, 5, fw[5])

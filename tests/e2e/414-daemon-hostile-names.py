@@ -122,8 +122,8 @@ EVIL = "x\r\n2026-01-01 12:00:00 \x1b[32mAUTO OK\x1b[0m \x85y"
 with Daemon(size="32M") as d:
     t, u = d.tcp(), d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
-    put(t, "_SECURE/Projects/01_W/01_App/app.bin", os.urandom(1000))
-    put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+    put(u, "_SECURE/Projects/01_W/01_App/app.bin", os.urandom(1000))
+    put(u, "_SECURE/Projects/01_W/01_App/job.ini",
         "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n")
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
     put(t, "P" * len(EVIL), "zz")

@@ -33,7 +33,7 @@ def reboot(client):
 with Daemon(size="32M") as d:
     t, u = d.tcp(), d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
-    fw = secure_setup(t)
+    fw = secure_setup(u)
     reboot(t)  # the move happens at start
 
     i = info(t)
@@ -69,6 +69,9 @@ with Daemon(size="32M") as d:
             check(t.command("#FREAD 0,200")[-1] == "#OK:00:", "#FOPEN %s read nothing" % name)
             t.command("#FCLOSE")
             check(t.command("#FDELETE " + name)[-1] == "#OK", "cleanup " + name)
+        elif "_SECURE" in name:
+            # _SECURE in the public area takes only a sealed package over TCP.
+            check(r[-1].startswith("#ERR209:"), "#FOPEN %s refused: %r" % (name, r))
         else:
             check(r[-1].startswith("#ERR010:"), "#FOPEN %s refused: %r" % (name, r))
     check(t.command("#FLIST Projects")[-1].startswith("#ERR011:"), "no Projects folder visible")
@@ -90,8 +93,8 @@ with Daemon(size="32M") as d:
     # A new _SECURE that cannot be installed (here: a malformed Cntdown.txt; a setup too big for
     # the secure area takes the same path, see tests/unit/test_secure.c): refused before
     # anything is erased, the old setup runs on.
-    secure_setup(t, count=5)
-    put(t, "_SECURE/Projects/01_Widget/Cntdown.txt", "five\r\n")
+    secure_setup(u, count=5)
+    put(u, "_SECURE/Projects/01_Widget/Cntdown.txt", "five\r\n")
     reboot(t)
     i = info(t)
     check(i["AREA"] == "SECURE" and i["CYCLES_LEFT"] == "0", "the old setup is intact: %r" % i)
@@ -99,6 +102,13 @@ with Daemon(size="32M") as d:
     check("the _SECURE move failed" in log and "Cntdown.txt: not a decimal number" in log,
           "refusal logged:\n" + log)
     check(t.command("#FLIST _SECURE")[0] == "#ACK", "the folder stays for the owner to fix")
+    # The spec's rule: with anything but the programmer's files in the public area, flashing
+    # fails; the unmoved _SECURE holds a setup that is not the one installed.
+    r = t.command("#AUTO")
+    check(r[-1].startswith("#ERR202:the public area holds a _SECURE folder that is not installed "
+                           "(the _SECURE move failed: ") and r[-1].endswith(
+                               "restart to move it, or remove it to run the installed setup"),
+          "no cycle beside the unmoved _SECURE: %r" % r)
 
     # securearea remove: everything goes.
     check(u.command("#SECUREAREA REMOVE", timeout=60) == ["#ACK", "#OK"], "securearea remove")
@@ -118,11 +128,11 @@ SECOND = b"SECOND-SETUP-MARKER-0b3e"
 with Daemon(size="32M") as d:
     t, u = d.tcp(), d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
-    secure_setup(t, count=5)
+    secure_setup(u, count=5)
     reboot(t)
     first = info(u)
     check(first["AREA"] == "SECURE" and first["CYCLES_LEFT"] == "5", "first setup: %r" % first)
-    secure_setup(t, count=9, marker=SECOND)
+    secure_setup(u, count=9, marker=SECOND)
     check(u.command("#REBOOT FILEACCESS", timeout=120) == ["#ACK", "#OK"], "file access mode")
     fa = info(u)
     check(fa["MODE"] == "FILEACCESS" and fa["MOVE_ERROR"] == "", "file access mode: %r" % fa)

@@ -20,14 +20,14 @@ def install(d, count, reservation=None, size=8000):
     t = d.tcp()
     u = d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
-    put(t, "_SECURE/Projects/01_W/01_App/app.bin", os.urandom(size))
-    put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+    put(u, "_SECURE/Projects/01_W/01_App/app.bin", os.urandom(size))
+    put(u, "_SECURE/Projects/01_W/01_App/job.ini",
         "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n"
         "[serial]\naddress = 0x08040000\n")
-    put(t, "_SECURE/Projects/01_W/Cntdown.txt", "%d\n" % count)
-    put(t, "_SECURE/Projects/01_W/Serial.txt", "1\n")
+    put(u, "_SECURE/Projects/01_W/Cntdown.txt", "%d\n" % count)
+    put(u, "_SECURE/Projects/01_W/Serial.txt", "1\n")
     if reservation:
-        put(t, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = %d\n" % reservation)
+        put(u, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = %d\n" % reservation)
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
     check(info(t)["AREA"] == "SECURE", "installed")
     return t
@@ -142,11 +142,11 @@ with Daemon(size="64M", sim_speed="0") as d:
     t, u = d.tcp(), d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
     big = os.urandom(6 * 1024 * 1024)
-    put(t, "_SECURE/Projects/01_W/01_App/app.bin", big[:20000])
-    put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+    put(u, "_SECURE/Projects/01_W/01_App/app.bin", big[:20000])
+    put(u, "_SECURE/Projects/01_W/01_App/job.ini",
         "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n")
-    put(t, "_SECURE/Projects/01_W/Cntdown.txt", "4\n")
-    put(t, "_SECURE/data.bin", big)
+    put(u, "_SECURE/Projects/01_W/Cntdown.txt", "4\n")
+    put(u, "_SECURE/data.bin", big)
     check(d.stop() == 0, "stop")
     d.start(wait_ready=False)
     deadline = time.time() + 30

@@ -39,12 +39,12 @@ try:
             fw = bytearray(os.urandom(30000))
             fw[500:500 + len(MARK)] = MARK
             fw = bytes(fw)
-            put(t, "_SECURE/Projects/01_W/01_App/app.bin", fw)
-            put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+            put(u, "_SECURE/Projects/01_W/01_App/app.bin", fw)
+            put(u, "_SECURE/Projects/01_W/01_App/job.ini",
                 "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n"
                 "[serial]\naddress = 0x08040000\n")
-            put(t, "_SECURE/Projects/01_W/Cntdown.txt", "300\n")
-            put(t, "_SECURE/Projects/01_W/Serial.txt", "1\n")
+            put(u, "_SECURE/Projects/01_W/Cntdown.txt", "300\n")
+            put(u, "_SECURE/Projects/01_W/Serial.txt", "1\n")
             check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
             i = info(t)
             check(i["AREA"] == "SECURE" and i["CYCLES_LEFT"] == "300", "installed: %r" % i)
@@ -106,13 +106,13 @@ try:
                 with d3:
                     t, u = d3.tcp(), d3.unix()
                     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
-                    put(t, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 1\n")
-                    put(t, "_SECURE/Projects/01_W/01_App/app.bin", fw)
-                    put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+                    put(u, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 1\n")
+                    put(u, "_SECURE/Projects/01_W/01_App/app.bin", fw)
+                    put(u, "_SECURE/Projects/01_W/01_App/job.ini",
                         "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n"
                         "[serial]\naddress = 0x08040000\n")
-                    put(t, "_SECURE/Projects/01_W/Cntdown.txt", "10\n")
-                    put(t, "_SECURE/Projects/01_W/Serial.txt", "1\n")
+                    put(u, "_SECURE/Projects/01_W/Cntdown.txt", "10\n")
+                    put(u, "_SECURE/Projects/01_W/Serial.txt", "1\n")
                     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
                     program(t, 2)
                     check(d3.stop() == 0, "stop")

@@ -18,9 +18,9 @@ def reboot(client):
 
 # No secure area: the folder stays, and everyone who looks is told.
 with Daemon(size="32M") as d:
-    t = d.tcp()
+    t, u = d.tcp(), d.unix()
     fw = simple_project(t, count=3, serial=100)
-    put(t, "_SECURE/Projects/01_Other/01_App/job.ini", "[job]\ndevice = SIM-F4-1M\n")
+    put(u, "_SECURE/Projects/01_Other/01_App/job.ini", "[job]\ndevice = SIM-F4-1M\n")
     reboot(t)
     i = info(t)
     check(i["AREA"] == "PUBLIC" and i["PROJECT"] == "Widget", "public setup runs: %r" % i)
@@ -40,7 +40,7 @@ with Daemon(size="32M") as d:
     t, u = d.tcp(), d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
     fw = simple_project(t, count=2, serial=500)
-    check(t.command("#MKDIR _SECURE") == ["#ACK", "#OK"], "empty _SECURE")
+    check(u.command("#MKDIR _SECURE") == ["#ACK", "#OK"], "empty _SECURE")
     reboot(t)
     i = info(t)
     check(i["AREA"] == "PUBLIC" and i["PROJECT"] == "Widget" and i["CYCLES_LEFT"] == "2",
@@ -62,16 +62,16 @@ with Daemon(size="32M") as d:
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
     boot, app = firmware(4000, seed=5), firmware(6000, seed=6)
     base = "_secure/Projects/01_Widget/"
-    put(t, base + "01_Boot/boot.bin", boot)
-    put(t, base + "01_Boot/job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = boot.bin\n"
+    put(u, base + "01_Boot/boot.bin", boot)
+    put(u, base + "01_Boot/job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = boot.bin\n"
         "address = 0x08000000\n[serial]\naddress = 0x08003F00\nlength = 4\n")
-    put(t, base + "02_App/app.bin", app)
-    put(t, base + "02_App/job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\n"
+    put(u, base + "02_App/app.bin", app)
+    put(u, base + "02_App/job.ini", "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\n"
         "address = 0x08020000\n")
-    put(t, base + "CNTDOWN.TXT", "2\r\n")
-    put(t, base + "Serial.txt", "1\r\n")
-    put(t, base + "SNList.txt", "00000000\r\nA1B2C3D4\r\nA5B6C7D8\r\n")
-    put(t, base + "Patches.txt", "1,8000000,1:00\r\n1,8020010,2:BBCC\r\n2,8020020,1:DD,8040000,2:EEFF\r\n")
+    put(u, base + "CNTDOWN.TXT", "2\r\n")
+    put(u, base + "Serial.txt", "1\r\n")
+    put(u, base + "SNList.txt", "00000000\r\nA1B2C3D4\r\nA5B6C7D8\r\n")
+    put(u, base + "Patches.txt", "1,8000000,1:00\r\n1,8020010,2:BBCC\r\n2,8020020,1:DD,8040000,2:EEFF\r\n")
     reboot(t)
     i = info(t)
     check(i["AREA"] == "SECURE" and i["CYCLES_LEFT"] == "2" and i["NEXT_SERIAL"] == "1",

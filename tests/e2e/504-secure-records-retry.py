@@ -49,7 +49,7 @@ with Daemon(size="32M", slots=SLOTS) as d:
                                "address = 0x08000000\n[serial]\naddress = 0x08040000\nlength = 4\n",
              "Cntdown.txt": "10\r\n", "Serial.txt": "300\r\n"}
     for name, data in setup.items():
-        put(t, "_SECURE/Projects/01_Widget/" + name, data)
+        put(u, "_SECURE/Projects/01_Widget/" + name, data)
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
     r = results(t.command("#AUTO", timeout=120))
     check(all(x.startswith("#OK (Total ") for x in r.values()), "first round: %r" % r)

@@ -22,11 +22,12 @@ def install(t, u, root, verify, extra=""):
     if root == "_SECURE":
         check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
     base = (root + "/" if root else "") + "Projects/01_W"
-    put(t, base + "/01_App/app.bin", SECRET)
-    put(t, base + "/01_App/job.ini",
+    c = u if root else t  # _SECURE is the local connection's (a sealed package aside)
+    put(c, base + "/01_App/app.bin", SECRET)
+    put(c, base + "/01_App/job.ini",
         "[job]\ndevice = SIM-F4-1M\nverify = %s\n%s[file]\npath = app.bin\naddress = 0x08000000\n"
         % (verify, extra))
-    put(t, base + "/Cntdown.txt", "5\n")
+    put(c, base + "/Cntdown.txt", "5\n")
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
 
 

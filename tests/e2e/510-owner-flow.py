@@ -84,7 +84,8 @@ try:
         fw = os.urandom(24000)
         setup_id = pack(setup_folder("s1", 3, fw), "s1.mfp")
         check(re.fullmatch(r"[0-9a-f]{64}", setup_id), "pack prints the setup id: %r" % setup_id)
-        p = run("push", "s1.mfp", device=da.socket_path)
+        # Over TCP, as from afar: _SECURE takes the package (and nothing else) there.
+        p = run("-d", "tcp:127.0.0.1:%d" % da.port, "push", "s1.mfp")
         check("installed" in p.stdout, p.stdout)
         i = info(ta)
         check(i["AREA"] == "SECURE" and i["SETUP"] == setup_id and i["CYCLES_LEFT"] == "3",
@@ -113,8 +114,9 @@ try:
                   "%s: the setup is intact: %r" % (name, after))
             log = get(ta, "FLASHER.LOG").decode()
             check(re.search(why, log, re.I), "%s: FLASHER.LOG says %r:\n%s" % (name, why, log))
-            check(ta.command("#FDELETE _SECURE/" + name)[-1] == "#OK", "clean up")
-            check(ta.command("#RMDIR _SECURE")[-1] == "#OK", "clean up")
+            check(ta.command("#FDELETE _SECURE/" + name)[-1] == "#OK", "clean up over TCP")
+            check(ta.command("#FLIST _SECURE")[-1].startswith("#ERR011:"),
+                  "the package deleted over TCP takes its _SECURE along (never an empty one)")
 
         # Tampered: one byte flipped in the middle.
         data = bytearray(open(os.path.join(work, "s1.mfp"), "rb").read())
@@ -132,14 +134,16 @@ try:
         shutil.copy(os.path.join(work, "s1.mfp"), os.path.join(work, "again.mfp"))
         refused("again.mfp", r"replay|not later")
         # A plain _SECURE folder on a pinned programmer.
-        put(ta, "_SECURE/Projects/01_X/Cntdown.txt", "5\n")
+        put(ua, "_SECURE/Projects/01_X/Cntdown.txt", "5\n")
         check(ta.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
         i = info(ta)
         check(i["SETUP"] == setup_id and i["CYCLES_LEFT"] == "1", "plain _SECURE refused: %r" % i)
         check("pinned to owner" in get(ta, "FLASHER.LOG").decode(), "logged")
-        check(ta.command("#FDELETE _SECURE/Projects/01_X/Cntdown.txt")[-1] == "#OK", "clean")
+        check(ta.command("#FDELETE _SECURE/Projects/01_X/Cntdown.txt")[-1].startswith("#ERR209:"),
+              "a plain _SECURE is not changed over TCP")
+        check(ua.command("#FDELETE _SECURE/Projects/01_X/Cntdown.txt")[-1] == "#OK", "clean")
         for d in ("_SECURE/Projects/01_X", "_SECURE/Projects", "_SECURE"):
-            check(ta.command("#RMDIR " + d)[-1] == "#OK", "clean " + d)
+            check(ua.command("#RMDIR " + d)[-1] == "#OK", "clean " + d)
         # The pin cannot be changed.
         p = run("securearea", "create", "--owner", "other.pub", device=da.socket_path, expect=1)
         check("pin cannot be changed" in p.stderr, p.stderr)

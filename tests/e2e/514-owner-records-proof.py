@@ -59,9 +59,10 @@ def has(text, fragment, what):
     check(fragment in text, "%s: '%s' not in:\n%s" % (what, fragment, text))
 
 
-def install(t, name, count, serial):
-    """A plain setup moved in from `_SECURE` by a restart."""
-    stage(t, name, count, serial)
+def install(t, u, name, count, serial):
+    """A plain setup moved in from `_SECURE` (put there over the local connection `u`) by a
+    restart."""
+    stage(u, name, count, serial)
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot to install " + name)
     area = [x for x in t.command("#INFO") if x.startswith("#INFO:AREA=")]
     check(area == ["#INFO:AREA=SECURE"], "%s installed: %r" % (name, area))
@@ -99,7 +100,7 @@ def setup_a(d):
     u = d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
     t = d.tcp()
-    install(t, "A", 10, 100)
+    install(t, u, "A", 10, 100)
     cycles(t, 5)
     run("identity", "-o", "prog.pub", device=d)
     return t, u
@@ -136,7 +137,7 @@ with Daemon(size="32M") as d:
     run("records", "--nonce", "12", os.path.join(work, "x"), device=d, expect=2)
 
     # A new setup goes on in the same chain.
-    install(t, "B", 5, 500)
+    install(t, u, "B", 5, 500)
     cycles(t, 2)
     out, rec, head = records(d, "rec-b")
     out = verify([rec], 0, head=head)
@@ -163,7 +164,7 @@ with Daemon(size="32M") as d:
     remove_and_create(u)
     t = d.tcp()
     put(t, "RECORDS.000", "".join(lines[:3]))
-    install(t, "B", 4, 500)
+    install(t, u, "B", 4, 500)
     cycles(t, 2)
     log = get(t, "FLASHER.LOG").decode(errors="replace")
     has(log, "shows the trust anchor's counter at 3, which is now 5: records after it are "
@@ -180,7 +181,7 @@ with Daemon(size="32M") as d:
     out, a_rec, a_head = records(d, "rec-a")  # the owner exports before the removal
     remove_and_create(u)
     t = d.tcp()
-    install(t, "B", 4, 500)
+    install(t, u, "B", 4, 500)
     cycles(t, 2)
     out, b_rec, b_head = records(d, "rec-b2")
     has(verify([a_rec], 0, head=a_head), "verdict: intact", "A's records, fetched with A's head")
@@ -196,13 +197,15 @@ with Daemon(size="32M") as d:
 # ---- 5: a cycle killed between its count and its record, then the next setup moved in ----
 with Daemon(size="32M", sim_speed="1") as d:
     t, u = setup_a(d)
-    stage(t, "B", 4, 500)
     t.send("#AUTO\r")
     watch = d.tcp()
     deadline = time.time() + 60
     while not any(x.endswith(("ERASING", "PROGRAMMING")) for x in watch.command("#STATUS")):
         check(time.time() < deadline, "the cycle never reached the device")
         time.sleep(0.02)
+    stage(u, "B", 4, 500)  # after the cycle began: no cycle starts beside a _SECURE
+    check(any(x.endswith(("ERASING", "PROGRAMMING")) for x in watch.command("#STATUS")),
+          "the cycle still runs")
     d.stop(signal.SIGKILL)
     d.start()  # A's records are settled (unrecorded:1), then B is moved in
     t = d.tcp()
@@ -224,7 +227,7 @@ else:
         t, u = d.tcp(), d.unix()
         check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create (tpm)")
         t = d.tcp()
-        install(t, "A", 50, 100)
+        install(t, u, "A", 50, 100)
         run("identity", "-o", "prog.pub", device=d)
         for n in (3, 2, 1):
             cycles(t, n)

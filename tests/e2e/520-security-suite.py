@@ -100,10 +100,11 @@ JOB_INI = ("[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000
 
 def install(d, t, u, fw, count=20, folder="_SECURE"):
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
-    put(t, folder + "/Projects/01_W/01_App/app.bin", fw)
-    put(t, folder + "/Projects/01_W/01_App/job.ini", JOB_INI)
-    put(t, folder + "/Projects/01_W/Cntdown.txt", "%d\n" % count)
-    put(t, folder + "/Projects/01_W/Serial.txt", "500\n")
+    c = u if folder == "_SECURE" else t  # _SECURE is the local connection's
+    put(c, folder + "/Projects/01_W/01_App/app.bin", fw)
+    put(c, folder + "/Projects/01_W/01_App/job.ini", JOB_INI)
+    put(c, folder + "/Projects/01_W/Cntdown.txt", "%d\n" % count)
+    put(c, folder + "/Projects/01_W/Serial.txt", "500\n")
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
     check(info(t)["AREA"] == "SECURE", "installed")
 
@@ -217,8 +218,7 @@ try:
                      "//Projects//01_W//Cntdown.txt", "PROJEC~1/01_W/CNTDOWN.TXT",
                      "Projects/01_W/CNTDOW~1.TXT", "Projects./01_W/Cntdown.txt",
                      "Projects /01_W/Cntdown.txt", "Projects/01_W/Cntdown.txt.",
-                     "Projects/01_W/Cntdown.txt ", "_SECURE/Projects/01_W/01_App/app.bin",
-                     "_secure/projects/01_w/01_app/app.bin",
+                     "Projects/01_W/Cntdown.txt ",
                      "Projects/01_W/01_App/../01_App/app.bin",
                      "Projects/*.txt", "Projects/01_W/?ntdown.txt"):
             row("file names", "#FOPEN " + name, NO_FILE, t.command("#FOPEN " + name))
@@ -267,6 +267,29 @@ try:
         for cmd in ("#SECUREAREA CREATE", "#SECUREAREA REMOVE", "#REBOOT FILEACCESS",
                     "#SECUREAREA CREATE " + "A" * 43 + "="):
             row("privileged", cmd[:30] + " over TCP", LOCAL_ONLY, t.command(cmd))
+
+        # _SECURE over TCP: a sealed package and nothing else, in any spelling, so that no
+        # network peer leaves a plain or an empty _SECURE for the next start to erase the setup
+        # with (only the local connection may destroy it).
+        secure_only = ["#ACK", "#ERR209:Over TCP and serial, _SECURE takes a sealed package "
+                       "(_SECURE/<name>.mfp) and nothing else: use the local connection"]
+        for cmd in ("#MKDIR _SECURE", "#MKDIR _secure.", "#MKDIR /_SECURE ", "#MKDIR _SECURE/x",
+                    "#MKDIR Projects/../_SECURE", "#FOPEN _SECURE/Projects/01_W/01_App/app.bin",
+                    "#FOPEN _secure/projects/01_w/01_app/app.bin", "#FOPEN _SECURE/Cntdown.txt",
+                    "#FOPEN _SECURE\\FLASHER.INI", "#FOPEN _SECURE/x/y.mfp", "#FOPEN _SECURE"):
+            row("_SECURE over TCP", cmd, secure_only, t.command(cmd))
+        row("_SECURE over TCP", "#FOPEN _SECURE/p.mfp (makes _SECURE)", ["#ACK", "#OK"],
+            t.command("#FOPEN _SECURE/p.mfp"))
+        t.command("#FCLOSE")
+        for cmd in ("#FOPEN _SECURE/Cntdown.txt", "#MKDIR _SECURE/Projects",
+                    "#FDELETE _SECURE/x.txt", "#RMDIR _SECURE/Projects"):
+            row("_SECURE over TCP", cmd + " (beside a package)", secure_only, t.command(cmd))
+        row("_SECURE over TCP", "#FDELETE _SECURE/p.mfp", ["#ACK", "#OK"],
+            t.command("#FDELETE _SECURE/p.mfp"))
+        row("_SECURE over TCP", "#FLIST _SECURE after the package went", NO_FOLDER,
+            t.command("#FLIST _SECURE"))
+        row("_SECURE over TCP", "#REBOOT, then the setup", ("SECURE", str(left)),
+            (t.command("#REBOOT", timeout=120) and info(t)["AREA"], info(t)["CYCLES_LEFT"]))
 
         # Top-up tokens: malformed, forged.
         malformed = ["#NACK:ERR210:Expected a top-up token in hex (185 to 440 bytes)"]
@@ -440,8 +463,9 @@ try:
                 (["#ACK", "#OK"], "the package import failed: " + why, setup_id, "5"),
                 deliver(package))
             t = d.tcp()
+            # Over TCP the last package deleted takes its _SECURE along: never an empty one.
             check(t.command("#FDELETE _SECURE/" + package) == ["#ACK", "#OK"], "clean up")
-            check(t.command("#RMDIR _SECURE") == ["#ACK", "#OK"], "clean up")
+            check(t.command("#FLIST _SECURE") == NO_FOLDER, "_SECURE went with the package")
 
         # Top-up tokens signed by an owner: the owner's own once, then replayed, stale, foreign.
         for name, key, setup, limit in (("t8", "owner", setup_id, 8), ("t7", "owner", setup_id, 7),
@@ -544,10 +568,10 @@ try:
         t, u = d.tcp(), d.unix()
         check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "create")
         big = firmware(900000)
-        put(t, "_SECURE/Projects/01_W/01_App/app.bin", big)
-        put(t, "_SECURE/Projects/01_W/01_App/job.ini",
+        put(u, "_SECURE/Projects/01_W/01_App/app.bin", big)
+        put(u, "_SECURE/Projects/01_W/01_App/job.ini",
             "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n")
-        put(t, "_SECURE/Projects/01_W/Cntdown.txt", "7\n")
+        put(u, "_SECURE/Projects/01_W/Cntdown.txt", "7\n")
         check(d.stop() == 0, "stop")
         for delay in (0.05, 0.15, 0.4):
             d.start(wait_ready=False)

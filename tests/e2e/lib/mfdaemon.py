@@ -229,7 +229,8 @@ def put(client, path, data):
         client.command("#MKDIR " + "/".join(parts[:i]))
     if isinstance(data, str):
         data = data.encode()
-    check(client.command("#FOPEN " + path)[-1] == "#OK", "FOPEN " + path)
+    r = client.command("#FOPEN " + path)
+    check(r[-1] == "#OK", "FOPEN %s: %r" % (path, r))
     for off in range(0, len(data), 512):
         chunk = data[off:off + 512]
         r = client.command("#FWRITE %x,%x:%s" % (off, len(chunk), chunk.hex()))
@@ -238,8 +239,9 @@ def put(client, path, data):
 
 
 def get(client, path):
-    """Reads a file of the public area through #FREAD."""
-    check(client.command("#FOPEN " + path)[-1] == "#OK", "FOPEN " + path)
+    """Reads a file of the public area through #FOPENREAD and #FREAD."""
+    r = client.command("#FOPENREAD " + path)
+    check(r[-1] == "#OK", "FOPEN %s: %r" % (path, r))
     size = int(client.command("#FSIZE")[-1].split(":")[1], 16)
     data = b""
     while len(data) < size:

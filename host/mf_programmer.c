@@ -136,7 +136,7 @@ static int64_t utc_now(void *context)
  * may have taken it. A record that cannot be written stops production (the next cycle's
  * preflight refuses, and tries the records again) rather than let devices go unrecorded. */
 static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
-                         const struct mf_cycle_env *env, const struct mf_cycle_request *request,
+                         const struct mf_cycle_request *request,
                          const struct mf_cycle_result *result)
 {
     /* A patch line the operator sent (#AUTO PATCH) changed the owner's bytes: the record names
@@ -151,7 +151,7 @@ static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
     }
     pthread_mutex_lock(&p->records_mutex);
     if (p->records_open) {
-        const struct mf_project *proj = env->setup ? mf_setup_project(env->setup) : NULL;
+        const struct mf_project *proj = request->project; /* the one the cycle ran */
         struct mf_reclog_entry e = {.project = proj ? proj->name : "",
                                     .slot = w->number,
                                     .uid = result->uid,
@@ -203,11 +203,14 @@ static void *worker_main(void *arg)
         struct mf_cycle_env env = p->env;
         env.event = on_event;
         env.event_context = w;
+        /* The project selected now is the one this cycle runs and records: a #SELECT while it
+         * runs (the setup stays loaded until no slot is busy) concerns the next cycle. */
+        request.project = env.setup ? mf_setup_project(env.setup) : NULL;
         pthread_mutex_unlock(&p->state_lock);
 
         if (mf_gdb_is(&w->target)) {
             /* The project's [gdb] settings (its first job's) drive the GDB server. */
-            const struct mf_project *proj = env.setup ? mf_setup_project(env.setup) : NULL;
+            const struct mf_project *proj = request.project;
             mf_gdb_set_options(&w->target, proj && proj->job_count ? &proj->jobs[0].gdb : NULL);
         }
         struct mf_cycle_result result;
@@ -217,7 +220,7 @@ static void *worker_main(void *arg)
         else
             log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
         if (result.consumed || result.count_unknown)
-            record_cycle(p, w, &env, &request, &result);
+            record_cycle(p, w, &request, &result);
         if (result.log_error)
             log_stderr(p, 0, "slot %u: FLASHER.LOG: this cycle's line is missing: %s", w->number,
                        mf_strerror(result.log_error));

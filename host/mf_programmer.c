@@ -1138,8 +1138,12 @@ static void apply_tokens(struct mf_programmer *p)
 
 int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t size, char *text)
 {
+    /* A restart (#REBOOT on another connection, SIGHUP) or a secure-area command begun from now
+     * on waits until the token is applied: it would close the secure area under it. */
     pthread_mutex_lock(&p->state_lock);
     bool ready = !p->initializing && p->has_identity;
+    if (ready)
+        p->pushing++;
     pthread_mutex_unlock(&p->state_lock);
     if (!ready) {
         sayn(text, MF_TOKEN_MESSAGE_MAX, "the programmer is starting up");
@@ -1158,6 +1162,10 @@ int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t si
                           : replay ? "replayed"
                                    : "applied",
                           text);
+    pthread_mutex_lock(&p->state_lock);
+    p->pushing--;
+    pthread_cond_broadcast(&p->state_cond);
+    pthread_mutex_unlock(&p->state_lock);
     return err;
 }
 
@@ -1423,7 +1431,7 @@ int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error
         if (p->workers[i].busy)
             atomic_store(&p->workers[i].target.cancel, 1);
     }
-    while (any_busy(p))
+    while (any_busy(p) || p->pushing)
         pthread_cond_wait(&p->state_cond, &p->state_lock);
     pthread_mutex_unlock(&p->state_lock);
 
@@ -1825,6 +1833,8 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
         return MF_EBUSY;
     }
     p->initializing = true;
+    while (p->pushing)
+        pthread_cond_wait(&p->state_cond, &p->state_lock);
     pthread_mutex_unlock(&p->state_lock);
     shutdown_areas(p);
     /* Whatever the secure area held is gone for good before the partitions change: the anchor

@@ -159,9 +159,10 @@ static void tally_left(const struct mf_tally *t, bool *limited, uint64_t *left)
                 : t->root_left;
 }
 
-int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining)
+/* mf_cycle_remaining for one project of the setup (NULL: none). */
+static int remaining_of(const struct mf_cycle_env *env, const struct mf_project *p, bool *limited,
+                        uint64_t *remaining)
 {
-    const struct mf_project *p = mf_setup_project(env->setup);
     char message[MF_AREA_MESSAGE_MAX];
     struct mf_tally t;
     *limited = false;
@@ -172,6 +173,11 @@ int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *
     if (!err)
         tally_left(&t, limited, remaining);
     return err;
+}
+
+int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining)
+{
+    return remaining_of(env, mf_setup_project(env->setup), limited, remaining);
 }
 
 /* Encodes the serial number for one job. */
@@ -1510,7 +1516,7 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     atomic_store(&t->cancel, 0); /* a cancel meant for an earlier cycle does not stop this one */
     uint64_t started = now(c);
     slot->overlay_count = 0;
-    c->project = mf_setup_project(env->setup);
+    c->project = request->project ? request->project : mf_setup_project(env->setup);
     c->exclude_overlays = request->action == MF_ACTION_VERIFY;
     int err = 0;
     bool connected = false;
@@ -1547,7 +1553,7 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
         bool limited;
         uint64_t remaining;
         mf_lock_take(env->authorize);
-        err = mf_cycle_remaining(env, &limited, &remaining);
+        err = remaining_of(env, c->project, &limited, &remaining);
         unsigned reserved = env->reserved ? *env->reserved : 0;
         if (!err && !(limited && remaining <= reserved) && env->reserved) {
             (*env->reserved)++;

@@ -59,6 +59,10 @@ struct mf_cycle_request {
     enum mf_cycle_action action;
     bool no_patch;          /* #AUTO NOPATCH: do not apply Patches.txt */
     const char *patch_line; /* #AUTO PATCH: this line instead of Patches.txt (NULL: none) */
+    /* The project to run, one of the setup's (NULL: the setup's selected one when the cycle
+     * begins). A caller that records the cycle afterwards names this project, so a #SELECT
+     * while the cycle runs changes neither what runs nor what is recorded. */
+    const struct mf_project *project;
 };
 
 /* Where a cycle failed, for the protocol's error numbers. */

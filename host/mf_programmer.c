@@ -136,7 +136,7 @@ static int64_t utc_now(void *context)
  * may have taken it. A record that cannot be written stops production (the next cycle's
  * preflight refuses, and tries the records again) rather than let devices go unrecorded. */
 static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
-                         const struct mf_cycle_env *env, const struct mf_cycle_request *request,
+                         const struct mf_cycle_request *request,
                          const struct mf_cycle_result *result)
 {
     /* A patch line the operator sent (#AUTO PATCH) changed the owner's bytes: the record names
@@ -151,7 +151,7 @@ static void record_cycle(struct mf_programmer *p, struct mf_slot_worker *w,
     }
     pthread_mutex_lock(&p->records_mutex);
     if (p->records_open) {
-        const struct mf_project *proj = env->setup ? mf_setup_project(env->setup) : NULL;
+        const struct mf_project *proj = request->project; /* the one the cycle ran */
         struct mf_reclog_entry e = {.project = proj ? proj->name : "",
                                     .slot = w->number,
                                     .uid = result->uid,
@@ -203,11 +203,14 @@ static void *worker_main(void *arg)
         struct mf_cycle_env env = p->env;
         env.event = on_event;
         env.event_context = w;
+        /* The project selected now is the one this cycle runs and records: a #SELECT while it
+         * runs (the setup stays loaded until no slot is busy) concerns the next cycle. */
+        request.project = env.setup ? mf_setup_project(env.setup) : NULL;
         pthread_mutex_unlock(&p->state_lock);
 
         if (mf_gdb_is(&w->target)) {
             /* The project's [gdb] settings (its first job's) drive the GDB server. */
-            const struct mf_project *proj = env.setup ? mf_setup_project(env.setup) : NULL;
+            const struct mf_project *proj = request.project;
             mf_gdb_set_options(&w->target, proj && proj->job_count ? &proj->jobs[0].gdb : NULL);
         }
         struct mf_cycle_result result;
@@ -217,7 +220,7 @@ static void *worker_main(void *arg)
         else
             log_stderr(p, 1, "slot %u: OK (%u ms)", w->number, result.total_ms);
         if (result.consumed || result.count_unknown)
-            record_cycle(p, w, &env, &request, &result);
+            record_cycle(p, w, &request, &result);
         if (result.log_error)
             log_stderr(p, 0, "slot %u: FLASHER.LOG: this cycle's line is missing: %s", w->number,
                        mf_strerror(result.log_error));
@@ -1143,8 +1146,12 @@ static void apply_tokens(struct mf_programmer *p)
 
 int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t size, char *text)
 {
+    /* A restart (#REBOOT on another connection, SIGHUP) or a secure-area command begun from now
+     * on waits until the token is applied: it would close the secure area under it. */
     pthread_mutex_lock(&p->state_lock);
     bool ready = !p->initializing && p->has_identity;
+    if (ready)
+        p->pushing++;
     pthread_mutex_unlock(&p->state_lock);
     if (!ready) {
         sayn(text, MF_TOKEN_MESSAGE_MAX, "the programmer is starting up");
@@ -1163,6 +1170,10 @@ int mf_programmer_topup(struct mf_programmer *p, const uint8_t *token, size_t si
                           : replay ? "replayed"
                                    : "applied",
                           text);
+    pthread_mutex_lock(&p->state_lock);
+    p->pushing--;
+    pthread_cond_broadcast(&p->state_cond);
+    pthread_mutex_unlock(&p->state_lock);
     return err;
 }
 
@@ -1428,7 +1439,7 @@ int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error
         if (p->workers[i].busy)
             atomic_store(&p->workers[i].target.cancel, 1);
     }
-    while (any_busy(p))
+    while (any_busy(p) || p->pushing)
         pthread_cond_wait(&p->state_cond, &p->state_lock);
     pthread_mutex_unlock(&p->state_lock);
 
@@ -1830,13 +1841,24 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
         return MF_EBUSY;
     }
     p->initializing = true;
+    while (p->pushing)
+        pthread_cond_wait(&p->state_cond, &p->state_lock);
     pthread_mutex_unlock(&p->state_lock);
     shutdown_areas(p);
     /* Whatever the secure area held is gone for good before the partitions change: the anchor
      * forgets its key (the spec: all configuration and data files are lost). */
     int err = 0;
     error[0] = '\0';
-    if ((err = open_anchor(p)) != 0)
+    /* A command the storage will refuse is refused before the anchor forgets anything: a
+     * `create` where a secure area exists (or a `remove` where none does) used to erase the
+     * installed setup's key first and then fail, so the setup was gone behind an error reply. */
+    bool exists = p->storage.layout.secure_count != 0;
+    if (!p->storage.interrupted && create == exists) {
+        say(error, "%s (nothing was erased)",
+            exists ? "a secure area exists already" : "there is no secure area");
+        err = exists ? MF_EEXIST : MF_ENOENT;
+    }
+    if (!err && (err = open_anchor(p)) != 0)
         say(error, "trust anchor: %s", p->anchor.error);
     /* The owner pin is for the life of the trust anchor: never changed here, never removed. */
     struct mf_anchor_state as;

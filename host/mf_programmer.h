@@ -132,6 +132,8 @@ struct mf_programmer {
 
     enum mf_mode mode;
     bool initializing;
+    unsigned pushing; /* #TOPUP pushes being applied: a restart or a secure-area command waits for
+                         them (under state_lock) */
     bool files_changed;
     bool reload_setup; /* with files_changed: load the setup afresh, also in the secure area (its
                           data kept in memory no longer matches its load) */

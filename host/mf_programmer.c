@@ -1849,16 +1849,7 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
      * forgets its key (the spec: all configuration and data files are lost). */
     int err = 0;
     error[0] = '\0';
-    /* A command the storage will refuse is refused before the anchor forgets anything: a
-     * `create` where a secure area exists (or a `remove` where none does) used to erase the
-     * installed setup's key first and then fail, so the setup was gone behind an error reply. */
-    bool exists = p->storage.layout.secure_count != 0;
-    if (!p->storage.interrupted && create == exists) {
-        say(error, "%s (nothing was erased)",
-            exists ? "a secure area exists already" : "there is no secure area");
-        err = exists ? MF_EEXIST : MF_ENOENT;
-    }
-    if (!err && (err = open_anchor(p)) != 0)
+    if ((err = open_anchor(p)) != 0)
         say(error, "trust anchor: %s", p->anchor.error);
     /* The owner pin is for the life of the trust anchor: never changed here, never removed. */
     struct mf_anchor_state as;
@@ -1874,6 +1865,15 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
             "erased)",
             k.fingerprint);
         err = MF_EPERM;
+    }
+    /* A command the storage will refuse is refused before the anchor forgets anything: a
+     * `create` where a secure area exists (or a `remove` where none does) used to erase the
+     * installed setup's key first and then fail, so the setup was gone behind an error reply. */
+    bool exists = p->storage.layout.secure_count != 0;
+    if (!err && !p->storage.interrupted && create == exists) {
+        say(error, "%s (nothing was erased)",
+            exists ? "a secure area exists already" : "there is no secure area");
+        err = exists ? MF_EEXIST : MF_ENOENT;
     }
     char message[MF_SECURE_MESSAGE_MAX];
     if (!err && (err = mf_secure_erase(&p->anchor, message)) != 0)

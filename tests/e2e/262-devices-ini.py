@@ -62,7 +62,7 @@ with Daemon(size="32M") as d:
 
     # Moved into the secure area with the setup: the same part, from there.
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
-    setup(c, "_SECURE/", boot, app)
+    setup(u, "_SECURE/", boot, app)  # _SECURE is the local connection's
     check(c.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot: the move")
     info = dict(x[6:].split("=", 1) for x in c.command("#INFO") if x.startswith("#INFO:"))
     check(info["AREA"] == "SECURE" and info["CYCLES_LEFT"] == "10", "moved: %r" % info)

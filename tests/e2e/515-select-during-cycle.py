@@ -32,8 +32,8 @@ def records(t):
 with Daemon(size="32M", sim_speed="1") as d:
     t, u = d.tcp(), d.unix()
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
-    project(t, "01_Alpha", 100)
-    project(t, "02_Beta", 900)
+    project(u, "01_Alpha", 100)  # _SECURE is the local connection's
+    project(u, "02_Beta", 900)
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
     check(info(t)["AREA"] == "SECURE", "the setup runs from the secure area")
     check(t.command("#SELECT Alpha") == ["#ACK", "#OK"], "select Alpha")

@@ -16,10 +16,10 @@ with Daemon(size="32M") as d:
           "remove with none: %r" % r)
     check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
     base = "_SECURE/Projects/01_W"
-    put(t, base + "/01_App/app.bin", firmware(4000))
-    put(t, base + "/01_App/job.ini",
+    put(u, base + "/01_App/app.bin", firmware(4000))
+    put(u, base + "/01_App/job.ini",
         "[job]\ndevice = SIM-F4-1M\n[file]\npath = app.bin\naddress = 0x08000000\n")
-    put(t, base + "/Cntdown.txt", "5\r\n")
+    put(u, base + "/Cntdown.txt", "5\r\n")
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")
     check(t.command("#AUTO")[-1].startswith("#OK"), "a cycle")
     before = info(t)

@@ -1875,6 +1875,15 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
             exists ? "a secure area exists already" : "there is no secure area");
         err = exists ? MF_EEXIST : MF_ENOENT;
     }
+    /* The pin goes first: a power cut later in the command leaves a pinned programmer whose
+     * create is simply run again, never a new secure area without the pin that was asked for
+     * (one the factory could load a plain setup into). */
+    if (!err && create && owner && !as.has_owner) {
+        err = p->anchor.write_owner(&p->anchor, owner, as.package_mark);
+        if (err)
+            say(error, "the owner pin failed (nothing was erased): trust anchor: %s",
+                p->anchor.error);
+    }
     char message[MF_SECURE_MESSAGE_MAX];
     if (!err && (err = mf_secure_erase(&p->anchor, message)) != 0)
         say(error, "%s", message);
@@ -1887,12 +1896,6 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
                 : err == MF_EEXIST   ? "a secure area exists already"
                 : err == MF_ENOENT   ? "there is no secure area"
                                      : mf_strerror(err));
-    }
-    if (!err && create && owner && !as.has_owner) {
-        err = p->anchor.write_owner(&p->anchor, owner, as.package_mark);
-        if (err)
-            say(error, "the secure area was created, but the owner pin failed: trust anchor: %s",
-                p->anchor.error);
     }
     note_pin(p);
     if (!err) {

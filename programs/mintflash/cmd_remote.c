@@ -179,6 +179,13 @@ static int exchange(struct mf_cli_session *s, const char *cmd, const char *line,
     }
 }
 
+/* A bare #NACK: the programmer does not know the command, as the reference product (and an older
+ * mintflashd) answers one of ours (#FLIST, #FOPENREAD, ...). */
+static bool bare_nack(const struct mf_remote_reply *reply)
+{
+    return reply->outcome == MF_REMOTE_NACK && strcmp(reply->final, "#NACK") == 0;
+}
+
 /* Prints why a reply is not #OK. */
 static void reply_error(struct mf_cli_session *s, const char *cmd, const char *line,
                         const struct mf_remote_reply *reply)
@@ -519,6 +526,34 @@ static int collect(struct mf_cli_session *s, const char *cmd, const char *line, 
     }
     if (c->overflow) {
         cmd_error(s, cmd, "more than %d lines in the reply", LIST_ENTRIES_MAX);
+        return 1;
+    }
+    return 0;
+}
+
+/* #FLIST collected as collect() does; a programmer that does not know it (a bare #NACK) sets
+ * *unknown and returns 0 with nothing printed. */
+static int collect_listing(struct mf_cli_session *s, const char *cmd, const char *line,
+                           struct collected *c, bool *unknown)
+{
+    struct mf_remote_reply reply;
+    memset(c, 0, sizeof *c);
+    *unknown = false;
+    if (exchange(s, cmd, line, collect_line, c, 0, &reply))
+        return 1;
+    if (bare_nack(&reply)) {
+        *unknown = true;
+        return 0;
+    }
+    if (reply.outcome != MF_REMOTE_OK) {
+        reply_error(s, cmd, line, &reply);
+        return 1;
+    }
+    if (c->no_memory || c->overflow) {
+        if (c->no_memory)
+            cmd_error(s, cmd, "out of memory");
+        else
+            cmd_error(s, cmd, "more than %d lines in the reply", LIST_ENTRIES_MAX);
         return 1;
     }
     return 0;
@@ -980,10 +1015,18 @@ static void lookup_line(void *ctx, const char *line)
     }
 }
 
+/* What a listing of its folder says of a path. */
+enum remote_kind {
+    REMOTE_MISSING,
+    REMOTE_FILE,
+    REMOTE_DIR,
+    REMOTE_UNLISTED, /* the programmer does not know #FLIST (a bare #NACK): nothing is known */
+};
+
 /* Finds `path` through a listing of its folder (#FOPEN would create a missing file).
- * Returns 0 with *exists / *is_dir set (a missing folder: not found), or 1 (printed). */
-static int remote_stat(struct mf_cli_session *s, const char *cmd, const char *path, bool *exists,
-                       bool *is_dir)
+ * Returns 0 with *kind set (a missing folder: REMOTE_MISSING), or 1 (printed). */
+static int remote_stat(struct mf_cli_session *s, const char *cmd, const char *path,
+                       enum remote_kind *kind)
 {
     char *copy = strdup(path);
     if (!copy) {
@@ -993,10 +1036,9 @@ static int remote_stat(struct mf_cli_session *s, const char *cmd, const char *pa
     const char *folder, *name;
     split_remote(copy, &folder, &name);
     int status = 0;
-    *exists = false;
-    *is_dir = false;
+    *kind = REMOTE_MISSING;
     if (!*name) {
-        *exists = *is_dir = true; /* the root */
+        *kind = REMOTE_DIR; /* the root */
         goto done;
     }
     char line[LINE_SIZE];
@@ -1009,12 +1051,13 @@ static int remote_stat(struct mf_cli_session *s, const char *cmd, const char *pa
     struct mf_remote_reply reply;
     if (exchange(s, cmd, line, lookup_line, &l, 0, &reply)) {
         status = 1;
+    } else if (bare_nack(&reply)) {
+        *kind = REMOTE_UNLISTED;
     } else if (reply.outcome == MF_REMOTE_NACK) {
         reply_error(s, cmd, line, &reply);
         status = 1;
     } else if (reply.outcome == MF_REMOTE_OK && l.found) {
-        *exists = true;
-        *is_dir = l.is_dir;
+        *kind = l.is_dir ? REMOTE_DIR : REMOTE_FILE;
     }
 done:
     free(copy);
@@ -1063,21 +1106,38 @@ static int remote_close_file(struct mf_cli_session *s, const char *cmd)
     return expect_ok(s, cmd, "#FCLOSE", NULL, NULL, NULL);
 }
 
-/* #FOPEN (`write`: creates a missing file) or #FOPENREAD (reading only: never creates or changes
- * a file), then #FSIZE. A programmer that does not know #FOPENREAD (a bare #NACK: the reference
- * product, an older mintflashd) gets #FOPEN: the callers found the file in a listing first, so
- * only a file deleted in between could be created. Returns 0 with the file open, or 1 (printed;
- * closed). */
-static int remote_open_file(struct mf_cli_session *s, const char *cmd, const char *path, bool write,
-                            uint64_t *size)
+/* How remote_open_file() opens a file. */
+enum open_mode {
+    OPEN_WRITE,     /* #FOPEN: creates a missing file */
+    OPEN_LISTED,    /* #FOPENREAD, else #FOPEN: for a file a listing has just shown */
+    OPEN_READ_ONLY, /* #FOPENREAD alone: never creates or changes a file */
+};
+/* remote_open_file() with OPEN_READ_ONLY, besides 0 and 1; nothing printed, the reply in *failed */
+#define OPEN_NOT_THERE 2 /* #ERR010: no such file (or a folder, or a name it cannot open) */
+#define OPEN_UNKNOWN   3 /* a bare #NACK: the programmer does not know #FOPENREAD */
+
+/* #FOPEN (OPEN_WRITE: creates a missing file) or #FOPENREAD (reading only: never creates or
+ * changes a file), then #FSIZE. With OPEN_LISTED a programmer that does not know #FOPENREAD (a
+ * bare #NACK: the reference product, an older mintflashd) gets #FOPEN: the file was found in a
+ * listing first, so only a file deleted in between could be created. Returns 0 with the file
+ * open, 1 (printed; closed), or with OPEN_READ_ONLY OPEN_NOT_THERE / OPEN_UNKNOWN (not printed;
+ * the reply in *failed when not NULL). */
+static int remote_open_file(struct mf_cli_session *s, const char *cmd, const char *path,
+                            enum open_mode mode, uint64_t *size, struct mf_remote_reply *failed)
 {
     char line[LINE_SIZE];
     struct mf_remote_reply reply;
-    if (format_line(s, cmd, line, write ? "#FOPEN %s" : "#FOPENREAD %s", path))
+    if (format_line(s, cmd, line, mode == OPEN_WRITE ? "#FOPEN %s" : "#FOPENREAD %s", path))
         return 1;
     if (exchange(s, cmd, line, NULL, NULL, 0, &reply))
         return 1;
-    if (!write && reply.outcome == MF_REMOTE_NACK && strcmp(reply.final, "#NACK") == 0) {
+    if (mode == OPEN_READ_ONLY &&
+        (bare_nack(&reply) || (reply.outcome == MF_REMOTE_ERR && reply.code == 10))) {
+        if (failed)
+            *failed = reply;
+        return bare_nack(&reply) ? OPEN_UNKNOWN : OPEN_NOT_THERE;
+    }
+    if (mode == OPEN_LISTED && bare_nack(&reply)) {
         if (format_line(s, cmd, line, "#FOPEN %s", path) ||
             exchange(s, cmd, line, NULL, NULL, 0, &reply))
             return 1;
@@ -1097,6 +1157,47 @@ fail:
     if (s->connected && s->remote.fd >= 0)
         (void)remote_close_file(s, cmd);
     return 1;
+}
+
+/* Opens the file `path` the user named, for reading, and gets its size. 0 (open), or 1 (printed;
+ * closed). A listing (#FLIST) finds it first: a missing file or a folder is never opened. A
+ * programmer that does not know #FLIST gets #FOPENREAD for the name, which fails for a missing
+ * file (#ERR010: "no such file"). One that knows neither (the reference product) gets #FOPEN for
+ * the name, which creates a missing file, empty: an empty file then fails, since it may be the
+ * one #FOPEN has just made (docs/commander.md, "Programmers without #FLIST"). */
+static int open_for_reading(struct mf_cli_session *s, const char *cmd, const char *path,
+                            uint64_t *size)
+{
+    enum remote_kind kind;
+    if (remote_stat(s, cmd, path, &kind))
+        return 1;
+    if (kind == REMOTE_MISSING || kind == REMOTE_DIR) {
+        cmd_error(s, cmd, "%s%s", path,
+                  kind == REMOTE_DIR ? " is a folder" : ": no such file on the programmer");
+        return 1;
+    }
+    if (kind == REMOTE_FILE)
+        return remote_open_file(s, cmd, path, OPEN_LISTED, size, NULL);
+    struct mf_remote_reply reply;
+    int status = remote_open_file(s, cmd, path, OPEN_READ_ONLY, size, &reply);
+    if (status == OPEN_NOT_THERE) {
+        cmd_error(s, cmd, "%s: no such file on the programmer (%s)", path, reply.final);
+        return 1;
+    }
+    if (status != OPEN_UNKNOWN)
+        return status;
+    if (remote_open_file(s, cmd, path, OPEN_WRITE, size, NULL))
+        return 1;
+    if (*size == 0) {
+        (void)remote_close_file(s, cmd);
+        cmd_error(s, cmd,
+                  "%s is empty, or was missing and #FOPEN has just created it empty: this "
+                  "programmer knows neither #FLIST nor #FOPENREAD, so the commander cannot tell "
+                  "(if it was not there, 'fdelete %s' removes it again)",
+                  path, path);
+        return 1;
+    }
+    return 0;
 }
 
 /* Writes `n` bytes for a terminal: control characters other than tab, LF and CR (C0, DEL and the
@@ -1128,25 +1229,12 @@ static int write_shown(int fd, const uint8_t *data, size_t n, bool *c2)
     return write_all(fd, (const uint8_t *)out, k);
 }
 
-/* Copies the remote file `path` into out_fd; `shown`: for a terminal (write_shown). */
-static int get_file(struct mf_cli_session *s, const char *cmd, const char *path, int out_fd,
-                    const char *out_name, bool shown)
+/* Copies the open remote file `path` (`size` bytes) into out_fd and closes it; `shown`: for a
+ * terminal (write_shown). */
+static int read_open_file(struct mf_cli_session *s, const char *cmd, const char *path,
+                          uint64_t size, int out_fd, const char *out_name, bool shown)
 {
     bool c2 = false;
-    bool exists, is_dir;
-    if (remote_stat(s, cmd, path, &exists, &is_dir))
-        return 1;
-    if (!exists) {
-        cmd_error(s, cmd, "%s: no such file on the programmer", path);
-        return 1;
-    }
-    if (is_dir) {
-        cmd_error(s, cmd, "%s is a folder", path);
-        return 1;
-    }
-    uint64_t size;
-    if (remote_open_file(s, cmd, path, false, &size))
-        return 1;
     uint8_t data[MF_REMOTE_CHUNK];
     uint64_t offset = 0;
     int status = 0;
@@ -1188,6 +1276,16 @@ static int get_file(struct mf_cli_session *s, const char *cmd, const char *path,
     return status;
 }
 
+/* Copies the remote file `path` the user named into out_fd; `shown`: for a terminal. */
+static int get_file(struct mf_cli_session *s, const char *cmd, const char *path, int out_fd,
+                    const char *out_name, bool shown)
+{
+    uint64_t size;
+    if (open_for_reading(s, cmd, path, &size))
+        return 1;
+    return read_open_file(s, cmd, path, size, out_fd, out_name, shown);
+}
+
 /* Copies the local file `local` to the remote `path`, replacing what was there. */
 static int put_file(struct mf_cli_session *s, const char *cmd, const char *local, const char *path)
 {
@@ -1208,7 +1306,7 @@ static int put_file(struct mf_cli_session *s, const char *cmd, const char *local
         return 1;
     }
     uint64_t remote_size, total = (uint64_t)st.st_size;
-    if (remote_open_file(s, cmd, path, true, &remote_size)) {
+    if (remote_open_file(s, cmd, path, OPEN_WRITE, &remote_size, NULL)) {
         close(fd);
         return 1;
     }
@@ -1218,7 +1316,7 @@ static int put_file(struct mf_cli_session *s, const char *cmd, const char *local
         /* #FOPEN never truncates: a longer old file is deleted first. */
         if (remote_close_file(s, cmd) || format_line(s, cmd, line, "#FDELETE %s", path) ||
             expect_ok(s, cmd, line, NULL, NULL, NULL) ||
-            remote_open_file(s, cmd, path, true, &remote_size)) {
+            remote_open_file(s, cmd, path, OPEN_WRITE, &remote_size, NULL)) {
             close(fd);
             return 1;
         }
@@ -1267,9 +1365,9 @@ static int remote_mkdir(struct mf_cli_session *s, const char *cmd, const char *p
         return 1;
     if (reply.outcome == MF_REMOTE_OK)
         return 0;
-    bool exists, is_dir;
-    if (reply.outcome == MF_REMOTE_ERR && !remote_stat(s, cmd, path, &exists, &is_dir) && exists &&
-        is_dir)
+    /* Already there? (Without #FLIST the commander cannot tell: the error stands.) */
+    enum remote_kind kind;
+    if (reply.outcome == MF_REMOTE_ERR && !remote_stat(s, cmd, path, &kind) && kind == REMOTE_DIR)
         return 0;
     reply_error(s, cmd, line, &reply);
     return 1;
@@ -1493,16 +1591,8 @@ static int cmd_fsize(struct mf_cli_session *s, int argc, char **argv)
 {
     if (argc != 2)
         return usage_error(s, "fsize", argc < 2 ? "missing remote file" : "too many arguments");
-    bool exists, is_dir;
-    if (remote_stat(s, "fsize", argv[1], &exists, &is_dir))
-        return 1;
-    if (!exists || is_dir) {
-        cmd_error(s, "fsize", "%s: %s", argv[1],
-                  exists ? "is a folder" : "no such file on the programmer");
-        return 1;
-    }
     uint64_t size;
-    if (remote_open_file(s, "fsize", argv[1], false, &size))
+    if (open_for_reading(s, "fsize", argv[1], &size))
         return 1;
     if (remote_close_file(s, "fsize"))
         return 1;
@@ -1545,8 +1635,14 @@ static int cmd_flist(struct mf_cli_session *s, int argc, char **argv)
              : format_line(s, "flist", line, "#FLIST"))
         return 1;
     struct collected c;
-    int status = collect(s, "flist", line, &c, NULL);
-    if (status == 0) {
+    bool unknown;
+    int status = collect_listing(s, "flist", line, &c, &unknown);
+    if (status == 0 && unknown) {
+        cmd_error(s, "flist",
+                  "the programmer does not support listing folders (it answers #FLIST with "
+                  "#NACK)");
+        status = 1;
+    } else if (status == 0) {
         if (s->json) {
             printf("{\"dir\":");
             json_string(stdout, dir);
@@ -1626,6 +1722,29 @@ static int cmd_identity(struct mf_cli_session *s, int argc, char **argv)
     return 0;
 }
 
+#define SECURE_UNKNOWN 2
+
+/* After the restart of a push: is the package `remote` (_SECURE/<name>) still there, refused? A
+ * start that installs it removes _SECURE. 0 no, 1 yes, SECURE_UNKNOWN: the programmer knows
+ * neither #FLIST nor #FOPENREAD (#FOPEN would create it); -1 failed (printed). */
+static int secure_left(struct mf_cli_session *s, const char *remote)
+{
+    enum remote_kind kind;
+    if (remote_stat(s, "push", "_SECURE", &kind))
+        return -1;
+    if (kind != REMOTE_UNLISTED)
+        return kind != REMOTE_MISSING;
+    uint64_t size;
+    int status = remote_open_file(s, "push", remote, OPEN_READ_ONLY, &size, NULL);
+    if (status == 0)
+        return remote_close_file(s, "push") ? -1 : 1;
+    if (status == OPEN_NOT_THERE)
+        return 0;
+    if (status == OPEN_UNKNOWN)
+        return SECURE_UNKNOWN;
+    return -1;
+}
+
 /* push FILE: a sealed package (.mfp) is copied into _SECURE and installed by a restart; a top-up
  * token (.mft) is applied at once. */
 static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
@@ -1664,20 +1783,22 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
     /* The package goes alone into _SECURE; the restart installs it (or refuses it whole). */
     char line[LINE_SIZE], remote[512];
     snprintf(remote, sizeof remote, "_SECURE/%s", local_basename(local));
-    bool exists = false, is_dir = false;
-    if (remote_stat(s, "push", "_SECURE", &exists, &is_dir))
+    /* Without #FLIST this check is skipped: #MKDIR _SECURE then fails for a folder there. */
+    enum remote_kind kind;
+    if (remote_stat(s, "push", "_SECURE", &kind))
         return 1;
-    if (exists) {
+    if (kind == REMOTE_DIR || kind == REMOTE_FILE) {
         cmd_error(s, "push", "the programmer has a _SECURE folder already: remove it first");
         return 1;
     }
     /* Over TCP and serial a programmer makes _SECURE itself for the package and refuses the
-     * folder alone (#ERR209); older ones and the local connection take #MKDIR. */
+     * folder alone (#ERR209); older ones and the local connection take #MKDIR. One that does
+     * not know #MKDIR (a bare #NACK) may still make it at the #FOPEN. */
     struct mf_remote_reply made;
     if (format_line(s, "push", line, "#MKDIR _SECURE") ||
         exchange(s, "push", line, NULL, NULL, 0, &made))
         return 1;
-    if (made.outcome != MF_REMOTE_OK && made.code != 209) {
+    if (made.outcome != MF_REMOTE_OK && made.code != 209 && !bare_nack(&made)) {
         reply_error(s, "push", line, &made);
         return 1;
     }
@@ -1696,19 +1817,35 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
     mf_remote_close(&s->remote);
     if (wait_restarted(s, "push", false))
         return 1;
-    if (remote_stat(s, "push", "_SECURE", &exists, &is_dir))
+    int left = secure_left(s, remote);
+    if (left < 0)
         return 1;
-    if (exists) {
-        /* Refused whole: #INFO says why. */
+    if (left) {
+        /* Refused whole: #INFO says why. Its MOVE_ERROR also decides when no listing can. */
         struct collected c;
-        char why[512] = "see its FLASHER.LOG";
+        char why[512] = "";
+        bool told = false;
         if (collect(s, "push", "#INFO", &c, NULL) == 0) {
             for (size_t i = 0; i < c.count; i++) {
-                if (strncmp(c.lines[i], "#INFO:MOVE_ERROR=", 17) == 0 && c.lines[i][17])
+                if (strncmp(c.lines[i], "#INFO:MOVE_ERROR=", 17) == 0) {
+                    told = true;
                     snprintf(why, sizeof why, "%s", c.lines[i] + 17);
+                }
             }
         }
         collected_free(&c);
+        if (left == SECURE_UNKNOWN && !told) {
+            cmd_error(s, "push",
+                      "cannot tell whether the programmer installed the package: it knows "
+                      "neither #FLIST nor #FOPENREAD, and its #INFO has no MOVE_ERROR");
+            return 1;
+        }
+        if (left == SECURE_UNKNOWN && !why[0]) {
+            printf("installed %s\n", local_basename(local));
+            return 0;
+        }
+        if (!why[0])
+            snprintf(why, sizeof why, "see its FLASHER.LOG");
         cmd_error(s, "push",
                   "the programmer did not install the package: %s (the current setup is "
                   "untouched; remove _SECURE before the next push)",
@@ -1761,14 +1898,70 @@ static int fetch_head(struct mf_cli_session *s, const uint8_t nonce[MF_RECORD_HE
     return status;
 }
 
+/* Copies the open remote file `name` (`size` bytes) into DIR/name; closes it. */
+static int copy_open_record(struct mf_cli_session *s, const char *dir, const char *name,
+                            uint64_t size)
+{
+    char *local = join_path(dir, name, '/');
+    int fd = local ? open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    int status;
+    if (fd < 0) {
+        cmd_error(s, "records", "cannot create %s: %s", local ? local : name,
+                  local ? strerror(errno) : "out of memory");
+        (void)remote_close_file(s, "records");
+        status = 1;
+    } else {
+        status = read_open_file(s, "records", name, size, fd, local, false);
+        if (close(fd) < 0 && !status)
+            status = 1;
+    }
+    free(local);
+    return status;
+}
+
+/* Without #FLIST: RECORDS.000, RECORDS.001, ... opened with #FOPENREAD one after the other, up to
+ * the first missing one after one found (files deleted before the first one are skipped; one
+ * missing between two ends the copy there). #FOPEN would create each missing file it tried, so a
+ * programmer that does not know #FOPENREAD either is refused. */
+static int probe_records(struct mf_cli_session *s, const char *dir, unsigned *copied)
+{
+    for (unsigned n = 0; n < 1000; n++) {
+        char name[16];
+        snprintf(name, sizeof name, "RECORDS.%03u", n);
+        uint64_t size;
+        int status = remote_open_file(s, "records", name, OPEN_READ_ONLY, &size, NULL);
+        if (status == OPEN_UNKNOWN) {
+            cmd_error(s, "records",
+                      "the programmer knows neither #FLIST nor #FOPENREAD: its RECORDS files "
+                      "cannot be looked for without creating the missing ones (#FOPEN creates a "
+                      "missing file); copy them by name with fread");
+            return 1;
+        }
+        if (status == OPEN_NOT_THERE) {
+            if (*copied)
+                break;
+            continue;
+        }
+        if (status || copy_open_record(s, dir, name, size))
+            return 1;
+        ++*copied;
+    }
+    return 0;
+}
+
 /* Copies every RECORDS.nnn file of the programmer into `dir`; *copied counts them. */
 static int copy_records(struct mf_cli_session *s, const char *dir, unsigned *copied)
 {
     struct collected c;
+    bool unknown;
     *copied = 0;
-    if (collect(s, "records", "#FLIST", &c, NULL)) {
+    if (collect_listing(s, "records", "#FLIST", &c, &unknown)) {
         collected_free(&c);
         return 1;
+    }
+    if (unknown) {
+        collected_free(&c);
+        return probe_records(s, dir, copied);
     }
     int status = 0;
     for (size_t i = 0; i < c.count && !status; i++) {

@@ -3,7 +3,9 @@
 # files in memory, answers the protocol as docs/protocol.md writes it, and logs every line it
 # receives, so the exact commands the commander sends are checked (0x200-byte #FWRITE chunks,
 # #MKDIR for -r, no #FOPEN of a file that is not there), as well as its output, JSON, scripts,
-# exit statuses, multi-slot results, the progress bar at a terminal and a silent peer.
+# exit statuses, multi-slot results, the progress bar at a terminal and a silent peer; and each
+# file command against a programmer that answers #FLIST (and one that also answers #FOPENREAD)
+# with a bare #NACK, as the reference product does: what works, what fails, what is created.
 set -euo pipefail
 
 mintflash="$MF_BUILD/mintflash"
@@ -27,7 +29,11 @@ fail() {
 
 cat >fake.pl <<'PERL'
 # fake.pl SOCKET LOG SLOTS MODE: serves one client after the other on a UNIX socket.
-# MODE "normal", or "silent" (never answers), or "hangup" (closes after the #ACK).
+# MODE "normal", or "silent" (never answers), or "hangup" (closes after the #ACK), or
+# "no-flist" (answers #FLIST with a bare #NACK, as a programmer that does not know it), or
+# "no-flist-fopenread" (#FLIST and #FOPENREAD: the reference product's documented file commands).
+# After every command LOG.files lists the folders and files it holds ("D path", "F path size").
+# #REBOOT installs a package in _SECURE (removes the folder) unless a file "refuse-push" exists.
 use strict;
 use warnings;
 use IO::Socket::UNIX;
@@ -45,6 +51,14 @@ my $starting = 0;          # commands refused as the daemon does while it starts
 sub norm { my $p = shift; $p =~ s{\\}{/}g; $p =~ s{^/+}{}; $p =~ s{/+$}{}; return $p; }
 sub parent { my $p = shift; return $p =~ m{^(.*)/[^/]*$} ? $1 : ''; }
 sub base { my $p = shift; return $p =~ m{([^/]*)$} ? $1 : $p; }
+sub dump_files {
+    open(my $df, '>', "$log.files.tmp") or die;
+    print $df map { "D $_\n" } grep { $_ ne '' } sort keys %dirs;
+    print $df map { "F $_ " . length($files{$_}[1]) . "\n" } sort keys %files;
+    close $df;
+    rename "$log.files.tmp", "$log.files" or die;
+}
+dump_files();
 
 while (my $c = $server->accept) {
     my $open;
@@ -60,6 +74,11 @@ while (my $c = $server->accept) {
         $arg = '' unless defined $arg;
         my $key = lc norm($arg);
         if ($mode eq 'hangup') { print $c "#ACK\r#STATUS:ERA"; close $c; last; }
+        if (($mode =~ /^no-flist/ && $cmd eq '#FLIST') ||
+            ($mode eq 'no-flist-fopenread' && $cmd eq '#FOPENREAD')) {
+            print $c "#NACK\r";
+            next;
+        }
         if ($starting > 0 && $cmd !~ /^#(STATUS|INFO|REBOOT|FDELETE)$/) {
             $starting--;
             print $c "#NACK:ERR008:Busy (starting up)\r";
@@ -101,6 +120,10 @@ while (my $c = $server->accept) {
             @out = ('#OK');
         } elsif ($cmd eq '#REBOOT') {
             @out = ('#OK');
+            if (exists $dirs{'_secure'} && !exists $files{'refuse-push'}) {
+                delete $files{$_} for grep { parent($_) eq '_secure' } keys %files;
+                delete $dirs{'_secure'};
+            }
             $starting = exists $files{'never-starts'} ? 1e9 : exists $files{'slow-start'} ? 3 : 0;
         } elsif ($cmd eq '#SELECT') {
             my @hits = grep { m{^projects/(\d+_)?\Q@{[lc $arg]}\E$} } keys %dirs;
@@ -191,6 +214,7 @@ while (my $c = $server->accept) {
             print $c "#NACK\r";
             next;
         }
+        dump_files(); # before the reply: the commander may have ended when LOG.files is read
         print $c join('', map { "$_\r" } ('#ACK', @out));
         if ($cmd eq '#REBOOT') { $restarting = 1; close $c; last; }
     }
@@ -203,7 +227,7 @@ start() {
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
-    rm -f fake.sock server.log
+    rm -f fake.sock server.log server.log.files
     perl fake.pl "$work/fake.sock" "$work/server.log" "$1" "${2:-normal}" 2>server.err &
     server_pid=$!
     for _ in $(seq 200); do
@@ -524,3 +548,175 @@ start 1 hangup
 run 1 -c 'erase; status'
 expect_file err.txt "mintflash: erase: connection to unix:$work/fake.sock closed by the programmer"
 echo "ok misbehaving peers"
+
+# ---- programmers without #FLIST ----
+# A programmer that answers #FLIST with a bare #NACK (it does not know it) but knows #FOPENREAD:
+# every command but flist does its job, files are opened by name with #FOPENREAD, and reading
+# creates nothing on it (LOG.files: what the fake holds).
+fake_files() { cp server.log.files "$1"; }
+same_files() { # same_files BEFORE WHAT: the fake holds what it held in BEFORE
+    diff -u "$1" server.log.files || fail "$2 changed the files on the programmer"
+}
+seed() { # the files both fakes below start with
+    run 0 fwrite fw.bin
+    run 0 mkdir dir
+    printf 'Project = Widget\r\n' >ini.txt
+    run 0 fwrite ini.txt dir/FLASHER.INI
+    run 0 fwrite empty.bin
+}
+fread_lines="#FSIZE
+#FREAD 0,200
+#FREAD 200,200
+#FREAD 400,114
+#FCLOSE"
+start 1 no-flist
+seed
+fake_files before.txt
+run 0 fread fw.bin back3.bin
+cmp fw.bin back3.bin || fail "no #FLIST: fread data differs"
+expect_file server.log "#FLIST
+#FOPENREAD fw.bin
+$fread_lines"
+run 0 fshow dir/FLASHER.INI
+cmp out.txt ini.txt || fail "no #FLIST: fshow"
+expect_file server.log "#FLIST dir
+#FOPENREAD dir/FLASHER.INI
+#FSIZE
+#FREAD 0,12
+#FCLOSE"
+run 0 fsize fw.bin
+expect_file out.txt 1300
+run 0 fsize empty.bin
+expect_file out.txt 0
+run 0 fread empty.bin copy-empty.bin
+[ -f copy-empty.bin ] && [ ! -s copy-empty.bin ] || fail "no #FLIST: an empty file"
+run 1 fread nothere.txt
+expect_file err.txt "mintflash: fread: nothere.txt: no such file on the programmer (#ERR010:File open failed (no such file))"
+expect_file server.log "#FLIST
+#FOPENREAD nothere.txt"
+[ ! -e nothere.txt ] || fail "no #FLIST: fread left a local file behind"
+run 1 fshow dir/nothere.txt
+expect_file err.txt "mintflash: fshow: dir/nothere.txt: no such file on the programmer (#ERR010:File open failed (no such file))"
+run 1 fsize nothere.txt
+expect_file err.txt "mintflash: fsize: nothere.txt: no such file on the programmer (#ERR010:File open failed (no such file))"
+run 1 fsize dir
+expect_file err.txt "mintflash: fsize: dir: no such file on the programmer (#ERR010:File open failed (no such file))"
+same_files before.txt "reading without #FLIST"
+run 1 flist
+expect_file err.txt "mintflash: flist: the programmer does not support listing folders (it answers #FLIST with #NACK)"
+[ ! -s out.txt ] || fail "no #FLIST: flist printed something"
+run 1 --json flist dir
+expect_file err.txt "mintflash: flist: the programmer does not support listing folders (it answers #FLIST with #NACK)"
+[ ! -s out.txt ] || fail "no #FLIST: flist --json printed something"
+# Writing, deleting and folders do not need #FLIST; a folder that is there already cannot be told
+# from a failed #MKDIR without it.
+run 0 fwrite -r tree /
+run 1 fwrite -r tree /
+expect_file err.txt "mintflash: fwrite: #ERR012:File write failed (exists)"
+run 0 fdelete FLASHER.INI
+echo "ok no #FLIST: files"
+
+# records: RECORDS.000, .001, ... opened with #FOPENREAD up to the first missing one, creating
+# nothing (the fake knows no #RECORDHEAD: copied without a head statement, exit status 1).
+printf 'r0\n' >r0.txt
+printf 'r1\n' >r1.txt
+run 0 fwrite r0.txt RECORDS.000
+run 0 fwrite r1.txt RECORDS.001
+fake_files before.txt
+run 1 records recs
+expect_file out.txt "copied 2 RECORDS file(s) into recs, without a head statement"
+expect_file err.txt "mintflash: records: #NACK (the programmer does not know '#RECORDHEAD')"
+cmp r0.txt recs/RECORDS.000 && cmp r1.txt recs/RECORDS.001 || fail "no #FLIST: records copied"
+grep -v '^#RECORDHEAD ' server.log | grep -v '^#F\(SIZE\|READ\|CLOSE\)' >probes.txt
+expect_file probes.txt "#FLIST
+#FOPENREAD RECORDS.000
+#FOPENREAD RECORDS.001
+#FOPENREAD RECORDS.002"
+same_files before.txt "records without #FLIST"
+# Files deleted before the first one are skipped.
+run 0 fdelete RECORDS.000
+run 1 records recs2
+expect_file out.txt "copied 1 RECORDS file(s) into recs2, without a head statement"
+[ ! -e recs2/RECORDS.000 ] && cmp r1.txt recs2/RECORDS.001 || fail "no #FLIST: records after a gap"
+# None: every name up to RECORDS.999 is tried, and none is created.
+run 0 fdelete RECORDS.001
+fake_files before.txt
+run 1 records recs3
+expect_file out.txt "copied 0 RECORDS file(s) into recs3, without a head statement"
+[ "$(grep -c '^#FOPENREAD RECORDS\.[0-9][0-9][0-9]$' server.log)" = 1000 ] ||
+    fail "no #FLIST: records without any file"
+same_files before.txt "records without #FLIST or RECORDS files"
+echo "ok no #FLIST: records"
+
+# push: the "_SECURE exists already" check is skipped (#MKDIR _SECURE fails then); after the
+# restart the package's name opened with #FOPENREAD tells whether it was installed.
+head -c 700 /dev/urandom >pkg.mfp
+run 0 push pkg.mfp
+expect_file out.txt "installed pkg.mfp"
+head -3 server.log >push.txt
+expect_file push.txt "#FLIST
+#MKDIR _SECURE
+#FOPEN _SECURE/pkg.mfp"
+tail -2 server.log >push.txt
+expect_file push.txt "#FLIST
+#FOPENREAD _SECURE/pkg.mfp"
+same_files before.txt "an installed push"
+run 0 fwrite r0.txt refuse-push
+run 1 push pkg.mfp
+expect_file err.txt "mintflash: push: the programmer did not install the package: see its FLASHER.LOG (the current setup is untouched; remove _SECURE before the next push)"
+run 1 push pkg.mfp
+expect_file err.txt "mintflash: push: #ERR012:File write failed (exists)"
+run 0 -c 'fdelete _SECURE/pkg.mfp; rmdir _SECURE; fdelete refuse-push'
+echo "ok no #FLIST: push"
+
+# A programmer that knows neither #FLIST nor #FOPENREAD (the reference product): a file the user
+# names is opened with #FOPEN, which creates a missing one, so an empty file fails (it may be the
+# one just created); records refuses, creating nothing.
+start 1 no-flist-fopenread
+seed
+fake_files before.txt
+run 0 fread fw.bin back4.bin
+cmp fw.bin back4.bin || fail "no #FOPENREAD: fread data differs"
+expect_file server.log "#FLIST
+#FOPENREAD fw.bin
+#FOPEN fw.bin
+$fread_lines"
+run 0 fshow dir/FLASHER.INI
+cmp out.txt ini.txt || fail "no #FOPENREAD: fshow"
+run 0 fsize fw.bin
+expect_file out.txt 1300
+same_files before.txt "reading existing files with #FOPEN"
+run 1 fread empty.bin copy-empty2.bin
+expect_file err.txt "mintflash: fread: empty.bin is empty, or was missing and #FOPEN has just created it empty: this programmer knows neither #FLIST nor #FOPENREAD, so the commander cannot tell (if it was not there, 'fdelete empty.bin' removes it again)"
+[ ! -e copy-empty2.bin ] || fail "no #FOPENREAD: fread left a local file behind"
+run 1 fsize nothere.txt
+expect_file err.txt "mintflash: fsize: nothere.txt is empty, or was missing and #FOPEN has just created it empty: this programmer knows neither #FLIST nor #FOPENREAD, so the commander cannot tell (if it was not there, 'fdelete nothere.txt' removes it again)"
+expect_file server.log "#FLIST
+#FOPENREAD nothere.txt
+#FOPEN nothere.txt
+#FSIZE
+#FCLOSE"
+# That is the one file a read creates there: the one the user named, empty (and said so).
+{ cat before.txt; echo "F nothere.txt 0"; } | sort >want-files.txt
+diff -u want-files.txt server.log.files || fail "no #FOPENREAD: files after fsize of a missing file"
+run 0 fdelete nothere.txt
+run 1 flist dir
+expect_file err.txt "mintflash: flist: the programmer does not support listing folders (it answers #FLIST with #NACK)"
+run 0 fwrite r0.txt RECORDS.000
+fake_files before.txt
+run 1 records recs4
+expect_file err.txt "mintflash: records: #NACK (the programmer does not know '#RECORDHEAD')
+mintflash: records: the programmer knows neither #FLIST nor #FOPENREAD: its RECORDS files cannot be looked for without creating the missing ones (#FOPEN creates a missing file); copy them by name with fread"
+[ ! -s out.txt ] || fail "no #FOPENREAD: records printed $(cat out.txt)"
+grep -v '^#RECORDHEAD ' server.log >probes.txt
+expect_file probes.txt "#FLIST
+#FOPENREAD RECORDS.000"
+[ -z "$(ls recs4)" ] || fail "no #FOPENREAD: records copied something"
+same_files before.txt "records without #FLIST or #FOPENREAD"
+run 0 fread RECORDS.000 recs4/
+cmp r0.txt recs4/RECORDS.000 || fail "no #FOPENREAD: a RECORDS file by name"
+# push: installed, but the commander cannot see it (no #FLIST, no #FOPENREAD, no MOVE_ERROR).
+run 1 push pkg.mfp
+expect_file err.txt "mintflash: push: cannot tell whether the programmer installed the package: it knows neither #FLIST nor #FOPENREAD, and its #INFO has no MOVE_ERROR"
+same_files before.txt "a push the fake installed"
+echo "ok no #FLIST, no #FOPENREAD"

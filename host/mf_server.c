@@ -1353,15 +1353,22 @@ static int listen_unix(struct mf_server *s, const char *path, char *error)
     return 0;
 }
 
-static int set_baud(int fd, unsigned baud)
+/* Raw 8 data bits, 1 stop bit, `parity` 'N', 'O' or 'E', at `baud`. */
+static int set_baud(int fd, unsigned baud, char parity)
 {
     speed_t speed;
     struct termios t;
     if (parse_baud(baud, &speed) || tcgetattr(fd, &t) != 0)
         return -1;
     cfmakeraw(&t);
-    t.c_cflag &= ~(tcflag_t)(PARENB | CSTOPB | CSIZE | CRTSCTS);
+    t.c_cflag &= ~(tcflag_t)(PARENB | PARODD | CSTOPB | CSIZE | CRTSCTS);
     t.c_cflag |= CS8 | CLOCAL | CREAD;
+    if (parity != 'N') {
+        /* A byte that arrives with a parity error is dropped: the line it was in is then not
+         * a command the reply could be mistaken for. */
+        t.c_cflag |= PARENB | (parity == 'O' ? PARODD : 0);
+        t.c_iflag |= INPCK | IGNPAR;
+    }
     t.c_cc[VMIN] = 1;
     t.c_cc[VTIME] = 0;
     cfsetispeed(&t, speed);
@@ -1387,12 +1394,26 @@ static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_chann
     return ss;
 }
 
+/* "DEV[:BAUD[:FRAME]]", FRAME 8N1 (the default), 8O1 or 8E1: the reference's current units
+ * speak 9600 8N1, its legacy ones (Flasher 4/5/ST7) 115200 8O1. */
 static int open_serial(struct mf_server *s, const char *spec, char *error)
 {
     char dev[256];
     unsigned baud = 9600;
     snprintf(dev, sizeof dev, "%s", spec);
+    s->serial_parity = 'N';
     char *colon = strrchr(dev, ':');
+    if (colon && strlen(colon + 1) == 3 && colon[1] == '8' && colon[3] == '1' &&
+        strchr("NOEnoe", colon[2])) {
+        s->serial_parity = (char)(colon[2] & ~0x20);
+        *colon = '\0';
+        colon = strrchr(dev, ':');
+        if (!colon) {
+            snprintf(error, MF_SERVER_TEXT_MAX,
+                     "--serial %s: a framing comes after a baud rate (DEV:BAUD:FRAME)", spec);
+            return MF_EINVAL;
+        }
+    }
     if (colon) {
         char *end;
         baud = (unsigned)strtoul(colon + 1, &end, 10);
@@ -1404,15 +1425,22 @@ static int open_serial(struct mf_server *s, const char *spec, char *error)
         }
     }
     int fd = open(dev, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 || set_baud(fd, baud) != 0) {
+    if (fd < 0 || set_baud(fd, baud, s->serial_parity) != 0) {
         snprintf(error, MF_SERVER_TEXT_MAX, "--serial %s: %s", dev, strerror(errno));
         if (fd >= 0)
             close(fd);
         return MF_EIO;
     }
+    struct termios got;
+    if (s->serial_parity != 'N' && tcgetattr(fd, &got) == 0 && !(got.c_cflag & PARENB))
+        fprintf(stderr,
+                "mintflashd: --serial %s: the device takes no parity (a pseudo-terminal?): "
+                "bytes go out without it\n",
+                dev);
     s->serial_fd = fd;
     s->serial_session = session_new(s, fd, MF_CHANNEL_SERIAL, NULL);
-    fprintf(stderr, "mintflashd: serving serial %s at %u baud\n", dev, baud);
+    fprintf(stderr, "mintflashd: serving serial %s at %u baud, 8%c1\n", dev, baud,
+            s->serial_parity);
     return s->serial_session ? 0 : MF_ENOMEM;
 }
 
@@ -1549,7 +1577,7 @@ static void session_output(struct mf_server *s, struct mf_session *ss)
     pthread_mutex_unlock(&s->lock);
     if (drained && ss->pending_baud) {
         tcdrain(ss->fd);
-        set_baud(ss->fd, ss->pending_baud);
+        set_baud(ss->fd, ss->pending_baud, s->serial_parity);
         ss->pending_baud = 0;
     }
 }

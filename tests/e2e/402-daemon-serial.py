@@ -87,6 +87,37 @@ try:
         check(c.command("#BAUDRATE 115200") == ["#ACK", "#ERR215:#BAUDRATE applies to the "
                                                 "serial line only"], "BAUDRATE on TCP")
         check(d.stop() == 0, "clean exit")
+
+    def line_flags():
+        """The programmer's side of the line as the daemon set it up (a pty keeps the settings
+        it is given)."""
+        other = os.open(theirs, os.O_RDWR | os.O_NOCTTY)
+        try:
+            attrs = termios.tcgetattr(other)
+        finally:
+            os.close(other)
+        return attrs[2] & (termios.PARENB | termios.PARODD | termios.CSIZE | termios.CSTOPB), \
+            attrs[4]
+
+    # The reference's legacy framing, 115200 8O1, and 8E1; #BAUDRATE keeps the parity. A
+    # pseudo-terminal keeps PARODD but always clears PARENB (Linux' pty driver), which the
+    # daemon notices and says.
+    for frame, flags in (("8O1", termios.PARODD), ("8e1", 0)):
+        with Daemon(extra=["--serial", theirs + ":115200:" + frame]) as d:
+            check(line_flags() == (termios.CS8 | flags, termios.B115200),
+                  "%s: the line is set up so: %r" % (frame, line_flags()))
+            check(("at 115200 baud, 8%s1" % frame[1].upper()) in d.log_text() and
+                  "the device takes no parity (a pseudo-terminal?)" in d.log_text(), "logged")
+            set_speed(termios.B115200)
+            switch(b"#BAUDRATE 9600", termios.B9600, "#BAUDRATE 9600 with " + frame)
+            check(line_flags() == (termios.CS8 | flags, termios.B9600),
+                  "%s kept at the new speed: %r" % (frame, line_flags()))
+            check(d.stop() == 0, "clean exit")
+    for bad in (":8O1", ":115200:8O2", ":115200:7E1"):
+        d = Daemon(extra=["--serial", theirs + bad])
+        p = subprocess.run(d.args, capture_output=True, text=True, timeout=30)
+        check(p.returncode != 0 and "--serial " + theirs + bad in p.stderr,
+              "%s refused: %r" % (bad, p.stderr))
     os.close(fd)
 finally:
     socat.kill()

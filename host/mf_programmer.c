@@ -1424,6 +1424,15 @@ void mf_programmer_files_changed(struct mf_programmer *p)
     pthread_mutex_unlock(&p->state_lock);
 }
 
+bool mf_programmer_package_replaces(struct mf_programmer *p)
+{
+    pthread_mutex_lock(&p->state_lock);
+    bool holds = !p->secure_open || (p->secure.present && p->secure.file_count > 0);
+    bool replaces = p->initializing || (p->storage.layout.secure_count && !p->pinned[0] && holds);
+    pthread_mutex_unlock(&p->state_lock);
+    return replaces;
+}
+
 int mf_programmer_reboot(struct mf_programmer *p, enum mf_mode mode, char *error)
 {
     pthread_mutex_lock(&p->state_lock);

@@ -161,6 +161,14 @@ void mf_programmer_boot(struct mf_programmer *p);
  * command that needs it. */
 void mf_programmer_files_changed(struct mf_programmer *p);
 
+/* Whether a sealed package put into `_SECURE` now could replace an installed setup with one signed
+ * by anyone at the next start: the storage has a secure area, no owner is pinned, and that area
+ * holds a setup (or could not be read, or the programmer is starting up: it may). A pinned
+ * programmer installs only its owner's packages; a secure area holding nothing has nothing to
+ * lose. Over TCP and serial no package is taken where this is true (only the local connection
+ * may destroy the setup). */
+bool mf_programmer_package_replaces(struct mf_programmer *p);
+
 /* Stops: cancels running cycles and waits for them (a count consumed stays consumed), stops the
  * threads and the NBD server, unmounts and closes the storage. */
 void mf_programmer_stop(struct mf_programmer *p);

@@ -749,6 +749,23 @@ static bool secure_refused(struct mf_server *s, struct mf_session *ss, bool refu
     return true;
 }
 
+/* Nor a package where one signed by anyone would replace the setup (no owner pinned: any owner's
+ * package installs): that destroys the setup as a plain _SECURE does. `replaces` is
+ * mf_programmer_package_replaces, asked before the public area was taken. */
+static bool package_refused(struct mf_server *s, struct mf_session *ss, enum secure_path sp,
+                            bool replaces)
+{
+    if (sp != SECURE_PACKAGE || !replaces || ss->channel == MF_CHANNEL_UNIX)
+        return false;
+    mf_programmer_public_release(s->programmer);
+    reply(s, ss,
+          "#ERR%03d:Over TCP and serial, _SECURE takes no package here: no owner is pinned, so a "
+          "package signed by anyone would replace the installed setup (securearea create "
+          "--owner pins one): use the local connection",
+          MF_PERR_LOCAL_ONLY);
+    return true;
+}
+
 /* #FOPEN opens for reading and writing, creating a missing file; #FOPENREAD (`read_only`) opens an
  * existing file for reading only and never creates or changes anything. #FOPEN of
  * _SECURE/<name>.mfp also makes _SECURE when there is none (the way `mintflash push` puts a
@@ -761,11 +778,14 @@ static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *na
         reply(s, ss, "#ERR%03d:File open failed (no valid name)", MF_PERR_FILE_OPEN);
         return;
     }
+    bool replaces = !read_only && ss->channel != MF_CHANNEL_UNIX &&
+                    mf_programmer_package_replaces(s->programmer);
     struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_OPEN);
     if (!fs)
         return;
     enum secure_path sp = read_only ? SECURE_NONE : secure_path(fs, name);
-    if (secure_refused(s, ss, sp == SECURE_FOLDER || sp == SECURE_OTHER))
+    if (secure_refused(s, ss, sp == SECURE_FOLDER || sp == SECURE_OTHER) ||
+        package_refused(s, ss, sp, replaces))
         return;
     struct mf_fat_stat st;
     bool existed = mf_fat_stat(fs, name, &st) == 0;
@@ -824,8 +844,15 @@ static void cmd_fwrite(struct mf_server *s, struct mf_session *ss, const char *a
               MF_PERR_FILE_WRITE);
         return;
     }
+    bool replaces = ss->channel != MF_CHANNEL_UNIX && mf_programmer_package_replaces(s->programmer);
     struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_WRITE);
     if (!fs)
+        return;
+    /* The file was taken at #FOPEN, but what may be written to _SECURE can have changed since
+     * (a setup installed there meanwhile): asked again. */
+    enum secure_path sp = secure_path(fs, ss->file);
+    if (secure_refused(s, ss, sp == SECURE_FOLDER || sp == SECURE_OTHER) ||
+        package_refused(s, ss, sp, replaces))
         return;
     struct mf_fat_file file;
     int err = mf_fat_open(fs, &file, ss->file, MF_FAT_O_RDWR);

@@ -37,6 +37,11 @@ NOT_LATER = ("the package's not-before time %s is not later than that of the las
              "installed here (2024-01-02T00:00:00Z): a replayed or older package is never "
              "installed")
 TOPUP_5_TO_8 = ["#ACK", "#OK:top-up for 01_W: the limit goes from 5 to 8"]
+SECURE_ONLY = ["#ACK", "#ERR209:Over TCP and serial, _SECURE takes a sealed package "
+               "(_SECURE/<name>.mfp) and nothing else: use the local connection"]
+UNPINNED_PACKAGE = ["#ACK", "#ERR209:Over TCP and serial, _SECURE takes no package here: no owner "
+                    "is pinned, so a package signed by anyone would replace the installed setup "
+                    "(securearea create --owner pins one): use the local connection"]
 rows = []
 
 
@@ -271,22 +276,17 @@ try:
         # _SECURE over TCP: a sealed package and nothing else, in any spelling, so that no
         # network peer leaves a plain or an empty _SECURE for the next start to erase the setup
         # with (only the local connection may destroy it).
-        secure_only = ["#ACK", "#ERR209:Over TCP and serial, _SECURE takes a sealed package "
-                       "(_SECURE/<name>.mfp) and nothing else: use the local connection"]
         for cmd in ("#MKDIR _SECURE", "#MKDIR _secure.", "#MKDIR /_SECURE ", "#MKDIR _SECURE/x",
                     "#MKDIR Projects/../_SECURE", "#FOPEN _SECURE/Projects/01_W/01_App/app.bin",
                     "#FOPEN _secure/projects/01_w/01_app/app.bin", "#FOPEN _SECURE/Cntdown.txt",
                     "#FOPEN _SECURE\\FLASHER.INI", "#FOPEN _SECURE/x/y.mfp", "#FOPEN _SECURE"):
-            row("_SECURE over TCP", cmd, secure_only, t.command(cmd))
-        row("_SECURE over TCP", "#FOPEN _SECURE/p.mfp (makes _SECURE)", ["#ACK", "#OK"],
-            t.command("#FOPEN _SECURE/p.mfp"))
-        t.command("#FCLOSE")
-        for cmd in ("#FOPEN _SECURE/Cntdown.txt", "#MKDIR _SECURE/Projects",
-                    "#FDELETE _SECURE/x.txt", "#RMDIR _SECURE/Projects"):
-            row("_SECURE over TCP", cmd + " (beside a package)", secure_only, t.command(cmd))
-        row("_SECURE over TCP", "#FDELETE _SECURE/p.mfp", ["#ACK", "#OK"],
-            t.command("#FDELETE _SECURE/p.mfp"))
-        row("_SECURE over TCP", "#FLIST _SECURE after the package went", NO_FOLDER,
+            row("_SECURE over TCP", cmd, SECURE_ONLY, t.command(cmd))
+        # Nor a package here: no owner is pinned, so one signed by anyone would install and
+        # replace the setup (e2e.518). The pinned programmer below takes packages.
+        for name in ("_SECURE/p.mfp", "_secure./P.MFP"):
+            row("_SECURE over TCP", "#FOPEN %s (unpinned)" % name, UNPINNED_PACKAGE,
+                t.command("#FOPEN " + name))
+        row("_SECURE over TCP", "#FLIST _SECURE after the refusals", NO_FOLDER,
             t.command("#FLIST _SECURE"))
         row("_SECURE over TCP", "#REBOOT, then the setup", ("SECURE", str(left)),
             (t.command("#REBOOT", timeout=120) and info(t)["AREA"], info(t)["CYCLES_LEFT"]))
@@ -448,6 +448,19 @@ try:
         check(deliver("s1.mfp") == (["#ACK", "#OK"], "", setup_id, "5"),
               "the owner's package installs")
         use(d, 5)
+        # _SECURE over TCP on a pinned programmer: a package (only the owner's installs), and
+        # nothing else beside it.
+        t = d.tcp()
+        row("_SECURE over TCP", "#FOPEN _SECURE/p.mfp (pinned: makes _SECURE)", ["#ACK", "#OK"],
+            t.command("#FOPEN _SECURE/p.mfp"))
+        t.command("#FCLOSE")
+        for cmd in ("#FOPEN _SECURE/Cntdown.txt", "#MKDIR _SECURE/Projects",
+                    "#FDELETE _SECURE/x.txt", "#RMDIR _SECURE/Projects"):
+            row("_SECURE over TCP", cmd + " (beside a package)", SECURE_ONLY, t.command(cmd))
+        row("_SECURE over TCP", "#FDELETE _SECURE/p.mfp", ["#ACK", "#OK"],
+            t.command("#FDELETE _SECURE/p.mfp"))
+        row("_SECURE over TCP", "#FLIST _SECURE after the package went", NO_FOLDER,
+            t.command("#FLIST _SECURE"))
         image = {name: os.path.join(owner, name + ".img")
                  for name in ("before-topup", "older", "before-s2", "s2")}
         t = restart(d, save=image["before-topup"])

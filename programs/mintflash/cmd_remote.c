@@ -1791,15 +1791,29 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
         cmd_error(s, "push", "the programmer has a _SECURE folder already: remove it first");
         return 1;
     }
-    /* Over TCP and serial a programmer makes _SECURE itself for the package and refuses the
-     * folder alone (#ERR209); older ones and the local connection take #MKDIR. One that does
-     * not know #MKDIR (a bare #NACK) may still make it at the #FOPEN. */
-    struct mf_remote_reply made;
-    if (format_line(s, "push", line, "#MKDIR _SECURE") ||
-        exchange(s, "push", line, NULL, NULL, 0, &made))
+    /* A programmer of today makes _SECURE together with the package's file, in one step, so
+     * that no moment leaves an empty _SECURE (the next start would erase the setup with it); over
+     * TCP and serial it takes the folder no other way (#ERR209). An older one answers "no such
+     * file or directory" and gets #MKDIR first; one that does not know #MKDIR (a bare #NACK) may
+     * still make it at the #FOPEN. */
+    struct mf_remote_reply opened;
+    if (format_line(s, "push", line, "#FOPEN %s", remote) ||
+        exchange(s, "push", line, NULL, NULL, 0, &opened))
         return 1;
-    if (made.outcome != MF_REMOTE_OK && made.code != 209 && !bare_nack(&made)) {
-        reply_error(s, "push", line, &made);
+    if (opened.outcome == MF_REMOTE_OK) {
+        if (cmd_simple(s, "push", "#FCLOSE"))
+            return 1;
+    } else if (opened.outcome == MF_REMOTE_ERR && opened.code == 10) {
+        struct mf_remote_reply made;
+        if (format_line(s, "push", line, "#MKDIR _SECURE") ||
+            exchange(s, "push", line, NULL, NULL, 0, &made))
+            return 1;
+        if (made.outcome != MF_REMOTE_OK && !bare_nack(&made)) {
+            reply_error(s, "push", line, &made);
+            return 1;
+        }
+    } else {
+        reply_error(s, "push", line, &opened);
         return 1;
     }
     if (put_file(s, "push", local, remote)) {

@@ -663,6 +663,7 @@ static int find_package(struct mf_programmer *p, char *name, size_t size, char *
     struct mf_fat_dir dir;
     struct mf_fat_stat st;
     unsigned entries = 0, packages = 0;
+    bool too_long = false;
     pthread_mutex_lock(&p->public_mutex);
     int err = mf_fat_opendir(&p->fat, &dir, MF_SECURE_FOLDER);
     int r;
@@ -670,6 +671,7 @@ static int find_package(struct mf_programmer *p, char *name, size_t size, char *
         entries++;
         if (!st.is_dir && ends_with(st.name, ".mfp")) {
             packages++;
+            too_long = sizeof MF_SECURE_FOLDER + strlen(st.name) + 1 > size;
             sayn(name, size, "%s/%s", MF_SECURE_FOLDER, st.name);
         }
     }
@@ -686,6 +688,12 @@ static int find_package(struct mf_programmer *p, char *name, size_t size, char *
              "alone into _SECURE",
              entries - 1, entries == 2 ? "y" : "ies");
         return MF_EINVAL;
+    }
+    size_t most = size - sizeof MF_SECURE_FOLDER - 1; /* "_SECURE/" before it, a NUL after */
+    if (too_long) {
+        sayn(message, MF_SECURE_MESSAGE_MAX,
+             "the sealed package's name is longer than %zu bytes: rename it", most);
+        return MF_ENAMETOOLONG;
     }
     return 1;
 }

@@ -123,6 +123,10 @@ try:
         data[len(data) // 2] ^= 0x40
         open(os.path.join(work, "bad.mfp"), "wb").write(data)
         refused("bad.mfp", r"altered|authentic|signature")
+        # A name the programmer cannot hold whole (248 bytes): refused by name, not "no such file".
+        long_name = "x" * 244 + ".mfp"
+        shutil.copy(os.path.join(work, "s1.mfp"), os.path.join(work, long_name))
+        refused(long_name, r"name is longer than 247 bytes")
         # Expired.
         pack(setup_folder("s2", 9, fw), "old.mfp",
              extra=("--not-before", "2020-01-01", "--not-after", "2020-12-31"))

@@ -4,6 +4,7 @@
 #include "remote.h"
 
 #include "mf_clock.h"
+#include "mf_cp437.h"
 #include "mf_err.h"
 
 #include <ctype.h>
@@ -455,9 +456,18 @@ static int take_line(struct mf_remote *r, char *line)
             return MF_EPROTO;
         }
         if (!skip) {
-            for (size_t i = 0; i < end; i++) {
-                unsigned char c = (unsigned char)r->in[i];
-                line[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+            /* C0, DEL and the C1 controls written as UTF-8 (C2 80..C2 9F: CSI, OSC, ...) become
+             * '?' byte for byte: a hostile programmer's names and texts are printed to a
+             * terminal, and no escape sequence of theirs may reach it. */
+            for (size_t i = 0, used; i < end; i += used) {
+                unsigned code;
+                used = mf_utf8_control(r->in + i, end - i, &code);
+                if (used) {
+                    memset(line + i, '?', used);
+                } else {
+                    line[i] = r->in[i];
+                    used = 1;
+                }
             }
             line[end] = '\0';
         }

@@ -444,6 +444,35 @@ static void test_garbage_and_greeting(void **state)
     rig_finish(g);
 }
 
+/* A hostile programmer's C1 controls written as UTF-8 (CSI C2 9B, OSC C2 9D, ST C2 9C) reach
+ * neither on_line nor the final line: the commander prints both to a terminal. Other UTF-8
+ * (here U+00E9 and U+011B, whose second byte is 9B) is kept. */
+static void test_utf8_c1_controls_are_not_passed(void **state)
+{
+    (void)state;
+    static const struct step steps[] = {
+        {EXPECT, "#FLIST\r", 0},
+        {SEND,
+         "#ACK\r#FLIST:F:1:a\xc2\x9b"
+         "2J\xc2\x9d"
+         "0;t\xc2\x9c\xc3\xa9\xc4\x9b\r",
+         0},
+        {SEND,
+         "#ERR001:x\xc2\x9b"
+         "31m\xc2\r",
+         0},
+        {END, NULL, 0},
+    };
+    struct rig *g = rig_start(steps, 5000);
+    struct mf_remote_reply reply;
+    struct seen seen = {0};
+    assert_int_equal(mf_remote_command(&g->r, "#FLIST", see_line, &seen, 0, &reply), 0);
+    assert_int_equal(reply.outcome, MF_REMOTE_ERR);
+    assert_string_equal(seen.text, "#FLIST:F:1:a??2J??0;t??\xc3\xa9\xc4\x9b");
+    assert_string_equal(reply.final, "#ERR001:x??31m\xc2");
+    rig_finish(g);
+}
+
 /* ---- framing: split reads, long and overlong lines ---- */
 
 static void test_lines_split_across_reads(void **state)
@@ -1142,6 +1171,7 @@ int main(void)
         cmocka_unit_test(test_nack_and_errors),
         cmocka_unit_test(test_line_endings_and_stale_lines),
         cmocka_unit_test(test_garbage_and_greeting),
+        cmocka_unit_test(test_utf8_c1_controls_are_not_passed),
         cmocka_unit_test(test_lines_split_across_reads),
         cmocka_unit_test(test_long_reply_in_pieces),
         cmocka_unit_test(test_overlong_lines),

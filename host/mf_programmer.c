@@ -1845,7 +1845,13 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
             info->next_serial = tally.serial;
         }
     }
+    bool secure = p->from_secure && p->setup_loaded;
     pthread_mutex_unlock(&p->state_lock);
+    /* The public area's rule stops every cycle from the secure area too (a stray file, an
+     * unmoved _SECURE): said here as well, not only when a cycle is refused. */
+    char m[MF_CYCLE_MESSAGE_MAX];
+    if (!info->problem[0] && secure && conflict_check(p, m) == MF_ECONFLICT)
+        snprintf(info->problem, sizeof info->problem, "%s", m);
 }
 
 int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_t *owner,

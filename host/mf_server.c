@@ -1390,11 +1390,13 @@ static int set_baud(int fd, unsigned baud, char parity)
     cfmakeraw(&t);
     t.c_cflag &= ~(tcflag_t)(PARENB | PARODD | CSTOPB | CSIZE | CRTSCTS);
     t.c_cflag |= CS8 | CLOCAL | CREAD;
+    t.c_iflag &= ~(tcflag_t)(INPCK | IGNPAR | PARMRK);
     if (parity != 'N') {
-        /* A byte that arrives with a parity error is dropped: the line it was in is then not
-         * a command the reply could be mistaken for. */
+        /* A byte that arrives with a parity error is read as a NUL (INPCK alone), which makes
+         * its whole line an invalid one (#NACK:ERR210:Invalid character): dropping the byte
+         * instead could leave another valid command (#CANCEL 12 as #CANCEL 1). */
         t.c_cflag |= PARENB | (parity == 'O' ? PARODD : 0);
-        t.c_iflag |= INPCK | IGNPAR;
+        t.c_iflag |= INPCK;
     }
     t.c_cc[VMIN] = 1;
     t.c_cc[VTIME] = 0;

@@ -1803,7 +1803,8 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
     if (opened.outcome == MF_REMOTE_OK) {
         if (cmd_simple(s, "push", "#FCLOSE"))
             return 1;
-    } else if (opened.outcome == MF_REMOTE_ERR && opened.code == 10) {
+    } else if (opened.outcome == MF_REMOTE_ERR && opened.code == 10 &&
+               strstr(opened.final, "(no such file or directory)")) {
         struct mf_remote_reply made;
         if (format_line(s, "push", line, "#MKDIR _SECURE") ||
             exchange(s, "push", line, NULL, NULL, 0, &made))
@@ -1861,9 +1862,9 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
         if (!why[0])
             snprintf(why, sizeof why, "see its FLASHER.LOG");
         cmd_error(s, "push",
-                  "the programmer did not install the package: %s (the current setup is "
-                  "untouched; remove _SECURE before the next push)",
-                  why);
+                  "the programmer did not install the package: %s (the current setup is kept, "
+                  "but runs no cycle while the package is there: mintflash fdelete %s)",
+                  why, remote);
         return 1;
     }
     printf("installed %s\n", local_basename(local));

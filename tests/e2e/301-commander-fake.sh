@@ -132,7 +132,7 @@ while (my $c = $server->accept) {
             @out = ('#NACK:ERR209:Only allowed on the local connection');
         } elsif ($cmd eq '#FOPEN') {
             if (exists $dirs{$key} || !exists $dirs{lc parent(norm($arg))}) {
-                @out = ('#ERR010:File open failed (no such folder)');
+                @out = ('#ERR010:File open failed (no such file or directory)');
             } else {
                 $files{$key} ||= [base(norm($arg)), ''];
                 $open = $key;
@@ -383,7 +383,7 @@ expect_file err.txt "mintflash: fwrite: fw.bin is not a folder"
 run 1 fwrite missing.bin
 expect_file err.txt "mintflash: fwrite: cannot open missing.bin: No such file or directory"
 run 1 fwrite short.bin nofolder/x.bin
-expect_file err.txt "mintflash: fwrite: #ERR010:File open failed (no such folder)"
+expect_file err.txt "mintflash: fwrite: #ERR010:File open failed (no such file or directory)"
 run 0 mkdir full
 run 1 fwrite short.bin full/x.bin
 expect_file err.txt "mintflash: fwrite: #ERR012:File write failed (no space left)"
@@ -666,11 +666,11 @@ expect_file push.txt "#FLIST
 same_files before.txt "an installed push"
 run 0 fwrite r0.txt refuse-push
 run 1 push pkg.mfp
-expect_file err.txt "mintflash: push: the programmer did not install the package: see its FLASHER.LOG (the current setup is untouched; remove _SECURE before the next push)"
+expect_file err.txt "mintflash: push: the programmer did not install the package: see its FLASHER.LOG (the current setup is kept, but runs no cycle while the package is there: mintflash fdelete _SECURE/pkg.mfp)"
 # Left there by the refusal: opened and written again (without #FLIST nothing tells), refused
 # again.
 run 1 push pkg.mfp
-expect_file err.txt "mintflash: push: the programmer did not install the package: see its FLASHER.LOG (the current setup is untouched; remove _SECURE before the next push)"
+expect_file err.txt "mintflash: push: the programmer did not install the package: see its FLASHER.LOG (the current setup is kept, but runs no cycle while the package is there: mintflash fdelete _SECURE/pkg.mfp)"
 run 0 -c 'fdelete _SECURE/pkg.mfp; rmdir _SECURE; fdelete refuse-push'
 echo "ok no #FLIST: push"
 

@@ -754,6 +754,21 @@ static enum reply_shape command_shape(const char *command)
     return SHAPE_FINAL;
 }
 
+/* Commands whose reply may take long while the programmer works: the cycles, and a restart
+ * (which may move a large _SECURE). Their #STATUS and #PROGRESS lines keep the wait alive; for
+ * any other command they do not, or a programmer that sends nothing else would hold it forever. */
+static bool long_running(const char *command)
+{
+    static const char *const keywords[] = {"#AUTO",   "#ERASE", "#PROGRAM",
+                                           "#VERIFY", "#START", "#REBOOT"};
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++) {
+        size_t n = strlen(keywords[i]);
+        if (strncasecmp(command, keywords[i], n) == 0 && (command[n] == '\0' || command[n] == ' '))
+            return true;
+    }
+    return false;
+}
+
 static bool is_ok_line(const char *line)
 {
     return has_prefix(line, "#OK") &&
@@ -896,7 +911,9 @@ int mf_remote_command(struct mf_remote *r, const char *command, mf_remote_line_f
                 on_line(ctx, line); /* noise or a greeting: it does not keep the wait alive */
             continue;
         }
-        deadline = mf_clock_ms() + (uint64_t)r->timeout_ms;
+        if (long_running(command) ||
+            !(has_prefix(line, "#STATUS:") || has_prefix(line, "#PROGRESS:")))
+            deadline = mf_clock_ms() + (uint64_t)r->timeout_ms;
         note_slots(r, line);
 
         int final = -1; /* outcome of this line when it ends the reply */

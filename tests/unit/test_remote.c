@@ -658,6 +658,36 @@ static void test_status_lines_keep_the_wait_alive(void **state)
     rig_finish(g);
 }
 
+static void test_status_lines_do_not_hold_other_commands(void **state)
+{
+    (void)state;
+    /* #FLIST answered with #ACK and then only status lines, 600 ms apart against a 1 s timeout
+     * (each taken before the clock moves on): they say nothing about the listing, so the wait
+     * times out before the #OK. */
+    static const struct step steps[] = {
+        {EXPECT, "#FLIST\r", 0},
+        {SEND, "#ACK\r", 0},
+        {PAUSE, NULL, 20},
+        {JUMP, NULL, 600},
+        {SEND, "#STATUS:BUSY\r", 0},
+        {PAUSE, NULL, 20},
+        {JUMP, NULL, 600},
+        {SEND, "#PROGRESS:1:PROGRAMMING:0:100\r", 0},
+        {PAUSE, NULL, 20},
+        {JUMP, NULL, 600},
+        {SEND, "#STATUS:BUSY\r", 0},
+        {PAUSE, NULL, 20},
+        {JUMP, NULL, 600},
+        {SEND, "#OK\r", 0}, /* 0.6 s after the last status line */
+        {END, NULL, 0},
+    };
+    struct rig *g = rig_start(steps, 1000);
+    struct mf_remote_reply reply;
+    assert_int_equal(mf_remote_command(&g->r, "#FLIST", NULL, NULL, 0, &reply), MF_ETIMEOUT);
+    assert_string_equal(g->r.error, "no reply from unix:fake for 1.000 s");
+    rig_finish(g);
+}
+
 static void test_noise_alone_times_out(void **state)
 {
     (void)state;
@@ -1179,6 +1209,7 @@ int main(void)
         cmocka_unit_test(test_disconnect_mid_reply),
         cmocka_unit_test(test_silent_peer_times_out),
         cmocka_unit_test(test_status_lines_keep_the_wait_alive),
+        cmocka_unit_test(test_status_lines_do_not_hold_other_commands),
         cmocka_unit_test(test_noise_alone_times_out),
         cmocka_unit_test(test_interrupt_cancels_a_cycle),
         cmocka_unit_test(test_interrupt_without_cancel),

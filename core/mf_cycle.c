@@ -53,8 +53,9 @@ struct cycle {
     enum mf_phase phase;
     enum pass_kind pass;
     bool verify_readback;
-    bool exclude_overlays;       /* verify-only: overlay bytes are not compared */
-    bool reserved;               /* holds one of env->reserved */
+    bool exclude_overlays; /* verify-only: overlay bytes are not compared */
+    bool reserved;         /* holds one of env->reserved, of project reserved_index */
+    unsigned reserved_index;
     enum mf_cycle_failure stage; /* what a failure now is, unless its code says better */
     uint64_t done, total;        /* progress of the phase */
     struct run_crc *runs;        /* what this job's program pass wrote, while `runs_valid` */
@@ -178,6 +179,14 @@ static int remaining_of(const struct mf_cycle_env *env, const struct mf_project 
 int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining)
 {
     return remaining_of(env, mf_setup_project(env->setup), limited, remaining);
+}
+
+/* Gives back what the cycle holds of env->reserved. Under env->authorize. */
+static void release_reserved(struct cycle *c)
+{
+    c->env->reserved->total--;
+    c->env->reserved->project[c->reserved_index]--;
+    c->reserved = false;
 }
 
 /* Encodes the serial number for one job. */
@@ -498,8 +507,7 @@ static int authorize(struct cycle *c)
     c->stage = MF_FAIL_STORAGE;
     mf_lock_take(env->authorize);
     if (env->reserved && c->reserved) {
-        (*env->reserved)--; /* the reservation turns into the count itself, or into nothing */
-        c->reserved = false;
+        release_reserved(c); /* the reservation turns into the count itself, or into nothing */
     }
     int err = area->peek(area, env->setup, index, &tally, message);
     if (err) {
@@ -1550,23 +1558,34 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     /* No device is touched unless a count is left for it: a reservation under the lock keeps
      * slots started together from connecting to more devices than there are counts. */
     if (consumes(request->action)) {
-        bool limited;
-        uint64_t remaining;
+        struct mf_tally tally;
+        char message[MF_AREA_MESSAGE_MAX];
+        unsigned index = (unsigned)(c->project - env->setup->projects);
+        struct mf_cycle_reserved *r = env->reserved;
         mf_lock_take(env->authorize);
-        err = remaining_of(env, c->project, &limited, &remaining);
-        unsigned reserved = env->reserved ? *env->reserved : 0;
-        if (!err && !(limited && remaining <= reserved) && env->reserved) {
-            (*env->reserved)++;
+        err = env->area->peek(env->area, env->setup, index, &tally, message);
+        /* The project's own count against what its other cycles hold, the root's against what
+         * all of them hold; the one that runs out names the count and what others hold. */
+        unsigned mine = r ? r->project[index] : 0, all = r ? r->total : 0;
+        bool project_out = tally.project_limited && tally.project_left <= mine;
+        bool root_out = tally.root_limited && tally.root_left <= all;
+        if (!err && !project_out && !root_out && r) {
+            r->total++;
+            r->project[index]++;
             c->reserved = true;
+            c->reserved_index = index;
         }
         mf_lock_give(env->authorize);
         if (err) {
             fail(c, err, "cannot read %s: %s", MF_FILE_CNTDOWN, mf_strerror(err));
             goto done;
         }
-        if (limited && remaining <= reserved) {
+        if (project_out || root_out) {
+            bool by_root = root_out && (!project_out || tally.root_left < tally.project_left);
+            uint64_t left = by_root ? tally.root_left : tally.project_left;
+            unsigned held = by_root ? all : mine;
             fail(c, MF_EEXHAUSTED, "no programming cycles left (%s = %llu%s)", MF_FILE_CNTDOWN,
-                 (unsigned long long)remaining, reserved ? ", the rest taken by other slots" : "");
+                 (unsigned long long)left, held ? ", the rest taken by other slots" : "");
             goto done;
         }
     }
@@ -1627,9 +1646,8 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
 done:
     if (c->reserved) {
         mf_lock_take(env->authorize);
-        (*env->reserved)--;
+        release_reserved(c);
         mf_lock_give(env->authorize);
-        c->reserved = false;
     }
     c->job = NULL; /* letting the device go is no job's step (docs/jobs.md: job -) */
     if (connected) {

@@ -55,6 +55,15 @@ enum mf_cycle_action {
     MF_ACTION_START,   /* start the application only */
 };
 
+/* Counts promised to cycles that are connecting and have not taken theirs yet: in all (the
+ * root's Cntdown.txt counts every project's cycles) and per project of the setup (its own
+ * Cntdown.txt), so that two slots running different projects (a #SELECT between their starts)
+ * each hold only what is theirs. */
+struct mf_cycle_reserved {
+    unsigned total;
+    unsigned project[MF_SETUP_PROJECTS_MAX];
+};
+
 struct mf_cycle_request {
     enum mf_cycle_action action;
     bool no_patch;          /* #AUTO NOPATCH: do not apply Patches.txt */
@@ -110,11 +119,11 @@ struct mf_cycle_env {
     bool sealed; /* the setup's data must not be learnt through a cycle (it runs from the secure
                     area): a verify failure names no address or byte and the device sees the
                     same requests either way; #AUTO PATCH only where job.ini allows it */
-    const struct mf_lock *authorize;   /* serialises taking counts and serial numbers */
-    unsigned *reserved;                /* counts promised to slots that are connecting (shared,
-                                          under `authorize`); NULL for a single slot */
-    struct mf_flashlog *log;           /* FLASHER.LOG, or NULL */
-    uint64_t (*now_ms)(void *context); /* monotonic milliseconds */
+    const struct mf_lock *authorize;    /* serialises taking counts and serial numbers */
+    struct mf_cycle_reserved *reserved; /* counts promised to slots that are connecting (shared,
+                                           under `authorize`); NULL for a single slot */
+    struct mf_flashlog *log;            /* FLASHER.LOG, or NULL */
+    uint64_t (*now_ms)(void *context);  /* monotonic milliseconds */
     void *clock_context;
     void (*event)(void *context, const struct mf_cycle_event *event); /* may be NULL */
     void *event_context;

@@ -126,7 +126,7 @@ struct mf_programmer {
     int setup_error;
     char setup_message[MF_SETUP_ERROR_MAX];
     struct mf_flashlog log;
-    unsigned reserved;
+    struct mf_cycle_reserved reserved; /* counts promised to connecting slots (env.reserved) */
     struct mf_cycle_env env;
     uint8_t *load_buffer;
 

@@ -1990,7 +1990,7 @@ static void test_slots_share_counts_exactly(void **state)
     struct fixture *f = *state;
     basic_setup(f, "3", "50");
     assert_int_equal(load(f), 0);
-    unsigned reserved = 0;
+    struct mf_cycle_reserved reserved = {0};
     f->env.reserved = &reserved;
     struct mf_cycle_result r[4];
     unsigned ok = 0, exhausted = 0;
@@ -2001,10 +2001,53 @@ static void test_slots_share_counts_exactly(void **state)
     }
     assert_int_equal(ok, 3);
     assert_int_equal(exhausted, 1);
-    assert_int_equal(reserved, 0);
+    assert_int_equal(reserved.total, 0);
+    assert_int_equal(reserved.project[0], 0);
     assert_int_equal(r[0].serial, 50);
     assert_int_equal(r[1].serial, 51);
     assert_int_equal(r[2].serial, 52);
+}
+
+/* Counts held by connecting slots are held per project: a slot of project A connecting leaves B
+ * its own last count, while the root's count is every project's (a #SELECT between two slots'
+ * starts makes them run different projects). */
+static void test_reservations_are_per_project(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t app[2000];
+    firmware(app, sizeof app, 31);
+    put_app_project(f, "01_A", app, sizeof app);
+    put_app_project(f, "02_B", app, sizeof app);
+    puts_(&f->vol.fs, "Projects/01_A/Cntdown.txt", "1\r\n");
+    puts_(&f->vol.fs, "Projects/02_B/Cntdown.txt", "1\r\n");
+    assert_int_equal(load(f), 0);
+    /* As if a slot were connecting for A, its count promised. */
+    struct mf_cycle_reserved reserved = {.total = 1, .project = {1}};
+    f->env.reserved = &reserved;
+    struct mf_cycle_result r;
+    f->setup.selected = 0;
+    assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
+    assert_string_equal(r.message,
+                        "no programming cycles left (Cntdown.txt = 1, the rest taken by other "
+                        "slots)");
+    assert_false(device_made(f, 1));
+    f->setup.selected = 1;
+    assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0); /* B's own count */
+    assert_true(r.consumed);
+    assert_int_equal(reserved.total, 1);
+    assert_int_equal(reserved.project[0], 1);
+    assert_int_equal(reserved.project[1], 0);
+    /* The root's count is shared: one left and one held is none for anyone. */
+    puts_(&f->vol.fs, "Projects/02_B/Cntdown.txt", "5\r\n");
+    puts_(&f->vol.fs, "Cntdown.txt", "1\r\n");
+    assert_int_equal(load(f), 0);
+    f->env.reserved = &reserved;
+    f->setup.selected = 1;
+    assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
+    assert_false(r.consumed);
+    reserved = (struct mf_cycle_reserved){0};
+    assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), 0);
+    assert_int_equal(reserved.total, 0);
 }
 
 /* The setup's fingerprint ignores the counters the programmer changes, and nothing else. */
@@ -2878,6 +2921,8 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_patch_line_limits, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_count_gone_while_connecting, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_reservations_are_per_project, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_slots_share_counts_exactly, setup_fixture,
                                         teardown_fixture),

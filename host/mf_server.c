@@ -951,9 +951,11 @@ static void cmd_path_op(struct mf_server *s, struct mf_session *ss, enum mf_prot
     int err = cmd == MF_CMD_FDELETE ? mf_fat_remove(fs, name)
               : cmd == MF_CMD_MKDIR ? mf_fat_mkdir(fs, name)
                                     : mf_fat_rmdir(fs, name);
-    /* Nor may a package deleted from afar leave an empty _SECURE behind (as above). */
+    /* Nor may a deleted package leave an empty _SECURE behind, on any connection: the next start
+     * would erase the setup with it. The local connection too, where `mintflash push` tells the
+     * operator to delete a refused package (an empty _SECURE is made on purpose, with #MKDIR). */
     int left = 0;
-    if (!err && sp == SECURE_PACKAGE && ss->channel != MF_CHANNEL_UNIX) {
+    if (!err && sp == SECURE_PACKAGE) {
         left = mf_fat_rmdir(fs, MF_SECURE_FOLDER);
         left = left == MF_ENOTEMPTY ? 0 : left;
     }

@@ -84,7 +84,7 @@ with Daemon(size="32M", sim_speed="0", workdir=os.path.join(work, "d")) as d:
     r = early.command("#FWRITE 0,4:4d465031")
     check(r == REFUSED, "#FWRITE to a package opened before the setup: %r" % r)
     check(u.command("#FDELETE _SECURE/p.mfp") == ["#ACK", "#OK"], "local delete")
-    check(u.command("#RMDIR _SECURE") == ["#ACK", "#OK"], "local rmdir")
+    check(u.command("#FLIST _SECURE")[-1] == NO_FOLDER, "the local delete took _SECURE too")
 
     # Restarted: the owner's setup and its counts are intact.
     check(t.command("#REBOOT", timeout=120) == ["#ACK", "#OK"], "reboot")

@@ -1558,7 +1558,7 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
     /* No device is touched unless a count is left for it: a reservation under the lock keeps
      * slots started together from connecting to more devices than there are counts. */
     if (consumes(request->action)) {
-        struct mf_tally tally;
+        struct mf_tally tally = {0};
         char message[MF_AREA_MESSAGE_MAX];
         unsigned index = (unsigned)(c->project - env->setup->projects);
         struct mf_cycle_reserved *r = env->reserved;

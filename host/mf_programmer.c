@@ -1845,13 +1845,15 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
             info->next_serial = tally.serial;
         }
     }
-    bool secure = p->from_secure && p->setup_loaded;
-    pthread_mutex_unlock(&p->state_lock);
     /* The public area's rule stops every cycle from the secure area too (a stray file, an
-     * unmoved _SECURE): said here as well, not only when a cycle is refused. */
+     * unmoved _SECURE): said here as well, not only when a cycle is refused. Under state_lock,
+     * which a restart's rewrite of move_error waits for (state_lock before public_mutex, as
+     * mf_programmer_select takes them). */
     char m[MF_CYCLE_MESSAGE_MAX];
-    if (!info->problem[0] && secure && conflict_check(p, m) == MF_ECONFLICT)
+    if (!info->problem[0] && p->from_secure && p->setup_loaded &&
+        conflict_check(p, m) == MF_ECONFLICT)
         snprintf(info->problem, sizeof info->problem, "%s", m);
+    pthread_mutex_unlock(&p->state_lock);
 }
 
 int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_t *owner,
@@ -1901,11 +1903,13 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
     /* The pin goes first: a power cut later in the command leaves a pinned programmer whose
      * create is simply run again, never a new secure area without the pin that was asked for
      * (one the factory could load a plain setup into). */
+    bool pinned_now = false;
     if (!err && create && owner && !as.has_owner) {
         err = p->anchor.write_owner(&p->anchor, owner, as.package_mark);
         if (err)
             say(error, "the owner pin failed (nothing was erased): trust anchor: %s",
                 p->anchor.error);
+        pinned_now = err == 0;
     }
     char message[MF_SECURE_MESSAGE_MAX];
     if (!err && (err = mf_secure_erase(&p->anchor, message)) != 0)
@@ -1919,6 +1923,13 @@ int mf_programmer_secure_area(struct mf_programmer *p, bool create, const uint8_
                 : err == MF_EEXIST   ? "a secure area exists already"
                 : err == MF_ENOENT   ? "there is no secure area"
                                      : mf_strerror(err));
+    }
+    if (err && pinned_now) {
+        /* The pin is for life and stays: the owner is told, and that the same command again
+         * completes the rest. */
+        char why[MF_PROGRAMMER_TEXT_MAX];
+        snprintf(why, sizeof why, "%s", error);
+        say(error, "%.200s (the owner pin is written: run the same command again)", why);
     }
     note_pin(p);
     if (!err) {

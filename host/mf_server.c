@@ -720,8 +720,11 @@ enum secure_path {
 static enum secure_path secure_path(struct mf_fat *fs, const char *path)
 {
     unsigned below = 0;
-    if (mf_fat_path_in(fs, path, MF_SECURE_FOLDER, &below) <= 0)
-        return SECURE_NONE; /* a path no lookup takes fails in the command itself */
+    int r = mf_fat_path_in(fs, path, MF_SECURE_FOLDER, &below);
+    if (r == MF_ENAME || r == MF_ENAMETOOLONG || r == 0)
+        return SECURE_NONE; /* a name no lookup takes fails in the command itself */
+    if (r < 0)
+        return SECURE_OTHER; /* the volume could not say (a read failed): refused over TCP */
     if (below == 0)
         return SECURE_FOLDER;
     const char *base = path + strlen(path);

@@ -1800,9 +1800,9 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
     if (format_line(s, "push", line, "#FOPEN %s", remote) ||
         exchange(s, "push", line, NULL, NULL, 0, &opened))
         return 1;
+    bool written;
     if (opened.outcome == MF_REMOTE_OK) {
-        if (cmd_simple(s, "push", "#FCLOSE"))
-            return 1;
+        written = !cmd_simple(s, "push", "#FCLOSE") && !put_file(s, "push", local, remote);
     } else if (opened.outcome == MF_REMOTE_ERR && opened.code == 10 &&
                strstr(opened.final, "(no such file or directory)")) {
         struct mf_remote_reply made;
@@ -1813,11 +1813,12 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
             reply_error(s, "push", line, &made);
             return 1;
         }
+        written = !put_file(s, "push", local, remote);
     } else {
         reply_error(s, "push", line, &opened);
         return 1;
     }
-    if (put_file(s, "push", local, remote)) {
+    if (!written) {
         /* Never an empty _SECURE left behind: the next start would erase the setup with it. */
         char undo[LINE_SIZE];
         struct mf_remote_reply ignored;

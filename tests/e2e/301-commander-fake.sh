@@ -149,7 +149,7 @@ while (my $c = $server->accept) {
             }
         } elsif ($cmd eq '#FCLOSE') {
             undef $open;
-            @out = ('#OK');
+            @out = exists $files{'fail-fclose'} ? ('#ERR012:File write failed (as told)') : ('#OK');
         } elsif ($cmd eq '#FSIZE') {
             @out = defined $open ? (sprintf '#OK:%x', length $files{$open}[1])
                                  : ('#ERR255:No file opened');
@@ -672,6 +672,18 @@ expect_file err.txt "mintflash: push: the programmer did not install the package
 run 1 push pkg.mfp
 expect_file err.txt "mintflash: push: the programmer did not install the package: see its FLASHER.LOG (the current setup is kept, but runs no cycle while the package is there: mintflash fdelete _SECURE/pkg.mfp)"
 run 0 -c 'fdelete _SECURE/pkg.mfp; rmdir _SECURE; fdelete refuse-push'
+# The package's #FOPEN taken (here: _SECURE was there), then its #FCLOSE failing: what push put
+# there goes again, and so does the _SECURE it leaves empty (the next start would erase with it).
+run 0 mkdir _SECURE
+printf x >fail-fclose.txt
+run 1 fwrite fail-fclose.txt fail-fclose
+run 1 push pkg.mfp
+expect_file err.txt "mintflash: push: #ERR012:File write failed (as told)"
+grep -qi '^[DF] _secure' server.log.files && fail "push left _SECURE or its package after a failed #FCLOSE"
+tail -2 server.log >push.txt
+expect_file push.txt "#FDELETE _SECURE/pkg.mfp
+#RMDIR _SECURE"
+run 0 fdelete fail-fclose
 echo "ok no #FLIST: push"
 
 # A programmer that knows neither #FLIST nor #FOPENREAD (the reference product): a file the user

@@ -34,6 +34,7 @@ cat >fake.pl <<'PERL'
 # "no-flist-fopenread" (#FLIST and #FOPENREAD: the reference product's documented file commands).
 # After every command LOG.files lists the folders and files it holds ("D path", "F path size").
 # #REBOOT installs a package in _SECURE (removes the folder) unless a file "refuse-push" exists.
+# A file "fopen-nospace" makes #FOPEN in _SECURE fail as on a full volume.
 use strict;
 use warnings;
 use IO::Socket::UNIX;
@@ -130,6 +131,8 @@ while (my $c = $server->accept) {
             @out = @hits ? ('#OK') : ("#ERR203:No such project: $arg");
         } elsif ($cmd eq '#SECUREAREA') {
             @out = ('#NACK:ERR209:Only allowed on the local connection');
+        } elsif ($cmd eq '#FOPEN' && exists $files{'fopen-nospace'} && $key =~ m{^_secure/}) {
+            @out = ('#ERR010:File open failed (no space left)');
         } elsif ($cmd eq '#FOPEN') {
             if (exists $dirs{$key} || !exists $dirs{lc parent(norm($arg))}) {
                 @out = ('#ERR010:File open failed (no such file or directory)');
@@ -672,6 +675,22 @@ expect_file err.txt "mintflash: push: the programmer did not install the package
 run 1 push pkg.mfp
 expect_file err.txt "mintflash: push: the programmer did not install the package: see its FLASHER.LOG (the current setup is kept, but runs no cycle while the package is there: mintflash fdelete _SECURE/pkg.mfp)"
 run 0 -c 'fdelete _SECURE/pkg.mfp; rmdir _SECURE; fdelete refuse-push'
+# A package that cannot be written (the fake fails #FWRITE to a name with "full"): the package and
+# the _SECURE made for it are deleted again, never an empty _SECURE for the next start.
+cp pkg.mfp full.mfp
+run 1 push full.mfp
+expect_file err.txt "mintflash: push: #ERR012:File write failed (no space left)"
+tail -2 server.log >push.txt
+expect_file push.txt "#FDELETE _SECURE/full.mfp
+#RMDIR _SECURE"
+same_files before.txt "a push whose package could not be written"
+# #FOPEN failing otherwise than "no such file or directory" (a full volume): no #MKDIR _SECURE.
+run 0 fwrite r0.txt fopen-nospace
+run 1 push pkg.mfp
+expect_file err.txt "mintflash: push: #ERR010:File open failed (no space left)"
+! grep -q '^#MKDIR' server.log || fail "push: #MKDIR after #FOPEN failed for want of space"
+run 0 fdelete fopen-nospace
+same_files before.txt "a push refused for want of space"
 # The package's #FOPEN taken (here: _SECURE was there), then its #FCLOSE failing: what push put
 # there goes again, and so does the _SECURE it leaves empty (the next start would erase with it).
 run 0 mkdir _SECURE

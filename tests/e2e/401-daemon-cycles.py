@@ -142,7 +142,10 @@ with Daemon(slots=2, sim_speed="1") as d:
                       ("#CANCEL two", ["#NACK:ERR210:Expected nothing, * or <slot>[,<slot>...]"]),
                       ("#STATUS 2", ["#NACK:ERR210:This command takes nothing after it"]),
                       ("#INFO x", ["#NACK:ERR210:This command takes nothing after it"]),
-                      ("#FCLOSE junk", ["#NACK:ERR210:This command takes nothing after it"])):
+                      ("#FCLOSE junk", ["#NACK:ERR210:This command takes nothing after it"]),
+                      ("#RESULT 1", ["#NACK:ERR210:This command takes nothing after it"]),
+                      ("#FSIZE x", ["#NACK:ERR210:This command takes nothing after it"]),
+                      ("#IDENTITY x", ["#NACK:ERR210:This command takes nothing after it"])):
         r = c.command(cmd)
         check(r == want, "%s: %r" % (cmd, r))
     a, b = d.tcp(), d.tcp()

@@ -88,14 +88,17 @@ try:
                                                 "serial line only"], "BAUDRATE on TCP")
         check(d.stop() == 0, "clean exit")
 
-    def line_flags():
+    def line_attrs():
         """The programmer's side of the line as the daemon set it up (a pty keeps the settings
         it is given)."""
         other = os.open(theirs, os.O_RDWR | os.O_NOCTTY)
         try:
-            attrs = termios.tcgetattr(other)
+            return termios.tcgetattr(other)
         finally:
             os.close(other)
+
+    def line_flags():
+        attrs = line_attrs()
         return attrs[2] & (termios.PARENB | termios.PARODD | termios.CSIZE | termios.CSTOPB), \
             attrs[4]
 
@@ -106,6 +109,9 @@ try:
         with Daemon(extra=["--serial", theirs + ":115200:" + frame]) as d:
             check(line_flags() == (termios.CS8 | flags, termios.B115200),
                   "%s: the line is set up so: %r" % (frame, line_flags()))
+            # A byte with a parity error is read as a NUL (INPCK alone: not dropped, not marked).
+            iflag = line_attrs()[0] & (termios.INPCK | termios.IGNPAR | termios.PARMRK)
+            check(iflag == termios.INPCK, "%s: parity checked on input: %#x" % (frame, iflag))
             check(("at 115200 baud, 8%s1" % frame[1].upper()) in d.log_text() and
                   "the device takes no parity (a pseudo-terminal?)" in d.log_text(), "logged")
             set_speed(termios.B115200)

@@ -46,6 +46,11 @@ with Daemon(size="32M") as d:
     check(i["AREA"] == "PUBLIC" and i["PROJECT"] == "Widget" and i["CYCLES_LEFT"] == "2",
           "an empty secure area leaves the public setup running: %r" % i)
     check(i["MOVE_ERROR"] == "" and "PROBLEM" not in i, "no problem: %r" % i)
+    # Nothing held there, so nothing to lose: a package over TCP is taken, no owner pinned.
+    check(t.command("#FOPEN _SECURE/p.mfp") == ["#ACK", "#OK"] and
+          t.command("#FCLOSE") == ["#ACK", "#OK"] and
+          t.command("#FDELETE _SECURE/p.mfp") == ["#ACK", "#OK"],
+          "a package over TCP where the secure area holds no file")
     log = get(t, "FLASHER.LOG").decode()
     check("moved _SECURE into the secure area: 0 files" in log and
           "(no files: the public area's setup runs)" in log, "FLASHER.LOG:\n" + log)

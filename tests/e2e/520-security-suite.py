@@ -279,7 +279,9 @@ try:
         for cmd in ("#MKDIR _SECURE", "#MKDIR _secure.", "#MKDIR /_SECURE ", "#MKDIR _SECURE/x",
                     "#MKDIR Projects/../_SECURE", "#FOPEN _SECURE/Projects/01_W/01_App/app.bin",
                     "#FOPEN _secure/projects/01_w/01_app/app.bin", "#FOPEN _SECURE/Cntdown.txt",
-                    "#FOPEN _SECURE\\FLASHER.INI", "#FOPEN _SECURE/x/y.mfp", "#FOPEN _SECURE"):
+                    "#FOPEN _SECURE\\FLASHER.INI", "#FOPEN _SECURE/x/y.mfp", "#FOPEN _SECURE",
+                    # ".mfp" alone names no package, whichever separator comes before it.
+                    "#FOPEN _SECURE/.mfp", "#FOPEN _SECURE\\.mfp"):
             row("_SECURE over TCP", cmd, SECURE_ONLY, t.command(cmd))
         # Nor a package here: no owner is pinned, so one signed by anyone would install and
         # replace the setup (e2e.518). The pinned programmer below takes packages.
@@ -381,6 +383,10 @@ try:
             row("tampering", "a flipped byte in %s" % what, ["#ACK", "#ERR216:" + reply],
                 t.command("#AUTO NOINFO", timeout=120))
             check(reply in d.log_text(), "said why")
+            # A secure area that cannot be read may hold a setup all the same: no package
+            # from afar, as with one that is read.
+            row("tampering", "#FOPEN _SECURE/p.mfp with a flipped byte in %s" % what,
+                UNPINNED_PACKAGE, t.command("#FOPEN _SECURE/p.mfp"))
             check(d.stop() == 0, "stop")
             with open(d.storage, "wb") as f:
                 f.write(original)
@@ -454,12 +460,28 @@ try:
         row("_SECURE over TCP", "#FOPEN _SECURE/p.mfp (pinned: makes _SECURE)", ["#ACK", "#OK"],
             t.command("#FOPEN _SECURE/p.mfp"))
         t.command("#FCLOSE")
+        # The folder itself stays removable from afar (here: not empty, so the storage says no).
+        row("_SECURE over TCP", "#RMDIR _SECURE (beside a package)",
+            ["#ACK", "#ERR013:Failed to remove folder (directory not empty)"],
+            t.command("#RMDIR _SECURE"))
+        # A second package beside it: deleting one leaves the other, and its _SECURE, in place.
+        row("_SECURE over TCP", "#FOPEN _SECURE/q.mfp (beside a package)", ["#ACK", "#OK"],
+            t.command("#FOPEN _SECURE/q.mfp"))
+        t.command("#FCLOSE")
+        row("_SECURE over TCP", "#FDELETE _SECURE/q.mfp (beside a package)", ["#ACK", "#OK"],
+            t.command("#FDELETE _SECURE/q.mfp"))
         for cmd in ("#FOPEN _SECURE/Cntdown.txt", "#MKDIR _SECURE/Projects",
                     "#FDELETE _SECURE/x.txt", "#RMDIR _SECURE/Projects"):
             row("_SECURE over TCP", cmd + " (beside a package)", SECURE_ONLY, t.command(cmd))
         row("_SECURE over TCP", "#FDELETE _SECURE/p.mfp", ["#ACK", "#OK"],
             t.command("#FDELETE _SECURE/p.mfp"))
         row("_SECURE over TCP", "#FLIST _SECURE after the package went", NO_FOLDER,
+            t.command("#FLIST _SECURE"))
+        # A package whose file cannot be made: the _SECURE made for it goes too (never an empty
+        # one).
+        row("_SECURE over TCP", "#FOPEN _SECURE/a*b.mfp (a name no file takes)", BAD_NAME,
+            t.command("#FOPEN _SECURE/a*b.mfp"))
+        row("_SECURE over TCP", "#FLIST _SECURE after the failed #FOPEN", NO_FOLDER,
             t.command("#FLIST _SECURE"))
         image = {name: os.path.join(owner, name + ".img")
                  for name in ("before-topup", "older", "before-s2", "s2")}

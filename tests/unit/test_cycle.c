@@ -1613,9 +1613,14 @@ static void test_connect_failure_consumes_nothing(void **state)
     mf_sim_close(&f->target[0]);
     struct mf_sim_options o = {.faults.connect = {MF_SIM_FAULT_ALWAYS, 0}};
     assert_int_equal(mf_sim_open(&f->target[0], f->sim_dir, 1, &o), 0);
+    struct mf_cycle_reserved reserved = {0};
+    f->env.reserved = &reserved;
     struct mf_cycle_result r;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EIO);
     assert_false(r.consumed);
+    /* The count promised while connecting is given back: no slot finds it taken later. */
+    assert_int_equal(reserved.total, 0);
+    assert_int_equal(reserved.project[0], 0);
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 5);
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 100);
 }
@@ -2048,6 +2053,18 @@ static void test_reservations_are_per_project(void **state)
     reserved = (struct mf_cycle_reserved){0};
     assert_int_equal(cycle(f, 2, MF_ACTION_AUTO, &r), 0);
     assert_int_equal(reserved.total, 0);
+    /* Both counts at 0 while B's slot holds one of the root's: A's own count is what ran out,
+     * and none of it is taken by other slots. */
+    puts_(&f->vol.fs, "Projects/01_A/Cntdown.txt", "0\r\n");
+    puts_(&f->vol.fs, "Cntdown.txt", "0\r\n");
+    assert_int_equal(load(f), 0);
+    reserved = (struct mf_cycle_reserved){.total = 1, .project = {0, 1}};
+    f->env.reserved = &reserved;
+    f->setup.selected = 0;
+    assert_int_equal(cycle(f, 3, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
+    assert_string_equal(r.message, "no programming cycles left (Cntdown.txt = 0)");
+    assert_int_equal(reserved.total, 1);
+    assert_int_equal(reserved.project[0], 0);
 }
 
 /* The setup's fingerprint ignores the counters the programmer changes, and nothing else. */

@@ -1562,6 +1562,53 @@ static void test_short_name_collisions(void **state)
     }
 }
 
+/* mf_fat_path_in: a folder at the root in any spelling a lookup takes, its short name included,
+ * and the components under it; the root itself is in no folder. */
+static void test_path_in(void **state)
+{
+    (void)state;
+    check(mf_fat_mkdir(&fs, "A long folder"));
+    check(mf_fat_mkdir(&fs, "Other"));
+    check(mf_fat_mkdir(&fs, "Other/A long folder"));
+    struct mf_fat_stat st;
+    check(mf_fat_stat(&fs, "A long folder", &st));
+    assert_true(strchr(st.short_name, '~') != NULL);
+    char alias[64];
+    snprintf(alias, sizeof alias, "%s/x/y.txt", st.short_name);
+    static const struct {
+        const char *path;
+        int in;
+        unsigned below;
+    } cases[] = {
+        {"A long folder", 1, 0},
+        {"a LONG folder./", 1, 0},
+        {"/A long folder/x", 1, 1},
+        {"Other/../A long folder/x\\y", 1, 2},
+        {"", 0, 0},
+        {"/", 0, 0},
+        {".", 0, 0},
+        {"Other", 0, 0}, /* beside it in the same root sector: another entry */
+        {"Other/A long folder", 0, 0},
+        {"Missing/x", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned below = 99;
+        int in = mf_fat_path_in(&fs, cases[i].path, "A long folder", &below);
+        if (in != cases[i].in || (in == 1 && below != cases[i].below))
+            fail_msg("[%s] \"%s\": %d, %u below", current->name, cases[i].path, in, below);
+    }
+    /* Its short name is another name of the same entry. */
+    unsigned below = 99;
+    assert_int_equal(mf_fat_path_in(&fs, alias, "A long folder", &below), 1);
+    assert_int_equal(below, 2);
+    assert_int_equal(mf_fat_path_in(&fs, "A long folder/x", st.short_name, &below), 1);
+    assert_int_equal(below, 1);
+    /* A folder that is not there: no other name reaches it. */
+    assert_int_equal(mf_fat_path_in(&fs, "Other/x", "Gone", &below), 0);
+    /* A path no lookup takes. */
+    assert_true(mf_fat_path_in(&fs, "../x", "A long folder", &below) < 0);
+}
+
 static void test_timestamps(void **state)
 {
     (void)state;
@@ -1624,6 +1671,7 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_device_errors_drop_the_change, setup,
                                                  teardown, &fat12_4k),
         ALL_FLAVOURS(test_short_name_collisions),
+        ALL_FLAVOURS(test_path_in),
         FAT12_ONLY(test_timestamps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

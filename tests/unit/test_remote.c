@@ -633,29 +633,43 @@ static void test_silent_peer_times_out(void **state)
 static void test_status_lines_keep_the_wait_alive(void **state)
 {
     (void)state;
-    /* Five gaps of 600 ms against a 1 s timeout: 3 s in all, and no timeout. */
-    static const struct step steps[] = {
-        {EXPECT, "#PROGRAM\r", 0},
-        {SEND, "#ACK\r", 0},
-        {JUMP, NULL, 600},
-        {SEND, "#STATUS:CONNECTING\r", 0},
-        {JUMP, NULL, 600},
-        {SEND, "#STATUS:ERASING\r", 0},
-        {JUMP, NULL, 600},
-        {SEND, "#PROGRESS:1:PROGRAMMING:0:100\r", 0},
-        {JUMP, NULL, 600},
-        {SEND, "#PROGRESS:1:PROGRAMMING:100:100\r", 0},
-        {JUMP, NULL, 600},
-        {SEND, "#OK (Total 3.000s)\r", 0},
-        {END, NULL, 0},
-    };
-    struct rig *g = rig_start(steps, 1000);
-    struct mf_remote_reply reply;
-    struct seen seen = {0};
-    assert_int_equal(mf_remote_command(&g->r, "#PROGRAM", see_line, &seen, 0, &reply), 0);
-    assert_int_equal(reply.outcome, MF_REMOTE_OK);
-    assert_int_equal(seen.count, 4);
-    rig_finish(g);
+    /* Five gaps of 600 ms against a 1 s timeout, each line taken before the clock moves on: 3 s
+     * in all, and no timeout, for the cycles and a restart in any case, with or without slots. */
+    static const char *const commands[] = {"#PROGRAM", "#auto 1,2", "#Verify",
+                                           "#ERASE *", "#START",    "#REBOOT"};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char expect[32];
+        snprintf(expect, sizeof expect, "%s\r", commands[i]);
+        const struct step steps[] = {
+            {EXPECT, expect, 0},
+            {SEND, "#ACK\r", 0},
+            {PAUSE, NULL, 20},
+            {JUMP, NULL, 600},
+            {SEND, "#STATUS:CONNECTING\r", 0},
+            {PAUSE, NULL, 20},
+            {JUMP, NULL, 600},
+            {SEND, "#STATUS:ERASING\r", 0},
+            {PAUSE, NULL, 20},
+            {JUMP, NULL, 600},
+            {SEND, "#PROGRESS:1:PROGRAMMING:0:100\r", 0},
+            {PAUSE, NULL, 20},
+            {JUMP, NULL, 600},
+            {SEND, "#PROGRESS:1:PROGRAMMING:100:100\r", 0},
+            {PAUSE, NULL, 20},
+            {JUMP, NULL, 600},
+            {SEND, "#OK (Total 3.000s)\r", 0},
+            {END, NULL, 0},
+        };
+        struct rig *g = rig_start(steps, 1000);
+        struct mf_remote_reply reply;
+        struct seen seen = {0};
+        int err = mf_remote_command(&g->r, commands[i], see_line, &seen, 0, &reply);
+        if (err)
+            fail_msg("%s: %s", commands[i], g->r.error);
+        assert_int_equal(reply.outcome, MF_REMOTE_OK);
+        assert_int_equal(seen.count, 4);
+        rig_finish(g);
+    }
 }
 
 static void test_status_lines_do_not_hold_other_commands(void **state)

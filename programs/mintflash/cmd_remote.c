@@ -1794,8 +1794,7 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
     /* A programmer of today makes _SECURE together with the package's file, in one step, so
      * that no moment leaves an empty _SECURE (the next start would erase the setup with it); over
      * TCP and serial it takes the folder no other way (#ERR209). An older one answers "no such
-     * file or directory" and gets #MKDIR first; one that does not know #MKDIR (a bare #NACK) may
-     * still make it at the #FOPEN. */
+     * file or directory" and gets #MKDIR first. */
     struct mf_remote_reply opened;
     if (format_line(s, "push", line, "#FOPEN %s", remote) ||
         exchange(s, "push", line, NULL, NULL, 0, &opened))
@@ -1809,7 +1808,7 @@ static int cmd_push(struct mf_cli_session *s, int argc, char **argv)
         if (format_line(s, "push", line, "#MKDIR _SECURE") ||
             exchange(s, "push", line, NULL, NULL, 0, &made))
             return 1;
-        if (made.outcome != MF_REMOTE_OK && !bare_nack(&made)) {
+        if (made.outcome != MF_REMOTE_OK) {
             reply_error(s, "push", line, &made);
             return 1;
         }

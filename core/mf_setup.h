@@ -197,7 +197,8 @@ enum mf_public_file mf_setup_public_file(const char *name);
 /* The conflict rule's list: while the secure area holds a setup, the public area's root may hold
  * only the allow-list's files (mf_setup_public_file) and the `_SECURE` folder (MF_SECURE_FOLDER),
  * the input the programmer consumes at start; any other file or folder is a conflict (which setup
- * should run?). */
+ * should run?). A `_SECURE` folder still there after a start is one it did not move: the caller
+ * stops cycles for it too, with a message of its own. */
 bool mf_setup_public_allowed(const char *name, bool is_dir);
 
 /* Does the setup's fingerprint (and a package's setup id) leave out the file at `path` ("a/b/c")?

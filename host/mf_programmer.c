@@ -344,17 +344,17 @@ static int conflict_check(void *context, char *message)
     if (p->fat_mounted) {
         err = mf_fat_opendir(&p->fat, &dir, "");
         while (!err && (r = mf_fat_readdir(&p->fat, &dir, &st)) == 1) {
-            if (st.is_dir && mf_ini_name_is(st.name, MF_SECURE_FOLDER)) {
-                sayn(message, MF_CYCLE_MESSAGE_MAX,
-                     "the public area holds a _SECURE folder that is not installed (%.200s): "
-                     "restart to move it, or remove it to run the installed setup",
-                     p->move_error[0] ? p->move_error : "put there after the last start");
-                err = MF_ECONFLICT;
-            } else if (!mf_setup_public_allowed(st.name, st.is_dir)) {
+            if (!mf_setup_public_allowed(st.name, st.is_dir)) {
                 sayn(message, MF_CYCLE_MESSAGE_MAX,
                      "the public area holds %s '%.100s' while the secure area holds a setup: "
                      "it is not clear which to use (remove it)",
                      st.is_dir ? "the folder" : "the file", st.name);
+                err = MF_ECONFLICT;
+            } else if (st.is_dir) { /* the one folder the list allows: _SECURE, not moved */
+                sayn(message, MF_CYCLE_MESSAGE_MAX,
+                     "the public area holds a _SECURE folder that is not installed (%.200s): "
+                     "restart to move it, or remove it to run the installed setup",
+                     p->move_error[0] ? p->move_error : "put there after the last start");
                 err = MF_ECONFLICT;
             }
         }

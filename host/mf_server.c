@@ -752,12 +752,16 @@ static bool secure_refused(struct mf_server *s, struct mf_session *ss, bool refu
     return true;
 }
 
-/* Nor a package where one signed by anyone would replace the setup (no owner pinned: any owner's
- * package installs): that destroys the setup as a plain _SECURE does. `replaces` is
- * mf_programmer_package_replaces, asked before the public area was taken. */
-static bool package_refused(struct mf_server *s, struct mf_session *ss, enum secure_path sp,
-                            bool replaces)
+/* What #FOPEN and #FWRITE may write into _SECURE from afar (the local connection: anything): a
+ * sealed package, and not even that where one signed by anyone would replace the setup (no
+ * owner pinned: any owner's package installs), which destroys it as a plain _SECURE does.
+ * `replaces` is mf_programmer_package_replaces, asked before the public area was taken. True
+ * when refused, as secure_refused. */
+static bool write_refused(struct mf_server *s, struct mf_session *ss, enum secure_path sp,
+                          bool replaces)
 {
+    if (secure_refused(s, ss, sp == SECURE_FOLDER || sp == SECURE_OTHER))
+        return true;
     if (sp != SECURE_PACKAGE || !replaces || ss->channel == MF_CHANNEL_UNIX)
         return false;
     mf_programmer_public_release(s->programmer);
@@ -787,8 +791,7 @@ static void cmd_fopen(struct mf_server *s, struct mf_session *ss, const char *na
     if (!fs)
         return;
     enum secure_path sp = read_only ? SECURE_NONE : secure_path(fs, name);
-    if (secure_refused(s, ss, sp == SECURE_FOLDER || sp == SECURE_OTHER) ||
-        package_refused(s, ss, sp, replaces))
+    if (write_refused(s, ss, sp, replaces))
         return;
     struct mf_fat_stat st;
     bool existed = mf_fat_stat(fs, name, &st) == 0;
@@ -851,11 +854,10 @@ static void cmd_fwrite(struct mf_server *s, struct mf_session *ss, const char *a
     struct mf_fat *fs = public_fat(s, ss, MF_PERR_FILE_WRITE);
     if (!fs)
         return;
-    /* The file was taken at #FOPEN, but what may be written to _SECURE can have changed since
-     * (a setup installed there meanwhile): asked again. */
-    enum secure_path sp = secure_path(fs, ss->file);
-    if (secure_refused(s, ss, sp == SECURE_FOLDER || sp == SECURE_OTHER) ||
-        package_refused(s, ss, sp, replaces))
+    /* The file was taken at #FOPEN, but what may be written to _SECURE from afar can have
+     * changed since (a setup installed there meanwhile): asked again (not on the local
+     * connection, which may write anything: no lookup per chunk there). */
+    if (ss->channel != MF_CHANNEL_UNIX && write_refused(s, ss, secure_path(fs, ss->file), replaces))
         return;
     struct mf_fat_file file;
     int err = mf_fat_open(fs, &file, ss->file, MF_FAT_O_RDWR);

@@ -53,9 +53,8 @@ struct cycle {
     enum mf_phase phase;
     enum pass_kind pass;
     bool verify_readback;
-    bool exclude_overlays; /* verify-only: overlay bytes are not compared */
-    bool reserved;         /* holds one of env->reserved, of project reserved_index */
-    unsigned reserved_index;
+    bool exclude_overlays;       /* verify-only: overlay bytes are not compared */
+    bool reserved;               /* holds one of env->reserved (in all and of its project) */
     enum mf_cycle_failure stage; /* what a failure now is, unless its code says better */
     uint64_t done, total;        /* progress of the phase */
     struct run_crc *runs;        /* what this job's program pass wrote, while `runs_valid` */
@@ -160,10 +159,9 @@ static void tally_left(const struct mf_tally *t, bool *limited, uint64_t *left)
                 : t->root_left;
 }
 
-/* mf_cycle_remaining for one project of the setup (NULL: none). */
-static int remaining_of(const struct mf_cycle_env *env, const struct mf_project *p, bool *limited,
-                        uint64_t *remaining)
+int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining)
 {
+    const struct mf_project *p = mf_setup_project(env->setup);
     char message[MF_AREA_MESSAGE_MAX];
     struct mf_tally t;
     *limited = false;
@@ -176,16 +174,11 @@ static int remaining_of(const struct mf_cycle_env *env, const struct mf_project 
     return err;
 }
 
-int mf_cycle_remaining(const struct mf_cycle_env *env, bool *limited, uint64_t *remaining)
-{
-    return remaining_of(env, mf_setup_project(env->setup), limited, remaining);
-}
-
 /* Gives back what the cycle holds of env->reserved. Under env->authorize. */
 static void release_reserved(struct cycle *c)
 {
     c->env->reserved->total--;
-    c->env->reserved->project[c->reserved_index]--;
+    c->env->reserved->project[c->project - c->env->setup->projects]--;
     c->reserved = false;
 }
 
@@ -1573,7 +1566,6 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
             r->total++;
             r->project[index]++;
             c->reserved = true;
-            c->reserved_index = index;
         }
         mf_lock_give(env->authorize);
         if (err) {

@@ -368,17 +368,6 @@ static void cycle_line(void *ctx, const char *line)
         fflush(stdout);
 }
 
-static bool is_cycle_keyword(const char *line)
-{
-    static const char *const cycles[] = {"#AUTO", "#ERASE", "#PROGRAM", "#VERIFY", "#START"};
-    for (size_t i = 0; i < sizeof cycles / sizeof cycles[0]; i++) {
-        size_t n = strlen(cycles[i]);
-        if (strncasecmp(line, cycles[i], n) == 0 && (line[n] == '\0' || line[n] == ' '))
-            return true;
-    }
-    return false;
-}
-
 /* At a terminal, asks once per connection for #PROGRESS lines (a daemon without them: no). */
 static int progress_on(struct mf_cli_session *s, const char *cmd)
 {
@@ -931,7 +920,7 @@ static void raw_line(void *ctx, const char *line)
 int mf_cli_raw(struct mf_cli_session *s, const char *line)
 {
     unsigned flags = MF_REMOTE_PASS_ACK;
-    if (is_cycle_keyword(line))
+    if (mf_remote_is_cycle(line))
         flags |= MF_REMOTE_CANCEL_ON_INTERRUPT;
     struct mf_remote_reply reply;
     if (exchange(s, "raw", line, raw_line, NULL, flags, &reply))
@@ -1988,19 +1977,12 @@ static int copy_records(struct mf_cli_session *s, const char *dir, unsigned *cop
         if (!name || !records_name(name + 1))
             continue;
         name++;
-        char *local = join_path(dir, name, '/');
-        int fd = local ? open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
-        if (fd < 0) {
-            cmd_error(s, "records", "cannot create %s: %s", local ? local : name,
-                      local ? strerror(errno) : "out of memory");
-            status = 1;
-        } else {
-            status = get_file(s, "records", name, fd, local, false);
-            if (close(fd) < 0 && !status)
-                status = 1;
-            *copied += status ? 0 : 1;
-        }
-        free(local);
+        /* The listing has just shown it: opened as listed, not looked up again. */
+        uint64_t size;
+        status = remote_open_file(s, "records", name, OPEN_LISTED, &size, NULL);
+        if (!status)
+            status = copy_open_record(s, dir, name, size);
+        *copied += status ? 0 : 1;
     }
     collected_free(&c);
     return status;

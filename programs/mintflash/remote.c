@@ -738,6 +738,13 @@ int mf_remote_parse_selected(const char *line, int *count, int *single)
 
 enum reply_shape { SHAPE_FINAL, SHAPE_STATUS, SHAPE_RESULT, SHAPE_SELECTED };
 
+/* Whether `command` is `keyword` (any case), alone or followed by a blank and its words. */
+static bool keyword_is(const char *command, const char *keyword)
+{
+    size_t n = strlen(keyword);
+    return strncasecmp(command, keyword, n) == 0 && (command[n] == '\0' || command[n] == ' ');
+}
+
 static enum reply_shape command_shape(const char *command)
 {
     static const struct {
@@ -746,12 +753,20 @@ static enum reply_shape command_shape(const char *command)
     } shapes[] = {
         {"#STATUS", SHAPE_STATUS}, {"#RESULT", SHAPE_RESULT}, {"#SELMODULE", SHAPE_SELECTED}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        size_t n = strlen(shapes[i].keyword);
-        if (strncasecmp(command, shapes[i].keyword, n) == 0 &&
-            (command[n] == '\0' || command[n] == ' '))
+        if (keyword_is(command, shapes[i].keyword))
             return shapes[i].shape;
     }
     return SHAPE_FINAL;
+}
+
+bool mf_remote_is_cycle(const char *command)
+{
+    static const char *const cycles[] = {"#AUTO", "#ERASE", "#PROGRAM", "#VERIFY", "#START"};
+    for (size_t i = 0; i < sizeof cycles / sizeof cycles[0]; i++) {
+        if (keyword_is(command, cycles[i]))
+            return true;
+    }
+    return false;
 }
 
 /* Commands whose reply may take long while the programmer works: the cycles, and a restart
@@ -759,14 +774,7 @@ static enum reply_shape command_shape(const char *command)
  * any other command they do not, or a programmer that sends nothing else would hold it forever. */
 static bool long_running(const char *command)
 {
-    static const char *const keywords[] = {"#AUTO",   "#ERASE", "#PROGRAM",
-                                           "#VERIFY", "#START", "#REBOOT"};
-    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++) {
-        size_t n = strlen(keywords[i]);
-        if (strncasecmp(command, keywords[i], n) == 0 && (command[n] == '\0' || command[n] == ' '))
-            return true;
-    }
-    return false;
+    return mf_remote_is_cycle(command) || keyword_is(command, "#REBOOT");
 }
 
 static bool is_ok_line(const char *line)

@@ -149,7 +149,8 @@ typedef void (*mf_remote_line_fn)(void *ctx, const char *line);
  * in r. Lines read before the #ACK that are not a #NACK are stale replies of an earlier command
  * (a #STATUS:READY after an #OK) and are dropped, as is what arrived before the command was sent.
  * A connection the peer closed (a reboot) is reopened first. Every line that starts with '#'
- * restarts the timeout; other lines do not.
+ * restarts the timeout, but #STATUS and #PROGRESS lines only for a programming command
+ * (mf_remote_is_cycle) and #REBOOT; other lines do not.
  * With MF_REMOTE_CANCEL_ON_INTERRUPT, when *r->interrupted becomes non-zero "#CANCEL" is sent
  * once (and *r->interrupted cleared) and the exchange goes on until both finals have arrived;
  * the command's final is kept in reply. Otherwise, or at a second interrupt, the wait ends with
@@ -159,6 +160,10 @@ typedef void (*mf_remote_line_fn)(void *ctx, const char *line);
  * (bad command), MF_ECANCELED; r->error says which. */
 int mf_remote_command(struct mf_remote *r, const char *command, mf_remote_line_fn on_line,
                       void *ctx, unsigned flags, struct mf_remote_reply *reply);
+
+/* Whether `command` is a programming command (#AUTO, #ERASE, #PROGRAM, #VERIFY, #START, any
+ * case, with or without words after it). */
+bool mf_remote_is_cycle(const char *command);
 
 /* ---- reply parsers (hostile input: they check every length and number) ---- */
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A TCP client's address (IPv4 as its IPv4-mapped IPv6 form), for the per-peer limit. */
@@ -31,6 +33,7 @@ struct mf_session {
     enum mf_channel channel;
     struct mf_peer peer; /* TCP only */
     struct mf_proto_framer framer;
+    uint64_t input_us; /* poll thread only: when the client last sent anything (or connected) */
     /* Under server->lock: */
     char *out;
     size_t out_len, out_cap;
@@ -51,6 +54,13 @@ struct mf_session {
     char file[MF_FAT_PATH_MAX];
     unsigned pending_baud;
 };
+
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* ---- output ---- */
 
@@ -1423,6 +1433,7 @@ static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_chann
     if (peer)
         ss->peer = *peer;
     ss->id = ++s->next_id;
+    ss->input_us = monotonic_us();
     mf_proto_framer_init(&ss->framer);
     pthread_mutex_lock(&s->lock);
     s->sessions[s->session_count++] = ss;
@@ -1514,31 +1525,150 @@ static void peer_of(const struct sockaddr_storage *addr, struct mf_peer *peer)
     }
 }
 
-/* Why a new connection on `channel` from `peer` gets no place (the refusal's text), or NULL.
- * Poll thread only: it alone adds and removes sessions. */
-static const char *no_place(const struct mf_server *s, enum mf_channel channel,
-                            const struct mf_peer *peer)
+/* Connections from `peer` on `channel` (every UNIX connection counts as one address). Caller
+ * holds s->lock. */
+static unsigned count_from(const struct mf_server *s, enum mf_channel channel,
+                           const struct mf_peer *peer)
 {
-    unsigned on_channel = 0, from_peer = 0;
+    unsigned n = 0;
     for (unsigned i = 0; i < s->session_count; i++) {
         const struct mf_session *ss = s->sessions[i];
-        if (ss->channel != channel)
-            continue;
-        on_channel++;
-        if (channel == MF_CHANNEL_TCP && memcmp(&ss->peer, peer, sizeof *peer) == 0)
-            from_peer++;
+        n += ss->channel == channel && !ss->dead && memcmp(&ss->peer, peer, sizeof *peer) == 0;
     }
-    if (on_channel >= (channel == MF_CHANNEL_TCP ? MF_SERVER_TCP_MAX : MF_SERVER_UNIX_MAX))
-        return "#ERR008:Too many connections\r";
-    if (channel == MF_CHANNEL_TCP && from_peer >= MF_SERVER_TCP_PEER_MAX)
-        return "#ERR008:Too many connections from this address\r";
-    return NULL;
+    return n;
+}
+
+/* The connection from `peer` on `channel` that has waited longest for its client's next line,
+ * among those with nothing running for them (no programming command, no system command), or
+ * NULL. Caller holds s->lock. */
+static struct mf_session *longest_idle(const struct mf_server *s, enum mf_channel channel,
+                                       const struct mf_peer *peer)
+{
+    struct mf_session *idle = NULL;
+    for (unsigned i = 0; i < s->session_count; i++) {
+        struct mf_session *ss = s->sessions[i];
+        if (ss->channel != channel || ss->dead || ss->pending || ss->system_pending ||
+            memcmp(&ss->peer, peer, sizeof *peer) != 0)
+            continue;
+        if (!idle || ss->input_us < idle->input_us)
+            idle = ss;
+    }
+    return idle;
+}
+
+/* Closes an idle connection for a newcomer, with one line that says why (best effort: the
+ * client may be gone, which is often why it is idle). Caller holds s->lock. */
+static void evict(struct mf_session *ss, const char *why)
+{
+    char line[160];
+    int n = snprintf(line, sizeof line, "#ERR008:Connection closed: %s\r", why);
+    if (ss->out_len == 0) { /* else the line could land inside a reply half sent */
+        ssize_t r = write(ss->fd, line, (size_t)n);
+        (void)r;
+    }
+    ss->dead = true;
+}
+
+/* Finds a place for a new connection on `channel` from `peer` (the UNIX socket's peers being one
+ * address): a free one, or that of an idle connection giving way (docs/protocol.md, Channels).
+ * Idle: nothing running for it; the longest idle is the one whose client sent nothing for
+ * longest. A newcomer over its address's limit takes the place of that address's longest-idle
+ * connection (a host that restarted without closing its connections gets in again). On a full
+ * channel, a newcomer on the UNIX socket takes the longest-idle one's place; over TCP, a newcomer
+ * whose address holds at least two fewer connections than the addresses holding most takes the
+ * place of their longest-idle one. Returns the refusal's text when there is no place, else NULL;
+ * `*evicted` tells whether a connection was closed for it. Poll thread only: it alone adds and
+ * removes sessions. */
+static const char *admit(struct mf_server *s, enum mf_channel channel, const struct mf_peer *peer,
+                         bool *evicted)
+{
+    unsigned on_channel = 0,
+             limit = channel == MF_CHANNEL_TCP ? MF_SERVER_TCP_MAX : MF_SERVER_UNIX_MAX;
+    const char *refusal = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->session_count; i++)
+        on_channel += s->sessions[i]->channel == channel && !s->sessions[i]->dead;
+    unsigned from_peer = count_from(s, channel, peer);
+    if (channel == MF_CHANNEL_TCP && from_peer >= MF_SERVER_TCP_PEER_MAX) {
+        struct mf_session *idle = longest_idle(s, channel, peer);
+        *evicted = idle != NULL;
+        if (idle)
+            evict(idle, "a newer connection from the same address needed its place");
+        else
+            refusal = "#ERR008:Too many connections from this address\r";
+    } else if (on_channel >= limit) {
+        /* UNIX: one address. TCP: the addresses holding most connections give way to one
+         * holding fewer (by at least two, so that no two addresses take turns). */
+        unsigned most = 0;
+        for (unsigned i = 0; i < s->session_count; i++) {
+            const struct mf_session *ss = s->sessions[i];
+            unsigned n =
+                ss->channel == channel && !ss->dead ? count_from(s, channel, &ss->peer) : 0;
+            most = n > most ? n : most;
+        }
+        struct mf_session *idle = NULL;
+        if (channel == MF_CHANNEL_UNIX) {
+            idle = longest_idle(s, channel, peer);
+        } else if (most > from_peer + 1) {
+            for (unsigned i = 0; i < s->session_count; i++) {
+                struct mf_session *ss = s->sessions[i];
+                if (ss->channel != channel || ss->dead || count_from(s, channel, &ss->peer) < most)
+                    continue;
+                struct mf_session *candidate = longest_idle(s, channel, &ss->peer);
+                if (candidate && (!idle || candidate->input_us < idle->input_us))
+                    idle = candidate;
+            }
+        }
+        *evicted = idle != NULL;
+        if (idle)
+            evict(idle, channel == MF_CHANNEL_UNIX
+                            ? "a newer connection needed its place"
+                            : "an address holding fewer connections needed its place");
+        else
+            refusal = "#ERR008:Too many connections\r";
+    }
+    pthread_mutex_unlock(&s->lock);
+    return refusal;
+}
+
+/* Keep-alive probes on a TCP connection: a client that vanished without closing (a host that
+ * lost power, a pulled cable) is noticed and its place freed about two minutes after it last
+ * sent anything, where it would otherwise hold the place for ever. */
+static void keep_alive(int fd)
+{
+    int on = 1, idle_s = 60, interval_s = 10, probes = 6;
+    unsigned timeout_ms = 120000; /* sent bytes unacknowledged this long end the connection too */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof timeout_ms);
+}
+
+static void reap(struct mf_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->session_count;) {
+        struct mf_session *ss = s->sessions[i];
+        if (!ss->dead) {
+            i++;
+            continue;
+        }
+        close(ss->fd);
+        free(ss->out);
+        free(ss);
+        s->sessions[i] = s->sessions[--s->session_count];
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* Takes the connections waiting on a listening socket; a bounded number per round, so that a
- * flood on one channel cannot keep the loop from the others. */
+ * flood on one channel cannot keep the loop from the others. Called where no pointer to a
+ * session is held (the sessions closed so far are freed first, and each one closed for a
+ * newcomer at once, so that the table never holds more than its places). */
 static void accept_client(struct mf_server *s, int lfd, enum mf_channel channel)
 {
+    reap(s);
     for (unsigned round = 0; round < MF_SERVER_CLIENTS_MAX; round++) {
         struct sockaddr_storage addr;
         socklen_t len = sizeof addr;
@@ -1547,13 +1677,18 @@ static void accept_client(struct mf_server *s, int lfd, enum mf_channel channel)
             return;
         struct mf_peer peer;
         peer_of(&addr, &peer);
-        const char *refusal = no_place(s, channel, &peer);
+        bool evicted = false;
+        const char *refusal = admit(s, channel, &peer, &evicted);
         if (refusal) {
             ssize_t r = write(fd, refusal, strlen(refusal));
             (void)r;
             close(fd);
             continue;
         }
+        if (evicted)
+            reap(s);
+        if (channel == MF_CHANNEL_TCP)
+            keep_alive(fd);
         if (!session_new(s, fd, channel, channel == MF_CHANNEL_TCP ? &peer : NULL))
             close(fd);
     }
@@ -1571,6 +1706,8 @@ static void session_input(struct mf_server *s, struct mf_session *ss)
         }
         return;
     }
+    if (n > 0)
+        ss->input_us = monotonic_us();
     for (size_t off = 0; n > 0 && off < (size_t)n;) {
         enum mf_proto_event ev;
         off += mf_proto_framer_feed(&ss->framer, buf + off, (size_t)n - off, &ev);
@@ -1618,23 +1755,6 @@ static void session_output(struct mf_server *s, struct mf_session *ss)
     }
 }
 
-static void reap(struct mf_server *s)
-{
-    pthread_mutex_lock(&s->lock);
-    for (unsigned i = 0; i < s->session_count;) {
-        struct mf_session *ss = s->sessions[i];
-        if (!ss->dead) {
-            i++;
-            continue;
-        }
-        close(ss->fd);
-        free(ss->out);
-        free(ss);
-        s->sessions[i] = s->sessions[--s->session_count];
-    }
-    pthread_mutex_unlock(&s->lock);
-}
-
 int mf_server_run(struct mf_server *s)
 {
     struct pollfd fds[MF_SERVER_CLIENTS_MAX + 4];
@@ -1669,11 +1789,6 @@ int mf_server_run(struct mf_server *s)
             while (read(s->wake_fd[0], drain, sizeof drain) > 0)
                 ;
         }
-        for (nfds_t i = 1; i < first; i++) {
-            if (fds[i].revents & POLLIN)
-                accept_client(s, fds[i].fd,
-                              fds[i].fd == s->tcp_fd ? MF_CHANNEL_TCP : MF_CHANNEL_UNIX);
-        }
         for (nfds_t i = first; i < n; i++) {
             struct mf_session *ss = who[i];
             if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
@@ -1687,6 +1802,12 @@ int mf_server_run(struct mf_server *s)
         pthread_mutex_unlock(&s->lock);
         for (unsigned i = 0; i < count; i++)
             session_output(s, s->sessions[i]);
+        /* New connections last: taking them may free sessions (who[] is done with them). */
+        for (nfds_t i = 1; i < first; i++) {
+            if (fds[i].revents & POLLIN)
+                accept_client(s, fds[i].fd,
+                              fds[i].fd == s->tcp_fd ? MF_CHANNEL_TCP : MF_CHANNEL_UNIX);
+        }
         reap(s);
     }
     return 0;

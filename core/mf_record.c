@@ -119,7 +119,7 @@ int mf_record_format(const struct mf_record *r, const uint8_t ed25519_secret[64]
     if (r->seq == 0 || !fingerprint_ok(r->programmer, strlen(r->programmer)) ||
         r->uid_length > MF_RECORD_UID_MAX || !memchr(r->project, '\0', sizeof r->project) ||
         !memchr(r->note, '\0', sizeof r->note) ||
-        (r->result == MF_RECORD_GAP && r->gap_first > r->gap_last) ||
+        (r->result == MF_RECORD_GAP && (r->gap_first == 0 || r->gap_first > r->gap_last)) ||
         (r->result != MF_RECORD_OK && r->result != MF_RECORD_ERR && r->result != MF_RECORD_GAP))
         return MF_EINVAL;
     struct out o = {line, size, 0, false};
@@ -766,39 +766,47 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
     return add_total(v, &r);
 }
 
-void mf_record_verifier_head(struct mf_record_verifier *v, const char *where, const char *line,
-                             size_t length, const uint8_t *nonce)
+void mf_record_verifier_head(struct mf_record_verifier *v, const char *where, uint64_t line_number,
+                             const char *line, size_t length, const uint8_t *nonce)
 {
     struct mf_record_head h;
     size_t body;
     char message[MF_RECORD_MESSAGE_MAX];
-    keep_where(v->head_where, where);
-    if (v->has_head) {
-        problem(v, MF_RECORD_HEAD, where, 1, "a second head statement: give one");
-        return;
-    }
+    uint64_t at = line_number;
     if (mf_record_head_parse(line, length, &h, &body, message) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1, "not a valid head statement: %s", message);
+        problem(v, MF_RECORD_HEAD, where, at, "not a valid head statement: %s", message);
         return;
     }
     if (strcmp(h.programmer, v->programmer.fingerprint) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1, "the head statement of programmer %s, not of %s",
+        problem(v, MF_RECORD_HEAD, where, at, "the head statement of programmer %s, not of %s",
                 h.programmer, v->programmer.fingerprint);
         return;
     }
     if (!mf_record_signature_ok(line, body, h.signature, v->programmer.ed25519)) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, at,
                 "the head statement's signature does not hold: it was edited, or forged");
         return;
     }
     if (nonce && sodium_memcmp(nonce, h.nonce, sizeof h.nonce) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, at,
                 "the head statement answers another nonce: it is not the answer to yours (an "
                 "older one, replayed)");
         return;
     }
+    /* The same statement again (--head HEAD, and HEAD among the files) is the one taken; another
+     * one is refused where it is, and the first one's findings stay at the first. */
+    uint8_t hash[32];
+    mf_record_hash(line, body, hash);
+    if (v->has_head) {
+        if (sodium_memcmp(hash, v->head_hash, 32) != 0)
+            problem(v, MF_RECORD_HEAD, where, at, "a second head statement: give one");
+        return;
+    }
     v->head = h;
     v->has_head = true;
+    memcpy(v->head_hash, hash, 32);
+    keep_where(v->head_where, where);
+    v->head_line = at;
 }
 
 /* Do the records end where the programmer's head says its chain ends? */
@@ -809,36 +817,36 @@ static void check_head(struct mf_record_verifier *v)
     unsigned long long head = h->seq, last = v->last_seq;
     if (h->seq == 0) {
         if (v->records > 0)
-            problem(v, MF_RECORD_HEAD, where, 1,
+            problem(v, MF_RECORD_HEAD, where, v->head_line,
                     "the programmer's chain holds no record yet, but records were given: they "
                     "are of a chain before (its secure area was removed since)");
         return;
     }
     if (!v->have_last) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "the records do not end with a record; the programmer's newest is seq %llu", head);
         return;
     }
     if (v->last_seq + 1 == h->seq) {
         v->missing_after = 1;
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "the records end at seq %llu, the programmer's newest is seq %llu: 1 record "
                 "missing after the last one given (deleted, or not fetched)",
                 last, head);
     } else if (v->last_seq < h->seq) {
         v->missing_after = h->seq - v->last_seq;
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "the records end at seq %llu, the programmer's newest is seq %llu: %llu "
                 "record(s) missing after the last one given (%llu to %llu: deleted, or not "
                 "fetched)",
                 last, head, (unsigned long long)v->missing_after, last + 1, head);
     } else if (v->last_seq > h->seq) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "the records go on to seq %llu beyond the programmer's newest, seq %llu: they are "
                 "not of its current chain",
                 last, head);
     } else if (memcmp(v->last_hash, h->hash, 32) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "seq %llu is not the record the programmer holds as its newest: it was replaced",
                 head);
     }
@@ -857,7 +865,7 @@ void mf_record_verifier_end(struct mf_record_verifier *v)
     bool to_head = false;
     if (v->has_head) {
         if (v->head.counter < v->counter_top)
-            problem(v, MF_RECORD_COUNTER, v->head_where, 1,
+            problem(v, MF_RECORD_COUNTER, v->head_where, v->head_line,
                     "the head's counter %llu is lower than %llu of seq %llu: the trust anchor's "
                     "counter never goes down",
                     (unsigned long long)v->head.counter, (unsigned long long)v->counter_top,
@@ -879,7 +887,7 @@ void mf_record_verifier_end(struct mf_record_verifier *v)
                  (unsigned long long)v->jump_from_seq, (unsigned long long)v->jump_seq);
     bool at_jump = v->jump > 0;
     problem(v, MF_RECORD_COUNTER, at_jump ? v->jump_where : v->head_where,
-            at_jump ? v->jump_line : 1,
+            at_jump ? v->jump_line : v->head_line,
             "%llu count(s) of the trust anchor unaccounted for: its counter rose by %llu after seq "
             "%llu (%llu to %llu%s), the records after it account for %llu%s",
             (unsigned long long)v->unaccounted, (unsigned long long)rise,

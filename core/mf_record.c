@@ -690,19 +690,33 @@ static void check_chain(struct mf_record_verifier *v, const struct mf_record *r,
                 "seq 1 names a previous record: the start of its chain was replaced");
         return;
     }
+    /* Lines that are no record since the last record (reported as such) may each be a record
+     * damaged in place, never more: records missing beyond them are named. (A torn line the
+     * programmer could not cut took no seq: the record after it follows the one before.) */
+    unsigned long long seq = r->seq, last = v->have_last ? v->last_seq : 0,
+                       other = v->malformed_run;
     if (!v->have_last) {
-        if (v->lines == 1)
+        if (seq - 1 > other && other == 0)
             problem(v, MF_RECORD_CHAIN_BREAK, where, line,
-                    "the records start at seq %llu: records 1 to %llu are missing",
-                    (unsigned long long)r->seq, (unsigned long long)(r->seq - 1));
-        return; /* after a malformed line: that line was reported */
+                    "the records start at seq %llu: records 1 to %llu are missing", seq, seq - 1);
+        else if (seq - 1 > other)
+            problem(v, MF_RECORD_CHAIN_BREAK, where, line,
+                    "the records start at seq %llu after %llu line(s) that are no record: at "
+                    "least %llu of records 1 to %llu are missing",
+                    seq, other, seq - 1 - other, seq - 1);
+        return;
     }
-    unsigned long long seq = r->seq, last = v->last_seq;
     if (r->seq == v->last_seq + 1) {
         if (memcmp(r->prev, v->last_hash, 32) != 0 && !v->last_flagged)
             problem(v, MF_RECORD_CHAIN_BREAK, where, line,
                     "seq %llu does not chain to seq %llu before it: one of them was replaced", seq,
                     last);
+    } else if (r->seq > v->last_seq && other > 0) {
+        if (seq - last - 1 > other)
+            problem(v, MF_RECORD_CHAIN_BREAK, where, line,
+                    "seq %llu follows seq %llu and %llu line(s) that are no record: at least %llu "
+                    "of records %llu to %llu are missing (deleted)",
+                    seq, last, other, seq - last - 1 - other, last + 1, seq - 1);
     } else if (r->seq > v->last_seq) {
         if (seq == last + 2)
             problem(v, MF_RECORD_CHAIN_BREAK, where, line,
@@ -727,7 +741,7 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
     char message[MF_RECORD_MESSAGE_MAX];
     if (mf_record_parse(line, length, &r, &body, message)) {
         problem(v, MF_RECORD_MALFORMED, where, line_number, "not a valid record: %s", message);
-        v->have_last = false;
+        v->malformed_run++;
         return 0;
     }
     v->records++;
@@ -742,6 +756,7 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
                 "seq %llu: the signature does not hold: the record was edited, or forged",
                 (unsigned long long)r.seq);
     check_chain(v, &r, where, line_number);
+    v->malformed_run = 0;
     v->have_last = true;
     v->last_flagged = !signed_ok;
     v->last_seq = r.seq;
@@ -824,7 +839,7 @@ static void check_head(struct mf_record_verifier *v)
     }
     if (!v->have_last) {
         problem(v, MF_RECORD_HEAD, where, v->head_line,
-                "the records do not end with a record; the programmer's newest is seq %llu", head);
+                "no record was given; the programmer's newest is seq %llu", head);
         return;
     }
     if (v->last_seq + 1 == h->seq) {

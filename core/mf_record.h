@@ -172,8 +172,8 @@ struct mf_record_verifier {
     mf_record_report_fn report;
     void *report_context;
     size_t total_capacity;
-    bool have_last, last_flagged;
-    uint64_t last_seq;
+    bool have_last, last_flagged;     /* a record was seen: the last one's seq and hash */
+    uint64_t last_seq, malformed_run; /* lines that are no record since it */
     uint8_t last_hash[32];
     bool ended;
     /* The counter's accounting, over verified records: the first one's counter is the base;

@@ -958,6 +958,74 @@ static void test_verify_head(void **state)
     mf_record_verifier_free(&v);
 }
 
+/* Feeds `spec` to a verifier: "g" a line that is no record (a torn or damaged one), "N" the line
+ * of seq N of `c`. Returns the chain breaks; the last one's message in `message`. */
+static uint64_t breaks_of(struct fixture *f, const struct chain *c, const char *const *spec,
+                          char *message)
+{
+    struct reports rep;
+    memset(&rep, 0, sizeof rep);
+    struct mf_record_verifier v;
+    mf_record_verifier_init(&v, &f->id.pub, on_problem, &rep);
+    for (uint64_t n = 0; spec[n]; n++) {
+        const char *text = "MFR1 seq=4 prev=00";
+        size_t length = strlen(text);
+        if (strcmp(spec[n], "g") != 0) {
+            unsigned seq = (unsigned)atoi(spec[n]);
+            text = c->lines[seq - 1];
+            length = c->lengths[seq - 1];
+        }
+        assert_int_equal(mf_record_verifier_line(&v, "RECORDS.000", n + 1, text, length), 0);
+    }
+    mf_record_verifier_end(&v);
+    assert_false(mf_record_verifier_intact(&v));
+    snprintf(message, MF_RECORD_MESSAGE_MAX, "%s", rep.last_of[MF_RECORD_CHAIN_BREAK]);
+    uint64_t breaks = v.chain_breaks;
+    mf_record_verifier_free(&v);
+    return breaks;
+}
+
+/* A line that is no record (torn, damaged) stands for at most one record: records deleted beside
+ * it are still named. (A torn line the programmer could not cut stays in its file, and the chain
+ * goes on with the seq the torn record would have had: the next record follows the one before.) */
+static void test_verify_malformed_hides_no_deletion(void **state)
+{
+    struct fixture *f = *state;
+    struct chain c;
+    build(&c, &f->id, 8);
+    char message[MF_RECORD_MESSAGE_MAX];
+    static const char *const torn[] = {"1", "2", "3", "g", "4", "5", NULL};
+    assert_int_equal(breaks_of(f, &c, torn, message), 0);
+    static const char *const damaged[] = {"1", "2", "3", "g", "5", "6", NULL};
+    assert_int_equal(breaks_of(f, &c, damaged, message), 0);
+    static const char *const deleted[] = {"1", "2", "3", "g", "7", "8", NULL};
+    assert_int_equal(breaks_of(f, &c, deleted, message), 1);
+    if (!strstr(message, "seq 7 follows seq 3 and 1 line(s) that are no record: at least 2 of "
+                         "records 4 to 6 are missing (deleted)"))
+        fail_msg("message: %s", message);
+    static const char *const two[] = {"1", "g", "g", "4", "5", NULL};
+    assert_int_equal(breaks_of(f, &c, two, message), 0);
+    static const char *const start[] = {"g", "4", "5", NULL};
+    assert_int_equal(breaks_of(f, &c, start, message), 1);
+    if (!strstr(message, "the records start at seq 4 after 1 line(s) that are no record: at least "
+                         "2 of records 1 to 3 are missing"))
+        fail_msg("message: %s", message);
+    static const char *const start_damaged[] = {"g", "2", "3", NULL};
+    assert_int_equal(breaks_of(f, &c, start_damaged, message), 0);
+    /* The record after a torn line must still chain to the one before it: record 4 of another
+     * chain (another setup's records 1-3 before it) does not. */
+    struct chain other;
+    memset(&other, 0, sizeof other);
+    for (unsigned i = 0; i < 4; i++)
+        append(&other, &f->id, f->id.pub.fingerprint, 0x33, MF_RECORD_OK);
+    memcpy(c.lines[3], other.lines[3], sizeof c.lines[3]);
+    c.lengths[3] = other.lengths[3];
+    static const char *const replaced[] = {"1", "2", "3", "g", "4", NULL};
+    assert_int_equal(breaks_of(f, &c, replaced, message), 1);
+    if (!strstr(message, "seq 4 does not chain to seq 3 before it"))
+        fail_msg("message: %s", message);
+}
+
 /* Where a head problem is reported: at the file and line of the statement concerned. */
 struct head_reports {
     unsigned count;
@@ -1056,12 +1124,19 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_line),        cmocka_unit_test(test_fields_round_trip),
-        cmocka_unit_test(test_encode_text),       cmocka_unit_test(test_format_refuses),
-        cmocka_unit_test(test_parse_hostile),     cmocka_unit_test(test_verify_intact),
-        cmocka_unit_test(test_verify_tampering),  cmocka_unit_test(test_verify_two_setups),
-        cmocka_unit_test(test_verify_counter_k1), cmocka_unit_test(test_verify_counter_flows),
-        cmocka_unit_test(test_verify_head),       cmocka_unit_test(test_verify_head_where),
+        cmocka_unit_test(test_known_line),
+        cmocka_unit_test(test_fields_round_trip),
+        cmocka_unit_test(test_encode_text),
+        cmocka_unit_test(test_format_refuses),
+        cmocka_unit_test(test_parse_hostile),
+        cmocka_unit_test(test_verify_intact),
+        cmocka_unit_test(test_verify_tampering),
+        cmocka_unit_test(test_verify_two_setups),
+        cmocka_unit_test(test_verify_counter_k1),
+        cmocka_unit_test(test_verify_counter_flows),
+        cmocka_unit_test(test_verify_head),
+        cmocka_unit_test(test_verify_head_where),
+        cmocka_unit_test(test_verify_malformed_hides_no_deletion),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

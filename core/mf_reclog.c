@@ -133,11 +133,15 @@ static int scan_file(struct mf_reclog *log, unsigned number, struct newest *out,
         return n;
     }
     /* Complete lines from the newest back; a line torn by a power cut has no LF, or carries the
-     * unwritten bytes of an append that never finished: it is not a record of ours. */
-    size_t end = take;
+     * unwritten bytes of an append that never finished: it is not a record of ours. Up to 8
+     * lines are judged; a whole RECORDS.000 without a record of ours is read to its start, for
+     * the newest complete line that is anyone's record. */
+    bool whole_first = take == *size && number == 0;
+    size_t end = take, record_end = 0;
+    bool record_seen = false;
     while (end > 0 && tail[end - 1] != '\n')
         end--;
-    for (unsigned lines = 0; end > 0 && lines < 8; lines++) {
+    for (unsigned lines = 0; end > 0 && (lines < 8 || (whole_first && !record_seen)); lines++) {
         size_t start = end - 1;
         while (start > 0 && tail[start - 1] != '\n')
             start--;
@@ -145,7 +149,7 @@ static int scan_file(struct mf_reclog *log, unsigned number, struct newest *out,
             break; /* the line may begin before the tail: not judged */
         out->any_line = true;
         bool same = false;
-        if (end - start <= MF_RECORD_LINE_MAX &&
+        if (lines < 8 && end - start <= MF_RECORD_LINE_MAX &&
             our_record(log, tail + start, end - start, out, &same)) {
             out->ours = true;
             out->found = true;
@@ -155,13 +159,24 @@ static int scan_file(struct mf_reclog *log, unsigned number, struct newest *out,
             out->end = *size - take + (uint32_t)end;
             break;
         }
+        if (!record_seen && end - start <= MF_RECORD_LINE_MAX) {
+            struct mf_record r;
+            size_t body;
+            char message[MF_RECORD_MESSAGE_MAX];
+            if (mf_record_parse(tail + start, end - start, &r, &body, message) == 0) {
+                record_seen = true;
+                record_end = end;
+            }
+        }
         end = start;
     }
-    if (!out->ours && take == *size && number == 0) {
-        /* No record of ours at all: the good part ends at the file's start. */
+    if (!out->ours && whole_first) {
+        /* No record of ours at all: the good part ends after the newest complete record (another
+         * programmer's, or this one's before its identity changed: no append of ours wrote it),
+         * at the file's start when there is none. What follows it is the remains of an append. */
         out->ours = true;
         out->file = 0;
-        out->end = 0;
+        out->end = record_seen ? (uint32_t)record_end : 0;
     }
     free(tail);
     return 0;
@@ -406,9 +421,15 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
     bool is_head = newest.found && newest.record.seq == st->record_seq &&
                    sodium_memcmp(newest.hash, st->record_hash, 32) == 0;
     /* Also a record of the setup this one replaced (installed at the start after the cut): the
-     * chain goes on from it, and the cycle it accounts for is that setup's, not this one's. */
+     * chain goes on from it, and the cycle it accounts for is that setup's, not this one's.
+     * Without a head (record_seq 0) any chain's first record names no previous one: a seq 1
+     * record follows that head only when a cycle of this install wrote it (its counter is past
+     * the one at install; every cycle of an install takes a count beyond it). An older chain's
+     * first record, the files cut to it, is judged below as any newest record: continued only
+     * when it shows the counter as it is. */
     bool after_head = newest.found && newest.record.seq == st->record_seq + 1 &&
-                      sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0;
+                      sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0 &&
+                      (st->record_seq > 0 || newest.record.counter > secure->counter_base);
     /* No record of this setup yet and none of ours in the files: a chain starts at 1. */
     bool fresh = st->record_seq == 0 && newest.ours && !newest.found;
     /* The anchor's counter now: no record after the newest one took a count if it shows it. */

@@ -119,7 +119,7 @@ int mf_record_format(const struct mf_record *r, const uint8_t ed25519_secret[64]
     if (r->seq == 0 || !fingerprint_ok(r->programmer, strlen(r->programmer)) ||
         r->uid_length > MF_RECORD_UID_MAX || !memchr(r->project, '\0', sizeof r->project) ||
         !memchr(r->note, '\0', sizeof r->note) ||
-        (r->result == MF_RECORD_GAP && r->gap_first > r->gap_last) ||
+        (r->result == MF_RECORD_GAP && (r->gap_first == 0 || r->gap_first > r->gap_last)) ||
         (r->result != MF_RECORD_OK && r->result != MF_RECORD_ERR && r->result != MF_RECORD_GAP))
         return MF_EINVAL;
     struct out o = {line, size, 0, false};
@@ -690,19 +690,33 @@ static void check_chain(struct mf_record_verifier *v, const struct mf_record *r,
                 "seq 1 names a previous record: the start of its chain was replaced");
         return;
     }
+    /* Lines that are no record since the last record (reported as such) may each be a record
+     * damaged in place, never more: records missing beyond them are named. (A torn line the
+     * programmer could not cut took no seq: the record after it follows the one before.) */
+    unsigned long long seq = r->seq, last = v->have_last ? v->last_seq : 0,
+                       other = v->malformed_run;
     if (!v->have_last) {
-        if (v->lines == 1)
+        if (seq - 1 > other && other == 0)
             problem(v, MF_RECORD_CHAIN_BREAK, where, line,
-                    "the records start at seq %llu: records 1 to %llu are missing",
-                    (unsigned long long)r->seq, (unsigned long long)(r->seq - 1));
-        return; /* after a malformed line: that line was reported */
+                    "the records start at seq %llu: records 1 to %llu are missing", seq, seq - 1);
+        else if (seq - 1 > other)
+            problem(v, MF_RECORD_CHAIN_BREAK, where, line,
+                    "the records start at seq %llu after %llu line(s) that are no record: at "
+                    "least %llu of records 1 to %llu are missing",
+                    seq, other, seq - 1 - other, seq - 1);
+        return;
     }
-    unsigned long long seq = r->seq, last = v->last_seq;
     if (r->seq == v->last_seq + 1) {
         if (memcmp(r->prev, v->last_hash, 32) != 0 && !v->last_flagged)
             problem(v, MF_RECORD_CHAIN_BREAK, where, line,
                     "seq %llu does not chain to seq %llu before it: one of them was replaced", seq,
                     last);
+    } else if (r->seq > v->last_seq && other > 0) {
+        if (seq - last - 1 > other)
+            problem(v, MF_RECORD_CHAIN_BREAK, where, line,
+                    "seq %llu follows seq %llu and %llu line(s) that are no record: at least %llu "
+                    "of records %llu to %llu are missing (deleted)",
+                    seq, last, other, seq - last - 1 - other, last + 1, seq - 1);
     } else if (r->seq > v->last_seq) {
         if (seq == last + 2)
             problem(v, MF_RECORD_CHAIN_BREAK, where, line,
@@ -727,7 +741,7 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
     char message[MF_RECORD_MESSAGE_MAX];
     if (mf_record_parse(line, length, &r, &body, message)) {
         problem(v, MF_RECORD_MALFORMED, where, line_number, "not a valid record: %s", message);
-        v->have_last = false;
+        v->malformed_run++;
         return 0;
     }
     v->records++;
@@ -742,6 +756,7 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
                 "seq %llu: the signature does not hold: the record was edited, or forged",
                 (unsigned long long)r.seq);
     check_chain(v, &r, where, line_number);
+    v->malformed_run = 0;
     v->have_last = true;
     v->last_flagged = !signed_ok;
     v->last_seq = r.seq;
@@ -766,39 +781,47 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
     return add_total(v, &r);
 }
 
-void mf_record_verifier_head(struct mf_record_verifier *v, const char *where, const char *line,
-                             size_t length, const uint8_t *nonce)
+void mf_record_verifier_head(struct mf_record_verifier *v, const char *where, uint64_t line_number,
+                             const char *line, size_t length, const uint8_t *nonce)
 {
     struct mf_record_head h;
     size_t body;
     char message[MF_RECORD_MESSAGE_MAX];
-    keep_where(v->head_where, where);
-    if (v->has_head) {
-        problem(v, MF_RECORD_HEAD, where, 1, "a second head statement: give one");
-        return;
-    }
+    uint64_t at = line_number;
     if (mf_record_head_parse(line, length, &h, &body, message) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1, "not a valid head statement: %s", message);
+        problem(v, MF_RECORD_HEAD, where, at, "not a valid head statement: %s", message);
         return;
     }
     if (strcmp(h.programmer, v->programmer.fingerprint) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1, "the head statement of programmer %s, not of %s",
+        problem(v, MF_RECORD_HEAD, where, at, "the head statement of programmer %s, not of %s",
                 h.programmer, v->programmer.fingerprint);
         return;
     }
     if (!mf_record_signature_ok(line, body, h.signature, v->programmer.ed25519)) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, at,
                 "the head statement's signature does not hold: it was edited, or forged");
         return;
     }
     if (nonce && sodium_memcmp(nonce, h.nonce, sizeof h.nonce) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, at,
                 "the head statement answers another nonce: it is not the answer to yours (an "
                 "older one, replayed)");
         return;
     }
+    /* The same statement again (--head HEAD, and HEAD among the files) is the one taken; another
+     * one is refused where it is, and the first one's findings stay at the first. */
+    uint8_t hash[32];
+    mf_record_hash(line, body, hash);
+    if (v->has_head) {
+        if (sodium_memcmp(hash, v->head_hash, 32) != 0)
+            problem(v, MF_RECORD_HEAD, where, at, "a second head statement: give one");
+        return;
+    }
     v->head = h;
     v->has_head = true;
+    memcpy(v->head_hash, hash, 32);
+    keep_where(v->head_where, where);
+    v->head_line = at;
 }
 
 /* Do the records end where the programmer's head says its chain ends? */
@@ -809,36 +832,36 @@ static void check_head(struct mf_record_verifier *v)
     unsigned long long head = h->seq, last = v->last_seq;
     if (h->seq == 0) {
         if (v->records > 0)
-            problem(v, MF_RECORD_HEAD, where, 1,
+            problem(v, MF_RECORD_HEAD, where, v->head_line,
                     "the programmer's chain holds no record yet, but records were given: they "
                     "are of a chain before (its secure area was removed since)");
         return;
     }
     if (!v->have_last) {
-        problem(v, MF_RECORD_HEAD, where, 1,
-                "the records do not end with a record; the programmer's newest is seq %llu", head);
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
+                "no record was given; the programmer's newest is seq %llu", head);
         return;
     }
     if (v->last_seq + 1 == h->seq) {
         v->missing_after = 1;
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "the records end at seq %llu, the programmer's newest is seq %llu: 1 record "
                 "missing after the last one given (deleted, or not fetched)",
                 last, head);
     } else if (v->last_seq < h->seq) {
         v->missing_after = h->seq - v->last_seq;
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "the records end at seq %llu, the programmer's newest is seq %llu: %llu "
                 "record(s) missing after the last one given (%llu to %llu: deleted, or not "
                 "fetched)",
                 last, head, (unsigned long long)v->missing_after, last + 1, head);
     } else if (v->last_seq > h->seq) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "the records go on to seq %llu beyond the programmer's newest, seq %llu: they are "
                 "not of its current chain",
                 last, head);
     } else if (memcmp(v->last_hash, h->hash, 32) != 0) {
-        problem(v, MF_RECORD_HEAD, where, 1,
+        problem(v, MF_RECORD_HEAD, where, v->head_line,
                 "seq %llu is not the record the programmer holds as its newest: it was replaced",
                 head);
     }
@@ -857,7 +880,7 @@ void mf_record_verifier_end(struct mf_record_verifier *v)
     bool to_head = false;
     if (v->has_head) {
         if (v->head.counter < v->counter_top)
-            problem(v, MF_RECORD_COUNTER, v->head_where, 1,
+            problem(v, MF_RECORD_COUNTER, v->head_where, v->head_line,
                     "the head's counter %llu is lower than %llu of seq %llu: the trust anchor's "
                     "counter never goes down",
                     (unsigned long long)v->head.counter, (unsigned long long)v->counter_top,
@@ -879,7 +902,7 @@ void mf_record_verifier_end(struct mf_record_verifier *v)
                  (unsigned long long)v->jump_from_seq, (unsigned long long)v->jump_seq);
     bool at_jump = v->jump > 0;
     problem(v, MF_RECORD_COUNTER, at_jump ? v->jump_where : v->head_where,
-            at_jump ? v->jump_line : 1,
+            at_jump ? v->jump_line : v->head_line,
             "%llu count(s) of the trust anchor unaccounted for: its counter rose by %llu after seq "
             "%llu (%llu to %llu%s), the records after it account for %llu%s",
             (unsigned long long)v->unaccounted, (unsigned long long)rise,

@@ -172,8 +172,8 @@ struct mf_record_verifier {
     mf_record_report_fn report;
     void *report_context;
     size_t total_capacity;
-    bool have_last, last_flagged;
-    uint64_t last_seq;
+    bool have_last, last_flagged;     /* a record was seen: the last one's seq and hash */
+    uint64_t last_seq, malformed_run; /* lines that are no record since it */
     uint8_t last_hash[32];
     bool ended;
     /* The counter's accounting, over verified records: the first one's counter is the base;
@@ -184,7 +184,9 @@ struct mf_record_verifier {
     /* Where the counter rose most beyond its record's cycles. */
     uint64_t jump, jump_line, jump_seq, jump_from_seq, jump_from, jump_to;
     char jump_where[MF_RECORD_WHERE_MAX];
-    char head_where[MF_RECORD_WHERE_MAX];
+    char head_where[MF_RECORD_WHERE_MAX]; /* the head taken: where it is, its body's hash */
+    uint64_t head_line;
+    uint8_t head_hash[32];
 };
 
 /* Starts a verification of the records of `programmer` (its public file). `report` may be NULL. */
@@ -198,12 +200,14 @@ void mf_record_verifier_init(struct mf_record_verifier *verifier,
 int mf_record_verifier_line(struct mf_record_verifier *verifier, const char *where,
                             uint64_t line_number, const char *line, size_t length);
 
-/* Takes the programmer's head statement (one line of `where`), at any time before
+/* Takes the programmer's head statement (line `line_number` of `where`), at any time before
  * mf_record_verifier_end. `nonce` (may be NULL: not compared) is the one the owner chose. A
  * statement that does not parse, is not signed by the programmer, or names another nonce is a
- * MF_RECORD_HEAD problem and is not used. */
+ * MF_RECORD_HEAD problem and is not used; so is a second one, unless it is the same statement
+ * again. Problems the head shows at the end are reported at the head taken. */
 void mf_record_verifier_head(struct mf_record_verifier *verifier, const char *where,
-                             const char *line, size_t length, const uint8_t *nonce);
+                             uint64_t line_number, const char *line, size_t length,
+                             const uint8_t *nonce);
 
 /* After the last line: accounts for the anchor's counter (it may not go down, and its rise from
  * the first verified record to the last one, or to the head's counter, must be accounted for by

@@ -902,7 +902,7 @@ static int verify_line(void *context, const char *file, uint64_t line, const cha
 {
     struct verify_context *c = context;
     if (is_head_line(text, length)) {
-        mf_record_verifier_head(c->v, file, text, length, c->nonce);
+        mf_record_verifier_head(c->v, file, line, text, length, c->nonce);
         return 0;
     }
     int err = mf_record_verifier_line(c->v, file, line, text, length);
@@ -986,7 +986,7 @@ static int log_verify(int argc, char **argv)
     mf_record_verifier_init(&v, &p, verify_report, NULL);
     struct verify_context context = {&v, nonce_text ? nonce : NULL};
     if (head_text)
-        mf_record_verifier_head(&v, head, head_text, head_size, context.nonce);
+        mf_record_verifier_head(&v, head, 1, head_text, head_size, context.nonce);
     free(head_text);
     for (unsigned i = 0; i < n && !rc; i++)
         rc = each_line(files[i], verify_line, &context);

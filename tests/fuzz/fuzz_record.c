@@ -103,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nl)
         first = (size_t)(nl - text) + 1;
     head_round_trip(text, first);
-    mf_record_verifier_head(&v, "fuzz.head", text, first, NULL);
+    mf_record_verifier_head(&v, "fuzz.head", 1, text, first, NULL);
     mf_record_verifier_end(&v);
     if (v.has_head && strcmp(v.head.programmer, id.pub.fingerprint) != 0)
         abort();

@@ -318,6 +318,59 @@ static void test_lines_not_ours_are_kept(void **state)
     free(back);
 }
 
+static void install_without_head(struct fixture *f);
+
+/* The same for a RECORDS.000 shorter than that tail (a few records of another programmer, or of
+ * this one's identity before its keystore was lost): no append of ours left these complete lines,
+ * so none is cut; only a torn line at its end (no LF) goes, and our chain starts after them. */
+static void test_short_file_not_ours_is_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_owner_identity other;
+    uint8_t secret[64];
+    memset(secret, 0x17, sizeof secret);
+    mf_owner_identity_derive(secret, &other);
+    char text[4 * MF_RECORD_LINE_MAX] = "";
+    uint8_t prev[32] = {0};
+    for (unsigned i = 0; i < 3; i++) {
+        struct mf_record r;
+        memset(&r, 0, sizeof r);
+        r.seq = i + 1;
+        memcpy(r.prev, prev, 32);
+        r.time = 1700000000;
+        strcpy(r.programmer, other.pub.fingerprint);
+        r.result = MF_RECORD_OK;
+        r.counter = i + 1;
+        char line[MF_RECORD_LINE_MAX + 1];
+        size_t length;
+        assert_int_equal(
+            mf_record_format(&r, other.ed25519_secret, line, sizeof line, &length, prev), 0);
+        strcat(text, line);
+    }
+    size_t n = strlen(text);
+    char torn[sizeof text + 32];
+    memcpy(torn, text, n);
+    strcpy(torn + n, "MFR1 seq=4 prev=00");
+    put(&f->vol.fs, "RECORDS.000", torn);
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    char *back;
+    size_t size;
+    assert_int_equal(mf_testfat_get(&f->vol.fs, "RECORDS.000", &back, &size), 0);
+    assert_true(size > n + 11);
+    assert_memory_equal(back, text, n);
+    assert_memory_equal(back + n, "MFR1 seq=1 ", 11);
+    free(back);
+    /* A file of one torn line alone (the first append cut short) is still cut to nothing. */
+    put(&f->vol.fs, "RECORDS.000", "MFR1 seq=1 prev=00");
+    install_without_head(f);
+    open_log(f, NULL);
+    append(f, 1, 2, true);
+    assert_int_equal(mf_testfat_get(&f->vol.fs, "RECORDS.000", &back, &size), 0);
+    assert_memory_equal(back, "MFR1 seq=1 ", 11);
+    free(back);
+}
+
 /* A file may reach its limit exactly: a line that ends at file_max still goes into it, the next
  * one starts the next file. (Two records of the same field widths have the same length.) */
 static void test_file_filled_to_its_limit(void **state)
@@ -551,6 +604,64 @@ static void test_chain_behind_the_counter_is_not_adopted(void **state)
     mf_record_verifier_free(&v);
 }
 
+/* The same when the records put back are cut to the chain's first record, with reservations of
+ * K = 4: six devices made (records 1-4 show the counter one step up, 5-6 two), the file cut to
+ * record 1 (seq 1 names no previous record, as the first record of a new setup does), the secure
+ * area removed and created, a new setup installed. Record 1 is behind the counter and was written
+ * before this setup was installed: it does not continue. (Continued, the chain verified intact
+ * once the new setup's records outnumbered the counter's steps: records 2 to 6 hidden.) */
+static void expect_intact(struct fixture *f, uint64_t records);
+static void reopen_quietly(struct fixture *f, uint64_t seq, uint64_t recorded);
+
+static void test_chain_cut_to_its_first_record_is_not_adopted(void **state)
+{
+    struct fixture *f = *state;
+    put(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 4\n");
+    mf_secure_close(&f->secure);
+    install(f);
+    open_log(f, NULL);
+    uint64_t start = f->anchor.counter;
+    for (unsigned i = 0; i < 6; i++)
+        append(f, 1, i, true);
+    assert_int_equal(f->anchor.counter - start, 2);
+    keep_lines(f, 1);
+    put(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 4\n");
+    install_without_head(f);
+    char notes[MF_RECLOG_MESSAGE_MAX], expect[MF_RECLOG_MESSAGE_MAX];
+    snprintf(expect, sizeof expect,
+             "(seq 1) shows the trust anchor's counter at %llu, which is now %llu",
+             (unsigned long long)start + 1, (unsigned long long)start + 2);
+    open_log(f, notes);
+    if (!strstr(notes, expect))
+        fail_msg("notes: '%s'", notes);
+    assert_int_equal(f->secure.state.record_seq, 0);
+    for (unsigned i = 0; i < 4; i++)
+        append(f, 1, 100 + i, true);
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.verified, 5);
+    assert_int_equal(v.chains, 2);
+    assert_int_equal(v.chain_breaks, 1);
+    mf_record_verifier_free(&v);
+}
+
+/* The first record of a setup installed without the chain's head, appended and the power cut
+ * before its head was recorded: it is the head at the next start, as any record after the head
+ * (it shows the counter as it is), and the chain goes on from it. */
+static void test_first_record_of_a_setup_catches_up(void **state)
+{
+    struct fixture *f = *state;
+    install_without_head(f);
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    static const uint8_t zeros[32];
+    assert_int_equal(mf_secure_record_head(&f->secure, 0, zeros, 0, f->message), 0);
+    reopen_quietly(f, 1, 1);
+    append(f, 1, 2, true);
+    expect_intact(f, 2);
+}
+
 /* Verifies every RECORDS file against a head statement of the log for `nonce`. */
 static void verify_with_head(struct fixture *f, struct mf_record_verifier *v,
                              const uint8_t nonce[32])
@@ -563,7 +674,7 @@ static void verify_with_head(struct fixture *f, struct mf_record_verifier *v,
     assert_int_equal(line[length - 1], '\n');
     mf_record_verifier_init(v, &f->id.pub, NULL, NULL);
     verify_from(f, v, 0, 0);
-    mf_record_verifier_head(v, "HEAD", line, length, nonce);
+    mf_record_verifier_head(v, "HEAD", 1, line, length, nonce);
     mf_record_verifier_end(v);
     assert_true(v->has_head);
 }
@@ -1625,6 +1736,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_adopts_the_newest_record, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_chain_behind_the_counter_is_not_adopted, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_chain_cut_to_its_first_record_is_not_adopted,
+                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_first_record_of_a_setup_catches_up, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_short_file_not_ours_is_kept, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_head_statement, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reservations_verify, setup_fixture, teardown_fixture),

@@ -217,6 +217,13 @@ static void test_format_refuses(void **state)
     r.gap_last = 2;
     assert_int_equal(mf_record_format(&r, f->id.ed25519_secret, line, sizeof line, &length, hash),
                      MF_EINVAL);
+    /* Records count from 1: a gap from 0 would be a line the parser refuses. */
+    r = base_record(&f->id);
+    r.result = MF_RECORD_GAP;
+    r.gap_first = 0;
+    r.gap_last = 2;
+    assert_int_equal(mf_record_format(&r, f->id.ed25519_secret, line, sizeof line, &length, hash),
+                     MF_EINVAL);
     r = base_record(&f->id);
     r.time = INT64_MAX;
     assert_int_equal(mf_record_format(&r, f->id.ed25519_secret, line, sizeof line, &length, hash),
@@ -823,7 +830,7 @@ static void verify_with_head(struct fixture *f, const struct chain *c, unsigned 
     for (unsigned i = 0; i < n; i++)
         assert_int_equal(
             mf_record_verifier_line(v, "RECORDS.000", i + 1, c->lines[i], c->lengths[i]), 0);
-    mf_record_verifier_head(v, "RECORDS.000", head, head_length, nonce);
+    mf_record_verifier_head(v, "RECORDS.000", 1, head, head_length, nonce);
     mf_record_verifier_end(v);
 }
 
@@ -951,17 +958,185 @@ static void test_verify_head(void **state)
     mf_record_verifier_free(&v);
 }
 
+/* Feeds `spec` to a verifier: "g" a line that is no record (a torn or damaged one), "N" the line
+ * of seq N of `c`. Returns the chain breaks; the last one's message in `message`. */
+static uint64_t breaks_of(struct fixture *f, const struct chain *c, const char *const *spec,
+                          char *message)
+{
+    struct reports rep;
+    memset(&rep, 0, sizeof rep);
+    struct mf_record_verifier v;
+    mf_record_verifier_init(&v, &f->id.pub, on_problem, &rep);
+    for (uint64_t n = 0; spec[n]; n++) {
+        const char *text = "MFR1 seq=4 prev=00";
+        size_t length = strlen(text);
+        if (strcmp(spec[n], "g") != 0) {
+            unsigned seq = (unsigned)atoi(spec[n]);
+            text = c->lines[seq - 1];
+            length = c->lengths[seq - 1];
+        }
+        assert_int_equal(mf_record_verifier_line(&v, "RECORDS.000", n + 1, text, length), 0);
+    }
+    mf_record_verifier_end(&v);
+    assert_false(mf_record_verifier_intact(&v));
+    snprintf(message, MF_RECORD_MESSAGE_MAX, "%s", rep.last_of[MF_RECORD_CHAIN_BREAK]);
+    uint64_t breaks = v.chain_breaks;
+    mf_record_verifier_free(&v);
+    return breaks;
+}
+
+/* A line that is no record (torn, damaged) stands for at most one record: records deleted beside
+ * it are still named. (A torn line the programmer could not cut stays in its file, and the chain
+ * goes on with the seq the torn record would have had: the next record follows the one before.) */
+static void test_verify_malformed_hides_no_deletion(void **state)
+{
+    struct fixture *f = *state;
+    struct chain c;
+    build(&c, &f->id, 8);
+    char message[MF_RECORD_MESSAGE_MAX];
+    static const char *const torn[] = {"1", "2", "3", "g", "4", "5", NULL};
+    assert_int_equal(breaks_of(f, &c, torn, message), 0);
+    static const char *const damaged[] = {"1", "2", "3", "g", "5", "6", NULL};
+    assert_int_equal(breaks_of(f, &c, damaged, message), 0);
+    static const char *const deleted[] = {"1", "2", "3", "g", "7", "8", NULL};
+    assert_int_equal(breaks_of(f, &c, deleted, message), 1);
+    if (!strstr(message, "seq 7 follows seq 3 and 1 line(s) that are no record: at least 2 of "
+                         "records 4 to 6 are missing (deleted)"))
+        fail_msg("message: %s", message);
+    static const char *const two[] = {"1", "g", "g", "4", "5", NULL};
+    assert_int_equal(breaks_of(f, &c, two, message), 0);
+    static const char *const start[] = {"g", "4", "5", NULL};
+    assert_int_equal(breaks_of(f, &c, start, message), 1);
+    if (!strstr(message, "the records start at seq 4 after 1 line(s) that are no record: at least "
+                         "2 of records 1 to 3 are missing"))
+        fail_msg("message: %s", message);
+    static const char *const start_damaged[] = {"g", "2", "3", NULL};
+    assert_int_equal(breaks_of(f, &c, start_damaged, message), 0);
+    /* The record after a torn line must still chain to the one before it: record 4 of another
+     * chain (another setup's records 1-3 before it) does not. */
+    struct chain other;
+    memset(&other, 0, sizeof other);
+    for (unsigned i = 0; i < 4; i++)
+        append(&other, &f->id, f->id.pub.fingerprint, 0x33, MF_RECORD_OK);
+    memcpy(c.lines[3], other.lines[3], sizeof c.lines[3]);
+    c.lengths[3] = other.lengths[3];
+    static const char *const replaced[] = {"1", "2", "3", "g", "4", NULL};
+    assert_int_equal(breaks_of(f, &c, replaced, message), 1);
+    if (!strstr(message, "seq 4 does not chain to seq 3 before it"))
+        fail_msg("message: %s", message);
+}
+
+/* Where a head problem is reported: at the file and line of the statement concerned. */
+struct head_reports {
+    unsigned count;
+    char where[64];
+    uint64_t line;
+    char message[MF_RECORD_MESSAGE_MAX];
+    char head_where[64];                      /* of the last MF_RECORD_HEAD problem */
+    char head_message[MF_RECORD_MESSAGE_MAX]; /* ... */
+};
+
+static void on_head_problem(void *context, enum mf_record_problem problem, const char *where,
+                            uint64_t line, const char *message)
+{
+    struct head_reports *r = context;
+    if (problem != MF_RECORD_HEAD && problem != MF_RECORD_COUNTER)
+        fail_msg("%s:%llu: unexpected problem %d: %s", where, (unsigned long long)line,
+                 (int)problem, message);
+    r->count++;
+    snprintf(r->where, sizeof r->where, "%s", where);
+    r->line = line;
+    snprintf(r->message, sizeof r->message, "%s", message);
+    if (problem == MF_RECORD_HEAD) {
+        snprintf(r->head_where, sizeof r->head_where, "%s:%llu", where, (unsigned long long)line);
+        snprintf(r->head_message, sizeof r->head_message, "%s", message);
+    }
+}
+
+/* A head statement given among the files is reported at its own line; a second one (another
+ * statement) is reported where it is, and the first one's problems are still reported at the
+ * first; the same statement given twice (--head HEAD, and HEAD among the files) is one. */
+static void test_verify_head_where(void **state)
+{
+    struct fixture *f = *state;
+    static const uint64_t counters[] = {1, 2, 3, 4, 5};
+    struct chain c;
+    counted(f, &c, 0x22, 5, counters, NULL);
+    uint8_t nonce[32];
+    memset(nonce, 0xA5, sizeof nonce);
+    char line[MF_RECORD_LINE_MAX + 1], other[MF_RECORD_LINE_MAX + 1];
+    size_t n = head_line(f, &f->id, nonce, 5, c.head, 5, 0, line);
+    size_t on = head_line(f, &f->id, nonce, 5, c.head, 6, 1, other);
+    struct mf_record_verifier v;
+    struct head_reports rep;
+
+    /* Records 1-3 given, the head at line 4 of the same file: 2 records missing after it. */
+    memset(&rep, 0, sizeof rep);
+    mf_record_verifier_init(&v, &f->id.pub, on_head_problem, &rep);
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(mf_record_verifier_line(&v, "all.txt", i + 1, c.lines[i], c.lengths[i]),
+                         0);
+    mf_record_verifier_head(&v, "all.txt", 4, line, n, nonce);
+    mf_record_verifier_end(&v);
+    assert_int_equal(v.missing_after, 2);
+    assert_string_equal(rep.where, "all.txt");
+    assert_int_equal(rep.line, 4);
+    mf_record_verifier_free(&v);
+
+    /* The head in HEAD, another one at line 9 of other.txt: that one is refused there; the first
+     * one's finding (records missing after the last one) is reported at HEAD:1. */
+    memset(&rep, 0, sizeof rep);
+    mf_record_verifier_init(&v, &f->id.pub, on_head_problem, &rep);
+    mf_record_verifier_head(&v, "HEAD", 1, line, n, nonce);
+    mf_record_verifier_head(&v, "other.txt", 9, other, on, nonce);
+    assert_int_equal(rep.count, 1);
+    assert_string_equal(rep.where, "other.txt");
+    assert_int_equal(rep.line, 9);
+    assert_non_null(strstr(rep.message, "a second head statement"));
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(mf_record_verifier_line(&v, "all.txt", i + 1, c.lines[i], c.lengths[i]),
+                         0);
+    mf_record_verifier_end(&v);
+    assert_int_equal(v.head.counter, 5); /* the first one */
+    assert_non_null(strstr(rep.head_message, "missing after the last one"));
+    assert_string_equal(rep.head_where, "HEAD:1");
+    assert_non_null(strstr(rep.message, "unaccounted")); /* the head's counter, too */
+    assert_string_equal(rep.where, "HEAD");
+    assert_int_equal(rep.line, 1);
+    mf_record_verifier_free(&v);
+
+    /* The same statement twice (its line end or not): one head, intact. */
+    memset(&rep, 0, sizeof rep);
+    mf_record_verifier_init(&v, &f->id.pub, on_head_problem, &rep);
+    mf_record_verifier_head(&v, "HEAD", 1, line, n, nonce);
+    for (unsigned i = 0; i < 5; i++)
+        assert_int_equal(mf_record_verifier_line(&v, "all.txt", i + 1, c.lines[i], c.lengths[i]),
+                         0);
+    mf_record_verifier_head(&v, "HEAD", 1, line, n - 1, nonce);
+    mf_record_verifier_end(&v);
+    assert_int_equal(rep.count, 0);
+    assert_true(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_line),        cmocka_unit_test(test_fields_round_trip),
-        cmocka_unit_test(test_encode_text),       cmocka_unit_test(test_format_refuses),
-        cmocka_unit_test(test_parse_hostile),     cmocka_unit_test(test_verify_intact),
-        cmocka_unit_test(test_verify_tampering),  cmocka_unit_test(test_verify_two_setups),
-        cmocka_unit_test(test_verify_counter_k1), cmocka_unit_test(test_verify_counter_flows),
+        cmocka_unit_test(test_known_line),
+        cmocka_unit_test(test_fields_round_trip),
+        cmocka_unit_test(test_encode_text),
+        cmocka_unit_test(test_format_refuses),
+        cmocka_unit_test(test_parse_hostile),
+        cmocka_unit_test(test_verify_intact),
+        cmocka_unit_test(test_verify_tampering),
+        cmocka_unit_test(test_verify_two_setups),
+        cmocka_unit_test(test_verify_counter_k1),
+        cmocka_unit_test(test_verify_counter_flows),
         cmocka_unit_test(test_verify_head),
+        cmocka_unit_test(test_verify_head_where),
+        cmocka_unit_test(test_verify_malformed_hides_no_deletion),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1576,7 +1576,8 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
             bool by_root = root_out && (!project_out || tally.root_left < tally.project_left);
             uint64_t left = by_root ? tally.root_left : tally.project_left;
             unsigned held = by_root ? all : mine;
-            fail(c, MF_EEXHAUSTED, "no programming cycles left (%s = %llu%s)", MF_FILE_CNTDOWN,
+            fail(c, MF_EEXHAUSTED, "no programming cycles left (%s%s%s = %llu%s)",
+                 by_root ? "" : c->project->folder, by_root ? "" : "/", MF_FILE_CNTDOWN,
                  (unsigned long long)left, held ? ", the rest taken by other slots" : "");
             goto done;
         }

@@ -1189,30 +1189,53 @@ static int open_for_reading(struct mf_cli_session *s, const char *cmd, const cha
     return 0;
 }
 
+/* What write_shown holds back at the end of a piece: the start of a UTF-8 character the next
+ * piece may complete. */
+struct shown_tail {
+    uint8_t bytes[3];
+    size_t n;
+};
+
 /* Writes `n` bytes for a terminal: control characters other than tab, LF and CR (C0, DEL and the
- * C1 controls written as UTF-8: mf_utf8_control) as "<hh>", so that no escape sequence of a
- * file's reaches the terminal. A C2 that ends a piece may begin a C1 control the next one ends:
- * *c2 holds it back until then. */
-static int write_shown(int fd, const uint8_t *data, size_t n, bool *c2)
+ * C1 controls written as UTF-8: mf_utf8_control) and bytes that are not part of well-formed UTF-8
+ * (a raw 9B is CSI to a terminal in an 8-bit mode) as "<hh>", so that no escape sequence of a
+ * file's reaches the terminal. A character cut at the end of a piece is held in *tail until the
+ * next one; `last` (n may be 0) writes what is held as it is then. */
+static int write_shown(int fd, const uint8_t *data, size_t n, struct shown_tail *tail, bool last)
 {
-    char in[MF_REMOTE_CHUNK + 1], out[4 * (MF_REMOTE_CHUNK + 1)];
-    size_t m = 0, k = 0;
-    if (*c2)
-        in[m++] = (char)0xC2;
-    memcpy(in + m, data, n);
+    char in[MF_REMOTE_CHUNK + 3], out[4 * (MF_REMOTE_CHUNK + 3)];
+    size_t m = tail->n, k = 0;
+    memcpy(in, tail->bytes, tail->n);
+    if (n)
+        memcpy(in + m, data, n);
     m += n;
-    *c2 = m > 0 && (uint8_t)in[m - 1] == 0xC2;
-    if (*c2)
-        m--;
+    tail->n = 0;
+    /* The last lead byte among the last three, if the bytes after it are too few for it. */
+    for (size_t back = 1; !last && back <= 3 && back <= m; back++) {
+        uint8_t b = (uint8_t)in[m - back];
+        if ((b & 0xC0) == 0x80)
+            continue;
+        size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+        if (need > back) {
+            tail->n = back;
+            memcpy(tail->bytes, in + m - back, back);
+            m -= back;
+        }
+        break;
+    }
     for (size_t i = 0, used; i < m; i += used) {
         unsigned code;
+        uint32_t character;
         used = mf_utf8_control(in + i, m - i, &code);
-        if (used && code != '\t' && code != '\n' && code != '\r') {
-            k += (size_t)snprintf(out + k, sizeof out - k, "<%02x>", code);
-        } else {
-            used = used ? used : 1;
+        if (!used && (used = mf_utf8_decode(in + i, m - i, &character)) != 0) {
             memcpy(out + k, in + i, used);
             k += used;
+        } else if (used && (code == '\t' || code == '\n' || code == '\r')) {
+            out[k++] = (char)code;
+        } else {
+            code = used ? code : (uint8_t)in[i];
+            used = used ? used : 1;
+            k += (size_t)snprintf(out + k, sizeof out - k, "<%02x>", code);
         }
     }
     return write_all(fd, (const uint8_t *)out, k);
@@ -1223,7 +1246,7 @@ static int write_shown(int fd, const uint8_t *data, size_t n, bool *c2)
 static int read_open_file(struct mf_cli_session *s, const char *cmd, const char *path,
                           uint64_t size, int out_fd, const char *out_name, bool shown)
 {
-    bool c2 = false;
+    struct shown_tail tail = {.n = 0};
     uint8_t data[MF_REMOTE_CHUNK];
     uint64_t offset = 0;
     int status = 0;
@@ -1248,7 +1271,7 @@ static int read_open_file(struct mf_cli_session *s, const char *cmd, const char 
             status = 1;
             break;
         }
-        if (shown ? write_shown(out_fd, data, got, &c2) : write_all(out_fd, data, got)) {
+        if (shown ? write_shown(out_fd, data, got, &tail, false) : write_all(out_fd, data, got)) {
             cmd_error(s, cmd, "cannot write %s: %s", out_name, strerror(errno));
             status = 1;
             break;
@@ -1256,7 +1279,7 @@ static int read_open_file(struct mf_cli_session *s, const char *cmd, const char 
         offset += got;
         file_progress(s, cmd, path, offset, size);
     }
-    if (!status && c2 && write_all(out_fd, (const uint8_t *)"\xC2", 1)) {
+    if (!status && shown && tail.n && write_shown(out_fd, NULL, 0, &tail, true)) {
         cmd_error(s, cmd, "cannot write %s: %s", out_name, strerror(errno));
         status = 1;
     }

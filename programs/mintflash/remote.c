@@ -425,7 +425,8 @@ static int send_all(struct mf_remote *r, const char *data, size_t size)
     return 0;
 }
 
-/* Takes one complete line out of the input buffer into `line` (control bytes as '?').
+/* Takes one complete line out of the input buffer into `line` (control bytes and bytes that are
+ * not UTF-8 as '?').
  * Returns 1 with a line, 0 when more input is needed, MF_EPROTO for an overlong line (whose
  * rest is then skipped up to its terminator). */
 static int take_line(struct mf_remote *r, char *line)
@@ -456,16 +457,21 @@ static int take_line(struct mf_remote *r, char *line)
             return MF_EPROTO;
         }
         if (!skip) {
-            /* C0, DEL and the C1 controls written as UTF-8 (C2 80..C2 9F: CSI, OSC, ...) become
-             * '?' byte for byte: a hostile programmer's names and texts are printed to a
-             * terminal, and no escape sequence of theirs may reach it. */
+            /* C0, DEL, the C1 controls written as UTF-8 (C2 80..C2 9F: CSI, OSC, ...) and every
+             * byte that is not part of well-formed UTF-8 (a raw 9B is CSI to a terminal in an
+             * 8-bit mode; the reference's names are code page 437) become '?' byte for byte: a
+             * hostile programmer's names and texts are printed to a terminal, and no escape
+             * sequence of theirs may reach it. */
             for (size_t i = 0, used; i < end; i += used) {
                 unsigned code;
+                uint32_t character;
                 used = mf_utf8_control(r->in + i, end - i, &code);
                 if (used) {
                     memset(line + i, '?', used);
+                } else if ((used = mf_utf8_decode(r->in + i, end - i, &character)) != 0) {
+                    memcpy(line + i, r->in + i, used);
                 } else {
-                    line[i] = r->in[i];
+                    line[i] = '?';
                     used = 1;
                 }
             }

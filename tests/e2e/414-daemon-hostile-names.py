@@ -147,10 +147,12 @@ with Daemon(size="32M") as d:
           "a forged line in the daemon's log")
 
 # A file's own control characters: `mintflash fshow` at a terminal shows them as <hh> (an escape
-# sequence a factory wrote into a file does not reach the owner's terminal); into a pipe, the
-# bytes as they are.
+# sequence a factory wrote into a file does not reach the owner's terminal), and every byte that is
+# not part of well-formed UTF-8 (a raw 9B is CSI to a terminal in an 8-bit mode); a character cut
+# by the end of a 512-byte #FREAD piece is kept whole. Into a pipe, the bytes as they are.
 with Daemon() as d:
-    content = b"a\x1b[2Jb\xc2\x9bc\x07d\tx\r\n\xc3\xa9\xc2"
+    head = b"a\x1b[2Jb\xc2\x9bc\x9b" + b"1mcaf\xe9\x07d\tx\r\n"
+    content = head + b"." * (511 - len(head)) + b"\xe2\x82\xac\xc3\xa9\xc2"
     put(d.tcp(), "esc.txt", content)
     env = dict(os.environ, MINTFLASH_DEVICE="unix:" + d.socket_path)
     master, slave = pty.openpty()
@@ -169,7 +171,8 @@ with Daemon() as d:
         shown += chunk
     os.close(master)
     check(p.wait(timeout=60) == 0, "fshow at a terminal: %r" % p.stderr.read())
-    want = b"a<1b>[2Jb<9b>c<07>d\tx\r\n\xc3\xa9\xc2"
+    want = (b"a<1b>[2Jb<9b>c<9b>1mcaf<e9><07>d\tx\r\n" + b"." * (511 - len(head))
+            + b"\xe2\x82\xac\xc3\xa9<c2>")
     check(shown == want, "at a terminal: %r" % shown)
     piped = subprocess.run([MINTFLASH, "fshow", "esc.txt"], env=env, capture_output=True)
     check(piped.returncode == 0 and piped.stdout == content, "into a pipe: %r" % piped.stdout)

@@ -2033,8 +2033,8 @@ static void test_reservations_are_per_project(void **state)
     f->setup.selected = 0;
     assert_int_equal(cycle(f, 0, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
     assert_string_equal(r.message,
-                        "no programming cycles left (Cntdown.txt = 1, the rest taken by other "
-                        "slots)");
+                        "no programming cycles left (Projects/01_A/Cntdown.txt = 1, the rest "
+                        "taken by other slots)");
     assert_false(device_made(f, 1));
     f->setup.selected = 1;
     assert_int_equal(cycle(f, 1, MF_ACTION_AUTO, &r), 0); /* B's own count */
@@ -2062,7 +2062,7 @@ static void test_reservations_are_per_project(void **state)
     f->env.reserved = &reserved;
     f->setup.selected = 0;
     assert_int_equal(cycle(f, 3, MF_ACTION_AUTO, &r), MF_EEXHAUSTED);
-    assert_string_equal(r.message, "no programming cycles left (Cntdown.txt = 0)");
+    assert_string_equal(r.message, "no programming cycles left (Projects/01_A/Cntdown.txt = 0)");
     assert_int_equal(reserved.total, 1);
     assert_int_equal(reserved.project[0], 0);
 }

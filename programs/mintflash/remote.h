@@ -132,7 +132,8 @@ struct mf_remote_reply {
  * reply (for #STATUS / #RESULT the last slot's line, for #SELMODULE the #SELECTED: line):
  * status, progress, #INFO:, #FLIST:, #RESULT: lines, and lines that do not start with '#'.
  * `line` is NUL-terminated, without its terminator, control bytes (C0, DEL, and C1 controls
- * written as UTF-8, C2 80..C2 9F) replaced by '?', one for each byte. */
+ * written as UTF-8, C2 80..C2 9F) and bytes that are not part of well-formed UTF-8 replaced by
+ * '?', one for each byte. */
 typedef void (*mf_remote_line_fn)(void *ctx, const char *line);
 
 /* Flags of mf_remote_command(). */

@@ -125,7 +125,7 @@ static int apply(struct options *o, const char *name, const char *value)
     if (strcmp(name, "storage") == 0)
         snprintf(o->storage, sizeof o->storage, "%s", value);
     else if (strcmp(name, "size") == 0) {
-        if (parse_size(value, &o->size)) {
+        if (parse_size(value, &o->size) || o->size == 0) {
             fprintf(stderr, "mintflashd: --size %s: expected a size such as 128M\n", value);
             return -1;
         }
@@ -223,8 +223,13 @@ static int read_config(struct options *o, const char *path)
     }
     char text[16384];
     size_t n = fread(text, 1, sizeof text, f);
-    bool too_big = !feof(f);
+    int read_error = ferror(f) ? errno : 0; /* a folder opens, and fails here (EISDIR) */
+    bool too_big = !read_error && !feof(f);
     fclose(f);
+    if (read_error) {
+        fprintf(stderr, "mintflashd: --config %s: %s\n", path, strerror(read_error));
+        return -1;
+    }
     if (too_big) {
         fprintf(stderr, "mintflashd: --config %s: larger than 16 KiB\n", path);
         return -1;

@@ -28,6 +28,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 printf 'slots = 2\nsim-speed = 0\n[other]\nx = 1\n' > "$dir/bad.conf"
 "$D" --config "$dir/bad.conf" 2>"$dir/err"; [ $? -eq 2 ] && grep -q 'bad.conf:4: unknown section \[other\]' "$dir/err" || fail "config file"
+mkdir "$dir/conf.d"
+"$D" --config "$dir/conf.d" 2>"$dir/err"; [ $? -eq 2 ] && grep -q "conf.d: Is a directory$" "$dir/err" ||
+    fail "a folder as config file: $(cat "$dir/err")"
+"$D" --storage "$dir/z.img" --size 0 --tcp off --socket off 2>"$dir/err"
+[ $? -eq 2 ] && grep -q -- '--size 0: expected a size such as 128M' "$dir/err" && [ ! -e "$dir/z.img" ] ||
+    fail "--size 0: $(cat "$dir/err")"
 
 # One daemon holds the image; a second one on the same image is refused clearly.
 "$D" --storage "$dir/s.img" --size 8M --tcp 127.0.0.1:0 --socket "$dir/1.sock" --sim-dir "$dir/sim" 2>"$dir/1.log" &

@@ -466,10 +466,17 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
      * record follows that head only when a cycle of this install wrote it (its counter is past
      * the one at install; every cycle of an install takes a count beyond it). An older chain's
      * first record, the files cut to it, is judged below as any newest record: continued only
-     * when it shows the counter as it is. */
-    bool after_head = newest.found && newest.record.seq == st->record_seq + 1 &&
-                      sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0 &&
-                      (st->record_seq > 0 || newest.record.counter > secure->counter_base);
+     * when it shows the counter as it is. The one record of this install that may show the
+     * counter at install is a count-unknown one (the anchor's write lost): its counter is
+     * behind as soon as another slot takes a count before its head is recorded, which is no
+     * record missing. Of this setup, it follows that head too: continued, it hides no more than
+     * an adopted record showing the counter at install would (records of no count). */
+    bool own_unknown = newest.same_setup && mf_record_count_unknown(&newest.record) &&
+                       newest.record.counter == secure->counter_base;
+    bool after_head =
+        newest.found && newest.record.seq == st->record_seq + 1 &&
+        sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0 &&
+        (st->record_seq > 0 || newest.record.counter > secure->counter_base || own_unknown);
     /* No record of this setup yet and none of ours in the files: a chain starts at 1. */
     bool fresh = st->record_seq == 0 && newest.ours && !newest.found;
     /* The anchor's counter now: no record after the newest one took a count if it shows it. */

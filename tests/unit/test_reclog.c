@@ -729,6 +729,65 @@ static void test_first_record_of_a_setup_catches_up(void **state)
     expect_intact(f, 2);
 }
 
+/* A new setup's first cycles on two slots: slot 1's count may or may not have been taken (the
+ * anchor's write failed, and was lost), so its count-unknown record shows the counter as it was at
+ * install; slot 2 takes a count before slot 1's head is recorded, and the power goes. At the next
+ * start that record is the chain's first, as any record after the head: the chain goes on from it
+ * (slot 2's cycle as unrecorded:1), one chain, intact. (Before, it was judged as an earlier chain's
+ * record behind the counter, and a second chain started.) */
+static void test_unknown_first_count_then_another_slot(void **state)
+{
+    struct fixture *f = *state;
+    install_without_head(f);
+    open_log(f, NULL);
+    uint64_t base = f->anchor.counter;
+    static uint8_t buffer[16384];
+    struct mf_setup setup;
+    char msg[MF_SETUP_ERROR_MAX];
+    assert_int_equal(mf_setup_load(&setup, &f->secure.area, buffer, sizeof buffer, msg), 0);
+    struct mf_tally t;
+    enum mf_area_taken taken;
+    char m[MF_AREA_MESSAGE_MAX];
+    assert_int_equal(f->secure.area.peek(&f->secure.area, &setup, 0, &t, m), 0);
+    f->anchor.fail_at = f->anchor.writes + 1;
+    f->anchor.fail_mode = MF_RAMANCHOR_LOST;
+    assert_int_equal(f->secure.area.take(&f->secure.area, &setup, 0, &t, &taken, m), MF_EIO);
+    assert_int_equal(taken, MF_AREA_TAKEN_UNKNOWN);
+    f->anchor.fail_at = 0;
+    mf_setup_free(&setup);
+    struct mf_reclog_entry e = {
+        .project = "A", .slot = 1, .has_serial = true, .serial = 1, .count_unknown = true};
+    assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+    assert_int_equal(f->secure.state.record_seq, 1);
+    /* The power went before its head was recorded; slot 2's count came first. */
+    static const uint8_t zeros[32];
+    assert_int_equal(mf_secure_record_head(&f->secure, 0, zeros, 0, f->message), 0);
+    take_count(f);
+    assert_int_equal(f->anchor.counter, base + 1);
+    reopen_secure(f);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    if (strstr(notes, "a new one starts") || !strstr(notes, "1 cycle(s) took a count"))
+        fail_msg("notes: %s", notes);
+    assert_int_equal(f->secure.state.record_seq, 2);
+    append(f, 1, 2, true);
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.chains, 1);
+    assert_int_equal(v.verified, 3);
+    uint64_t unknown = 0, unrecorded = 0, ok = 0;
+    for (size_t i = 0; i < v.total_count; i++) {
+        unknown += v.totals[i].unknown;
+        unrecorded += v.totals[i].unrecorded;
+        ok += v.totals[i].ok;
+    }
+    assert_int_equal(unknown, 1);
+    assert_int_equal(unrecorded, 1);
+    assert_int_equal(ok, 1);
+    mf_record_verifier_free(&v);
+}
+
 /* Verifies every RECORDS file against a head statement of the log for `nonce`. */
 static void verify_with_head(struct fixture *f, struct mf_record_verifier *v,
                              const uint8_t nonce[32])
@@ -1864,6 +1923,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_cut_to_its_first_record_is_not_adopted,
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_first_record_of_a_setup_catches_up, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_unknown_first_count_then_another_slot, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_short_file_not_ours_is_kept, setup_fixture,
                                         teardown_fixture),

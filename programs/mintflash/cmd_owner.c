@@ -877,8 +877,9 @@ static int each_line(const char *path, line_fn each, void *context)
     return rc;
 }
 
-static const char *const problem_names[] = {
-    "malformed", "bad signature", "foreign record", "chain break", "gap record", "counter", "head"};
+static const char *const problem_names[MF_RECORD_PROBLEM_KINDS] = {
+    "malformed",  "bad signature", "foreign record", "chain break",
+    "gap record", "counter",       "head",           "note: torn line"};
 
 static void verify_report(void *context, enum mf_record_problem problem, const char *where,
                           uint64_t line, const char *message)
@@ -1009,6 +1010,8 @@ static int log_verify(int argc, char **argv)
     printf("malformed: %llu\nbad signatures: %llu\nforeign records: %llu\n",
            (unsigned long long)v.malformed, (unsigned long long)v.bad_signatures,
            (unsigned long long)v.foreign);
+    if (v.torn_lines) /* only when there are any: the output stays as it was without */
+        printf("torn lines (no record missing): %llu\n", (unsigned long long)v.torn_lines);
     printf("chain breaks: %llu\ngap records: %llu\ncounter problems: %llu\nsetups: %zu\n",
            (unsigned long long)v.chain_breaks, (unsigned long long)v.gaps,
            (unsigned long long)v.counter_problems, count_setups(&v));

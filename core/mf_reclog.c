@@ -288,16 +288,56 @@ static void say_append_error(struct mf_reclog *log, const char *name, size_t len
             name);
 }
 
-/* Appends one formatted line, moving to the next file when this one would pass its limit. */
+/* Does file `name` of `size` bytes end a line (an LF last, or no byte at all)? A line that is not
+ * ours, or an append of ours torn right after it (the start cuts back only to a record of ours),
+ * may end the file without its LF. */
+static int ends_a_line(struct mf_fat *fs, const char *name, uint32_t size, bool *ends)
+{
+    *ends = true;
+    if (size == 0)
+        return 0;
+    struct mf_fat_file f;
+    int err = mf_fat_open(fs, &f, name, MF_FAT_O_RDONLY);
+    if (err)
+        return err;
+    char last = '\n';
+    err = mf_fat_seek(fs, &f, size - 1);
+    int n = err ? err : mf_fat_read(fs, &f, &last, 1);
+    mf_fat_close(fs, &f);
+    if (n >= 0 && n != 1)
+        n = MF_EIO;
+    if (n < 0)
+        return n;
+    *ends = last == '\n';
+    return 0;
+}
+
+/* Appends one formatted line, moving to the next file when this one would pass its limit. A
+ * record is never glued to a line before it: when the file does not end in an LF, the append
+ * begins with one. (A cut during that append leaves the line before it ended, and at most a torn
+ * line of ours after it, which the next append ends the same way.) */
 static int write_line(struct mf_reclog *log, const char *line, size_t length, char *message)
 {
     struct mf_fat *fs = log->config.fs;
     uint32_t file_max = log->config.file_max ? log->config.file_max : MF_RECORD_FILE_MAX;
     char name[16];
-    file_name(log->current, name);
     struct mf_fat_stat st;
-    int err = mf_fat_stat(fs, name, &st);
-    if (!err && st.size + length > file_max) {
+    bool ends;
+    for (;;) {
+        file_name(log->current, name);
+        int err = mf_fat_stat(fs, name, &st);
+        if (err == MF_ENOENT) {
+            st.size = 0;
+            err = 0;
+        }
+        if (!err)
+            err = ends_a_line(fs, name, st.size, &ends);
+        if (err) {
+            say(message, "production records: %s: %s", name, mf_strerror(err));
+            return err;
+        }
+        if (st.size == 0 || st.size + (ends ? 0u : 1u) + length <= file_max)
+            break;
         if (log->current + 1 >= MF_RECLOG_FILES_MAX) {
             say(message,
                 "production records: %u RECORDS files are full (export them and delete "
@@ -306,23 +346,23 @@ static int write_line(struct mf_reclog *log, const char *line, size_t length, ch
             return MF_ENOSPC;
         }
         log->current++;
-        file_name(log->current, name);
-        st.size = 0;
-    } else if (err == MF_ENOENT) {
-        st.size = 0;
-        err = 0;
     }
-    if (err) {
-        say(message, "production records: %s: %s", name, mf_strerror(err));
-        return err;
+    char text[MF_RECORD_LINE_MAX + 2];
+    size_t lf = ends ? 0 : 1;
+    if (length > MF_RECORD_LINE_MAX) { /* mf_record_format makes none longer */
+        say(message, "production records: a line of %zu bytes", length);
+        return MF_EINVAL;
     }
+    text[0] = '\n';
+    memcpy(text + lf, line, length);
+    length += lf;
     struct mf_fat_file f;
-    err = mf_fat_open(fs, &f, name, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_APPEND);
+    int err = mf_fat_open(fs, &f, name, MF_FAT_O_WRONLY | MF_FAT_O_CREAT | MF_FAT_O_APPEND);
     if (err) {
         say_append_error(log, name, length, err, message);
         return err;
     }
-    int n = mf_fat_write(fs, &f, line, (uint32_t)length);
+    int n = mf_fat_write(fs, &f, text, (uint32_t)length);
     if (n >= 0 && (size_t)n != length)
         n = MF_ENOSPC;
     if (n < 0)
@@ -426,10 +466,17 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
      * record follows that head only when a cycle of this install wrote it (its counter is past
      * the one at install; every cycle of an install takes a count beyond it). An older chain's
      * first record, the files cut to it, is judged below as any newest record: continued only
-     * when it shows the counter as it is. */
-    bool after_head = newest.found && newest.record.seq == st->record_seq + 1 &&
-                      sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0 &&
-                      (st->record_seq > 0 || newest.record.counter > secure->counter_base);
+     * when it shows the counter as it is. The one record of this install that may show the
+     * counter at install is a count-unknown one (the anchor's write lost): its counter is
+     * behind as soon as another slot takes a count before its head is recorded, which is no
+     * record missing. Of this setup, it follows that head too: continued, it hides no more than
+     * an adopted record showing the counter at install would (records of no count). */
+    bool own_unknown = newest.same_setup && mf_record_count_unknown(&newest.record) &&
+                       newest.record.counter == secure->counter_base;
+    bool after_head =
+        newest.found && newest.record.seq == st->record_seq + 1 &&
+        sodium_memcmp(newest.record.prev, st->record_hash, 32) == 0 &&
+        (st->record_seq > 0 || newest.record.counter > secure->counter_base || own_unknown);
     /* No record of this setup yet and none of ours in the files: a chain starts at 1. */
     bool fresh = st->record_seq == 0 && newest.ours && !newest.found;
     /* The anchor's counter now: no record after the newest one took a count if it shows it. */

@@ -564,8 +564,9 @@ static void problem(struct mf_record_verifier *v, enum mf_record_problem kind, c
 static void problem(struct mf_record_verifier *v, enum mf_record_problem kind, const char *where,
                     uint64_t line, const char *fmt, ...)
 {
-    uint64_t *counters[] = {&v->malformed, &v->bad_signatures,   &v->foreign,      &v->chain_breaks,
-                            &v->gaps,      &v->counter_problems, &v->head_problems};
+    uint64_t *counters[MF_RECORD_PROBLEM_KINDS] = {
+        &v->malformed, &v->bad_signatures,   &v->foreign,       &v->chain_breaks,
+        &v->gaps,      &v->counter_problems, &v->head_problems, &v->torn_lines};
     (*counters[kind])++;
     if (!v->report)
         return;
@@ -732,6 +733,24 @@ static void check_chain(struct mf_record_verifier *v, const struct mf_record *r,
     }
 }
 
+/* The lines that are no record held back since the last record, reported now: as torn lines
+ * when `torn` (the record after them chains to the one before), else as malformed. */
+static void report_pending(struct mf_record_verifier *v, bool torn)
+{
+    for (unsigned i = 0; i < v->pending_count; i++) {
+        if (torn)
+            problem(v, MF_RECORD_TORN_LINE, v->pending[i].where, v->pending[i].line,
+                    "a line that is no record (%s) between seq %llu and seq %llu, which chain: no "
+                    "record is missing there (a line torn by a power cut)",
+                    v->pending[i].message, (unsigned long long)v->last_seq,
+                    (unsigned long long)v->last_seq + 1);
+        else
+            problem(v, MF_RECORD_MALFORMED, v->pending[i].where, v->pending[i].line,
+                    "not a valid record: %s", v->pending[i].message);
+    }
+    v->pending_count = 0;
+}
+
 int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uint64_t line_number,
                             const char *line, size_t length)
 {
@@ -740,13 +759,29 @@ int mf_record_verifier_line(struct mf_record_verifier *v, const char *where, uin
     size_t body;
     char message[MF_RECORD_MESSAGE_MAX];
     if (mf_record_parse(line, length, &r, &body, message)) {
-        problem(v, MF_RECORD_MALFORMED, where, line_number, "not a valid record: %s", message);
+        /* After a verified record, a few such lines are held back: the next record shows whether
+         * they hide one. */
+        if (v->have_last && !v->last_flagged && v->pending_count == v->malformed_run &&
+            v->pending_count < MF_RECORD_TORN_MAX) {
+            keep_where(v->pending[v->pending_count].where, where);
+            v->pending[v->pending_count].line = line_number;
+            snprintf(v->pending[v->pending_count].message, MF_RECORD_MESSAGE_MAX, "%s", message);
+            v->pending_count++;
+        } else {
+            report_pending(v, false);
+            problem(v, MF_RECORD_MALFORMED, where, line_number, "not a valid record: %s", message);
+        }
         v->malformed_run++;
         return 0;
     }
     v->records++;
     bool ours = strcmp(r.programmer, v->programmer.fingerprint) == 0;
     bool signed_ok = ours && mf_record_signature_ok(line, body, r.signature, v->programmer.ed25519);
+    /* Held-back lines hide no record when this one follows the last one directly: its prev is
+     * the hash of that verified record, its seq the next (both under the programmer's key). */
+    if (v->pending_count)
+        report_pending(v, signed_ok && r.seq == v->last_seq + 1 &&
+                              memcmp(r.prev, v->last_hash, 32) == 0);
     if (!ours)
         problem(v, MF_RECORD_FOREIGN, where, line_number,
                 "seq %llu: a record of programmer %s, not of %s", (unsigned long long)r.seq,
@@ -872,6 +907,7 @@ void mf_record_verifier_end(struct mf_record_verifier *v)
     if (v->ended)
         return;
     v->ended = true;
+    report_pending(v, false); /* after the last record: nothing shows what they hide */
     if (v->has_head)
         check_head(v);
     if (!v->has_counter)

@@ -131,7 +131,13 @@ enum mf_record_problem {
     MF_RECORD_COUNTER,       /* the anchor's counter goes down, or rose more than the records
                               * account for (records deleted before a restart or a removal) */
     MF_RECORD_HEAD,          /* the head statement does not hold, or the records do not reach it */
+    /* A note, no problem: up to MF_RECORD_TORN_MAX lines that are no record between two records
+     * that chain (the later one names the earlier one as its previous, at the next seq), so no
+     * record is missing there: a torn line the programmer could not cut. */
+    MF_RECORD_TORN_LINE,
 };
+#define MF_RECORD_PROBLEM_KINDS 8u
+#define MF_RECORD_TORN_MAX      2u /* lines that are no record in a row, taken as torn lines */
 
 /* Called for each problem: `where` and `line` say where (as given to the verifier). */
 typedef void (*mf_record_report_fn)(void *context, enum mf_record_problem problem,
@@ -156,7 +162,8 @@ struct mf_record_verifier {
     uint64_t verified;       /* records whose signature holds */
     uint64_t malformed, bad_signatures, foreign, chain_breaks, gaps;
     uint64_t counter_problems, head_problems;
-    uint64_t chains; /* chains started at seq 1 (more than one is a chain break) */
+    uint64_t torn_lines; /* lines that are no record but provably hide none (not in malformed) */
+    uint64_t chains;     /* chains started at seq 1 (more than one is a chain break) */
     /* After mf_record_verifier_end: counts of the anchor's counter that no record accounts for,
      * and records missing after the last one (from the head statement). */
     uint64_t unaccounted, missing_after;
@@ -187,6 +194,14 @@ struct mf_record_verifier {
     char head_where[MF_RECORD_WHERE_MAX]; /* the head taken: where it is, its body's hash */
     uint64_t head_line;
     uint8_t head_hash[32];
+    /* Lines that are no record since the last record, not reported yet: torn lines if the next
+     * record chains to the last one, else malformed. */
+    unsigned pending_count;
+    struct {
+        char where[MF_RECORD_WHERE_MAX];
+        uint64_t line;
+        char message[MF_RECORD_MESSAGE_MAX];
+    } pending[MF_RECORD_TORN_MAX];
 };
 
 /* Starts a verification of the records of `programmer` (its public file). `report` may be NULL. */
@@ -216,11 +231,11 @@ void mf_record_verifier_head(struct mf_record_verifier *verifier, const char *wh
  * missing after the last one in `missing_after`). */
 void mf_record_verifier_end(struct mf_record_verifier *verifier);
 
-/* True after mf_record_verifier_end when every line was a verified record of the programmer, in
- * one unbroken chain, without gap records, with every count of the anchor's counter accounted
- * for, reaching the head when one was given, and there was at least one record. Without a head
- * statement, records deleted at the very end cannot show until the programmer notices (its gap
- * record at the next start). */
+/* True after mf_record_verifier_end when every line was a verified record of the programmer (or a
+ * torn line between two that chain: MF_RECORD_TORN_LINE), in one unbroken chain, without gap
+ * records, with every count of the anchor's counter accounted for, reaching the head when one was
+ * given, and there was at least one record. Without a head statement, records deleted at the very
+ * end cannot show until the programmer notices (its gap record at the next start). */
 bool mf_record_verifier_intact(const struct mf_record_verifier *verifier);
 
 /* Releases the totals. */

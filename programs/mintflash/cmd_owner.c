@@ -832,7 +832,9 @@ static const char log_usage_text[] =
     "           proves the head fresh. Prints the proven totals per project. Exit status 0\n"
     "           when everything is intact, 1 when not.\n"
     "  export   prints every record as CSV or JSON (no checks: run verify for those; a head\n"
-    "           statement among the files is skipped).\n";
+    "           statement among the files is skipped). Bytes of a name that are not UTF-8\n"
+    "           become U+FFFD; JSON escapes control characters, CSV turns them into U+FFFD\n"
+    "           and puts an apostrophe before a field that starts with = + - or @.\n";
 
 typedef int (*line_fn)(void *context, const char *file, uint64_t line, const char *text,
                        size_t length);
@@ -875,8 +877,9 @@ static int each_line(const char *path, line_fn each, void *context)
     return rc;
 }
 
-static const char *const problem_names[] = {
-    "malformed", "bad signature", "foreign record", "chain break", "gap record", "counter", "head"};
+static const char *const problem_names[MF_RECORD_PROBLEM_KINDS] = {
+    "malformed",  "bad signature", "foreign record", "chain break",
+    "gap record", "counter",       "head",           "note: torn line"};
 
 static void verify_report(void *context, enum mf_record_problem problem, const char *where,
                           uint64_t line, const char *message)
@@ -1007,6 +1010,8 @@ static int log_verify(int argc, char **argv)
     printf("malformed: %llu\nbad signatures: %llu\nforeign records: %llu\n",
            (unsigned long long)v.malformed, (unsigned long long)v.bad_signatures,
            (unsigned long long)v.foreign);
+    if (v.torn_lines) /* only when there are any: the output stays as it was without */
+        printf("torn lines (no record missing): %llu\n", (unsigned long long)v.torn_lines);
     printf("chain breaks: %llu\ngap records: %llu\ncounter problems: %llu\nsetups: %zu\n",
            (unsigned long long)v.chain_breaks, (unsigned long long)v.gaps,
            (unsigned long long)v.counter_problems, count_setups(&v));
@@ -1054,31 +1059,102 @@ struct export_state {
     uint64_t bad;
 };
 
-static void csv_text(const char *s)
+/* The length of the well-formed UTF-8 sequence at `s` (`n` bytes left) with its code point in
+ * *cp, or 0 when none starts there: a stray continuation byte, an overlong form, a surrogate,
+ * beyond U+10FFFF, or cut short. */
+static size_t utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp)
 {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, stdout);
-        return;
+    unsigned char c = s[0];
+    size_t length;
+    uint32_t v, least;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
     }
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"')
-            putchar('"');
-        putchar(*s);
+    if (c >= 0xC2 && c <= 0xDF) {
+        length = 2;
+        v = c & 0x1Fu;
+        least = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        length = 3;
+        v = c & 0x0Fu;
+        least = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        length = 4;
+        v = c & 0x07u;
+        least = 0x10000;
+    } else {
+        return 0;
     }
-    putchar('"');
+    if (n < length)
+        return 0;
+    for (size_t i = 1; i < length; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3Fu);
+    }
+    if (v < least || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *cp = v;
+    return length;
 }
 
+/* C0, DEL and C1: what a terminal or a spreadsheet may act on. */
+static bool is_control(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+}
+
+#define REPLACEMENT "\xEF\xBF\xBD" /* U+FFFD in UTF-8 */
+
+/* A CSV field: UTF-8 throughout, without a control character (each one, and each byte that is
+ * not UTF-8, becomes U+FFFD), quoted when it holds a comma or a quote; one that starts with
+ * = + - or @ gets an apostrophe first, so that a spreadsheet shows it as text rather than running
+ * it as a formula (names come from setups and files the factory may make). */
+static void csv_text(const char *s)
+{
+    bool quote = strpbrk(s, ",\"") != NULL;
+    if (quote)
+        putchar('"');
+    if (s[0] && strchr("=+-@", s[0]))
+        putchar('\'');
+    const unsigned char *c = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = utf8_sequence(c + i, n - i, &cp);
+        if (k == 0 || is_control(cp))
+            fputs(REPLACEMENT, stdout);
+        else if (cp == '"')
+            fputs("\"\"", stdout);
+        else
+            fwrite(c + i, 1, k, stdout);
+        i += k ? k : 1;
+    }
+    if (quote)
+        putchar('"');
+}
+
+/* A JSON string: well-formed UTF-8 as it is but for the quote, the backslash, control
+ * characters (C0, DEL, C1) and U+2028/U+2029, which are escaped (\uXXXX); each byte that is not
+ * UTF-8 becomes \ufffd. */
 static void json_text(const char *s)
 {
     putchar('"');
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            printf("\\%c", *c);
-        else if (*c < 0x20 || *c == 0x7F)
-            printf("\\u%04x", *c);
+    const unsigned char *c = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = utf8_sequence(c + i, n - i, &cp);
+        if (k == 0)
+            fputs("\\ufffd", stdout);
+        else if (cp == '"' || cp == '\\')
+            printf("\\%c", (char)cp);
+        else if (is_control(cp) || cp == 0x2028 || cp == 0x2029)
+            printf("\\u%04x", (unsigned)cp);
         else
-            putchar(*c);
+            fwrite(c + i, 1, k, stdout);
+        i += k ? k : 1;
     }
     putchar('"');
 }

@@ -93,8 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         pos += n;
     }
-    if (v.lines != lines || v.records + v.malformed != v.lines || v.verified > v.records ||
-        v.verified + v.bad_signatures + v.foreign != v.records)
+    if (v.lines != lines || v.records + v.malformed + v.torn_lines > v.lines ||
+        v.verified > v.records || v.verified + v.bad_signatures + v.foreign != v.records)
         abort();
     /* The input's first line as a head statement, too: it parses and formats back, or it is
      * refused with a message; the end's accounting holds either way. */
@@ -105,6 +105,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     head_round_trip(text, first);
     mf_record_verifier_head(&v, "fuzz.head", 1, text, first, NULL);
     mf_record_verifier_end(&v);
+    /* Every line is a record, or reported: malformed, or a torn line between two that chain
+     * (held back until the next record shows which, all reported by the end). */
+    if (v.records + v.malformed + v.torn_lines != v.lines ||
+        v.torn_lines > (uint64_t)MF_RECORD_TORN_MAX * v.verified)
+        abort();
     if (v.has_head && strcmp(v.head.programmer, id.pub.fingerprint) != 0)
         abort();
     if (mf_record_verifier_intact(&v) && (v.unaccounted || v.missing_after))

@@ -386,10 +386,10 @@ static void build(struct chain *c, const struct mf_owner_identity *id, unsigned 
 }
 
 struct reports {
-    unsigned count[7];
+    unsigned count[MF_RECORD_PROBLEM_KINDS];
     uint64_t last_line;
     char last[MF_RECORD_MESSAGE_MAX];
-    char last_of[7][MF_RECORD_MESSAGE_MAX]; /* per kind */
+    char last_of[MF_RECORD_PROBLEM_KINDS][MF_RECORD_MESSAGE_MAX]; /* per kind */
 };
 
 static void on_problem(void *context, enum mf_record_problem problem, const char *where,
@@ -978,7 +978,6 @@ static uint64_t breaks_of(struct fixture *f, const struct chain *c, const char *
         assert_int_equal(mf_record_verifier_line(&v, "RECORDS.000", n + 1, text, length), 0);
     }
     mf_record_verifier_end(&v);
-    assert_false(mf_record_verifier_intact(&v));
     snprintf(message, MF_RECORD_MESSAGE_MAX, "%s", rep.last_of[MF_RECORD_CHAIN_BREAK]);
     uint64_t breaks = v.chain_breaks;
     mf_record_verifier_free(&v);
@@ -1024,6 +1023,87 @@ static void test_verify_malformed_hides_no_deletion(void **state)
     assert_int_equal(breaks_of(f, &c, replaced, message), 1);
     if (!strstr(message, "seq 4 does not chain to seq 3 before it"))
         fail_msg("message: %s", message);
+}
+
+/* Feeds `spec` (as breaks_of) to a verifier and ends it; reports into `rep`. */
+static void verify_spec(struct fixture *f, const struct chain *c, const char *const *spec,
+                        struct mf_record_verifier *v, struct reports *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    mf_record_verifier_init(v, &f->id.pub, on_problem, rep);
+    for (uint64_t n = 0; spec[n]; n++) {
+        const char *text = "MFR1 seq=4 prev=00";
+        size_t length = strlen(text);
+        if (strcmp(spec[n], "g") != 0) {
+            unsigned seq = (unsigned)atoi(spec[n]);
+            text = c->lines[seq - 1];
+            length = c->lengths[seq - 1];
+        }
+        assert_int_equal(mf_record_verifier_line(v, "RECORDS.000", n + 1, text, length), 0);
+    }
+    mf_record_verifier_end(v);
+}
+
+/* A torn line the programmer could not cut, between two records that chain (the record after it
+ * names the one before it as its previous, at the next seq): it provably hides no record, so it is
+ * a note, and the records are intact. Not so for a line that is no record anywhere else: before
+ * the first record, after the last one, between records that do not chain (a record damaged in
+ * place, or deleted beside it), after a record whose signature does not hold, or more than
+ * MF_RECORD_TORN_MAX of them in a row. */
+static void test_verify_torn_line_between_chained_records(void **state)
+{
+    struct fixture *f = *state;
+    struct chain c;
+    build(&c, &f->id, 8);
+    struct mf_record_verifier v;
+    struct reports rep;
+    static const char *const torn[] = {"1", "2", "3", "g", "4", "5", NULL};
+    verify_spec(f, &c, torn, &v, &rep);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.malformed, 0);
+    assert_int_equal(v.torn_lines, 1);
+    assert_int_equal(v.lines, 6);
+    assert_int_equal(v.verified, 5);
+    assert_int_equal(rep.count[MF_RECORD_TORN_LINE], 1);
+    assert_int_equal(rep.count[MF_RECORD_MALFORMED], 0);
+    assert_int_equal(rep.last_line, 4);
+    if (!strstr(rep.last_of[MF_RECORD_TORN_LINE],
+                "between seq 3 and seq 4, which chain: no record is missing there"))
+        fail_msg("message: %s", rep.last_of[MF_RECORD_TORN_LINE]);
+    mf_record_verifier_free(&v);
+    static const char *const two[] = {"1", "2", "g", "g", "3", NULL};
+    verify_spec(f, &c, two, &v, &rep);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.torn_lines, 2);
+    mf_record_verifier_free(&v);
+
+    static const char *const not_bridged[][8] = {
+        {"1", "2", "g", "g", "g", "3", NULL}, /* more than MF_RECORD_TORN_MAX */
+        {"g", "1", "2", NULL},                /* before the first record */
+        {"1", "2", "g", NULL},                /* after the last one */
+        {"1", "2", "3", "g", "5", "6", NULL}, /* record 4 damaged in place */
+        {"1", "2", "g", "5", NULL},           /* records 3 and 4 deleted beside it */
+        {"1", "2", "g", "2", "3", NULL},      /* a record repeated after it */
+    };
+    for (size_t i = 0; i < sizeof not_bridged / sizeof not_bridged[0]; i++) {
+        verify_spec(f, &c, not_bridged[i], &v, &rep);
+        if (mf_record_verifier_intact(&v) || v.torn_lines != 0 || v.malformed == 0)
+            fail_msg("case %zu: intact %d, %llu torn, %llu malformed", i,
+                     mf_record_verifier_intact(&v), (unsigned long long)v.torn_lines,
+                     (unsigned long long)v.malformed);
+        mf_record_verifier_free(&v);
+    }
+    /* The record before it edited (its signature does not hold): nothing is proven across. */
+    struct chain e;
+    memcpy(&e, &c, sizeof e);
+    char *serial = strstr(e.lines[1], "serial=1002");
+    serial[10] = '9';
+    static const char *const after_edit[] = {"1", "2", "g", "3", NULL};
+    verify_spec(f, &e, after_edit, &v, &rep);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.torn_lines, 0);
+    assert_int_equal(v.malformed, 1);
+    mf_record_verifier_free(&v);
 }
 
 /* Where a head problem is reported: at the file and line of the statement concerned. */
@@ -1137,6 +1217,7 @@ int main(void)
         cmocka_unit_test(test_verify_head),
         cmocka_unit_test(test_verify_head_where),
         cmocka_unit_test(test_verify_malformed_hides_no_deletion),
+        cmocka_unit_test(test_verify_torn_line_between_chained_records),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,6 +7,7 @@
 #include "mf_err.h"
 #include "mf_owner.h"
 #include "mf_package.h"
+#include "mf_proto.h"
 #include "mf_record.h"
 #include "mf_token.h"
 #include "mf_uidsig.h"
@@ -290,6 +291,10 @@ int mf_cli_keygen(int argc, char **argv)
     size_t len = strlen(prefix);
     if (len > PATH_MAX - 8)
         return owner_usage_error("keygen", "PREFIX is too long");
+    /* "keys/" would make the hidden keys/.key and keys/.pub. */
+    if (len == 0 || prefix[len - 1] == '/')
+        return owner_usage_error("keygen", "PREFIX names the files, not a folder: give e.g. "
+                                           "keys/owner for keys/owner.key and keys/owner.pub");
     char key_path[PATH_MAX], pub_path[PATH_MAX];
     snprintf(key_path, sizeof key_path, "%s.key", prefix);
     snprintf(pub_path, sizeof pub_path, "%s.pub", prefix);
@@ -881,11 +886,15 @@ static const char *const problem_names[MF_RECORD_PROBLEM_KINDS] = {
     "malformed",  "bad signature", "foreign record", "chain break",
     "gap record", "counter",       "head",           "note: torn line"};
 
+/* A file's name as given (a control character in it, C1 written as UTF-8 too, shown as <hh>: a
+ * name is printed to a terminal). */
 static void verify_report(void *context, enum mf_record_problem problem, const char *where,
                           uint64_t line, const char *message)
 {
     (void)context;
-    printf("%s:%llu: %s: %s\n", where, (unsigned long long)line, problem_names[problem], message);
+    char shown[MF_PROTO_ESCAPED_SIZE(PATH_MAX)];
+    mf_proto_escape(where, false, shown, sizeof shown);
+    printf("%s:%llu: %s: %s\n", shown, (unsigned long long)line, problem_names[problem], message);
 }
 
 /* A head statement among the files (`records` writes DIR/HEAD beside them, and a glob of DIR takes

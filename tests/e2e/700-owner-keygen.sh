@@ -56,6 +56,12 @@ run 1 keygen -o nowhere/key
 says "nowhere/key.key"
 [ ! -e nowhere ] || fail "keygen made a folder"
 
+# A prefix that names a folder would make hidden keys/.key and keys/.pub.
+mkdir keys
+run 2 keygen -o keys/
+says "PREFIX names the files, not a folder: give e.g. keys/owner"
+[ -z "$(ls -A keys)" ] || fail "keygen -o keys/ made $(ls -A keys)"
+
 run 0 keygen --help
 grep -q '^usage: mintflash keygen -o PREFIX' out || fail "keygen --help"
 run 0 keygen -h

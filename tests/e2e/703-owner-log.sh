@@ -250,6 +250,14 @@ has "long.txt:1: malformed: not a valid record: longer than"
 has "records: 6"
 has "verified: 6"
 
+# A file's name is printed as given, but its control characters as <hh> (the name reaches a
+# terminal).
+esc=$(printf 'x\033[2J.txt')
+cp long.txt "$esc"
+run 1 log verify --programmer prog.pub "$esc"
+has "x<1b>[2J.txt:1: malformed: not a valid record"
+if grep -q "$(printf '\033')" out; then fail "a raw ESC in log verify's output"; fi
+
 run 0 log --help
 grep -q '^usage: mintflash log verify' out || fail "log --help"
 run 0 log verify --help

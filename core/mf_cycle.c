@@ -1541,6 +1541,22 @@ int mf_cycle_run(const struct mf_cycle_env *env, struct mf_slot *slot,
         fail(c, c->project->error, "%s", c->project->message);
         goto done;
     }
+    /* #PROGRAM stops after the program pass: from the secure area it would make devices, each
+     * counted and recorded as good, without the readout protection the owner's job ends with. */
+    if (env->sealed && request->action == MF_ACTION_PROGRAM) {
+        for (unsigned j = 0; j < c->project->job_count; j++) {
+            const struct mf_job *job = &c->project->jobs[j];
+            if (job->protect) {
+                c->stage = MF_FAIL_SECURE;
+                err = MF_EPERM;
+                fail(c, err,
+                     "#PROGRAM leaves out the readout protection of job %s (protect = %u), which "
+                     "runs from the secure area: use #AUTO",
+                     job->name, job->protect);
+                goto done;
+            }
+        }
+    }
     if (request->action != MF_ACTION_ERASE && request->action != MF_ACTION_START) {
         for (unsigned j = 0; j < c->project->job_count && !err; j++)
             err = held_check_job(c, &c->project->jobs[j], true);

@@ -485,6 +485,16 @@ static void fail_line(struct cycle *c, int err, const char *path, uint64_t seria
          why);
 }
 
+/* Whether every job of the project takes patches from the operator (operator_patches = yes). */
+static bool operator_patches_everywhere(const struct mf_project *p)
+{
+    for (unsigned j = 0; j < p->job_count; j++) {
+        if (!p->jobs[j].operator_patches)
+            return false;
+    }
+    return true;
+}
+
 /* Takes the count and the serial number of this device, durably, under the authorization lock.
  * Everything that could refuse the device is checked before anything is written. */
 static int authorize(struct cycle *c)
@@ -557,6 +567,17 @@ static int authorize(struct cycle *c)
             goto out;
         }
         patches = &patch_line;
+    } else if (p->has_patches && c->request->no_patch && env->sealed &&
+               !operator_patches_everywhere(p)) {
+        /* The owner's per-device data would be left out of a device counted and recorded as
+         * good, as a refused #AUTO PATCH line would have put the operator's in. */
+        err = MF_ECONFLICT;
+        fail(c, err,
+             "#AUTO NOPATCH: %s/%s came with the owner's setup, which runs from the secure area, "
+             "and not every job of it takes patches from the operator (operator_patches = no): "
+             "its line is not left out",
+             p->folder, MF_FILE_PATCHES);
+        goto out;
     } else if (p->has_patches && !c->request->no_patch) {
         err = project_path(p, MF_FILE_PATCHES, path);
         if (!err)

@@ -1243,6 +1243,57 @@ static void test_sealed_operator_patches(void **state)
     free(mem);
 }
 
+/* #AUTO NOPATCH leaves out the owner's Patches.txt line: from the secure area refused before
+ * anything is taken unless every job takes patches from the operator; in the public area, and
+ * where the owner allows it, the data goes as it is and the line is still taken. */
+static void test_sealed_nopatch(void **state)
+{
+    struct fixture *f = *state;
+    basic_setup(f, "10", "1");
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt",
+          "x\r\n1,8000010,2:0000\r\n1,8000010,2:0000\r\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .no_patch = true};
+    struct mf_cycle_result r;
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ECONFLICT);
+    assert_int_equal(r.failure, MF_FAIL_DEVICE_DATA);
+    assert_false(r.consumed);
+    assert_false(r.has_serial);
+    assert_string_equal(r.message,
+                        "#AUTO NOPATCH: Projects/01_Widget/Patches.txt came with the owner's "
+                        "setup, which runs from the secure area, and not every job of it takes "
+                        "patches from the operator (operator_patches = no): its line is not left "
+                        "out");
+    size_t size;
+    if (device_made(f, 1)) { /* connected for its UID, never erased or programmed */
+        uint8_t *blank = flash(f, 1, &size);
+        for (size_t i = 0; i < size; i++)
+            assert_int_equal(blank[i], 0xFF);
+        free(blank);
+    }
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 1);
+
+    /* Without NOPATCH the owner's line goes on. */
+    req.no_patch = false;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[1], &req, &r), 0);
+    uint8_t *mem = flash(f, 2, &size);
+    assert_memory_equal(mem + 0x10, "\0\0", 2);
+    free(mem);
+
+    /* The owner lets the operator patch every job: NOPATCH is the operator's to choose. */
+    puts_(&f->vol.fs, "Projects/01_Widget/01_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\noperator_patches = yes\n[file]\npath = app.bin\n"
+          "address = 0x08000000\n[serial]\naddress = 0x0800F000\nlength = 4\nencoding = le\n");
+    assert_int_equal(load(f), 0);
+    f->env.sealed = true;
+    req.no_patch = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
+    assert_true(r.consumed);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 3);
+}
+
 /* An area that counts the bytes read from one file and passes everything to the FAT area. */
 struct counting_area {
     struct mf_area area;
@@ -2890,6 +2941,7 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_sealed_verify_readback_names_nothing, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_sealed_nopatch, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_sealed_operator_patches, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_verify_failure_consumes_the_count, setup_fixture,

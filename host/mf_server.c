@@ -1331,7 +1331,8 @@ static int listen_tcp(struct mf_server *s, const char *spec, char *error)
     int one = 1;
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, MF_SERVER_BACKLOG) != 0) {
         snprintf(error, MF_SERVER_TEXT_MAX, "--tcp %s: %s", spec, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -1385,7 +1386,7 @@ static int listen_unix(struct mf_server *s, const char *path, char *error)
         unlink(path);
     }
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || chmod(path, 0600) != 0 ||
-        listen(fd, 16) != 0) {
+        listen(fd, MF_SERVER_BACKLOG) != 0) {
         snprintf(error, MF_SERVER_TEXT_MAX, "--socket %s: %s", path, strerror(errno));
         close(fd);
         return MF_EIO;

@@ -14,14 +14,15 @@
 
 /* Connections at once, per channel, so that whatever TCP clients do the UNIX socket (the
  * owner's and operator's local connection) and the serial line keep their places; one TCP peer
- * address may hold only part of the TCP places. One more gets "#ERR008:Too many connections"
- * (from this address) and is closed (docs/protocol.md). */
+ * address may hold only part of the TCP places. One more takes an idle connection's place, or
+ * gets "#ERR008:Too many connections" (from this address) and is closed (docs/protocol.md). */
 #define MF_SERVER_TCP_MAX      224u
 #define MF_SERVER_TCP_PEER_MAX 64u
 #define MF_SERVER_UNIX_MAX     31u
 /* All of them: the serial line is one. */
 #define MF_SERVER_CLIENTS_MAX  (MF_SERVER_TCP_MAX + MF_SERVER_UNIX_MAX + 1u)
 #define MF_SERVER_OUTPUT_MAX   (1u << 20) /* bytes queued for one client before it is dropped */
+#define MF_SERVER_BACKLOG      64 /* connections the kernel queues until accepted (a burst of them) */
 #define MF_SERVER_TEXT_MAX     320u
 
 struct mf_server_config {

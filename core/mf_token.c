@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TOKEN_VERSION 1u
+#define TOKEN_VERSION 2u
 
 static const uint8_t magic[8] = {'M', 'F', 'T', 'O', 'P', 'U', 'P', TOKEN_VERSION};
 
@@ -41,19 +41,20 @@ int mf_token_encode(const struct mf_token *token, const uint8_t owner_seed[32], 
     size_t n = (size_t)(nul - token->project);
     if (!name_ok(token->project, n))
         return MF_EINVAL;
-    size_t body = 89 + n + 32;
-    if (size < body + 64)
+    size_t body = 97 + n + 32;
+    if (token->package_time <= 0 || size < body + 64)
         return MF_EINVAL;
     uint8_t pk[32], sk[64];
     mf_owner_keypair_from_seed(owner_seed, pk, sk);
     memcpy(out, magic, 8);
     memcpy(out + 8, token->programmer_id, 32);
     memcpy(out + 40, token->setup_id, 32);
-    mf_put_le64(out + 72, token->limit);
-    mf_put_le64(out + 80, (uint64_t)token->issued);
-    out[88] = (uint8_t)n;
-    memcpy(out + 89, token->project, n);
-    memcpy(out + 89 + n, pk, 32);
+    mf_put_le64(out + 72, (uint64_t)token->package_time);
+    mf_put_le64(out + 80, token->limit);
+    mf_put_le64(out + 88, (uint64_t)token->issued);
+    out[96] = (uint8_t)n;
+    memcpy(out + 97, token->project, n);
+    memcpy(out + 97 + n, pk, 32);
     crypto_sign_detached(out + body, NULL, out, body, sk);
     sodium_memzero(sk, sizeof sk);
     *length = body + 64;
@@ -68,28 +69,42 @@ int mf_token_decode(const uint8_t *data, size_t size, struct mf_token *token, ch
         say(message, "not a top-up token (no MFTOPUP signature at its start)");
         return MF_EFORMAT;
     }
+    if (data[7] == 1) {
+        /* Version 1 named the setup but not its installation: it could raise the limit of any
+         * later installation of the same setup. */
+        say(message, "top-up token of format version 1 (it names no installation): refused; make "
+                     "a new one with mintflash topup --package for the installed package");
+        return MF_EVERSION;
+    }
     if (data[7] != TOKEN_VERSION) {
         say(message, "top-up token of format version %u: this programmer reads version %u", data[7],
             TOKEN_VERSION);
         return MF_EVERSION;
     }
-    if (size < MF_TOKEN_SIZE_MIN || size != MF_TOKEN_SIZE_MIN + data[88]) {
+    if (size < MF_TOKEN_SIZE_MIN || size != MF_TOKEN_SIZE_MIN + data[96]) {
         say(message, "top-up token of %zu bytes: truncated or damaged", size);
         return MF_EFORMAT;
     }
-    size_t n = data[88];
-    if (!name_ok((const char *)data + 89, n)) {
+    size_t n = data[96];
+    if (!name_ok((const char *)data + 97, n)) {
         say(message, "top-up token: the project name is not valid");
+        return MF_EFORMAT;
+    }
+    int64_t package_time = (int64_t)mf_le64(data + 72);
+    if (package_time <= 0) {
+        say(message, "top-up token: it names no package (not-before time %lld)",
+            (long long)package_time);
         return MF_EFORMAT;
     }
     memcpy(token->programmer_id, data + 8, 32);
     memcpy(token->setup_id, data + 40, 32);
-    token->limit = mf_le64(data + 72);
-    token->issued = (int64_t)mf_le64(data + 80);
-    memcpy(token->project, data + 89, n);
+    token->package_time = package_time;
+    token->limit = mf_le64(data + 80);
+    token->issued = (int64_t)mf_le64(data + 88);
+    memcpy(token->project, data + 97, n);
     token->project[n] = '\0';
-    memcpy(token->owner, data + 89 + n, 32);
-    if (crypto_sign_verify_detached(data + 89 + n + 32, data, 89 + n + 32, token->owner) != 0) {
+    memcpy(token->owner, data + 97 + n, 32);
+    if (crypto_sign_verify_detached(data + 97 + n + 32, data, 97 + n + 32, token->owner) != 0) {
         say(message, "top-up token: bad signature (altered, or not made by the owner it names)");
         return MF_EAUTH;
     }
@@ -146,6 +161,19 @@ enum mf_token_decision mf_token_decide(const struct mf_token *t, const struct mf
             theirs.fingerprint, ours.fingerprint);
         return MF_TOKEN_WRONG_OWNER;
     }
+    if (t->package_time != c->package_time) {
+        /* The same setup, installed from another package: a later installation starts from its
+         * own counts, which only a token made for it may raise. */
+        char made[MF_OWNER_TIME_SIZE], installed[MF_OWNER_TIME_SIZE];
+        mf_owner_time_format(t->package_time, made);
+        mf_owner_time_format(c->package_time, installed);
+        say(message,
+            "top-up token for the installation of setup %.16s... from the package of %s, but the "
+            "package installed is of %s: a token tops up one installation only; make one for it "
+            "(mintflash topup --package)",
+            want, made, installed);
+        return MF_TOKEN_WRONG_INSTALLATION;
+    }
     bool limited = c->root_limited;
     uint64_t limit = c->root_limit;
     const char *what = "the root count";
@@ -198,6 +226,8 @@ const char *mf_token_decision_name(enum mf_token_decision d)
         return "wrong-setup";
     case MF_TOKEN_WRONG_OWNER:
         return "wrong-owner";
+    case MF_TOKEN_WRONG_INSTALLATION:
+        return "wrong-installation";
     case MF_TOKEN_UNKNOWN_PROJECT:
         return "unknown-project";
     }

@@ -1064,8 +1064,11 @@ static int apply_token(struct mf_programmer *p, const uint8_t *data, size_t size
         projects[i].limited = s->state.projects[i].limited;
         projects[i].limit = s->state.projects[i].limit;
     }
+    /* The installed package's not-before time names this installation: a token made for an
+     * earlier (or later) installation of the same setup does not apply to it. */
     struct mf_token_current current = {.installed = true,
                                        .has_owner = s->has_owner,
+                                       .package_time = (int64_t)s->package_mark,
                                        .root_limited = s->state.root_limited,
                                        .root_limit = s->state.root_limit,
                                        .projects = projects,
@@ -1081,12 +1084,6 @@ static int apply_token(struct mf_programmer *p, const uint8_t *data, size_t size
         return 1; /* nothing to do */
     if (d != MF_TOKEN_APPLY)
         return MF_EPERM;
-    if (token.issued < (int64_t)s->package_mark) {
-        sayn(text, MF_TOKEN_MESSAGE_MAX,
-             "the token was issued before the installed package: it belongs to an earlier "
-             "installation and is refused as stale");
-        return MF_EPERM;
-    }
     char smessage[MF_SECURE_MESSAGE_MAX];
     err = mf_secure_set_limit(s, project, token.limit, smessage);
     if (err)

@@ -695,19 +695,25 @@ int mf_cli_pack(int argc, char **argv)
 /* ---- topup ---- */
 
 static const char topup_usage_text[] =
-    "usage: mintflash topup --owner-key OWNER.key --programmer PROGRAMMER.pub --setup ID\n"
+    "usage: mintflash topup --owner-key OWNER.key --programmer PROGRAMMER.pub\n"
+    "                       (--package SETUP.mfp | --setup ID --package-time TIME)\n"
     "                       [--project NAME] --limit N -o TOPUP.mft\n"
     "\n"
-    "Makes a signed top-up token: on that programmer, with that setup installed, the project\n"
-    "NAME (its folder name, with or without the NN_ prefix; without --project: the root\n"
+    "Makes a signed top-up token: on that programmer, for the installation of that package, the\n"
+    "project NAME (its folder name, with or without the NN_ prefix; without --project: the root\n"
     "Cntdown.txt) may make N devices in total. N is absolute: a token used twice adds nothing,\n"
-    "and one with a lower N than the programmer's current limit is refused as stale.\n"
+    "and one with a lower N than the programmer's current limit is refused as stale. The token\n"
+    "applies only while that very package is installed: a later package of the same setup needs\n"
+    "a token of its own.\n"
     "\n"
     "options:\n"
-    "  --owner-key FILE     your secret key (the one that signed the installed package)\n"
+    "  --owner-key FILE     your secret key (the one that signed the package)\n"
     "  --programmer FILE    the programmer's public file\n"
-    "  --setup ID           the setup id (64 hex digits, as pack and #INFO print it), or the\n"
-    "                       .mfp package itself\n"
+    "  --package FILE       the installed package (.mfp): its setup id and not-before time are\n"
+    "                       read from its header (no key needed)\n"
+    "  --setup ID           without the package: its setup id (64 hex digits, as pack prints it)\n"
+    "  --package-time TIME  and its not-before time, to the second: YYYY-MM-DDThh:mm:ssZ, or\n"
+    "                       YYYY-MM-DD for the start of that day (as pack --not-before takes it)\n"
     "  --project NAME       the project (default: the root count)\n"
     "  --limit N            the new total limit, 0..4294967295\n"
     "  -o, --output FILE    the token to write\n";
@@ -751,31 +757,100 @@ static int parse_setup(const char *group, const char *text, uint8_t id[32])
     return 0;
 }
 
+/* The installation a token is for, from the package's header: its setup id and not-before time.
+ * The package must be addressed to the programmer and signed by the owner's key, or no token for
+ * it could ever apply. */
+static int topup_package(const char *path, const struct mf_owner_programmer *programmer,
+                         const uint8_t owner[32], struct mf_token *token)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        mf_cli_error("--package: %s: %s", path, fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    uint8_t recipients[MF_PACKAGE_RECIPIENTS_MAX][32];
+    struct mf_package_header h;
+    char message[MF_PACKAGE_MESSAGE_MAX];
+    int err = mf_package_read_header(fd_read_at, &fd, (uint64_t)st.st_size, &h, recipients,
+                                     MF_PACKAGE_RECIPIENTS_MAX, message);
+    close(fd);
+    if (err) {
+        mf_cli_error("--package: %s: %s", path, message);
+        return 1;
+    }
+    if (h.not_before <= 0) {
+        mf_cli_error("--package: %s has no not-before time: no programmer installs it", path);
+        return 1;
+    }
+    bool addressed = false;
+    for (uint32_t i = 0; i < h.recipient_count && i < MF_PACKAGE_RECIPIENTS_MAX; i++)
+        addressed |= sodium_memcmp(recipients[i], programmer->x25519, 32) == 0;
+    if (!addressed) {
+        mf_cli_error("--package: %s is not addressed to programmer %s: it cannot be installed "
+                     "there, so no token for it applies",
+                     path, programmer->fingerprint);
+        return 1;
+    }
+    if (sodium_memcmp(h.owner, owner, 32) != 0) {
+        struct mf_owner_key signer, yours;
+        mf_owner_key_from_public(h.owner, &signer);
+        mf_owner_key_from_public(owner, &yours);
+        mf_cli_error("--package: %s is signed by owner %s, but --owner-key is owner %s: only "
+                     "the package's owner can top it up",
+                     path, signer.fingerprint, yours.fingerprint);
+        return 1;
+    }
+    memcpy(token->setup_id, h.setup_id, 32);
+    token->package_time = h.not_before;
+    return 0;
+}
+
 int mf_cli_topup(int argc, char **argv)
 {
     if (argc >= 2 && is_help(argv[1])) {
         fputs(topup_usage_text, stdout);
         return 0;
     }
-    const char *owner_key = NULL, *programmer = NULL, *setup = NULL, *project = NULL, *limit = NULL,
-               *output = NULL, *operands[1];
+    const char *owner_key = NULL, *programmer = NULL, *package = NULL, *setup = NULL,
+               *package_time = NULL, *project = NULL, *limit = NULL, *output = NULL, *operands[1];
     unsigned n;
     struct owner_option options[] = {
         {.name = "--owner-key", .value = &owner_key},
         {.name = "--programmer", .value = &programmer},
+        {.name = "--package", .value = &package},
         {.name = "--setup", .value = &setup},
+        {.name = "--package-time", .value = &package_time},
         {.name = "--project", .value = &project},
         {.name = "--limit", .value = &limit},
         {.name = "--output", .alias = "-o", .value = &output},
     };
-    int rc = owner_parse("topup", argc, argv, 1, options, 6, operands, 0, &n);
+    int rc = owner_parse("topup", argc, argv, 1, options, 8, operands, 0, &n);
     if (rc)
         return rc;
-    if (!owner_key || !programmer || !setup || !limit || !output)
+    if (!owner_key || !programmer || !(package || setup) || !limit || !output)
+        return owner_usage_error("topup", "topup needs --owner-key, --programmer, --package (or "
+                                          "--setup and --package-time), --limit and -o");
+    if (package && (setup || package_time))
+        return owner_usage_error("topup", "--package names the setup and its time: no --setup "
+                                          "or --package-time with it");
+    if (setup && !package_time)
         return owner_usage_error("topup",
-                                 "topup needs --owner-key, --programmer, --setup, --limit and -o");
+                                 "--setup needs --package-time, the not-before time of the "
+                                 "installed package (a token tops up one installation), or "
+                                 "give the package with --package");
     struct mf_token token;
     memset(&token, 0, sizeof token);
+    if (setup && (strlen(setup) != 64 || mf_owner_hex_decode(setup, 64, token.setup_id, 32) != 0))
+        return owner_usage_error("topup",
+                                 "--setup: '%s' is not 64 hex digits (a package goes with "
+                                 "--package)",
+                                 setup);
+    if (setup &&
+        (rc = parse_date("topup", "--package-time", package_time, false, &token.package_time)) != 0)
+        return rc;
     uint64_t value;
     if (mf_cli_parse_u64(limit, &value) || value > UINT32_MAX)
         return owner_usage_error("topup", "--limit: '%s' is not a number from 0 to 4294967295",
@@ -790,16 +865,20 @@ int mf_cli_topup(int argc, char **argv)
                                      project, MF_TOKEN_NAME_MAX);
         memcpy(token.project, project, len + 1);
     }
-    if ((rc = parse_setup("topup", setup, token.setup_id)) != 0)
-        return rc;
     struct mf_owner_programmer p;
     if (load_programmer(programmer, &p))
         return 1;
     memcpy(token.programmer_id, p.id, 32);
     token.issued = (int64_t)time(NULL);
-    uint8_t seed[32], data[MF_TOKEN_SIZE_MAX];
+    uint8_t seed[32], pk[32], sk[64], data[MF_TOKEN_SIZE_MAX];
     if (load_owner_secret(owner_key, seed))
         return 1;
+    mf_owner_keypair_from_seed(seed, pk, sk);
+    sodium_memzero(sk, sizeof sk);
+    if (package && topup_package(package, &p, pk, &token) != 0) {
+        sodium_memzero(seed, sizeof seed);
+        return 1;
+    }
     size_t size;
     int err = mf_token_encode(&token, seed, data, sizeof data, &size);
     sodium_memzero(seed, sizeof seed);
@@ -809,11 +888,12 @@ int mf_cli_topup(int argc, char **argv)
     }
     if (write_new(output, data, size, 0644, false))
         return 1;
-    char hex[65];
+    char hex[65], when[MF_OWNER_TIME_SIZE];
     mf_owner_hex_encode(token.setup_id, 32, hex);
-    printf("top-up for programmer %s, setup %.16s..., %s%s: limit %llu -> %s\n", p.fingerprint, hex,
-           project ? "project " : "the root count", project ? project : "",
-           (unsigned long long)token.limit, output);
+    mf_owner_time_format(token.package_time, when);
+    printf("top-up for programmer %s, setup %.16s... (package of %s), %s%s: limit %llu -> %s\n",
+           p.fingerprint, hex, when, project ? "project " : "the root count",
+           project ? project : "", (unsigned long long)token.limit, output);
     return 0;
 }
 

@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from mfdaemon import Daemon, check, commander, get, info, put  # noqa: E402
@@ -156,14 +158,20 @@ try:
         check("pin cannot be changed" in p.stderr, p.stderr)
         check(info(ta)["SETUP"] == setup_id, "nothing was erased")
 
-        # Top-ups: once, a replay does nothing, stale and foreign ones are refused.
-        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--setup", setup_id,
+        # Top-ups: once, a replay does nothing, stale and foreign ones are refused. (The tokens
+        # for B and of another owner are made from s1's setup id and not-before time: topup
+        # --package refuses a package not addressed to the programmer, or not signed by the key.)
+        with open(os.path.join(work, "s1.mfp"), "rb") as f:
+            s1_time = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                    time.gmtime(struct.unpack_from("<q", f.read(84), 76)[0]))
+        s1 = ("--setup", setup_id, "--package-time", s1_time)
+        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--package", "s1.mfp",
             "--project", "Widget", "--limit", "6", "-o", "t6.mft")
-        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--setup", setup_id,
+        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--package", "s1.mfp",
             "--project", "Widget", "--limit", "4", "-o", "t4.mft")
-        run("topup", "--owner-key", "owner.key", "--programmer", "b.pub", "--setup", setup_id,
+        run("topup", "--owner-key", "owner.key", "--programmer", "b.pub", *s1,
             "--project", "Widget", "--limit", "50", "-o", "tb.mft")
-        run("topup", "--owner-key", "other.key", "--programmer", "a.pub", "--setup", setup_id,
+        run("topup", "--owner-key", "other.key", "--programmer", "a.pub", *s1,
             "--project", "Widget", "--limit", "50", "-o", "tother.mft")
         p = run("push", "t6.mft", device=da.socket_path)
         check(info(ta)["CYCLES_LEFT"] == "4", "6 - 2 used = 4: %r / %s" % (info(ta), p.stdout))
@@ -175,7 +183,7 @@ try:
             check(re.search(why, p.stderr, re.I) and info(ta)["CYCLES_LEFT"] == "4",
                   "%s refused: %s" % (name, p.stderr))
         # A token dropped into the public area is applied before the next cycle, then deleted.
-        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--setup", setup_id,
+        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--package", "s1.mfp",
             "--project", "Widget", "--limit", "7", "-o", "t7.mft")
         put(ta, "t7.mft", open(os.path.join(work, "t7.mft"), "rb").read())
         program(ta, 1)

@@ -40,11 +40,10 @@ try:
         run("keygen", "-o", "owner")
         run("identity", "-o", "a.pub", device=d.socket_path)
         run("securearea", "create", "--owner", "owner.pub", device=d.socket_path)
-        setup = run("pack", "--owner-key", "owner.key", "--to", "a.pub", "-o", "s1.mfp",
-                    "s1").stdout.strip().splitlines()[-1]
+        run("pack", "--owner-key", "owner.key", "--to", "a.pub", "-o", "s1.mfp", "s1")
         run("push", "s1.mfp", device=d.socket_path)
         check(info(t)["CYCLES_LEFT"] == "3", "the package runs: %r" % info(t))
-        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--setup", setup,
+        run("topup", "--owner-key", "owner.key", "--programmer", "a.pub", "--package", "s1.mfp",
             "--project", "Widget", "--limit", "10", "-o", "t10.mft")
         token = open(os.path.join(work, "t10.mft"), "rb").read().hex()
 

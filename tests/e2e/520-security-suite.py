@@ -7,7 +7,8 @@ every spelling; listings; oversized and negative lengths; privileged commands ov
 serial line; NBD reads and writes outside the public area; editing the public area during a
 cycle; flipped bytes in the secure partition; restored storage images (K = 1: no count back, no
 serial number again; from before an install: refused); forged, foreign, stale and replayed
-top-up tokens; foreign, stale and replayed sealed packages on a pinned programmer; killing the
+top-up tokens, and one made for an earlier installation of the same setup; foreign, stale and
+replayed sealed packages on a pinned programmer; killing the
 daemon in the middle of a cycle and of the move. Prints the table at the end."""
 import json
 import os
@@ -294,14 +295,18 @@ try:
             (t.command("#REBOOT", timeout=120) and info(t)["AREA"], info(t)["CYCLES_LEFT"]))
 
         # Top-up tokens: malformed, forged.
-        malformed = ["#NACK:ERR210:Expected a top-up token in hex (185 to 440 bytes)"]
+        malformed = ["#NACK:ERR210:Expected a top-up token in hex (193 to 448 bytes)"]
         row("tokens", "#TOPUP with 1 byte", malformed, t.command("#TOPUP 00"))
         row("tokens", "#TOPUP with non-hex", malformed, t.command("#TOPUP " + "zz" * 200))
-        junk = "4d46544f50555001" + "00" * 177  # the magic, then zeros: no valid signature
+        # The magic, then zeros but for a package time of 1: no valid signature.
+        junk = "4d46544f50555002" + "00" * 64 + "01" + "00" * 120
         row("tokens", "#TOPUP forged (zeros)",
             ["#ACK", "#ERR216:top-up token: bad signature (altered, or not made by the owner it "
              "names)"],
             t.command("#TOPUP " + junk))
+        row("tokens", "#TOPUP forged (zeros, no package time)",
+            ["#ACK", "#ERR216:top-up token: it names no package (not-before time 0)"],
+            t.command("#TOPUP 4d46544f50555002" + "00" * 185))
 
         # Editing the public area during a cycle: the cycle runs as it began, the next is refused.
         d.args[d.args.index("--sim-speed") + 1] = "1"
@@ -503,12 +508,16 @@ try:
             check(t.command("#FLIST _SECURE") == NO_FOLDER, "_SECURE went with the package")
 
         # Top-up tokens signed by an owner: the owner's own once, then replayed, stale, foreign.
-        for name, key, setup, limit in (("t8", "owner", setup_id, 8), ("t7", "owner", setup_id, 7),
-                                        ("foreign", "other", setup_id, 9),
-                                        ("elsewhere", "owner", "ab" * 32, 9)):
+        # (For s1, installed from the package of 2024-01-02.)
+        s1 = ("--setup", setup_id, "--package-time", "2024-01-02")
+        for name, key, which, limit in (("t8", "owner", ("--package", "s1.mfp"), 8),
+                                        ("t7", "owner", ("--package", "s1.mfp"), 7),
+                                        ("foreign", "other", s1, 9),
+                                        ("elsewhere", "owner",
+                                         ("--setup", "ab" * 32, "--package-time", "2024-01-02"),
+                                         9)):
             owner_tool(owner, "topup", "--owner-key", key + ".key", "--programmer", "a.pub",
-                       "--setup", setup, "--project", "W", "--limit", str(limit),
-                       "-o", name + ".mft")
+                       *which, "--project", "W", "--limit", str(limit), "-o", name + ".mft")
         token = {n: open(os.path.join(owner, n + ".mft"), "rb").read().hex()
                  for n in ("t8", "t7", "foreign", "elsewhere")}
         check(t.command("#TOPUP " + token["t8"]) == TOPUP_5_TO_8, "the owner's token applies")
@@ -560,6 +569,16 @@ try:
         restart(d, save=image["before-s2"])
         check(deliver("s2.mfp") == (["#ACK", "#OK"], "", setup_id, "5"), "a newer package installs")
         use(d, 5)
+        # The same setup from a later package is another installation: s1's top-up to 8 does not
+        # raise its 5 (it did: 3 devices the owner never allowed).
+        t = d.tcp()
+        row("tokens", "s1's token on the installation of s2 (the same setup)",
+            ["#ACK", "#ERR216:top-up token for the installation of setup %s... from the package "
+             "of 2024-01-02T00:00:00Z, but the package installed is of 2024-01-03T00:00:00Z: a "
+             "token tops up one installation only; make one for it (mintflash topup --package)"
+             % setup_id[:16]], t.command("#TOPUP " + token["t8"]))
+        row("tokens", "s1's token on the installation of s2: cycles left", "5",
+            info(t)["CYCLES_LEFT"])
         t = restart(d, save=image["s2"], restore=image["before-s2"])
         row("rollback", "an image from before the last install", ["#ACK", "#ERR216:" + NO_HEADER],
             t.command("#AUTO NOINFO"))

@@ -1,8 +1,9 @@
 /* Fuzz target: the owner-side inputs that are not packages or records: top-up tokens (decode,
  * then the decision against fixed current values) and the three key files (PROGRAMMER.pub,
  * OWNER.pub, OWNER.key). Every input goes to every parser. Properties: what decodes re-encodes
- * to a token that decodes to the same fields; a parsed key file formats to text that parses to the
- * same keys. */
+ * to a token that decodes to the same fields; a token never applies to another installation (its
+ * package's not-before time one off); a parsed key file formats to text that parses to the same
+ * keys. */
 #include "mf_err.h"
 #include "mf_owner.h"
 #include "mf_token.h"
@@ -33,6 +34,7 @@ static void token(const uint8_t *data, size_t size)
     memcpy(c.setup_id, t.setup_id, 32);
     c.has_owner = true;
     memcpy(c.owner, t.owner, 32);
+    c.package_time = t.package_time;
     c.root_limited = true;
     c.root_limit = 1000;
     c.projects = projects;
@@ -42,12 +44,17 @@ static void token(const uint8_t *data, size_t size)
     if (!message[0] || project < -1 || project > 2 ||
         (d == MF_TOKEN_APPLY && t.project[0] && project < 0))
         abort();
+    c.package_time = t.package_time == INT64_MAX ? t.package_time - 1 : t.package_time + 1;
+    if (mf_token_decide(&t, &c, &project, message) != MF_TOKEN_WRONG_INSTALLATION ||
+        project != -1 || !message[0])
+        abort();
     /* Re-encoded with some key, it decodes to the same fields. */
     uint8_t seed[32] = {1}, out[MF_TOKEN_SIZE_MAX];
     size_t n;
     struct mf_token back;
     if (mf_token_encode(&t, seed, out, sizeof out, &n) != 0 ||
         mf_token_decode(out, n, &back, message) != 0 || back.limit != t.limit ||
+        back.package_time != t.package_time || back.issued != t.issued ||
         strcmp(back.project, t.project) != 0 || memcmp(back.setup_id, t.setup_id, 32) != 0)
         abort();
 }

@@ -1,6 +1,7 @@
-/* Top-up tokens (mf_token): the byte layout, every flipped byte and every truncation refused,
- * and each decision (apply, replay, stale, another programmer, setup or owner, an unknown
- * project) from the programmer's current values. */
+/* Top-up tokens (mf_token): the byte layout (version 2), every flipped byte and every truncation
+ * refused, version 1 refused with what to do, and each decision (apply, replay, stale, another
+ * programmer, setup, owner or installation, an unknown project) from the programmer's current
+ * values. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +37,7 @@ static int setup(void **state)
     mf_owner_keypair_from_seed(f->other_seed, f->other, sk);
     memset(f->token.programmer_id, 0x11, 32);
     memset(f->token.setup_id, 0x22, 32);
+    f->token.package_time = 1767222000; /* 2025-12-31T23:00:00Z */
     f->token.limit = 1500;
     f->token.issued = 1767225600;
     strcpy(f->token.project, "Widget");
@@ -53,27 +55,32 @@ static int teardown(void **state)
 static void test_layout(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(f->size, 89 + 6 + 32 + 64);
-    assert_memory_equal(f->data, "MFTOPUP\1", 8);
+    assert_int_equal(f->size, 97 + 6 + 32 + 64);
+    assert_memory_equal(f->data, "MFTOPUP\2", 8);
     uint8_t x[32];
     memset(x, 0x11, 32);
     assert_memory_equal(f->data + 8, x, 32);
     memset(x, 0x22, 32);
     assert_memory_equal(f->data + 40, x, 32);
+    static const uint8_t package[8] = {0xF0, 0xAA, 0x55, 0x69, 0, 0, 0, 0}; /* 0x6955AAF0 */
+    assert_memory_equal(f->data + 72, package, 8);
     static const uint8_t limit[8] = {0xDC, 0x05, 0, 0, 0, 0, 0, 0};
-    assert_memory_equal(f->data + 72, limit, 8);
+    assert_memory_equal(f->data + 80, limit, 8);
     static const uint8_t issued[8] = {0x00, 0xB9, 0x55, 0x69, 0, 0, 0, 0}; /* 0x6955B900 */
-    assert_memory_equal(f->data + 80, issued, 8);
-    assert_int_equal(f->data[88], 6);
-    assert_memory_equal(f->data + 89, "Widget", 6);
-    assert_memory_equal(f->data + 95, f->owner, 32);
+    assert_memory_equal(f->data + 88, issued, 8);
+    assert_int_equal(f->data[96], 6);
+    assert_memory_equal(f->data + 97, "Widget", 6);
+    assert_memory_equal(f->data + 103, f->owner, 32);
     /* A plain Ed25519 signature over everything before it. */
-    assert_int_equal(crypto_sign_verify_detached(f->data + 127, f->data, 127, f->owner), 0);
+    assert_int_equal(crypto_sign_verify_detached(f->data + 135, f->data, 135, f->owner), 0);
+    assert_int_equal(MF_TOKEN_SIZE_MIN, 193);
+    assert_int_equal(MF_TOKEN_SIZE_MAX, 448);
 
     struct mf_token t;
     assert_int_equal(mf_token_decode(f->data, f->size, &t, f->message), 0);
     assert_memory_equal(t.programmer_id, f->token.programmer_id, 32);
     assert_memory_equal(t.setup_id, f->token.setup_id, 32);
+    assert_int_equal(t.package_time, 1767222000);
     assert_int_equal(t.limit, 1500);
     assert_int_equal(t.issued, 1767225600);
     assert_string_equal(t.project, "Widget");
@@ -110,6 +117,50 @@ static void test_encode_refuses(void **state)
     }
     memset(t.project, 'x', sizeof t.project); /* no NUL */
     assert_int_equal(mf_token_encode(&t, f->seed, data, sizeof data, &size), MF_EINVAL);
+    /* A token names the package of an installation: a programmer installs none without a
+     * not-before time. */
+    t = f->token;
+    t.package_time = 0;
+    assert_int_equal(mf_token_encode(&t, f->seed, data, sizeof data, &size), MF_EINVAL);
+    t.package_time = -1;
+    assert_int_equal(mf_token_encode(&t, f->seed, data, sizeof data, &size), MF_EINVAL);
+}
+
+/* Signs `length` bytes in `data` as the owner `seed` would; the signature goes after them. */
+static void sign(uint8_t *data, size_t length, const uint8_t seed[32])
+{
+    uint8_t pk[32], sk[64];
+    mf_owner_keypair_from_seed(seed, pk, sk);
+    crypto_sign_detached(data + length, NULL, data, length, sk);
+}
+
+/* Version 1 (programmer, setup, limit, issued, project, owner, signature: no installation) could
+ * raise the limit of any later installation of its setup: refused, however well signed, with what
+ * to do instead. */
+static void test_version_1_refused(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t data[MF_TOKEN_SIZE_MAX];
+    memcpy(data, "MFTOPUP\1", 8);
+    memset(data + 8, 0x11, 32);
+    memset(data + 40, 0x22, 32);
+    memcpy(data + 72, f->data + 80, 16); /* limit, issued */
+    data[88] = 6;
+    memcpy(data + 89, "Widget", 6);
+    memcpy(data + 95, f->owner, 32);
+    sign(data, 127, f->seed);
+    struct mf_token t;
+    assert_int_equal(mf_token_decode(data, 127 + 64, &t, f->message), MF_EVERSION);
+    assert_string_equal(f->message,
+                        "top-up token of format version 1 (it names no installation): refused; "
+                        "make a new one with mintflash topup --package for the installed package");
+    /* Whatever its size: the version is read first. */
+    assert_int_equal(mf_token_decode(data, 8, &t, f->message), MF_EVERSION);
+    assert_non_null(strstr(f->message, "version 1"));
+    data[7] = 3;
+    assert_int_equal(mf_token_decode(data, 127 + 64, &t, f->message), MF_EVERSION);
+    assert_string_equal(f->message,
+                        "top-up token of format version 3: this programmer reads version 2");
 }
 
 static void test_every_flip_and_cut(void **state)
@@ -140,10 +191,10 @@ static void test_every_flip_and_cut(void **state)
     memcpy(data, f->data, f->size);
     data[f->size] = 0;
     assert_int_equal(mf_token_decode(data, f->size + 1, &t, f->message), MF_EFORMAT);
-    data[7] = 2;
-    assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EVERSION);
     data[7] = 1;
-    data[100] ^= 1; /* in the owner key: the signature no longer holds */
+    assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EVERSION);
+    data[7] = 2;
+    data[110] ^= 1; /* in the owner key: the signature no longer holds */
     assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EAUTH);
     assert_non_null(strstr(f->message, "bad signature"));
     assert_int_equal(mf_token_decode((const uint8_t *)"MFPKG", 5, &t, f->message), MF_EFORMAT);
@@ -151,12 +202,19 @@ static void test_every_flip_and_cut(void **state)
 
     /* Validly signed by someone, but with a bad name: still refused. */
     memcpy(data, f->data, f->size);
-    data[89] = '/';
-    uint8_t pk[32], sk[64];
-    mf_owner_keypair_from_seed(f->seed, pk, sk);
-    crypto_sign_detached(data + 127, NULL, data, 127, sk);
+    data[97] = '/';
+    sign(data, 135, f->seed);
     assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EFORMAT);
     assert_non_null(strstr(f->message, "project name"));
+    /* Or with no package time (0, or negative): no installation has one. */
+    static const uint8_t times[][8] = {{0}, {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}};
+    for (size_t i = 0; i < 2; i++) {
+        memcpy(data, f->data, f->size);
+        memcpy(data + 72, times[i], 8);
+        sign(data, 135, f->seed);
+        assert_int_equal(mf_token_decode(data, f->size, &t, f->message), MF_EFORMAT);
+        assert_non_null(strstr(f->message, "names no package"));
+    }
 }
 
 /* The programmer's side: one installed setup with projects, owned by `owner`. */
@@ -173,6 +231,7 @@ static void current_init(struct current *k, const struct fixture *f)
     memset(k->c.setup_id, 0x22, 32);
     k->c.has_owner = true;
     memcpy(k->c.owner, f->owner, 32);
+    k->c.package_time = f->token.package_time;
     k->c.root_limited = true;
     k->c.root_limit = 10000;
     k->projects[0] = (struct mf_token_project){"01_Gadget", true, 100};
@@ -285,8 +344,47 @@ static void test_decisions(void **state)
     assert_non_null(strstr(f->message, theirs.fingerprint));
     w = k;
     w.c.has_owner = false;
+    w.c.package_time = 0; /* a plain setup has no package */
     assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_OWNER);
     assert_non_null(strstr(f->message, "plain _SECURE"));
+
+    /* The same setup installed from a later package (or an earlier one): another installation,
+     * whose counts only a token made for it may raise, even where this one would raise them. */
+    w = k;
+    w.c.package_time = f->token.package_time + 1;
+    w.projects[1].limit = 5;
+    w.c.projects = w.projects;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_INSTALLATION);
+    assert_int_equal(project, -1);
+    assert_string_equal(f->message,
+                        "top-up token for the installation of setup 2222222222222222... from the "
+                        "package of 2025-12-31T23:00:00Z, but the package installed is of "
+                        "2025-12-31T23:00:01Z: a token tops up one installation only; make one "
+                        "for it (mintflash topup --package)");
+    w.c.package_time = f->token.package_time - 3600;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_INSTALLATION);
+    assert_non_null(strstr(f->message, "installed is of 2025-12-31T22:00:00Z"));
+    /* A replay or a stale limit there is still another installation's token. */
+    w.projects[1].limit = 1500;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_INSTALLATION);
+    w.projects[1].limit = 2000;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_INSTALLATION);
+    /* ... and so is a token for a project it does not have. */
+    struct mf_token nowhere = t;
+    strcpy(nowhere.project, "Nowhere");
+    assert_int_equal(decide(f, &nowhere, &w, &project), MF_TOKEN_WRONG_INSTALLATION);
+    /* Made for that installation, it applies. */
+    struct mf_token later = f->token;
+    later.package_time = w.c.package_time;
+    uint8_t later_data[MF_TOKEN_SIZE_MAX];
+    size_t later_size;
+    assert_int_equal(mf_token_encode(&later, f->seed, later_data, sizeof later_data, &later_size),
+                     0);
+    assert_int_equal(mf_token_decode(later_data, later_size, &later, f->message), 0);
+    w.projects[1].limit = 5;
+    assert_int_equal(decide(f, &later, &w, &project), MF_TOKEN_APPLY);
+    assert_int_equal(project, 1);
+    assert_string_equal(f->message, "top-up for 02_Widget: the limit goes from 5 to 1500");
 
     /* A token signed by another owner for our programmer and setup. */
     struct mf_token forged = f->token;
@@ -302,8 +400,19 @@ static void test_decisions(void **state)
     w.c.setup_id[0] ^= 1;
     w.c.has_owner = false;
     assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_PROGRAMMER);
+    /* The owner before the installation (another owner's package is another installation too),
+     * the installation before the project. */
+    w = k;
+    memcpy(w.c.owner, f->other, 32);
+    w.c.package_time++;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_OWNER);
+    w = k;
+    w.c.package_time++;
+    w.c.project_count = 0;
+    assert_int_equal(decide(f, &t, &w, &project), MF_TOKEN_WRONG_INSTALLATION);
 
     assert_string_equal(mf_token_decision_name(MF_TOKEN_APPLY), "apply");
+    assert_string_equal(mf_token_decision_name(MF_TOKEN_WRONG_INSTALLATION), "wrong-installation");
     assert_string_equal(mf_token_decision_name(MF_TOKEN_UNKNOWN_PROJECT), "unknown-project");
 }
 
@@ -314,6 +423,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encode_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_1_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_flip_and_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions, setup, teardown),
     };

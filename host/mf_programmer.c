@@ -1820,6 +1820,10 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
         struct mf_owner_key k;
         mf_owner_key_from_public(p->secure.owner, &k);
         snprintf(info->owner, sizeof info->owner, "%s", k.fingerprint);
+        time_t t = (time_t)p->secure.package_mark;
+        struct tm tm;
+        if (p->secure.package_mark <= (uint64_t)INT64_MAX && gmtime_r(&t, &tm))
+            strftime(info->package, sizeof info->package, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
     if (p->pinned[0])
         snprintf(info->pinned, sizeof info->pinned, "%s", p->pinned);

@@ -660,6 +660,7 @@ static void cmd_info(struct mf_server *s, struct mf_session *ss)
     reply(s, ss, "#INFO:SETUP=%s", info.setup_id);
     reply(s, ss, "#INFO:PROGRAMMER=%s", info.programmer);
     reply(s, ss, "#INFO:OWNER=%s", info.owner);
+    reply(s, ss, "#INFO:PACKAGE=%s", info.package);
     reply(s, ss, "#INFO:PINNED=%s", info.pinned);
     reply(s, ss, "#INFO:MOVE_ERROR=%s", info.move_error);
     reply(s, ss, "#INFO:LOG=%s", info.log_error ? mf_strerror(info.log_error) : "OK");
@@ -1049,7 +1050,8 @@ static void cmd_topup(struct mf_server *s, struct mf_session *ss, const char *ar
 {
     uint8_t token[MF_TOKEN_SIZE_MAX];
     size_t digits = strlen(args);
-    if (digits < 2 * MF_TOKEN_SIZE_MIN || digits > 2 * MF_TOKEN_SIZE_MAX || digits % 2 ||
+    /* From the magic on: mf_token_decode says what is wrong with a token (an old version). */
+    if (digits < 2 * 8 || digits > 2 * MF_TOKEN_SIZE_MAX || digits % 2 ||
         mf_proto_hex_bytes(args, token, digits / 2) != 0) {
         reply(s, ss, "#NACK:ERR%03d:Expected a top-up token in hex (%u to %u bytes)",
               MF_PERR_ARGUMENT, MF_TOKEN_SIZE_MIN, MF_TOKEN_SIZE_MAX);

@@ -137,6 +137,12 @@ try:
         log = get(t, "FLASHER.LOG").decode()
         check(re.search(r"top-up token old\.mft refused: top-up token of format version 1 .*"
                         r"mintflash topup --package", log), "v1 refused:\n" + log)
+        # Over #TOPUP too (shorter than any version 2 token, it still reaches the decoder).
+        r = t.command("#TOPUP " + old.hex())
+        check(r[0] == "#ACK" and r[1].startswith("#ERR216:top-up token of format version 1"),
+              "v1 over #TOPUP: %r" % r)
+        # #INFO names the installation as --package-time takes it.
+        check(info(t)["PACKAGE"] == utc(v2_time), "PACKAGE=: %r" % info(t))
         check(d.stop() == 0, "clean exit")
     print("ok")
 finally:

@@ -636,6 +636,18 @@ int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry,
     }
     struct mf_record r;
     memset(&r, 0, sizeof r);
+    if (entry->run_end) {
+        r.result = MF_RECORD_ERR;
+        snprintf(r.note, sizeof r.note, "%s", MF_RECORD_NOTE_RUN_END);
+        mf_lock_take(&log->config.lock);
+        int err = log->open ? append_record(log, &r, 0, message) : MF_EBADF;
+        if (err == MF_EBADF)
+            say(message, "production records: not open");
+        if (err)
+            log->open = false;
+        mf_lock_give(&log->config.lock);
+        return err;
+    }
     r.result = entry->ok && !entry->count_unknown ? MF_RECORD_OK : MF_RECORD_ERR;
     snprintf(r.project, sizeof r.project, "%s", entry->project ? entry->project : "");
     r.slot = entry->slot;

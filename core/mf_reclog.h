@@ -56,6 +56,9 @@ struct mf_reclog_entry {
      * record says "count-unknown" and accounts for no cycle; ok, serial and note are ignored. */
     bool count_unknown;
     const char *note; /* NULL or a short text without spaces */
+    /* The counter step of a run's clean end (mf_secure_end_run): the record notes "run-end",
+     * accounts for that step and for no cycle; the other fields are ignored. */
+    bool run_end;
 };
 
 /* Finds the newest RECORDS file, cuts a line torn by a power cut off its end, and compares the

@@ -245,6 +245,11 @@ bool mf_record_count_unknown(const struct mf_record *r)
     return r->result == MF_RECORD_ERR && strcmp(r->note, MF_RECORD_NOTE_COUNT_UNKNOWN) == 0;
 }
 
+bool mf_record_run_end(const struct mf_record *r)
+{
+    return r->result == MF_RECORD_ERR && strcmp(r->note, MF_RECORD_NOTE_RUN_END) == 0;
+}
+
 uint64_t mf_record_cycles(const struct mf_record *r)
 {
     uint64_t n;
@@ -586,6 +591,8 @@ static uint64_t add_saturated(uint64_t a, uint64_t b)
 static int add_total(struct mf_record_verifier *v, const struct mf_record *r)
 {
     uint64_t n;
+    if (mf_record_run_end(r))
+        return 0; /* a counter step of no device and no project */
     struct mf_record_total *t = NULL;
     for (size_t i = 0; i < v->total_count && !t; i++) {
         if (memcmp(v->totals[i].setup, r->setup, 32) == 0 &&

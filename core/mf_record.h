@@ -31,6 +31,8 @@
 #define MF_RECORD_NOTE_UNRECORDED    "unrecorded:"
 #define MF_RECORD_NOTE_COUNTER_AHEAD "counter-ahead:"
 #define MF_RECORD_NOTE_COUNT_UNKNOWN "count-unknown"
+/* The counter step a clean end of a run takes (no device; docs/security.md). */
+#define MF_RECORD_NOTE_RUN_END       "run-end"
 #define MF_RECORD_NOTE_OPERATOR_PATCH                                                              \
     "operator-patch:" /* + 16 hex digits: the start of the SHA-256 of the #AUTO PATCH line */
 
@@ -82,6 +84,10 @@ uint64_t mf_record_cycles(const struct mf_record *record);
 
 /* Is it the record of a cycle whose count may or may not have been taken ("count-unknown")? */
 bool mf_record_count_unknown(const struct mf_record *record);
+
+/* An ERR record noting the counter step of a run's clean end: it accounts for that step and is
+ * no device. */
+bool mf_record_run_end(const struct mf_record *record);
 
 /* The hash of a parsed line: SHA-256 of its body. */
 void mf_record_hash(const char *line, size_t body_length, uint8_t hash[32]);

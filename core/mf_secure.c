@@ -483,9 +483,20 @@ static uint64_t accounted(const struct mf_secure_state *st)
 uint64_t mf_secure_missing(const struct mf_secure *s, uint64_t counter)
 {
     uint64_t taken = counter > s->counter_base ? counter - s->counter_base : 0;
-    /* Reservations before the last one were used up before it was taken; the last one was
-     * taken for a cycle that may have consumed its count before a cut. */
-    uint64_t proven = taken ? (taken - 1) * s->reservation + 1 : 0;
+    uint64_t proven;
+    if (s->run_reserved) {
+        /* This run took the reservation in progress and keeps the state itself. Reservations
+         * before it were used up before it was taken; it was taken for a cycle that may have
+         * consumed its count before a cut. */
+        proven = taken ? (taken - 1) * s->reservation + 1 : 0;
+    } else {
+        /* Until this run takes a reservation, the counter stands for every cycle it covers: the
+         * rest of the reservation in progress is charged, not left. A run that ended without
+         * mf_secure_end_run (a power cut) or a copy of the storage made during a run and put
+         * back looks the same here as the state that copy made its devices after: leaving the
+         * rest would give K devices per copy for one count. */
+        proven = taken * s->reservation;
+    }
     return proven > accounted(&s->state) ? proven - accounted(&s->state) : 0;
 }
 
@@ -571,19 +582,13 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     int err = count_begin(s, p, &index, &v, message);
     if (err)
         return err;
+    /* A run uses only reservations it took itself: until it has taken one, `missing` charges
+     * the rest of the reservation in progress (mf_secure_missing), so its first cycle takes a
+     * new one. Only mf_secure_end_run leaves a rest uncharged (forfeited). */
     uint64_t missing = mf_secure_missing(s, v);
     uint64_t covered = (v - s->counter_base) * s->reservation;
     struct mf_secure_state st = s->state;
     st.seq++;
-    /* A run uses only reservations it took itself: the first cycle after an open forfeits what
-     * is left of the reservation in progress. Else a restored copy of the storage, made while
-     * the programmer was off, would let every run after it use that reservation's rest again:
-     * K - 1 more devices per restore, without end. Forfeited cycles are no devices: they count
-     * against the counter, never against a limit, and take no serial number. */
-    uint64_t forfeit = 0;
-    if (!s->run_reserved && covered > accounted(&st) + missing)
-        forfeit = covered - accounted(&st) - missing;
-    st.forfeited += forfeit;
     uint64_t n = accounted(&st) + missing + 1; /* this cycle's number on the counter */
     if (missing) {
         /* Cycles the anchor proves but the state lost: charged to every project, and their
@@ -650,6 +655,50 @@ static int secure_take(struct mf_area *area, const struct mf_setup *setup, unsig
     mf_lock_give(&s->config.lock);
     if (err)
         say(message, "secure area: cannot record the cycle: %s", mf_strerror(err));
+    return err;
+}
+
+int mf_secure_end_run(struct mf_secure *s, bool *stepped, char *message)
+{
+    say(message, "%s", "");
+    *stepped = false;
+    if (!s->present || !s->run_reserved)
+        return 0;
+    struct mf_anchor *a = s->config.anchor;
+    mf_lock_take(&s->config.lock);
+    uint64_t v;
+    int err = counter(s, &v, message);
+    uint64_t covered = err ? 0 : (v - s->counter_base) * s->reservation;
+    if (err || covered <= accounted(&s->state)) {
+        /* Used up to the last cycle: no copy made during the run holds a rest to use. */
+        mf_lock_give(&s->config.lock);
+        return err;
+    }
+    /* One counter step: every copy of the storage made during this run now shows a counter
+     * behind the anchor's, which charges it all the counter covers. The rest of this run's
+     * reservation and the one just taken are forfeited: no device, no limit, no serial number.
+     * Anchor first: a cut before the state follows costs this rest and one reservation. */
+    err = a->counter_increment(a, &v);
+    if (err) {
+        if (!a->unchanged)
+            s->counter_known = false;
+        say(message, "trust anchor: %s", a->error[0] ? a->error : mf_strerror(err));
+        mf_lock_give(&s->config.lock);
+        return err;
+    }
+    s->counter_value = v;
+    *stepped = true;
+    struct mf_secure_state st = s->state;
+    st.seq++;
+    st.forfeited += (v - s->counter_base) * s->reservation - accounted(&st);
+    uint8_t record[STATE_SIZE];
+    state_seal(s, &st, record);
+    err = state_put(s, &st, record, true);
+    if (err)
+        say(message, "secure area: cannot record the end of the run: %s", mf_strerror(err));
+    else
+        s->run_reserved = false; /* a cycle after this takes a new reservation */
+    mf_lock_give(&s->config.lock);
     return err;
 }
 

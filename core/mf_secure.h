@@ -106,7 +106,7 @@ struct mf_secure {
     uint32_t project_count;
     struct mf_secure_state state;
     unsigned state_slot; /* slot of the newest state record */
-    bool run_reserved;   /* this open took a reservation of its own (see secure_take) */
+    bool run_reserved;   /* this run took the reservation in progress (secure_take, end_run) */
     bool installed_here; /* installed by this open (mf_secure_install): see just_installed */
     struct mf_area area; /* the files, for mf_setup and the job engine */
 };
@@ -183,9 +183,19 @@ int mf_secure_erase(struct mf_anchor *anchor, char *message);
 int mf_secure_selected(const struct mf_secure *secure);
 int mf_secure_select(struct mf_secure *secure, int project, char *message);
 
-/* Cycles the anchor proves were used beyond what the state record says (its devices and
- * forfeited cycles: after a restored older image or a cut between the counter and the state),
- * charged to every project. */
+/* Cycles the anchor's counter stands for beyond what the state record says (its devices and
+ * forfeited cycles), charged to every project at the next cycle: after a restored older image,
+ * a cut between the counter and the state, and, until this run has taken a reservation of its
+ * own, the rest of the reservation in progress (docs/security.md). */
 uint64_t mf_secure_missing(const struct mf_secure *secure, uint64_t counter);
+
+/* Ends a run cleanly (a stop, a restart), before mf_secure_close: when this run took the
+ * reservation in progress and left part of it unused, one counter step makes every copy of the
+ * storage made during the run stale, and the rest is forfeited (no device, no limit) instead of
+ * charged at the next start. Nothing to do at K = 1 or with the reservation used up. *stepped
+ * tells whether the counter took the step (the production records then get a "run-end" record
+ * for it: mf_reclog_entry.run_end). Returns 0, or an anchor or storage error with `message`
+ * (MF_SECURE_MESSAGE_MAX): the next start then charges the rest. */
+int mf_secure_end_run(struct mf_secure *secure, bool *stepped, char *message);
 
 #endif

@@ -287,6 +287,24 @@ static void shutdown_areas(struct mf_programmer *p)
         mf_nbdserver_stop(&p->nbd);
         log_stderr(p, 0, "file access mode ended: the NBD export is closed");
     }
+    if (p->secure_open) {
+        /* A clean end: the next start charges nothing of this run's reservation; the counter's
+         * step for it gets its production record. */
+        char message[MF_SECURE_MESSAGE_MAX > MF_RECLOG_MESSAGE_MAX ? MF_SECURE_MESSAGE_MAX
+                                                                   : MF_RECLOG_MESSAGE_MAX];
+        bool stepped = false;
+        if (mf_secure_end_run(&p->secure, &stepped, message) != 0) {
+            log_stderr(p, 0, "%s: the next start charges the rest of the reservation", message);
+            if (p->fat_mounted)
+                mf_flashlog_write(&p->log, "%s: the next start charges the rest of the reservation",
+                                  message);
+        }
+        pthread_mutex_lock(&p->records_mutex);
+        struct mf_reclog_entry e = {.run_end = true};
+        if (stepped && p->records_open && mf_reclog_append(&p->records, &e, message) != 0)
+            log_stderr(p, 0, "%s", message);
+        pthread_mutex_unlock(&p->records_mutex);
+    }
     if (p->setup_loaded) {
         mf_setup_free(&p->setup);
         p->setup_loaded = false;

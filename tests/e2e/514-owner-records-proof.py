@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from mfdaemon import MINTFLASH, Daemon, Swtpm, check, get, put  # noqa: E402
+from mfdaemon import MINTFLASH, Daemon, Swtpm, check, get, info, put  # noqa: E402
 
 work = tempfile.mkdtemp(prefix="mf-records-proof-")
 NONCE = "5e" * 32
@@ -235,6 +235,14 @@ else:
         out, rec, head = records(d, "rec-tpm")
         out = verify([rec], 0, head=head)
         has(out, "verdict: intact", "reservations and restarts")
-        counters = [int(x.split(" counter=")[1].split()[0]) for x in open(rec)]
+        lines = open(rec).read().splitlines()
+        counters = [int(x.split(" counter=")[1].split()[0]) for x in lines
+                    if " note=run-end" not in x]
         check(len(set(counters)) == 3, "one reservation per run: %r" % counters)
+        # Each restart ended its run cleanly: one more counter step, recorded as run-end (no
+        # device), and the rest of the reservation forfeited, not charged.
+        ends = [x for x in lines if " note=run-end" in x]
+        check(len(ends) == 3, "a run-end record per restart: %r" % ends)
+        has(out, "project=A ok=6 failed=0", "the six devices, no failure from the run ends")
+        check(info(t)["CYCLES_LEFT"] == "44", "50 - 6: nothing charged for the restarts")
 print("ok")

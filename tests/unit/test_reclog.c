@@ -845,12 +845,13 @@ static void test_head_statement(void **state)
                      MF_EBADF);
 }
 
-/* Reservations of K = 4 cycles: the counter steps once per reservation, a restart forfeits the
- * rest of one and takes a new one; every record set verifies intact, and a head statement with
- * it. */
-static void test_reservations_verify(void **state)
+/* Reservations of K = 4 cycles: the counter steps once per reservation. A clean end of a run
+ * takes one more step (mf_secure_end_run), recorded "run-end", and forfeits the rest; a power cut
+ * instead leaves the rest to be charged at the next start, recorded "counter-ahead". Either way
+ * every record set verifies intact, and a head statement with it; run-end records are no device
+ * in the totals. */
+static void reservations_verify(struct fixture *f, bool clean)
 {
-    struct fixture *f = *state;
     put(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 4\n");
     mf_secure_close(&f->secure);
     install(f);
@@ -859,11 +860,25 @@ static void test_reservations_verify(void **state)
     for (unsigned run = 0; run < 3; run++) {
         for (unsigned i = 0; i < 3 + run; i++)
             append(f, 1, 10 * run + i, true);
+        bool stepped = false;
+        if (clean)
+            assert_int_equal(mf_secure_end_run(&f->secure, &stepped, f->message), 0);
+        if (stepped) {
+            struct mf_reclog_entry e = {.run_end = true};
+            assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+        }
         reopen_secure(f);
         open_log(f, NULL);
     }
-    assert_int_equal(f->anchor.counter - start, 4);     /* 3 | 4 | 4 + 1: four reservations */
-    assert_int_equal(f->secure.state.forfeited, 1 + 0); /* 4 - 3 after the first run */
+    if (clean) {
+        /* 3 + end | 4 (used up: no end step) | 4 + 1 + end */
+        assert_int_equal(f->anchor.counter - start, 6);
+        assert_int_equal(f->secure.state.forfeited, (8 - 3) + (24 - 17));
+    } else {
+        /* 3 | the first run's rest charged, 4 | 4 + 1: the rest of that one charged at open */
+        assert_int_equal(f->anchor.counter - start, 4);
+        assert_int_equal(f->secure.state.forfeited, 0);
+    }
     uint8_t nonce[32];
     randombytes_buf(nonce, sizeof nonce);
     struct mf_record_verifier v;
@@ -872,7 +887,21 @@ static void test_reservations_verify(void **state)
         fail_msg("not intact: %llu unaccounted, %llu breaks", (unsigned long long)v.unaccounted,
                  (unsigned long long)v.chain_breaks);
     assert_int_equal(v.totals[0].ok, 12);
+    assert_int_equal(v.totals[0].failed, 0);
+    assert_int_equal(v.total_count, clean ? 1 : 2);
+    if (!clean) /* the charged rests, 1 and 3, as no project's */
+        assert_int_equal(v.totals[1].unrecorded, 1 + 3);
     mf_record_verifier_free(&v);
+}
+
+static void test_reservations_verify_clean(void **state)
+{
+    reservations_verify(*state, true);
+}
+
+static void test_reservations_verify_cut(void **state)
+{
+    reservations_verify(*state, false);
 }
 
 /* Of 4 records, the newest `edited` replaced by lines that are not records of ours: the gap
@@ -1936,7 +1965,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_end_of_a_later_file_not_ours, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_head_statement, setup_fixture, teardown_fixture),
-        cmocka_unit_test_setup_teardown(test_reservations_verify, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_reservations_verify_clean, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_reservations_verify_cut, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_edited_newest_gives_a_gap, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_head_catches_up_across_a_new_setup, setup_fixture,

@@ -237,7 +237,9 @@ static void test_counts_and_serials(void **state)
     mf_setup_free(&setup);
 }
 
-/* Restoring an older copy of the storage gives no device beyond the rest of one reservation. */
+/* Restoring an older copy of the storage gives no device beyond the limit and hands out no
+ * serial number twice: until a run takes a reservation of its own, the rest of the one in
+ * progress is charged (a copy's devices may sit there). */
 static void rollback(struct fixture *f, uint32_t reservation)
 {
     make_setup(f, "C", "10\r\n", 1000);
@@ -261,15 +263,18 @@ static void rollback(struct fixture *f, uint32_t reservation)
     reopen(f, 0);
     unsigned after = 0;
     while (take_one(f, &setup, &t) == 0) {
-        /* At K = 1 a rollback repeats no serial number. Beyond K = 1 the devices regained from
-         * the current reservation repeat its serial numbers (docs/security.md). */
-        if (reservation == 1 && after == 0 && t.serial <= last_serial)
-            fail_msg("serial %llu handed out again", (unsigned long long)t.serial);
+        if (after == 0 && t.serial <= last_serial)
+            fail_msg("K=%u: serial %llu handed out again", reservation,
+                     (unsigned long long)t.serial);
         after++;
     }
-    unsigned extra = made + after - 10;
-    if (extra > reservation - 1)
-        fail_msg("K=%u: %u devices beyond the 10 allowed after a rollback", reservation, extra);
+    if (made + after > 10)
+        fail_msg("K=%u: %u devices beyond the 10 allowed after a rollback", reservation,
+                 made + after - 10);
+    /* What the rollback costs: at K = 1 nothing, beyond it at most the rest of the reservation
+     * the copy was made in. */
+    if (made + after < 10 - (reservation - 1))
+        fail_msg("K=%u: %u counts lost to a rollback", reservation, 10 - made - after);
     free(snapshot);
     mf_setup_free(&setup);
 }
@@ -314,8 +319,62 @@ static void test_repeated_restores_k4(void **state)
     mf_setup_free(&setup);
 }
 
-/* What a run forfeits is no device: ten starts with one device each use the count of 10 exactly,
- * with consecutive serial numbers, one reservation per start. */
+/* A clean end of the run (a stop, a restart): whether it took a counter step. */
+static bool end_run(struct fixture *f)
+{
+    bool stepped;
+    assert_int_equal(mf_secure_end_run(&f->secure, &stepped, f->message), 0);
+    return stepped;
+}
+
+/* K = 4: in every run the factory copies the storage after the run's first cycle (which took a
+ * reservation), makes the reservation's other K - 1 devices, and puts the copy back: in the copy
+ * the anchor's counter is where it was, the rest of the reservation unused. Ended without a clean
+ * stop (a power cut) or with one, each round must be charged what it made: never more than
+ * K - 1 devices beyond the count of 10 in all (before: K devices per round for one count). */
+static void rolling_copies(struct fixture *f, bool clean)
+{
+    struct mf_setup setup;
+    install_counted(f, clean ? "RC" : "RU", 4, &setup);
+    uint8_t *copy = malloc(SECURE_BLOCKS * 512u);
+    struct mf_tally t;
+    unsigned made = 0;
+    for (unsigned round = 0; round < 20; round++) {
+        reopen(f, 0);
+        if (take_one(f, &setup, &t) != 0)
+            break;
+        made++;
+        memcpy(copy, f->secure_mem, SECURE_BLOCKS * 512u);
+        for (unsigned i = 0; i < 3 && take_one(f, &setup, &t) == 0; i++)
+            made++;
+        if (clean)
+            end_run(f);
+        memcpy(f->secure_mem, copy, SECURE_BLOCKS * 512u);
+    }
+    reopen(f, 0);
+    while (take_one(f, &setup, &t) == 0)
+        made++;
+    if (made > 10 + 3)
+        fail_msg("%u devices from a count of 10 at K = 4 (%s ends)", made,
+                 clean ? "clean" : "unclean");
+    free(copy);
+    mf_setup_free(&setup);
+}
+
+static void test_rolling_copies_unclean_k4(void **state)
+{
+    rolling_copies(*state, false);
+}
+
+static void test_rolling_copies_clean_k4(void **state)
+{
+    rolling_copies(*state, true);
+}
+
+/* What a run ended cleanly leaves is no device: ten runs with one device each, each stopped with
+ * mf_secure_end_run, use the count of 10 exactly, with consecutive serial numbers. Each run takes
+ * a reservation, and its end one more counter step, after which its rest and that step's
+ * reservation are forfeited. Without the clean end the rest is charged (a power cut). */
 static void test_restarts_forfeit_no_device(void **state)
 {
     struct fixture *f = *state;
@@ -324,16 +383,36 @@ static void test_restarts_forfeit_no_device(void **state)
     uint64_t counter = f->anchor.counter;
     struct mf_tally t;
     for (unsigned i = 0; i < 10; i++) {
+        end_run(f);
         reopen(f, 0);
         assert_int_equal(take_one(f, &setup, &t), 0);
         assert_int_equal(t.project_left, 10 - i);
         assert_int_equal(t.serial, 500 + i);
-        assert_int_equal(f->anchor.counter, counter + i + 1);
+        assert_int_equal(f->anchor.counter, counter + 2 * i + 1);
     }
+    end_run(f);
     reopen(f, 0);
     assert_int_equal(take_one(f, &setup, &t), MF_EEXHAUSTED);
     assert_int_equal(f->secure.state.total_used, 10);
-    assert_int_equal(f->secure.state.forfeited, 9 * 3); /* every start after the first */
+    assert_int_equal(f->secure.state.forfeited, 10 * (3 + 4));
+    /* Ended used up to its last cycle: no step. */
+    mf_setup_free(&setup);
+    install_counted(f, "RT", 2, &setup);
+    counter = f->anchor.counter;
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_false(end_run(f));
+    assert_int_equal(f->anchor.counter, counter + 1);
+    reopen(f, 0);
+    char msg[MF_AREA_MESSAGE_MAX];
+    assert_int_equal(f->secure.area.peek(&f->secure.area, &setup, 0, &t, msg), 0);
+    assert_int_equal(t.project_left, 8);
+    /* A power cut instead (no end): the rest of the reservation is charged, never used. */
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    reopen(f, 0);
+    assert_int_equal(f->secure.area.peek(&f->secure.area, &setup, 0, &t, msg), 0);
+    assert_int_equal(t.project_left, 6);
+    assert_int_equal(t.serial, 504);
     mf_setup_free(&setup);
 }
 
@@ -636,8 +715,8 @@ static void test_medium_fails_inside_a_reservation(void **state)
     assert_int_equal(take_failing(f, &setup, MF_EIO), MF_AREA_TAKEN_UNKNOWN);
     assert_int_equal(f->anchor.counter, counter);
     expect_left(f, &setup, 0, 9, 501);
-    restart_faulty(f, &fb); /* the unsynced record is lost */
-    expect_left(f, &setup, 0, 9, 501);
+    restart_faulty(f, &fb); /* the unsynced record is lost, and the run ended uncleanly: */
+    expect_left(f, &setup, 0, 6, 504); /* the reservation's rest is charged */
     mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_PROG, 1, false);
     assert_int_equal(take_failing(f, &setup, MF_EIO), MF_AREA_TAKEN);
     mf_faultbd_fail_io(&fb, MF_FAULTBD_OP_SYNC, 1, false);
@@ -1659,6 +1738,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_k1, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_rollback_k4, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_repeated_restores_k4, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_rolling_copies_unclean_k4, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_rolling_copies_clean_k4, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_restarts_forfeit_no_device, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_one_anchor_write_per_cycle, setup_fixture,

@@ -485,11 +485,13 @@ static void fail_line(struct cycle *c, int err, const char *path, uint64_t seria
          why);
 }
 
-/* Whether every job of the project takes patches from the operator (operator_patches = yes). */
+/* Whether every job of the project that takes patches (patches = yes) takes them from the
+ * operator too (operator_patches = yes): no line of Patches.txt can lay data where the operator
+ * may not. */
 static bool operator_patches_everywhere(const struct mf_project *p)
 {
     for (unsigned j = 0; j < p->job_count; j++) {
-        if (!p->jobs[j].operator_patches)
+        if (p->jobs[j].patches && !p->jobs[j].operator_patches)
             return false;
     }
     return true;

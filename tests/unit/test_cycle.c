@@ -1348,15 +1348,29 @@ static void test_sealed_patch_keeps_the_owners_line(void **state)
     assert_memory_equal(mem + 0x10, boot + 0x10, 2);
     free(mem);
 
-    /* Every job takes the operator's patches: the line is the operator's to give. */
-    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", "x\r\nx\r\n1,8000010,2:AAAA\r\n");
+    /* A job that takes no patches at all (patches = no) holds none of the owner's: the line into
+     * the job that takes the operator's goes on beside Patches.txt. */
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", "x\r\nx\r\n1,8004020,2:AAAA\r\n");
     puts_(&f->vol.fs, "Projects/01_Widget/01_Boot/job.ini",
-          "[job]\ndevice = SIM-F1-64K\noperator_patches = yes\n[file]\npath = boot.bin\n"
+          "[job]\ndevice = SIM-F1-64K\npatches = no\n[file]\npath = boot.bin\n"
           "address = 0x08000000\n");
     assert_int_equal(load(f), 0);
     f->env.sealed = true;
     assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
     mem = flash(f, 3, &size);
+    assert_memory_equal(mem + 0x4010, "\xBB\xBB", 2);
+    assert_memory_equal(mem + 0x4020, app + 0x20, 2);
+    free(mem);
+
+    /* Every job takes the operator's patches: the line is the operator's to give. */
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", "x\r\nx\r\nx\r\n1,8000010,2:AAAA\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/01_Boot/job.ini",
+          "[job]\ndevice = SIM-F1-64K\noperator_patches = yes\n[file]\npath = boot.bin\n"
+          "address = 0x08000000\n");
+    assert_int_equal(load(f), 0);
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[3], &req, &r), 0);
+    mem = flash(f, 4, &size);
     assert_memory_equal(mem + 0x4010, "\xBB\xBB", 2);
     assert_memory_equal(mem + 0x10, boot + 0x10, 2);
     free(mem);

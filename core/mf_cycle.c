@@ -485,11 +485,13 @@ static void fail_line(struct cycle *c, int err, const char *path, uint64_t seria
          why);
 }
 
-/* Whether every job of the project takes patches from the operator (operator_patches = yes). */
+/* Whether every job of the project that takes patches (patches = yes) takes them from the
+ * operator too (operator_patches = yes): no line of Patches.txt can lay data where the operator
+ * may not. */
 static bool operator_patches_everywhere(const struct mf_project *p)
 {
     for (unsigned j = 0; j < p->job_count; j++) {
-        if (!p->jobs[j].operator_patches)
+        if (p->jobs[j].patches && !p->jobs[j].operator_patches)
             return false;
     }
     return true;
@@ -554,6 +556,19 @@ static int authorize(struct cycle *c)
         }
     }
     char perr[MF_PATCH_ERROR_MAX];
+    if (p->has_patches && (c->request->no_patch || c->request->patch_line) && env->sealed &&
+        !operator_patches_everywhere(p)) {
+        /* The owner's per-device data would be left out of a device counted and recorded as
+         * good: NOPATCH skips its line, and PATCH gives the operator's line instead of it (also
+         * one into jobs that take the operator's patches). */
+        err = MF_ECONFLICT;
+        fail(c, err,
+             "%s: %s/%s came with the owner's setup, which runs from the secure area, and not "
+             "every job of it takes patches from the operator (operator_patches = no): its line "
+             "is not left out",
+             c->request->patch_line ? "#AUTO PATCH" : "#AUTO NOPATCH", p->folder, MF_FILE_PATCHES);
+        goto out;
+    }
     if (c->request->patch_line) {
         err = strlen(c->request->patch_line) > MF_TEXT_LINE_MAX
                   ? MF_EFBIG
@@ -567,17 +582,6 @@ static int authorize(struct cycle *c)
             goto out;
         }
         patches = &patch_line;
-    } else if (p->has_patches && c->request->no_patch && env->sealed &&
-               !operator_patches_everywhere(p)) {
-        /* The owner's per-device data would be left out of a device counted and recorded as
-         * good, as a refused #AUTO PATCH line would have put the operator's in. */
-        err = MF_ECONFLICT;
-        fail(c, err,
-             "#AUTO NOPATCH: %s/%s came with the owner's setup, which runs from the secure area, "
-             "and not every job of it takes patches from the operator (operator_patches = no): "
-             "its line is not left out",
-             p->folder, MF_FILE_PATCHES);
-        goto out;
     } else if (p->has_patches && !c->request->no_patch) {
         err = project_path(p, MF_FILE_PATCHES, path);
         if (!err)

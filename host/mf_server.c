@@ -1439,8 +1439,14 @@ static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_chann
     ss->input_us = monotonic_us();
     mf_proto_framer_init(&ss->framer);
     pthread_mutex_lock(&s->lock);
-    s->sessions[s->session_count++] = ss;
+    bool room = s->session_count < MF_SERVER_CLIENTS_MAX; /* admit() makes it; never past it */
+    if (room)
+        s->sessions[s->session_count++] = ss;
     pthread_mutex_unlock(&s->lock);
+    if (!room) {
+        free(ss);
+        return NULL;
+    }
     return ss;
 }
 
@@ -1528,6 +1534,30 @@ static void peer_of(const struct sockaddr_storage *addr, struct mf_peer *peer)
     }
 }
 
+/* Frees the sessions marked closed. Caller holds s->lock; poll thread only (it alone holds
+ * pointers to sessions outside the lock). */
+static void reap_locked(struct mf_server *s)
+{
+    for (unsigned i = 0; i < s->session_count;) {
+        struct mf_session *ss = s->sessions[i];
+        if (!ss->dead) {
+            i++;
+            continue;
+        }
+        close(ss->fd);
+        free(ss->out);
+        free(ss);
+        s->sessions[i] = s->sessions[--s->session_count];
+    }
+}
+
+static void reap(struct mf_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    reap_locked(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* Connections from `peer` on `channel` (every UNIX connection counts as one address). Caller
  * holds s->lock. */
 static unsigned count_from(const struct mf_server *s, enum mf_channel channel,
@@ -1579,22 +1609,24 @@ static void evict(struct mf_session *ss, const char *why)
  * connection (a host that restarted without closing its connections gets in again). On a full
  * channel, a newcomer on the UNIX socket takes the longest-idle one's place; over TCP, a newcomer
  * whose address holds at least two fewer connections than the addresses holding most takes the
- * place of their longest-idle one. Returns the refusal's text when there is no place, else NULL;
- * `*evicted` tells whether a connection was closed for it. Poll thread only: it alone adds and
- * removes sessions. */
-static const char *admit(struct mf_server *s, enum mf_channel channel, const struct mf_peer *peer,
-                         bool *evicted)
+ * place of their longest-idle one. Returns the refusal's text when there is no place, else NULL
+ * (the table then has room for the newcomer: sessions closed are freed first, the one closed for
+ * it too). Poll thread only: it alone adds and removes sessions, and frees them. */
+static const char *admit(struct mf_server *s, enum mf_channel channel, const struct mf_peer *peer)
 {
     unsigned on_channel = 0,
              limit = channel == MF_CHANNEL_TCP ? MF_SERVER_TCP_MAX : MF_SERVER_UNIX_MAX;
     const char *refusal = NULL;
     pthread_mutex_lock(&s->lock);
+    /* A place is free only once its session is gone from the table: a worker thread may have
+     * marked one closed (a client that reads none of its lines) since the last reap, and a
+     * session marked after this count holds a place the count gave it. */
+    reap_locked(s);
     for (unsigned i = 0; i < s->session_count; i++)
         on_channel += s->sessions[i]->channel == channel && !s->sessions[i]->dead;
     unsigned from_peer = count_from(s, channel, peer);
     if (channel == MF_CHANNEL_TCP && from_peer >= MF_SERVER_TCP_PEER_MAX) {
         struct mf_session *idle = longest_idle(s, channel, peer);
-        *evicted = idle != NULL;
         if (idle)
             evict(idle, "a newer connection from the same address needed its place");
         else
@@ -1622,7 +1654,6 @@ static const char *admit(struct mf_server *s, enum mf_channel channel, const str
                     idle = candidate;
             }
         }
-        *evicted = idle != NULL;
         if (idle)
             evict(idle, channel == MF_CHANNEL_UNIX
                             ? "a newer connection needed its place"
@@ -1630,6 +1661,7 @@ static const char *admit(struct mf_server *s, enum mf_channel channel, const str
         else
             refusal = "#ERR008:Too many connections\r";
     }
+    reap_locked(s); /* the one closed for the newcomer */
     pthread_mutex_unlock(&s->lock);
     return refusal;
 }
@@ -1648,30 +1680,12 @@ static void keep_alive(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof timeout_ms);
 }
 
-static void reap(struct mf_server *s)
-{
-    pthread_mutex_lock(&s->lock);
-    for (unsigned i = 0; i < s->session_count;) {
-        struct mf_session *ss = s->sessions[i];
-        if (!ss->dead) {
-            i++;
-            continue;
-        }
-        close(ss->fd);
-        free(ss->out);
-        free(ss);
-        s->sessions[i] = s->sessions[--s->session_count];
-    }
-    pthread_mutex_unlock(&s->lock);
-}
-
 /* Takes the connections waiting on a listening socket; a bounded number per round, so that a
  * flood on one channel cannot keep the loop from the others. Called where no pointer to a
- * session is held (the sessions closed so far are freed first, and each one closed for a
- * newcomer at once, so that the table never holds more than its places). */
+ * session is held: each admission frees the sessions closed so far, so that the table never
+ * holds more than its places. */
 static void accept_client(struct mf_server *s, int lfd, enum mf_channel channel)
 {
-    reap(s);
     for (unsigned round = 0; round < MF_SERVER_CLIENTS_MAX; round++) {
         struct sockaddr_storage addr;
         socklen_t len = sizeof addr;
@@ -1680,16 +1694,13 @@ static void accept_client(struct mf_server *s, int lfd, enum mf_channel channel)
             return;
         struct mf_peer peer;
         peer_of(&addr, &peer);
-        bool evicted = false;
-        const char *refusal = admit(s, channel, &peer, &evicted);
+        const char *refusal = admit(s, channel, &peer);
         if (refusal) {
             ssize_t r = write(fd, refusal, strlen(refusal));
             (void)r;
             close(fd);
             continue;
         }
-        if (evicted)
-            reap(s);
         if (channel == MF_CHANNEL_TCP)
             keep_alive(fd);
         if (!session_new(s, fd, channel, channel == MF_CHANNEL_TCP ? &peer : NULL))

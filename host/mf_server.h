@@ -15,7 +15,8 @@
 /* Connections at once, per channel, so that whatever TCP clients do the UNIX socket (the
  * owner's and operator's local connection) and the serial line keep their places; one TCP peer
  * address may hold only part of the TCP places. One more takes an idle connection's place, or
- * gets "#ERR008:Too many connections" (from this address) and is closed (docs/protocol.md). */
+ * gets "#ERR008:Too many connections" (from this address) and is closed (docs/protocol.md,
+ * Channels). */
 #define MF_SERVER_TCP_MAX      224u
 #define MF_SERVER_TCP_PEER_MAX 64u
 #define MF_SERVER_UNIX_MAX     31u

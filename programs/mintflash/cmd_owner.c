@@ -291,8 +291,11 @@ int mf_cli_keygen(int argc, char **argv)
     size_t len = strlen(prefix);
     if (len > PATH_MAX - 8)
         return owner_usage_error("keygen", "PREFIX is too long");
-    /* "keys/" would make the hidden keys/.key and keys/.pub. */
-    if (len == 0 || prefix[len - 1] == '/')
+    /* "keys/" would make the hidden keys/.key and keys/.pub; "keys/." and "keys/.." name folders
+     * too (keys/..key, keys/...pub). */
+    const char *base = strrchr(prefix, '/');
+    base = base ? base + 1 : prefix;
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
         return owner_usage_error("keygen", "PREFIX names the files, not a folder: give e.g. "
                                            "keys/owner for keys/owner.key and keys/owner.pub");
     char key_path[PATH_MAX], pub_path[PATH_MAX];

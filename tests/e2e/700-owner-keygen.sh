@@ -61,6 +61,11 @@ mkdir keys
 run 2 keygen -o keys/
 says "PREFIX names the files, not a folder: give e.g. keys/owner"
 [ -z "$(ls -A keys)" ] || fail "keygen -o keys/ made $(ls -A keys)"
+for folder in keys/. keys/.. .; do
+    run 2 keygen -o "$folder"
+    says "PREFIX names the files, not a folder"
+done
+[ -z "$(ls -A keys)" ] && [ ! -e ..key ] && [ ! -e ..pub ] || fail "keygen -o with . or .. made $(ls -A . keys)"
 
 run 0 keygen --help
 grep -q '^usage: mintflash keygen -o PREFIX' out || fail "keygen --help"

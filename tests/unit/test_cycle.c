@@ -1294,6 +1294,88 @@ static void test_sealed_nopatch(void **state)
     assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 3);
 }
 
+/* #AUTO PATCH applies its line instead of Patches.txt: from the secure area, where the owner's
+ * Patches.txt holds data for a job that takes no patches from the operator, a line into a job that
+ * does would leave the owner's line out as #AUTO NOPATCH would, so it is refused the same way
+ * before anything is taken; without Patches.txt, or where every job takes the operator's patches,
+ * it goes on. */
+static void test_sealed_patch_keeps_the_owners_line(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t boot[1000], app[2000];
+    firmware(boot, sizeof boot, 11);
+    firmware(app, sizeof app, 12);
+    put(&f->vol.fs, "Projects/01_Widget/01_Boot/boot.bin", boot, sizeof boot);
+    puts_(&f->vol.fs, "Projects/01_Widget/01_Boot/job.ini",
+          "[job]\ndevice = SIM-F1-64K\n[file]\npath = boot.bin\naddress = 0x08000000\n");
+    put(&f->vol.fs, "Projects/01_Widget/02_App/app.bin", app, sizeof app);
+    puts_(&f->vol.fs, "Projects/01_Widget/02_App/job.ini",
+          "[job]\ndevice = SIM-F1-64K\noperator_patches = yes\n[file]\npath = app.bin\n"
+          "address = 0x08004000\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Cntdown.txt", "10\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Serial.txt", "1\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", "x\r\n1,8000010,2:AAAA\r\n");
+    assert_int_equal(load(f), 0);
+    struct mf_cycle_request req = {.action = MF_ACTION_AUTO, .patch_line = "1,8004010,2:BBBB"};
+    struct mf_cycle_result r;
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[0], &req, &r), MF_ECONFLICT);
+    assert_int_equal(r.failure, MF_FAIL_DEVICE_DATA);
+    assert_false(r.consumed);
+    assert_false(r.has_serial);
+    assert_string_equal(r.message,
+                        "#AUTO PATCH: Projects/01_Widget/Patches.txt came with the owner's "
+                        "setup, which runs from the secure area, and not every job of it takes "
+                        "patches from the operator (operator_patches = no): its line is not left "
+                        "out");
+    size_t size;
+    if (device_made(f, 1)) { /* connected for its UID, never erased or programmed */
+        uint8_t *blank = flash(f, 1, &size);
+        for (size_t i = 0; i < size; i++)
+            assert_int_equal(blank[i], 0xFF);
+        free(blank);
+    }
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Cntdown.txt"), 10);
+    assert_int_equal(number(&f->vol.fs, "Projects/01_Widget/Serial.txt"), 1);
+
+    /* No Patches.txt: the operator's line goes into the job that takes it. */
+    assert_int_equal(mf_fat_remove(&f->vol.fs, "Projects/01_Widget/Patches.txt"), 0);
+    assert_int_equal(load(f), 0);
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[1], &req, &r), 0);
+    uint8_t *mem = flash(f, 2, &size);
+    assert_memory_equal(mem + 0x4010, "\xBB\xBB", 2);
+    assert_memory_equal(mem + 0x10, boot + 0x10, 2);
+    free(mem);
+
+    /* A job that takes no patches at all (patches = no) holds none of the owner's: the line into
+     * the job that takes the operator's goes on beside Patches.txt. */
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", "x\r\nx\r\n1,8004020,2:AAAA\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/01_Boot/job.ini",
+          "[job]\ndevice = SIM-F1-64K\npatches = no\n[file]\npath = boot.bin\n"
+          "address = 0x08000000\n");
+    assert_int_equal(load(f), 0);
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[2], &req, &r), 0);
+    mem = flash(f, 3, &size);
+    assert_memory_equal(mem + 0x4010, "\xBB\xBB", 2);
+    assert_memory_equal(mem + 0x4020, app + 0x20, 2);
+    free(mem);
+
+    /* Every job takes the operator's patches: the line is the operator's to give. */
+    puts_(&f->vol.fs, "Projects/01_Widget/Patches.txt", "x\r\nx\r\nx\r\n1,8000010,2:AAAA\r\n");
+    puts_(&f->vol.fs, "Projects/01_Widget/01_Boot/job.ini",
+          "[job]\ndevice = SIM-F1-64K\noperator_patches = yes\n[file]\npath = boot.bin\n"
+          "address = 0x08000000\n");
+    assert_int_equal(load(f), 0);
+    f->env.sealed = true;
+    assert_int_equal(mf_cycle_run(&f->env, f->slot[3], &req, &r), 0);
+    mem = flash(f, 4, &size);
+    assert_memory_equal(mem + 0x4010, "\xBB\xBB", 2);
+    assert_memory_equal(mem + 0x10, boot + 0x10, 2);
+    free(mem);
+}
+
 /* An area that counts the bytes read from one file and passes everything to the FAT area. */
 struct counting_area {
     struct mf_area area;
@@ -2942,6 +3024,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sealed_verify_readback_names_nothing, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_sealed_nopatch, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_sealed_patch_keeps_the_owners_line, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_sealed_operator_patches, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_verify_failure_consumes_the_count, setup_fixture,

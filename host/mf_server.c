@@ -53,7 +53,13 @@ struct mf_session {
     bool file_read_only; /* opened with #FOPENREAD: no #FWRITE */
     char file[MF_FAT_PATH_MAX];
     unsigned pending_baud;
+    /* The serial line hung up (its device gone, a pseudo-terminal's other side closed): poll()
+     * reports it at once on every round, so it is left out of the poll set and tried again once
+     * per SERIAL_RETRY_US; 0 while it is up. */
+    uint64_t hung_up_us;
 };
+
+#define SERIAL_RETRY_US 1000000u
 
 static uint64_t monotonic_us(void)
 {
@@ -1717,8 +1723,21 @@ static void session_input(struct mf_server *s, struct mf_session *ss)
             pthread_mutex_lock(&s->lock);
             ss->dead = true;
             pthread_mutex_unlock(&s->lock);
+        } else {
+            /* The serial line is always served, but a line that hung up reads nothing for ever
+             * while poll() reports it ready: polling it would spin the loop at full speed. */
+            if (!ss->hung_up_us)
+                fprintf(stderr,
+                        "mintflashd: the serial line hung up (%s): tried again every "
+                        "second\n",
+                        n == 0 ? "end of file" : strerror(errno));
+            ss->hung_up_us = monotonic_us();
         }
         return;
+    }
+    if (n > 0 && ss->hung_up_us) {
+        ss->hung_up_us = 0;
+        fprintf(stderr, "mintflashd: the serial line is back\n");
     }
     if (n > 0)
         ss->input_us = monotonic_us();
@@ -1787,10 +1806,14 @@ int mf_server_run(struct mf_server *s)
             fds[n++] = (struct pollfd){s->unix_fd, POLLIN, 0};
         nfds_t first = n;
         pthread_mutex_lock(&s->lock);
+        uint64_t now = monotonic_us();
         for (unsigned i = 0; i < s->session_count; i++) {
             struct mf_session *ss = s->sessions[i];
             who[n] = ss;
-            fds[n++] = (struct pollfd){ss->fd, (short)(POLLIN | (ss->out_len ? POLLOUT : 0)), 0};
+            /* A hung-up serial line: a negative fd, which poll() passes over, until its retry. */
+            bool resting = ss->hung_up_us && now - ss->hung_up_us < SERIAL_RETRY_US;
+            fds[n++] = (struct pollfd){resting ? -1 : ss->fd,
+                                       (short)(POLLIN | (ss->out_len ? POLLOUT : 0)), 0};
         }
         pthread_mutex_unlock(&s->lock);
         int r = poll(fds, n, 1000);

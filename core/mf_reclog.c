@@ -376,6 +376,9 @@ static int write_line(struct mf_reclog *log, const char *line, size_t length, ch
 
 /* Signs, chains and appends `record` (seq and prev are filled here), then moves the head;
  * `cycles` is how many consumed cycles it accounts for. Under log->config.lock. */
+/* Appends `record` and moves the chain head to it; `cycles`: the consumed cycles it records. A
+ * "run-end" record (mf_record_run_end) also notes in the same state write that the counter step
+ * of the run's end has its record. */
 static int append_record(struct mf_reclog *log, struct mf_record *record, uint64_t cycles,
                          char *message)
 {
@@ -406,8 +409,11 @@ static int append_record(struct mf_reclog *log, struct mf_record *record, uint64
     if (err)
         return err;
     char smessage[MF_SECURE_MESSAGE_MAX];
-    err =
-        mf_secure_record_head(secure, record->seq, hash, secure->state.recorded + cycles, smessage);
+    if (mf_record_run_end(record))
+        err = mf_secure_run_end_recorded(secure, record->seq, hash, smessage);
+    else
+        err = mf_secure_record_head(secure, record->seq, hash, secure->state.recorded + cycles,
+                                    smessage);
     if (err)
         say(message, "production records: %s", smessage);
     return err;
@@ -539,10 +545,16 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
             goto out;
         }
     } else if (after_head) {
-        /* Appended, but the power went before its head was recorded: it is the head now. */
-        uint64_t cycles = newest.same_setup ? mf_record_cycles(&newest.record) : 0;
-        err = mf_secure_record_head(secure, newest.record.seq, newest.hash, st->recorded + cycles,
-                                    smessage);
+        /* Appended, but the power went before its head was recorded: it is the head now. A
+         * "run-end" record is of no cycle; of this setup, it is the one of the step its state
+         * shows unrecorded (the clean end's last write before the records'). */
+        bool run_end = newest.same_setup && mf_record_run_end(&newest.record);
+        uint64_t cycles = newest.same_setup && !run_end ? mf_record_cycles(&newest.record) : 0;
+        if (run_end && st->run_end_unrecorded)
+            err = mf_secure_run_end_recorded(secure, newest.record.seq, newest.hash, smessage);
+        else
+            err = mf_secure_record_head(secure, newest.record.seq, newest.hash,
+                                        st->recorded + cycles, smessage);
         if (err) {
             say(message, "production records: %s", smessage);
             goto out;
@@ -620,6 +632,19 @@ int mf_reclog_open(struct mf_reclog *log, const struct mf_reclog_config *config,
                  "the trust anchor's counter proves %llu cycle(s) more than the secure area "
                  "shows (a restored storage image, or a power cut while a count was taken)",
                  (unsigned long long)n);
+    }
+    /* The counter step of the last run's clean end, without its record (a cut just after it, or
+     * records that could not be written then): recorded now. */
+    if (st->run_end_unrecorded) {
+        struct mf_record r;
+        memset(&r, 0, sizeof r);
+        r.result = MF_RECORD_ERR;
+        snprintf(r.note, sizeof r.note, "%s", MF_RECORD_NOTE_RUN_END);
+        err = append_record(log, &r, 0, message);
+        if (err)
+            goto out;
+        note_add(notes, "the counter step that ended the last run had no production record "
+                        "(recorded now)");
     }
 out:
     if (err)

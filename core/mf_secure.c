@@ -321,6 +321,7 @@ static void state_encode(const struct mf_secure_state *st, uint8_t *plain)
     mf_put_le64(plain + 16, st->total_used);
     plain[24] = st->root_limited;
     plain[25] = st->folder_removed;
+    plain[26] = st->run_end_unrecorded;
     mf_put_le32(plain + 28, (uint32_t)st->selected);
     mf_put_le64(plain + 32, st->root_limit);
     mf_put_le32(plain + 40, st->project_count);
@@ -347,6 +348,7 @@ static int state_decode(const uint8_t *plain, struct mf_secure_state *st)
     st->total_used = mf_le64(plain + 16);
     st->root_limited = plain[24] != 0;
     st->folder_removed = plain[25] != 0;
+    st->run_end_unrecorded = plain[26] != 0; /* zero in records written before it */
     st->selected = (int32_t)mf_le32(plain + 28);
     st->root_limit = mf_le64(plain + 32);
     st->project_count = mf_le32(plain + 40);
@@ -669,7 +671,11 @@ int mf_secure_end_run(struct mf_secure *s, bool *stepped, char *message)
     uint64_t v;
     int err = counter(s, &v, message);
     uint64_t covered = err ? 0 : (v - s->counter_base) * s->reservation;
-    if (err || covered <= accounted(&s->state)) {
+    /* Counts the counter proves beyond the state (an anchor write that failed but landed) are no
+     * rest of the reservation: they stay to be charged at the next start, as devices, and are
+     * recorded there ("counter-ahead"). At K = 1 that is all there is beyond the state. */
+    uint64_t owed = err ? 0 : mf_secure_missing(s, v);
+    if (err || covered <= accounted(&s->state) + owed) {
         /* Used up to the last cycle: no copy made during the run holds a rest to use. */
         mf_lock_give(&s->config.lock);
         return err;
@@ -690,7 +696,10 @@ int mf_secure_end_run(struct mf_secure *s, bool *stepped, char *message)
     *stepped = true;
     struct mf_secure_state st = s->state;
     st.seq++;
-    st.forfeited += (v - s->counter_base) * s->reservation - accounted(&st);
+    st.forfeited += (v - s->counter_base) * s->reservation - accounted(&st) - owed;
+    /* Until its "run-end" record is appended (mf_secure_run_end_recorded), the next
+     * mf_reclog_open appends it: the step is never left without a record. */
+    st.run_end_unrecorded = true;
     uint8_t record[STATE_SIZE];
     state_seal(s, &st, record);
     err = state_put(s, &st, record, true);
@@ -1242,6 +1251,25 @@ int mf_secure_record_head(struct mf_secure *s, uint64_t seq, const uint8_t hash[
     st.record_seq = seq;
     memcpy(st.record_hash, hash, 32);
     st.recorded = recorded;
+    int err = state_write(s, &st);
+    mf_lock_give(&s->config.lock);
+    if (err)
+        say(message, "secure area: cannot record the production records' head: %s",
+            mf_strerror(err));
+    return err;
+}
+
+int mf_secure_run_end_recorded(struct mf_secure *s, uint64_t seq, const uint8_t hash[32],
+                               char *message)
+{
+    if (!s->present)
+        return MF_ENOENT;
+    mf_lock_take(&s->config.lock);
+    struct mf_secure_state st = s->state;
+    st.seq++;
+    st.record_seq = seq;
+    memcpy(st.record_hash, hash, 32);
+    st.run_end_unrecorded = false;
     int err = state_write(s, &st);
     mf_lock_give(&s->config.lock);
     if (err)

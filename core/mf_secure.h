@@ -57,6 +57,10 @@ struct mf_secure_state {
     /* Cycles of reservations left unused by earlier runs (see forfeit in mf_secure.c): they count
      * against the anchor's counter, never against a limit, and are no device. */
     uint64_t forfeited;
+    /* mf_secure_end_run took a counter step that no production record accounts for yet (a cut
+     * before its "run-end" record, or records that could not be written): the next
+     * mf_reclog_open appends it. */
+    bool run_end_unrecorded;
     bool root_limited;
     uint64_t root_limit;
     bool folder_removed; /* the `_SECURE` folder this setup came from is gone (and wiped) */
@@ -158,6 +162,11 @@ int mf_secure_set_limit(struct mf_secure *secure, int project, uint64_t limit, c
  * consumed cycles that have one). */
 int mf_secure_record_head(struct mf_secure *secure, uint64_t seq, const uint8_t hash[32],
                           uint64_t recorded, char *message);
+
+/* mf_secure_record_head for the "run-end" record of mf_secure_end_run's counter step: moves the
+ * head (no cycle) and, in the same write, notes that the step has its record. */
+int mf_secure_run_end_recorded(struct mf_secure *secure, uint64_t seq, const uint8_t hash[32],
+                               char *message);
 
 /* The production records' chain head as it stands, for a head statement (mf_record.h): the
  * newest record's sequence number and hash, the trust anchor's counter, and the consumed cycles

@@ -289,11 +289,14 @@ static void shutdown_areas(struct mf_programmer *p)
     }
     if (p->secure_open) {
         /* A clean end: the next start charges nothing of this run's reservation; the counter's
-         * step for it gets its production record. */
+         * step for it gets its production record (or, when they cannot take it now, the next
+         * start's mf_reclog_open appends it). After a failed end the next start charges what the
+         * counter covers, recorded as "counter-ahead": no run-end record then. */
         char message[MF_SECURE_MESSAGE_MAX > MF_RECLOG_MESSAGE_MAX ? MF_SECURE_MESSAGE_MAX
                                                                    : MF_RECLOG_MESSAGE_MAX];
         bool stepped = false;
-        if (mf_secure_end_run(&p->secure, &stepped, message) != 0) {
+        int ended = mf_secure_end_run(&p->secure, &stepped, message);
+        if (ended != 0) {
             log_stderr(p, 0, "%s: the next start charges the rest of the reservation", message);
             if (p->fat_mounted)
                 mf_flashlog_write(&p->log, "%s: the next start charges the rest of the reservation",
@@ -301,7 +304,7 @@ static void shutdown_areas(struct mf_programmer *p)
         }
         pthread_mutex_lock(&p->records_mutex);
         struct mf_reclog_entry e = {.run_end = true};
-        if (stepped && p->records_open && mf_reclog_append(&p->records, &e, message) != 0)
+        if (!ended && stepped && p->records_open && mf_reclog_append(&p->records, &e, message) != 0)
             log_stderr(p, 0, "%s", message);
         pthread_mutex_unlock(&p->records_mutex);
     }

@@ -904,6 +904,114 @@ static void test_reservations_verify_cut(void **state)
     reservations_verify(*state, false);
 }
 
+/* How many lines of the RECORDS files hold `needle`. */
+static unsigned records_with(struct fixture *f, const char *needle)
+{
+    unsigned found = 0;
+    for (unsigned n = 0; n < MF_RECLOG_FILES_MAX; n++) {
+        char name[16];
+        snprintf(name, sizeof name, "RECORDS.%03u", n % 1000u);
+        struct mf_fat_file file;
+        if (mf_fat_open(&f->vol.fs, &file, name, MF_FAT_O_RDONLY) != 0)
+            break;
+        uint32_t size = mf_fat_size(&file);
+        char *text = calloc(1, size + 1);
+        assert_int_equal(mf_fat_read(&f->vol.fs, &file, text, size), (int)size);
+        mf_fat_close(&f->vol.fs, &file);
+        for (char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+            found++;
+        free(text);
+    }
+    return found;
+}
+
+/* K = 4, two runs of one device each, both ended cleanly, but the second run's "run-end" record
+ * never written: `cut` between the end's state write and the record (a power cut during the
+ * stop), else records that were closed (an append had failed) when it stopped. The step is
+ * recorded at the next start all the same, and the records verify intact with the head (before:
+ * one count of the anchor unaccounted for, NOT INTACT). */
+static void run_end_without_its_record(struct fixture *f, bool cut)
+{
+    put(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 4\n");
+    mf_secure_close(&f->secure);
+    install(f);
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    bool stepped = false;
+    assert_int_equal(mf_secure_end_run(&f->secure, &stepped, f->message), 0);
+    assert_true(stepped);
+    struct mf_reclog_entry e = {.run_end = true};
+    assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+    reopen_secure(f);
+    open_log(f, NULL);
+    append(f, 1, 2, true);
+    if (!cut)
+        f->log.open = false; /* an append failed: the records stay closed until a start */
+    assert_int_equal(mf_secure_end_run(&f->secure, &stepped, f->message), 0);
+    assert_true(stepped);
+    if (!cut)
+        assert_int_equal(mf_reclog_append(&f->log, &e, f->message), MF_EBADF);
+    reopen_secure(f);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    open_log(f, notes);
+    uint8_t nonce[32];
+    randombytes_buf(nonce, sizeof nonce);
+    struct mf_record_verifier v;
+    verify_with_head(f, &v, nonce);
+    if (!mf_record_verifier_intact(&v))
+        fail_msg("not intact: %llu count(s) unaccounted", (unsigned long long)v.unaccounted);
+    assert_int_equal(v.totals[0].ok, 2);
+    mf_record_verifier_free(&v);
+    if (!strstr(notes, "the counter step that ended the last run had no production record"))
+        fail_msg("notes: %s", notes);
+    assert_int_equal(records_with(f, " note=run-end "), 2);
+    /* Recorded once: the start after it has nothing to add. */
+    reopen_secure(f);
+    open_log(f, notes);
+    assert_string_equal(notes, "");
+    assert_int_equal(records_with(f, " note=run-end "), 2);
+}
+
+static void test_run_end_cut_before_its_record(void **state)
+{
+    run_end_without_its_record(*state, true);
+}
+
+static void test_run_end_with_the_records_closed(void **state)
+{
+    run_end_without_its_record(*state, false);
+}
+
+/* The "run-end" record appended, the power cut before its head was recorded: the next start takes
+ * it as the head, as any record, but counts it as no cycle (before: one recorded cycle too many,
+ * "corrected" with a note) and writes no second one. */
+static void test_run_end_record_without_its_head(void **state)
+{
+    struct fixture *f = *state;
+    put(&f->vol.fs, "_SECURE/FLASHER.INI", "[CONFIG]\nReservation = 4\n");
+    mf_secure_close(&f->secure);
+    install(f);
+    open_log(f, NULL);
+    append(f, 1, 1, true);
+    append(f, 1, 2, true);
+    bool stepped = false;
+    assert_int_equal(mf_secure_end_run(&f->secure, &stepped, f->message), 0);
+    assert_true(stepped);
+    /* The secure area as it was before the record's head was written. */
+    uint8_t *before = malloc(SECURE_BLOCKS * 512u);
+    memcpy(before, f->secure_mem, SECURE_BLOCKS * 512u);
+    struct mf_reclog_entry e = {.run_end = true};
+    assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+    memcpy(f->secure_mem, before, SECURE_BLOCKS * 512u);
+    free(before);
+    reopen_secure(f);
+    reopen_quietly(f, 3, 2);
+    assert_int_equal(records_with(f, " note=run-end "), 1);
+    reopen_secure(f);
+    reopen_quietly(f, 3, 2);
+    expect_intact(f, 3);
+}
+
 /* Of 4 records, the newest `edited` replaced by lines that are not records of ours: the gap
  * record names them from the newest record still ours (found up to 8 lines back). */
 static void edit_newest(struct fixture *f, unsigned edited, const char *expect)
@@ -1399,9 +1507,12 @@ static void test_refused_count_is_not_consumed(void **state)
  * for no cycle and which the verifier totals apart; whatever became durable is then recorded
  * exactly: `lands` false, the run goes on with the same serial number and the next start finds
  * nothing unrecorded; `lands` true, the next start (right after) finds the cycle counted and
- * records it as unrecorded. */
-static void unknown_count(struct fixture *f, bool lands)
+ * records it as unrecorded. `stop`: the run is ended cleanly before the start (as the daemon's
+ * stop does): at K = 1 that takes no counter step (before: a step whose run-end record stood for
+ * one count, the landed one left unaccounted, NOT INTACT). */
+static void unknown_count(struct fixture *f, bool lands, bool stop)
 {
+    bool stepped = false;
     struct cycle_rig *r = rig_start(f, lands ? MF_RAMANCHOR_LANDED : MF_RAMANCHOR_LOST);
     struct mf_cycle_result result;
     rig_cycle(f, r, &result);
@@ -1421,6 +1532,13 @@ static void unknown_count(struct fixture *f, bool lands)
          * anchor's note, and the medium wins a tie: the state shows one cycle, the counter proves
          * two, and the start records the one it proves beyond as counter-ahead. Either way it is
          * recorded once, and the next cycle's serial number skips it. */
+        if (stop) {
+            assert_int_equal(mf_secure_end_run(&f->secure, &stepped, f->message), 0);
+            if (stepped) {
+                struct mf_reclog_entry e = {.run_end = true};
+                assert_int_equal(mf_reclog_append(&f->log, &e, f->message), 0);
+            }
+        }
         reopen_secure(f);
         open_log(f, notes);
         if (!strstr(notes, "1 cycle(s) took a count but have no record") &&
@@ -1443,7 +1561,8 @@ static void unknown_count(struct fixture *f, bool lands)
     }
     struct mf_record_verifier v;
     verify_all(f, &v);
-    assert_true(mf_record_verifier_intact(&v));
+    if (!mf_record_verifier_intact(&v))
+        fail_msg("not intact: %llu count(s) unaccounted", (unsigned long long)v.unaccounted);
     uint64_t ok = 0, failed = 0, unknown = 0, unrecorded = 0, serials = 0;
     for (size_t i = 0; i < v.total_count; i++) {
         ok += v.totals[i].ok;
@@ -1457,6 +1576,7 @@ static void unknown_count(struct fixture *f, bool lands)
     assert_int_equal(ok, 2);
     assert_int_equal(failed, 0);
     assert_int_equal(unrecorded, lands ? 1 : 0);
+    assert_false(stepped);
     mf_record_verifier_free(&v);
     rig_close(r);
     free(r);
@@ -1464,12 +1584,17 @@ static void unknown_count(struct fixture *f, bool lands)
 
 static void test_unknown_count_not_landed(void **state)
 {
-    unknown_count(*state, false);
+    unknown_count(*state, false, false);
 }
 
 static void test_unknown_count_landed(void **state)
 {
-    unknown_count(*state, true);
+    unknown_count(*state, true, false);
+}
+
+static void test_unknown_count_landed_then_a_clean_stop(void **state)
+{
+    unknown_count(*state, true, true);
 }
 
 /* A state that counts more recorded cycles than it shows and the counter proves (left by an
@@ -1969,6 +2094,12 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_reservations_verify_cut, setup_fixture,
                                         teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_run_end_cut_before_its_record, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_run_end_with_the_records_closed, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_run_end_record_without_its_head, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_edited_newest_gives_a_gap, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_head_catches_up_across_a_new_setup, setup_fixture,
@@ -1991,6 +2122,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_count_not_landed, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_unknown_count_landed, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_unknown_count_landed_then_a_clean_stop, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_excess_recorded_is_corrected, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_power_cut_during_appends, setup_fixture,

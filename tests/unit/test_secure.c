@@ -656,6 +656,48 @@ static void test_anchor_without_notes_count_lands_unknown(void **state)
     anchor_write_fails(*state, MF_RAMANCHOR_LANDED, false);
 }
 
+/* K = 1: an anchor write that failed but landed (the count perhaps taken), then a clean end of
+ * the run. What the counter proves beyond the state is no rest of a reservation: the end takes
+ * no counter step (at K = 1 it never does), and the next start charges the landed count as a
+ * start after a power cut would, which its production records account for ("counter-ahead").
+ * Before: one more anchor write, both counts forfeited, the landed one left without a record.
+ * `notes` false: an anchor without notes (the TPM at Reservation = 1). */
+static void landed_count_then_a_clean_end(struct fixture *f, bool notes)
+{
+    if (!notes)
+        mf_ramanchor_no_notes(&f->anchor);
+    make_setup(f, "E", "10\r\n", 1000);
+    install(f);
+    struct mf_setup setup;
+    load_setup(f, &setup);
+    struct mf_tally t;
+    assert_int_equal(take_one(f, &setup, &t), 0); /* 500 */
+    f->anchor.fail_at = f->anchor.writes + 1;
+    f->anchor.fail_mode = MF_RAMANCHOR_LANDED;
+    assert_int_equal(take_failing(f, &setup, MF_EIO), MF_AREA_TAKEN_UNKNOWN);
+    f->anchor.fail_at = 0;
+    uint64_t counter = f->anchor.counter, writes = f->anchor.writes;
+    assert_false(end_run(f));
+    assert_int_equal(f->anchor.counter, counter);
+    assert_int_equal(f->anchor.writes, writes);
+    reopen(f, 0);
+    expect_left(f, &setup, 0, 8, 502);
+    assert_int_equal(take_one(f, &setup, &t), 0);
+    assert_int_equal(t.serial, 502);
+    assert_int_equal(f->secure.state.forfeited, 0);
+    mf_setup_free(&setup);
+}
+
+static void test_landed_count_then_a_clean_end(void **state)
+{
+    landed_count_then_a_clean_end(*state, true);
+}
+
+static void test_landed_count_then_a_clean_end_without_notes(void **state)
+{
+    landed_count_then_a_clean_end(*state, false);
+}
+
 /* The anchor took the count, the medium's copy of the state failed: the cycle is taken (the note,
  * or the counter, proves it), the state in memory says so, and it is charged once, in this run
  * and after a restart. */
@@ -1760,6 +1802,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_anchor_without_notes_refuses_a_count, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_anchor_without_notes_count_lands_unknown,
+                                        setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_landed_count_then_a_clean_end, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_landed_count_then_a_clean_end_without_notes,
                                         setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_medium_fails_after_the_note, setup_fixture,
                                         teardown_fixture),

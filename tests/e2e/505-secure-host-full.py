@@ -82,7 +82,8 @@ try:
     # The old setup, moved into the secure area with room to spare.
     with Daemon(storage=image, size="32M", workdir=work) as d:
         t, u = d.tcp(), d.unix()
-        check(u.command("#SECUREAREA CREATE", timeout=60) == ["#ACK", "#OK"], "securearea create")
+        r = u.command("#SECUREAREA CREATE", timeout=60)
+        check(r == ["#ACK", "#OK"], "securearea create: %r" % r)
         put(u, "_SECURE/Projects/01_Widget/01_App/app.bin", old_fw)
         put(u, "_SECURE/Projects/01_Widget/01_App/job.ini", job())
         put(u, "_SECURE/Projects/01_Widget/Cntdown.txt", "5\r\n")

@@ -40,6 +40,9 @@ def closed(client):
 if not GDB:
     print("SKIP: no gdb")
     sys.exit(77)
+if os.environ.get("MF_UNDER_VALGRIND"):
+    print("SKIP: gdb cannot break in a daemon that valgrind runs (make check-valgrind)")
+    sys.exit(77)
 
 with Daemon(slots=1) as d:
     conns = []

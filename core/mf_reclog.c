@@ -732,6 +732,48 @@ out:
     return err;
 }
 
+/* When `records` more lines at their longest may not fit the newest file, the file after it must
+ * exist before a cycle takes its count: free bytes do not show a full FAT12/16 root folder (whose
+ * places raw entries that no listing shows can take), and past RECORDS.999 there is none. The
+ * next file is made here, empty (a start goes on from the newest record in the file before it),
+ * so that the append that rolls over needs no new directory entry. (file_max holds far more than
+ * `records` lines: one next file is enough.) Under the log's lock and fs_lock. */
+static int next_file_ready(struct mf_reclog *log, unsigned records, char *message)
+{
+    struct mf_fat *fs = log->config.fs;
+    uint32_t file_max = log->config.file_max ? log->config.file_max : MF_RECORD_FILE_MAX;
+    char name[16];
+    struct mf_fat_stat st;
+    file_name(log->current, name);
+    int err = mf_fat_stat(fs, name, &st);
+    if (err == MF_ENOENT)
+        return 0; /* made by the next append, which fits it: room for a directory is counted */
+    if (err) {
+        say(message, "production records: %s: %s", name, mf_strerror(err));
+        return err;
+    }
+    if (st.size == 0 || (uint64_t)st.size + 1 + (uint64_t)records * MF_RECORD_LINE_MAX <= file_max)
+        return 0;
+    if (log->current + 1 >= MF_RECLOG_FILES_MAX) {
+        say(message,
+            "production records: %u RECORDS files are full (export them and delete the old ones)",
+            MF_RECLOG_FILES_MAX);
+        return MF_ENOSPC;
+    }
+    file_name(log->current + 1, name);
+    struct mf_fat_file f;
+    err = mf_fat_open(fs, &f, name, MF_FAT_O_WRONLY | MF_FAT_O_CREAT);
+    if (!err)
+        err = mf_fat_close(fs, &f);
+    if (err)
+        say(message,
+            "production records: the next records go to %s, which cannot be made: %s (is the "
+            "public area's root folder full?): export RECORDS files and delete old ones, or free "
+            "space",
+            name, mf_strerror(err));
+    return err;
+}
+
 int mf_reclog_room(struct mf_reclog *log, unsigned records, char *message)
 {
     struct mf_fat *fs = log->config.fs;
@@ -754,5 +796,10 @@ int mf_reclog_room(struct mf_reclog *log, unsigned records, char *message)
             (unsigned long long)free_bytes, (unsigned long long)need);
         return MF_ENOSPC;
     }
-    return 0;
+    mf_lock_take(&log->config.lock);
+    mf_lock_take(&log->config.fs_lock);
+    err = next_file_ready(log, records, message);
+    mf_lock_give(&log->config.fs_lock);
+    mf_lock_give(&log->config.lock);
+    return err;
 }

@@ -1239,6 +1239,196 @@ static void test_room_to_the_cluster(void **state)
     assert_int_equal(mf_reclog_room(&f->log, 1, f->message), 0);
 }
 
+/* Red team: the factory fills the public area's root folder (a FAT12/16 root holds a fixed
+ * number of entries, which the free bytes do not show; raw entries no listing shows, such as
+ * volume labels or orphaned long-name parts, take places too) while the newest RECORDS file is
+ * near its limit. The room check before a cycle's count must answer for the roll-over: before,
+ * it passed, the cycle took its count, and the record then found no place for the next file
+ * (a device made without its record, production stopped). Now the next file is made by the
+ * check, or the check refuses before any count; so is RECORDS.999 full. */
+static void test_room_covers_the_roll_over(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_reclog_config c = config_of(f);
+    c.file_max = 4 * MF_RECORD_LINE_MAX;
+    assert_int_equal(mf_reclog_open(&f->log, &c, NULL, f->message), 0);
+    struct mf_fat_stat st = {0};
+    uint64_t serial = 0;
+    do {
+        append(f, 1, serial++, true);
+        assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.000", &st), 0);
+    } while (st.size + 1 + MF_RECORD_LINE_MAX <= c.file_max);
+    /* The next record may not fit RECORDS.000. The root folder filled up. */
+    char name[16];
+    unsigned fillers = 0;
+    struct mf_fat_file file;
+    for (;; fillers++) {
+        snprintf(name, sizeof name, "F%04u", fillers);
+        if (mf_fat_open(&f->vol.fs, &file, name, MF_FAT_O_WRONLY | MF_FAT_O_CREAT) != 0)
+            break;
+        assert_int_equal(mf_fat_close(&f->vol.fs, &file), 0);
+    }
+    assert_true(fillers > 0);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.001", &st), MF_ENOENT);
+    assert_int_equal(mf_reclog_room(&f->log, 1, f->message), MF_ENOSPC);
+    assert_non_null(strstr(f->message, "RECORDS.001"));
+    /* A place freed: the check makes the next file, empty; a restart with it goes on quietly
+     * from the newest record in the file before. */
+    snprintf(name, sizeof name, "F%04u", fillers - 1);
+    assert_int_equal(mf_fat_remove(&f->vol.fs, name), 0);
+    assert_int_equal(mf_reclog_room(&f->log, 1, f->message), 0);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.001", &st), 0);
+    assert_int_equal(st.size, 0);
+    uint64_t seq = f->secure.state.record_seq;
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    assert_int_equal(mf_reclog_open(&f->log, &c, notes, f->message), 0);
+    assert_string_equal(notes, "");
+    assert_int_equal(f->secure.state.record_seq, seq);
+    /* The root folder full again (the next file took the place): the record has its file. */
+    assert_int_not_equal(mf_fat_open(&f->vol.fs, &file, "EXTRA", MF_FAT_O_WRONLY | MF_FAT_O_CREAT),
+                         0);
+    assert_int_equal(mf_reclog_room(&f->log, 1, f->message), 0);
+    append(f, 1, serial++, true);
+    assert_int_equal(f->secure.state.record_seq, seq + 1);
+    assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.001", &st), 0);
+    assert_true(st.size > 0);
+    struct mf_record_verifier v;
+    verify_all(f, &v);
+    assert_true(mf_record_verifier_intact(&v));
+    assert_int_equal(v.verified, seq + 1);
+    mf_record_verifier_free(&v);
+}
+
+/* RECORDS.999 near its limit: the check refuses before the count (the append would). */
+static void test_room_refuses_past_the_last_file(void **state)
+{
+    struct fixture *f = *state;
+    put(&f->vol.fs, "RECORDS.999", "");
+    struct mf_reclog_config c = config_of(f);
+    c.file_max = 4 * MF_RECORD_LINE_MAX;
+    assert_int_equal(mf_reclog_open(&f->log, &c, NULL, f->message), 0);
+    struct mf_fat_stat st = {0};
+    uint64_t serial = 0;
+    do {
+        assert_int_equal(mf_reclog_room(&f->log, 1, f->message), 0);
+        append(f, 1, serial++, true);
+        assert_int_equal(mf_fat_stat(&f->vol.fs, "RECORDS.999", &st), 0);
+    } while (st.size + 1 + MF_RECORD_LINE_MAX <= c.file_max);
+    assert_int_equal(mf_reclog_room(&f->log, 1, f->message), MF_ENOSPC);
+    assert_string_equal(f->message, "production records: 1000 RECORDS files are full (export them "
+                                    "and delete the old ones)");
+}
+
+/* The bytes of public-area file `name` (malloc'd), *size its size. */
+static char *read_whole(struct fixture *f, const char *name, uint32_t *size)
+{
+    struct mf_fat_file file;
+    assert_int_equal(mf_fat_open(&f->vol.fs, &file, name, MF_FAT_O_RDONLY), 0);
+    *size = mf_fat_size(&file);
+    char *text = malloc(*size + 1);
+    assert_int_equal(mf_fat_read(&f->vol.fs, &file, text, *size), (int)*size);
+    mf_fat_close(&f->vol.fs, &file);
+    return text;
+}
+
+/* The RECORDS files numbered in `numbers`, in that order, and the head statement for `nonce`. */
+static void verify_numbers(struct fixture *f, struct mf_record_verifier *v, const unsigned *numbers,
+                           size_t count, const uint8_t nonce[32])
+{
+    char line[MF_RECORD_LINE_MAX + 1];
+    size_t length;
+    assert_int_equal(mf_reclog_head(&f->log, nonce, line, sizeof line, &length, f->message), 0);
+    mf_record_verifier_init(v, &f->id.pub, NULL, NULL);
+    for (size_t i = 0; i < count; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "RECORDS.%03u", numbers[i]);
+        uint32_t size;
+        char *text = read_whole(f, name, &size);
+        uint64_t n = 1;
+        for (char *p = text, *end; p < text + size; p = end + 1, n++) {
+            end = memchr(p, '\n', (size_t)(text + size - p));
+            if (!end)
+                end = text + size;
+            assert_int_equal(mf_record_verifier_line(v, name, n, p, (size_t)(end - p)), 0);
+        }
+        free(text);
+    }
+    mf_record_verifier_head(v, "HEAD", 1, line, length, nonce);
+    mf_record_verifier_end(v);
+}
+
+/* Red team, records over several files: a middle file deleted is nothing the programmer needs
+ * to see (its chain's head is in the newest file), and the owner's verifier with a fresh head
+ * reports it; an old file put back under the highest number is not taken as the chain's end
+ * (the programmer looks at the highest-numbered file): the next start writes a gap record. */
+static void test_files_deleted_and_put_back(void **state)
+{
+    struct fixture *f = *state;
+    struct mf_reclog_config c = config_of(f);
+    c.file_max = 2 * MF_RECORD_LINE_MAX;
+    assert_int_equal(mf_reclog_open(&f->log, &c, NULL, f->message), 0);
+    for (unsigned i = 0; i < 60; i++)
+        append(f, 1, i, true);
+    unsigned last = f->log.current;
+    assert_true(last >= 3);
+    unsigned all[16], n = 0;
+    for (unsigned i = 0; i <= last && n < 16; i++)
+        all[n++] = i;
+    assert_int_equal(n, last + 1);
+    uint8_t nonce[32];
+    randombytes_buf(nonce, sizeof nonce);
+    struct mf_record_verifier v;
+    verify_numbers(f, &v, all, n, nonce);
+    assert_true(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
+
+    /* RECORDS.001 deleted: the programmer goes on quietly; the owner is told. */
+    uint32_t size1;
+    char *one = read_whole(f, "RECORDS.001", &size1);
+    assert_int_equal(mf_fat_remove(&f->vol.fs, "RECORDS.001"), 0);
+    char notes[MF_RECLOG_MESSAGE_MAX];
+    assert_int_equal(mf_reclog_open(&f->log, &c, notes, f->message), 0);
+    assert_string_equal(notes, "");
+    assert_int_equal(f->secure.state.record_seq, 60);
+    unsigned without[16], m = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (all[i] != 1)
+            without[m++] = all[i];
+    }
+    verify_numbers(f, &v, without, m, nonce);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_true(v.chain_breaks >= 1);
+    assert_int_equal(v.missing_after, 0);
+    mf_record_verifier_free(&v);
+    /* Given in another order: reported too. */
+    unsigned swapped[16];
+    memcpy(swapped, all, sizeof swapped);
+    swapped[0] = all[2];
+    swapped[2] = all[0];
+    assert_int_equal(mf_testfat_put(&f->vol.fs, "RECORDS.001", one, size1), 0);
+    verify_numbers(f, &v, swapped, n, nonce);
+    assert_false(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
+    verify_numbers(f, &v, all, n, nonce);
+    assert_true(mf_record_verifier_intact(&v));
+    mf_record_verifier_free(&v);
+
+    /* RECORDS.001 put back once more as the highest number: a gap record, not its chain. */
+    char top[16];
+    snprintf(top, sizeof top, "RECORDS.%03u", last + 1);
+    assert_int_equal(mf_testfat_put(&f->vol.fs, top, one, size1), 0);
+    free(one);
+    assert_int_equal(mf_reclog_open(&f->log, &c, notes, f->message), 0);
+    assert_non_null(strstr(notes, "are missing or changed (gap record written)"));
+    assert_int_equal(f->secure.state.record_seq, 61);
+    for (unsigned i = last + 1; i <= f->log.current; i++)
+        all[n++] = i; /* the gap record may begin the file after it */
+    verify_numbers(f, &v, all, n, nonce);
+    assert_false(mf_record_verifier_intact(&v));
+    assert_int_equal(v.gaps, 1);
+    mf_record_verifier_free(&v);
+}
+
 /* An I/O error at each write of an append, in turn: the append fails and leaves RECORDS.000 as
  * it was (no part of its line), before anything reopens the log to tidy up. */
 /* The public area mounted again as `fs` through a fault-injecting device `fb`, and the log
@@ -2113,6 +2303,12 @@ int main(void)
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_full_public_area, setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(test_room_to_the_cluster, setup_fixture, teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_files_deleted_and_put_back, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_room_covers_the_roll_over, setup_fixture,
+                                        teardown_fixture),
+        cmocka_unit_test_setup_teardown(test_room_refuses_past_the_last_file, setup_fixture,
+                                        teardown_fixture),
         cmocka_unit_test_setup_teardown(test_append_io_error_leaves_no_half_line, setup_fixture,
                                         teardown_fixture),
         cmocka_unit_test_setup_teardown(test_torn_line_that_cannot_be_cut, setup_fixture,

@@ -1240,8 +1240,10 @@ int mf_secure_set_limit(struct mf_secure *s, int project, uint64_t limit, char *
     return err;
 }
 
-int mf_secure_record_head(struct mf_secure *s, uint64_t seq, const uint8_t hash[32],
-                          uint64_t recorded, char *message)
+/* The production records' head in a new state record; `recorded` NULL keeps the count of
+ * recorded cycles, `run_end` clears the flag of an unrecorded run-end step. */
+static int head_write(struct mf_secure *s, uint64_t seq, const uint8_t hash[32],
+                      const uint64_t *recorded, bool run_end, char *message)
 {
     if (!s->present)
         return MF_ENOENT;
@@ -1250,7 +1252,10 @@ int mf_secure_record_head(struct mf_secure *s, uint64_t seq, const uint8_t hash[
     st.seq++;
     st.record_seq = seq;
     memcpy(st.record_hash, hash, 32);
-    st.recorded = recorded;
+    if (recorded)
+        st.recorded = *recorded;
+    if (run_end)
+        st.run_end_unrecorded = false;
     int err = state_write(s, &st);
     mf_lock_give(&s->config.lock);
     if (err)
@@ -1259,23 +1264,16 @@ int mf_secure_record_head(struct mf_secure *s, uint64_t seq, const uint8_t hash[
     return err;
 }
 
+int mf_secure_record_head(struct mf_secure *s, uint64_t seq, const uint8_t hash[32],
+                          uint64_t recorded, char *message)
+{
+    return head_write(s, seq, hash, &recorded, false, message);
+}
+
 int mf_secure_run_end_recorded(struct mf_secure *s, uint64_t seq, const uint8_t hash[32],
                                char *message)
 {
-    if (!s->present)
-        return MF_ENOENT;
-    mf_lock_take(&s->config.lock);
-    struct mf_secure_state st = s->state;
-    st.seq++;
-    st.record_seq = seq;
-    memcpy(st.record_hash, hash, 32);
-    st.run_end_unrecorded = false;
-    int err = state_write(s, &st);
-    mf_lock_give(&s->config.lock);
-    if (err)
-        say(message, "secure area: cannot record the production records' head: %s",
-            mf_strerror(err));
-    return err;
+    return head_write(s, seq, hash, NULL, true, message);
 }
 
 int mf_secure_record_status(struct mf_secure *s, uint64_t *seq, uint8_t hash[32], uint64_t *value,

@@ -4,6 +4,7 @@
  * docs/owner-guide.md. Exit status 0 done, 1 failed or refused, 2 usage error. */
 #include "cli.h"
 
+#include "mf_cp437.h"
 #include "mf_err.h"
 #include "mf_owner.h"
 #include "mf_package.h"
@@ -1152,43 +1153,10 @@ struct export_state {
 };
 
 /* The length of the well-formed UTF-8 sequence at `s` (`n` bytes left) with its code point in
- * *cp, or 0 when none starts there: a stray continuation byte, an overlong form, a surrogate,
- * beyond U+10FFFF, or cut short. */
+ * *cp, or 0 when none starts there (mf_utf8_decode). */
 static size_t utf8_sequence(const unsigned char *s, size_t n, uint32_t *cp)
 {
-    unsigned char c = s[0];
-    size_t length;
-    uint32_t v, least;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        length = 2;
-        v = c & 0x1Fu;
-        least = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        length = 3;
-        v = c & 0x0Fu;
-        least = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        length = 4;
-        v = c & 0x07u;
-        least = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < length)
-        return 0;
-    for (size_t i = 1; i < length; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3Fu);
-    }
-    if (v < least || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return length;
+    return mf_utf8_decode((const char *)s, n, cp);
 }
 
 /* C0, DEL and C1: what a terminal or a spreadsheet may act on. */

@@ -13,22 +13,11 @@
 # LF: the next one begins a line of its own, as the programmer's files do), "x" record N+1 made
 # but left out (deleted).
 cat >sign.py <<'PY'
-import base64, hashlib, os, sys
-from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
-from cryptography.hazmat.primitives import serialization as ser
+import hashlib, os, sys
+sys.path.insert(0, os.path.join(os.environ["MF_SRC"], "tests", "e2e", "lib"))
+from progsign import b64, programmer
 
-R = (ser.Encoding.Raw, ser.PublicFormat.Raw)
-if not os.path.exists("prog.key"):
-    open("prog.key", "wb").write(os.urandom(64))
-secret = open("prog.key", "rb").read()
-xpub = x25519.X25519PrivateKey.from_private_bytes(secret[:32]).public_key().public_bytes(*R)
-key = ed25519.Ed25519PrivateKey.from_private_bytes(secret[32:])
-epub = key.public_key().public_bytes(*R)
-digits = hashlib.sha256(b"mintflash programmer\0" + xpub + epub).digest()[:10].hex().upper()
-fingerprint = "-".join(digits[i:i + 4] for i in range(0, 20, 4))
-b64 = lambda b: base64.b64encode(b).decode()
-open("prog.pub", "w").write("mintflash-programmer 1\nfingerprint: %s\nx25519: %s\ned25519: %s\n"
-                            % (fingerprint, b64(xpub), b64(epub)))
+key, fingerprint = programmer()
 prev, seq, out = bytes(32), 0, []
 for spec in sys.argv[2:]:
     if spec == "t":

@@ -54,9 +54,11 @@ struct mf_session {
     char file[MF_FAT_PATH_MAX];
     unsigned pending_baud;
     /* The serial line hung up (its device gone, a pseudo-terminal's other side closed): poll()
-     * reports it at once on every round, so it is left out of the poll set and tried again once
-     * per SERIAL_RETRY_US; 0 while it is up. */
+     * reports it at once on every round, so it is left out of the poll set and its device opened
+     * again once per SERIAL_RETRY_US. hung_up_us: when it was last found hung up, 0 while it is
+     * polled; line_down: from the hang-up until it reads again (the log says each once). */
     uint64_t hung_up_us;
+    bool line_down;
 };
 
 #define SERIAL_RETRY_US 1000000u
@@ -1500,6 +1502,8 @@ static int open_serial(struct mf_server *s, const char *spec, char *error)
                 "bytes go out without it\n",
                 dev);
     s->serial_fd = fd;
+    snprintf(s->serial_device, sizeof s->serial_device, "%s", dev);
+    s->serial_baud = baud;
     s->serial_session = session_new(s, fd, MF_CHANNEL_SERIAL, NULL);
     fprintf(stderr, "mintflashd: serving serial %s at %u baud, 8%c1\n", dev, baud,
             s->serial_parity);
@@ -1726,17 +1730,18 @@ static void session_input(struct mf_server *s, struct mf_session *ss)
         } else {
             /* The serial line is always served, but a line that hung up reads nothing for ever
              * while poll() reports it ready: polling it would spin the loop at full speed. */
-            if (!ss->hung_up_us)
+            if (!ss->line_down)
                 fprintf(stderr,
                         "mintflashd: the serial line hung up (%s): tried again every "
                         "second\n",
                         n == 0 ? "end of file" : strerror(errno));
+            ss->line_down = true;
             ss->hung_up_us = monotonic_us();
         }
         return;
     }
-    if (n > 0 && ss->hung_up_us) {
-        ss->hung_up_us = 0;
+    if (n > 0 && ss->line_down) {
+        ss->line_down = false;
         fprintf(stderr, "mintflashd: the serial line is back\n");
     }
     if (n > 0)
@@ -1784,8 +1789,36 @@ static void session_output(struct mf_server *s, struct mf_session *ss)
     if (drained && ss->pending_baud) {
         tcdrain(ss->fd);
         set_baud(ss->fd, ss->pending_baud, s->serial_parity);
+        s->serial_baud = ss->pending_baud;
         ss->pending_baud = 0;
     }
+}
+
+/* A hung-up tty stays hung up for good (it reads end of file or EIO for ever), and an adapter
+ * plugged in again, or a new pseudo-terminal behind the same name, is a new device: so the retry
+ * opens the device again by its name, at the line's baud rate. Still gone: it rests another
+ * SERIAL_RETRY_US. Opened: it is polled again (hung up still, it comes back here a second later).
+ * What was queued for the peer that went, and its unfinished line, are dropped. Poll thread
+ * only (it alone uses the descriptor). */
+static void serial_reopen(struct mf_server *s, struct mf_session *ss)
+{
+    int fd = open(s->serial_device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0 && set_baud(fd, s->serial_baud, s->serial_parity) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        ss->hung_up_us = monotonic_us();
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    close(ss->fd);
+    ss->fd = s->serial_fd = fd;
+    ss->out_len = 0;
+    ss->hung_up_us = 0;
+    pthread_mutex_unlock(&s->lock);
+    ss->pending_baud = 0;
+    mf_proto_framer_init(&ss->framer);
 }
 
 int mf_server_run(struct mf_server *s)
@@ -1805,14 +1838,15 @@ int mf_server_run(struct mf_server *s)
         if (s->unix_fd >= 0)
             fds[n++] = (struct pollfd){s->unix_fd, POLLIN, 0};
         nfds_t first = n;
+        struct mf_session *line = s->serial_session;
+        if (line && line->hung_up_us && monotonic_us() - line->hung_up_us >= SERIAL_RETRY_US)
+            serial_reopen(s, line);
         pthread_mutex_lock(&s->lock);
-        uint64_t now = monotonic_us();
         for (unsigned i = 0; i < s->session_count; i++) {
             struct mf_session *ss = s->sessions[i];
             who[n] = ss;
             /* A hung-up serial line: a negative fd, which poll() passes over, until its retry. */
-            bool resting = ss->hung_up_us && now - ss->hung_up_us < SERIAL_RETRY_US;
-            fds[n++] = (struct pollfd){resting ? -1 : ss->fd,
+            fds[n++] = (struct pollfd){ss->hung_up_us ? -1 : ss->fd,
                                        (short)(POLLIN | (ss->out_len ? POLLOUT : 0)), 0};
         }
         pthread_mutex_unlock(&s->lock);

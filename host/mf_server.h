@@ -42,8 +42,10 @@ struct mf_server {
     struct mf_server_config config;
     struct mf_programmer *programmer;
     int tcp_fd, unix_fd, serial_fd, wake_fd[2];
-    char serial_parity; /* 'N', 'O', 'E' (--serial DEV:BAUD:8O1) */
-    unsigned tcp_port;  /* the bound port */
+    char serial_parity;      /* 'N', 'O', 'E' (--serial DEV:BAUD:8O1) */
+    char serial_device[256]; /* the serial line's device, opened again after a hang-up */
+    unsigned serial_baud;    /* its baud rate now (#BAUDRATE changes it) */
+    unsigned tcp_port;       /* the bound port */
     char unix_path[256];
     pthread_mutex_t lock; /* sessions' output and pending commands */
     struct mf_session *sessions[MF_SERVER_CLIENTS_MAX];

@@ -1841,10 +1841,9 @@ void mf_programmer_info(struct mf_programmer *p, struct mf_programmer_info *info
         struct mf_owner_key k;
         mf_owner_key_from_public(p->secure.owner, &k);
         snprintf(info->owner, sizeof info->owner, "%s", k.fingerprint);
-        time_t t = (time_t)p->secure.package_mark;
-        struct tm tm;
-        if (p->secure.package_mark <= (uint64_t)INT64_MAX && gmtime_r(&t, &tm))
-            strftime(info->package, sizeof info->package, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        /* As the token messages write it (no time_t, which may be 32 bits on a board). */
+        if (p->secure.package_mark <= (uint64_t)INT64_MAX)
+            mf_owner_time_format((int64_t)p->secure.package_mark, info->package);
     }
     if (p->pinned[0])
         snprintf(info->pinned, sizeof info->pinned, "%s", p->pinned);

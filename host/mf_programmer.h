@@ -227,8 +227,8 @@ struct mf_programmer_info {
     char setup_id[65];                          /* fingerprint of the setup, "" when none */
     char programmer[MF_OWNER_FINGERPRINT_SIZE]; /* identity fingerprint, "" when none */
     char owner[MF_OWNER_FINGERPRINT_SIZE];      /* the installed package's owner, "" */
-    char package[24]; /* its not-before time, YYYY-MM-DDThh:mm:ssZ (what names the installation
-                       * to a top-up token: topup --package-time), "" */
+    char package[MF_OWNER_TIME_SIZE]; /* its not-before time, YYYY-MM-DDThh:mm:ssZ (what names the
+                                       * installation to a top-up token: topup --package-time) */
     char pinned[MF_OWNER_FINGERPRINT_SIZE];  /* the pinned owner, "" when not pinned */
     char move_error[MF_PROGRAMMER_TEXT_MAX]; /* why the last start refused `_SECURE`, "" */
     char problem[MF_PROGRAMMER_TEXT_MAX];    /* why it cannot program, "" when it can */

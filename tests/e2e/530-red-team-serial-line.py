@@ -18,14 +18,13 @@ programmer down for everyone:
    the log says the line hung up, and TCP and cycles are served as before."""
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import tty
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from mfdaemon import Daemon, check, fail, info, put  # noqa: E402
+from mfprobe import pty_pair  # noqa: E402
 
 if not shutil.which("socat"):
     print("skip: socat is not installed")
@@ -47,18 +46,8 @@ def syscalls_read(pid):
 
 work = tempfile.mkdtemp(prefix="mf-red-serial-")
 ours, theirs = os.path.join(work, "host"), os.path.join(work, "prog")
-socat = subprocess.Popen(["socat", "pty,raw,echo=0,link=" + ours, "pty,raw,echo=0,link=" + theirs],
-                         stderr=subprocess.DEVNULL)
+socat, fd = pty_pair(ours, theirs)
 try:
-    for _ in range(200):
-        if os.path.exists(ours) and os.path.exists(theirs):
-            break
-        time.sleep(0.05)
-    else:
-        fail("socat made no pty pair")
-    fd = os.open(ours, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    os.set_blocking(fd, False)
     pending = b""
 
     def line(timeout=30):

@@ -10,14 +10,13 @@ A socat pseudo-terminal pair (as e2e.530) stands for the adapter; socat's link= 
 the device name (/dev/ttyUSB0), which a new pair takes over."""
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import tty
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from mfdaemon import Daemon, check, fail  # noqa: E402
+from mfprobe import pty_pair  # noqa: E402
 
 if not shutil.which("socat"):
     print("skip: socat is not installed")
@@ -31,20 +30,7 @@ socat = None
 def plug():
     """A new pty pair behind the same names; returns our side, raw and non-blocking."""
     global socat
-    for name in (ours, theirs):
-        if os.path.lexists(name):
-            os.unlink(name)
-    socat = subprocess.Popen(["socat", "pty,raw,echo=0,link=" + ours,
-                              "pty,raw,echo=0,link=" + theirs], stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        if os.path.exists(ours) and os.path.exists(theirs):
-            break
-        time.sleep(0.05)
-    else:
-        fail("socat made no pty pair")
-    fd = os.open(ours, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    os.set_blocking(fd, False)
+    socat, fd = pty_pair(ours, theirs)
     return fd
 
 

@@ -1,9 +1,11 @@
 """More helpers for end-to-end tests of mintflashd (beside mfdaemon.py): read a reply stream up to
 a line, poll the daemon's state instead of sleeping, look at and set a simulated device's
-device.ini, and make Intel HEX text."""
+device.ini, make Intel HEX text, and stand a pseudo-terminal pair in for a serial line."""
 import os
 import re
+import subprocess
 import time
+import tty
 
 from mfdaemon import check, fail, get
 
@@ -82,3 +84,27 @@ def intel_hex(data, base):
         out.append(record(0, (base + off) & 0xFFFF, data[off:off + 16]))
     out.append(record(1, 0, b""))
     return "\r\n".join(out) + "\r\n"
+
+
+def pty_pair(ours, theirs):
+    """A socat pseudo-terminal pair behind the link names `ours` and `theirs` (stale links of an
+    earlier pair removed first, so that a new pair takes the names over, as a serial adapter
+    plugged in again does): returns (the socat process, our side opened raw and non-blocking).
+    The caller stops the process."""
+    for name in (ours, theirs):
+        if os.path.lexists(name):
+            os.unlink(name)
+    proc = subprocess.Popen(["socat", "pty,raw,echo=0,link=" + ours,
+                             "pty,raw,echo=0,link=" + theirs], stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(ours) and os.path.exists(theirs):
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        proc.wait()
+        fail("socat made no pty pair")
+    fd = os.open(ours, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    os.set_blocking(fd, False)
+    return proc, fd

@@ -1433,6 +1433,20 @@ static int set_baud(int fd, unsigned baud, char parity)
     return tcsetattr(fd, TCSANOW, &t);
 }
 
+/* The serial device opened and set to `baud` and its framing: the descriptor, or -1 with errno
+ * (at start, and where a hung-up line is opened again). */
+static int open_line(const char *dev, unsigned baud, char parity)
+{
+    int fd = open(dev, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0 && set_baud(fd, baud, parity) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = -1;
+    }
+    return fd;
+}
+
 static struct mf_session *session_new(struct mf_server *s, int fd, enum mf_channel channel,
                                       const struct mf_peer *peer)
 {
@@ -1488,11 +1502,9 @@ static int open_serial(struct mf_server *s, const char *spec, char *error)
             return MF_EINVAL;
         }
     }
-    int fd = open(dev, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 || set_baud(fd, baud, s->serial_parity) != 0) {
+    int fd = open_line(dev, baud, s->serial_parity);
+    if (fd < 0) {
         snprintf(error, MF_SERVER_TEXT_MAX, "--serial %s: %s", dev, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return MF_EIO;
     }
     struct termios got;
@@ -1802,11 +1814,7 @@ static void session_output(struct mf_server *s, struct mf_session *ss)
  * only (it alone uses the descriptor). */
 static void serial_reopen(struct mf_server *s, struct mf_session *ss)
 {
-    int fd = open(s->serial_device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (fd >= 0 && set_baud(fd, s->serial_baud, s->serial_parity) != 0) {
-        close(fd);
-        fd = -1;
-    }
+    int fd = open_line(s->serial_device, s->serial_baud, s->serial_parity);
     if (fd < 0) {
         ss->hung_up_us = monotonic_us();
         return;

@@ -664,37 +664,32 @@ int mf_reclog_append(struct mf_reclog *log, const struct mf_reclog_entry *entry,
     if (entry->run_end) {
         r.result = MF_RECORD_ERR;
         snprintf(r.note, sizeof r.note, "%s", MF_RECORD_NOTE_RUN_END);
-        mf_lock_take(&log->config.lock);
-        int err = log->open ? append_record(log, &r, 0, message) : MF_EBADF;
-        if (err == MF_EBADF)
-            say(message, "production records: not open");
-        if (err)
-            log->open = false;
-        mf_lock_give(&log->config.lock);
-        return err;
+    } else {
+        r.result = entry->ok && !entry->count_unknown ? MF_RECORD_OK : MF_RECORD_ERR;
+        snprintf(r.project, sizeof r.project, "%s", entry->project ? entry->project : "");
+        r.slot = entry->slot;
+        if (entry->uid_length) {
+            r.uid_length =
+                entry->uid_length < MF_RECORD_UID_MAX ? entry->uid_length : MF_RECORD_UID_MAX;
+            memcpy(r.uid, entry->uid, r.uid_length);
+        }
+        /* A count that may not have been taken has no serial number of its own: the next cycle
+         * may get the same one. */
+        r.has_serial = entry->has_serial && !entry->count_unknown;
+        r.serial = entry->serial;
+        if (entry->count_unknown)
+            snprintf(r.note, sizeof r.note, "%s", MF_RECORD_NOTE_COUNT_UNKNOWN);
+        else if (entry->note)
+            snprintf(r.note, sizeof r.note, "%s", entry->note);
     }
-    r.result = entry->ok && !entry->count_unknown ? MF_RECORD_OK : MF_RECORD_ERR;
-    snprintf(r.project, sizeof r.project, "%s", entry->project ? entry->project : "");
-    r.slot = entry->slot;
-    if (entry->uid_length) {
-        r.uid_length =
-            entry->uid_length < MF_RECORD_UID_MAX ? entry->uid_length : MF_RECORD_UID_MAX;
-        memcpy(r.uid, entry->uid, r.uid_length);
-    }
-    /* A count that may not have been taken has no serial number of its own: the next cycle may
-     * get the same one. */
-    r.has_serial = entry->has_serial && !entry->count_unknown;
-    r.serial = entry->serial;
-    if (entry->count_unknown)
-        snprintf(r.note, sizeof r.note, "%s", MF_RECORD_NOTE_COUNT_UNKNOWN);
-    else if (entry->note)
-        snprintf(r.note, sizeof r.note, "%s", entry->note);
+    /* A run-end step and a count perhaps not taken account for no cycle. */
+    uint64_t cycles = entry->run_end || entry->count_unknown ? 0 : 1;
     mf_lock_take(&log->config.lock);
     int err = MF_EBADF;
     if (!log->open) /* an append failed meanwhile */
         say(message, "production records: not open");
     else
-        err = append_record(log, &r, entry->count_unknown ? 0 : 1, message);
+        err = append_record(log, &r, cycles, message);
     if (err)
         log->open = false; /* half-written, or without its head: mf_reclog_open sorts it out */
     mf_lock_give(&log->config.lock);
